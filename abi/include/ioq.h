@@ -1,0 +1,565 @@
+/*
+ * ioq - completion-based asynchronous I/O with a small, stable C ABI.
+ *
+ * This is the only public header. A program submits operations, each tagged with a 64-bit
+ * completion token of its own choosing, and later polls for completions: 32-byte records
+ * that carry the token and the result. No function pointer ever crosses this ABI.
+ *
+ * The contract:
+ *  1. Pull model. Submit calls queue work and return at once; ioq_poll() flushes queued
+ *     submissions, waits, and copies completions into the caller's array.
+ *  2. Exactly once. A submit call that returns 0 accepted the operation, which produces
+ *     exactly one final completion (success, error, ioq_cancel() or ioq_close() of its
+ *     handle). Multishot operations produce several; all but the last carry IOQ_CQE_MORE.
+ *     A submit call that returns a negative code accepted nothing and completes nothing.
+ *  3. Ownership. Memory an operation refers to (buffers, address out-parameters) belongs
+ *     to ioq from the submit call until its final completion has been returned by
+ *     ioq_poll(). Small descriptors (iovec arrays, addresses passed in, paths) are copied
+ *     at submission.
+ *  4. Handles carry a generation: stale, closed, foreign or made-up handles give
+ *     IOQ_EBADHANDLE. 0 is never a valid handle.
+ *  5. Bad input gets a negative error code, never a crash.
+ *  6. A loop belongs to the thread that polls it; ioq_post() and ioq_wake() may be called
+ *     from any thread.
+ *  7. Sends on one stream go out in submission order and never interleave; receives on
+ *     one stream are filled in submission order.
+ *  8. Errors are negative IOQ_E* integers, pinned forever, identical on every platform.
+ *
+ * Rules of this header (so that SWIG, bindgen and every FFI can read it as it is): fixed
+ * width types only, no unions, bitfields, varargs, inline functions, function-like macros
+ * or function pointers. Structs that may grow start with a uint32_t size.
+ */
+#ifndef IOQ_H
+#define IOQ_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(_WIN32) || defined(__CYGWIN__)
+#  if defined(IOQ_BUILDING)
+#    define IOQ_API __declspec(dllexport)
+#  elif defined(IOQ_STATIC)
+#    define IOQ_API
+#  else
+#    define IOQ_API __declspec(dllimport)
+#  endif
+#elif defined(__GNUC__) && __GNUC__ >= 4
+#  define IOQ_API __attribute__((visibility("default")))
+#else
+#  define IOQ_API
+#endif
+
+/* ---------------------------------------------------------------------------------------
+ * Versions. The library's own version is ioq_version(); a program compares it with the
+ * header's IOQ_VERSION_NUMBER to detect a mismatch. Within one major version the ABI only
+ * grows: new functions and new constants are added, nothing is renumbered or removed.
+ * ------------------------------------------------------------------------------------ */
+#define IOQ_VERSION_MAJOR 1
+#define IOQ_VERSION_MINOR 0
+#define IOQ_VERSION_PATCH 0
+#define IOQ_VERSION_NUMBER 10000 /* MAJOR*10000 + MINOR*100 + PATCH */
+#define IOQ_VERSION_STRING "1.0.0"
+
+/* ---------------------------------------------------------------------------------------
+ * Error codes. Values are pinned forever and identical on every platform; they are not
+ * errno values. New codes are only ever added with new numbers.
+ * ------------------------------------------------------------------------------------ */
+#define IOQ_OK              0
+#define IOQ_EINVAL         -1  /* invalid argument (NULL, zero or huge length, bad flag) */
+#define IOQ_EBADHANDLE     -2  /* handle is stale, closed, foreign, made up or wrong kind */
+#define IOQ_ENOMEM         -3  /* out of memory */
+#define IOQ_ECANCELED      -4  /* operation cancelled (ioq_cancel, ioq_close) */
+#define IOQ_ETIMEDOUT      -5  /* connection timed out */
+#define IOQ_ECONNREFUSED   -6  /* connection refused */
+#define IOQ_ECONNRESET     -7  /* connection reset by peer */
+#define IOQ_ECONNABORTED   -8  /* connection aborted */
+#define IOQ_EPIPE          -9  /* broken pipe: the peer closed, or the write side is shut */
+#define IOQ_EADDRINUSE    -10  /* address already in use */
+#define IOQ_EADDRNOTAVAIL -11  /* address not available */
+#define IOQ_ENETUNREACH   -12  /* network unreachable */
+#define IOQ_EHOSTUNREACH  -13  /* host unreachable */
+#define IOQ_EMFILE        -14  /* too many open files in this process */
+#define IOQ_ENFILE        -15  /* too many open files in the system */
+#define IOQ_ENOENT        -16  /* no such file or directory */
+#define IOQ_EACCES        -17  /* permission denied */
+#define IOQ_EPERM         -18  /* operation not permitted (for io_uring: disabled by sysctl) */
+#define IOQ_EEXIST        -19  /* file exists */
+#define IOQ_EISDIR        -20  /* is a directory */
+#define IOQ_ENOTDIR       -21  /* not a directory */
+#define IOQ_ENOSPC        -22  /* no space left on device */
+#define IOQ_EIO           -23  /* input/output error */
+#define IOQ_ENOBUFS       -24  /* no buffer available (provided-buffer pool empty) */
+#define IOQ_EMSGSIZE      -25  /* message too long */
+#define IOQ_ENOTSUP       -26  /* not supported for this handle, backend or platform */
+#define IOQ_EBUSY         -27  /* resource busy (e.g. a pool still in use) */
+#define IOQ_ENOTCONN      -28  /* socket not connected */
+#define IOQ_ENAMETOOLONG  -29  /* name (path, host) too long */
+#define IOQ_ENOTFOUND     -30  /* host or service not found (name resolution) */
+#define IOQ_EAGAIN        -31  /* temporary failure, try again (e.g. name server) */
+#define IOQ_ENOSYS        -32  /* not implemented by this kernel or forbidden by seccomp */
+#define IOQ_EFBIG         -33  /* file too large */
+#define IOQ_EROFS         -34  /* read-only file system */
+#define IOQ_ELOOP         -35  /* too many symbolic links */
+#define IOQ_EAFNOSUPPORT  -36  /* address family not supported */
+#define IOQ_EMISUSE       -37  /* call breaks a rule of the API (e.g. poll during free) */
+#define IOQ_EDESTADDRREQ  -38  /* destination address required */
+#define IOQ_ESHUTDOWN     -39  /* write side already shut down */
+#define IOQ_EUNKNOWN      -99  /* an OS error with no mapping; the text names it */
+
+/* ---------------------------------------------------------------------------------------
+ * Operation codes, as reported in ioq_cqe.op.
+ * ------------------------------------------------------------------------------------ */
+#define IOQ_OP_NONE           0
+#define IOQ_OP_POST           1
+#define IOQ_OP_ACCEPT         2
+#define IOQ_OP_CONNECT        3
+#define IOQ_OP_LOCAL_CONNECT  4
+#define IOQ_OP_RECV           5
+#define IOQ_OP_RECV_POOL      6
+#define IOQ_OP_SEND           7
+#define IOQ_OP_SENDV          8
+#define IOQ_OP_SENDTO         9
+#define IOQ_OP_RECVFROM      10
+#define IOQ_OP_SHUTDOWN      11
+#define IOQ_OP_CLOSE         12
+#define IOQ_OP_OPEN          13
+#define IOQ_OP_READ          14
+#define IOQ_OP_WRITE         15
+#define IOQ_OP_FSYNC         16
+#define IOQ_OP_TIMEOUT       17
+#define IOQ_OP_CANCEL        18
+#define IOQ_OP_RESOLVE       19
+
+/* ioq_cqe.flags */
+#define IOQ_CQE_MORE    0x0001 /* more completions follow for this multishot operation */
+#define IOQ_CQE_BUFFER  0x0002 /* value is a pool buffer id owned by the caller now */
+
+/* Flags for ioq_accept() and ioq_recv_pool(). */
+#define IOQ_MULTISHOT   0x0001 /* keep going until cancelled, closed or failed */
+
+/* Flags for ioq_tcp_listen(), ioq_udp_bind(), ioq_local_listen(). */
+#define IOQ_REUSEPORT   0x0001 /* SO_REUSEPORT: several listeners share one port */
+#define IOQ_V6ONLY      0x0002 /* IPV6_V6ONLY on an IPv6 socket */
+#define IOQ_UNLINK      0x0004 /* local_listen: remove a stale socket file first */
+
+/* Flags for ioq_open(). Mode is the Unix permission mode for new files. */
+#define IOQ_OPEN_READ   0x0001
+#define IOQ_OPEN_WRITE  0x0002
+#define IOQ_OPEN_CREATE 0x0004
+#define IOQ_OPEN_TRUNC  0x0008
+#define IOQ_OPEN_APPEND 0x0010
+#define IOQ_OPEN_EXCL   0x0020
+
+/* Flags for ioq_resolve(): restrict the families returned (0 = any). */
+#define IOQ_RESOLVE_INET    0x0001
+#define IOQ_RESOLVE_INET6   0x0002
+#define IOQ_RESOLVE_NUMERIC 0x0004 /* host is a numeric address: never query a name server */
+
+/* ioq_addr.family */
+#define IOQ_AF_UNSPEC 0
+#define IOQ_AF_INET   4
+#define IOQ_AF_INET6  6
+
+/* ioq_loop_options.backend */
+#define IOQ_BACKEND_AUTO   0
+#define IOQ_BACKEND_EPOLL  1
+#define IOQ_BACKEND_URING  2
+#define IOQ_BACKEND_KQUEUE 3
+#define IOQ_BACKEND_IOCP   4
+
+/* ioq_loop_caps() bits: what the backend does natively in the kernel. Every operation of
+ * the ABI works on every backend; a missing bit means ioq emulates it in user space. */
+#define IOQ_CAP_MULTISHOT_ACCEPT 0x0001
+#define IOQ_CAP_MULTISHOT_RECV   0x0002
+#define IOQ_CAP_PROVIDED_BUFFERS 0x0004 /* the kernel picks pool buffers itself */
+#define IOQ_CAP_ZEROCOPY_SEND    0x0008
+#define IOQ_CAP_NATIVE_FILES     0x0010 /* file I/O without the thread pool */
+#define IOQ_CAP_LOOP_FD          0x0020 /* ioq_loop_fd() gives a pollable descriptor */
+#define IOQ_CAP_BATCHED_SUBMIT   0x0040 /* one kernel entry submits many operations */
+
+/* ioq_setopt() options. Values are int64_t; booleans are 0 or 1. */
+#define IOQ_OPT_NODELAY   1 /* TCP_NODELAY */
+#define IOQ_OPT_KEEPALIVE 2 /* SO_KEEPALIVE; value > 1 also sets the idle time in seconds */
+#define IOQ_OPT_RCVBUF    3 /* SO_RCVBUF in bytes */
+#define IOQ_OPT_SNDBUF    4 /* SO_SNDBUF in bytes */
+#define IOQ_OPT_REUSEADDR 5 /* SO_REUSEADDR */
+#define IOQ_OPT_BROADCAST 6 /* SO_BROADCAST (UDP) */
+#define IOQ_OPT_LINGER    7 /* SO_LINGER seconds; -1 = off; 0 = reset the connection on close */
+
+/* ioq_adopt() kinds. */
+#define IOQ_KIND_TCP            1 /* connected TCP stream */
+#define IOQ_KIND_TCP_LISTENER   2
+#define IOQ_KIND_UDP            3
+#define IOQ_KIND_LOCAL          4 /* connected AF_UNIX stream / named pipe */
+#define IOQ_KIND_LOCAL_LISTENER 5
+#define IOQ_KIND_FILE           6 /* regular file: positional read/write */
+
+/* Largest length of one buffer, and of the sum of an iovec array (fits every OS). */
+#define IOQ_MAX_LEN 0x7ffff000
+/* Largest number of entries in an iovec array given to ioq_sendv(). */
+#define IOQ_MAX_IOV 1024
+
+/* ---------------------------------------------------------------------------------------
+ * Types.
+ * ------------------------------------------------------------------------------------ */
+
+/* A loop: opaque, owned by the thread that polls it. */
+typedef struct ioq_loop ioq_loop;
+
+/* An I/O object or buffer pool of one loop: a generation-checked 64-bit value; 0 = none. */
+typedef uint64_t ioq_handle;
+
+/* A completion record: 32 bytes, frozen. */
+typedef struct ioq_cqe {
+    uint64_t token;    /* as given at submission */
+    int64_t  result;   /* >= 0 op-specific success value, < 0 an IOQ_E* code */
+    uint64_t value;    /* op-specific second value, else 0 */
+    uint16_t op;       /* IOQ_OP_* of the operation that completed */
+    uint16_t flags;    /* IOQ_CQE_* */
+    uint32_t reserved; /* 0 */
+} ioq_cqe;
+
+/* A network address: fixed size, no sockaddr in the ABI. */
+typedef struct ioq_addr {
+    uint16_t family;   /* IOQ_AF_INET, IOQ_AF_INET6 */
+    uint16_t port;     /* host byte order */
+    uint32_t scope_id; /* IPv6 scope (interface index), else 0 */
+    uint8_t  ip[16];   /* network byte order; IPv4 in the first 4 bytes */
+} ioq_addr;
+
+/* One piece of a gather send. */
+typedef struct ioq_iov {
+    void  *base;
+    size_t len;
+} ioq_iov;
+
+/* Options for ioq_loop_new(). Set size to sizeof(ioq_loop_options); zero what is unused. */
+typedef struct ioq_loop_options {
+    uint32_t size;            /* sizeof(ioq_loop_options) as the caller knew it */
+    uint32_t backend;         /* IOQ_BACKEND_* */
+    uint32_t flags;           /* none defined yet: must be 0 */
+    uint32_t threadpool_size; /* worker threads for blocking work; 0 = default (4) */
+    uint32_t reserved[8];     /* must be 0 */
+} ioq_loop_options;
+
+/* ---------------------------------------------------------------------------------------
+ * Version and errors.
+ * ------------------------------------------------------------------------------------ */
+
+/* ioq_version - the library's version as MAJOR*10000 + MINOR*100 + PATCH.
+ * Since: 1.0 */
+IOQ_API uint32_t ioq_version(void);
+
+/* ioq_version_string - the library's version as "MAJOR.MINOR.PATCH". Static storage.
+ * Since: 1.0 */
+IOQ_API const char *ioq_version_string(void);
+
+/* ioq_strerror - a sentence describing an IOQ_E* code (or a result >= 0: "success").
+ * Unknown codes give "unknown error". Static storage; never NULL.
+ * Since: 1.0 */
+IOQ_API const char *ioq_strerror(int64_t code);
+
+/* ioq_errname - the constant's name without prefix ("ECONNREFUSED", "OK"), or "UNKNOWN"
+ * for codes that are not defined. Static storage; never NULL.
+ * Since: 1.0 */
+IOQ_API const char *ioq_errname(int64_t code);
+
+/* ---------------------------------------------------------------------------------------
+ * Loops.
+ * ------------------------------------------------------------------------------------ */
+
+/* ioq_loop_new - create a loop.
+ * opts: NULL for defaults, or options with size set. With IOQ_BACKEND_AUTO the environment
+ *   variable IOQ_BACKEND ("epoll", "io_uring", "kqueue", "iocp") picks the backend.
+ * out: receives the loop.
+ * Returns 0, or IOQ_EINVAL (NULL out, unknown backend/flags, nonzero reserved fields),
+ *   IOQ_ENOTSUP (backend not built or not for this OS), IOQ_ENOSYS / IOQ_EPERM (the kernel
+ *   lacks or forbids the backend), IOQ_ENOMEM, IOQ_EMFILE.
+ * Since: 1.0 */
+IOQ_API int ioq_loop_new(const ioq_loop_options *opts, ioq_loop **out);
+
+/* ioq_loop_free - end every operation without handing out completions, wait until no
+ * caller memory is referenced by the OS or the thread pool, close every handle and free
+ * the loop. Call it on the loop's thread. NULL is ignored.
+ * Since: 1.0 */
+IOQ_API void ioq_loop_free(ioq_loop *loop);
+
+/* ioq_loop_backend - the backend's name: "epoll", "io_uring", "kqueue" or "iocp";
+ * "" for NULL. Static storage.
+ * Since: 1.0 */
+IOQ_API const char *ioq_loop_backend(const ioq_loop *loop);
+
+/* ioq_loop_caps - IOQ_CAP_* bitmap of what the loop's backend does natively; 0 for NULL.
+ * Since: 1.0 */
+IOQ_API uint32_t ioq_loop_caps(const ioq_loop *loop);
+
+/* ioq_loop_fd - an OS descriptor that becomes readable when ioq_poll() may have work, for
+ * embedding ioq in a foreign loop (asyncio, luv, vibe.d, tokio). The host waits for it to
+ * be readable, then calls ioq_poll() with timeout 0. Timers of ioq also make it readable.
+ * Do not read from it or close it.
+ * Returns the descriptor (>= 0), IOQ_EINVAL for NULL, IOQ_ENOTSUP where the backend has
+ * none (IOCP).
+ * Since: 1.0 */
+IOQ_API int64_t ioq_loop_fd(ioq_loop *loop);
+
+/* ioq_now - monotonic clock in nanoseconds, the clock that timeouts use. 0 for NULL.
+ * Since: 1.0 */
+IOQ_API uint64_t ioq_now(const ioq_loop *loop);
+
+/* ioq_poll - submit queued work, wait for completions and copy them out.
+ * cqes: array of at least max records. max: 1 or more.
+ * timeout_ns: -1 waits until at least one completion (or ioq_wake), 0 does not wait, > 0
+ *   waits at most that long.
+ * Returns the number of records written (0 on timeout or wake-up), or IOQ_EINVAL (NULL,
+ * max 0, timeout below -1), IOQ_EMISUSE (called from inside ioq_loop_free).
+ * Since: 1.0 */
+IOQ_API int ioq_poll(ioq_loop *loop, ioq_cqe *cqes, uint32_t max, int64_t timeout_ns);
+
+/* ioq_submit - flush queued submissions to the kernel without waiting.
+ * Returns 0 or IOQ_EINVAL.
+ * Since: 1.0 */
+IOQ_API int ioq_submit(ioq_loop *loop);
+
+/* ioq_wake - make a blocked (or the next) ioq_poll() return, even with no completion.
+ * Any thread. Wake-ups coalesce. Returns 0 or IOQ_EINVAL.
+ * Since: 1.0 */
+IOQ_API int ioq_wake(ioq_loop *loop);
+
+/* ioq_post - enqueue a user completion {token, result, value 0, op IOQ_OP_POST}. Any
+ * thread; lock-free; costs a system call only when the loop is blocked in ioq_poll().
+ * Posts from one thread complete in the order they were posted.
+ * Returns 0, IOQ_EINVAL, IOQ_ENOMEM.
+ * Since: 1.0 */
+IOQ_API int ioq_post(ioq_loop *loop, uint64_t token, int64_t result);
+
+/* ---------------------------------------------------------------------------------------
+ * Sockets: creation (synchronous, never blocks).
+ * ------------------------------------------------------------------------------------ */
+
+/* ioq_tcp_listen - a bound, listening TCP socket (SO_REUSEADDR is set).
+ * addr: address to bind (port 0 picks one; see ioq_sockname). backlog: 0 = default (511).
+ * flags: IOQ_REUSEPORT, IOQ_V6ONLY. out: the listener's handle.
+ * Returns 0, IOQ_EINVAL, IOQ_EAFNOSUPPORT, IOQ_EADDRINUSE, IOQ_EADDRNOTAVAIL, IOQ_EACCES,
+ * IOQ_EMFILE, IOQ_ENOMEM.
+ * Since: 1.0 */
+IOQ_API int ioq_tcp_listen(ioq_loop *loop, const ioq_addr *addr, uint32_t backlog,
+                           uint32_t flags, ioq_handle *out);
+
+/* ioq_udp_bind - a bound UDP socket. addr: port 0 picks one. flags: IOQ_REUSEPORT,
+ * IOQ_V6ONLY. Returns as ioq_tcp_listen.
+ * Since: 1.0 */
+IOQ_API int ioq_udp_bind(ioq_loop *loop, const ioq_addr *addr, uint32_t flags,
+                         ioq_handle *out);
+
+/* ioq_local_listen - an AF_UNIX stream listener at path (a named pipe on Windows).
+ * flags: IOQ_UNLINK removes an existing socket file first.
+ * Returns 0, IOQ_EINVAL, IOQ_ENAMETOOLONG (path longer than the OS allows), IOQ_EADDRINUSE,
+ * IOQ_EACCES, IOQ_ENOENT, IOQ_EMFILE, IOQ_ENOMEM.
+ * Since: 1.0 */
+IOQ_API int ioq_local_listen(ioq_loop *loop, const char *path, uint32_t backlog,
+                             uint32_t flags, ioq_handle *out);
+
+/* ---------------------------------------------------------------------------------------
+ * Operations. Each returns 0 when accepted (one final completion follows) or a negative
+ * code when not (no completion follows): IOQ_EINVAL for bad arguments, IOQ_EBADHANDLE for
+ * a handle that is not a live handle of this loop of a fitting kind, IOQ_ENOMEM.
+ * ------------------------------------------------------------------------------------ */
+
+/* ioq_accept - accept a connection on a listener.
+ * flags: IOQ_MULTISHOT keeps accepting (each completion but the last has IOQ_CQE_MORE).
+ * Completion: result 0, value the new connection's handle; or IOQ_EMFILE, IOQ_ENFILE,
+ * IOQ_ENOMEM, IOQ_ECANCELED ... (an error ends a multishot accept).
+ * Since: 1.0 */
+IOQ_API int ioq_accept(ioq_loop *loop, ioq_handle listener, uint32_t flags, uint64_t token);
+
+/* ioq_connect - create a TCP socket and connect it to addr (copied).
+ * flags: 0. Completion: result 0, value the new handle; or IOQ_ECONNREFUSED,
+ * IOQ_ETIMEDOUT, IOQ_ENETUNREACH, IOQ_EHOSTUNREACH, IOQ_ECANCELED, IOQ_EMFILE ...
+ * Since: 1.0 */
+IOQ_API int ioq_connect(ioq_loop *loop, const ioq_addr *addr, uint32_t flags,
+                        uint64_t token);
+
+/* ioq_local_connect - connect to an AF_UNIX listener (named pipe on Windows) at path.
+ * Completion: result 0, value the new handle; or IOQ_ENOENT, IOQ_ECONNREFUSED ...
+ * Since: 1.0 */
+IOQ_API int ioq_local_connect(ioq_loop *loop, const char *path, uint32_t flags,
+                              uint64_t token);
+
+/* ioq_recv - one receive of up to len bytes (1..IOQ_MAX_LEN) into buf on a stream or UDP
+ * socket. Completion: result bytes received; 0 means orderly end of stream.
+ * Since: 1.0 */
+IOQ_API int ioq_recv(ioq_loop *loop, ioq_handle h, void *buf, size_t len, uint64_t token);
+
+/* ioq_recv_pool - receive into a buffer that ioq takes from pool only when data arrives,
+ * so an idle connection holds no buffer.
+ * flags: IOQ_MULTISHOT keeps receiving (IOQ_CQE_MORE on all but the last completion).
+ * Completion: result bytes (> 0), value the buffer id, flag IOQ_CQE_BUFFER: the buffer
+ * (ioq_buf) belongs to the caller until ioq_buf_release(). result 0 (no buffer) means end
+ * of stream. IOQ_ENOBUFS when the pool was empty as data arrived: no data is lost (it
+ * stays in the socket); the operation ends and may be submitted again after releasing.
+ * Since: 1.0 */
+IOQ_API int ioq_recv_pool(ioq_loop *loop, ioq_handle h, ioq_handle pool, uint32_t flags,
+                          uint64_t token);
+
+/* ioq_send - send all len bytes (1..IOQ_MAX_LEN) of buf on a stream, resuming partial
+ * sends; sends on one handle never interleave. On a UDP socket: one datagram to the
+ * connected peer. Completion: result len; on error result the code and value the bytes
+ * sent before it. Never raises SIGPIPE: a closed peer gives IOQ_EPIPE or IOQ_ECONNRESET.
+ * Since: 1.0 */
+IOQ_API int ioq_send(ioq_loop *loop, ioq_handle h, const void *buf, size_t len,
+                     uint64_t token);
+
+/* ioq_sendv - gather send of all bytes of iov[0..n) (n 1..IOQ_MAX_IOV, total 1..IOQ_MAX_LEN;
+ * entries of length 0 are allowed). The array is copied; the buffers belong to ioq until
+ * the completion. Completion: as ioq_send.
+ * Since: 1.0 */
+IOQ_API int ioq_sendv(ioq_loop *loop, ioq_handle h, const ioq_iov *iov, uint32_t n,
+                      uint64_t token);
+
+/* ioq_sendto - one UDP datagram of len bytes (0..IOQ_MAX_LEN) to addr (copied).
+ * Completion: result bytes sent; IOQ_EMSGSIZE for an oversized datagram.
+ * Since: 1.0 */
+IOQ_API int ioq_sendto(ioq_loop *loop, ioq_handle h, const void *buf, size_t len,
+                       const ioq_addr *addr, uint64_t token);
+
+/* ioq_recvfrom - receive one UDP datagram of up to len bytes; addr_out (may be NULL) gets
+ * the sender and belongs to ioq until the completion. Completion: result bytes (a longer
+ * datagram is truncated to len).
+ * Since: 1.0 */
+IOQ_API int ioq_recvfrom(ioq_loop *loop, ioq_handle h, void *buf, size_t len,
+                         ioq_addr *addr_out, uint64_t token);
+
+/* ioq_shutdown - half-close the write side of a stream after every send submitted before
+ * it has gone out. Completion: result 0; IOQ_ENOTCONN.
+ * Since: 1.0 */
+IOQ_API int ioq_shutdown(ioq_loop *loop, ioq_handle h, uint64_t token);
+
+/* ioq_close - close a handle of any kind (socket, listener, file, pool). h is invalid as
+ * soon as this returns. Every pending operation on h completes with IOQ_ECANCELED (or
+ * with its result, if it had already finished) before this operation's own completion
+ * (result 0). A pool may be closed only when no ioq_recv_pool on it is pending: IOQ_EBUSY.
+ * Since: 1.0 */
+IOQ_API int ioq_close(ioq_loop *loop, ioq_handle h, uint64_t token);
+
+/* ioq_open - open a file without blocking the loop.
+ * path: copied. flags: IOQ_OPEN_* (READ and/or WRITE required). mode: for CREATE (0644...).
+ * Completion: result 0, value the new handle; or IOQ_ENOENT, IOQ_EACCES, IOQ_EEXIST,
+ * IOQ_EISDIR ...
+ * Since: 1.0 */
+IOQ_API int ioq_open(ioq_loop *loop, const char *path, uint32_t flags, uint32_t mode,
+                     uint64_t token);
+
+/* ioq_read - read up to len bytes (1..IOQ_MAX_LEN) at offset of a file. Never blocks the
+ * loop. Completion: result bytes read (0 at end of file).
+ * Since: 1.0 */
+IOQ_API int ioq_read(ioq_loop *loop, ioq_handle h, void *buf, size_t len, uint64_t offset,
+                     uint64_t token);
+
+/* ioq_write - write len bytes (1..IOQ_MAX_LEN) at offset of a file. Completion: result
+ * bytes written (all of them unless an error such as IOQ_ENOSPC stops it).
+ * Since: 1.0 */
+IOQ_API int ioq_write(ioq_loop *loop, ioq_handle h, const void *buf, size_t len,
+                      uint64_t offset, uint64_t token);
+
+/* ioq_fsync - flush a file's data and metadata to storage. Completion: result 0.
+ * Since: 1.0 */
+IOQ_API int ioq_fsync(ioq_loop *loop, ioq_handle h, uint64_t token);
+
+/* ioq_timeout - complete after ns nanoseconds (never earlier, measured with ioq_now from
+ * this call). Timeouts with the same deadline complete in submission order.
+ * Completion: result 0, or IOQ_ECANCELED.
+ * Since: 1.0 */
+IOQ_API int ioq_timeout(ioq_loop *loop, uint64_t ns, uint64_t token);
+
+/* ioq_cancel - cancel every in-flight operation whose token is target. Each of them still
+ * completes exactly once: with IOQ_ECANCELED, or with its own result if it had already
+ * finished in the kernel or thread pool. Completion (op IOQ_OP_CANCEL): result the number
+ * of operations found (0 if none).
+ * Since: 1.0 */
+IOQ_API int ioq_cancel(ioq_loop *loop, uint64_t target, uint64_t token);
+
+/* ioq_resolve - resolve host and service (either may be NULL, not both) off the loop
+ * thread. flags: IOQ_RESOLVE_*. out_addrs[0..max) (max >= 1) belongs to ioq until the
+ * completion. Completion: result the number of addresses written; IOQ_ENOTFOUND,
+ * IOQ_EAGAIN (name server unreachable).
+ * Since: 1.0 */
+IOQ_API int ioq_resolve(ioq_loop *loop, const char *host, const char *service,
+                        uint32_t flags, ioq_addr *out_addrs, uint32_t max, uint64_t token);
+
+/* ---------------------------------------------------------------------------------------
+ * Provided-buffer pools.
+ * ------------------------------------------------------------------------------------ */
+
+/* ioq_pool_new - a pool of count (1..32768) buffers of size bytes (1..IOQ_MAX_LEN, and
+ * count*size at most 1 GiB) for ioq_recv_pool. Buffers are handed to receives only when
+ * data arrives. Close the pool with ioq_close (or it goes with the loop).
+ * Returns 0, IOQ_EINVAL, IOQ_ENOMEM.
+ * Since: 1.0 */
+IOQ_API int ioq_pool_new(ioq_loop *loop, uint32_t count, uint32_t size, ioq_handle *out);
+
+/* ioq_buf - the address of buffer id of pool (valid while the pool lives); NULL for a bad
+ * pool or id.
+ * Since: 1.0 */
+IOQ_API void *ioq_buf(ioq_loop *loop, ioq_handle pool, uint32_t id);
+
+/* ioq_buf_release - give buffer id (from an IOQ_CQE_BUFFER completion) back to its pool.
+ * Returns 0, IOQ_EBADHANDLE, IOQ_EINVAL (bad id, or a buffer the caller does not hold).
+ * Since: 1.0 */
+IOQ_API int ioq_buf_release(ioq_loop *loop, ioq_handle pool, uint32_t id);
+
+/* ---------------------------------------------------------------------------------------
+ * Socket queries and options, OS handles.
+ * ------------------------------------------------------------------------------------ */
+
+/* ioq_sockname - the local address of a TCP/UDP socket or listener.
+ * Returns 0, IOQ_EINVAL, IOQ_EBADHANDLE, IOQ_ENOTSUP (local sockets, files).
+ * Since: 1.0 */
+IOQ_API int ioq_sockname(ioq_loop *loop, ioq_handle h, ioq_addr *out);
+
+/* ioq_peername - the remote address of a connected TCP socket.
+ * Returns 0, IOQ_EINVAL, IOQ_EBADHANDLE, IOQ_ENOTCONN, IOQ_ENOTSUP.
+ * Since: 1.0 */
+IOQ_API int ioq_peername(ioq_loop *loop, ioq_handle h, ioq_addr *out);
+
+/* ioq_setopt - set a socket option (IOQ_OPT_*) to value.
+ * Returns 0, IOQ_EINVAL (unknown option or bad value), IOQ_EBADHANDLE, IOQ_ENOTSUP.
+ * Since: 1.0 */
+IOQ_API int ioq_setopt(ioq_loop *loop, ioq_handle h, uint32_t opt, int64_t value);
+
+/* ioq_adopt - bring an OS descriptor (fd, SOCKET or HANDLE) into the loop as a handle of
+ * kind (IOQ_KIND_*). ioq owns it from now on and closes it with ioq_close; it is made
+ * non-blocking where the kind needs it.
+ * Returns 0, IOQ_EINVAL (bad kind or descriptor), IOQ_ENOMEM.
+ * Since: 1.0 */
+IOQ_API int ioq_adopt(ioq_loop *loop, uint64_t os_handle, uint32_t kind, ioq_handle *out);
+
+/* ioq_os_handle - the OS descriptor behind h, still owned by ioq (do not close it).
+ * Returns 0, IOQ_EINVAL, IOQ_EBADHANDLE.
+ * Since: 1.0 */
+IOQ_API int ioq_os_handle(ioq_loop *loop, ioq_handle h, uint64_t *out);
+
+/* ---------------------------------------------------------------------------------------
+ * Addresses.
+ * ------------------------------------------------------------------------------------ */
+
+/* ioq_addr_parse - parse "1.2.3.4:80", "[::1]:80", "[fe80::1%2]:80", or an address without
+ * a port ("1.2.3.4", "::1": port 0). No name lookup.
+ * Returns 0 or IOQ_EINVAL.
+ * Since: 1.0 */
+IOQ_API int ioq_addr_parse(const char *text, ioq_addr *out);
+
+/* ioq_addr_format - write "1.2.3.4:80" or "[::1]:80" with a terminating NUL into buf.
+ * Returns the length written (without the NUL), IOQ_EINVAL, or IOQ_ENOBUFS when len is
+ * too small (64 bytes always suffice).
+ * Since: 1.0 */
+IOQ_API int ioq_addr_format(const ioq_addr *addr, char *buf, size_t len);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* IOQ_H */

@@ -1,0 +1,209 @@
+/*
+ * epoll backend: what is epoll's own. Every socket is registered once, edge-triggered for
+ * both directions, when it joins the loop; the readiness engine (readiness.c) does the rest.
+ * An eventfd carries wake-ups and posts; a timerfd is armed only when the loop is embedded
+ * in a foreign loop through ioq_loop_fd(), so that ioq's timers make the epoll fd readable.
+ */
+#include "posix.h"
+#include "readiness.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
+
+/* Cookies below 2^48 are never handle values (a loop's tag is at least 1). */
+#define COOKIE_WAKE 0
+#define COOKIE_TIMER 1
+#define MAX_EVENTS 256
+
+typedef struct {
+    int epfd;
+    int evfd;
+    int tfd;
+    bool no_pwait2; /* kernel older than 5.11 */
+    struct epoll_event events[MAX_EVENTS];
+} epoll_state;
+
+static int epoll_init(ioq_loop *loop)
+{
+    epoll_state *s = calloc(1, sizeof *s);
+    struct epoll_event ev;
+    int rc;
+
+    if (!s)
+        return IOQ_ENOMEM;
+    s->tfd = -1;
+    s->epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (s->epfd < 0) {
+        rc = ioq__os_errno_map(errno);
+        free(s);
+        return rc;
+    }
+    s->evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    memset(&ev, 0, sizeof ev);
+    ev.events = EPOLLIN | EPOLLET;
+    ev.data.u64 = COOKIE_WAKE;
+    if (s->evfd < 0 || epoll_ctl(s->epfd, EPOLL_CTL_ADD, s->evfd, &ev) < 0) {
+        rc = ioq__os_errno_map(errno);
+        if (s->evfd >= 0)
+            close(s->evfd);
+        close(s->epfd);
+        free(s);
+        return rc;
+    }
+    loop->be = s;
+    return 0;
+}
+
+static void epoll_fini(ioq_loop *loop)
+{
+    epoll_state *s = loop->be;
+    if (s->tfd >= 0)
+        close(s->tfd);
+    close(s->evfd);
+    close(s->epfd);
+    free(s);
+    loop->be = NULL;
+}
+
+static int epoll_handle_open(ioq_loop *loop, ioq__handle *h)
+{
+    epoll_state *s = loop->be;
+    struct epoll_event ev;
+    if (h->kind == IOQ__K_FILE)
+        return 0; /* regular files are always "ready": they go to the thread pool */
+    memset(&ev, 0, sizeof ev);
+    ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+    ev.data.u64 = ioq__handle_value(loop, h);
+    if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, (int)h->fd, &ev) < 0)
+        return ioq__os_errno_map(errno);
+    /* Optimistic until the first EAGAIN: a fresh socket may already have data. */
+    h->rstate |= IOQ__R_REG | IOQ__R_READABLE | IOQ__R_WRITABLE;
+    return 0;
+}
+
+static void epoll_handle_close(ioq_loop *loop, ioq__handle *h)
+{
+    /* close() drops the registration unless the descriptor was duplicated elsewhere (an
+     * adopted fd); its late events then carry a stale generation and are ignored. */
+    (void)loop;
+    (void)h;
+}
+
+static int epoll_wait_ns(epoll_state *s, int64_t timeout_ns)
+{
+    int n;
+    if (!s->no_pwait2) {
+        struct timespec ts, *tsp = NULL;
+        if (timeout_ns >= 0) {
+            ts.tv_sec = (time_t)(timeout_ns / 1000000000);
+            ts.tv_nsec = (long)(timeout_ns % 1000000000);
+            tsp = &ts;
+        }
+        n = epoll_pwait2(s->epfd, s->events, MAX_EVENTS, tsp, NULL);
+        if (n >= 0 || errno != ENOSYS)
+            return n;
+        s->no_pwait2 = true;
+    }
+    /* Round up: a timer must never fire early. */
+    return epoll_wait(s->epfd, s->events, MAX_EVENTS,
+                      timeout_ns < 0 ? -1 : (int)((timeout_ns + 999999) / 1000000));
+}
+
+static int epoll_poll(ioq_loop *loop, int64_t timeout_ns)
+{
+    epoll_state *s = loop->be;
+    int n = epoll_wait_ns(s, timeout_ns);
+
+    if (n < 0)
+        return errno == EINTR ? 0 : ioq__os_errno_map(errno);
+    for (int i = 0; i < n; i++) {
+        uint32_t e = s->events[i].events;
+        uint64_t cookie = s->events[i].data.u64;
+        unsigned bits = 0;
+        ioq__handle *h;
+
+        if (cookie == COOKIE_WAKE || cookie == COOKIE_TIMER) {
+            uint64_t v;
+            ssize_t r = read(cookie == COOKIE_WAKE ? s->evfd : s->tfd, &v, sizeof v);
+            (void)r;
+            continue;
+        }
+        h = ioq__rd_lookup(loop, cookie);
+        if (!h)
+            continue;
+        if (e & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+            bits |= IOQ__R_READABLE;
+        if (e & (EPOLLOUT | EPOLLHUP | EPOLLERR))
+            bits |= IOQ__R_WRITABLE;
+        ioq__rd_event(loop, h, bits);
+    }
+    return n;
+}
+
+static void epoll_wake(ioq_loop *loop)
+{
+    epoll_state *s = loop->be;
+    uint64_t one = 1;
+    ssize_t r = write(s->evfd, &one, sizeof one);
+    (void)r; /* EAGAIN means the counter is already non-zero: the wake is pending */
+}
+
+static int64_t epoll_loop_fd(ioq_loop *loop) { return ((epoll_state *)loop->be)->epfd; }
+
+static void epoll_arm_timer(ioq_loop *loop, uint64_t deadline)
+{
+    epoll_state *s = loop->be;
+    struct itimerspec its;
+
+    if (s->tfd < 0) {
+        struct epoll_event ev;
+        if (deadline == UINT64_MAX)
+            return;
+        s->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+        if (s->tfd < 0)
+            return;
+        memset(&ev, 0, sizeof ev);
+        ev.events = EPOLLIN | EPOLLET;
+        ev.data.u64 = COOKIE_TIMER;
+        if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, s->tfd, &ev) < 0) {
+            close(s->tfd);
+            s->tfd = -1;
+            return;
+        }
+    }
+    memset(&its, 0, sizeof its);
+    if (deadline != UINT64_MAX) {
+        /* 0 would disarm: a deadline already past is armed one nanosecond in. */
+        uint64_t d = deadline ? deadline : 1;
+        its.it_value.tv_sec = (time_t)(d / 1000000000u);
+        its.it_value.tv_nsec = (long)(d % 1000000000u);
+    }
+    timerfd_settime(s->tfd, TFD_TIMER_ABSTIME, &its, NULL);
+}
+
+static uint32_t epoll_caps(ioq_loop *loop)
+{
+    (void)loop;
+    return IOQ_CAP_LOOP_FD;
+}
+
+const ioq__backend ioq__backend_epoll = {
+    .name = "epoll",
+    .id = IOQ_BACKEND_EPOLL,
+    .init = epoll_init,
+    .fini = epoll_fini,
+    .start = ioq__rd_start,
+    .cancel = ioq__rd_cancel,
+    .wait = epoll_poll,
+    .wake = epoll_wake,
+    .handle_open = epoll_handle_open,
+    .handle_close = epoll_handle_close,
+    .loop_fd = epoll_loop_fd,
+    .arm_timer = epoll_arm_timer,
+    .caps = epoll_caps,
+};

@@ -1,0 +1,548 @@
+/*
+ * The POSIX OS layer: clock, error translation, socket creation and options, file work and
+ * name resolution for the thread pool. Shared by epoll, io_uring and kqueue.
+ */
+#include "posix.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#if defined(__linux__)
+const ioq__backend *const ioq__os_backends[] = {
+#  if defined(IOQ_HAVE_URING)
+    &ioq__backend_uring,
+#  endif
+    &ioq__backend_epoll, NULL};
+#else
+const ioq__backend *const ioq__os_backends[] = {&ioq__backend_kqueue, NULL};
+#endif
+
+uint64_t ioq__os_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+int ioq__os_errno_map(int e)
+{
+    switch (e) {
+    case 0: return IOQ_OK;
+    case EINVAL: return IOQ_EINVAL;
+    case EBADF: return IOQ_EBADHANDLE;
+    case ENOMEM: return IOQ_ENOMEM;
+    case ECANCELED: return IOQ_ECANCELED;
+    case ETIMEDOUT: return IOQ_ETIMEDOUT;
+    case ECONNREFUSED: return IOQ_ECONNREFUSED;
+    case ECONNRESET: return IOQ_ECONNRESET;
+    case ECONNABORTED: return IOQ_ECONNABORTED;
+    case EPIPE: return IOQ_EPIPE;
+    case EADDRINUSE: return IOQ_EADDRINUSE;
+    case EADDRNOTAVAIL: return IOQ_EADDRNOTAVAIL;
+    case ENETUNREACH: return IOQ_ENETUNREACH;
+    case ENETDOWN: return IOQ_ENETUNREACH;
+    case EHOSTUNREACH: return IOQ_EHOSTUNREACH;
+    case EHOSTDOWN: return IOQ_EHOSTUNREACH;
+    case EMFILE: return IOQ_EMFILE;
+    case ENFILE: return IOQ_ENFILE;
+    case ENOENT: return IOQ_ENOENT;
+    case EACCES: return IOQ_EACCES;
+    case EPERM: return IOQ_EPERM;
+    case EEXIST: return IOQ_EEXIST;
+    case EISDIR: return IOQ_EISDIR;
+    case ENOTDIR: return IOQ_ENOTDIR;
+    case ENOSPC: return IOQ_ENOSPC;
+    case EDQUOT: return IOQ_ENOSPC;
+    case EIO: return IOQ_EIO;
+    case ENOBUFS: return IOQ_ENOBUFS;
+    case EMSGSIZE: return IOQ_EMSGSIZE;
+    case EOPNOTSUPP: return IOQ_ENOTSUP;
+#if defined(ENOTSUP) && ENOTSUP != EOPNOTSUPP
+    case ENOTSUP: return IOQ_ENOTSUP;
+#endif
+    case EPROTONOSUPPORT: return IOQ_ENOTSUP;
+    case EBUSY: return IOQ_EBUSY;
+    case ENOTCONN: return IOQ_ENOTCONN;
+    case ENAMETOOLONG: return IOQ_ENAMETOOLONG;
+    case EAGAIN: return IOQ_EAGAIN;
+    case ENOSYS: return IOQ_ENOSYS;
+    case EFBIG: return IOQ_EFBIG;
+    case EROFS: return IOQ_EROFS;
+    case ELOOP: return IOQ_ELOOP;
+    case EAFNOSUPPORT: return IOQ_EAFNOSUPPORT;
+    case EDESTADDRREQ: return IOQ_EDESTADDRREQ;
+    case ESHUTDOWN: return IOQ_ESHUTDOWN;
+    case ENOTSOCK: return IOQ_EBADHANDLE;
+    default: return IOQ_EUNKNOWN;
+    }
+}
+
+/* --- addresses ------------------------------------------------------------------------------ */
+
+int ioq__px_family(uint16_t f) { return f == IOQ_AF_INET6 ? AF_INET6 : AF_INET; }
+
+int ioq__px_to_sockaddr(const ioq_addr *a, struct sockaddr_storage *ss, socklen_t *len)
+{
+    memset(ss, 0, sizeof *ss);
+    if (a->family == IOQ_AF_INET) {
+        struct sockaddr_in *sin = (struct sockaddr_in *)ss;
+        sin->sin_family = AF_INET;
+        sin->sin_port = htons(a->port);
+        memcpy(&sin->sin_addr, a->ip, 4);
+        *len = sizeof *sin;
+        return 0;
+    }
+    if (a->family == IOQ_AF_INET6) {
+        struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;
+        sin6->sin6_family = AF_INET6;
+        sin6->sin6_port = htons(a->port);
+        sin6->sin6_scope_id = a->scope_id;
+        memcpy(&sin6->sin6_addr, a->ip, 16);
+        *len = sizeof *sin6;
+        return 0;
+    }
+    return IOQ_EAFNOSUPPORT;
+}
+
+void ioq__px_from_sockaddr(const struct sockaddr *sa, ioq_addr *a)
+{
+    memset(a, 0, sizeof *a);
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *sin = (const struct sockaddr_in *)sa;
+        a->family = IOQ_AF_INET;
+        a->port = ntohs(sin->sin_port);
+        memcpy(a->ip, &sin->sin_addr, 4);
+    } else if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)sa;
+        a->family = IOQ_AF_INET6;
+        a->port = ntohs(sin6->sin6_port);
+        a->scope_id = sin6->sin6_scope_id;
+        memcpy(a->ip, &sin6->sin6_addr, 16);
+    }
+}
+
+int ioq__px_unix_addr(const char *path, struct sockaddr_storage *ss, socklen_t *len)
+{
+    struct sockaddr_un *sun = (struct sockaddr_un *)ss;
+    size_t n = strlen(path);
+    memset(ss, 0, sizeof *ss);
+    if (n >= sizeof sun->sun_path)
+        return IOQ_ENAMETOOLONG;
+    sun->sun_family = AF_UNIX;
+    memcpy(sun->sun_path, path, n + 1);
+    *len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n + 1);
+    return 0;
+}
+
+/* --- sockets -------------------------------------------------------------------------------- */
+
+int ioq__px_set_nonblock(int fd)
+{
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
+        return ioq__os_errno_map(errno);
+    return 0;
+}
+
+static void no_sigpipe(int fd)
+{
+#if defined(SO_NOSIGPIPE)
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_NOSIGPIPE, &one, sizeof one);
+#else
+    (void)fd;
+#endif
+}
+
+int ioq__px_socket(int domain, int type)
+{
+    int fd;
+#if defined(SOCK_NONBLOCK) && defined(SOCK_CLOEXEC)
+    fd = socket(domain, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return ioq__os_errno_map(errno);
+#else
+    fd = socket(domain, type, 0);
+    if (fd < 0)
+        return ioq__os_errno_map(errno);
+    fcntl(fd, F_SETFD, FD_CLOEXEC);
+    if (ioq__px_set_nonblock(fd) != 0) {
+        int e = errno;
+        close(fd);
+        return ioq__os_errno_map(e);
+    }
+#endif
+    no_sigpipe(fd);
+    return fd;
+}
+
+int ioq__px_accept(int fd)
+{
+    int c;
+#if defined(__linux__) || defined(__FreeBSD__) || defined(__NetBSD__) || defined(__OpenBSD__)
+    c = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (c < 0)
+        return -errno;
+#else
+    c = accept(fd, NULL, NULL);
+    if (c < 0)
+        return -errno;
+    fcntl(c, F_SETFD, FD_CLOEXEC);
+    if (ioq__px_set_nonblock(c) != 0) {
+        int e = errno;
+        close(c);
+        return -e;
+    }
+#endif
+    no_sigpipe(c);
+    return c;
+}
+
+static int bind_inet(int fd, const ioq_addr *addr, uint32_t flags)
+{
+    struct sockaddr_storage ss;
+    socklen_t len;
+    int one = 1;
+
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0)
+        return ioq__os_errno_map(errno);
+#if defined(SO_REUSEPORT)
+    if ((flags & IOQ_REUSEPORT) &&
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0)
+        return ioq__os_errno_map(errno);
+#else
+    if (flags & IOQ_REUSEPORT)
+        return IOQ_ENOTSUP;
+#endif
+    if (addr->family == IOQ_AF_INET6) {
+        int v6only = (flags & IOQ_V6ONLY) ? 1 : 0;
+        if (setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof v6only) < 0)
+            return ioq__os_errno_map(errno);
+    }
+    ioq__px_to_sockaddr(addr, &ss, &len);
+    if (bind(fd, (struct sockaddr *)&ss, len) < 0)
+        return ioq__os_errno_map(errno);
+    return 0;
+}
+
+int ioq__os_tcp_listen(const ioq_addr *addr, uint32_t backlog, uint32_t flags, int64_t *out)
+{
+    int fd = ioq__px_socket(ioq__px_family(addr->family), SOCK_STREAM), rc;
+    if (fd < 0)
+        return fd;
+    if ((rc = bind_inet(fd, addr, flags)) != 0 ||
+        (listen(fd, (int)backlog) < 0 && (rc = ioq__os_errno_map(errno)) != 0)) {
+        close(fd);
+        return rc;
+    }
+    *out = fd;
+    return 0;
+}
+
+int ioq__os_udp_bind(const ioq_addr *addr, uint32_t flags, int64_t *out)
+{
+    int fd = ioq__px_socket(ioq__px_family(addr->family), SOCK_DGRAM), rc;
+    if (fd < 0)
+        return fd;
+    if ((rc = bind_inet(fd, addr, flags)) != 0) {
+        close(fd);
+        return rc;
+    }
+    *out = fd;
+    return 0;
+}
+
+int ioq__os_local_listen(const char *path, uint32_t backlog, uint32_t flags, int64_t *out)
+{
+    struct sockaddr_storage ss;
+    socklen_t len;
+    int fd, rc = ioq__px_unix_addr(path, &ss, &len);
+    if (rc != 0)
+        return rc;
+    if (flags & IOQ_UNLINK) {
+        struct stat st;
+        /* Only a socket is removed: IOQ_UNLINK must never delete a user's regular file. */
+        if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode))
+            unlink(path);
+    }
+    fd = ioq__px_socket(AF_UNIX, SOCK_STREAM);
+    if (fd < 0)
+        return fd;
+    if (bind(fd, (struct sockaddr *)&ss, len) < 0 || listen(fd, (int)backlog) < 0) {
+        rc = ioq__os_errno_map(errno);
+        close(fd);
+        return rc;
+    }
+    *out = fd;
+    return 0;
+}
+
+int ioq__os_sockname(int64_t fd, bool peer, ioq_addr *out)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    int rc = peer ? getpeername((int)fd, (struct sockaddr *)&ss, &len)
+                  : getsockname((int)fd, (struct sockaddr *)&ss, &len);
+    if (rc < 0)
+        return ioq__os_errno_map(errno);
+    ioq__px_from_sockaddr((struct sockaddr *)&ss, out);
+    return 0;
+}
+
+static int set_int(int fd, int level, int name, int v)
+{
+    if (setsockopt(fd, level, name, &v, sizeof v) < 0)
+        return ioq__os_errno_map(errno);
+    return 0;
+}
+
+int ioq__os_setopt(int64_t fd64, uint8_t kind, uint32_t opt, int64_t value)
+{
+    int fd = (int)fd64;
+    bool tcp = kind == IOQ__K_TCP || kind == IOQ__K_TCP_LISTENER;
+    switch (opt) {
+    case IOQ_OPT_NODELAY:
+        if (value < 0 || value > 1)
+            return IOQ_EINVAL;
+        if (!tcp)
+            return IOQ_ENOTSUP;
+        return set_int(fd, IPPROTO_TCP, TCP_NODELAY, (int)value);
+    case IOQ_OPT_KEEPALIVE: {
+        int rc;
+        if (value < 0 || value > 32767)
+            return IOQ_EINVAL;
+        if (!tcp)
+            return IOQ_ENOTSUP;
+        if ((rc = set_int(fd, SOL_SOCKET, SO_KEEPALIVE, value ? 1 : 0)) != 0)
+            return rc;
+        if (value > 1) {
+#if defined(TCP_KEEPIDLE)
+            return set_int(fd, IPPROTO_TCP, TCP_KEEPIDLE, (int)value);
+#elif defined(TCP_KEEPALIVE)
+            return set_int(fd, IPPROTO_TCP, TCP_KEEPALIVE, (int)value);
+#endif
+        }
+        return 0;
+    }
+    case IOQ_OPT_RCVBUF:
+    case IOQ_OPT_SNDBUF:
+        if (value < 1 || value > INT_MAX / 2)
+            return IOQ_EINVAL;
+        return set_int(fd, SOL_SOCKET, opt == IOQ_OPT_RCVBUF ? SO_RCVBUF : SO_SNDBUF,
+                       (int)value);
+    case IOQ_OPT_REUSEADDR:
+        if (value < 0 || value > 1)
+            return IOQ_EINVAL;
+        return set_int(fd, SOL_SOCKET, SO_REUSEADDR, (int)value);
+    case IOQ_OPT_BROADCAST:
+        if (value < 0 || value > 1)
+            return IOQ_EINVAL;
+        if (kind != IOQ__K_UDP)
+            return IOQ_ENOTSUP;
+        return set_int(fd, SOL_SOCKET, SO_BROADCAST, (int)value);
+    case IOQ_OPT_LINGER: {
+        struct linger l;
+        if (value < -1 || value > 65535)
+            return IOQ_EINVAL;
+        if (kind == IOQ__K_UDP)
+            return IOQ_ENOTSUP;
+        l.l_onoff = value >= 0;
+        l.l_linger = value >= 0 ? (int)value : 0;
+        if (setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof l) < 0)
+            return ioq__os_errno_map(errno);
+        return 0;
+    }
+    default:
+        return IOQ_EINVAL;
+    }
+}
+
+bool ioq__os_valid_fd(uint64_t h)
+{
+    return h <= INT_MAX && fcntl((int)h, F_GETFD) != -1;
+}
+
+int ioq__os_adopt(int64_t fd64, uint32_t kind, uint8_t *family)
+{
+    int fd = (int)fd64, type = 0, listening = 0;
+    socklen_t len = sizeof type;
+    struct sockaddr_storage ss;
+    socklen_t slen = sizeof ss;
+    struct stat st;
+
+    if (kind == IOQ_KIND_FILE) {
+        if (fstat(fd, &st) < 0 || S_ISSOCK(st.st_mode) || S_ISDIR(st.st_mode))
+            return IOQ_EINVAL;
+        *family = 0;
+        return 0;
+    }
+    if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0 ||
+        getsockname(fd, (struct sockaddr *)&ss, &slen) < 0)
+        return IOQ_EINVAL;
+#if defined(SO_ACCEPTCONN)
+    len = sizeof listening;
+    getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len);
+#endif
+    switch (kind) {
+    case IOQ_KIND_TCP:
+    case IOQ_KIND_TCP_LISTENER:
+        if (type != SOCK_STREAM || (ss.ss_family != AF_INET && ss.ss_family != AF_INET6) ||
+            (listening != 0) != (kind == IOQ_KIND_TCP_LISTENER))
+            return IOQ_EINVAL;
+        break;
+    case IOQ_KIND_UDP:
+        if (type != SOCK_DGRAM || (ss.ss_family != AF_INET && ss.ss_family != AF_INET6))
+            return IOQ_EINVAL;
+        break;
+    case IOQ_KIND_LOCAL:
+    case IOQ_KIND_LOCAL_LISTENER:
+        if (type != SOCK_STREAM || ss.ss_family != AF_UNIX ||
+            (listening != 0) != (kind == IOQ_KIND_LOCAL_LISTENER))
+            return IOQ_EINVAL;
+        break;
+    default:
+        return IOQ_EINVAL;
+    }
+    *family = ss.ss_family == AF_INET6 ? IOQ_AF_INET6
+              : ss.ss_family == AF_INET ? IOQ_AF_INET
+                                        : 0;
+    fcntl(fd, F_SETFD, FD_CLOEXEC);
+    no_sigpipe(fd);
+    return ioq__px_set_nonblock(fd);
+}
+
+void ioq__os_close(int64_t fd)
+{
+    /* Linux and the BSDs release the descriptor even when close reports EINTR: no retry. */
+    if (fd >= 0)
+        close((int)fd);
+}
+
+/* --- thread-pool work ------------------------------------------------------------------------ */
+
+void ioq__os_file_work(ioq__op *op)
+{
+    int fd = (int)op->res_fd;
+    op->res_value = 0;
+    switch (op->code) {
+    case IOQ_OP_OPEN: {
+        int fl = O_CLOEXEC, nfd;
+        uint32_t f = op->flags;
+        if ((f & IOQ_OPEN_READ) && (f & IOQ_OPEN_WRITE))
+            fl |= O_RDWR;
+        else if (f & IOQ_OPEN_WRITE)
+            fl |= O_WRONLY;
+        else
+            fl |= O_RDONLY;
+        if (f & IOQ_OPEN_CREATE)
+            fl |= O_CREAT;
+        if (f & IOQ_OPEN_TRUNC)
+            fl |= O_TRUNC;
+        if (f & IOQ_OPEN_APPEND)
+            fl |= O_APPEND;
+        if (f & IOQ_OPEN_EXCL)
+            fl |= O_EXCL;
+        do
+            nfd = open(op->path, fl, (mode_t)op->mode);
+        while (nfd < 0 && errno == EINTR);
+        op->res = nfd < 0 ? ioq__os_errno_map(errno) : 0;
+        op->res_fd = nfd;
+        break;
+    }
+    case IOQ_OP_READ: {
+        ssize_t n;
+        do
+            n = pread(fd, op->buf, op->len, (off_t)op->offset);
+        while (n < 0 && errno == EINTR);
+        op->res = n < 0 ? ioq__os_errno_map(errno) : n;
+        break;
+    }
+    case IOQ_OP_WRITE: {
+        size_t done = 0;
+        op->res = 0;
+        while (done < op->len) {
+            ssize_t n = pwrite(fd, (char *)op->buf + done, op->len - done,
+                               (off_t)(op->offset + done));
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n <= 0) {
+                op->res = n < 0 ? ioq__os_errno_map(errno) : IOQ_EIO;
+                op->res_value = done;
+                break;
+            }
+            done += (size_t)n;
+        }
+        if (op->res == 0)
+            op->res = (int64_t)done;
+        break;
+    }
+    case IOQ_OP_FSYNC:
+        op->res = fsync(fd) < 0 ? ioq__os_errno_map(errno) : 0;
+        break;
+    default:
+        op->res = IOQ_ENOTSUP;
+        break;
+    }
+}
+
+static int gai_map(int rc)
+{
+    switch (rc) {
+    case EAI_NONAME:
+#if defined(EAI_NODATA) && EAI_NODATA != EAI_NONAME
+    case EAI_NODATA:
+#endif
+    case EAI_SERVICE:
+        return IOQ_ENOTFOUND;
+    case EAI_AGAIN:
+        return IOQ_EAGAIN;
+    case EAI_FAMILY:
+        return IOQ_EAFNOSUPPORT;
+    case EAI_MEMORY:
+        return IOQ_ENOMEM;
+    case EAI_SYSTEM:
+        return ioq__os_errno_map(errno);
+    default:
+        return IOQ_EUNKNOWN;
+    }
+}
+
+void ioq__os_resolve_work(ioq__op *op)
+{
+    struct addrinfo hints, *res = NULL, *ai;
+    uint32_t n = 0, max = op->mode;
+    int rc;
+
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = AF_UNSPEC;
+    if ((op->flags & IOQ_RESOLVE_INET) && !(op->flags & IOQ_RESOLVE_INET6))
+        hints.ai_family = AF_INET;
+    else if ((op->flags & IOQ_RESOLVE_INET6) && !(op->flags & IOQ_RESOLVE_INET))
+        hints.ai_family = AF_INET6;
+    /* One socket type, or every address comes back once per type. */
+    hints.ai_socktype = SOCK_STREAM;
+    if (op->flags & IOQ_RESOLVE_NUMERIC)
+        hints.ai_flags |= AI_NUMERICHOST;
+    rc = getaddrinfo(op->path, op->path2, &hints, &res);
+    if (rc != 0) {
+        op->res = gai_map(rc);
+        return;
+    }
+    for (ai = res; ai && n < max; ai = ai->ai_next) {
+        if (ai->ai_family != AF_INET && ai->ai_family != AF_INET6)
+            continue;
+        ioq__px_from_sockaddr(ai->ai_addr, &op->addr_out[n++]);
+    }
+    freeaddrinfo(res);
+    op->res = n ? (int64_t)n : IOQ_ENOTFOUND;
+}

@@ -1,0 +1,30 @@
+/*
+ * POSIX helpers shared by the epoll, io_uring and kqueue backends: address conversion,
+ * socket creation with the flags every ioq socket needs, and non-signalling sends.
+ */
+#ifndef IOQ_POSIX_H
+#define IOQ_POSIX_H
+
+#include "internal.h"
+
+#include <sys/socket.h>
+
+/* MSG_NOSIGNAL keeps SIGPIPE from the host; where it is missing SO_NOSIGPIPE is set on
+ * every socket at creation instead. */
+#ifdef MSG_NOSIGNAL
+#  define IOQ__SEND_FLAGS MSG_NOSIGNAL
+#else
+#  define IOQ__SEND_FLAGS 0
+#endif
+
+int ioq__px_to_sockaddr(const ioq_addr *a, struct sockaddr_storage *ss, socklen_t *len);
+void ioq__px_from_sockaddr(const struct sockaddr *sa, ioq_addr *a);
+int ioq__px_family(uint16_t ioq_family);
+/* A non-blocking, close-on-exec, SIGPIPE-free socket; returns fd or a negative IOQ_E*. */
+int ioq__px_socket(int domain, int type);
+/* Accept one connection as a non-blocking, close-on-exec socket; fd or -errno. */
+int ioq__px_accept(int fd);
+int ioq__px_unix_addr(const char *path, struct sockaddr_storage *ss, socklen_t *len);
+int ioq__px_set_nonblock(int fd);
+
+#endif /* IOQ_POSIX_H */

@@ -1,0 +1,429 @@
+/*
+ * Readiness engine for epoll and kqueue (see readiness.h).
+ *
+ * Each handle keeps a read queue (accept, recv, recv_pool, recvfrom) and a write queue
+ * (connect, send, sendv, sendto, shutdown). Only the head of a queue is ever tried, which is
+ * what keeps a stream's sends in order and never interleaved, and its receives filled in
+ * order. With edge-triggered notification a handle's READABLE/WRITABLE bit is cleared only
+ * when the kernel says EAGAIN, so an operation submitted while the bit is set is tried at
+ * once and one that finds nothing waits for the next edge: no wasted system call either way.
+ */
+#include "readiness.h"
+#include "posix.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <string.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+enum { DONE, AGAIN, STOP };
+
+static void pop_complete(ioq_loop *loop, ioq__opq *q, ioq__op *op, int64_t res, uint64_t value,
+                         uint16_t flags)
+{
+    if (!(flags & IOQ_CQE_MORE))
+        ioq__opq_remove(q, op);
+    ioq__complete(loop, op, res, value, flags);
+}
+
+static bool is_read_op(uint16_t code)
+{
+    return code == IOQ_OP_ACCEPT || code == IOQ_OP_RECV || code == IOQ_OP_RECV_POOL ||
+           code == IOQ_OP_RECVFROM;
+}
+
+/* --- reads ------------------------------------------------------------------------------- */
+
+static int do_accept(ioq_loop *loop, ioq__handle *h, ioq__op *op)
+{
+    bool multi = op->flags & IOQ_MULTISHOT;
+    ioq__handle *c;
+    int fd, rc;
+
+    if (multi && !ioq__cq_room(loop, 2)) {
+        pop_complete(loop, &h->readq, op, IOQ_ENOMEM, 0, 0);
+        return DONE;
+    }
+    fd = ioq__px_accept((int)h->fd);
+    if (fd < 0) {
+        int e = -fd;
+        if (e == EAGAIN || e == EWOULDBLOCK)
+            return AGAIN;
+        if (e == EINTR || e == ECONNABORTED || e == EPROTO)
+            return DONE; /* that connection is gone; try the next */
+        /* EMFILE and friends: the connection stays in the backlog and the READABLE bit
+         * stays set, so the next accept tries again at once. */
+        pop_complete(loop, &h->readq, op, ioq__os_errno_map(e), 0, 0);
+        return DONE;
+    }
+    c = ioq__handle_new(loop, h->kind == IOQ__K_TCP_LISTENER ? IOQ__K_TCP : IOQ__K_LOCAL, fd);
+    if (!c) {
+        close(fd);
+        pop_complete(loop, &h->readq, op, IOQ_ENOMEM, 0, 0);
+        return DONE;
+    }
+    c->family = h->family;
+    if ((rc = loop->backend->handle_open(loop, c)) != 0) {
+        close(fd);
+        c->fd = -1;
+        ioq__handle_free(loop, c);
+        pop_complete(loop, &h->readq, op, rc, 0, 0);
+        return DONE;
+    }
+    pop_complete(loop, &h->readq, op, 0, ioq__handle_value(loop, c), multi ? IOQ_CQE_MORE : 0);
+    return DONE;
+}
+
+static int do_recv(ioq_loop *loop, ioq__handle *h, ioq__op *op)
+{
+    ssize_t n;
+    do
+        n = recv((int)h->fd, op->buf, op->len, 0);
+    while (n < 0 && errno == EINTR);
+    if (n < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK)
+            return AGAIN;
+        pop_complete(loop, &h->readq, op, ioq__os_errno_map(errno), 0, 0);
+        return DONE;
+    }
+    pop_complete(loop, &h->readq, op, n, 0, 0);
+    return DONE;
+}
+
+static int do_recvfrom(ioq_loop *loop, ioq__handle *h, ioq__op *op)
+{
+    struct sockaddr_storage ss;
+    socklen_t slen = sizeof ss;
+    ssize_t n;
+    do
+        n = recvfrom((int)h->fd, op->buf, op->len, 0, (struct sockaddr *)&ss, &slen);
+    while (n < 0 && errno == EINTR);
+    if (n < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK)
+            return AGAIN;
+        pop_complete(loop, &h->readq, op, ioq__os_errno_map(errno), 0, 0);
+        return DONE;
+    }
+    if (op->addr_out)
+        ioq__px_from_sockaddr((struct sockaddr *)&ss, op->addr_out);
+    pop_complete(loop, &h->readq, op, n, 0, 0);
+    return DONE;
+}
+
+static int do_recv_pool(ioq_loop *loop, ioq__handle *h, ioq__op *op)
+{
+    bool multi = op->flags & IOQ_MULTISHOT;
+    uint32_t id;
+    ssize_t n;
+
+    if (multi && !ioq__cq_room(loop, 2)) {
+        pop_complete(loop, &h->readq, op, IOQ_ENOMEM, 0, 0);
+        return DONE;
+    }
+    id = ioq__pool_take(op->pool);
+    if (id == UINT32_MAX) {
+        /* No buffer: look without taking, so that the data stays in the socket and a bare
+         * edge without data is not reported as an error. */
+        char c;
+        do
+            n = recv((int)h->fd, &c, 1, MSG_PEEK);
+        while (n < 0 && errno == EINTR);
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return AGAIN;
+        if (n < 0)
+            pop_complete(loop, &h->readq, op, ioq__os_errno_map(errno), 0, 0);
+        else if (n == 0)
+            pop_complete(loop, &h->readq, op, 0, 0, 0);
+        else
+            pop_complete(loop, &h->readq, op, IOQ_ENOBUFS, 0, 0);
+        return DONE;
+    }
+    do
+        n = recv((int)h->fd, ioq__pool_buf(op->pool, id), op->pool->size, 0);
+    while (n < 0 && errno == EINTR);
+    if (n <= 0) {
+        int e = errno;
+        ioq__pool_put(op->pool, id);
+        if (n < 0 && (e == EAGAIN || e == EWOULDBLOCK))
+            return AGAIN;
+        pop_complete(loop, &h->readq, op, n < 0 ? ioq__os_errno_map(e) : 0, 0, 0);
+        return DONE;
+    }
+    pop_complete(loop, &h->readq, op, n, id,
+                 (uint16_t)(IOQ_CQE_BUFFER | (multi ? IOQ_CQE_MORE : 0)));
+    return DONE;
+}
+
+static void run_read(ioq_loop *loop, ioq__handle *h)
+{
+    ioq__op *op;
+    while ((op = h->readq.head) != NULL) {
+        int r;
+        switch (op->code) {
+        case IOQ_OP_ACCEPT: r = do_accept(loop, h, op); break;
+        case IOQ_OP_RECV: r = do_recv(loop, h, op); break;
+        case IOQ_OP_RECV_POOL: r = do_recv_pool(loop, h, op); break;
+        default: r = do_recvfrom(loop, h, op); break;
+        }
+        if (r == AGAIN) {
+            h->rstate &= (uint16_t)~IOQ__R_READABLE;
+            return;
+        }
+    }
+}
+
+/* --- writes ------------------------------------------------------------------------------- */
+
+static int do_connect_done(ioq_loop *loop, ioq__handle *h, ioq__op *op)
+{
+    int err = 0;
+    socklen_t len = sizeof err;
+    if (getsockopt((int)h->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+        err = errno;
+    if (err == EINPROGRESS || err == EALREADY)
+        return AGAIN;
+    ioq__opq_remove(&h->writeq, op);
+    if (err) {
+        ioq__complete(loop, op, ioq__os_errno_map(err), 0, 0); /* destroys h */
+        return STOP;
+    }
+    h->kind = op->code == IOQ_OP_CONNECT ? IOQ__K_TCP : IOQ__K_LOCAL;
+    h->rstate |= IOQ__R_READABLE | IOQ__R_WRITABLE;
+    ioq__complete(loop, op, 0, ioq__handle_value(loop, h), 0);
+    return DONE;
+}
+
+static int send_error(ioq_loop *loop, ioq__handle *h, ioq__op *op, int e)
+{
+    if (e == EAGAIN || e == EWOULDBLOCK)
+        return AGAIN;
+    pop_complete(loop, &h->writeq, op, ioq__os_errno_map(e), op->done, 0);
+    return DONE;
+}
+
+static int do_send(ioq_loop *loop, ioq__handle *h, ioq__op *op)
+{
+    while (op->done < op->len) {
+        ssize_t n = send((int)h->fd, (char *)op->buf + op->done, op->len - op->done,
+                         IOQ__SEND_FLAGS);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return send_error(loop, h, op, errno);
+        }
+        op->done += (size_t)n;
+        if (h->kind == IOQ__K_UDP)
+            break; /* one datagram, whole or not at all */
+    }
+    pop_complete(loop, &h->writeq, op, (int64_t)op->done, 0, 0);
+    return DONE;
+}
+
+static int do_sendv(ioq_loop *loop, ioq__handle *h, ioq__op *op)
+{
+    enum { BATCH = 64 };
+    struct iovec v[BATCH];
+    while (op->done < op->len) {
+        struct msghdr msg;
+        uint32_t cnt = 0;
+        size_t skip = (size_t)op->offset; /* bytes of iov[iovpos] already sent */
+        ssize_t n;
+
+        for (uint32_t i = op->iovpos; i < op->iovcnt && cnt < BATCH; i++) {
+            v[cnt].iov_base = (char *)op->iov[i].base + skip;
+            v[cnt].iov_len = op->iov[i].len - skip;
+            skip = 0;
+            cnt++;
+        }
+        memset(&msg, 0, sizeof msg);
+        msg.msg_iov = v;
+        msg.msg_iovlen = cnt;
+        n = sendmsg((int)h->fd, &msg, IOQ__SEND_FLAGS);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return send_error(loop, h, op, errno);
+        }
+        op->done += (size_t)n;
+        /* advance (iovpos, offset) past n bytes */
+        while (n > 0 && op->iovpos < op->iovcnt) {
+            size_t left = op->iov[op->iovpos].len - (size_t)op->offset;
+            if ((size_t)n < left) {
+                op->offset += (uint64_t)n;
+                n = 0;
+            } else {
+                n -= (ssize_t)left;
+                op->iovpos++;
+                op->offset = 0;
+            }
+        }
+        while (op->iovpos < op->iovcnt && op->iov[op->iovpos].len == 0)
+            op->iovpos++;
+        if (h->kind == IOQ__K_UDP)
+            break;
+    }
+    pop_complete(loop, &h->writeq, op, (int64_t)op->done, 0, 0);
+    return DONE;
+}
+
+static int do_sendto(ioq_loop *loop, ioq__handle *h, ioq__op *op)
+{
+    struct sockaddr_storage ss;
+    socklen_t slen;
+    ssize_t n;
+    ioq__px_to_sockaddr(&op->addr, &ss, &slen);
+    do
+        n = sendto((int)h->fd, op->buf, op->len, IOQ__SEND_FLAGS, (struct sockaddr *)&ss, slen);
+    while (n < 0 && errno == EINTR);
+    if (n < 0)
+        return send_error(loop, h, op, errno);
+    pop_complete(loop, &h->writeq, op, n, 0, 0);
+    return DONE;
+}
+
+static int do_shutdown(ioq_loop *loop, ioq__handle *h, ioq__op *op)
+{
+    int rc = shutdown((int)h->fd, SHUT_WR) < 0 ? ioq__os_errno_map(errno) : 0;
+    if (rc == 0)
+        h->rstate |= IOQ__R_SHUT;
+    pop_complete(loop, &h->writeq, op, rc, 0, 0);
+    return DONE;
+}
+
+static void run_write(ioq_loop *loop, ioq__handle *h)
+{
+    ioq__op *op;
+    while ((op = h->writeq.head) != NULL) {
+        int r;
+        switch (op->code) {
+        case IOQ_OP_CONNECT:
+        case IOQ_OP_LOCAL_CONNECT: r = do_connect_done(loop, h, op); break;
+        case IOQ_OP_SEND: r = do_send(loop, h, op); break;
+        case IOQ_OP_SENDV: r = do_sendv(loop, h, op); break;
+        case IOQ_OP_SENDTO: r = do_sendto(loop, h, op); break;
+        default: r = do_shutdown(loop, h, op); break;
+        }
+        if (r == STOP)
+            return; /* the handle is gone */
+        if (r == AGAIN) {
+            h->rstate &= (uint16_t)~IOQ__R_WRITABLE;
+            return;
+        }
+    }
+}
+
+/* --- entry points ---------------------------------------------------------------------------- */
+
+static int start_connect(ioq_loop *loop, ioq__op *op)
+{
+    ioq__handle *h = op->h;
+    struct sockaddr_storage ss;
+    socklen_t slen;
+    int fd, rc, domain;
+
+    if (op->code == IOQ_OP_CONNECT) {
+        ioq__px_to_sockaddr(&op->addr, &ss, &slen);
+        domain = ioq__px_family(op->addr.family);
+    } else {
+        if ((rc = ioq__px_unix_addr(op->path, &ss, &slen)) != 0)
+            return rc;
+        domain = AF_UNIX;
+    }
+    fd = ioq__px_socket(domain, SOCK_STREAM);
+    if (fd < 0)
+        return fd;
+    h->fd = fd;
+    if ((rc = loop->backend->handle_open(loop, h)) != 0) {
+        close(fd);
+        h->fd = -1;
+        return rc;
+    }
+    h->rstate &= (uint16_t)~(IOQ__R_READABLE | IOQ__R_WRITABLE);
+    ioq__opq_push(&h->writeq, op);
+    do
+        rc = connect(fd, (struct sockaddr *)&ss, slen);
+    while (rc < 0 && errno == EINTR);
+    if (rc == 0 || errno != EINPROGRESS) {
+        int e = rc == 0 ? 0 : errno;
+        ioq__opq_remove(&h->writeq, op);
+        if (e == 0) {
+            h->kind = op->code == IOQ_OP_CONNECT ? IOQ__K_TCP : IOQ__K_LOCAL;
+            h->rstate |= IOQ__R_READABLE | IOQ__R_WRITABLE;
+            ioq__complete(loop, op, 0, ioq__handle_value(loop, h), 0);
+        } else {
+            /* AF_UNIX says EAGAIN when the listener's backlog is full. */
+            ioq__complete(loop, op, ioq__os_errno_map(e), 0, 0);
+        }
+    }
+    return 0;
+}
+
+int ioq__rd_start(ioq_loop *loop, ioq__op *op)
+{
+    ioq__handle *h = op->h;
+    switch (op->code) {
+    case IOQ_OP_OPEN:
+        return ioq__tp_submit(loop, op, ioq__os_file_work);
+    case IOQ_OP_READ:
+    case IOQ_OP_WRITE:
+    case IOQ_OP_FSYNC:
+        op->res_fd = h->fd;
+        return ioq__tp_submit(loop, op, ioq__os_file_work);
+    case IOQ_OP_CONNECT:
+    case IOQ_OP_LOCAL_CONNECT:
+        return start_connect(loop, op);
+    default:
+        break;
+    }
+    if (is_read_op(op->code)) {
+        ioq__opq_push(&h->readq, op);
+        if (h->readq.head == op && (h->rstate & IOQ__R_READABLE))
+            run_read(loop, h);
+    } else {
+        ioq__opq_push(&h->writeq, op);
+        if (h->writeq.head == op &&
+            ((h->rstate & IOQ__R_WRITABLE) || op->code == IOQ_OP_SHUTDOWN))
+            run_write(loop, h);
+    }
+    return 0;
+}
+
+void ioq__rd_cancel(ioq_loop *loop, ioq__op *op)
+{
+    ioq__handle *h = op->h;
+    ioq__opq_remove(is_read_op(op->code) ? &h->readq : &h->writeq, op);
+    ioq__complete(loop, op, IOQ_ECANCELED, op->done, 0);
+}
+
+void ioq__rd_event(ioq_loop *loop, ioq__handle *h, unsigned bits)
+{
+    /* Writes first: a connect that completes must not be destroyed under a read. */
+    if (bits & IOQ__R_WRITABLE) {
+        h->rstate |= IOQ__R_WRITABLE;
+        if (h->writeq.head) {
+            bool connecting = h->kind == IOQ__K_CONNECTING;
+            run_write(loop, h);
+            if (connecting && h->kind != IOQ__K_TCP && h->kind != IOQ__K_LOCAL)
+                return; /* the connect failed and the handle is gone */
+        }
+    }
+    if (bits & IOQ__R_READABLE) {
+        h->rstate |= IOQ__R_READABLE;
+        if (h->readq.head)
+            run_read(loop, h);
+    }
+}
+
+ioq__handle *ioq__rd_lookup(ioq_loop *loop, uint64_t v)
+{
+    uint32_t index = (uint32_t)(v & IOQ__INDEX_MASK);
+    uint32_t gen = (uint32_t)(v >> IOQ__INDEX_BITS) & IOQ__GEN_MASK;
+    ioq__handle *h;
+    if ((uint16_t)(v >> 48) != loop->tag || index >= loop->nhandles)
+        return NULL;
+    h = ioq__handle_at(loop, index);
+    if (h->gen != gen || h->kind == IOQ__K_FREE)
+        return NULL;
+    return h;
+}

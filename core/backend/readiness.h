@@ -1,0 +1,19 @@
+/*
+ * The readiness engine shared by epoll and kqueue: per-handle FIFO queues of operations
+ * that are tried when the handle is (believed to be) ready, and parked on EAGAIN until the
+ * kernel reports an edge. The multiplexer files only register descriptors, wait, and feed
+ * edges in through ioq__rd_event().
+ */
+#ifndef IOQ_READINESS_H
+#define IOQ_READINESS_H
+
+#include "internal.h"
+
+int ioq__rd_start(ioq_loop *loop, ioq__op *op);
+void ioq__rd_cancel(ioq_loop *loop, ioq__op *op);
+/* An edge on h: bits of IOQ__R_READABLE | IOQ__R_WRITABLE. */
+void ioq__rd_event(ioq_loop *loop, ioq__handle *h, unsigned bits);
+/* The handle an event's cookie names, including sockets still connecting; NULL if stale. */
+ioq__handle *ioq__rd_lookup(ioq_loop *loop, uint64_t cookie);
+
+#endif /* IOQ_READINESS_H */

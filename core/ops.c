@@ -1,0 +1,528 @@
+/*
+ * The public submission calls. Each validates every argument before anything changes, so a
+ * negative return means nothing was accepted; then it takes an op, copies what the caller
+ * may reuse at once (iovec arrays, addresses, paths) and hands the op to its owner.
+ */
+#include "internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define PATH_MAX_LEN 4096
+#define HOST_MAX_LEN 1024
+
+void ioq__opq_push(ioq__opq *q, ioq__op *op)
+{
+    op->qnext = NULL;
+    op->qprev = q->tail;
+    if (q->tail)
+        q->tail->qnext = op;
+    else
+        q->head = op;
+    q->tail = op;
+}
+
+void ioq__opq_remove(ioq__opq *q, ioq__op *op)
+{
+    if (op->qprev)
+        op->qprev->qnext = op->qnext;
+    else if (q->head == op)
+        q->head = op->qnext;
+    else
+        return; /* not queued here */
+    if (op->qnext)
+        op->qnext->qprev = op->qprev;
+    else
+        q->tail = op->qprev;
+    op->qnext = op->qprev = NULL;
+}
+
+static bool addr_ok(const ioq_addr *a)
+{
+    return a && (a->family == IOQ_AF_INET || a->family == IOQ_AF_INET6);
+}
+
+static int path_check(const char *path)
+{
+    size_t n;
+    if (!path || !*path)
+        return IOQ_EINVAL;
+    n = strlen(path);
+    return n > PATH_MAX_LEN ? IOQ_ENAMETOOLONG : 0;
+}
+
+/* Hand an op to the backend. On rejection nothing remains of it. */
+static int start(ioq_loop *loop, ioq__op *op, ioq__handle *h)
+{
+    int rc;
+    if (h)
+        ioq__op_attach(op, h);
+    ioq__op_accept(loop, op);
+    op->at = IOQ__AT_BACKEND;
+    rc = loop->backend->start(loop, op);
+    if (rc != 0)
+        ioq__op_reject(loop, op);
+    return rc;
+}
+
+/* Common entry checks: the loop is usable and h is a live handle of one of `kinds`. */
+static int get(ioq_loop *loop, ioq_handle v, uint32_t kinds, ioq__handle **h)
+{
+    if (!loop)
+        return IOQ_EINVAL;
+    if (loop->in_free)
+        return IOQ_EMISUSE;
+    *h = ioq__handle_get(loop, v, kinds);
+    return *h ? 0 : IOQ_EBADHANDLE;
+}
+
+static int new_handle(ioq_loop *loop, uint8_t kind, uint8_t family, int64_t fd, ioq_handle *out)
+{
+    ioq__handle *h = ioq__handle_new(loop, kind, fd);
+    if (!h) {
+        ioq__os_close(fd);
+        return IOQ_ENOMEM;
+    }
+    h->family = family;
+    if (loop->backend->handle_open) {
+        int rc = loop->backend->handle_open(loop, h);
+        if (rc != 0) {
+            ioq__os_close(fd);
+            h->fd = -1;
+            ioq__handle_free(loop, h);
+            return rc;
+        }
+    }
+    *out = ioq__handle_value(loop, h);
+    return 0;
+}
+
+/* --- sockets --------------------------------------------------------------------------- */
+
+int ioq_tcp_listen(ioq_loop *loop, const ioq_addr *addr, uint32_t backlog, uint32_t flags,
+                   ioq_handle *out)
+{
+    int64_t fd;
+    int rc;
+    if (!loop || !out || !addr_ok(addr) || (flags & ~(uint32_t)(IOQ_REUSEPORT | IOQ_V6ONLY)) ||
+        backlog > 65535 || ((flags & IOQ_V6ONLY) && addr->family != IOQ_AF_INET6))
+        return IOQ_EINVAL;
+    if (loop->in_free)
+        return IOQ_EMISUSE;
+    rc = ioq__os_tcp_listen(addr, backlog ? backlog : 511, flags, &fd);
+    if (rc != 0)
+        return rc;
+    return new_handle(loop, IOQ__K_TCP_LISTENER, (uint8_t)addr->family, fd, out);
+}
+
+int ioq_udp_bind(ioq_loop *loop, const ioq_addr *addr, uint32_t flags, ioq_handle *out)
+{
+    int64_t fd;
+    int rc;
+    if (!loop || !out || !addr_ok(addr) || (flags & ~(uint32_t)(IOQ_REUSEPORT | IOQ_V6ONLY)) ||
+        ((flags & IOQ_V6ONLY) && addr->family != IOQ_AF_INET6))
+        return IOQ_EINVAL;
+    if (loop->in_free)
+        return IOQ_EMISUSE;
+    rc = ioq__os_udp_bind(addr, flags, &fd);
+    if (rc != 0)
+        return rc;
+    return new_handle(loop, IOQ__K_UDP, (uint8_t)addr->family, fd, out);
+}
+
+int ioq_local_listen(ioq_loop *loop, const char *path, uint32_t backlog, uint32_t flags,
+                     ioq_handle *out)
+{
+    int64_t fd;
+    int rc;
+    if (!loop || !out || (flags & ~(uint32_t)IOQ_UNLINK) || backlog > 65535)
+        return IOQ_EINVAL;
+    if ((rc = path_check(path)) != 0)
+        return rc;
+    if (loop->in_free)
+        return IOQ_EMISUSE;
+    rc = ioq__os_local_listen(path, backlog ? backlog : 511, flags, &fd);
+    if (rc != 0)
+        return rc;
+    return new_handle(loop, IOQ__K_LOCAL_LISTENER, 0, fd, out);
+}
+
+int ioq_accept(ioq_loop *loop, ioq_handle listener, uint32_t flags, uint64_t token)
+{
+    ioq__handle *h;
+    ioq__op *op;
+    int rc = get(loop, listener, IOQ__LISTENER_KINDS, &h);
+    if (rc != 0)
+        return rc;
+    if (flags & ~(uint32_t)IOQ_MULTISHOT)
+        return IOQ_EINVAL;
+    if (!(op = ioq__op_new(loop, IOQ_OP_ACCEPT, token)))
+        return IOQ_ENOMEM;
+    op->flags = flags;
+    return start(loop, op, h);
+}
+
+static int connect_common(ioq_loop *loop, uint16_t code, uint8_t family, ioq__op *op)
+{
+    ioq__handle *h = ioq__handle_new(loop, IOQ__K_CONNECTING, -1);
+    int rc;
+    if (!h) {
+        ioq__op_free(loop, op);
+        return IOQ_ENOMEM;
+    }
+    (void)code;
+    h->family = family;
+    rc = start(loop, op, h);
+    if (rc != 0)
+        ioq__handle_free(loop, h);
+    return rc;
+}
+
+int ioq_connect(ioq_loop *loop, const ioq_addr *addr, uint32_t flags, uint64_t token)
+{
+    ioq__op *op;
+    if (!loop || !addr_ok(addr) || addr->port == 0 || flags)
+        return IOQ_EINVAL;
+    if (loop->in_free)
+        return IOQ_EMISUSE;
+    if (!(op = ioq__op_new(loop, IOQ_OP_CONNECT, token)))
+        return IOQ_ENOMEM;
+    op->addr = *addr;
+    return connect_common(loop, IOQ_OP_CONNECT, (uint8_t)addr->family, op);
+}
+
+int ioq_local_connect(ioq_loop *loop, const char *path, uint32_t flags, uint64_t token)
+{
+    ioq__op *op;
+    int rc;
+    if (!loop || flags)
+        return IOQ_EINVAL;
+    if ((rc = path_check(path)) != 0)
+        return rc;
+    if (loop->in_free)
+        return IOQ_EMISUSE;
+    if (!(op = ioq__op_new(loop, IOQ_OP_LOCAL_CONNECT, token)))
+        return IOQ_ENOMEM;
+    if (!(op->path = ioq__strdup(path))) {
+        ioq__op_free(loop, op);
+        return IOQ_ENOMEM;
+    }
+    return connect_common(loop, IOQ_OP_LOCAL_CONNECT, 0, op);
+}
+
+/* Buffer operations on a handle of `kinds`. */
+static int buf_op(ioq_loop *loop, uint16_t code, ioq_handle hv, uint32_t kinds, void *buf,
+                  size_t len, uint64_t offset, uint64_t token)
+{
+    ioq__handle *h;
+    ioq__op *op;
+    int rc = get(loop, hv, kinds, &h);
+    if (rc != 0)
+        return rc;
+    if (!buf || len == 0 || len > IOQ_MAX_LEN || offset > (uint64_t)INT64_MAX)
+        return IOQ_EINVAL;
+    if (!(op = ioq__op_new(loop, code, token)))
+        return IOQ_ENOMEM;
+    op->buf = buf;
+    op->len = len;
+    op->offset = offset;
+    return start(loop, op, h);
+}
+
+int ioq_recv(ioq_loop *loop, ioq_handle h, void *buf, size_t len, uint64_t token)
+{
+    return buf_op(loop, IOQ_OP_RECV, h, IOQ__SOCKET_KINDS, buf, len, 0, token);
+}
+
+int ioq_send(ioq_loop *loop, ioq_handle h, const void *buf, size_t len, uint64_t token)
+{
+    return buf_op(loop, IOQ_OP_SEND, h, IOQ__SOCKET_KINDS, (void *)buf, len, 0, token);
+}
+
+int ioq_read(ioq_loop *loop, ioq_handle h, void *buf, size_t len, uint64_t offset,
+             uint64_t token)
+{
+    return buf_op(loop, IOQ_OP_READ, h, IOQ__KIND_BIT(IOQ__K_FILE), buf, len, offset, token);
+}
+
+int ioq_write(ioq_loop *loop, ioq_handle h, const void *buf, size_t len, uint64_t offset,
+              uint64_t token)
+{
+    return buf_op(loop, IOQ_OP_WRITE, h, IOQ__KIND_BIT(IOQ__K_FILE), (void *)buf, len, offset,
+                  token);
+}
+
+int ioq_recv_pool(ioq_loop *loop, ioq_handle hv, ioq_handle pool_h, uint32_t flags,
+                  uint64_t token)
+{
+    ioq__handle *h, *ph;
+    ioq__op *op;
+    int rc = get(loop, hv, IOQ__SOCKET_KINDS, &h);
+    if (rc != 0)
+        return rc;
+    if (!(ph = ioq__handle_get(loop, pool_h, IOQ__KIND_BIT(IOQ__K_POOL))))
+        return IOQ_EBADHANDLE;
+    if (flags & ~(uint32_t)IOQ_MULTISHOT)
+        return IOQ_EINVAL;
+    if (!(op = ioq__op_new(loop, IOQ_OP_RECV_POOL, token)))
+        return IOQ_ENOMEM;
+    op->flags = flags;
+    op->pool = ph->pool;
+    ph->pool->users++;
+    rc = start(loop, op, h);
+    if (rc != 0)
+        ph->pool->users--;
+    return rc;
+}
+
+int ioq_sendv(ioq_loop *loop, ioq_handle hv, const ioq_iov *iov, uint32_t n, uint64_t token)
+{
+    ioq__handle *h;
+    ioq__op *op;
+    uint64_t total = 0;
+    int rc = get(loop, hv, IOQ__SOCKET_KINDS, &h);
+    if (rc != 0)
+        return rc;
+    if (!iov || n == 0 || n > IOQ_MAX_IOV)
+        return IOQ_EINVAL;
+    for (uint32_t i = 0; i < n; i++) {
+        if (iov[i].len > IOQ_MAX_LEN || (!iov[i].base && iov[i].len))
+            return IOQ_EINVAL;
+        total += iov[i].len;
+    }
+    if (total == 0 || total > IOQ_MAX_LEN)
+        return IOQ_EINVAL;
+    if (!(op = ioq__op_new(loop, IOQ_OP_SENDV, token)))
+        return IOQ_ENOMEM;
+    if (n <= sizeof op->iov_small / sizeof op->iov_small[0]) {
+        op->iov = op->iov_small;
+    } else if (!(op->iov = malloc(n * sizeof *op->iov))) {
+        ioq__op_free(loop, op);
+        return IOQ_ENOMEM;
+    }
+    memcpy(op->iov, iov, n * sizeof *iov);
+    op->iovcnt = n;
+    op->len = (size_t)total;
+    return start(loop, op, h);
+}
+
+int ioq_sendto(ioq_loop *loop, ioq_handle hv, const void *buf, size_t len, const ioq_addr *addr,
+               uint64_t token)
+{
+    ioq__handle *h;
+    ioq__op *op;
+    int rc = get(loop, hv, IOQ__KIND_BIT(IOQ__K_UDP), &h);
+    if (rc != 0)
+        return rc;
+    if ((!buf && len) || len > IOQ_MAX_LEN || !addr_ok(addr) || addr->port == 0)
+        return IOQ_EINVAL;
+    if (!(op = ioq__op_new(loop, IOQ_OP_SENDTO, token)))
+        return IOQ_ENOMEM;
+    op->buf = (void *)buf;
+    op->len = len;
+    op->addr = *addr;
+    return start(loop, op, h);
+}
+
+int ioq_recvfrom(ioq_loop *loop, ioq_handle hv, void *buf, size_t len, ioq_addr *addr_out,
+                 uint64_t token)
+{
+    ioq__handle *h;
+    ioq__op *op;
+    int rc = get(loop, hv, IOQ__KIND_BIT(IOQ__K_UDP), &h);
+    if (rc != 0)
+        return rc;
+    if (!buf || len == 0 || len > IOQ_MAX_LEN)
+        return IOQ_EINVAL;
+    if (!(op = ioq__op_new(loop, IOQ_OP_RECVFROM, token)))
+        return IOQ_ENOMEM;
+    op->buf = buf;
+    op->len = len;
+    op->addr_out = addr_out;
+    return start(loop, op, h);
+}
+
+int ioq_shutdown(ioq_loop *loop, ioq_handle hv, uint64_t token)
+{
+    ioq__handle *h;
+    ioq__op *op;
+    int rc = get(loop, hv, IOQ__STREAM_KINDS, &h);
+    if (rc != 0)
+        return rc;
+    if (!(op = ioq__op_new(loop, IOQ_OP_SHUTDOWN, token)))
+        return IOQ_ENOMEM;
+    return start(loop, op, h);
+}
+
+/* --- files ------------------------------------------------------------------------------- */
+
+int ioq_open(ioq_loop *loop, const char *path, uint32_t flags, uint32_t mode, uint64_t token)
+{
+    const uint32_t known = IOQ_OPEN_READ | IOQ_OPEN_WRITE | IOQ_OPEN_CREATE | IOQ_OPEN_TRUNC |
+                           IOQ_OPEN_APPEND | IOQ_OPEN_EXCL;
+    ioq__op *op;
+    int rc;
+    if (!loop || (flags & ~known) || !(flags & (IOQ_OPEN_READ | IOQ_OPEN_WRITE)) ||
+        mode > 07777 || ((flags & IOQ_OPEN_EXCL) && !(flags & IOQ_OPEN_CREATE)))
+        return IOQ_EINVAL;
+    if ((rc = path_check(path)) != 0)
+        return rc;
+    if (loop->in_free)
+        return IOQ_EMISUSE;
+    if (!(op = ioq__op_new(loop, IOQ_OP_OPEN, token)))
+        return IOQ_ENOMEM;
+    if (!(op->path = ioq__strdup(path))) {
+        ioq__op_free(loop, op);
+        return IOQ_ENOMEM;
+    }
+    op->flags = flags;
+    op->mode = mode;
+    return start(loop, op, NULL);
+}
+
+int ioq_fsync(ioq_loop *loop, ioq_handle hv, uint64_t token)
+{
+    ioq__handle *h;
+    ioq__op *op;
+    int rc = get(loop, hv, IOQ__KIND_BIT(IOQ__K_FILE), &h);
+    if (rc != 0)
+        return rc;
+    if (!(op = ioq__op_new(loop, IOQ_OP_FSYNC, token)))
+        return IOQ_ENOMEM;
+    return start(loop, op, h);
+}
+
+/* --- timers, resolve ------------------------------------------------------------------------ */
+
+int ioq_timeout(ioq_loop *loop, uint64_t ns, uint64_t token)
+{
+    ioq__op *op;
+    uint64_t now;
+    int rc;
+    if (!loop)
+        return IOQ_EINVAL;
+    if (loop->in_free)
+        return IOQ_EMISUSE;
+    if (!(op = ioq__op_new(loop, IOQ_OP_TIMEOUT, token)))
+        return IOQ_ENOMEM;
+    now = ioq__os_now();
+    op->offset = ns > UINT64_MAX - now ? UINT64_MAX : now + ns;
+    ioq__op_accept(loop, op);
+    rc = ioq__timer_add(loop, op);
+    if (rc != 0)
+        ioq__op_reject(loop, op);
+    return rc;
+}
+
+int ioq_resolve(ioq_loop *loop, const char *host, const char *service, uint32_t flags,
+                ioq_addr *out_addrs, uint32_t max, uint64_t token)
+{
+    const uint32_t known = IOQ_RESOLVE_INET | IOQ_RESOLVE_INET6 | IOQ_RESOLVE_NUMERIC;
+    ioq__op *op;
+    int rc;
+    if (!loop || (!host && !service) || !out_addrs || max == 0 || (flags & ~known))
+        return IOQ_EINVAL;
+    if ((host && strlen(host) > HOST_MAX_LEN) || (service && strlen(service) > HOST_MAX_LEN))
+        return IOQ_ENAMETOOLONG;
+    if (loop->in_free)
+        return IOQ_EMISUSE;
+    if (!(op = ioq__op_new(loop, IOQ_OP_RESOLVE, token)))
+        return IOQ_ENOMEM;
+    if ((host && !(op->path = ioq__strdup(host))) ||
+        (service && !(op->path2 = ioq__strdup(service)))) {
+        ioq__op_free(loop, op);
+        return IOQ_ENOMEM;
+    }
+    op->flags = flags;
+    op->addr_out = out_addrs;
+    op->mode = max;
+    ioq__op_accept(loop, op);
+    rc = ioq__tp_submit(loop, op, ioq__os_resolve_work);
+    if (rc != 0)
+        ioq__op_reject(loop, op);
+    return rc;
+}
+
+/* --- queries, options, adoption -------------------------------------------------------------- */
+
+int ioq_sockname(ioq_loop *loop, ioq_handle hv, ioq_addr *out)
+{
+    ioq__handle *h;
+    int rc = get(loop, hv, ~0u, &h);
+    if (rc != 0)
+        return rc;
+    if (!out)
+        return IOQ_EINVAL;
+    if (h->family == 0)
+        return IOQ_ENOTSUP;
+    return ioq__os_sockname(h->fd, false, out);
+}
+
+int ioq_peername(ioq_loop *loop, ioq_handle hv, ioq_addr *out)
+{
+    ioq__handle *h;
+    int rc = get(loop, hv, ~0u, &h);
+    if (rc != 0)
+        return rc;
+    if (!out)
+        return IOQ_EINVAL;
+    if (h->family == 0)
+        return IOQ_ENOTSUP;
+    if (h->kind == IOQ__K_TCP_LISTENER)
+        return IOQ_ENOTCONN;
+    return ioq__os_sockname(h->fd, true, out);
+}
+
+int ioq_setopt(ioq_loop *loop, ioq_handle hv, uint32_t opt, int64_t value)
+{
+    ioq__handle *h;
+    int rc = get(loop, hv, ~0u, &h);
+    if (rc != 0)
+        return rc;
+    if (opt < IOQ_OPT_NODELAY || opt > IOQ_OPT_LINGER)
+        return IOQ_EINVAL;
+    if (h->kind == IOQ__K_FILE || h->kind == IOQ__K_POOL)
+        return IOQ_ENOTSUP;
+    return ioq__os_setopt(h->fd, h->kind, opt, value);
+}
+
+int ioq_adopt(ioq_loop *loop, uint64_t os_handle, uint32_t kind, ioq_handle *out)
+{
+    uint8_t family = 0;
+    int rc;
+    if (!loop || !out || kind < IOQ_KIND_TCP || kind > IOQ_KIND_FILE ||
+        !ioq__os_valid_fd(os_handle))
+        return IOQ_EINVAL;
+    if (loop->in_free)
+        return IOQ_EMISUSE;
+    rc = ioq__os_adopt((int64_t)os_handle, kind, &family);
+    if (rc != 0)
+        return rc;
+    {
+        ioq__handle *h = ioq__handle_new(loop, (uint8_t)kind, (int64_t)os_handle);
+        if (!h)
+            return IOQ_ENOMEM; /* not ours yet: the caller keeps the descriptor */
+        h->family = family;
+        if (loop->backend->handle_open && (rc = loop->backend->handle_open(loop, h)) != 0) {
+            h->fd = -1;
+            ioq__handle_free(loop, h);
+            return rc;
+        }
+        *out = ioq__handle_value(loop, h);
+    }
+    return 0;
+}
+
+int ioq_os_handle(ioq_loop *loop, ioq_handle hv, uint64_t *out)
+{
+    ioq__handle *h;
+    int rc = get(loop, hv, ~0u, &h);
+    if (rc != 0)
+        return rc;
+    if (!out)
+        return IOQ_EINVAL;
+    if (h->fd < 0)
+        return IOQ_ENOTSUP;
+    *out = (uint64_t)h->fd;
+    return 0;
+}
