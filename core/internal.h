@@ -104,7 +104,7 @@ struct ioq__op {
     uint64_t res_value;
     int64_t res_fd;     /* open: the new descriptor */
 
-    void *be;           /* backend private (e.g. an io_uring msghdr) */
+    void *be;           /* backend private, malloc'ed; freed with the op */
     uint64_t be_u64;
 };
 
@@ -129,6 +129,7 @@ enum {
 #define IOQ__R_SHUT     0x10u /* the write side was shut down */
 
 #define IOQ__HANDLE_CHUNK 256
+#define IOQ__OP_CHUNK 256
 #define IOQ__INDEX_BITS 24
 #define IOQ__GEN_BITS 24
 #define IOQ__INDEX_MASK ((1u << IOQ__INDEX_BITS) - 1)

@@ -175,8 +175,6 @@ ioq__handle *ioq__handle_get(const ioq_loop *loop, ioq_handle v, uint32_t kinds)
 
 /* --- op slab and token index -------------------------------------------------------------- */
 
-#define OP_CHUNK 256
-
 static void token_index_grow(ioq_loop *loop)
 {
     uint32_t nsize = (loop->tmask + 1) * 2;
@@ -238,11 +236,11 @@ ioq__op *ioq__op_new(ioq_loop *loop, uint16_t code, uint64_t token)
         if (!nc)
             return NULL;
         loop->ochunks = nc;
-        chunk = malloc(OP_CHUNK * sizeof *chunk);
+        chunk = malloc(IOQ__OP_CHUNK * sizeof *chunk);
         if (!chunk)
             return NULL;
         nc[loop->nochunks++] = chunk;
-        for (int i = OP_CHUNK - 1; i >= 0; i--) {
+        for (int i = IOQ__OP_CHUNK - 1; i >= 0; i--) {
             chunk[i].code = IOQ_OP_NONE;
             chunk[i].qnext = loop->ofree;
             loop->ofree = &chunk[i];
@@ -293,6 +291,7 @@ void ioq__op_free(ioq_loop *loop, ioq__op *op)
         free(op->iov);
     free(op->path);
     free(op->path2);
+    free(op->be);
     op->code = IOQ_OP_NONE;
     op->qnext = loop->ofree;
     loop->ofree = op;
@@ -742,7 +741,7 @@ void ioq_loop_free(ioq_loop *loop)
     }
     for (uint32_t c = 0; c < loop->nochunks; c++) {
         ioq__op *chunk = loop->ochunks[c];
-        for (int i = 0; i < OP_CHUNK; i++) {
+        for (int i = 0; i < IOQ__OP_CHUNK; i++) {
             ioq__op *op = &chunk[i];
             if (op->code == IOQ_OP_NONE)
                 continue;
@@ -750,6 +749,7 @@ void ioq_loop_free(ioq_loop *loop)
                 free(op->iov);
             free(op->path);
             free(op->path2);
+            free(op->be);
         }
         free(chunk);
     }

@@ -1,0 +1,322 @@
+/*
+ * kqueue backend (macOS, FreeBSD): what is kqueue's own. Every socket gets EVFILT_READ and
+ * EVFILT_WRITE with EV_CLEAR when it joins the loop; the registrations wait in a change list
+ * that the next kevent() wait hands to the kernel, so that a loop iteration costs one system
+ * call. The readiness engine (readiness.c) does the rest. EVFILT_USER carries wake-ups and
+ * posts; a one-shot EVFILT_TIMER is armed only when the loop is embedded in a foreign loop
+ * through ioq_loop_fd(), so that ioq's own timers make the kqueue descriptor readable.
+ */
+#include "posix.h"
+#include "readiness.h"
+
+#include <sys/types.h>
+#include <sys/event.h>
+#include <sys/time.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#ifndef EVFILT_USER
+#  error "the kqueue backend needs EVFILT_USER (macOS, FreeBSD 8.1 or later, NetBSD 10)"
+#endif
+
+/* Idents of the two non-socket events; told from descriptors by their filter. */
+#define IDENT_WAKE 0
+#define IDENT_TIMER 1
+#define MAX_EVENTS 256
+
+typedef struct {
+    int kq;
+    bool timer_armed;
+    struct kevent *changes; /* registrations the next kevent() wait submits */
+    int nchanges, cap;
+    struct kevent events[MAX_EVENTS];
+} kq_state;
+
+/* udata is a pointer. A 64-bit one holds the handle value itself; a 32-bit one holds the slot
+ * index and the low bits of its generation, enough to tell a stale event from a live one. */
+static void *cookie_of(ioq_loop *loop, ioq__handle *h)
+{
+#if UINTPTR_MAX >= UINT64_MAX
+    return (void *)(uintptr_t)ioq__handle_value(loop, h);
+#else
+    (void)loop;
+    return (void *)(uintptr_t)(h->index | (h->gen & 0xffu) << IOQ__INDEX_BITS);
+#endif
+}
+
+static ioq__handle *handle_of(ioq_loop *loop, void *udata)
+{
+#if UINTPTR_MAX >= UINT64_MAX
+    return ioq__rd_lookup(loop, (uint64_t)(uintptr_t)udata);
+#else
+    uint32_t v = (uint32_t)(uintptr_t)udata, index = v & IOQ__INDEX_MASK;
+    ioq__handle *h;
+    if (index >= loop->nhandles)
+        return NULL;
+    h = ioq__handle_at(loop, index);
+    if ((h->gen & 0xffu) != v >> IOQ__INDEX_BITS)
+        return NULL;
+    return ioq__rd_lookup(loop, ioq__handle_value(loop, h));
+#endif
+}
+
+/* Give changes to the kernel at once. EV_RECEIPT makes each change come back as a receipt
+ * and keeps kevent() from handing out readiness here, which only the wait may consume
+ * (an EV_CLEAR edge taken and dropped would be lost). Returns the first real error. */
+static int apply_now(kq_state *s, struct kevent *ch, int n)
+{
+    enum { SLICE = 16 };
+    struct kevent rec[SLICE];
+    struct timespec zero = {0, 0};
+    int rc = 0;
+
+    for (int i = 0; i < n; i++)
+        ch[i].flags |= EV_RECEIPT;
+    for (int off = 0; off < n; off += SLICE) {
+        int k = n - off < SLICE ? n - off : SLICE;
+        int got = kevent(s->kq, ch + off, k, rec, k, &zero);
+        if (got < 0) {
+            if (rc == 0)
+                rc = ioq__os_errno_map(errno);
+            continue;
+        }
+        for (int i = 0; i < got; i++) {
+            int e = (rec[i].flags & EV_ERROR) ? (int)rec[i].data : 0;
+            /* ENOENT: deleting a one-shot timer that already fired. */
+            if (e != 0 && e != ENOENT && rc == 0)
+                rc = ioq__os_errno_map(e);
+        }
+    }
+    return rc;
+}
+
+static int kq_init(ioq_loop *loop)
+{
+    kq_state *s = calloc(1, sizeof *s);
+    struct kevent ev;
+    int rc;
+
+    if (!s)
+        return IOQ_ENOMEM;
+    s->kq = kqueue();
+    if (s->kq < 0) {
+        rc = ioq__os_errno_map(errno);
+        free(s);
+        return rc;
+    }
+    /* A fork() child never inherits a kqueue, but exec() would keep the descriptor. */
+    fcntl(s->kq, F_SETFD, FD_CLOEXEC);
+    EV_SET(&ev, IDENT_WAKE, EVFILT_USER, EV_ADD | EV_CLEAR, 0, 0, NULL);
+    if ((rc = apply_now(s, &ev, 1)) != 0) {
+        close(s->kq);
+        free(s);
+        return rc;
+    }
+    loop->be = s;
+    return 0;
+}
+
+static void kq_fini(ioq_loop *loop)
+{
+    kq_state *s = loop->be;
+    close(s->kq);
+    free(s->changes);
+    free(s);
+    loop->be = NULL;
+}
+
+static int reserve(kq_state *s, int n)
+{
+    if (s->nchanges + n > s->cap) {
+        int cap = s->cap ? s->cap : 64;
+        struct kevent *c;
+        while (cap < s->nchanges + n)
+            cap *= 2;
+        c = realloc(s->changes, (size_t)cap * sizeof *c);
+        if (!c)
+            return IOQ_ENOMEM;
+        s->changes = c;
+        s->cap = cap;
+    }
+    return 0;
+}
+
+static int kq_handle_open(ioq_loop *loop, ioq__handle *h)
+{
+    kq_state *s = loop->be;
+    bool listener = h->kind == IOQ__K_TCP_LISTENER || h->kind == IOQ__K_LOCAL_LISTENER;
+    struct kevent ch[2];
+    int n = listener ? 1 : 2, rc;
+    void *cookie;
+
+    if (h->kind == IOQ__K_FILE)
+        return 0; /* regular files are always "ready": they go to the thread pool */
+    cookie = cookie_of(loop, h);
+    EV_SET(&ch[0], (uintptr_t)h->fd, EVFILT_READ, EV_ADD | EV_CLEAR, 0, 0, cookie);
+    /* A listener is never written to, and some systems refuse EVFILT_WRITE on one. */
+    if (!listener)
+        EV_SET(&ch[1], (uintptr_t)h->fd, EVFILT_WRITE, EV_ADD | EV_CLEAR, 0, 0, cookie);
+    if (loop->embedded) {
+        /* The host sleeps on the kqueue descriptor, not in our wait: a registration left
+         * for the next ioq_poll() could be waited for forever. */
+        if ((rc = apply_now(s, ch, n)) != 0)
+            return rc;
+    } else {
+        if ((rc = reserve(s, n)) != 0)
+            return rc;
+        memcpy(&s->changes[s->nchanges], ch, (size_t)n * sizeof ch[0]);
+        s->nchanges += n;
+    }
+    /* Optimistic until the first EAGAIN: the engine tries before it relies on an edge, and
+     * an EV_CLEAR filter reports the current state when it is added, so a registration that
+     * takes effect at the next wait misses nothing. */
+    h->rstate |= IOQ__R_REG | IOQ__R_READABLE | IOQ__R_WRITABLE;
+    return 0;
+}
+
+static void kq_handle_close(ioq_loop *loop, ioq__handle *h)
+{
+    kq_state *s = loop->be;
+    int j = 0;
+    /* close() removes the descriptor's filters; changes still queued for it would fail with
+     * EBADF, or worse, land on a new socket that reuses the number. */
+    for (int i = 0; i < s->nchanges; i++)
+        if (s->changes[i].ident != (uintptr_t)h->fd)
+            s->changes[j++] = s->changes[i];
+    s->nchanges = j;
+}
+
+static void dispatch(ioq_loop *loop, kq_state *s, const struct kevent *ev)
+{
+    ioq__handle *h;
+    unsigned bits;
+
+    /* A failed change: the descriptor was closed meanwhile (EBADF, ENOENT). */
+    if (ev->flags & EV_ERROR)
+        return;
+    switch (ev->filter) {
+    case EVFILT_READ: bits = IOQ__R_READABLE; break;
+    case EVFILT_WRITE: bits = IOQ__R_WRITABLE; break;
+    case EVFILT_TIMER:
+        /* The one-shot is gone. Forgetting its deadline makes ioq_poll() arm the next one,
+         * also when the kernel's clock fired it a little before ioq's. */
+        s->timer_armed = false;
+        loop->armed_deadline = UINT64_MAX;
+        return;
+    default:
+        return; /* EVFILT_USER: a wake; EV_CLEAR has already reset it */
+    }
+    h = handle_of(loop, ev->udata);
+    if (h && (uintptr_t)h->fd == ev->ident)
+        ioq__rd_event(loop, h, bits); /* EV_EOF too: the next call reports what happened */
+}
+
+static int kq_poll(ioq_loop *loop, int64_t timeout_ns)
+{
+    kq_state *s = loop->be;
+    struct timespec ts, zero = {0, 0}, *tsp = NULL;
+    int total = 0;
+
+    if (timeout_ns >= 0) {
+        ts.tv_sec = (time_t)(timeout_ns / 1000000000);
+        ts.tv_nsec = (long)(timeout_ns % 1000000000);
+        tsp = &ts;
+    }
+    for (;;) {
+        /* More changes than result slots: earlier slices go in without sleeping, so that
+         * every failed change finds a slot for its EV_ERROR entry. */
+        bool last = s->nchanges <= MAX_EVENTS;
+        int nch = last ? s->nchanges : MAX_EVENTS;
+        int n = kevent(s->kq, s->changes, nch, s->events, MAX_EVENTS,
+                       last && total == 0 ? tsp : &zero);
+        int e = errno;
+
+        /* The kernel applies the change list before it sleeps: it is used up even when the
+         * wait itself was interrupted. Dispatching may queue new changes behind these. */
+        s->nchanges -= nch;
+        if (s->nchanges > 0)
+            memmove(s->changes, s->changes + nch, (size_t)s->nchanges * sizeof *s->changes);
+        if (n < 0)
+            return e == EINTR ? total : ioq__os_errno_map(e);
+        for (int i = 0; i < n; i++)
+            dispatch(loop, s, &s->events[i]);
+        total += n;
+        if (last)
+            return total;
+    }
+}
+
+static void kq_wake(ioq_loop *loop)
+{
+    kq_state *s = loop->be;
+    struct kevent ev;
+    /* Any thread: a trigger already pending simply stays pending. */
+    EV_SET(&ev, IDENT_WAKE, EVFILT_USER, 0, NOTE_TRIGGER, 0, NULL);
+    kevent(s->kq, &ev, 1, NULL, 0, NULL);
+}
+
+static int64_t kq_loop_fd(ioq_loop *loop)
+{
+    kq_state *s = loop->be;
+    /* From now on the host waits on the descriptor: what is queued must be in effect. */
+    if (s->nchanges > 0) {
+        apply_now(s, s->changes, s->nchanges);
+        s->nchanges = 0;
+    }
+    return s->kq;
+}
+
+static void kq_arm_timer(ioq_loop *loop, uint64_t deadline)
+{
+    kq_state *s = loop->be;
+    struct kevent ev;
+
+    if (deadline == UINT64_MAX) {
+        if (!s->timer_armed)
+            return;
+        EV_SET(&ev, IDENT_TIMER, EVFILT_TIMER, EV_DELETE, 0, 0, NULL);
+        s->timer_armed = false;
+    } else {
+        /* kqueue has no absolute timer on the monotonic clock everywhere (macOS's
+         * NOTE_ABSOLUTE counts wall-clock time): a relative one-shot from ioq's clock. */
+        uint64_t now = ioq__os_now();
+        uint64_t rel = deadline > now ? deadline - now : 1;
+#if defined(NOTE_NSECONDS)
+        unsigned unit = NOTE_NSECONDS;
+#else
+        unsigned unit = 0; /* milliseconds, rounded up: a timer must never fire early */
+        rel = (rel + 999999) / 1000000;
+#endif
+        if (rel > (uint64_t)INTPTR_MAX)
+            rel = (uint64_t)INTPTR_MAX;
+        EV_SET(&ev, IDENT_TIMER, EVFILT_TIMER, EV_ADD | EV_ONESHOT, unit, (intptr_t)rel, NULL);
+        s->timer_armed = true;
+    }
+    apply_now(s, &ev, 1);
+}
+
+static uint32_t kq_caps(ioq_loop *loop)
+{
+    (void)loop;
+    return IOQ_CAP_LOOP_FD;
+}
+
+const ioq__backend ioq__backend_kqueue = {
+    .name = "kqueue",
+    .id = IOQ_BACKEND_KQUEUE,
+    .init = kq_init,
+    .fini = kq_fini,
+    .start = ioq__rd_start,
+    .cancel = ioq__rd_cancel,
+    .wait = kq_poll,
+    .wake = kq_wake,
+    .handle_open = kq_handle_open,
+    .handle_close = kq_handle_close,
+    .loop_fd = kq_loop_fd,
+    .arm_timer = kq_arm_timer,
+    .caps = kq_caps,
+};
