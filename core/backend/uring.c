@@ -39,6 +39,7 @@ typedef struct {
     struct io_uring ring;
     int evfd;
     int tfd;
+    int lfd;          /* embedded mode: eventfd registered with the ring, see loop_fd */
     bool enabled;     /* set up with R_DISABLED: enabled by the first submitter thread */
     bool wake_armed;
     bool timer_armed;
@@ -574,6 +575,11 @@ static int uring_wait(ioq_loop *loop, int64_t timeout_ns)
 
     if ((rc = enable(s)) != 0)
         return rc;
+    if (s->lfd >= 0) {
+        /* Embedded: the host saw the descriptor readable and called us; re-arm it. */
+        ssize_t r = read(s->lfd, &s->timer_buf, sizeof s->timer_buf);
+        (void)r;
+    }
     if (timeout_ns == 0) {
         /* Enter only when there is something to submit or deferred work to run. */
         if (io_uring_sq_ready(&s->ring) ||
@@ -605,9 +611,21 @@ static void uring_wake(ioq_loop *loop)
 static int64_t uring_loop_fd(ioq_loop *loop)
 {
     uring_state *s = st(loop);
-    if (enable(s) == 0)
-        io_uring_submit(&s->ring);
-    return s->ring.ring_fd;
+    int rc;
+    if (s->lfd >= 0)
+        return s->lfd;
+    if ((rc = enable(s)) != 0)
+        return rc;
+    s->lfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (s->lfd < 0)
+        return ioq__os_errno_map(errno);
+    if ((rc = io_uring_register_eventfd(&s->ring, s->lfd)) < 0) {
+        close(s->lfd);
+        s->lfd = -1;
+        return ioq__os_errno_map(-rc);
+    }
+    io_uring_submit(&s->ring);
+    return s->lfd;
 }
 
 static void uring_arm_timer(ioq_loop *loop, uint64_t deadline)
@@ -751,7 +769,7 @@ static int uring_init(ioq_loop *loop)
 
     if (!s)
         return IOQ_ENOMEM;
-    s->evfd = s->tfd = -1;
+    s->evfd = s->tfd = s->lfd = -1;
     for (size_t i = 0; i < sizeof setups / sizeof setups[0]; i++) {
         struct io_uring_params p;
         memset(&p, 0, sizeof p);
@@ -840,6 +858,8 @@ static void uring_fini(ioq_loop *loop)
     io_uring_queue_exit(&s->ring);
     if (s->tfd >= 0)
         close(s->tfd);
+    if (s->lfd >= 0)
+        close(s->lfd);
     close(s->evfd);
     free(s);
     loop->be = NULL;
