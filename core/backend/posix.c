@@ -211,7 +211,7 @@ int ioq__px_accept(int fd)
 static int bind_inet(int fd, const ioq_addr *addr, uint32_t flags)
 {
     struct sockaddr_storage ss;
-    socklen_t len;
+    socklen_t len = 0;
     int one = 1;
 
     if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0)
