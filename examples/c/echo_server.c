@@ -1,0 +1,299 @@
+/*
+ * echo_server - a TCP echo server on ioq, the reference example of the completion model.
+ *
+ *   echo_server [addr:port]        (default 127.0.0.1:7000; port 0 picks a free port)
+ *
+ * There are no callbacks. Every operation carries a 64-bit token that says which
+ * connection it belongs to and what it was; the main loop polls completions and
+ * dispatches on the token. Per connection exactly one operation is in flight at a time:
+ * a receive, then a send of what arrived, then a receive again. A connection's slot is
+ * reused only after the completion of its ioq_close(), because ioq guarantees that every
+ * pending operation of the handle completes before that: a token can never be confused
+ * with the next owner of the slot.
+ *
+ * SIGINT / SIGTERM (Ctrl-C / Ctrl-Break on Windows) stop it cleanly: the listener and
+ * every connection are closed, their completions drained, then the loop is freed.
+ */
+#include <ioq.h>
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifdef _WIN32
+#  define WIN32_LEAN_AND_MEAN
+#  include <windows.h>
+#endif
+
+#define BUF_SIZE   16384
+#define MAX_CQES   64
+/* POSIX signal handlers may not call ioq_wake() (it is not documented as async-signal-
+ * safe), so the loop wakes up this often to look at the stop flag. */
+#define TICK_NS    (200 * 1000 * 1000LL)
+#define RETRY_NS   (100 * 1000 * 1000ULL)
+
+/* Token layout: bits 0..7 the operation, bits 8..63 the connection's slot. Slot 0 is the
+ * listener (and the loop-wide operations). */
+enum { OP_ACCEPT = 1, OP_RECV, OP_SEND, OP_CLOSE, OP_RETRY, OP_CANCEL };
+
+static uint64_t token_make(uint64_t slot, unsigned op) { return (slot << 8) | op; }
+static uint64_t token_slot(uint64_t token) { return token >> 8; }
+static unsigned token_op(uint64_t token) { return (unsigned)(token & 0xff); }
+
+typedef struct conn {
+    ioq_handle h;
+    int closing;
+    char buf[BUF_SIZE]; /* owned by ioq while a recv or send on it is in flight */
+} conn;
+
+static ioq_loop *loop;
+static ioq_handle listener;
+static conn **slots;        /* slots[0] unused: slot 0 is the listener */
+static uint32_t nslots = 1;
+static uint32_t *free_slots;
+static uint32_t nfree;
+static uint32_t live;       /* connections whose close has not completed */
+static uint32_t misc_pending; /* listener close, retry timer, cancel, orphan closes */
+static uint64_t served;
+static int stopping;
+static volatile sig_atomic_t stop_requested;
+
+#ifdef _WIN32
+static BOOL WINAPI on_console_ctrl(DWORD type)
+{
+    (void)type;
+    stop_requested = 1;
+    ioq_wake(loop); /* runs on its own thread, where ioq_wake() is allowed */
+    return TRUE;
+}
+#else
+static void on_signal(int sig)
+{
+    (void)sig;
+    stop_requested = 1;
+}
+#endif
+
+static void install_stop_handlers(void)
+{
+#ifdef _WIN32
+    SetConsoleCtrlHandler(on_console_ctrl, TRUE);
+#else
+    signal(SIGINT, on_signal);
+    signal(SIGTERM, on_signal);
+#endif
+}
+
+static void fail(const char *what, int64_t code)
+{
+    fprintf(stderr, "echo_server: %s: %s (%s)\n", what, ioq_strerror(code),
+            ioq_errname(code));
+    exit(1);
+}
+
+/* Returns the new slot, or 0 when out of memory. */
+static uint32_t slot_alloc(ioq_handle h)
+{
+    uint32_t i;
+    conn *c = malloc(sizeof *c);
+    if (c == NULL)
+        return 0;
+    if (nfree > 0) {
+        i = free_slots[--nfree];
+    } else {
+        conn **ns = realloc(slots, (nslots + 1) * sizeof *ns);
+        uint32_t *nf;
+        if (ns == NULL) {
+            free(c);
+            return 0;
+        }
+        slots = ns;
+        /* the free list can hold every slot, so slot_free() never needs memory */
+        nf = realloc(free_slots, (nslots + 1) * sizeof *nf);
+        if (nf == NULL) {
+            free(c);
+            return 0;
+        }
+        free_slots = nf;
+        i = nslots++;
+    }
+    c->h = h;
+    c->closing = 0;
+    slots[i] = c;
+    live++;
+    return i;
+}
+
+static void slot_free(uint32_t i)
+{
+    free(slots[i]);
+    slots[i] = NULL;
+    free_slots[nfree++] = i;
+    live--;
+}
+
+static void conn_close(uint32_t i)
+{
+    conn *c = slots[i];
+    if (c->closing)
+        return;
+    c->closing = 1;
+    if (ioq_close(loop, c->h, token_make(i, OP_CLOSE)) != 0)
+        slot_free(i); /* nothing was accepted, so no completion will come */
+}
+
+static void conn_recv(uint32_t i)
+{
+    int rc = ioq_recv(loop, slots[i]->h, slots[i]->buf, BUF_SIZE, token_make(i, OP_RECV));
+    if (rc != 0) {
+        fprintf(stderr, "echo_server: recv: %s\n", ioq_strerror(rc));
+        conn_close(i);
+    }
+}
+
+static void listener_accept(void)
+{
+    int rc = ioq_accept(loop, listener, IOQ_MULTISHOT, token_make(0, OP_ACCEPT));
+    if (rc != 0)
+        fail("accept", rc);
+}
+
+static void begin_stop(void)
+{
+    uint32_t i;
+    stopping = 1;
+    /* closing the listener ends the multishot accept with IOQ_ECANCELED */
+    if (ioq_close(loop, listener, token_make(0, OP_CLOSE)) == 0)
+        misc_pending++;
+    if (ioq_cancel(loop, token_make(0, OP_RETRY), token_make(0, OP_CANCEL)) == 0)
+        misc_pending++;
+    for (i = 1; i < nslots; i++)
+        if (slots[i] != NULL)
+            conn_close(i);
+}
+
+static void on_accept(const ioq_cqe *cqe)
+{
+    if (cqe->result == 0) {
+        ioq_handle h = cqe->value;
+        uint32_t i = stopping ? 0 : slot_alloc(h);
+        if (i == 0) {
+            if (ioq_close(loop, h, token_make(0, OP_CLOSE)) == 0)
+                misc_pending++;
+        } else {
+            served++;
+            conn_recv(i);
+        }
+    }
+    if (cqe->flags & IOQ_CQE_MORE)
+        return;
+    /* The multishot accept has ended. Unless we are stopping, that was an error such
+     * as IOQ_EMFILE: back off briefly so that connections can close, then re-arm. */
+    if (stopping)
+        return;
+    fprintf(stderr, "echo_server: accept ended: %s\n", ioq_strerror(cqe->result));
+    if (ioq_timeout(loop, RETRY_NS, token_make(0, OP_RETRY)) != 0)
+        fail("timeout", IOQ_ENOMEM);
+    misc_pending++;
+}
+
+static void dispatch(const ioq_cqe *cqe)
+{
+    uint32_t i = (uint32_t)token_slot(cqe->token);
+    int64_t r = cqe->result;
+
+    switch (token_op(cqe->token)) {
+    case OP_ACCEPT:
+        on_accept(cqe);
+        break;
+    case OP_RECV:
+        if (slots[i]->closing)
+            break; /* IOQ_ECANCELED (or a late result) of a connection being closed */
+        if (r > 0) {
+            int rc = ioq_send(loop, slots[i]->h, slots[i]->buf, (size_t)r,
+                              token_make(i, OP_SEND));
+            if (rc != 0)
+                conn_close(i);
+        } else {
+            if (r < 0 && r != IOQ_ECONNRESET)
+                fprintf(stderr, "echo_server: recv: %s\n", ioq_strerror(r));
+            conn_close(i); /* r == 0: orderly end of stream */
+        }
+        break;
+    case OP_SEND:
+        if (slots[i]->closing)
+            break;
+        if (r < 0) {
+            if (r != IOQ_EPIPE && r != IOQ_ECONNRESET)
+                fprintf(stderr, "echo_server: send: %s\n", ioq_strerror(r));
+            conn_close(i);
+        } else {
+            conn_recv(i);
+        }
+        break;
+    case OP_CLOSE:
+        if (i == 0)
+            misc_pending--;
+        else
+            slot_free(i);
+        break;
+    case OP_RETRY:
+        misc_pending--;
+        if (r == 0 && !stopping)
+            listener_accept();
+        break;
+    case OP_CANCEL:
+        misc_pending--;
+        break;
+    default:
+        fprintf(stderr, "echo_server: unexpected token %llu\n",
+                (unsigned long long)cqe->token);
+        break;
+    }
+}
+
+int main(int argc, char **argv)
+{
+    const char *where = argc > 1 ? argv[1] : "127.0.0.1:7000";
+    ioq_cqe cqes[MAX_CQES];
+    ioq_addr addr;
+    char text[64];
+    int rc, n, k;
+
+    if (argc > 2 || ioq_addr_parse(where, &addr) != 0) {
+        fprintf(stderr, "usage: echo_server [addr:port]\n");
+        return 2;
+    }
+    rc = ioq_loop_new(NULL, &loop);
+    if (rc != 0)
+        fail("loop", rc);
+    rc = ioq_tcp_listen(loop, &addr, 0, 0, &listener);
+    if (rc != 0)
+        fail(where, rc);
+    if (ioq_sockname(loop, listener, &addr) == 0 &&
+        ioq_addr_format(&addr, text, sizeof text) > 0)
+        where = text;
+    install_stop_handlers();
+    listener_accept();
+    printf("echo_server: listening on %s (backend %s)\n", where, ioq_loop_backend(loop));
+    fflush(stdout);
+
+    for (;;) {
+        if (stop_requested && !stopping)
+            begin_stop();
+        if (stopping && live == 0 && misc_pending == 0)
+            break;
+        n = ioq_poll(loop, cqes, MAX_CQES, stopping ? -1 : TICK_NS);
+        if (n < 0)
+            fail("poll", n);
+        for (k = 0; k < n; k++)
+            dispatch(&cqes[k]);
+    }
+
+    ioq_loop_free(loop);
+    free(slots);
+    free(free_slots);
+    printf("echo_server: stopped after %llu connections\n", (unsigned long long)served);
+    return 0;
+}
