@@ -195,7 +195,9 @@ static void dispatch(ioq_loop *loop, kq_state *s, const struct kevent *ev)
     ioq__handle *h;
     unsigned bits;
 
-    /* A failed change: the descriptor was closed meanwhile (EBADF, ENOENT). */
+    /* A queued change that failed. EBADF and ENOENT mean the descriptor was closed
+     * meanwhile; anything else (ENOMEM) leaves that socket without events, and there is no
+     * caller left to tell: the change was queued by a submission that has returned. */
     if (ev->flags & EV_ERROR)
         return;
     switch (ev->filter) {
