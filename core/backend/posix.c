@@ -428,6 +428,26 @@ void ioq__os_close(int64_t fd)
         close((int)fd);
 }
 
+int ioq__px_open_flags(uint32_t f)
+{
+    int fl = O_CLOEXEC;
+    if ((f & IOQ_OPEN_READ) && (f & IOQ_OPEN_WRITE))
+        fl |= O_RDWR;
+    else if (f & IOQ_OPEN_WRITE)
+        fl |= O_WRONLY;
+    else
+        fl |= O_RDONLY;
+    if (f & IOQ_OPEN_CREATE)
+        fl |= O_CREAT;
+    if (f & IOQ_OPEN_TRUNC)
+        fl |= O_TRUNC;
+    if (f & IOQ_OPEN_APPEND)
+        fl |= O_APPEND;
+    if (f & IOQ_OPEN_EXCL)
+        fl |= O_EXCL;
+    return fl;
+}
+
 /* --- thread-pool work ------------------------------------------------------------------------ */
 
 void ioq__os_file_work(ioq__op *op)
@@ -436,24 +456,9 @@ void ioq__os_file_work(ioq__op *op)
     op->res_value = 0;
     switch (op->code) {
     case IOQ_OP_OPEN: {
-        int fl = O_CLOEXEC, nfd;
-        uint32_t f = op->flags;
-        if ((f & IOQ_OPEN_READ) && (f & IOQ_OPEN_WRITE))
-            fl |= O_RDWR;
-        else if (f & IOQ_OPEN_WRITE)
-            fl |= O_WRONLY;
-        else
-            fl |= O_RDONLY;
-        if (f & IOQ_OPEN_CREATE)
-            fl |= O_CREAT;
-        if (f & IOQ_OPEN_TRUNC)
-            fl |= O_TRUNC;
-        if (f & IOQ_OPEN_APPEND)
-            fl |= O_APPEND;
-        if (f & IOQ_OPEN_EXCL)
-            fl |= O_EXCL;
+        int nfd;
         do
-            nfd = open(op->path, fl, (mode_t)op->mode);
+            nfd = open(op->path, ioq__px_open_flags(op->flags), (mode_t)op->mode);
         while (nfd < 0 && errno == EINTR);
         op->res = nfd < 0 ? ioq__os_errno_map(errno) : 0;
         op->res_fd = nfd;

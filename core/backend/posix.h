@@ -26,5 +26,7 @@ int ioq__px_socket(int domain, int type);
 int ioq__px_accept(int fd);
 int ioq__px_unix_addr(const char *path, struct sockaddr_storage *ss, socklen_t *len);
 int ioq__px_set_nonblock(int fd);
+/* IOQ_OPEN_* flags as open(2) flags (with O_CLOEXEC). */
+int ioq__px_open_flags(uint32_t flags);
 
 #endif /* IOQ_POSIX_H */

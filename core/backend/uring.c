@@ -220,24 +220,9 @@ static int issue(ioq_loop *loop, ioq__op *op)
     case IOQ_OP_SHUTDOWN:
         io_uring_prep_shutdown(sqe, fd, SHUT_WR);
         break;
-    case IOQ_OP_OPEN: {
-        int fl = O_CLOEXEC;
-        uint32_t f = op->flags;
-        if ((f & IOQ_OPEN_READ) && (f & IOQ_OPEN_WRITE))
-            fl |= O_RDWR;
-        else if (f & IOQ_OPEN_WRITE)
-            fl |= O_WRONLY;
-        if (f & IOQ_OPEN_CREATE)
-            fl |= O_CREAT;
-        if (f & IOQ_OPEN_TRUNC)
-            fl |= O_TRUNC;
-        if (f & IOQ_OPEN_APPEND)
-            fl |= O_APPEND;
-        if (f & IOQ_OPEN_EXCL)
-            fl |= O_EXCL;
-        io_uring_prep_openat(sqe, AT_FDCWD, op->path, fl, op->mode);
+    case IOQ_OP_OPEN:
+        io_uring_prep_openat(sqe, AT_FDCWD, op->path, ioq__px_open_flags(op->flags), op->mode);
         break;
-    }
     case IOQ_OP_READ:
         io_uring_prep_read(sqe, fd, op->buf, (unsigned)op->len, op->offset);
         break;
