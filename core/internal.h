@@ -263,6 +263,9 @@ ioq__handle *ioq__handle_at(const ioq_loop *loop, uint32_t index);
 /* Readiness queue helpers. */
 void ioq__opq_push(ioq__opq *q, ioq__op *op);
 void ioq__opq_remove(ioq__opq *q, ioq__op *op);
+/* A gather send moved n more bytes: advance op->done and its (iovpos, offset) position,
+ * offset being the bytes of iov[iovpos] already sent. */
+void ioq__sendv_advance(ioq__op *op, size_t n);
 
 /* Thread pool: run op->work on a worker; the op completes on the loop thread. */
 int ioq__tp_submit(ioq_loop *loop, ioq__op *op, ioq__work_fn work);
@@ -298,6 +301,9 @@ void ioq__op_reject(ioq_loop *loop, ioq__op *op);
 void ioq__op_free(ioq_loop *loop, ioq__op *op);
 void ioq__op_cancel(ioq_loop *loop, ioq__op *op);
 ioq__handle *ioq__handle_get(const ioq_loop *loop, ioq_handle v, uint32_t kinds);
+/* Any allocated slot behind v, also a socket still connecting or a handle being closed
+ * (for backends mapping kernel events back to handles); NULL when stale. */
+ioq__handle *ioq__handle_find(const ioq_loop *loop, uint64_t v);
 bool ioq__cq_room(ioq_loop *loop, uint32_t n);
 void ioq__wake_if_blocked(ioq_loop *loop);
 void ioq__pool_destroy(ioq_loop *loop, ioq__pool *pool);

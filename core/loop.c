@@ -156,8 +156,7 @@ ioq_handle ioq__handle_value(const ioq_loop *loop, const ioq__handle *h)
     return (uint64_t)loop->tag << 48 | (uint64_t)h->gen << IOQ__INDEX_BITS | h->index;
 }
 
-/* The live handle behind v if its kind is in `kinds` (a bit mask of 1 << IOQ__K_*). */
-ioq__handle *ioq__handle_get(const ioq_loop *loop, ioq_handle v, uint32_t kinds)
+ioq__handle *ioq__handle_find(const ioq_loop *loop, uint64_t v)
 {
     uint32_t index = (uint32_t)(v & IOQ__INDEX_MASK);
     uint32_t gen = (uint32_t)(v >> IOQ__INDEX_BITS) & IOQ__GEN_MASK;
@@ -166,8 +165,15 @@ ioq__handle *ioq__handle_get(const ioq_loop *loop, ioq_handle v, uint32_t kinds)
     if ((uint16_t)(v >> 48) != loop->tag || index >= loop->nhandles)
         return NULL;
     h = ioq__handle_at(loop, index);
-    if (h->gen != gen || h->kind == IOQ__K_FREE || h->kind == IOQ__K_CONNECTING ||
-        (h->rstate & IOQ__R_CLOSING) ||
+    return h->gen == gen && h->kind != IOQ__K_FREE ? h : NULL;
+}
+
+/* The handle behind a caller's value v: live, visible, not closing, of a kind in `kinds`
+ * (a bit mask of 1 << IOQ__K_*). */
+ioq__handle *ioq__handle_get(const ioq_loop *loop, ioq_handle v, uint32_t kinds)
+{
+    ioq__handle *h = ioq__handle_find(loop, v);
+    if (!h || h->kind == IOQ__K_CONNECTING || (h->rstate & IOQ__R_CLOSING) ||
         !(kinds & (1u << h->kind)))
         return NULL;
     return h;

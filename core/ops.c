@@ -37,6 +37,22 @@ void ioq__opq_remove(ioq__opq *q, ioq__op *op)
     op->qnext = op->qprev = NULL;
 }
 
+void ioq__sendv_advance(ioq__op *op, size_t n)
+{
+    op->done += n;
+    while (op->iovpos < op->iovcnt) {
+        size_t left = op->iov[op->iovpos].len - (size_t)op->offset;
+        if (n < left) {
+            op->offset += n;
+            return;
+        }
+        /* a whole entry (or a zero-length one) is behind us */
+        n -= left;
+        op->iovpos++;
+        op->offset = 0;
+    }
+}
+
 static bool addr_ok(const ioq_addr *a)
 {
     return a && (a->family == IOQ_AF_INET || a->family == IOQ_AF_INET6);

@@ -133,7 +133,7 @@ static int epoll_poll(ioq_loop *loop, int64_t timeout_ns)
             (void)r;
             continue;
         }
-        h = ioq__rd_lookup(loop, cookie);
+        h = ioq__handle_find(loop, cookie);
         if (!h)
             continue;
         if (e & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
@@ -158,7 +158,6 @@ static int64_t epoll_loop_fd(ioq_loop *loop) { return ((epoll_state *)loop->be)-
 static void epoll_arm_timer(ioq_loop *loop, uint64_t deadline)
 {
     epoll_state *s = loop->be;
-    struct itimerspec its;
 
     if (s->tfd < 0) {
         struct epoll_event ev;
@@ -176,14 +175,7 @@ static void epoll_arm_timer(ioq_loop *loop, uint64_t deadline)
             return;
         }
     }
-    memset(&its, 0, sizeof its);
-    if (deadline != UINT64_MAX) {
-        /* 0 would disarm: a deadline already past is armed one nanosecond in. */
-        uint64_t d = deadline ? deadline : 1;
-        its.it_value.tv_sec = (time_t)(d / 1000000000u);
-        its.it_value.tv_nsec = (long)(d % 1000000000u);
-    }
-    timerfd_settime(s->tfd, TFD_TIMER_ABSTIME, &its, NULL);
+    ioq__px_timerfd_arm(s->tfd, deadline);
 }
 
 static uint32_t epoll_caps(ioq_loop *loop)

@@ -51,7 +51,7 @@ static void *cookie_of(ioq_loop *loop, ioq__handle *h)
 static ioq__handle *handle_of(ioq_loop *loop, void *udata)
 {
 #if UINTPTR_MAX >= UINT64_MAX
-    return ioq__rd_lookup(loop, (uint64_t)(uintptr_t)udata);
+    return ioq__handle_find(loop, (uint64_t)(uintptr_t)udata);
 #else
     uint32_t v = (uint32_t)(uintptr_t)udata, index = v & IOQ__INDEX_MASK;
     ioq__handle *h;
@@ -60,7 +60,7 @@ static ioq__handle *handle_of(ioq_loop *loop, void *udata)
     h = ioq__handle_at(loop, index);
     if ((h->gen & 0xffu) != v >> IOQ__INDEX_BITS)
         return NULL;
-    return ioq__rd_lookup(loop, ioq__handle_value(loop, h));
+    return ioq__handle_find(loop, ioq__handle_value(loop, h));
 #endif
 }
 

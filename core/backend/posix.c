@@ -448,6 +448,23 @@ int ioq__px_open_flags(uint32_t f)
     return fl;
 }
 
+#if defined(__linux__)
+#  include <sys/timerfd.h>
+
+void ioq__px_timerfd_arm(int tfd, uint64_t deadline)
+{
+    struct itimerspec its;
+    memset(&its, 0, sizeof its);
+    if (deadline != UINT64_MAX) {
+        /* 0 would disarm: a deadline already past is armed one nanosecond in. */
+        uint64_t d = deadline ? deadline : 1;
+        its.it_value.tv_sec = (time_t)(d / 1000000000u);
+        its.it_value.tv_nsec = (long)(d % 1000000000u);
+    }
+    timerfd_settime(tfd, TFD_TIMER_ABSTIME, &its, NULL);
+}
+#endif
+
 /* --- thread-pool work ------------------------------------------------------------------------ */
 
 void ioq__os_file_work(ioq__op *op)

@@ -28,5 +28,9 @@ int ioq__px_unix_addr(const char *path, struct sockaddr_storage *ss, socklen_t *
 int ioq__px_set_nonblock(int fd);
 /* IOQ_OPEN_* flags as open(2) flags (with O_CLOEXEC). */
 int ioq__px_open_flags(uint32_t flags);
+#if defined(__linux__)
+/* Arm a timerfd at an absolute CLOCK_MONOTONIC deadline (UINT64_MAX disarms). */
+void ioq__px_timerfd_arm(int tfd, uint64_t deadline);
+#endif
 
 #endif /* IOQ_POSIX_H */

@@ -245,21 +245,7 @@ static int do_sendv(ioq_loop *loop, ioq__handle *h, ioq__op *op)
                 continue;
             return send_error(loop, h, op, errno);
         }
-        op->done += (size_t)n;
-        /* advance (iovpos, offset) past n bytes */
-        while (n > 0 && op->iovpos < op->iovcnt) {
-            size_t left = op->iov[op->iovpos].len - (size_t)op->offset;
-            if ((size_t)n < left) {
-                op->offset += (uint64_t)n;
-                n = 0;
-            } else {
-                n -= (ssize_t)left;
-                op->iovpos++;
-                op->offset = 0;
-            }
-        }
-        while (op->iovpos < op->iovcnt && op->iov[op->iovpos].len == 0)
-            op->iovpos++;
+        ioq__sendv_advance(op, (size_t)n);
         if (h->kind == IOQ__K_UDP)
             break;
     }
@@ -413,17 +399,4 @@ void ioq__rd_event(ioq_loop *loop, ioq__handle *h, unsigned bits)
         if (h->readq.head)
             run_read(loop, h);
     }
-}
-
-ioq__handle *ioq__rd_lookup(ioq_loop *loop, uint64_t v)
-{
-    uint32_t index = (uint32_t)(v & IOQ__INDEX_MASK);
-    uint32_t gen = (uint32_t)(v >> IOQ__INDEX_BITS) & IOQ__GEN_MASK;
-    ioq__handle *h;
-    if ((uint16_t)(v >> 48) != loop->tag || index >= loop->nhandles)
-        return NULL;
-    h = ioq__handle_at(loop, index);
-    if (h->gen != gen || h->kind == IOQ__K_FREE)
-        return NULL;
-    return h;
 }

@@ -13,7 +13,5 @@ int ioq__rd_start(ioq_loop *loop, ioq__op *op);
 void ioq__rd_cancel(ioq_loop *loop, ioq__op *op);
 /* An edge on h: bits of IOQ__R_READABLE | IOQ__R_WRITABLE. */
 void ioq__rd_event(ioq_loop *loop, ioq__handle *h, unsigned bits);
-/* The handle an event's cookie names, including sockets still connecting; NULL if stale. */
-ioq__handle *ioq__rd_lookup(ioq_loop *loop, uint64_t cookie);
 
 #endif /* IOQ_READINESS_H */

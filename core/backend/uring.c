@@ -20,8 +20,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
-#include <sys/mman.h>
 #include <sys/timerfd.h>
+#include <sys/mman.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -123,6 +123,18 @@ static uring_args *args_of(ioq__op *op, uint32_t niov)
     return op->be;
 }
 
+/* A one-buffer msghdr with room for an address (recvfrom, sendto). */
+static void msg_one(uring_args *a, void *buf, size_t len, socklen_t namelen)
+{
+    memset(&a->msg, 0, sizeof a->msg);
+    a->iov[0].iov_base = buf;
+    a->iov[0].iov_len = len;
+    a->msg.msg_iov = a->iov;
+    a->msg.msg_iovlen = 1;
+    a->msg.msg_name = &a->ss;
+    a->msg.msg_namelen = namelen;
+}
+
 /* Fill the msghdr of a sendv from its (iovpos, offset) position. */
 static void sendv_msg(ioq__op *op, uring_args *a)
 {
@@ -188,13 +200,7 @@ static int issue(ioq_loop *loop, ioq__op *op)
         sqe->buf_group = (uint16_t)op->pool->bgid;
         break;
     case IOQ_OP_RECVFROM:
-        memset(&a->msg, 0, sizeof a->msg);
-        a->iov[0].iov_base = op->buf;
-        a->iov[0].iov_len = op->len;
-        a->msg.msg_iov = a->iov;
-        a->msg.msg_iovlen = 1;
-        a->msg.msg_name = &a->ss;
-        a->msg.msg_namelen = sizeof a->ss;
+        msg_one(a, op->buf, op->len, sizeof a->ss);
         io_uring_prep_recvmsg(sqe, fd, &a->msg, 0);
         break;
     case IOQ_OP_SEND:
@@ -207,13 +213,7 @@ static int issue(ioq_loop *loop, ioq__op *op)
     case IOQ_OP_SENDTO: {
         socklen_t len;
         ioq__px_to_sockaddr(&op->addr, &a->ss, &len);
-        memset(&a->msg, 0, sizeof a->msg);
-        a->iov[0].iov_base = op->buf;
-        a->iov[0].iov_len = op->len;
-        a->msg.msg_iov = a->iov;
-        a->msg.msg_iovlen = 1;
-        a->msg.msg_name = &a->ss;
-        a->msg.msg_namelen = len;
+        msg_one(a, op->buf, op->len, len);
         io_uring_prep_sendmsg(sqe, fd, &a->msg, MSG_NOSIGNAL);
         break;
     }
@@ -426,21 +426,10 @@ static void on_cqe(ioq_loop *loop, ioq__op *op, int res, uint32_t cflags)
             finish(loop, op, map_res(op, res), op->done, 0);
             return;
         }
-        op->done += (size_t)res;
-        if (op->code == IOQ_OP_SENDV) {
-            size_t n = (size_t)res;
-            while (n > 0 && op->iovpos < op->iovcnt) {
-                size_t left = op->iov[op->iovpos].len - (size_t)op->offset;
-                if (n < left) {
-                    op->offset += n;
-                    n = 0;
-                } else {
-                    n -= left;
-                    op->iovpos++;
-                    op->offset = 0;
-                }
-            }
-        }
+        if (op->code == IOQ_OP_SENDV)
+            ioq__sendv_advance(op, (size_t)res);
+        else
+            op->done += (size_t)res;
         if (op->done < op->len && h->kind != IOQ__K_UDP && res > 0) {
             int rc;
             if (op->cancelled) {
@@ -616,7 +605,6 @@ static int64_t uring_loop_fd(ioq_loop *loop)
 static void uring_arm_timer(ioq_loop *loop, uint64_t deadline)
 {
     uring_state *s = st(loop);
-    struct itimerspec its;
     if (s->tfd < 0) {
         if (deadline == UINT64_MAX)
             return;
@@ -630,13 +618,7 @@ static void uring_arm_timer(ioq_loop *loop, uint64_t deadline)
         if (enable(s) == 0)
             io_uring_submit(&s->ring);
     }
-    memset(&its, 0, sizeof its);
-    if (deadline != UINT64_MAX) {
-        uint64_t d = deadline ? deadline : 1;
-        its.it_value.tv_sec = (time_t)(d / 1000000000u);
-        its.it_value.tv_nsec = (long)(d % 1000000000u);
-    }
-    timerfd_settime(s->tfd, TFD_TIMER_ABSTIME, &its, NULL);
+    ioq__px_timerfd_arm(s->tfd, deadline);
 }
 
 static int uring_handle_open(ioq_loop *loop, ioq__handle *h)
