@@ -1,0 +1,600 @@
+--- ioq: completion-based asynchronous I/O for Lua 5.4.
+--
+-- local ioq = require "ioq"
+-- local loop = ioq.loop()
+-- local id = loop:timeout(0.01, "tick")
+-- for _, c in ipairs(loop:poll()) do print(c.op, c.token, c.result) end
+--
+-- Every ABI call is a method of a loop. A submit method returns the operation's id (an
+-- integer unique in its loop) when ioq accepted it; the completion carries the same id and
+-- the optional token given at submission (any Lua value). Expected failures return
+-- nil, message, code (code is the negative ioq.E* integer); misuse (wrong argument types,
+-- a freed loop) raises an error.
+--
+-- Handles, tokens and completion values are 64-bit integers that round-trip exactly.
+-- uint64_t values above 2^63-1 appear as negative Lua integers (same bits).
+local core = require "ioq_core"
+
+local M = {}
+
+-- Constants without their prefix: ioq.EINVAL, ioq.MULTISHOT, ioq.OP_RECV ...
+for k, v in pairs(core) do
+  if (type(v) == "number" or type(v) == "string") and k:match("^[A-Z][A-Z0-9_]*$") then
+    M[k] = v
+  end
+end
+
+M.core = core
+M.buffer = core.buffer
+M.VERSION = core.version_string()
+
+--- ioq.version() -> number, string of the library.
+function M.version() return core.version(), core.version_string() end
+--- ioq.strerror(code) -> sentence; ioq.errname(code) -> "ECONNREFUSED".
+function M.strerror(code) return core.strerror(code) end
+function M.errname(code) return core.errname(code) end
+
+local OPNAMES = {
+  [core.OP_NONE] = "none", [core.OP_POST] = "post", [core.OP_ACCEPT] = "accept",
+  [core.OP_CONNECT] = "connect", [core.OP_LOCAL_CONNECT] = "local_connect",
+  [core.OP_RECV] = "recv", [core.OP_RECV_POOL] = "recv_pool", [core.OP_SEND] = "send",
+  [core.OP_SENDV] = "sendv", [core.OP_SENDTO] = "sendto", [core.OP_RECVFROM] = "recvfrom",
+  [core.OP_SHUTDOWN] = "shutdown", [core.OP_CLOSE] = "close", [core.OP_OPEN] = "open",
+  [core.OP_READ] = "read", [core.OP_WRITE] = "write", [core.OP_FSYNC] = "fsync",
+  [core.OP_TIMEOUT] = "timeout", [core.OP_CANCEL] = "cancel", [core.OP_RESOLVE] = "resolve",
+}
+M.opnames = OPNAMES
+
+local function fail(rc)
+  return nil, core.strerror(rc), rc
+end
+M._fail = fail
+
+--- ioq.parse_addr("127.0.0.1:80") -> an address object, or nil, message, code.
+function M.parse_addr(text)
+  if type(text) ~= "string" then
+    error("bad argument #1 to 'parse_addr' (string expected, got " .. type(text) .. ")", 2)
+  end
+  local rc, a = core.addr_parse(text)
+  if rc ~= 0 then return fail(rc) end
+  return a
+end
+
+--- ioq.format_addr(addr) -> "127.0.0.1:80".
+function M.format_addr(a)
+  local rc, s = core.addr_format(a)
+  if rc < 0 then return fail(rc) end
+  return s
+end
+
+local function toaddr(a, level)
+  if type(a) == "string" then
+    local rc, obj = core.addr_parse(a)
+    if rc ~= 0 then return nil, rc end
+    return obj
+  elseif type(a) == "userdata" then
+    return a
+  end
+  error("address expected (\"host:port\" or an ioq address), got " .. type(a), level or 3)
+end
+
+local function seconds_to_ns(s, name)
+  if math.type(s) == nil then error("bad argument to '" .. name .. "' (number expected)", 3) end
+  if s < 0 then return -1 end
+  -- Round up: a timeout never fires early, and neither does a wait.
+  local ns = math.ceil(s * 1e9)
+  if ns > math.maxinteger then ns = math.maxinteger end
+  return math.tointeger(ns)
+end
+
+local OPEN_MODES = {
+  r = core.OPEN_READ,
+  w = core.OPEN_WRITE | core.OPEN_CREATE | core.OPEN_TRUNC,
+  a = core.OPEN_WRITE | core.OPEN_CREATE | core.OPEN_APPEND,
+  ["r+"] = core.OPEN_READ | core.OPEN_WRITE,
+  ["w+"] = core.OPEN_READ | core.OPEN_WRITE | core.OPEN_CREATE | core.OPEN_TRUNC,
+  ["a+"] = core.OPEN_READ | core.OPEN_WRITE | core.OPEN_CREATE | core.OPEN_APPEND,
+}
+
+--- ioq.open_flags("w") -> IOQ_OPEN_* bits; "x" anywhere adds OPEN_EXCL.
+function M.open_flags(mode)
+  if math.type(mode) == "integer" then return mode end
+  if type(mode) ~= "string" then error("open mode expected", 3) end
+  local excl = mode:find("x", 1, true) ~= nil
+  local base = OPEN_MODES[(mode:gsub("[xb]", ""))]
+  if not base then error("bad open mode '" .. mode .. "'", 3) end
+  if excl then base = base | core.OPEN_EXCL end
+  return base
+end
+
+local OPTS = {
+  nodelay = core.OPT_NODELAY, keepalive = core.OPT_KEEPALIVE, rcvbuf = core.OPT_RCVBUF,
+  sndbuf = core.OPT_SNDBUF, reuseaddr = core.OPT_REUSEADDR, broadcast = core.OPT_BROADCAST,
+  linger = core.OPT_LINGER,
+}
+
+local BACKENDS = {
+  auto = core.BACKEND_AUTO, epoll = core.BACKEND_EPOLL, io_uring = core.BACKEND_URING,
+  uring = core.BACKEND_URING, kqueue = core.BACKEND_KQUEUE, iocp = core.BACKEND_IOCP,
+}
+
+------------------------------------------------------------------------------------------
+-- Loop
+------------------------------------------------------------------------------------------
+
+local Loop = {}
+Loop.__index = Loop
+M.Loop = Loop
+
+--- ioq.loop([opts]) -> loop, or nil, message, code.
+-- opts.backend: "auto", "epoll", "io_uring", "kqueue", "iocp" (or an ioq.BACKEND_*);
+-- opts.threads: worker threads for blocking work; opts.max: completions per poll.
+function M.loop(opts)
+  opts = opts or {}
+  if type(opts) ~= "table" then error("bad argument #1 to 'loop' (table expected)", 2) end
+  local o = nil
+  if opts.backend or opts.threads then
+    o = core.loop_options()
+    o.size = 48
+    local b = opts.backend or "auto"
+    if type(b) == "string" then
+      b = BACKENDS[b]
+      if not b then error("unknown backend '" .. tostring(opts.backend) .. "'", 2) end
+    end
+    o.backend = b
+    o.threadpool_size = opts.threads or 0
+  end
+  local rc, raw = core.loop_new(o)
+  if rc ~= 0 then return fail(rc) end
+  local self = setmetatable({
+    raw = raw,
+    cq = core.cqes(opts.max or 256),
+    ops = {},          -- id -> record of an operation that has not completed finally
+    live = 0,          -- number of records in ops
+    next_id = 0,
+    spare = {},        -- size -> list of idle receive buffers
+  }, Loop)
+  return self
+end
+
+function Loop:__gc()
+  if self.raw then self:free() end
+end
+
+function Loop:__tostring()
+  return "ioq.loop(" .. (self.raw and core.loop_backend(self.raw) or "freed") .. ")"
+end
+
+local function raw(self)
+  local r = self.raw
+  if not r then error("ioq loop used after free", 3) end
+  return r
+end
+
+local function new_id(self)
+  local id = self.next_id + 1
+  self.next_id = id
+  return id
+end
+
+-- Record an accepted operation; rc is the submit call's result.
+local function track(self, rc, id, rec)
+  if rc ~= 0 then
+    if rc == core.EMISUSE then error(core.strerror(rc), 3) end
+    return fail(rc)
+  end
+  self.ops[id] = rec
+  self.live = self.live + 1
+  return id
+end
+
+--- loop:free() - end every operation without completions and free the loop.
+function Loop:free()
+  if self.raw then
+    core.loop_free(self.raw)
+    self.raw = nil
+    self.ops = {}
+    self.live = 0
+  end
+end
+
+function Loop:backend() return core.loop_backend(raw(self)) end
+function Loop:caps() return core.loop_caps(raw(self)) end
+function Loop:now() return core.now(raw(self)) end
+--- loop:pending() -> number of operations without their final completion yet.
+function Loop:pending() return self.live end
+--- loop:pinned() -> number of Lua values held for in-flight operations.
+function Loop:pinned() return core.pinned(raw(self)) end
+
+function Loop:fd()
+  local fd = core.loop_fd(raw(self))
+  if fd < 0 then return fail(fd) end
+  return fd
+end
+
+function Loop:submit()
+  local rc = core.submit(raw(self))
+  if rc ~= 0 then return fail(rc) end
+  return true
+end
+
+function Loop:wake()
+  local rc = core.wake(raw(self))
+  if rc ~= 0 then return fail(rc) end
+  return true
+end
+
+--- loop:post(result [, token]) -> id. Completes with op "post" and the given result.
+function Loop:post(result, token)
+  local id = new_id(self)
+  return track(self, core.post(raw(self), id, result or 0), id, { op = "post", token = token })
+end
+
+-- Sockets ------------------------------------------------------------------------------
+
+--- loop:tcp_listen(addr [, backlog [, flags]]) -> handle.
+function Loop:tcp_listen(addr, backlog, flags)
+  local a, err = toaddr(addr)
+  if not a then return fail(err) end
+  local rc, h = core.tcp_listen(raw(self), a, backlog or 0, flags or 0)
+  if rc ~= 0 then return fail(rc) end
+  return h
+end
+
+--- loop:udp_bind(addr [, flags]) -> handle.
+function Loop:udp_bind(addr, flags)
+  local a, err = toaddr(addr)
+  if not a then return fail(err) end
+  local rc, h = core.udp_bind(raw(self), a, flags or 0)
+  if rc ~= 0 then return fail(rc) end
+  return h
+end
+
+--- loop:local_listen(path [, backlog [, flags]]) -> handle.
+function Loop:local_listen(path, backlog, flags)
+  local rc, h = core.local_listen(raw(self), path, backlog or 0, flags or 0)
+  if rc ~= 0 then return fail(rc) end
+  return h
+end
+
+-- Operations: each returns the id, or nil, message, code. ------------------------------
+
+function Loop:accept(listener, flags, token)
+  local id = new_id(self)
+  return track(self, core.accept(raw(self), listener, flags or 0, id), id,
+               { op = "accept", token = token })
+end
+
+function Loop:connect(addr, token)
+  local a, err = toaddr(addr)
+  if not a then return fail(err) end
+  local id = new_id(self)
+  return track(self, core.connect(raw(self), a, 0, id), id, { op = "connect", token = token })
+end
+
+function Loop:local_connect(path, token)
+  local id = new_id(self)
+  return track(self, core.local_connect(raw(self), path, 0, id), id,
+               { op = "local_connect", token = token })
+end
+
+-- A receive buffer of exactly n bytes from the loop's spares (they are reused, so a
+-- receive that returns a string costs that string and nothing else).
+local function take_spare(self, n)
+  if math.type(n) ~= "integer" or n < 1 or n > core.MAX_LEN then
+    return nil
+  end
+  local list = self.spare[n]
+  local b = list and list[#list]
+  if b then
+    list[#list] = nil
+    return b
+  end
+  return core.buffer(n)
+end
+
+local function give_spare(self, b)
+  local n = b:cap()
+  local list = self.spare[n]
+  if not list then
+    list = {}
+    self.spare[n] = list
+  end
+  if #list < 16 then list[#list + 1] = b end
+end
+
+local function recv_target(self, what)
+  if type(what) == "userdata" then return what, false end
+  if math.type(what) == "integer" then
+    local b = take_spare(self, what)
+    if not b then return nil end
+    return b, true
+  end
+  error("receive target must be an ioq.buffer or a byte count", 3)
+end
+
+--- loop:recv(h, buf_or_n [, token]). With an ioq.buffer the completion has .buf (its
+-- length set to the bytes received); with a byte count it has .data, a string.
+function Loop:recv(h, what, token)
+  local b, own = recv_target(self, what)
+  if not b then return fail(core.EINVAL) end
+  local id = new_id(self)
+  local r, m, c = track(self, core.recv(raw(self), h, b, id), id,
+                        { op = "recv", token = token, buf = b, own = own })
+  if not r and own then give_spare(self, b) end
+  return r, m, c
+end
+
+--- loop:recv_pool(h, pool [, flags [, token]]): completions carry .buffer_id and .data
+-- (the bytes, copied out); the buffer goes back to the pool at once unless .keep = true
+-- was given in flags table form: loop:recv_pool(h, pool, {multishot=true, keep=true}).
+function Loop:recv_pool(h, pool, flags, token)
+  local keep = false
+  if type(flags) == "table" then
+    keep = flags.keep and true or false
+    flags = flags.multishot and core.MULTISHOT or 0
+  end
+  local id = new_id(self)
+  return track(self, core.recv_pool(raw(self), h, pool, flags or 0, id), id,
+               { op = "recv_pool", token = token, pool = pool, keep = keep })
+end
+
+--- loop:send(h, data [, token]); data is a string or an ioq.buffer (its data length).
+function Loop:send(h, data, token)
+  local id = new_id(self)
+  return track(self, core.send(raw(self), h, data, id), id,
+               { op = "send", token = token, data = data })
+end
+
+--- loop:sendv(h, pieces [, token]); pieces is a sequence of strings and buffers.
+function Loop:sendv(h, pieces, token)
+  local id = new_id(self)
+  return track(self, core.sendv(raw(self), h, pieces, id), id, { op = "sendv", token = token })
+end
+
+function Loop:sendto(h, data, addr, token)
+  local a, err = toaddr(addr)
+  if not a then return fail(err) end
+  local id = new_id(self)
+  return track(self, core.sendto(raw(self), h, data, a, id), id,
+               { op = "sendto", token = token, data = data })
+end
+
+--- loop:recvfrom(h, buf_or_n [, token]): the completion has .addr ("ip:port") besides
+-- .buf or .data as for recv.
+function Loop:recvfrom(h, what, token)
+  local b, own = recv_target(self, what)
+  if not b then return fail(core.EINVAL) end
+  local a = core.addr()
+  local id = new_id(self)
+  local r, m, c = track(self, core.recvfrom(raw(self), h, b, a, id), id,
+                        { op = "recvfrom", token = token, buf = b, own = own, addr = a })
+  if not r and own then give_spare(self, b) end
+  return r, m, c
+end
+
+function Loop:shutdown(h, token)
+  local id = new_id(self)
+  return track(self, core.shutdown(raw(self), h, id), id, { op = "shutdown", token = token })
+end
+
+--- loop:close(h [, token]) - ioq_close of a socket, listener, file or pool (loop:free()
+-- frees the loop itself).
+function Loop:close(h, token)
+  local id = new_id(self)
+  return track(self, core.close(raw(self), h, id), id, { op = "close", token = token })
+end
+
+--- loop:open(path, mode [, perm [, token]]); mode "r", "w", "a", "r+", "w+", "a+" (add
+-- "x" for exclusive creation) or IOQ_OPEN_* bits; perm defaults to 0644.
+function Loop:open(path, mode, perm, token)
+  local flags = M.open_flags(mode or "r")
+  local id = new_id(self)
+  return track(self, core.open(raw(self), path, flags, perm or 420, id), id,
+               { op = "open", token = token })
+end
+
+function Loop:read(h, what, offset, token)
+  local b, own = recv_target(self, what)
+  if not b then return fail(core.EINVAL) end
+  local id = new_id(self)
+  local r, m, c = track(self, core.read(raw(self), h, b, offset or 0, id), id,
+                        { op = "read", token = token, buf = b, own = own })
+  if not r and own then give_spare(self, b) end
+  return r, m, c
+end
+
+function Loop:write(h, data, offset, token)
+  local id = new_id(self)
+  return track(self, core.write(raw(self), h, data, offset or 0, id), id,
+               { op = "write", token = token, data = data })
+end
+
+function Loop:fsync(h, token)
+  local id = new_id(self)
+  return track(self, core.fsync(raw(self), h, id), id, { op = "fsync", token = token })
+end
+
+--- loop:timeout(seconds [, token]).
+function Loop:timeout(seconds, token)
+  local ns = seconds_to_ns(seconds, "timeout")
+  if ns < 0 then return fail(core.EINVAL) end
+  local id = new_id(self)
+  return track(self, core.timeout(raw(self), ns, id), id, { op = "timeout", token = token })
+end
+
+--- loop:cancel(target_id [, token]) - cancel the operation with that id.
+function Loop:cancel(target, token)
+  if math.type(target) ~= "integer" then
+    error("bad argument #1 to 'cancel' (operation id expected)", 2)
+  end
+  local id = new_id(self)
+  return track(self, core.cancel(raw(self), target, id), id, { op = "cancel", token = token })
+end
+
+--- loop:resolve(host, service [, flags [, max [, token]]]): the completion has .addrs,
+-- a list of "ip:port" strings.
+function Loop:resolve(host, service, flags, max, token)
+  max = max or 16
+  if math.type(max) ~= "integer" or max < 1 or max > 4096 then
+    error("bad argument #4 to 'resolve' (1..4096 expected)", 2)
+  end
+  local b = core.buffer(core.ADDR_SIZE * max)
+  local id = new_id(self)
+  return track(self, core.resolve(raw(self), host, service, flags or 0, b, id), id,
+               { op = "resolve", token = token, buf = b })
+end
+
+-- Pools ---------------------------------------------------------------------------------
+
+function Loop:pool_new(count, size)
+  local rc, h = core.pool_new(raw(self), count, size)
+  if rc ~= 0 then return fail(rc) end
+  return h
+end
+
+--- loop:buf(pool, id, len [, offset]) -> the bytes of a pool buffer as a string.
+function Loop:buf(pool, id, len, offset)
+  local s = core.buf_string(raw(self), pool, id, len, offset or 0)
+  if not s then return fail(core.EINVAL) end
+  return s
+end
+
+function Loop:buf_release(pool, id)
+  local rc = core.buf_release(raw(self), pool, id)
+  if rc ~= 0 then return fail(rc) end
+  return true
+end
+
+-- Queries -------------------------------------------------------------------------------
+
+function Loop:sockname(h)
+  local rc, a = core.sockname(raw(self), h)
+  if rc ~= 0 then return fail(rc) end
+  return M.format_addr(a)
+end
+
+function Loop:peername(h)
+  local rc, a = core.peername(raw(self), h)
+  if rc ~= 0 then return fail(rc) end
+  return M.format_addr(a)
+end
+
+--- loop:setopt(h, "nodelay" | ioq.OPT_*, value); booleans become 0 / 1.
+function Loop:setopt(h, opt, value)
+  if type(opt) == "string" then
+    local o = OPTS[opt]
+    if not o then error("unknown option '" .. opt .. "'", 2) end
+    opt = o
+  end
+  if value == true then value = 1 elseif value == false then value = 0 end
+  local rc = core.setopt(raw(self), h, opt, value)
+  if rc ~= 0 then return fail(rc) end
+  return true
+end
+
+--- loop:adopt(fd, kind) -> handle; kind is an ioq.KIND_* or "tcp", "udp", "file" ...
+local KINDS = {
+  tcp = core.KIND_TCP, tcp_listener = core.KIND_TCP_LISTENER, udp = core.KIND_UDP,
+  ["local"] = core.KIND_LOCAL, local_listener = core.KIND_LOCAL_LISTENER,
+  file = core.KIND_FILE,
+}
+function Loop:adopt(fd, kind)
+  if type(kind) == "string" then
+    local k = KINDS[kind]
+    if not k then error("unknown kind '" .. kind .. "'", 2) end
+    kind = k
+  end
+  local rc, h = core.adopt(raw(self), fd, kind)
+  if rc ~= 0 then return fail(rc) end
+  return h
+end
+
+function Loop:os_handle(h)
+  local rc, fd = core.os_handle(raw(self), h)
+  if rc ~= 0 then return fail(rc) end
+  return fd
+end
+
+-- Polling -------------------------------------------------------------------------------
+
+-- Turn one raw record into a completion table and retire its operation when final.
+local function complete(self, token, result, value, op, flags)
+  local more = (flags & core.CQE_MORE) ~= 0
+  local rec = self.ops[token]
+  local c = {
+    id = token, result = result, value = value, opcode = op, op = OPNAMES[op] or op,
+    flags = flags, more = more, ok = result >= 0,
+  }
+  if result < 0 then
+    c.code = result
+    c.err = core.strerror(result)
+  end
+  if rec then
+    c.token = rec.token
+    if not more then
+      self.ops[token] = nil
+      self.live = self.live - 1
+    end
+    if rec.buf and (op == core.OP_RECV or op == core.OP_RECVFROM or op == core.OP_READ) then
+      local b = rec.buf
+      b:setlen(result > 0 and result or 0)
+      if rec.own then
+        c.data = result >= 0 and b:tostring() or nil
+        give_spare(self, b)
+      else
+        c.buf = b
+      end
+      if rec.addr and result >= 0 then c.addr = M.format_addr(rec.addr) end
+    elseif op == core.OP_RESOLVE then
+      if result > 0 then
+        local list = {}
+        for i = 1, result do list[i] = core.addr_at(rec.buf, i) end
+        c.addrs = list
+      end
+    elseif op == core.OP_RECV_POOL and (flags & core.CQE_BUFFER) ~= 0 then
+      c.buffer_id = value
+      c.pool = rec.pool
+      c.data = core.buf_string(self.raw, rec.pool, value, result)
+      if not rec.keep then core.buf_release(self.raw, rec.pool, value) end
+    elseif result >= 0 and (op == core.OP_ACCEPT or op == core.OP_CONNECT
+                            or op == core.OP_LOCAL_CONNECT or op == core.OP_OPEN) then
+      c.handle = value
+    end
+  else
+    c.token = token
+  end
+  return c
+end
+
+--- loop:poll([timeout]) -> list of completion tables (empty on timeout or wake-up), or
+-- nil, message, code. timeout in seconds; nil or negative waits for one completion.
+-- A completion: {id, token, op ("recv"...), opcode, result, value, flags, more, ok,
+-- err, code, and per operation: handle, data, buf, addr, addrs, buffer_id, pool}.
+function Loop:poll(timeout)
+  local ns = -1
+  if timeout ~= nil then ns = seconds_to_ns(timeout, "poll") end
+  local cq = self.cq
+  local n = core.poll(raw(self), cq, ns)
+  if n < 0 then
+    if n == core.EMISUSE then error(core.strerror(n), 2) end
+    return fail(n)
+  end
+  local out = {}
+  for i = 1, n do
+    out[i] = complete(self, cq:get(i))
+  end
+  return out
+end
+
+--- for c in loop:completions([timeout]) do ... end - one poll, iterated.
+function Loop:completions(timeout)
+  local list = assert(self:poll(timeout))
+  local i = 0
+  return function()
+    i = i + 1
+    return list[i]
+  end
+end
+
+return M
