@@ -1,0 +1,461 @@
+//! The loop's bookkeeping: a slab of in-flight operations keyed by internal tokens.
+//!
+//! Every buffer, address out-parameter and path an operation uses lives in its slot here,
+//! never in the future that waits for it. A future holds only its token, so forgetting a
+//! future cannot free memory the kernel still writes; the slot lets go of the buffer only
+//! once the operation's final completion has been polled, or after `ioq_loop_free`.
+
+use std::any::Any;
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
+use std::thread::{self, ThreadId};
+
+use ioq_sys as sys;
+
+use crate::error::{Error, Result};
+
+/// Completions of internal housekeeping (closes of dropped handles, cancels of dropped
+/// futures) carry this token and are dropped on arrival. Real tokens have a generation in
+/// their upper half, which starts at 1, so they are never 0.
+pub(crate) const IGNORE: u64 = 0;
+
+pub(crate) type Keep = Box<dyn Any>;
+pub(crate) type Task = Pin<Box<dyn Future<Output = ()>>>;
+
+/// The part that other threads may touch: the loop pointer for ioq_post/ioq_wake, guarded
+/// so that it is never used after ioq_loop_free, and the executor's ready queue.
+pub(crate) struct Shared {
+    pub(crate) raw: Mutex<usize>,
+    pub(crate) ready: Mutex<VecDeque<usize>>,
+    pub(crate) thread: ThreadId,
+}
+
+impl Shared {
+    pub(crate) fn wake_loop(&self) {
+        let raw = self.raw.lock().unwrap_or_else(|e| e.into_inner());
+        if *raw != 0 {
+            unsafe { sys::ioq_wake(*raw as *mut sys::ioq_loop) };
+        }
+    }
+
+    pub(crate) fn schedule(&self, id: usize) {
+        self.ready
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push_back(id);
+        // On the loop's own thread the executor looks at the queue before it polls again.
+        if thread::current().id() != self.thread {
+            self.wake_loop();
+        }
+    }
+}
+
+struct Slot {
+    gen: u32,
+    live: bool,
+    cqes: VecDeque<sys::ioq_cqe>,
+    finished: bool,
+    orphan: bool,
+    waker: Option<Waker>,
+    keep: Option<Keep>,
+    pool: u64,
+}
+
+#[derive(Default)]
+struct Slab {
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+}
+
+impl Slab {
+    fn insert(&mut self, keep: Option<Keep>, pool: u64) -> u64 {
+        let idx = match self.free.pop() {
+            Some(i) => i,
+            None => {
+                self.slots.push(Slot {
+                    gen: 0,
+                    live: false,
+                    cqes: VecDeque::new(),
+                    finished: false,
+                    orphan: false,
+                    waker: None,
+                    keep: None,
+                    pool: 0,
+                });
+                (self.slots.len() - 1) as u32
+            }
+        };
+        let s = &mut self.slots[idx as usize];
+        s.gen = s.gen.wrapping_add(1).max(1);
+        s.live = true;
+        s.cqes.clear();
+        s.finished = false;
+        s.orphan = false;
+        s.waker = None;
+        s.keep = keep;
+        s.pool = pool;
+        ((s.gen as u64) << 32) | idx as u64
+    }
+
+    fn get(&mut self, token: u64) -> Option<&mut Slot> {
+        let idx = (token & 0xffff_ffff) as usize;
+        let gen = (token >> 32) as u32;
+        match self.slots.get_mut(idx) {
+            Some(s) if s.live && s.gen == gen => Some(s),
+            _ => None,
+        }
+    }
+
+    /// Frees the slot and hands back what it kept, to be dropped outside the borrow.
+    fn remove(&mut self, token: u64) -> Option<Keep> {
+        let idx = (token & 0xffff_ffff) as u32;
+        let s = self.get(token)?;
+        s.live = false;
+        s.cqes.clear();
+        s.waker = None;
+        let keep = s.keep.take();
+        self.free.push(idx);
+        keep
+    }
+
+    fn live(&self) -> usize {
+        self.slots.iter().filter(|s| s.live).count()
+    }
+}
+
+pub(crate) struct Inner {
+    raw: Cell<*mut sys::ioq_loop>,
+    /// The Loop was dropped: nothing new may start.
+    closed: Cell<bool>,
+    /// Pool buffers handed out and not yet dropped: their memory belongs to the C loop, and
+    /// a slice borrowed from one may outlive the Loop value, so the C loop is freed only
+    /// after the last of them.
+    pub(crate) held_bufs: Cell<usize>,
+    ops: RefCell<Slab>,
+    posts: RefCell<VecDeque<(u64, i64)>>,
+    post_wakers: RefCell<Vec<Waker>>,
+    pub(crate) tasks: RefCell<Vec<Option<Task>>>,
+    pub(crate) free_tasks: RefCell<Vec<usize>>,
+    pub(crate) running: Cell<bool>,
+    pub(crate) shared: Arc<Shared>,
+}
+
+fn cqe(token: u64, result: i64) -> sys::ioq_cqe {
+    sys::ioq_cqe {
+        token,
+        result,
+        value: 0,
+        op: 0,
+        flags: 0,
+        reserved: 0,
+    }
+}
+
+impl Inner {
+    pub(crate) fn new(raw: *mut sys::ioq_loop) -> Inner {
+        Inner {
+            raw: Cell::new(raw),
+            closed: Cell::new(false),
+            held_bufs: Cell::new(0),
+            ops: RefCell::new(Slab::default()),
+            posts: RefCell::new(VecDeque::new()),
+            post_wakers: RefCell::new(Vec::new()),
+            tasks: RefCell::new(Vec::new()),
+            free_tasks: RefCell::new(Vec::new()),
+            running: Cell::new(false),
+            shared: Arc::new(Shared {
+                raw: Mutex::new(raw as usize),
+                ready: Mutex::new(VecDeque::new()),
+                thread: thread::current().id(),
+            }),
+        }
+    }
+
+    /// The live loop, or EBADHANDLE once the Loop has been dropped: every handle of a freed
+    /// loop is stale.
+    pub(crate) fn raw(&self) -> Result<*mut sys::ioq_loop> {
+        let r = self.raw.get();
+        if r.is_null() || self.closed.get() {
+            Err(Error::BADHANDLE)
+        } else {
+            Ok(r)
+        }
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.get()
+    }
+
+    pub(crate) fn raw_or_null(&self) -> *mut sys::ioq_loop {
+        self.raw.get()
+    }
+
+    /// Puts `keep` into a new slot and runs the submit call with the slot's token. On a
+    /// refused submission nothing was accepted, so the kept values come straight back.
+    pub(crate) fn submit<F>(
+        &self,
+        keep: Option<Keep>,
+        pool: u64,
+        f: F,
+    ) -> std::result::Result<u64, (Error, Option<Keep>)>
+    where
+        F: FnOnce(*mut sys::ioq_loop, u64) -> i32,
+    {
+        let raw = match self.raw() {
+            Ok(r) => r,
+            Err(e) => return Err((e, keep)),
+        };
+        let token = self.ops.borrow_mut().insert(keep, pool);
+        let rc = f(raw, token);
+        if rc < 0 {
+            let keep = self.ops.borrow_mut().remove(token);
+            return Err((Error::from_code(rc as i64), keep));
+        }
+        Ok(token)
+    }
+
+    /// For single-shot operations: the final completion and what the slot kept.
+    pub(crate) fn poll_final(
+        &self,
+        token: u64,
+        cx: &mut Context<'_>,
+    ) -> Poll<(sys::ioq_cqe, Option<Keep>)> {
+        let mut ops = self.ops.borrow_mut();
+        let slot = match ops.get(token) {
+            Some(s) => s,
+            None => return Poll::Ready((cqe(token, Error::CANCELED.code() as i64), None)),
+        };
+        if slot.finished {
+            let last = slot.cqes.pop_back().unwrap_or_else(|| cqe(token, 0));
+            let keep = ops.remove(token);
+            return Poll::Ready((last, keep));
+        }
+        slot.waker = Some(cx.waker().clone());
+        Poll::Pending
+    }
+
+    /// For multishot operations: the next completion; `true` with the final one (the slot is
+    /// then freed and its kept values returned).
+    pub(crate) fn poll_next(
+        &self,
+        token: u64,
+        cx: &mut Context<'_>,
+    ) -> Poll<(sys::ioq_cqe, bool, Option<Keep>)> {
+        let mut ops = self.ops.borrow_mut();
+        let slot = match ops.get(token) {
+            Some(s) => s,
+            None => return Poll::Ready((cqe(token, Error::CANCELED.code() as i64), true, None)),
+        };
+        if let Some(c) = slot.cqes.pop_front() {
+            if slot.finished && slot.cqes.is_empty() {
+                let keep = ops.remove(token);
+                return Poll::Ready((c, true, keep));
+            }
+            return Poll::Ready((c, false, None));
+        }
+        if slot.finished {
+            let keep = ops.remove(token);
+            return Poll::Ready((cqe(token, 0), true, keep));
+        }
+        slot.waker = Some(cx.waker().clone());
+        Poll::Pending
+    }
+
+    /// A future went away before its final completion: cancel the operation and let the
+    /// slot keep the buffer until the kernel is done with it.
+    pub(crate) fn orphan(&self, token: u64) {
+        let (leftover, pool, finished) = {
+            let mut ops = self.ops.borrow_mut();
+            let slot = match ops.get(token) {
+                Some(s) => s,
+                None => return,
+            };
+            slot.orphan = true;
+            slot.waker = None;
+            let leftover: Vec<_> = slot.cqes.drain(..).collect();
+            (leftover, slot.pool, slot.finished)
+        };
+        for c in &leftover {
+            self.cleanup(c, pool);
+        }
+        if finished {
+            let keep = self.ops.borrow_mut().remove(token);
+            drop(keep);
+        } else if let Ok(raw) = self.raw() {
+            unsafe { sys::ioq_cancel(raw, token, IGNORE) };
+        }
+    }
+
+    /// Completions nobody will read may still carry resources: new handles and pool
+    /// buffers. Give them back so that a dropped future leaks nothing.
+    fn cleanup(&self, c: &sys::ioq_cqe, pool: u64) {
+        let raw = match self.raw() {
+            Ok(r) => r,
+            Err(_) => return,
+        };
+        if c.result < 0 {
+            return;
+        }
+        match c.op as u32 {
+            sys::IOQ_OP_ACCEPT
+            | sys::IOQ_OP_CONNECT
+            | sys::IOQ_OP_LOCAL_CONNECT
+            | sys::IOQ_OP_OPEN => unsafe {
+                sys::ioq_close(raw, c.value, IGNORE);
+            },
+            sys::IOQ_OP_RECV_POOL if c.flags as u32 & sys::IOQ_CQE_BUFFER != 0 => unsafe {
+                sys::ioq_buf_release(raw, pool, c.value as u32);
+            },
+            _ => {}
+        }
+    }
+
+    /// Polls ioq once and routes the completions. Returns how many were handled.
+    pub(crate) fn turn(&self, timeout_ns: i64) -> Result<usize> {
+        let raw = self.raw()?;
+        let mut cqes = [cqe(0, 0); 64];
+        let n = unsafe { sys::ioq_poll(raw, cqes.as_mut_ptr(), cqes.len() as u32, timeout_ns) };
+        if n < 0 {
+            return Err(Error::from_code(n as i64));
+        }
+        for c in &cqes[..n as usize] {
+            self.dispatch(c);
+        }
+        Ok(n as usize)
+    }
+
+    fn dispatch(&self, c: &sys::ioq_cqe) {
+        if c.op as u32 == sys::IOQ_OP_POST {
+            self.posts.borrow_mut().push_back((c.token, c.result));
+            let wakers = std::mem::take(&mut *self.post_wakers.borrow_mut());
+            wakers.into_iter().for_each(Waker::wake);
+            return;
+        }
+        if c.token == IGNORE {
+            return;
+        }
+        let last = c.flags as u32 & sys::IOQ_CQE_MORE == 0;
+        let mut ops = self.ops.borrow_mut();
+        let slot = match ops.get(c.token) {
+            Some(s) => s,
+            None => return,
+        };
+        if slot.orphan {
+            let pool = slot.pool;
+            let keep = if last { ops.remove(c.token) } else { None };
+            drop(ops);
+            self.cleanup(c, pool);
+            drop(keep);
+            return;
+        }
+        slot.cqes.push_back(*c);
+        if last {
+            slot.finished = true;
+        }
+        let waker = slot.waker.take();
+        drop(ops);
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+
+    pub(crate) fn poll_post(&self, cx: &mut Context<'_>) -> Poll<Result<(u64, i64)>> {
+        if let Some(p) = self.posts.borrow_mut().pop_front() {
+            return Poll::Ready(Ok(p));
+        }
+        if self.raw.get().is_null() {
+            return Poll::Ready(Err(Error::CANCELED));
+        }
+        self.post_wakers.borrow_mut().push(cx.waker().clone());
+        Poll::Pending
+    }
+
+    pub(crate) fn in_flight(&self) -> usize {
+        self.ops.borrow().live()
+    }
+
+    /// Ends the loop: drops the spawned tasks (their operations are cancelled), frees the
+    /// C loop (which returns only when no buffer is referenced any more), then completes
+    /// every operation that still has a waiting future with ECANCELED. The buffers stay in
+    /// their slots for those futures to take back.
+    /// While pool buffers are still held, the C loop's freeing waits for the last of them;
+    /// the Loop is closed for new work at once either way.
+    pub(crate) fn shutdown(&self) {
+        loop {
+            let tasks = std::mem::take(&mut *self.tasks.borrow_mut());
+            if tasks.iter().all(|t| t.is_none()) {
+                break;
+            }
+            drop(tasks);
+        }
+        self.free_tasks.borrow_mut().clear();
+        self.closed.set(true);
+        if self.held_bufs.get() == 0 {
+            self.free_now();
+        }
+    }
+
+    /// Called when a pool buffer goes: the last one of a closed loop frees it.
+    pub(crate) fn buf_dropped(&self) {
+        self.held_bufs.set(self.held_bufs.get() - 1);
+        if self.held_bufs.get() == 0 && self.closed.get() {
+            self.free_now();
+        }
+    }
+
+    fn free_now(&self) {
+        let raw = self.raw.get();
+        if raw.is_null() {
+            return;
+        }
+        {
+            let mut guard = self.shared.raw.lock().unwrap_or_else(|e| e.into_inner());
+            *guard = 0;
+            unsafe { sys::ioq_loop_free(raw) };
+        }
+        self.raw.set(std::ptr::null_mut());
+        let mut dropped: Vec<Keep> = Vec::new();
+        let mut wakers: Vec<Waker> = Vec::new();
+        {
+            let mut ops = self.ops.borrow_mut();
+            let tokens: Vec<u64> = ops
+                .slots
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| s.live)
+                .map(|(i, s)| ((s.gen as u64) << 32) | i as u64)
+                .collect();
+            for t in tokens {
+                let slot = ops.get(t).unwrap();
+                if slot.orphan {
+                    if let Some(k) = ops.remove(t) {
+                        dropped.push(k);
+                    }
+                    continue;
+                }
+                if !slot.finished {
+                    slot.cqes.push_back(cqe(t, Error::CANCELED.code() as i64));
+                    slot.finished = true;
+                }
+                if let Some(w) = slot.waker.take() {
+                    wakers.push(w);
+                }
+            }
+        }
+        drop(dropped);
+        wakers.into_iter().for_each(Waker::wake);
+        let wakers = std::mem::take(&mut *self.post_wakers.borrow_mut());
+        wakers.into_iter().for_each(Waker::wake);
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.shutdown();
+        self.free_now();
+    }
+}
