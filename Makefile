@@ -1,0 +1,89 @@
+# Entry points for building and testing ioq. CMake does the work; these targets only fix
+# the build directories and options so that every machine runs the same thing.
+
+BUILD      ?= build
+BUILD_ASAN ?= build-asan
+BUILD_VG   ?= build-vg
+JOBS       ?= 2
+CMAKE      ?= cmake
+CTEST      ?= ctest
+CTEST_ARGS ?= --output-on-failure --no-tests=error -j$(JOBS) --timeout 300
+
+# The C suite (tests/c registers <backend>/<area>-<case>), the ABI checks and packaging.
+C_TESTS    ?= ^(epoll|io_uring|kqueue|iocp|abi|packaging|examples)/
+VALGRIND   := valgrind;--error-exitcode=99;--leak-check=full;--errors-for-leak-kinds=definite,indirect;--track-fds=no;--quiet
+
+# Suites of the bindings join `make test` here as they become part of it.
+EXTRA_SUITES ?=
+
+.PHONY: all deps build test test-c test-sanitize test-valgrind test-python test-lua test-d \
+        test-rust check-macos demo install bench abi-baseline clean
+
+all: build
+
+deps:
+	scripts/install-deps.sh c
+
+$(BUILD)/CMakeCache.txt:
+	$(CMAKE) -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo
+
+build: $(BUILD)/CMakeCache.txt
+	$(CMAKE) --build $(BUILD) -j$(JOBS)
+
+test: test-c test-sanitize test-valgrind $(EXTRA_SUITES)
+
+test-c: deps
+	$(MAKE) build
+	$(CTEST) --test-dir $(BUILD) $(CTEST_ARGS) -R '$(C_TESTS)'
+
+test-sanitize: deps
+	$(CMAKE) -S . -B $(BUILD_ASAN) -DCMAKE_BUILD_TYPE=Debug -DIOQ_SANITIZE=ON \
+	    -DIOQ_BUILD_EXAMPLES=OFF -DIOQ_BUILD_BENCH=OFF
+	$(CMAKE) --build $(BUILD_ASAN) -j$(JOBS)
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	    $(CTEST) --test-dir $(BUILD_ASAN) $(CTEST_ARGS) -R '$(C_TESTS)'
+
+test-valgrind: deps
+	$(CMAKE) -S . -B $(BUILD_VG) -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	    -DIOQ_BUILD_EXAMPLES=OFF -DIOQ_BUILD_BENCH=OFF -DIOQ_WITH_URING=OFF \
+	    "-DIOQ_TEST_LAUNCHER=$(VALGRIND)"
+	$(CMAKE) --build $(BUILD_VG) -j$(JOBS)
+	$(CTEST) --test-dir $(BUILD_VG) $(CTEST_ARGS) -R '^epoll/'
+
+# The binding suites; each script installs its own packages and builds in build/.
+test-python:
+	bash bindings/python/run-tests.sh
+
+test-lua:
+	bash bindings/lua/run-tests.sh
+
+test-d:
+	bash bindings/d/run-tests.sh
+
+test-rust:
+	bash bindings/rust/run-tests.sh
+
+# Compile-and-link check for macOS (kqueue); the script installs what it needs itself.
+check-macos:
+	scripts/check-macos.sh $(BUILD)
+
+demo: deps
+	$(MAKE) build
+	scripts/demo.sh $(BUILD)
+
+install: build
+	$(CMAKE) --install $(BUILD)
+
+bench: deps
+	scripts/install-deps.sh bench
+	$(MAKE) build
+	@if [ -x tests/bench/run.sh ]; then tests/bench/run.sh $(BUILD); \
+	 else echo "tests/bench/run.sh is missing" >&2; exit 1; fi
+
+# Rewrites abi/ioq.abi from the current build: only when the ABI is meant to change.
+abi-baseline: build
+	$(CMAKE) --build $(BUILD) --target abi-baseline
+
+clean:
+	rm -rf $(BUILD) $(BUILD_ASAN) $(BUILD_VG)
