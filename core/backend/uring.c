@@ -623,8 +623,16 @@ static void uring_arm_timer(ioq_loop *loop, uint64_t deadline)
 
 static int uring_handle_open(ioq_loop *loop, ioq__handle *h)
 {
+    int fl;
     (void)loop;
-    (void)h;
+    if (h->kind == IOQ__K_FILE || h->fd < 0)
+        return 0;
+    /* io_uring waits for sockets itself. An O_NONBLOCK socket (from listen, bind or adopt)
+     * would make an operation that the kernel hands to an io-wq worker fail with EAGAIN
+     * instead of waiting, so every socket in the ring is blocking. */
+    fl = fcntl((int)h->fd, F_GETFL);
+    if (fl >= 0 && (fl & O_NONBLOCK))
+        fcntl((int)h->fd, F_SETFL, fl & ~O_NONBLOCK);
     return 0;
 }
 
