@@ -58,7 +58,8 @@ static const ioq__errdesc *find(int64_t code)
         return &errs[0];
     if (code == IOQ_EUNKNOWN)
         return &unknown;
-    if (-code < (int64_t)(sizeof errs / sizeof errs[0]))
+    /* Compared without negating: -INT64_MIN does not exist. */
+    if (code > -(int64_t)(sizeof errs / sizeof errs[0]))
         return &errs[-code];
     return NULL;
 }
