@@ -1,0 +1,407 @@
+/* Provided-buffer pools and ioq_recv_pool. */
+#include "harness.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void test_new_bounds(void **state)
+{
+    (void)state;
+    ioq_loop *loop = h_loop_new();
+    ioq_handle p = 0;
+    assert_int_equal(ioq_pool_new(loop, 0, 16, &p), IOQ_EINVAL);
+    assert_int_equal(ioq_pool_new(loop, 32769, 16, &p), IOQ_EINVAL);
+    assert_int_equal(ioq_pool_new(loop, UINT32_MAX, 16, &p), IOQ_EINVAL);
+    assert_int_equal(ioq_pool_new(loop, 4, 0, &p), IOQ_EINVAL);
+    assert_int_equal(ioq_pool_new(loop, 1, (uint32_t)IOQ_MAX_LEN + 1, &p), IOQ_EINVAL);
+    assert_int_equal(ioq_pool_new(loop, 1, UINT32_MAX, &p), IOQ_EINVAL);
+    /* count * size above 1 GiB. */
+    assert_int_equal(ioq_pool_new(loop, 32768, 65536, &p), IOQ_EINVAL);
+    assert_int_equal(ioq_pool_new(loop, 16385, 65536, &p), IOQ_EINVAL);
+    assert_int_equal(p, 0);
+    ioq_handle a, b;
+    assert_int_equal(ioq_pool_new(loop, 1, 1, &a), 0);
+    assert_int_equal(ioq_pool_new(loop, 32768, 1, &b), 0);
+    assert_int_not_equal(a, 0);
+    assert_int_not_equal(b, 0);
+    assert_int_not_equal(a, b);
+    assert_non_null(ioq_buf(loop, b, 32767));
+    assert_null(ioq_buf(loop, b, 32768));
+    /* Buffers are distinct memory. */
+    assert_ptr_not_equal(ioq_buf(loop, b, 0), ioq_buf(loop, b, 1));
+    h_close_wait(loop, a);
+    h_close_wait(loop, b);
+    h_finish(loop);
+}
+
+static void test_single(void **state)
+{
+    (void)state;
+    ioq_loop *loop = h_loop_new();
+    ioq_handle c, s, pool;
+    h_pair(loop, &c, &s);
+    assert_int_equal(ioq_pool_new(loop, 4, 64, &pool), 0);
+    assert_int_equal(h_recv_pool(loop, s, pool, 0, 1), 0);
+    h_assert_quiet(loop, 20);
+    h_send_wait(loop, c, "pooled data", 11);
+    ioq_cqe r = h_wait(loop, 1);
+    assert_int_equal(r.result, 11);
+    assert_int_equal(r.flags, IOQ_CQE_BUFFER);
+    assert_true(r.value < 4);
+    const char *p = ioq_buf(loop, pool, (uint32_t)r.value);
+    assert_non_null(p);
+    assert_memory_equal(p, "pooled data", 11);
+    assert_int_equal(ioq_buf_release(loop, pool, (uint32_t)r.value), 0);
+    /* A message longer than a buffer arrives in buffer-sized pieces. */
+    char big[200];
+    h_fill(big, sizeof big, 1, 0);
+    h_send_wait(loop, c, big, sizeof big);
+    size_t got = 0;
+    char back[200];
+    while (got < sizeof big) {
+        uint64_t t = h_tok();
+        assert_int_equal(h_recv_pool(loop, s, pool, 0, t), 0);
+        r = h_wait(loop, t);
+        assert_true(r.result > 0 && r.result <= 64);
+        assert_true(r.flags & IOQ_CQE_BUFFER);
+        memcpy(back + got, ioq_buf(loop, pool, (uint32_t)r.value), (size_t)r.result);
+        got += (size_t)r.result;
+        assert_int_equal(ioq_buf_release(loop, pool, (uint32_t)r.value), 0);
+    }
+    assert_memory_equal(back, big, sizeof big);
+    h_close_wait(loop, c);
+    h_close_wait(loop, s);
+    h_close_wait(loop, pool);
+    h_finish(loop);
+}
+
+static void test_multishot(void **state)
+{
+    (void)state;
+    ioq_loop *loop = h_loop_new();
+    ioq_handle c, s, pool;
+    h_pair(loop, &c, &s);
+    assert_int_equal(ioq_pool_new(loop, 8, 64, &pool), 0);
+    assert_int_equal(h_recv_pool(loop, s, pool, IOQ_MULTISHOT, 1), 0);
+    uint32_t held[5];
+    for (int i = 0; i < 5; i++) {
+        char msg[8];
+        int n = snprintf(msg, sizeof msg, "msg%d", i);
+        h_send_wait(loop, c, msg, (size_t)n);
+        ioq_cqe r = h_next(loop, 1);
+        assert_int_equal(r.result, n);
+        assert_int_equal(r.flags, IOQ_CQE_MORE | IOQ_CQE_BUFFER);
+        assert_true(r.value < 8);
+        held[i] = (uint32_t)r.value;
+        for (int j = 0; j < i; j++)
+            assert_int_not_equal(held[i], held[j]); /* all still held by us */
+        assert_memory_equal(ioq_buf(loop, pool, held[i]), msg, (size_t)n);
+    }
+    uint64_t ct = h_tok();
+    assert_int_equal(h_cancel(loop, 1, ct), 0);
+    ioq_cqe fin = h_wait(loop, 1);
+    assert_int_equal(fin.result, IOQ_ECANCELED);
+    assert_int_equal(fin.flags, 0);
+    assert_int_equal(h_wait(loop, ct).result, 1);
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(ioq_buf_release(loop, pool, held[i]), 0);
+    h_close_wait(loop, c);
+    h_close_wait(loop, s);
+    h_close_wait(loop, pool);
+    h_finish(loop);
+}
+
+static void test_multishot_stream(void **state)
+{
+    (void)state;
+    /* 1 MiB through a multishot receive into a small pool, released as we go. */
+    ioq_loop *loop = h_loop_new();
+    ioq_handle c, s, pool;
+    h_pair(loop, &c, &s);
+    assert_int_equal(ioq_pool_new(loop, 16, 4096, &pool), 0);
+    size_t len = 1u << 20;
+    char *src = malloc(len), *dst = malloc(len);
+    assert_non_null(src);
+    assert_non_null(dst);
+    h_fill(src, len, 8, 0);
+    uint64_t rt = h_tok();
+    assert_int_equal(h_recv_pool(loop, s, pool, IOQ_MULTISHOT, rt), 0);
+    assert_int_equal(h_send(loop, c, src, len, 2), 0);
+    assert_int_equal(h_shutdown(loop, c, 3), 0);
+    size_t got = 0;
+    int ended = 0, enobufs = 0;
+    while (!ended) {
+        ioq_cqe r = h_next(loop, rt);
+        if (r.result == IOQ_ENOBUFS) {
+            /* The pool ran dry before we polled (buffers of completions not yet polled
+             * are ours already): the receive ended, no data was lost; submit again. */
+            assert_int_equal(r.flags, 0);
+            enobufs++;
+            assert_true(enobufs < 100000);
+            rt = h_tok();
+            assert_int_equal(h_recv_pool(loop, s, pool, IOQ_MULTISHOT, rt), 0);
+            continue;
+        }
+        assert_true(r.result >= 0);
+        if (r.result == 0) {
+            assert_int_equal(r.flags, 0);
+            ended = 1;
+            break;
+        }
+        assert_true(r.flags & IOQ_CQE_BUFFER);
+        assert_true(got + (size_t)r.result <= len);
+        memcpy(dst + got, ioq_buf(loop, pool, (uint32_t)r.value), (size_t)r.result);
+        got += (size_t)r.result;
+        assert_int_equal(ioq_buf_release(loop, pool, (uint32_t)r.value), 0);
+        if (!(r.flags & IOQ_CQE_MORE))
+            fail_msg("multishot ended with data and no error");
+    }
+    assert_int_equal(got, len);
+    assert_memory_equal(dst, src, len);
+    print_message("pool ran dry %d times\n", enobufs);
+    assert_int_equal(h_wait(loop, 2).result, (int64_t)len);
+    assert_int_equal(h_wait(loop, 3).result, 0);
+    free(src);
+    free(dst);
+    h_close_wait(loop, c);
+    h_close_wait(loop, s);
+    h_close_wait(loop, pool);
+    h_finish(loop);
+}
+
+static void test_empty_single(void **state)
+{
+    (void)state;
+    ioq_loop *loop = h_loop_new();
+    ioq_handle c, s, pool;
+    h_pair(loop, &c, &s);
+    assert_int_equal(ioq_pool_new(loop, 1, 8, &pool), 0);
+    h_send_wait(loop, c, "AAAAAAAA", 8);
+    assert_int_equal(h_recv_pool(loop, s, pool, 0, 1), 0);
+    ioq_cqe r = h_wait(loop, 1);
+    assert_int_equal(r.result, 8);
+    assert_int_equal(r.value, 0);
+    /* Keep the only buffer: the next data finds the pool empty. */
+    h_send_wait(loop, c, "BBBB", 4);
+    assert_int_equal(h_recv_pool(loop, s, pool, 0, 2), 0);
+    r = h_wait(loop, 2);
+    assert_int_equal(r.result, IOQ_ENOBUFS);
+    assert_int_equal(r.flags, 0);
+    assert_memory_equal(ioq_buf(loop, pool, 0), "AAAAAAAA", 8);
+    assert_int_equal(ioq_buf_release(loop, pool, 0), 0);
+    /* No data was lost. */
+    assert_int_equal(h_recv_pool(loop, s, pool, 0, 3), 0);
+    r = h_wait(loop, 3);
+    assert_int_equal(r.result, 4);
+    assert_memory_equal(ioq_buf(loop, pool, (uint32_t)r.value), "BBBB", 4);
+    assert_int_equal(ioq_buf_release(loop, pool, (uint32_t)r.value), 0);
+    h_close_wait(loop, c);
+    h_close_wait(loop, s);
+    h_close_wait(loop, pool);
+    h_finish(loop);
+}
+
+static void test_empty_multishot(void **state)
+{
+    (void)state;
+    ioq_loop *loop = h_loop_new();
+    ioq_handle c, s, pool;
+    h_pair(loop, &c, &s);
+    assert_int_equal(ioq_pool_new(loop, 2, 16, &pool), 0);
+    assert_int_equal(h_recv_pool(loop, s, pool, IOQ_MULTISHOT, 1), 0);
+    char sent[48];
+    h_fill(sent, sizeof sent, 4, 0);
+    char got[48];
+    size_t n = 0;
+    uint32_t held[2];
+    for (int i = 0; i < 2; i++) {
+        h_send_wait(loop, c, sent + 16 * i, 16);
+        ioq_cqe r = h_next(loop, 1);
+        assert_int_equal(r.result, 16);
+        assert_int_equal(r.flags, IOQ_CQE_MORE | IOQ_CQE_BUFFER);
+        held[i] = (uint32_t)r.value;
+        memcpy(got + n, ioq_buf(loop, pool, held[i]), 16);
+        n += 16;
+    }
+    h_send_wait(loop, c, sent + 32, 16);
+    ioq_cqe r = h_next(loop, 1);
+    assert_int_equal(r.result, IOQ_ENOBUFS);
+    assert_int_equal(r.flags, 0); /* the operation ended */
+    assert_true(h_done(loop, 1));
+    assert_int_equal(ioq_buf_release(loop, pool, held[0]), 0);
+    assert_int_equal(ioq_buf_release(loop, pool, held[1]), 0);
+    assert_int_equal(h_recv_pool(loop, s, pool, 0, 2), 0);
+    r = h_wait(loop, 2);
+    assert_int_equal(r.result, 16);
+    memcpy(got + n, ioq_buf(loop, pool, (uint32_t)r.value), 16);
+    assert_memory_equal(got, sent, sizeof sent);
+    assert_int_equal(ioq_buf_release(loop, pool, (uint32_t)r.value), 0);
+    h_close_wait(loop, c);
+    h_close_wait(loop, s);
+    h_close_wait(loop, pool);
+    h_finish(loop);
+}
+
+static void test_eof(void **state)
+{
+    (void)state;
+    ioq_loop *loop = h_loop_new();
+    ioq_handle c, s, pool;
+    h_pair(loop, &c, &s);
+    assert_int_equal(ioq_pool_new(loop, 2, 16, &pool), 0);
+    assert_int_equal(h_recv_pool(loop, s, pool, 0, 1), 0);
+    assert_int_equal(h_shutdown(loop, c, 2), 0);
+    assert_int_equal(h_wait(loop, 2).result, 0);
+    ioq_cqe r = h_wait(loop, 1);
+    assert_int_equal(r.result, 0);
+    assert_int_equal(r.flags, 0);
+    assert_int_equal(r.value, 0);
+    /* Multishot ends with a final result 0 at EOF. */
+    assert_int_equal(h_recv_pool(loop, s, pool, IOQ_MULTISHOT, 3), 0);
+    r = h_wait(loop, 3);
+    assert_int_equal(r.result, 0);
+    assert_int_equal(r.flags, 0);
+    /* Both buffers are still free: a caller-held id would be releasable. */
+    assert_int_equal(ioq_buf_release(loop, pool, 0), IOQ_EINVAL);
+    assert_int_equal(ioq_buf_release(loop, pool, 1), IOQ_EINVAL);
+    h_close_wait(loop, c);
+    h_close_wait(loop, s);
+    h_close_wait(loop, pool);
+    h_finish(loop);
+}
+
+static void test_close_busy(void **state)
+{
+    (void)state;
+    ioq_loop *loop = h_loop_new();
+    ioq_handle c, s, pool;
+    h_pair(loop, &c, &s);
+    assert_int_equal(ioq_pool_new(loop, 2, 16, &pool), 0);
+    assert_int_equal(h_recv_pool(loop, s, pool, 0, 1), 0);
+    h_poll(loop, 0);
+    assert_int_equal(ioq_close(loop, pool, 2), IOQ_EBUSY);
+    /* The pool is still alive and in use. */
+    assert_non_null(ioq_buf(loop, pool, 0));
+    h_send_wait(loop, c, "x", 1);
+    ioq_cqe r = h_wait(loop, 1);
+    assert_int_equal(r.result, 1);
+    assert_int_equal(ioq_buf_release(loop, pool, (uint32_t)r.value), 0);
+    /* A multishot receive keeps it busy until it ends. */
+    assert_int_equal(h_recv_pool(loop, s, pool, IOQ_MULTISHOT, 3), 0);
+    h_poll(loop, 0);
+    assert_int_equal(ioq_close(loop, pool, 4), IOQ_EBUSY);
+    assert_int_equal(h_cancel(loop, 3, 5), 0);
+    assert_int_equal(h_wait(loop, 3).result, IOQ_ECANCELED);
+    assert_int_equal(h_wait(loop, 5).result, 1);
+    h_close_wait(loop, pool);
+    h_close_wait(loop, c);
+    h_close_wait(loop, s);
+    h_finish(loop);
+}
+
+static void test_close_socket_pending(void **state)
+{
+    (void)state;
+    /* Closing the socket ends a pending receive; then the pool closes fine. */
+    ioq_loop *loop = h_loop_new();
+    ioq_handle c, s, pool;
+    h_pair(loop, &c, &s);
+    assert_int_equal(ioq_pool_new(loop, 2, 16, &pool), 0);
+    assert_int_equal(h_recv_pool(loop, s, pool, IOQ_MULTISHOT, 1), 0);
+    h_poll(loop, 0);
+    assert_int_equal(h_close(loop, s, 2), 0);
+    ioq_cqe a = h_next_any(loop), b = h_next_any(loop);
+    assert_int_equal(a.token, 1);
+    assert_int_equal(a.result, IOQ_ECANCELED);
+    assert_int_equal(a.flags, 0);
+    assert_int_equal(b.token, 2);
+    h_close_wait(loop, pool);
+    h_close_wait(loop, c);
+    h_finish(loop);
+}
+
+static void test_close_with_held_buffers(void **state)
+{
+    (void)state;
+    /* Buffers the caller still holds do not keep a pool open; releasing afterwards is a
+     * stale-handle error, not a crash. */
+    ioq_loop *loop = h_loop_new();
+    ioq_handle c, s, pool;
+    h_pair(loop, &c, &s);
+    assert_int_equal(ioq_pool_new(loop, 2, 16, &pool), 0);
+    assert_int_equal(h_recv_pool(loop, s, pool, 0, 1), 0);
+    h_send_wait(loop, c, "held", 4);
+    ioq_cqe r = h_wait(loop, 1);
+    assert_int_equal(r.result, 4);
+    h_close_wait(loop, pool);
+    assert_int_equal(ioq_buf_release(loop, pool, (uint32_t)r.value), IOQ_EBADHANDLE);
+    assert_null(ioq_buf(loop, pool, (uint32_t)r.value));
+    h_close_wait(loop, c);
+    h_close_wait(loop, s);
+    h_finish(loop);
+}
+
+static void test_free_with_multishot(void **state)
+{
+    (void)state;
+    ioq_loop *loop = h_loop_new();
+    ioq_handle c, s, pool;
+    h_pair(loop, &c, &s);
+    assert_int_equal(ioq_pool_new(loop, 4, 16, &pool), 0);
+    assert_int_equal(h_recv_pool(loop, s, pool, IOQ_MULTISHOT, 1), 0);
+    h_send_wait(loop, c, "one", 3);
+    ioq_cqe r = h_next(loop, 1);
+    assert_int_equal(r.flags, IOQ_CQE_MORE | IOQ_CQE_BUFFER);
+    /* A held buffer, a pending multishot receive and unsent data: free drops it all. */
+    assert_int_equal(h_send(loop, c, "two", 3, 2), 0);
+    ioq_loop_free(loop);
+    h_forget(loop);
+}
+
+static void test_many_connections_one_pool(void **state)
+{
+    (void)state;
+    /* Idle connections hold no buffer: 32 receives pending on a pool of 2. */
+    ioq_loop *loop = h_loop_new();
+    enum { N = 32 };
+    ioq_handle c[N], s[N], pool;
+    assert_int_equal(ioq_pool_new(loop, 2, 64, &pool), 0);
+    for (int i = 0; i < N; i++) {
+        h_pair(loop, &c[i], &s[i]);
+        assert_int_equal(h_recv_pool(loop, s[i], pool, 0, 100 + i), 0);
+    }
+    h_assert_quiet(loop, 20);
+    for (int i = 0; i < N; i++) {
+        char msg[8];
+        int n = snprintf(msg, sizeof msg, "c%d", i);
+        h_send_wait(loop, c[i], msg, (size_t)n);
+        ioq_cqe r = h_wait(loop, 100 + i);
+        assert_int_equal(r.result, n);
+        assert_memory_equal(ioq_buf(loop, pool, (uint32_t)r.value), msg, (size_t)n);
+        assert_int_equal(ioq_buf_release(loop, pool, (uint32_t)r.value), 0);
+    }
+    for (int i = 0; i < N; i++) {
+        h_close_wait(loop, c[i]);
+        h_close_wait(loop, s[i]);
+    }
+    h_close_wait(loop, pool);
+    h_finish(loop);
+}
+
+static const struct CMUnitTest pool_tests[] = {
+    H_TEST(new_bounds),
+    H_TEST(single),
+    H_TEST(multishot),
+    H_TEST(multishot_stream),
+    H_TEST(empty_single),
+    H_TEST(empty_multishot),
+    H_TEST(eof),
+    H_TEST(close_busy),
+    H_TEST(close_socket_pending),
+    H_TEST(close_with_held_buffers),
+    H_TEST(free_with_multishot),
+    H_TEST(many_connections_one_pool),
+};
+
+H_MAIN(pool_tests)

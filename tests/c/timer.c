@@ -1,0 +1,274 @@
+/* Timeouts: order, ties, never early, cancellation, many timers. */
+#include "harness.h"
+
+#include <stdlib.h>
+
+#define MS 1000000ull
+
+static void test_deadline_order(void **state)
+{
+    (void)state;
+    ioq_loop *loop = h_loop_new();
+    /* Submitted out of order; they must fire by deadline. */
+    static const uint64_t ms[] = {50, 10, 40, 20, 30, 0};
+    for (int i = 0; i < 6; i++)
+        assert_int_equal(h_timeout(loop, ms[i] * MS, ms[i] + 1), 0);
+    uint64_t prev = 0;
+    for (int i = 0; i < 6; i++) {
+        ioq_cqe c = h_next_any(loop);
+        assert_int_equal(c.result, 0);
+        assert_int_equal(c.op, IOQ_OP_TIMEOUT);
+        assert_true(c.token > prev);
+        prev = c.token;
+    }
+    h_finish(loop);
+}
+
+static void test_equal_deadlines(void **state)
+{
+    (void)state;
+    ioq_loop *loop = h_loop_new();
+    /* A delay of 0 gives every timer a deadline no earlier than the one submitted before
+     * it, so ties are broken by submission order and the whole run comes out in order. */
+    enum { N = 100 };
+    for (int i = 0; i < N; i++)
+        assert_int_equal(h_timeout(loop, 0, 1000 + i), 0);
+    for (int i = 0; i < N; i++) {
+        ioq_cqe c = h_next_any(loop);
+        assert_int_equal(c.token, 1000 + i);
+        assert_int_equal(c.result, 0);
+    }
+    /* The same with a longer delay: later submissions have later or equal deadlines. */
+    for (int i = 0; i < N; i++)
+        assert_int_equal(h_timeout(loop, 20 * MS, 2000 + i), 0);
+    for (int i = 0; i < N; i++) {
+        ioq_cqe c = h_next_any(loop);
+        assert_int_equal(c.token, 2000 + i);
+    }
+    h_finish(loop);
+}
+
+static void test_never_early(void **state)
+{
+    (void)state;
+    ioq_loop *loop = h_loop_new();
+    static const uint64_t ms[] = {1, 5, 15, 30, 60};
+    for (int i = 0; i < 5; i++) {
+        uint64_t t0 = ioq_now(loop);
+        uint64_t m0 = h_mono_ns();
+        assert_int_equal(h_timeout(loop, ms[i] * MS, 1), 0);
+        ioq_cqe c = h_wait(loop, 1);
+        uint64_t t1 = ioq_now(loop);
+        uint64_t m1 = h_mono_ns();
+        assert_int_equal(c.result, 0);
+        if (t1 - t0 < ms[i] * MS)
+            fail_msg("%llu ms timer fired after %llu ns (ioq_now)",
+                     (unsigned long long)ms[i], (unsigned long long)(t1 - t0));
+        if (m1 - m0 < ms[i] * MS)
+            fail_msg("%llu ms timer fired after %llu ns (CLOCK_MONOTONIC)",
+                     (unsigned long long)ms[i], (unsigned long long)(m1 - m0));
+    }
+    h_finish(loop);
+}
+
+static void test_cancel(void **state)
+{
+    (void)state;
+    ioq_loop *loop = h_loop_new();
+    assert_int_equal(h_timeout(loop, 3600ull * 1000 * MS, 1), 0);
+    h_poll(loop, 0);
+    assert_int_equal(h_cancel(loop, 1, 2), 0);
+    ioq_cqe c = h_wait(loop, 1);
+    assert_int_equal(c.result, IOQ_ECANCELED);
+    assert_int_equal(c.op, IOQ_OP_TIMEOUT);
+    ioq_cqe k = h_wait(loop, 2);
+    assert_int_equal(k.result, 1);
+    assert_int_equal(k.op, IOQ_OP_CANCEL);
+    /* Cancelling before the submission was even flushed works the same. */
+    assert_int_equal(h_timeout(loop, 3600ull * 1000 * MS, 3), 0);
+    assert_int_equal(h_cancel(loop, 3, 4), 0);
+    assert_int_equal(h_wait(loop, 3).result, IOQ_ECANCELED);
+    assert_int_equal(h_wait(loop, 4).result, 1);
+    h_finish(loop);
+}
+
+static void test_cancel_unknown(void **state)
+{
+    (void)state;
+    ioq_loop *loop = h_loop_new();
+    assert_int_equal(h_cancel(loop, 424242, 1), 0);
+    ioq_cqe c = h_wait(loop, 1);
+    assert_int_equal(c.result, 0);
+    assert_int_equal(c.value, 0);
+    /* A token that already completed is unknown too. */
+    assert_int_equal(h_timeout(loop, 0, 2), 0);
+    assert_int_equal(h_wait(loop, 2).result, 0);
+    assert_int_equal(h_cancel(loop, 2, 3), 0);
+    assert_int_equal(h_wait(loop, 3).result, 0);
+    h_finish(loop);
+}
+
+static void test_cancel_many_same_token(void **state)
+{
+    (void)state;
+    /* One cancel finds every in-flight operation with the target token. */
+    ioq_loop *loop = h_loop_new();
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(h_timeout(loop, 3600ull * 1000 * MS, 9), 0);
+    assert_int_equal(h_timeout(loop, 3600ull * 1000 * MS, 10), 0);
+    h_poll(loop, 0);
+    assert_int_equal(h_cancel(loop, 9, 11), 0);
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(h_next(loop, 9).result, IOQ_ECANCELED);
+    assert_int_equal(h_wait(loop, 11).result, 5);
+    assert_false(h_done(loop, 10));
+    assert_int_equal(h_cancel(loop, 10, 12), 0);
+    assert_int_equal(h_wait(loop, 10).result, IOQ_ECANCELED);
+    assert_int_equal(h_wait(loop, 12).result, 1);
+    h_finish(loop);
+}
+
+static void test_cancel_cancel(void **state)
+{
+    (void)state;
+    /* A cancel targeting a cancel token: the first cancel completes once either way. */
+    ioq_loop *loop = h_loop_new();
+    assert_int_equal(h_cancel(loop, 555, 1), 0);
+    assert_int_equal(h_cancel(loop, 1, 2), 0);
+    ioq_cqe a = h_wait(loop, 1), b = h_wait(loop, 2);
+    assert_true(a.result == 0 || a.result == IOQ_ECANCELED);
+    assert_true(b.result == 0 || b.result == 1);
+    h_finish(loop);
+}
+
+static void test_ten_thousand(void **state)
+{
+    (void)state;
+    ioq_loop *loop = h_loop_new();
+    enum { N = 10000 };
+    /* Deadlines spread over 0..99 ms in a scrambled order. Each deadline lies between
+     * ioq_now before and after its submission plus its delay. */
+    uint64_t *lo = malloc(N * sizeof *lo), *hi = malloc(N * sizeof *hi);
+    assert_non_null(lo);
+    assert_non_null(hi);
+    for (int i = 0; i < N; i++) {
+        uint64_t ns = (uint64_t)((i * 7919) % 100) * MS;
+        lo[i] = ioq_now(loop) + ns;
+        assert_int_equal(h_timeout(loop, ns, (uint64_t)i + 1), 0);
+        hi[i] = ioq_now(loop) + ns;
+    }
+    int seen = 0;
+    uint64_t max_lo = 0;
+    uint64_t end = h_mono_ns() + H_DEADLINE_MS * MS;
+    while (seen < N) {
+        if (h_mono_ns() > end)
+            fail_msg("only %d of %d timers fired", seen, N);
+        ioq_cqe c[256];
+        int n = h_poll_into(loop, c, 256, 100 * (int64_t)MS);
+        uint64_t now = ioq_now(loop);
+        for (int i = 0; i < n; i++) {
+            assert_int_equal(c[i].result, 0);
+            uint64_t k = c[i].token - 1;
+            assert_true(k < N);
+            /* Never early. */
+            if (now < lo[k])
+                fail_msg("timer %llu fired %llu ns early", (unsigned long long)k,
+                         (unsigned long long)(lo[k] - now));
+            /* Never after a timer whose deadline is surely later. */
+            if (hi[k] < max_lo)
+                fail_msg("timer %llu fired after one with a later deadline",
+                         (unsigned long long)k);
+            if (lo[k] > max_lo)
+                max_lo = lo[k];
+        }
+        seen += n;
+    }
+    assert_int_equal(h_pending(loop), 0);
+    free(lo);
+    free(hi);
+    h_finish(loop);
+}
+
+static void test_free_with_timers(void **state)
+{
+    (void)state;
+    /* Freeing a loop with pending timers hands out nothing and leaks nothing. */
+    ioq_loop *loop = h_loop_new();
+    for (int i = 0; i < 100; i++)
+        assert_int_equal(h_timeout(loop, 3600ull * 1000 * MS, (uint64_t)i + 1), 0);
+    h_poll(loop, 0);
+    ioq_loop_free(loop);
+    h_forget(loop);
+}
+
+static void test_cancel_after_fire(void **state)
+{
+    (void)state;
+    ioq_loop *loop = h_loop_new();
+    assert_int_equal(h_timeout(loop, 1, 1), 0);
+    /* Let it fire in the loop, then cancel before polling it out: it completes once,
+     * with either its own result or ECANCELED. */
+    uint64_t m0 = h_mono_ns();
+    while (h_mono_ns() - m0 < 5 * MS)
+        ;
+    assert_int_equal(ioq_submit(loop), 0);
+    assert_int_equal(h_cancel(loop, 1, 2), 0);
+    ioq_cqe c = h_wait(loop, 1);
+    assert_true(c.result == 0 || c.result == IOQ_ECANCELED);
+    ioq_cqe k = h_wait(loop, 2);
+    assert_true(k.result == 0 || k.result == 1);
+    /* And after it was polled, a cancel finds nothing. */
+    assert_int_equal(h_cancel(loop, 1, 3), 0);
+    assert_int_equal(h_wait(loop, 3).result, 0);
+    h_finish(loop);
+}
+
+static void test_long_and_short(void **state)
+{
+    (void)state;
+    /* A long timer does not hold back a short one submitted after it. */
+    ioq_loop *loop = h_loop_new();
+    assert_int_equal(h_timeout(loop, 3600ull * 1000 * MS, 1), 0);
+    assert_int_equal(h_timeout(loop, 5 * MS, 2), 0);
+    ioq_cqe c = h_next_any(loop);
+    assert_int_equal(c.token, 2);
+    assert_false(h_done(loop, 1));
+    assert_int_equal(h_cancel(loop, 1, 3), 0);
+    assert_int_equal(h_wait(loop, 1).result, IOQ_ECANCELED);
+    assert_int_equal(h_wait(loop, 3).result, 1);
+    h_finish(loop);
+}
+
+static void test_huge_delay(void **state)
+{
+    (void)state;
+    /* Delays that overflow a deadline must saturate, never wrap into the past. */
+    ioq_loop *loop = h_loop_new();
+    assert_int_equal(h_timeout(loop, UINT64_MAX, 1), 0);
+    assert_int_equal(h_timeout(loop, (uint64_t)INT64_MAX, 2), 0);
+    assert_int_equal(h_timeout(loop, UINT64_MAX - ioq_now(loop) + 1, 3), 0);
+    h_assert_quiet(loop, 50);
+    for (uint64_t t = 1; t <= 3; t++) {
+        assert_int_equal(h_cancel(loop, t, 10 + t), 0);
+        assert_int_equal(h_wait(loop, t).result, IOQ_ECANCELED);
+        assert_int_equal(h_wait(loop, 10 + t).result, 1);
+    }
+    h_finish(loop);
+}
+
+static const struct CMUnitTest timer_tests[] = {
+    H_TEST(deadline_order),
+    H_TEST(equal_deadlines),
+    H_TEST(never_early),
+    H_TEST(cancel),
+    H_TEST(cancel_unknown),
+    H_TEST(cancel_many_same_token),
+    H_TEST(cancel_cancel),
+    H_TEST(ten_thousand),
+    H_TEST(free_with_timers),
+    H_TEST(cancel_after_fire),
+    H_TEST(long_and_short),
+    H_TEST(huge_delay),
+};
+
+H_MAIN(timer_tests)
