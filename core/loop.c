@@ -516,6 +516,32 @@ static void run_timers(ioq_loop *loop)
 
 /* --- poll ---------------------------------------------------------------------------------- */
 
+static void arm_embedded_timer(ioq_loop *loop)
+{
+    uint64_t d = loop->heap_len ? loop->heap[0]->offset : UINT64_MAX;
+    if (d != loop->armed_deadline && loop->backend->arm_timer) {
+        loop->armed_deadline = d;
+        loop->backend->arm_timer(loop, d);
+    }
+}
+
+/* Leaving ioq_poll/ioq_submit. An embedded loop is "blocked" from now on: the host sleeps
+ * on ioq_loop_fd(), so producers must signal it. Publish that first, then look again: a
+ * post or a thread-pool result that arrived while we were busy (and did not signal) and
+ * records left over for the next poll must make the descriptor readable now. */
+static void leave_poll(ioq_loop *loop)
+{
+    /* Whatever wake was in flight has been seen or will be: let the next one through. */
+    atomic_store(&loop->wake_sent, 0);
+    if (!loop->embedded)
+        return;
+    arm_embedded_timer(loop);
+    atomic_store(&loop->blocked, 1);
+    if ((cq_count(loop) > 0 || !ioq__mpsc_empty(&loop->mpsc)) &&
+        !atomic_exchange(&loop->wake_sent, 1))
+        loop->backend->wake(loop);
+}
+
 int ioq_submit(ioq_loop *loop)
 {
     if (!loop)
@@ -530,18 +556,8 @@ int ioq_submit(ioq_loop *loop)
     drain_mpsc(loop);
     run_timers(loop);
     loop->in_poll = false;
-    if (loop->embedded)
-        atomic_store(&loop->blocked, 1);
+    leave_poll(loop);
     return 0;
-}
-
-static void arm_embedded_timer(ioq_loop *loop)
-{
-    uint64_t d = loop->heap_len ? loop->heap[0]->offset : UINT64_MAX;
-    if (d != loop->armed_deadline && loop->backend->arm_timer) {
-        loop->armed_deadline = d;
-        loop->backend->arm_timer(loop, d);
-    }
 }
 
 int ioq_poll(ioq_loop *loop, ioq_cqe *cqes, uint32_t max, int64_t timeout_ns)
@@ -623,12 +639,7 @@ int ioq_poll(ioq_loop *loop, ioq_cqe *cqes, uint32_t max, int64_t timeout_ns)
         cqes[i] = loop->cq[(loop->cq_head + i) & loop->cq_mask];
     loop->cq_head += n;
     loop->in_poll = false;
-    if (loop->embedded) {
-        arm_embedded_timer(loop);
-        atomic_store(&loop->blocked, 1);
-        if (cq_count(loop) > 0 && !atomic_exchange(&loop->wake_sent, 1))
-            loop->backend->wake(loop);
-    }
+    leave_poll(loop);
     return (int)n;
 }
 
@@ -788,10 +799,8 @@ int64_t ioq_loop_fd(ioq_loop *loop)
     fd = loop->backend->loop_fd(loop);
     if (fd >= 0 && !loop->embedded) {
         loop->embedded = true;
-        atomic_store(&loop->blocked, loop->in_poll ? 0 : 1);
-        arm_embedded_timer(loop);
-        if (cq_count(loop) > 0 && !atomic_exchange(&loop->wake_sent, 1))
-            loop->backend->wake(loop);
+        if (!loop->in_poll)
+            leave_poll(loop);
     }
     return fd;
 }

@@ -302,7 +302,8 @@ IOQ_API uint32_t ioq_loop_caps(const ioq_loop *loop);
  * be readable, then calls ioq_poll() with timeout 0. Timers of ioq also make it readable.
  * Do not read from it or close it.
  * Returns the descriptor (>= 0), IOQ_EINVAL for NULL, IOQ_ENOTSUP where the backend has
- * none (IOCP).
+ * none (IOCP), IOQ_EBUSY on io_uring when operations or pools already live in the ring:
+ * call it first (the ring is then set up to complete work without the loop's thread).
  * Since: 1.0 */
 IOQ_API int64_t ioq_loop_fd(ioq_loop *loop);
 

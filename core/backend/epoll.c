@@ -4,6 +4,7 @@
  * An eventfd carries wake-ups and posts; a timerfd is armed only when the loop is embedded
  * in a foreign loop through ioq_loop_fd(), so that ioq's timers make the epoll fd readable.
  */
+#include "fault.h"
 #include "posix.h"
 #include "readiness.h"
 
@@ -62,6 +63,7 @@ static int epoll_init(ioq_loop *loop)
 static void epoll_fini(ioq_loop *loop)
 {
     epoll_state *s = loop->be;
+    ioq__f_forget(loop);
     if (s->tfd >= 0)
         close(s->tfd);
     close(s->evfd);
@@ -117,10 +119,12 @@ static int epoll_wait_ns(epoll_state *s, int64_t timeout_ns)
 static int epoll_poll(ioq_loop *loop, int64_t timeout_ns)
 {
     epoll_state *s = loop->be;
-    int n = epoll_wait_ns(s, timeout_ns);
+    /* A descriptor the fault layer owes an edge must not wait for the kernel's. */
+    int n = epoll_wait_ns(s, ioq__f_replay_pending(loop) ? 0 : timeout_ns);
 
     if (n < 0)
         return errno == EINTR ? 0 : ioq__os_errno_map(errno);
+    ioq__f_replay(loop, ioq__rd_event, ioq__handle_find);
     for (int i = 0; i < n; i++) {
         uint32_t e = s->events[i].events;
         uint64_t cookie = s->events[i].data.u64;

@@ -9,6 +9,7 @@
  * once and one that finds nothing waits for the next edge: no wasted system call either way.
  */
 #include "readiness.h"
+#include "fault.h"
 #include "posix.h"
 
 #include <errno.h>
@@ -45,7 +46,7 @@ static int do_accept(ioq_loop *loop, ioq__handle *h, ioq__op *op)
         pop_complete(loop, &h->readq, op, IOQ_ENOMEM, 0, 0);
         return DONE;
     }
-    fd = ioq__px_accept((int)h->fd);
+    fd = ioq__f_accept(loop, h, (int)h->fd);
     if (fd < 0) {
         int e = -fd;
         if (e == EAGAIN || e == EWOULDBLOCK)
@@ -79,7 +80,7 @@ static int do_recv(ioq_loop *loop, ioq__handle *h, ioq__op *op)
 {
     ssize_t n;
     do
-        n = recv((int)h->fd, op->buf, op->len, 0);
+        n = ioq__f_recv(loop, h, (int)h->fd, op->buf, op->len, 0);
     while (n < 0 && errno == EINTR);
     if (n < 0) {
         if (errno == EAGAIN || errno == EWOULDBLOCK)
@@ -97,7 +98,8 @@ static int do_recvfrom(ioq_loop *loop, ioq__handle *h, ioq__op *op)
     socklen_t slen = sizeof ss;
     ssize_t n;
     do
-        n = recvfrom((int)h->fd, op->buf, op->len, 0, (struct sockaddr *)&ss, &slen);
+        n = ioq__f_recvfrom(loop, h, (int)h->fd, op->buf, op->len, 0, (struct sockaddr *)&ss,
+                            &slen);
     while (n < 0 && errno == EINTR);
     if (n < 0) {
         if (errno == EAGAIN || errno == EWOULDBLOCK)
@@ -127,7 +129,7 @@ static int do_recv_pool(ioq_loop *loop, ioq__handle *h, ioq__op *op)
          * edge without data is not reported as an error. */
         char c;
         do
-            n = recv((int)h->fd, &c, 1, MSG_PEEK);
+            n = ioq__f_recv(loop, h, (int)h->fd, &c, 1, MSG_PEEK);
         while (n < 0 && errno == EINTR);
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
             return AGAIN;
@@ -140,7 +142,7 @@ static int do_recv_pool(ioq_loop *loop, ioq__handle *h, ioq__op *op)
         return DONE;
     }
     do
-        n = recv((int)h->fd, ioq__pool_buf(op->pool, id), op->pool->size, 0);
+        n = ioq__f_recv(loop, h, (int)h->fd, ioq__pool_buf(op->pool, id), op->pool->size, 0);
     while (n < 0 && errno == EINTR);
     if (n <= 0) {
         int e = errno;
@@ -205,8 +207,8 @@ static int send_error(ioq_loop *loop, ioq__handle *h, ioq__op *op, int e)
 static int do_send(ioq_loop *loop, ioq__handle *h, ioq__op *op)
 {
     while (op->done < op->len) {
-        ssize_t n = send((int)h->fd, (char *)op->buf + op->done, op->len - op->done,
-                         IOQ__SEND_FLAGS);
+        ssize_t n = ioq__f_send(loop, h, (int)h->fd, (char *)op->buf + op->done,
+                                op->len - op->done, IOQ__SEND_FLAGS);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -231,7 +233,8 @@ static int do_sendv(ioq_loop *loop, ioq__handle *h, ioq__op *op)
         ssize_t n;
 
         for (uint32_t i = op->iovpos; i < op->iovcnt && cnt < BATCH; i++) {
-            v[cnt].iov_base = (char *)op->iov[i].base + skip;
+            /* An empty entry may have a NULL base: NULL + 0 is still undefined. */
+            v[cnt].iov_base = skip ? (char *)op->iov[i].base + skip : op->iov[i].base;
             v[cnt].iov_len = op->iov[i].len - skip;
             skip = 0;
             cnt++;
@@ -239,7 +242,7 @@ static int do_sendv(ioq_loop *loop, ioq__handle *h, ioq__op *op)
         memset(&msg, 0, sizeof msg);
         msg.msg_iov = v;
         msg.msg_iovlen = cnt;
-        n = sendmsg((int)h->fd, &msg, IOQ__SEND_FLAGS);
+        n = ioq__f_sendmsg(loop, h, (int)h->fd, &msg, IOQ__SEND_FLAGS);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -260,7 +263,8 @@ static int do_sendto(ioq_loop *loop, ioq__handle *h, ioq__op *op)
     ssize_t n;
     ioq__px_to_sockaddr(&op->addr, &ss, &slen);
     do
-        n = sendto((int)h->fd, op->buf, op->len, IOQ__SEND_FLAGS, (struct sockaddr *)&ss, slen);
+        n = ioq__f_sendto(loop, h, (int)h->fd, op->buf, op->len, IOQ__SEND_FLAGS,
+                           (struct sockaddr *)&ss, slen);
     while (n < 0 && errno == EINTR);
     if (n < 0)
         return send_error(loop, h, op, errno);

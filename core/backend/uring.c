@@ -11,6 +11,7 @@
  * kernel reports it readable while completions or deferred task work are pending, which
  * with DEFER_TASKRUN is exactly "ioq_poll has work", and reading it costs nothing.
  */
+#include "fault.h"
 #include "posix.h"
 
 #include <errno.h>
@@ -41,6 +42,7 @@ typedef struct {
     int tfd;
     int lfd;          /* embedded mode: eventfd registered with the ring, see loop_fd */
     bool enabled;     /* set up with R_DISABLED: enabled by the first submitter thread */
+    bool deferred;    /* DEFER_TASKRUN: completions are posted only when we enter */
     bool wake_armed;
     bool timer_armed;
     bool emulate_multishot_accept;
@@ -48,6 +50,7 @@ typedef struct {
     uint32_t inflight; /* ops with an SQE in the kernel */
     uint32_t caps;
     uint32_t next_bgid;
+    uint32_t npools;  /* buffer rings registered */
     uint64_t wake_buf, timer_buf;
 } uring_state;
 
@@ -65,6 +68,7 @@ typedef struct {
 } uring_pool;
 
 static uring_state *st(ioq_loop *loop) { return loop->be; }
+static int ring_setup(uring_state *s, size_t first);
 
 static bool is_read_op(uint16_t code)
 {
@@ -141,7 +145,8 @@ static void sendv_msg(ioq__op *op, uring_args *a)
     uint32_t cnt = 0;
     size_t skip = (size_t)op->offset;
     for (uint32_t i = op->iovpos; i < op->iovcnt; i++) {
-        a->iov[cnt].iov_base = (char *)op->iov[i].base + skip;
+        /* An empty entry may have a NULL base: NULL + 0 is still undefined. */
+        a->iov[cnt].iov_base = skip ? (char *)op->iov[i].base + skip : op->iov[i].base;
         a->iov[cnt].iov_len = op->iov[i].len - skip;
         skip = 0;
         cnt++;
@@ -170,6 +175,7 @@ static int issue(ioq_loop *loop, ioq__op *op)
     sqe = get_sqe(s);
     if (!sqe)
         return IOQ_EBUSY;
+    fd = ioq__f_sqe_fd(op, fd);
 
     switch (op->code) {
     case IOQ_OP_ACCEPT:
@@ -189,7 +195,7 @@ static int issue(ioq_loop *loop, ioq__op *op)
         break;
     }
     case IOQ_OP_RECV:
-        io_uring_prep_recv(sqe, fd, op->buf, op->len, 0);
+        io_uring_prep_recv(sqe, fd, op->buf, ioq__f_sqe_len(op, op->len), 0);
         break;
     case IOQ_OP_RECV_POOL:
         if ((op->flags & IOQ_MULTISHOT) && !s->emulate_multishot_recv)
@@ -204,7 +210,8 @@ static int issue(ioq_loop *loop, ioq__op *op)
         io_uring_prep_recvmsg(sqe, fd, &a->msg, 0);
         break;
     case IOQ_OP_SEND:
-        io_uring_prep_send(sqe, fd, (char *)op->buf + op->done, op->len - op->done, MSG_NOSIGNAL);
+        io_uring_prep_send(sqe, fd, (char *)op->buf + op->done,
+                           ioq__f_sqe_len(op, op->len - op->done), MSG_NOSIGNAL);
         break;
     case IOQ_OP_SENDV:
         sendv_msg(op, a);
@@ -501,13 +508,22 @@ static int reap(ioq_loop *loop, bool teardown)
     int total = 0;
     unsigned n;
 
-    while ((n = io_uring_peek_batch_cqe(&s->ring, cqes, REAP_BATCH)) > 0) {
-        for (unsigned i = 0; i < n; i++) {
-            c[i].ud = cqes[i]->user_data;
-            c[i].res = cqes[i]->res;
-            c[i].flags = cqes[i]->flags;
+    ioq__f_reap_begin(loop);
+    for (;;) {
+        /* CQEs the fault layer held back at an earlier reap go first. */
+        n = 0;
+        while (n < REAP_BATCH && ioq__f_cqe_release(loop, &c[n].ud, &c[n].res, &c[n].flags))
+            n++;
+        if (n == 0) {
+            if ((n = io_uring_peek_batch_cqe(&s->ring, cqes, REAP_BATCH)) == 0)
+                break;
+            for (unsigned i = 0; i < n; i++) {
+                c[i].ud = cqes[i]->user_data;
+                c[i].res = cqes[i]->res;
+                c[i].flags = cqes[i]->flags;
+            }
+            io_uring_cq_advance(&s->ring, n);
         }
-        io_uring_cq_advance(&s->ring, n);
         for (unsigned i = 0; i < n; i++) {
             if (c[i].ud == UD_CANCEL)
                 continue;
@@ -535,7 +551,11 @@ static int reap(ioq_loop *loop, bool teardown)
                     close(c[i].res);
                 continue;
             }
-            on_cqe(loop, (ioq__op *)(uintptr_t)c[i].ud, c[i].res, c[i].flags);
+            if (!(c[i].flags & IORING_CQE_F_MORE) &&
+                ioq__f_cqe_hold(loop, c[i].ud, c[i].res, c[i].flags))
+                continue;
+            on_cqe(loop, (ioq__op *)(uintptr_t)c[i].ud,
+                   ioq__f_cqe_res((ioq__op *)(uintptr_t)c[i].ud, c[i].res), c[i].flags);
             total++;
         }
     }
@@ -549,6 +569,8 @@ static int uring_wait(ioq_loop *loop, int64_t timeout_ns)
 
     if ((rc = enable(s)) != 0)
         return rc;
+    if (ioq__f_held(loop))
+        timeout_ns = 0; /* held-back CQEs are ready now */
     if (s->lfd >= 0) {
         /* Embedded: the host saw the descriptor readable and called us; re-arm it. */
         ssize_t r = read(s->lfd, &s->timer_buf, sizeof s->timer_buf);
@@ -572,7 +594,12 @@ static int uring_wait(ioq_loop *loop, int64_t timeout_ns)
     } else if (io_uring_sq_ready(&s->ring)) {
         io_uring_submit(&s->ring);
     }
-    return reap(loop, false);
+    rc = reap(loop, false);
+    /* Reaping may queue SQEs (a re-armed wake poll, the rest of a short send). A host that
+     * sleeps on the loop fd would wait for them forever: submit them now. */
+    if (loop->embedded && io_uring_sq_ready(&s->ring))
+        io_uring_submit(&s->ring);
+    return rc;
 }
 
 static void uring_wake(ioq_loop *loop)
@@ -588,6 +615,25 @@ static int64_t uring_loop_fd(ioq_loop *loop)
     int rc;
     if (s->lfd >= 0)
         return s->lfd;
+    if (s->deferred) {
+        /* With DEFER_TASKRUN the kernel posts completions (and signals anything) only when
+         * the loop's thread enters the ring, which a host sleeping in its own poll never
+         * does. Embedding needs a ring that completes on its own: rebuild it without the
+         * flag, which is possible only while nothing lives in it. */
+        struct io_uring old = s->ring;
+        bool was_enabled = s->enabled;
+        if (s->inflight || s->npools)
+            return IOQ_EBUSY;
+        if ((rc = ring_setup(s, 1)) < 0) {
+            s->ring = old; /* keep the loop as it was */
+            s->enabled = was_enabled;
+            s->deferred = true;
+            return ioq__os_errno_map(-rc);
+        }
+        io_uring_queue_exit(&old);
+        arm_poll(s, s->evfd, UD_WAKE);
+        s->timer_armed = false;
+    }
     if ((rc = enable(s)) != 0)
         return rc;
     s->lfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -676,6 +722,7 @@ static int uring_pool_new(ioq_loop *loop, ioq__pool *pool)
     }
     pool->bgid = reg.bgid;
     pool->be = up;
+    s->npools++;
     for (uint32_t i = 0; i < pool->count; i++)
         io_uring_buf_ring_add(up->br, ioq__pool_buf(pool, i), pool->size, (unsigned short)i,
                               io_uring_buf_ring_mask(entries), (int)i);
@@ -689,6 +736,7 @@ static void uring_pool_free(ioq_loop *loop, ioq__pool *pool)
     if (!up)
         return;
     io_uring_unregister_buf_ring(&st(loop)->ring, (int)pool->bgid);
+    st(loop)->npools--;
     munmap(up->br, up->bytes);
     free(up);
     pool->be = NULL;
@@ -732,31 +780,40 @@ static int probe(uring_state *s)
     return 0;
 }
 
-static int uring_init(ioq_loop *loop)
+/* Set up the ring with the first flag set the kernel accepts, starting at `first`. */
+static int ring_setup(uring_state *s, size_t first)
 {
     static const unsigned setups[] = {
         IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_R_DISABLED |
             IORING_SETUP_TASKRUN_FLAG | IORING_SETUP_SUBMIT_ALL,
         IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG | IORING_SETUP_SUBMIT_ALL,
         0};
-    uring_state *s = calloc(1, sizeof *s);
     int rc = -EINVAL;
-
-    if (!s)
-        return IOQ_ENOMEM;
-    s->evfd = s->tfd = s->lfd = -1;
-    for (size_t i = 0; i < sizeof setups / sizeof setups[0]; i++) {
+    for (size_t i = first; i < sizeof setups / sizeof setups[0]; i++) {
         struct io_uring_params p;
         memset(&p, 0, sizeof p);
         p.flags = setups[i];
         rc = io_uring_queue_init_params(RING_ENTRIES, &s->ring, &p);
         if (rc == 0) {
             s->enabled = !(setups[i] & IORING_SETUP_R_DISABLED);
+            s->deferred = (setups[i] & IORING_SETUP_DEFER_TASKRUN) != 0;
             break;
         }
         if (rc != -EINVAL)
             break; /* ENOSYS, EPERM, ENOMEM, EMFILE: no flag combination will help */
     }
+    return rc;
+}
+
+static int uring_init(ioq_loop *loop)
+{
+    uring_state *s = calloc(1, sizeof *s);
+    int rc;
+
+    if (!s)
+        return IOQ_ENOMEM;
+    s->evfd = s->tfd = s->lfd = -1;
+    rc = ring_setup(s, 0);
     if (rc < 0) {
         free(s);
         /* ENOSYS: not built into the kernel or refused by seccomp; EPERM: disabled by the
@@ -831,6 +888,7 @@ static void uring_fini(ioq_loop *loop)
             uring_pool_free(loop, h->pool);
     }
     io_uring_queue_exit(&s->ring);
+    ioq__f_forget(loop);
     if (s->tfd >= 0)
         close(s->tfd);
     if (s->lfd >= 0)
