@@ -1,0 +1,682 @@
+/*
+ * Python typemaps of the ioq SWIG interface (the raw extension ioq._ioq).
+ *
+ * Buffers are the one hard part. ioq owns an operation's memory from the submit call until
+ * its final completion has been polled, so a buffer given to recv/send/read/write/... must
+ * stay exported (Py_buffer held, exporter referenced) for that long: far beyond the end of
+ * the wrapper call, which is where SWIG's stock pybuffer typemaps release it.
+ *
+ * Here every buffer-taking call turns its buffer(s) into a "pin" (a capsule that owns the
+ * Py_buffer views plus any out-memory such as a sender address). Before the C call the pin
+ * is stored in a per-loop table under the operation's token; if the call refuses the
+ * operation the pin is dropped at once. ioq_py_poll() drops a pin when it copies out the
+ * final completion (no IOQ_CQE_MORE) of the same token and op; ioq_py_loop_free() drops
+ * the loop's pins after ioq_loop_free() has returned, when ioq guarantees that nothing
+ * references them any more. Dropping releases the views, so a pinned bytearray cannot be
+ * resized until its operation is over.
+ *
+ * One rule follows: among the in-flight operations of a loop that pin memory, tokens must
+ * be unique. A second pinning submit with a token still pinned raises ValueError before
+ * anything is submitted. Operations that pin nothing may share tokens freely.
+ *
+ * The GIL is released only around an ioq_poll() that may block (timeout != 0) and around
+ * ioq_loop_free(), which may wait for the thread pool.
+ */
+
+%{
+#include <string.h>
+#include <arpa/inet.h>
+
+/* A pin: buffer views and out-memory of one in-flight operation. */
+typedef struct ioq_py_pin {
+    uint16_t op;        /* IOQ_OP_* whose final completion releases the pin */
+    uint16_t out_kind;  /* IOQ_PY_OUT_* */
+    uint32_t nout;      /* number of ioq_addr records in out */
+    int nviews;
+    Py_buffer *views;
+    ioq_addr *out;      /* recvfrom: the sender; resolve: the results */
+    ioq_iov *iov;       /* sendv: kept only to free it with the pin */
+} ioq_py_pin;
+
+enum { IOQ_PY_OUT_NONE, IOQ_PY_OUT_ADDR, IOQ_PY_OUT_ADDRS };
+
+#define IOQ_PY_PIN_CAPSULE "ioq._ioq.pin"
+
+/* loop address -> {token: pin capsule} */
+static PyObject *ioq_py_tables = NULL;
+
+static void ioq_py_pin_destroy(PyObject *capsule)
+{
+    ioq_py_pin *pin = (ioq_py_pin *)PyCapsule_GetPointer(capsule, IOQ_PY_PIN_CAPSULE);
+    int i;
+    if (pin == NULL) {
+        PyErr_Clear();
+        return;
+    }
+    for (i = 0; i < pin->nviews; i++)
+        PyBuffer_Release(&pin->views[i]);
+    PyMem_Free(pin->views);
+    PyMem_Free(pin->out);
+    PyMem_Free(pin->iov);
+    PyMem_Free(pin);
+}
+
+static PyObject *ioq_py_pin_new(uint16_t op, int nviews)
+{
+    ioq_py_pin *pin = (ioq_py_pin *)PyMem_Calloc(1, sizeof(*pin));
+    PyObject *capsule;
+    if (pin == NULL)
+        return PyErr_NoMemory();
+    pin->op = op;
+    if (nviews > 0) {
+        pin->views = (Py_buffer *)PyMem_Calloc((size_t)nviews, sizeof(Py_buffer));
+        if (pin->views == NULL) {
+            PyMem_Free(pin);
+            return PyErr_NoMemory();
+        }
+    }
+    capsule = PyCapsule_New(pin, IOQ_PY_PIN_CAPSULE, ioq_py_pin_destroy);
+    if (capsule == NULL) {
+        PyMem_Free(pin->views);
+        PyMem_Free(pin);
+    }
+    return capsule;
+}
+
+static ioq_py_pin *ioq_py_pin_of(PyObject *capsule)
+{
+    return (ioq_py_pin *)PyCapsule_GetPointer(capsule, IOQ_PY_PIN_CAPSULE);
+}
+
+/* Export obj into the next view of pin. A non-buffer or a read-only object where a writable
+ * one is needed is a TypeError; a non-contiguous one is a ValueError. */
+static int ioq_py_pin_view(PyObject *capsule, PyObject *obj, int writable)
+{
+    ioq_py_pin *pin = ioq_py_pin_of(capsule);
+    Py_buffer *view = &pin->views[pin->nviews];
+    int flags = writable ? PyBUF_WRITABLE : PyBUF_SIMPLE;
+    if (!PyObject_CheckBuffer(obj)) {
+        PyErr_Format(PyExc_TypeError, "a %s buffer object is required, not '%.100s'",
+                     writable ? "writable" : "bytes-like", Py_TYPE(obj)->tp_name);
+        return -1;
+    }
+    if (PyObject_GetBuffer(obj, view, flags) < 0) {
+        if (PyErr_ExceptionMatches(PyExc_BufferError)) {
+            PyErr_Clear();
+            if (writable && PyObject_GetBuffer(obj, view, PyBUF_SIMPLE) == 0) {
+                PyBuffer_Release(view);
+                PyErr_Format(PyExc_TypeError, "a writable buffer is required, not '%.100s'",
+                             Py_TYPE(obj)->tp_name);
+            } else {
+                PyErr_Format(PyExc_ValueError, "'%.100s' is not a contiguous buffer",
+                             Py_TYPE(obj)->tp_name);
+            }
+        }
+        return -1;
+    }
+    pin->nviews++;
+    return 0;
+}
+
+static PyObject *ioq_py_table(ioq_loop *loop, int create)
+{
+    PyObject *key, *table;
+    if (ioq_py_tables == NULL) {
+        if (!create)
+            return NULL;
+        ioq_py_tables = PyDict_New();
+        if (ioq_py_tables == NULL)
+            return NULL;
+    }
+    key = PyLong_FromVoidPtr(loop);
+    if (key == NULL)
+        return NULL;
+    table = PyDict_GetItemWithError(ioq_py_tables, key);
+    if (table == NULL && !PyErr_Occurred() && create) {
+        table = PyDict_New();
+        if (table != NULL) {
+            if (PyDict_SetItem(ioq_py_tables, key, table) < 0) {
+                Py_DECREF(table);
+                table = NULL;
+            } else {
+                Py_DECREF(table); /* borrowed from the dict from now on */
+            }
+        }
+    }
+    Py_DECREF(key);
+    return table;
+}
+
+/* Store the pin under token before the submit call: a token that already pins memory on
+ * this loop would make the first final completion release the second operation's buffer. */
+static int ioq_py_pin_store(ioq_loop *loop, uint64_t token, PyObject *capsule)
+{
+    PyObject *table, *key;
+    int rc;
+    if (loop == NULL)
+        return 0; /* ioq refuses the call with IOQ_EINVAL; the pin goes with the wrapper */
+    table = ioq_py_table(loop, 1);
+    if (table == NULL)
+        return -1;
+    key = PyLong_FromUnsignedLongLong(token);
+    if (key == NULL)
+        return -1;
+    rc = PyDict_Contains(table, key);
+    if (rc == 1) {
+        PyErr_Format(PyExc_ValueError,
+                     "token %llu already pins the buffer of an operation in flight",
+                     (unsigned long long)token);
+        rc = -1;
+    } else if (rc == 0) {
+        rc = PyDict_SetItem(table, key, capsule);
+    }
+    Py_DECREF(key);
+    return rc;
+}
+
+/* Remove (and so release) the pin of token; returns it when the caller wants its results. */
+static PyObject *ioq_py_pin_take(ioq_loop *loop, uint64_t token, uint16_t op)
+{
+    PyObject *table = ioq_py_table(loop, 0), *key, *capsule;
+    ioq_py_pin *pin;
+    if (table == NULL)
+        return NULL;
+    key = PyLong_FromUnsignedLongLong(token);
+    if (key == NULL)
+        return NULL;
+    capsule = PyDict_GetItemWithError(table, key);
+    if (capsule != NULL) {
+        pin = ioq_py_pin_of(capsule);
+        /* A completion of another, non-pinning op with the same token is not ours. */
+        if (pin != NULL && pin->op == op) {
+            Py_INCREF(capsule);
+            if (PyDict_DelItem(table, key) < 0) {
+                Py_DECREF(capsule);
+                capsule = NULL;
+            }
+        } else {
+            capsule = NULL;
+        }
+    }
+    Py_DECREF(key);
+    return capsule;
+}
+
+static void ioq_py_pin_drop(ioq_loop *loop, uint64_t token, uint16_t op)
+{
+    PyObject *exc_type, *exc_value, *exc_tb, *capsule;
+    PyErr_Fetch(&exc_type, &exc_value, &exc_tb);
+    capsule = ioq_py_pin_take(loop, token, op);
+    Py_XDECREF(capsule);
+    PyErr_Clear();
+    PyErr_Restore(exc_type, exc_value, exc_tb);
+}
+
+/* --- addresses ------------------------------------------------------------------------ */
+
+static PyObject *ioq_py_addr_to_obj(const ioq_addr *a)
+{
+    char text[INET6_ADDRSTRLEN];
+    if (a->family == IOQ_AF_INET) {
+        if (inet_ntop(AF_INET, a->ip, text, sizeof(text)) == NULL)
+            Py_RETURN_NONE;
+        return Py_BuildValue("(si)", text, (int)a->port);
+    }
+    if (a->family == IOQ_AF_INET6) {
+        if (inet_ntop(AF_INET6, a->ip, text, sizeof(text)) == NULL)
+            Py_RETURN_NONE;
+        return Py_BuildValue("(siik)", text, (int)a->port, 0, (unsigned long)a->scope_id);
+    }
+    Py_RETURN_NONE;
+}
+
+/* (host, port) or (host, port, flowinfo, scope_id) with a numeric host, or "host:port" text
+ * as ioq_addr_parse reads it. */
+static int ioq_py_addr_from_obj(PyObject *obj, ioq_addr *a)
+{
+    PyObject *host;
+    const char *text;
+    long port, scope = 0;
+    Py_ssize_t n;
+    memset(a, 0, sizeof(*a));
+    if (PyUnicode_Check(obj)) {
+        text = PyUnicode_AsUTF8AndSize(obj, &n);
+        if (text == NULL)
+            return -1;
+        if ((size_t)n != strlen(text) || ioq_addr_parse(text, a) != 0) {
+            PyErr_Format(PyExc_ValueError, "not a numeric address: %R", obj);
+            return -1;
+        }
+        return 0;
+    }
+    if (!PyTuple_Check(obj) || (PyTuple_GET_SIZE(obj) != 2 && PyTuple_GET_SIZE(obj) != 4)) {
+        PyErr_Format(PyExc_TypeError,
+                     "an address is a (host, port) tuple, not '%.100s'", Py_TYPE(obj)->tp_name);
+        return -1;
+    }
+    host = PyTuple_GET_ITEM(obj, 0);
+    if (!PyUnicode_Check(host)) {
+        PyErr_SetString(PyExc_TypeError, "the host of an address must be a str");
+        return -1;
+    }
+    if (!PyLong_Check(PyTuple_GET_ITEM(obj, 1))) {
+        PyErr_SetString(PyExc_TypeError, "the port of an address must be an int");
+        return -1;
+    }
+    port = PyLong_AsLong(PyTuple_GET_ITEM(obj, 1));
+    if ((port == -1 && PyErr_Occurred()) || port < 0 || port > 65535) {
+        PyErr_Clear();
+        PyErr_SetString(PyExc_ValueError, "port must be 0-65535");
+        return -1;
+    }
+    if (PyTuple_GET_SIZE(obj) == 4) {
+        if (!PyLong_Check(PyTuple_GET_ITEM(obj, 3))) {
+            PyErr_SetString(PyExc_TypeError, "scope_id must be an int");
+            return -1;
+        }
+        scope = PyLong_AsLong(PyTuple_GET_ITEM(obj, 3));
+        if ((scope == -1 && PyErr_Occurred()) || scope < 0 || scope > 0xffffffffL) {
+            PyErr_Clear();
+            PyErr_SetString(PyExc_ValueError, "scope_id out of range");
+            return -1;
+        }
+    }
+    text = PyUnicode_AsUTF8AndSize(host, &n);
+    if (text == NULL)
+        return -1;
+    if ((size_t)n != strlen(text)) {
+        PyErr_SetString(PyExc_ValueError, "embedded NUL in host");
+        return -1;
+    }
+    if (inet_pton(AF_INET, text, a->ip) == 1) {
+        a->family = IOQ_AF_INET;
+    } else if (inet_pton(AF_INET6, text, a->ip) == 1) {
+        a->family = IOQ_AF_INET6;
+        a->scope_id = (uint32_t)scope;
+    } else {
+        PyErr_Format(PyExc_ValueError, "not a numeric IP address: %R (resolve names first)",
+                     host);
+        return -1;
+    }
+    a->port = (uint16_t)port;
+    return 0;
+}
+
+/* str, bytes or os.PathLike -> bytes without NUL; the result stays alive in *keep. */
+static int ioq_py_path(PyObject *obj, const char **out, PyObject **keep)
+{
+    if (!PyUnicode_FSConverter(obj, keep))
+        return -1;
+    *out = PyBytes_AS_STRING(*keep);
+    return 0;
+}
+
+/* None or str -> NULL or UTF-8 text without NUL. */
+static int ioq_py_text(PyObject *obj, const char **out, int allow_none)
+{
+    Py_ssize_t n;
+    if (obj == Py_None && allow_none) {
+        *out = NULL;
+        return 0;
+    }
+    if (!PyUnicode_Check(obj)) {
+        PyErr_Format(PyExc_TypeError, "expected str, not '%.100s'", Py_TYPE(obj)->tp_name);
+        return -1;
+    }
+    *out = PyUnicode_AsUTF8AndSize(obj, &n);
+    if (*out == NULL)
+        return -1;
+    if ((size_t)n != strlen(*out)) {
+        PyErr_SetString(PyExc_ValueError, "embedded NUL character");
+        return -1;
+    }
+    return 0;
+}
+%}
+
+/* --- what Python sees instead of the C signatures ------------------------------------- */
+
+%ignore ioq_loop_new;
+%ignore ioq_loop_free;
+%ignore ioq_poll;
+%ignore ioq_buf;
+%ignore ioq_cqe;
+%ignore ioq_addr;
+%ignore ioq_iov;
+%ignore ioq_loop_options;
+
+/* Writable buffers (recv, recvfrom, read) and readable ones (send, sendto, write). */
+%typemap(in) (void *buf, size_t len) (PyObject *pin = NULL) {
+    pin = ioq_py_pin_new(IOQ_OP_NONE, 1);
+    if (pin == NULL || ioq_py_pin_view(pin, $input, 1) < 0)
+        SWIG_fail;
+    $1 = ioq_py_pin_of(pin)->views[0].buf;
+    $2 = (size_t)ioq_py_pin_of(pin)->views[0].len;
+}
+%typemap(in) (const void *buf, size_t len) (PyObject *pin = NULL) {
+    pin = ioq_py_pin_new(IOQ_OP_NONE, 1);
+    if (pin == NULL || ioq_py_pin_view(pin, $input, 0) < 0)
+        SWIG_fail;
+    $1 = ioq_py_pin_of(pin)->views[0].buf;
+    $2 = (size_t)ioq_py_pin_of(pin)->views[0].len;
+}
+%typemap(freearg) (void *buf, size_t len), (const void *buf, size_t len) {
+    Py_XDECREF(pin$argnum);
+}
+
+/* recvfrom: the buffer and the sender address, which ioq fills at completion. */
+%typemap(in) (void *buf, size_t len, ioq_addr *addr_out) (PyObject *pin = NULL) {
+    pin = ioq_py_pin_new(IOQ_OP_NONE, 1);
+    if (pin == NULL || ioq_py_pin_view(pin, $input, 1) < 0)
+        SWIG_fail;
+    ioq_py_pin_of(pin)->out = (ioq_addr *)PyMem_Calloc(1, sizeof(ioq_addr));
+    if (ioq_py_pin_of(pin)->out == NULL) {
+        PyErr_NoMemory();
+        SWIG_fail;
+    }
+    ioq_py_pin_of(pin)->out_kind = IOQ_PY_OUT_ADDR;
+    ioq_py_pin_of(pin)->nout = 1;
+    $1 = ioq_py_pin_of(pin)->views[0].buf;
+    $2 = (size_t)ioq_py_pin_of(pin)->views[0].len;
+    $3 = ioq_py_pin_of(pin)->out;
+}
+%typemap(freearg) (void *buf, size_t len, ioq_addr *addr_out) {
+    Py_XDECREF(pin$argnum);
+}
+
+/* sendv: a sequence of bytes-like objects. */
+%typemap(in) (const ioq_iov *iov, uint32_t n) (PyObject *pin = NULL, PyObject *seq = NULL) {
+    Py_ssize_t i, count;
+    ioq_py_pin *p;
+    seq = PySequence_Fast($input, "sendv needs a sequence of bytes-like objects");
+    if (seq == NULL)
+        SWIG_fail;
+    count = PySequence_Fast_GET_SIZE(seq);
+    if (count > IOQ_MAX_IOV) {
+        PyErr_Format(PyExc_ValueError, "at most %d buffers", IOQ_MAX_IOV);
+        SWIG_fail;
+    }
+    pin = ioq_py_pin_new(IOQ_OP_NONE, (int)count);
+    if (pin == NULL)
+        SWIG_fail;
+    p = ioq_py_pin_of(pin);
+    p->iov = (ioq_iov *)PyMem_Calloc(count > 0 ? (size_t)count : 1, sizeof(ioq_iov));
+    if (p->iov == NULL) {
+        PyErr_NoMemory();
+        SWIG_fail;
+    }
+    for (i = 0; i < count; i++) {
+        if (ioq_py_pin_view(pin, PySequence_Fast_GET_ITEM(seq, i), 0) < 0)
+            SWIG_fail;
+        p->iov[i].base = p->views[i].buf;
+        p->iov[i].len = (size_t)p->views[i].len;
+    }
+    $1 = p->iov;
+    $2 = (uint32_t)count;
+}
+%typemap(freearg) (const ioq_iov *iov, uint32_t n) {
+    Py_XDECREF(pin$argnum);
+    Py_XDECREF(seq$argnum);
+}
+
+/* resolve: the Python argument is the largest number of addresses wanted. */
+%typemap(in) (ioq_addr *out_addrs, uint32_t max) (PyObject *pin = NULL) {
+    unsigned long long want;
+    ioq_py_pin *p;
+    int ecode = SWIG_AsVal_unsigned_SS_long_SS_long($input, &want);
+    if (!SWIG_IsOK(ecode) || want > 4096) {
+        PyErr_SetString(SWIG_IsOK(ecode) || ecode == SWIG_OverflowError ?
+                        PyExc_ValueError : PyExc_TypeError,
+                        "max must be an int in 0-4096");
+        SWIG_fail;
+    }
+    pin = ioq_py_pin_new(IOQ_OP_NONE, 0);
+    if (pin == NULL)
+        SWIG_fail;
+    p = ioq_py_pin_of(pin);
+    p->out = (ioq_addr *)PyMem_Calloc(want > 0 ? (size_t)want : 1, sizeof(ioq_addr));
+    if (p->out == NULL) {
+        PyErr_NoMemory();
+        SWIG_fail;
+    }
+    p->out_kind = IOQ_PY_OUT_ADDRS;
+    p->nout = (uint32_t)want;
+    $1 = p->out;
+    $2 = (uint32_t)want;
+}
+%typemap(freearg) (ioq_addr *out_addrs, uint32_t max) {
+    Py_XDECREF(pin$argnum);
+}
+
+/* Before the call: file the pin under the token. After it: if ioq refused the operation,
+ * nothing will complete, so the pin goes at once. ($argnum is the first pinned argument;
+ * the loop is always the first argument, arg1.) */
+%define IOQ_PY_PIN_TOKEN(PATTERN, OP, TOKEN)
+%typemap(check) PATTERN {
+    ioq_py_pin_of(pin$argnum)->op = OP;
+    if (ioq_py_pin_store(arg1, TOKEN, pin$argnum) < 0)
+        SWIG_fail;
+}
+%typemap(argout) PATTERN {
+    if (result != 0)
+        ioq_py_pin_drop(arg1, TOKEN, OP);
+}
+%enddef
+
+IOQ_PY_PIN_TOKEN(%arg((void *buf, size_t len, uint64_t token)), IOQ_OP_RECV, $3)
+IOQ_PY_PIN_TOKEN(%arg((const void *buf, size_t len, uint64_t token)), IOQ_OP_SEND, $3)
+IOQ_PY_PIN_TOKEN(%arg((void *buf, size_t len, uint64_t offset, uint64_t token)),
+                 IOQ_OP_READ, $4)
+IOQ_PY_PIN_TOKEN(%arg((const void *buf, size_t len, uint64_t offset, uint64_t token)),
+                 IOQ_OP_WRITE, $4)
+IOQ_PY_PIN_TOKEN(%arg((const void *buf, size_t len, const ioq_addr *addr, uint64_t token)),
+                 IOQ_OP_SENDTO, $4)
+IOQ_PY_PIN_TOKEN(%arg((void *buf, size_t len, ioq_addr *addr_out, uint64_t token)),
+                 IOQ_OP_RECVFROM, $4)
+IOQ_PY_PIN_TOKEN(%arg((const ioq_iov *iov, uint32_t n, uint64_t token)), IOQ_OP_SENDV, $3)
+IOQ_PY_PIN_TOKEN(%arg((ioq_addr *out_addrs, uint32_t max, uint64_t token)),
+                 IOQ_OP_RESOLVE, $3)
+
+/* Addresses passed in: (host, port) tuples or "host:port" text. */
+%typemap(in) const ioq_addr *addr (ioq_addr tmp) {
+    if (ioq_py_addr_from_obj($input, &tmp) < 0)
+        SWIG_fail;
+    $1 = &tmp;
+}
+%typemap(in, numinputs=0) ioq_addr *out (ioq_addr tmp) {
+    memset(&tmp, 0, sizeof(tmp));
+    $1 = &tmp;
+}
+%typemap(argout) ioq_addr *out {
+    PyObject *o;
+    if (result == 0) {
+        o = ioq_py_addr_to_obj($1);
+        if (o == NULL)
+            SWIG_fail;
+    } else {
+        o = Py_None;
+        Py_INCREF(o);
+    }
+    $result = SWIG_Python_AppendOutput($result, o);
+}
+
+/* Handles and OS descriptors returned through pointers: the call gives [rc, value]. */
+%typemap(in, numinputs=0) ioq_handle *out (ioq_handle tmp = 0), uint64_t *out (uint64_t tmp = 0) {
+    $1 = &tmp;
+}
+%typemap(argout) ioq_handle *out, uint64_t *out {
+    $result = SWIG_Python_AppendOutput($result, PyLong_FromUnsignedLongLong(*$1));
+}
+
+/* ioq_addr_format: the text comes back as [length or error, str]. */
+%typemap(in, numinputs=0) (char *buf, size_t len) (char tmp[64]) {
+    tmp[0] = 0;
+    $1 = tmp;
+    $2 = sizeof(tmp);
+}
+%typemap(argout) (char *buf, size_t len) {
+    $result = SWIG_Python_AppendOutput($result, PyUnicode_FromString(result >= 0 ? $1 : ""));
+}
+
+/* Paths: str, bytes or os.PathLike; names: str (host and service may be None). */
+%typemap(in) const char *path (PyObject *keep = NULL) {
+    if (ioq_py_path($input, (const char **)&$1, &keep) < 0)
+        SWIG_fail;
+}
+%typemap(freearg) const char *path {
+    Py_XDECREF(keep$argnum);
+}
+%typemap(in) const char *host, const char *service {
+    if (ioq_py_text($input, (const char **)&$1, 1) < 0)
+        SWIG_fail;
+}
+%typemap(in) const char *text {
+    if (ioq_py_text($input, (const char **)&$1, 0) < 0)
+        SWIG_fail;
+}
+
+%inline %{
+/* ioq_py_loop_new - [rc, loop]: a loop with the given backend (IOQ_BACKEND_*). */
+static PyObject *ioq_py_loop_new(uint32_t backend, uint32_t flags, uint32_t threadpool_size)
+{
+    ioq_loop_options opts;
+    ioq_loop *loop = NULL;
+    int rc;
+    memset(&opts, 0, sizeof(opts));
+    opts.size = sizeof(opts);
+    opts.backend = backend;
+    opts.flags = flags;
+    opts.threadpool_size = threadpool_size;
+    rc = ioq_loop_new(&opts, &loop);
+    if (rc != 0)
+        return Py_BuildValue("(iO)", rc, Py_None);
+    return Py_BuildValue("(iN)", rc, SWIG_NewPointerObj(loop, SWIGTYPE_p_ioq_loop, 0));
+}
+
+/* ioq_py_loop_free - free the loop, then release every buffer its operations pinned. */
+static void ioq_py_loop_free(ioq_loop *loop)
+{
+    PyObject *key, *table;
+    if (loop == NULL)
+        return;
+    Py_BEGIN_ALLOW_THREADS
+    ioq_loop_free(loop);
+    Py_END_ALLOW_THREADS
+    if (ioq_py_tables == NULL)
+        return;
+    key = PyLong_FromVoidPtr(loop);
+    if (key == NULL)
+        return;
+    table = PyDict_GetItemWithError(ioq_py_tables, key);
+    if (table != NULL) {
+        Py_INCREF(table);
+        if (PyDict_DelItem(ioq_py_tables, key) == 0)
+            PyDict_Clear(table);
+        Py_DECREF(table);
+    }
+    PyErr_Clear();
+    Py_DECREF(key);
+}
+
+/* ioq_py_pinned - how many operations of loop pin memory now. */
+static long ioq_py_pinned(ioq_loop *loop)
+{
+    PyObject *table = ioq_py_table(loop, 0);
+    PyErr_Clear();
+    return table == NULL ? 0 : (long)PyDict_Size(table);
+}
+
+/* ioq_py_poll - poll up to max completions as a list of
+ * (token, result, value, op, flags, extra) tuples, where extra is the sender address of a
+ * recvfrom, the address list of a resolve, else None. Returns an int IOQ_E* code when
+ * ioq_poll fails. */
+static PyObject *ioq_py_poll(ioq_loop *loop, uint32_t max, int64_t timeout_ns)
+{
+    ioq_cqe stack[64];
+    ioq_cqe *cqes = stack;
+    PyObject *list = NULL, *item, *extra, *capsule;
+    ioq_py_pin *pin;
+    int n, i;
+    uint32_t k;
+    if (max > 65536) {
+        PyErr_SetString(PyExc_ValueError, "max must be 1-65536");
+        return NULL;
+    }
+    if (max > 64) {
+        cqes = (ioq_cqe *)PyMem_Malloc(sizeof(ioq_cqe) * max);
+        if (cqes == NULL)
+            return PyErr_NoMemory();
+    }
+    if (timeout_ns != 0) {
+        Py_BEGIN_ALLOW_THREADS
+        n = ioq_poll(loop, cqes, max, timeout_ns);
+        Py_END_ALLOW_THREADS
+    } else {
+        n = ioq_poll(loop, cqes, max, timeout_ns);
+    }
+    if (n < 0) {
+        list = PyLong_FromLong(n);
+        goto out;
+    }
+    list = PyList_New(n);
+    if (list == NULL)
+        goto out;
+    for (i = 0; i < n; i++) {
+        const ioq_cqe *c = &cqes[i];
+        extra = NULL;
+        capsule = NULL;
+        if (!(c->flags & IOQ_CQE_MORE)) {
+            capsule = ioq_py_pin_take(loop, c->token, c->op);
+            if (capsule == NULL && PyErr_Occurred())
+                PyErr_Clear(); /* the completion still goes out; the pin stays */
+        }
+        if (capsule != NULL && (pin = ioq_py_pin_of(capsule)) != NULL && c->result >= 0) {
+            if (pin->out_kind == IOQ_PY_OUT_ADDR) {
+                extra = ioq_py_addr_to_obj(pin->out);
+            } else if (pin->out_kind == IOQ_PY_OUT_ADDRS) {
+                uint32_t cnt = c->result < (int64_t)pin->nout ? (uint32_t)c->result : pin->nout;
+                extra = PyList_New(0);
+                for (k = 0; extra != NULL && k < cnt; k++) {
+                    PyObject *a = ioq_py_addr_to_obj(&pin->out[k]);
+                    if (a == NULL || PyList_Append(extra, a) < 0) {
+                        Py_XDECREF(a);
+                        Py_CLEAR(extra);
+                        break;
+                    }
+                    Py_DECREF(a);
+                }
+            }
+            if (extra == NULL && PyErr_Occurred())
+                PyErr_Clear();
+        }
+        /* Releasing here, after the record was copied out, is exactly when ioq hands the
+         * memory back. */
+        Py_XDECREF(capsule);
+        if (extra == NULL) {
+            extra = Py_None;
+            Py_INCREF(extra);
+        }
+        item = Py_BuildValue("(KLKiiN)", (unsigned long long)c->token, (long long)c->result,
+                             (unsigned long long)c->value, (int)c->op, (int)c->flags, extra);
+        if (item == NULL) {
+            Py_CLEAR(list);
+            goto out;
+        }
+        PyList_SET_ITEM(list, i, item);
+    }
+out:
+    if (cqes != stack)
+        PyMem_Free(cqes);
+    return list;
+}
+
+/* ioq_py_buf_read - a copy of the first length bytes of buffer id of pool, or None for a
+ * bad pool or id. length must not exceed the pool's buffer size. */
+static PyObject *ioq_py_buf_read(ioq_loop *loop, ioq_handle pool, uint32_t id, uint32_t length)
+{
+    void *p = ioq_buf(loop, pool, id);
+    if (p == NULL)
+        Py_RETURN_NONE;
+    return PyBytes_FromStringAndSize((const char *)p, (Py_ssize_t)length);
+}
+%}
