@@ -4,6 +4,11 @@
 BUILD      ?= build
 BUILD_ASAN ?= build-asan
 BUILD_VG   ?= build-vg
+BUILD_TSAN ?= build-tsan
+BUILD_FUZZ ?= build-fuzz
+BUILD_FAULT ?= build-fault
+# How long `make fuzz` (and so `make test`) runs the fuzzer.
+FUZZ_SECONDS ?= 60
 JOBS       ?= 2
 CMAKE      ?= cmake
 CTEST      ?= ctest
@@ -16,8 +21,8 @@ VALGRIND   := valgrind;--error-exitcode=99;--leak-check=full;--errors-for-leak-k
 # Suites of the bindings join `make test` here as they become part of it.
 EXTRA_SUITES ?= check-macos test-python test-lua test-d test-rust
 
-.PHONY: all deps build test test-c test-sanitize test-valgrind test-python test-lua test-d \
-        test-rust check-macos demo install bench abi-baseline clean
+.PHONY: all deps build test test-c test-sanitize test-tsan test-valgrind test-faults fuzz \
+        test-python test-lua test-d test-rust check-macos demo install bench abi-baseline clean
 
 all: build
 
@@ -30,7 +35,7 @@ $(BUILD)/CMakeCache.txt:
 build: $(BUILD)/CMakeCache.txt
 	$(CMAKE) --build $(BUILD) -j$(JOBS)
 
-test: test-c test-sanitize test-valgrind $(EXTRA_SUITES)
+test: test-c test-sanitize test-tsan test-valgrind test-faults fuzz $(EXTRA_SUITES)
 
 test-c: deps
 	$(MAKE) build
@@ -68,6 +73,18 @@ test-rust:
 check-macos:
 	scripts/check-macos.sh $(BUILD)
 
+# The threaded parts (posts, wake-ups, the thread pool) under ThreadSanitizer.
+test-tsan: deps
+	JOBS=$(JOBS) scripts/tsan.sh $(BUILD_TSAN)
+
+# Randomised stress on a build with the fault layer (-DIOQ_FAULT_INJECTION=ON).
+test-faults: deps
+	JOBS=$(JOBS) tests/fault/run.sh $(BUILD_FAULT)
+
+# The libFuzzer harness (clang) for FUZZ_SECONDS seconds; any crash fails.
+fuzz: deps
+	FUZZ_SECONDS=$(FUZZ_SECONDS) JOBS=$(JOBS) scripts/fuzz.sh $(BUILD_FUZZ)
+
 demo: deps
 	$(MAKE) build
 	scripts/demo.sh $(BUILD)
@@ -78,12 +95,16 @@ install: build
 bench: deps
 	scripts/install-deps.sh bench
 	$(MAKE) build
-	@if [ -x tests/bench/run.sh ]; then tests/bench/run.sh $(BUILD); \
-	 else echo "tests/bench/run.sh is missing" >&2; exit 1; fi
+	tests/bench/bench.sh $(BUILD)
 
 # Rewrites abi/ioq.abi from the current build: only when the ABI is meant to change.
 abi-baseline: build
 	$(CMAKE) --build $(BUILD) --target abi-baseline
 
 clean:
-	rm -rf $(BUILD) $(BUILD_ASAN) $(BUILD_VG)
+	rm -rf $(BUILD) $(BUILD_ASAN) $(BUILD_VG) $(BUILD_TSAN) $(BUILD_FUZZ) $(BUILD_FAULT)
+
+# Cross-builds for Windows (mingw-w64) and runs the iocp/ tests under wine in build-win.
+.PHONY: test-windows
+test-windows:
+	bash scripts/test-windows.sh

@@ -37,7 +37,8 @@ endif()
 find_program(IOQ_WINE NAMES wine wine64)
 if(IOQ_WINE)
   set(CMAKE_CROSSCOMPILING_EMULATOR
-      "${CMAKE_COMMAND};-E;env;WINEDEBUG=-all;WINEPREFIX=${IOQ_WINEPREFIX};WINEPATH=${IOQ_WINEPATH};WINEDLLOVERRIDES=mscoree,mshtml=;${IOQ_WINE}")
+      "${CMAKE_COMMAND}" -E env WINEDEBUG=-all "WINEPREFIX=${IOQ_WINEPREFIX}"
+      "WINEPATH=${IOQ_WINEPATH}" "WINEDLLOVERRIDES=mscoree,mshtml=" "${IOQ_WINE}")
   # Test directories that name $<TARGET_FILE:...> prefix this launcher themselves.
   set(IOQ_TEST_LAUNCHER "${CMAKE_CROSSCOMPILING_EMULATOR}" CACHE STRING
       "A ;-list prefixed to every test command")

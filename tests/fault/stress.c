@@ -1,0 +1,744 @@
+/*
+ * Randomised stress under fault injection (build option IOQ_FAULT_INJECTION).
+ *
+ * Tens of thousands of random operations (send, recv, recv_pool, timeouts, cancels, closes
+ * and shutdowns) on loopback TCP and AF_UNIX stream pairs, while the fault layer under the
+ * backend injects EINTR, EAGAIN storms, short counts, resets, ENOBUFS/ENOMEM and delayed
+ * completions. Checked for every token: exactly one final completion (and IOQ_CQE_MORE only
+ * on multishot operations); results consistent with the operation (a full send or an error
+ * with the bytes sent before it, a receive within its length, a timeout never early); every
+ * byte received is the byte sent at that stream offset; and, with canary bytes around every
+ * buffer, nothing written outside a buffer, nothing written to a send buffer, nothing
+ * written past a receive's result, and nothing written to any buffer after its final
+ * completion.
+ *
+ * Usage: ioq_fault_stress [OPS]   environment: IOQ_BACKEND, IOQ_FAULT_SEED, IOQ_FAULT_RATE.
+ * A failure prints the seed: the same seed and backend reproduce the run.
+ */
+#define _GNU_SOURCE
+#include "ioq.h"
+
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+/* From the library built with the fault layer (linked statically for it). */
+void ioq__fault_stats(uint64_t out[6]);
+
+enum {
+    NPAIRS = 12,
+    MAX_TOKENS = 1 << 20,
+    CANARY = 16,
+    POOL_COUNT = 16,
+    POOL_SIZE = 2048,
+    MAX_RECV_OUT = 6,  /* outstanding receives per direction */
+    MAX_SEND_OUT = 6,
+};
+
+static uint64_t seed;
+/* Gather sends are in the mix on every backend (IOQ_STRESS_SENDV=0 leaves them out). They
+ * once caught io_uring completing a sendv on an adopted O_NONBLOCK socket with EAGAIN. */
+static int use_sendv = 1;
+static const char *backend = "";
+static ioq_loop *loop;
+
+static void die(const char *fmt, ...)
+{
+    va_list ap;
+    fprintf(stderr, "FAIL (backend %s, IOQ_FAULT_SEED=%llu): ", backend,
+            (unsigned long long)seed);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    exit(1);
+}
+
+static uint64_t rng;
+static uint64_t rnd(void)
+{
+    uint64_t z = (rng += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+static uint32_t below(uint32_t n) { return (uint32_t)(rnd() % n); }
+
+static uint8_t pattern(uint32_t dir, uint64_t off)
+{
+    return (uint8_t)(off * 131u + (off >> 9) * 7u + dir * 29u + 1u);
+}
+
+/* --- buffers with canaries ---------------------------------------------------------------- */
+
+enum { B_SEND, B_RECV };
+typedef struct buf {
+    uint8_t *mem; /* CANARY | len | CANARY */
+    size_t len;
+    int kind;
+    uint32_t dir;
+    uint64_t off;      /* send: stream offset of its first byte */
+    int64_t result;    /* recv: bytes received, for the final check */
+    struct buf *next;
+} buf;
+
+static buf *all_bufs;
+
+static uint8_t *data_of(buf *b) { return b->mem + CANARY; }
+
+static buf *buf_new(size_t len, int kind, uint32_t dir, uint64_t off)
+{
+    buf *b = calloc(1, sizeof *b);
+    if (!b || !(b->mem = malloc(len + 2 * CANARY)))
+        die("out of memory");
+    b->len = len;
+    b->kind = kind;
+    b->dir = dir;
+    b->off = off;
+    b->result = -1;
+    memset(b->mem, 0xC5, CANARY);
+    memset(b->mem + CANARY + len, 0xC5, CANARY);
+    if (kind == B_SEND)
+        for (size_t i = 0; i < len; i++)
+            data_of(b)[i] = pattern(dir, off + i);
+    else
+        memset(data_of(b), 0xAB, len);
+    b->next = all_bufs;
+    all_bufs = b;
+    return b;
+}
+
+static void check_canaries(buf *b, const char *when)
+{
+    for (size_t i = 0; i < CANARY; i++)
+        if (b->mem[i] != 0xC5 || b->mem[CANARY + b->len + i] != 0xC5)
+            die("canary of a %zu-byte buffer overwritten (%s)", b->len, when);
+}
+
+/* Final state of a buffer: a send buffer is untouched; a receive buffer holds its result
+ * and, past it, the fill it was given; afterwards a receive buffer is poisoned so that a
+ * late write shows. */
+static void check_final(buf *b, const char *when)
+{
+    check_canaries(b, when);
+    if (b->kind == B_SEND) {
+        for (size_t i = 0; i < b->len; i++)
+            if (data_of(b)[i] != pattern(b->dir, b->off + i))
+                die("send buffer written to (%s)", when);
+    } else {
+        size_t from = b->result > 0 ? (size_t)b->result : 0;
+        for (size_t i = from; i < b->len; i++)
+            if (data_of(b)[i] != 0xAB)
+                die("receive wrote past its result %lld at byte %zu (%s)",
+                    (long long)b->result, i, when);
+    }
+}
+
+static void poison(buf *b)
+{
+    if (b->kind == B_RECV) {
+        memset(data_of(b), 0xAB, b->len);
+        b->result = 0;
+    }
+}
+
+/* --- streams ------------------------------------------------------------------------------- */
+
+typedef struct {
+    uint64_t tx_off;    /* bytes handed to sends so far */
+    uint64_t limit;     /* bytes known to be on the wire in order (after a short send) */
+    uint64_t rx_off;    /* bytes received and checked */
+    int send_out, recv_out;
+    int multishot_live;
+    int writer_done;    /* writer end shut or closed: EOF / reset are expected */
+    int eof;
+} direction;
+
+typedef struct {
+    ioq_handle end[2];
+    int closing[2];     /* close submitted */
+    int ops[2];         /* operations pending on each end (own closes excluded) */
+    direction d[2];     /* d[0]: end 0 -> end 1, d[1]: end 1 -> end 0 */
+    uint32_t gen;       /* stream generation: direction ids differ per pair life */
+    int tcp;
+    int live;
+} pair;
+
+static pair pairs[NPAIRS];
+static int plain_listener = -1;
+static uint16_t plain_port;
+
+/* --- tokens ---------------------------------------------------------------------------------- */
+
+enum { T_FREE, T_PENDING, T_DONE };
+typedef struct {
+    uint8_t state, multishot;
+    uint16_t op;
+    int8_t pair, end;  /* -1 when not on a stream */
+    int8_t dir;
+    buf *b;
+    uint64_t deadline; /* timeouts */
+    uint64_t len;
+    int cancelled;     /* a cancel named it */
+} tok_rec;
+
+static tok_rec *toks;
+static uint64_t ntoks;
+static uint64_t n_ops, n_completions, n_final, n_errors, n_cancel_hits, n_bytes;
+static ioq_handle pool;
+/* Connections through an ioq listener with a multishot accept, closed at once: the accept
+ * and connect paths under faults. */
+static ioq_handle listener;
+static ioq_addr listener_addr;
+static int accept_live, listener_closed, conns_out;
+static uint64_t n_accepted, n_connected;
+
+static uint64_t tok_new(uint16_t op, int p, int end, int dir, buf *b)
+{
+    if (ntoks + 1 >= MAX_TOKENS)
+        die("token table full");
+    uint64_t t = ++ntoks;
+    tok_rec *r = &toks[t];
+    memset(r, 0, sizeof *r);
+    r->op = op;
+    r->pair = (int8_t)p;
+    r->end = (int8_t)end;
+    r->dir = (int8_t)dir;
+    r->b = b;
+    return t;
+}
+
+static void accepted(uint64_t t, int rc, int multishot)
+{
+    tok_rec *r = &toks[t];
+    if (rc != 0) {
+        r->state = T_FREE;
+        if (rc != IOQ_EBADHANDLE && rc != IOQ_EBUSY && rc != IOQ_ENOMEM)
+            die("submit of op %u rejected: %s", r->op, ioq_errname(rc));
+        return;
+    }
+    r->state = T_PENDING;
+    r->multishot = (uint8_t)multishot;
+    n_ops++;
+    if (r->pair >= 0 && r->op != IOQ_OP_CLOSE)
+        pairs[r->pair].ops[r->end]++;
+}
+
+/* --- submissions --------------------------------------------------------------------------- */
+
+static int64_t err_ok(int64_t r)
+{
+    return r == IOQ_ECANCELED || r == IOQ_ECONNRESET || r == IOQ_EPIPE ||
+           r == IOQ_ENOBUFS || r == IOQ_ENOMEM || r == IOQ_ESHUTDOWN || r == IOQ_ENOTCONN;
+}
+
+static void do_send(int p, int end)
+{
+    pair *pr = &pairs[p];
+    direction *d = &pr->d[end];
+    size_t len = below(100) == 0 ? 65536 + below(65536) : 1 + below(4096);
+    if (pr->closing[end] || d->writer_done || d->send_out >= MAX_SEND_OUT)
+        return;
+    buf *b = buf_new(len, B_SEND, pr->gen * 2 + (uint32_t)end, d->tx_off);
+    int gather = below(4) == 0 && use_sendv;
+    uint64_t t = tok_new(gather ? IOQ_OP_SENDV : IOQ_OP_SEND, p, end, end, b);
+    int rc;
+    toks[t].len = len;
+    if (gather) {
+        /* The same bytes in up to 6 pieces, empty ones included; the array is copied. */
+        ioq_iov iov[6];
+        uint32_t n = 1 + below(6);
+        size_t at = 0;
+        for (uint32_t i = 0; i < n; i++) {
+            size_t piece = i + 1 == n ? len - at : (size_t)below((uint32_t)(len - at + 1));
+            iov[i].base = data_of(b) + at;
+            iov[i].len = piece;
+            at += piece;
+        }
+        rc = ioq_sendv(loop, pr->end[end], iov, n, t);
+        memset(iov, 0xEE, sizeof iov);
+    } else {
+        rc = ioq_send(loop, pr->end[end], data_of(b), len, t);
+    }
+    accepted(t, rc, 0);
+    if (rc == 0) {
+        d->tx_off += len;
+        d->send_out++;
+    }
+}
+
+static void do_recv(int p, int end)
+{
+    pair *pr = &pairs[p];
+    int dir = 1 - end; /* end receives what the other end sends */
+    direction *d = &pr->d[dir];
+    size_t len = 1 + below(4096);
+    if (pr->closing[end] || d->recv_out >= MAX_RECV_OUT || d->eof)
+        return;
+    buf *b = buf_new(len, B_RECV, pr->gen * 2 + (uint32_t)dir, 0);
+    uint64_t t = tok_new(IOQ_OP_RECV, p, end, dir, b);
+    toks[t].len = len;
+    int rc = ioq_recv(loop, pr->end[end], data_of(b), len, t);
+    accepted(t, rc, 0);
+    if (rc == 0)
+        d->recv_out++;
+}
+
+static void do_recv_pool(int p, int end)
+{
+    pair *pr = &pairs[p];
+    int dir = 1 - end;
+    direction *d = &pr->d[dir];
+    int multi = below(4) == 0;
+    if (pr->closing[end] || d->recv_out >= MAX_RECV_OUT || d->eof || d->multishot_live)
+        return;
+    uint64_t t = tok_new(IOQ_OP_RECV_POOL, p, end, dir, NULL);
+    int rc = ioq_recv_pool(loop, pr->end[end], pool, multi ? IOQ_MULTISHOT : 0, t);
+    accepted(t, rc, multi);
+    if (rc == 0) {
+        d->recv_out++;
+        d->multishot_live += multi;
+    }
+}
+
+static void close_handle(ioq_handle h)
+{
+    uint64_t t = tok_new(IOQ_OP_CLOSE, -1, 0, 0, NULL);
+    int rc = ioq_close(loop, h, t);
+    accepted(t, rc, 0);
+    if (rc != 0)
+        die("close of a new connection rejected: %s", ioq_errname(rc));
+}
+
+static void start_accept(void)
+{
+    uint64_t t = tok_new(IOQ_OP_ACCEPT, -1, 0, 0, NULL);
+    int rc = ioq_accept(loop, listener, IOQ_MULTISHOT, t);
+    accepted(t, rc, 1);
+    if (rc != 0)
+        die("accept rejected: %s", ioq_errname(rc));
+    accept_live = 1;
+}
+
+static void do_connect(void)
+{
+    if (listener_closed || conns_out >= 32)
+        return;
+    uint64_t t = tok_new(IOQ_OP_CONNECT, -1, 0, 0, NULL);
+    int rc = ioq_connect(loop, &listener_addr, 0, t);
+    accepted(t, rc, 0);
+    conns_out += rc == 0;
+}
+
+static void do_timeout(void)
+{
+    uint64_t ns = below(3) == 0 ? 0 : below(2000000);
+    uint64_t t = tok_new(IOQ_OP_TIMEOUT, -1, 0, 0, NULL);
+    toks[t].deadline = ioq_now(loop) + ns;
+    accepted(t, ioq_timeout(loop, ns, t), 0);
+}
+
+static void do_cancel(void)
+{
+    /* A recent token: pending, finished or never accepted alike. */
+    uint64_t span = ntoks < 64 ? ntoks : 64;
+    if (span == 0)
+        return;
+    uint64_t target = ntoks - below((uint32_t)span);
+    uint64_t t = tok_new(IOQ_OP_CANCEL, -1, 0, 0, NULL);
+    toks[t].len = target;
+    if (target <= ntoks)
+        toks[target].cancelled = 1;
+    accepted(t, ioq_cancel(loop, target, t), 0);
+}
+
+static void do_shutdown(int p, int end)
+{
+    pair *pr = &pairs[p];
+    if (pr->closing[end] || pr->d[end].writer_done)
+        return;
+    uint64_t t = tok_new(IOQ_OP_SHUTDOWN, p, end, end, NULL);
+    int rc = ioq_shutdown(loop, pr->end[end], t);
+    accepted(t, rc, 0);
+    if (rc == 0)
+        pr->d[end].writer_done = 1;
+}
+
+static void do_close(int p, int end)
+{
+    pair *pr = &pairs[p];
+    if (pr->closing[end])
+        return;
+    uint64_t t = tok_new(IOQ_OP_CLOSE, p, end, end, NULL);
+    int rc = ioq_close(loop, pr->end[end], t);
+    accepted(t, rc, 0);
+    if (rc != 0)
+        die("close rejected: %s", ioq_errname(rc));
+    pr->closing[end] = 1;
+    pr->d[end].writer_done = 1;
+}
+
+/* --- pairs ----------------------------------------------------------------------------------- */
+
+static uint32_t next_gen;
+
+static void pair_open(int p)
+{
+    pair *pr = &pairs[p];
+    int sv[2];
+    memset(pr, 0, sizeof *pr);
+    pr->gen = ++next_gen;
+    pr->tcp = below(2);
+    if (pr->tcp) {
+        struct sockaddr_in sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sin_family = AF_INET;
+        sa.sin_port = htons(plain_port);
+        sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        sv[0] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (sv[0] < 0 || connect(sv[0], (struct sockaddr *)&sa, sizeof sa) != 0)
+            die("plain connect");
+        sv[1] = accept4(plain_listener, NULL, NULL, SOCK_CLOEXEC);
+        if (sv[1] < 0)
+            die("plain accept");
+    } else if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
+        die("socketpair");
+    }
+    for (int e = 0; e < 2; e++) {
+        if (below(2)) {
+            /* small buffers make sends partial and readiness flip often */
+            int small = 4096 + (int)below(16384);
+            setsockopt(sv[e], SOL_SOCKET, SO_SNDBUF, &small, sizeof small);
+            setsockopt(sv[e], SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+        }
+        int rc = ioq_adopt(loop, (uint64_t)sv[e], pr->tcp ? IOQ_KIND_TCP : IOQ_KIND_LOCAL,
+                           &pr->end[e]);
+        if (rc != 0)
+            die("adopt: %s", ioq_errname(rc));
+    }
+    for (int d = 0; d < 2; d++)
+        pr->d[d].limit = UINT64_MAX;
+    pr->live = 1;
+}
+
+/* --- completions ----------------------------------------------------------------------------- */
+
+static void check_bytes(direction *d, uint32_t dirid, const uint8_t *p, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++) {
+        uint64_t off = d->rx_off + (uint64_t)i;
+        if (off >= d->limit)
+            break; /* past a short send: the bytes are shifted, nothing to compare */
+        if (p[i] != pattern(dirid, off))
+            die("stream %u: byte %llu is %02x, sent %02x", dirid, (unsigned long long)off,
+                p[i], pattern(dirid, off));
+    }
+    if (d->rx_off + (uint64_t)n > d->tx_off)
+        die("stream %u: received %llu bytes, only %llu were sent", dirid,
+            (unsigned long long)(d->rx_off + (uint64_t)n), (unsigned long long)d->tx_off);
+    d->rx_off += (uint64_t)n;
+    n_bytes += (uint64_t)n;
+}
+
+static void on_cqe(const ioq_cqe *c)
+{
+    tok_rec *r;
+    int final = !(c->flags & IOQ_CQE_MORE);
+    n_completions++;
+    if (c->token == 0 || c->token > ntoks)
+        die("completion for a token never used: %llu", (unsigned long long)c->token);
+    r = &toks[c->token];
+    if (r->state != T_PENDING)
+        die("token %llu (op %u): %s completion", (unsigned long long)c->token, r->op,
+            r->state == T_DONE ? "a second final" : "a rejected operation's");
+    if (c->op != r->op || c->reserved != 0)
+        die("token %llu: op %u, expected %u", (unsigned long long)c->token, c->op, r->op);
+    if (!final && !r->multishot)
+        die("token %llu: IOQ_CQE_MORE on a single-shot operation",
+            (unsigned long long)c->token);
+    if (c->result < 0) {
+        n_errors++;
+        if (!err_ok(c->result))
+            die("token %llu op %u: unexpected error %s (len %llu, value %llu, %s, %s)",
+                (unsigned long long)c->token, r->op, ioq_errname(c->result),
+                (unsigned long long)r->len, (unsigned long long)c->value,
+                r->pair >= 0 ? (pairs[(int)r->pair].tcp ? "tcp" : "unix") : "-",
+                r->cancelled ? "cancelled" : "not cancelled");
+    }
+    pair *pr = r->pair >= 0 ? &pairs[(int)r->pair] : NULL;
+    direction *d = pr ? &pr->d[(int)r->dir] : NULL;
+    uint32_t dirid = pr ? pr->gen * 2 + (uint32_t)r->dir : 0;
+
+    switch (c->op) {
+    case IOQ_OP_SEND:
+    case IOQ_OP_SENDV:
+        d->send_out--;
+        if (c->result >= 0 && (uint64_t)c->result != r->len)
+            die("send of %llu bytes completed with %lld", (unsigned long long)r->len,
+                (long long)c->result);
+        if (c->result < 0) {
+            if (c->value > r->len)
+                die("send: %llu bytes sent of %llu", (unsigned long long)c->value,
+                    (unsigned long long)r->len);
+            if (r->b->off + c->value < d->limit)
+                d->limit = r->b->off + c->value;
+        }
+        check_final(r->b, "send completion");
+        break;
+    case IOQ_OP_RECV:
+        d->recv_out--;
+        if (c->result > (int64_t)r->len)
+            die("recv of %llu bytes returned %lld", (unsigned long long)r->len,
+                (long long)c->result);
+        r->b->result = c->result;
+        check_final(r->b, "recv completion");
+        if (c->result > 0)
+            check_bytes(d, dirid, data_of(r->b), c->result);
+        else if (c->result == 0) {
+            if (!d->writer_done)
+                die("stream %u: end of stream while the writer is open", dirid);
+            d->eof = 1;
+        }
+        poison(r->b);
+        break;
+    case IOQ_OP_RECV_POOL:
+        if (final) {
+            d->recv_out--;
+            d->multishot_live -= r->multishot;
+        }
+        if (c->result > 0) {
+            if (!(c->flags & IOQ_CQE_BUFFER) || c->result > POOL_SIZE)
+                die("recv_pool: %lld bytes, flags %x", (long long)c->result, c->flags);
+            uint8_t *p = ioq_buf(loop, pool, (uint32_t)c->value);
+            if (!p)
+                die("recv_pool: buffer %llu unknown", (unsigned long long)c->value);
+            check_bytes(d, dirid, p, c->result);
+            if (ioq_buf_release(loop, pool, (uint32_t)c->value) != 0)
+                die("recv_pool: release of buffer %llu", (unsigned long long)c->value);
+        } else if (c->result == 0) {
+            if (!d->writer_done)
+                die("stream %u: end of stream while the writer is open", dirid);
+            d->eof = 1;
+        }
+        break;
+    case IOQ_OP_TIMEOUT:
+        if (c->result == 0 && ioq_now(loop) < r->deadline)
+            die("timeout completed early");
+        if (c->result != 0 && c->result != IOQ_ECANCELED)
+            die("timeout: %s", ioq_errname(c->result));
+        break;
+    case IOQ_OP_CANCEL:
+        if (c->result < 0 || c->result > 1)
+            die("cancel found %lld operations", (long long)c->result);
+        n_cancel_hits += (uint64_t)c->result;
+        break;
+    case IOQ_OP_CLOSE:
+        if (c->result != 0)
+            die("close: %s", ioq_errname(c->result));
+        if (pr && pr->ops[(int)r->end] != 0)
+            die("close completed before %d operations of its handle",
+                pr->ops[(int)r->end]);
+        break;
+    case IOQ_OP_SHUTDOWN:
+        break;
+    case IOQ_OP_ACCEPT:
+        if (c->result == 0) {
+            n_accepted++;
+            close_handle(c->value);
+        }
+        if (final) {
+            accept_live = 0;
+            if (c->result == 0 && !listener_closed)
+                die("multishot accept ended without an error");
+            if (!listener_closed)
+                start_accept(); /* an error (a fake ENOMEM) or a cancel ended it: go on */
+        }
+        break;
+    case IOQ_OP_CONNECT:
+        conns_out--;
+        if (c->result == 0) {
+            n_connected++;
+            close_handle(c->value);
+        } else if (c->result != IOQ_ECONNREFUSED && c->result != IOQ_ECANCELED) {
+            die("connect: %s", ioq_errname(c->result));
+        }
+        break;
+    default:
+        die("completion of op %u", c->op);
+    }
+    if (final) {
+        r->state = T_DONE;
+        n_final++;
+        if (pr && c->op != IOQ_OP_CLOSE)
+            pr->ops[(int)r->end]--;
+        if (pr && c->op == IOQ_OP_CLOSE)
+            pr->closing[(int)r->end] = 2;
+    }
+}
+
+static int poll_some(int64_t timeout_ns)
+{
+    ioq_cqe cq[64];
+    int n = ioq_poll(loop, cq, 1 + below(64), timeout_ns);
+    if (n < 0)
+        die("poll: %s", ioq_errname(n));
+    for (int i = 0; i < n; i++)
+        on_cqe(&cq[i]);
+    return n;
+}
+
+static uint64_t pending_count(void)
+{
+    uint64_t n = 0;
+    for (uint64_t t = 1; t <= ntoks; t++)
+        n += toks[t].state == T_PENDING;
+    return n;
+}
+
+int main(int argc, char **argv)
+{
+    uint64_t ops = argc > 1 ? strtoull(argv[1], NULL, 10) : 20000;
+    const char *s = getenv("IOQ_FAULT_SEED");
+    seed = s ? strtoull(s, NULL, 0) : 1;
+    rng = seed * 0x2545f4914f6cdd1dull + 7;
+    toks = calloc(MAX_TOKENS, sizeof *toks);
+    if (!toks)
+        die("out of memory");
+
+    if (ioq_loop_new(NULL, &loop) != 0)
+        die("loop");
+    backend = ioq_loop_backend(loop);
+    {
+        const char *e = getenv("IOQ_STRESS_SENDV");
+        use_sendv = !(e && strcmp(e, "0") == 0);
+    }
+    if (ioq_pool_new(loop, POOL_COUNT, POOL_SIZE, &pool) != 0)
+        die("pool");
+    {
+        struct sockaddr_in sa;
+        socklen_t sl = sizeof sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sin_family = AF_INET;
+        sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        plain_listener = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (plain_listener < 0 || bind(plain_listener, (struct sockaddr *)&sa, sizeof sa) ||
+            listen(plain_listener, 64) || getsockname(plain_listener, (struct sockaddr *)&sa,
+                                                      &sl))
+            die("plain listener");
+        plain_port = ntohs(sa.sin_port);
+    }
+    for (int p = 0; p < NPAIRS; p++)
+        pair_open(p);
+    {
+        ioq_addr any;
+        memset(&any, 0, sizeof any);
+        any.family = IOQ_AF_INET;
+        any.ip[0] = 127;
+        any.ip[3] = 1;
+        if (ioq_tcp_listen(loop, &any, 128, 0, &listener) != 0 ||
+            ioq_sockname(loop, listener, &listener_addr) != 0)
+            die("listener");
+        start_accept();
+    }
+
+    time_t t0 = time(NULL);
+    uint64_t steps = 0;
+    while (n_ops < ops) {
+        if (++steps > ops * 50)
+            die("no progress: %llu operations accepted in %llu steps",
+                (unsigned long long)n_ops, (unsigned long long)steps);
+        if (time(NULL) - t0 > 240)
+            die("stuck for 4 minutes with %llu operations pending",
+                (unsigned long long)pending_count());
+        int p = (int)below(NPAIRS), end = (int)below(2);
+        pair *pr = &pairs[p];
+        if (!pr->live)
+            continue;
+        if (pr->closing[0] && pr->closing[1]) {
+            /* Both closes done: every op of the pair must have completed by now. */
+            if (pr->closing[0] == 2 && pr->closing[1] == 2) {
+                if (pr->ops[0] || pr->ops[1])
+                    die("pair closed with operations pending");
+                pair_open(p);
+            }
+        } else if (pr->closing[0] || pr->closing[1]) {
+            if (below(8) == 0)
+                do_close(p, pr->closing[0] ? 1 : 0);
+        } else {
+            uint32_t what = below(1000);
+            if (what < 330) do_send(p, end);
+            else if (what < 660) do_recv(p, end);
+            else if (what < 760) do_recv_pool(p, end);
+            else if (what < 860) do_timeout();
+            else if (what < 960) do_cancel();
+            else if (what < 965) do_shutdown(p, end);
+            else if (what < 975) do_close(p, end);
+            else if (what < 995) do_connect();
+        }
+        /* Keep the readers going so writers can finish, and let time pass sometimes. */
+        poll_some(below(16) == 0 ? 1000000 : 0);
+    }
+
+    /* Drain: close everything; every accepted operation must complete. */
+    for (int p = 0; p < NPAIRS; p++)
+        for (int e = 0; e < 2; e++)
+            if (pairs[p].live && !pairs[p].closing[e])
+                do_close(p, e);
+    {
+        uint64_t t = tok_new(IOQ_OP_CLOSE, -1, 0, 0, NULL);
+        accepted(t, ioq_close(loop, pool, t), 0);
+        listener_closed = 1;
+        close_handle(listener);
+    }
+    time_t t1 = time(NULL);
+    while (pending_count() > 0) {
+        if (time(NULL) - t1 > 60) {
+            for (uint64_t t = 1; t <= ntoks; t++)
+                if (toks[t].state == T_PENDING)
+                    fprintf(stderr, "  token %llu op %u never completed\n",
+                            (unsigned long long)t, toks[t].op);
+            die("%llu operations lost (no final completion)",
+                (unsigned long long)pending_count());
+        }
+        poll_some(10000000);
+    }
+    if (poll_some(0) != 0)
+        die("completions after every operation had its final one");
+    ioq_loop_free(loop);
+    close(plain_listener);
+
+    /* After the final completions, nothing may have touched any buffer. */
+    uint64_t nbufs = 0;
+    for (buf *b = all_bufs, *nx; b; b = nx) {
+        nx = b->next;
+        check_final(b, "end of run");
+        free(b->mem);
+        free(b);
+        nbufs++;
+    }
+    free(toks);
+
+    uint64_t f[6];
+    ioq__fault_stats(f);
+    printf("fault stress %s seed %llu: %llu operations, %llu completions (%llu final, "
+           "%llu errors, %llu cancels hit, %llu accepted, %llu connected), "
+           "%llu bytes checked, %llu buffers checked; faults: "
+           "%llu EINTR, %llu EAGAIN, %llu short, %llu reset, %llu nomem, %llu delayed "
+           "(%llu in all); lost 0, duplicated 0%s\n",
+           backend, (unsigned long long)seed, (unsigned long long)n_ops,
+           (unsigned long long)n_completions, (unsigned long long)n_final,
+           (unsigned long long)n_errors, (unsigned long long)n_cancel_hits,
+           (unsigned long long)n_accepted, (unsigned long long)n_connected,
+           (unsigned long long)n_bytes, (unsigned long long)nbufs, (unsigned long long)f[0],
+           (unsigned long long)f[1], (unsigned long long)f[2], (unsigned long long)f[3],
+           (unsigned long long)f[4], (unsigned long long)f[5],
+           (unsigned long long)(f[0] + f[1] + f[2] + f[3] + f[4] + f[5]),
+           use_sendv ? "" : "; sendv left out (IOQ_STRESS_SENDV=0)");
+    return 0;
+}
