@@ -1,0 +1,327 @@
+#!/usr/bin/env bash
+# The benchmark suite: ioq (each backend that works here) against libuv, libev, libevent,
+# blocking sockets, asyncio and uvloop, over loopback only.
+#
+#   tests/bench/bench.sh [build-dir]          (default: build)
+#
+# Workloads: ping-pong; pump (bulk 64 KiB writes on one connection, Gbit/s); echo under
+# concurrency (100 and 1000 connections, 64 B and 1 KiB); Python echo servers (asyncio,
+# uvloop, ioq.aio; 10 connections, 1 KiB to 100 KiB); HTTP hello under wrk -c 100;
+# 1,000,000 timers fired and cancelled (time and peak RSS); cross-thread wake-ups (round
+# trips and a flood). Every program prints lines "<name> <metric> <value>". Within a
+# workload the variants run interleaved (A B C A B C ...) and the first round is a warm-up
+# that is thrown away, so that a slow phase of the machine hits every variant alike.
+# BENCH_ONLY="pump echo" runs only the named workloads (pingpong pump echo python http
+# timers xthread).
+# BENCH_QUICK=1: 3 repetitions of short runs (whole suite under 2 minutes), else 5.
+# Prints a table of medians with the ratio ioq/peer per row, writes
+# <build-dir>/bench/results.json and, when gnuplot is installed, results.svg.
+set -euo pipefail
+
+build=${1:-build}
+bin="$build/tests/bench"
+ex="$build/examples/c"
+if [ "${BENCH_QUICK:-0}" = 1 ]; then
+  quick=1; reps=3; secs=0.5; hsecs=1; timers=200000; xt_rt=20000; xt_flood=200000
+  py_sizes="10240"; py_secs=0.3
+else
+  quick=0; reps=5; secs=2; hsecs=2; timers=1000000; xt_rt=100000; xt_flood=1000000
+  py_sizes="1024 10240 102400"; py_secs=1.5
+fi
+[ -x "$bin/pingpong_ioq" ] || { echo "bench.sh: $bin/pingpong_ioq not built" >&2; exit 1; }
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/ioq-bench.XXXXXX")
+server_pid=
+cleanup() {
+  if [ -n "$server_pid" ]; then kill "$server_pid" 2>/dev/null || true; fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+: > "$work/results"   # lines: workload metric label value
+
+# ioq backends that work on this machine (a backend that falls back is left out)
+backends=()
+for be in epoll io_uring; do
+  if out=$(IOQ_BACKEND=$be "$bin/pingpong_ioq" 0.05 2>/dev/null) && [ "${out%% *}" = "ioq-$be" ]
+  then backends+=("$be"); fi
+done
+[ ${#backends[@]} -gt 0 ] || { echo "bench.sh: no ioq backend works" >&2; exit 1; }
+
+# Servers listen below the ephemeral range: the clients' many connections (and their
+# TIME_WAIT remains) can occupy any port inside it.
+eph_low=$(awk '{ print $1 }' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
+free_port() {
+  local p span=$((eph_low > 12000 ? eph_low - 10000 : 2000))
+  for _ in $(seq 50); do
+    p=$((10000 + RANDOM % span))
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return; fi
+  done
+  echo "bench.sh: no free port" >&2; return 1
+}
+
+start_server() { # COMMAND...: background server on a free port (sets port), waits for it
+  local try
+  for try in 1 2 3 4 5; do
+    port=$(free_port)
+    "$@" "127.0.0.1:$port" >"$work/server.log" 2>&1 &
+    server_pid=$!
+    for _ in $(seq 100); do
+      if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
+      kill -0 "$server_pid" 2>/dev/null || break
+      sleep 0.05
+    done
+    stop_server
+  done
+  echo "bench.sh: server $* did not start" >&2; cat "$work/server.log" >&2; return 1
+}
+stop_server() {
+  kill "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true; server_pid=
+}
+
+# Runners: each prints "<name> <metric> <value>" lines.
+run_pingpong() { # LABEL COMMAND...
+  local label=$1; shift
+  local line; line=$("$@" "$secs")
+  echo "$label pingpong_rt_per_s ${line##* }"
+}
+run_echo() { # LABEL CONNS SIZE SERVER-COMMAND...
+  local label=$1 conns=$2 size=$3; shift 3
+  local port out rc=0
+  start_server "$@" || return 1
+  out=$("$ex/echo_client" -c "$conns" -s "$size" -d "${run_secs:-$secs}" "127.0.0.1:$port" \
+        2>&1) || rc=$?
+  stop_server
+  if [ "$rc" -ne 0 ]; then echo "$out" >&2; return 1; fi
+  echo "$label echo_c${conns}_${size}B_rt_per_s $(echo "$out" |
+      sed -n 's/.*round trips\/s: *\([0-9.]*\).*/\1/p' | head -n 1)"
+}
+run_http() { # LABEL SERVER-COMMAND...: wrk, 100 connections, one thread (2-core machines)
+  local label=$1; shift
+  local port out rc=0
+  start_server "$@" || return 1
+  out=$(wrk -t1 -c100 -d"${hsecs}s" "http://127.0.0.1:$port/" 2>&1) || rc=$?
+  stop_server
+  if [ "$rc" -ne 0 ] || echo "$out" | grep -q "Non-2xx"; then echo "$out" >&2; return 1; fi
+  echo "$label http_req_per_s $(echo "$out" | awk '/^Requests\/sec:/ { print $2 }')"
+}
+
+# workload WORKLOAD VARIANT...: each variant is "label|command words"; runs warm-up + reps
+# rounds interleaved and records every line the commands print under the variant's label.
+workload() {
+  local wl=$1; shift
+  local r v label cmd out
+  if [ -n "${BENCH_ONLY:-}" ] && [[ " $BENCH_ONLY " != *" ${wl%%-*} "* ]]; then return; fi
+  echo "== $wl: warm-up, then $reps interleaved repetitions" >&2
+  for ((r = 0; r <= reps; r++)); do
+    for v in "$@"; do
+      label=${v%%|*}; cmd=${v#*|}
+      if ! out=$(eval "$cmd" 2>"$work/err") || [ -z "$out" ]; then
+        echo "   $label failed: $(head -c 300 "$work/err")" >&2; continue
+      fi
+      [ "$r" -eq 0 ] && continue
+      echo "$out" | awk -v w="$wl" -v l="$label" 'NF == 3 { print w, $2, l, $3 }' \
+        >> "$work/results"
+      echo "   run $r $label: $(echo "$out" | awk '{ printf "%s=%s ", $2, $3 }')" >&2
+    done
+  done
+}
+
+have() { [ -x "$bin/$1" ]; }
+
+# 1. ping-pong
+vs=()
+for be in "${backends[@]}"; do
+  vs+=("ioq-$be|run_pingpong ioq-$be env IOQ_BACKEND=$be $bin/pingpong_ioq")
+done
+have pingpong_uv && vs+=("libuv|run_pingpong libuv $bin/pingpong_uv")
+vs+=("blocking|run_pingpong blocking $bin/pingpong_blocking")
+workload pingpong "${vs[@]}"
+
+# 3. pump: bulk 64 KiB writes on one connection
+if have pump_ioq; then
+  vs=()
+  for be in "${backends[@]}"; do
+    vs+=("ioq-$be|env IOQ_BACKEND=$be $bin/pump_ioq $secs")
+  done
+  have pump_uv && vs+=("libuv|$bin/pump_uv $secs")
+  have pump_raw && vs+=("raw-write|$bin/pump_raw $secs")
+  workload pump "${vs[@]}"
+fi
+
+# 2. echo under concurrency
+if [ -x "$ex/echo_client" ] && [ -x "$ex/echo_server" ]; then
+  for cs in "100 64" "1000 64" "100 1024" "1000 1024"; do
+    set -- $cs
+    vs=()
+    for be in "${backends[@]}"; do
+      vs+=("ioq-$be|run_echo ioq-$be $1 $2 env IOQ_BACKEND=$be $ex/echo_server")
+    done
+    have echo_uv && vs+=("libuv|run_echo libuv $1 $2 $bin/echo_uv")
+    have echo_ev && vs+=("libev|run_echo libev $1 $2 $bin/echo_ev")
+    have echo_event && vs+=("libevent|run_echo libevent $1 $2 $bin/echo_event")
+    workload "echo-c$1-${2}B" "${vs[@]}"
+  done
+else
+  echo "bench.sh: examples/c echo_server/echo_client not built: echo left out" >&2
+fi
+
+# 9. Python echo servers, 10 connections (ioq.aio needs the ioq package: make test-python
+# installs it into <build-dir>/python-venv-test; BENCH_PYTHON picks another interpreter)
+py=${BENCH_PYTHON:-python3}
+[ -z "${BENCH_PYTHON:-}" ] && [ -x "$build/python-venv-test/bin/python" ] &&
+  py="$build/python-venv-test/bin/python"
+here=$(cd "$(dirname "$0")" && pwd)
+if [ -x "$ex/echo_client" ] && command -v "$py" >/dev/null; then
+  for size in $py_sizes; do
+    vs=()
+    if "$py" -c "import ioq.aio" 2>/dev/null; then
+      for be in "${backends[@]}"; do
+        vs+=("ioq-$be|run_secs=$py_secs run_echo ioq-$be 10 $size env IOQ_BACKEND=$be $py \
+$here/echo_py.py ioq-aio")
+      done
+    else
+      echo "bench.sh: the ioq Python package is not importable by $py: ioq.aio left out" >&2
+    fi
+    styles="asyncio-streams asyncio-protocol"
+    "$py" -c "import uvloop" 2>/dev/null && styles+=" uvloop-streams uvloop-protocol"
+    for st in $styles; do
+      vs+=("$st|run_secs=$py_secs run_echo $st 10 $size $py $here/echo_py.py $st")
+    done
+    workload "python-echo-c10-${size}B" "${vs[@]}"
+  done
+fi
+
+# 8. HTTP hello under wrk
+if command -v wrk >/dev/null && [ -x "$ex/http_hello" ]; then
+  vs=()
+  for be in "${backends[@]}"; do
+    vs+=("ioq-$be|run_http ioq-$be env IOQ_BACKEND=$be $ex/http_hello")
+  done
+  have http_uv && vs+=("libuv|run_http libuv $bin/http_uv")
+  have http_event && vs+=("libevent|run_http libevent $bin/http_event")
+  workload http "${vs[@]}"
+else
+  echo "bench.sh: wrk or examples/c/http_hello missing: HTTP left out" >&2
+fi
+
+# 5. timers
+for mode in fire cancel; do
+  vs=()
+  for be in "${backends[@]}"; do
+    vs+=("ioq-$be|env IOQ_BACKEND=$be $bin/timers_ioq $mode $timers")
+  done
+  for p in uv:libuv ev:libev event:libevent; do
+    have "timers_${p%%:*}" && vs+=("${p#*:}|$bin/timers_${p%%:*} $mode $timers")
+  done
+  workload "timers-$mode-$timers" "${vs[@]}"
+done
+
+# 6. cross-thread wake-ups
+if have xthread_ioq; then
+  vs=()
+  for be in "${backends[@]}"; do
+    vs+=("ioq-$be|env IOQ_BACKEND=$be $bin/xthread_ioq $xt_rt $xt_flood")
+  done
+  for p in uv:libuv ev:libev event:libevent; do
+    have "xthread_${p%%:*}" && vs+=("${p#*:}|$bin/xthread_${p%%:*} $xt_rt $xt_flood")
+  done
+  workload xthread "${vs[@]}"
+fi
+
+mkdir -p "$build/bench"
+python3 - "$work/results" "$build/bench" "$quick" "$reps" "$secs" <<'PY'
+import json, statistics, sys, os
+path, out, quick, reps, secs = sys.argv[1:]
+rows = {}
+order = []
+for line in open(path):
+    wl, metric, label, value = line.split()
+    key = (wl, metric)
+    if key not in rows:
+        rows[key] = {}
+        order.append(key)
+    rows[key].setdefault(label, []).append(float(value))
+
+def lower_better(metric):
+    return ((metric.endswith("_s") and not metric.endswith("_per_s")) or "maxrss" in metric
+            or metric.endswith("wakeups"))
+
+refs = ["ioq-epoll", "ioq-io_uring"]
+PEERS = ("libuv", "libev", "libevent", "blocking", "raw-write", "asyncio-streams",
+         "asyncio-protocol",
+         "uvloop-streams", "uvloop-protocol")
+table = []
+doc = {"quick": quick == "1", "repetitions": int(reps), "seconds_per_run": float(secs),
+       "note": "medians of interleaved runs after one warm-up round; loopback only",
+       "rows": []}
+print()
+hdr = "%-22s %-26s %-13s %14s %14s %14s %9s %9s" % (
+    "workload", "metric", "variant", "median", "min", "max", "epoll/x", "uring/x")
+print(hdr)
+print("-" * len(hdr))
+plot = []
+for key in order:
+    wl, metric = key
+    res = rows[key]
+    med = {l: statistics.median(v) for l, v in res.items()}
+    row = {"workload": wl, "metric": metric, "lower_is_better": lower_better(metric),
+           "results": {l: {"median": med[l], "runs": res[l]} for l in res}, "ratios": {}}
+    for l in res:
+        rs = []
+        for ref in refs:
+            if ref in med and med[l] > 0 and l != ref:
+                r = med[ref] / med[l]
+                rs.append("%.3f" % r)
+                if not l.startswith("ioq-"):
+                    row["ratios"]["%s/%s" % (ref, l)] = round(r, 4)
+            else:
+                rs.append("-")
+        fmt = lambda x: ("%.4g" % x) if x < 100 else "%.0f" % x
+        print("%-22s %-26s %-13s %14s %14s %14s %9s %9s" % (
+            wl, metric, l, fmt(med[l]), fmt(min(res[l])), fmt(max(res[l])), rs[0], rs[1]))
+    doc["rows"].append(row)
+    # chart: ioq-epoll's advantage over each peer, >1 = ioq better
+    if "ioq-epoll" in med:
+        adv = {}
+        for peer in PEERS:
+            if peer in med and med[peer] > 0 and med["ioq-epoll"] > 0:
+                r = med["ioq-epoll"] / med[peer]
+                adv[peer] = 1 / r if lower_better(metric) else r
+        plot.append(("%s %s" % (wl, metric.replace("_", "-")), adv))
+print("(epoll/x, uring/x: ioq median / this median; above 1 is better for ioq in *_per_s"
+      " rows, worse for time (_s), maxrss and wakeups rows)")
+json.dump(doc, open(os.path.join(out, "results.json"), "w"), indent=1)
+peers = [p for p in PEERS
+         if any(p in adv for _, adv in plot)]
+with open(os.path.join(out, "results.dat"), "w") as f:
+    f.write("row %s\n" % " ".join(peers))
+    for name, adv in plot:
+        f.write('"%s" %s\n' % (name, " ".join(
+            "%.4f" % adv[p] if p in adv else "?" for p in peers)))
+with open(os.path.join(out, "plot.cols"), "w") as f:
+    f.write(" ".join(str(i + 2) for i in range(len(peers))))
+PY
+echo "wrote $build/bench/results.json"
+
+if command -v gnuplot >/dev/null && [ -s "$build/bench/plot.cols" ]; then
+  gnuplot <<GP
+set terminal svg size 1200,700 dynamic
+set output "$build/bench/results.svg"
+set title "ioq (epoll) against each peer: >1 means ioq is better (throughput up, time/memory down)"
+set style data histograms
+set style histogram clustered gap 1
+set style fill solid 0.8 border -1
+set logscale y 2
+set datafile missing "?"
+set xtics rotate by -40 font ",9"
+set key top right
+set grid ytics
+set arrow from graph 0, first 1 to graph 1, first 1 nohead dt 2
+plot for [c in "$(cat "$build/bench/plot.cols")"] "$build/bench/results.dat" \
+     using int(c):xtic(1) title columnheader(int(c))
+GP
+  echo "wrote $build/bench/results.svg"
+  rm -f "$build/bench/plot.cols"
+else
+  echo "gnuplot not installed (scripts/install-deps.sh bench): no chart"
+fi

@@ -1,0 +1,64 @@
+/*
+ * Cross-thread benchmark shared part. Two phases, each against the loop's thread:
+ *  - round trip: a worker thread wakes the loop, the loop answers through a semaphore,
+ *    one message in flight; gives round trips per second.
+ *  - flood: the worker sends N wake-ups as fast as it can; gives messages per second and
+ *    how many times the loop woke for them (libraries that coalesce wake fewer times).
+ * The library-specific file supplies xt_send() and runs the loop; prints
+ * "<name> <metric> <value>" lines.
+ *
+ *   xthread_<lib> [round_trips] [flood_count]    (defaults 100000 1000000)
+ */
+#ifndef IOQ_BENCH_XTHREAD_COMMON_H
+#define IOQ_BENCH_XTHREAD_COMMON_H
+
+#include <pthread.h>
+#include <semaphore.h>
+#include <stdatomic.h>
+#include <stdio.h>
+
+#include "bench_common.h"
+
+static uint32_t xt_rt_count = 100000, xt_flood_count = 1000000;
+static sem_t xt_back;            /* loop -> worker in the round-trip phase */
+static atomic_uint xt_sent;      /* messages the worker has sent (flood) */
+static double xt_t0, xt_t1;
+
+static void xt_send(void);       /* per library: wake the loop from the worker */
+
+static void *xt_worker(void *arg)
+{
+    uint32_t i;
+    (void)arg;
+    xt_t0 = bench_now();
+    for (i = 0; i < xt_rt_count; i++) {
+        xt_send();
+        while (sem_wait(&xt_back) != 0) {
+        }
+    }
+    xt_t1 = bench_now();
+    for (i = 0; i < xt_flood_count; i++) {
+        atomic_fetch_add_explicit(&xt_sent, 1, memory_order_release);
+        xt_send();
+    }
+    return NULL;
+}
+
+static void xt_args(int argc, char **argv)
+{
+    if (argc > 1)
+        xt_rt_count = (uint32_t)strtoul(argv[1], NULL, 10);
+    if (argc > 2)
+        xt_flood_count = (uint32_t)strtoul(argv[2], NULL, 10);
+    sem_init(&xt_back, 0, 0);
+}
+
+static void xt_report(const char *name, double flood_t0, double flood_t1, uint64_t wakeups)
+{
+    printf("%s xthread_rt_per_s %.0f\n", name, (double)xt_rt_count / (xt_t1 - xt_t0));
+    printf("%s xthread_flood_per_s %.0f\n", name,
+           (double)xt_flood_count / (flood_t1 - flood_t0));
+    printf("%s xthread_flood_wakeups %llu\n", name, (unsigned long long)wakeups);
+}
+
+#endif
