@@ -568,8 +568,22 @@ void h_pair(ioq_loop *l, ioq_handle *client, ioq_handle *server)
     h_close_wait(l, lis);
 }
 
+#ifdef _WIN32
+/* The suite's own blocking sockets need Winsock started, whether or not a loop was made. */
+static void plain_init(void)
+{
+    static int done;
+    WSADATA wd;
+    if (!done && WSAStartup(MAKEWORD(2, 2), &wd) == 0)
+        done = 1;
+}
+#else
+static void plain_init(void) {}
+#endif
+
 int h_have_ipv6(void)
 {
+    plain_init();
     int fd = socket(AF_INET6, SOCK_STREAM, 0);
     if (fd < 0)
         return 0;
@@ -584,6 +598,7 @@ int h_have_ipv6(void)
 
 static int plain_socket_bound(uint16_t *port)
 {
+    plain_init();
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     assert_true(fd >= 0);
     struct sockaddr_in sa;
@@ -611,6 +626,7 @@ int h_plain_bound(uint16_t *port)
 
 int h_plain_connect(uint16_t port)
 {
+    plain_init();
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     assert_true(fd >= 0);
     struct sockaddr_in sa;
@@ -675,6 +691,27 @@ void h_plain_close(int fd)
 
 /* Files, descriptors, data ----------------------------------------------------------------- */
 
+#ifdef _WIN32
+/* No mkdtemp: a directory named after the process, numbered until one is new. */
+const char *h_tmpdir(void)
+{
+    if (g_tmpdir[0] == 0) {
+        char base[MAX_PATH];
+        DWORD n = GetTempPathA(sizeof base, base);
+        if (n == 0 || n >= sizeof base)
+            fail_msg("GetTempPath failed");
+        for (unsigned i = 0;; i++) {
+            snprintf(g_tmpdir, sizeof g_tmpdir, "%sioq-test-%lu-%u", base,
+                     (unsigned long)GetCurrentProcessId(), i);
+            if (CreateDirectoryA(g_tmpdir, NULL))
+                break;
+            if (GetLastError() != ERROR_ALREADY_EXISTS || i > 1000)
+                fail_msg("CreateDirectory %s: %lu", g_tmpdir, (unsigned long)GetLastError());
+        }
+    }
+    return g_tmpdir;
+}
+#else
 const char *h_tmpdir(void)
 {
     if (g_tmpdir[0] == 0) {
@@ -686,6 +723,8 @@ const char *h_tmpdir(void)
     return g_tmpdir;
 }
 
+#endif
+
 const char *h_path(const char *name)
 {
     static char slots[8][512];
@@ -695,6 +734,48 @@ const char *h_path(const char *name)
     return p;
 }
 
+#ifdef _WIN32
+static void rm_tree(const char *dir)
+{
+    char pat[MAX_PATH + 4], path[MAX_PATH * 2];
+    WIN32_FIND_DATAA fd;
+    HANDLE f;
+    snprintf(pat, sizeof pat, "%s\\*", dir);
+    f = FindFirstFileA(pat, &fd);
+    if (f != INVALID_HANDLE_VALUE) {
+        do {
+            if (strcmp(fd.cFileName, ".") == 0 || strcmp(fd.cFileName, "..") == 0)
+                continue;
+            snprintf(path, sizeof path, "%s\\%s", dir, fd.cFileName);
+            if (fd.dwFileAttributes & FILE_ATTRIBUTE_DIRECTORY) {
+                rm_tree(path);
+            } else {
+                SetFileAttributesA(path, FILE_ATTRIBUTE_NORMAL);
+                DeleteFileA(path);
+            }
+        } while (FindNextFileA(f, &fd));
+        FindClose(f);
+    }
+    RemoveDirectoryA(dir);
+}
+
+static void rm_tmpdir(void)
+{
+    if (g_tmpdir[0] != 0) {
+        rm_tree(g_tmpdir);
+        g_tmpdir[0] = 0;
+    }
+}
+
+/* The process's kernel handles stand in for open descriptors. */
+int h_fd_count(void)
+{
+    DWORD n = 0;
+    if (!GetProcessHandleCount(GetCurrentProcess(), &n))
+        fail_msg("GetProcessHandleCount: %lu", (unsigned long)GetLastError());
+    return (int)n;
+}
+#else
 static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
 {
     (void)sb;
@@ -734,6 +815,8 @@ int h_fd_count(void)
     return n;
 #endif
 }
+
+#endif
 
 static uint8_t pattern_byte(uint32_t seed, uint64_t off)
 {

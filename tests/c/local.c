@@ -30,9 +30,11 @@ static void test_echo(void **state)
     const char *path = h_path("echo.sock");
     ioq_handle lis, c, s;
     local_pair(loop, path, &lis, &c, &s);
+#ifndef _WIN32 /* a named pipe leaves no file behind */
     struct stat st;
     assert_int_equal(stat(path, &st), 0);
     assert_true(S_ISSOCK(st.st_mode));
+#endif
     char buf[32];
     h_send_wait(loop, c, "local hello", 11);
     h_recv_exact(loop, s, buf, 11);
@@ -43,10 +45,15 @@ static void test_echo(void **state)
     assert_int_equal(h_wait(loop, t).result, 4);
     h_recv_exact(loop, c, buf, 4);
     assert_memory_equal(buf, "abcd", 4);
+#ifdef _WIN32 /* a named pipe has no half-close */
+    assert_int_equal(h_shutdown(loop, c, 9), 0);
+    assert_int_equal(h_wait(loop, 9).result, IOQ_ENOTSUP);
+#else
     /* EOF after the peer shuts down its write side. */
     assert_int_equal(h_shutdown(loop, c, 9), 0);
     assert_int_equal(h_wait(loop, 9).result, 0);
     assert_int_equal(h_recv_once(loop, s, buf, sizeof buf), 0);
+#endif
     /* sockname is not for local sockets. */
     ioq_addr a;
     assert_int_equal(ioq_sockname(loop, c, &a), IOQ_ENOTSUP);

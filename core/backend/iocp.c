@@ -1,0 +1,1012 @@
+/*
+ * Windows I/O completion port backend. Every operation is an overlapped call whose
+ * OVERLAPPED lives in the op's backend storage; ioq_poll() dequeues finished ones in
+ * batches with GetQueuedCompletionStatusEx.
+ *
+ * Order on a stream: as with io_uring, only the head of a handle's read queue and of its
+ * write queue is in the kernel at a time, so sends never interleave (a short send is
+ * resumed before the next one starts) and receives fill in submission order.
+ *
+ * Every accepted op produces exactly one packet on the port: calls that fail at once post
+ * a packet of their own (key KEY_SYNTH) carrying the Win32 error, so that success, failure
+ * and cancellation all finish in one place. Cancellation is CancelIoEx; the cancelled call
+ * still delivers its packet, which is the op's only completion.
+ *
+ * ioq_recv_pool waits with a zero-byte WSARecv (a zero-byte ReadFile on a named pipe) and
+ * only then takes a pool buffer for a read that cannot block, so an idle connection pins no
+ * buffer.
+ */
+#include "win.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define KEY_OP 0
+#define KEY_WAKE 1
+#define KEY_SYNTH 2
+#define BATCH 256
+
+/* op->be_u64 bits */
+#define IN_KERNEL 1u
+#define CANCEL_SENT 2u
+#define RETRY 4u /* local connect waiting for a free pipe instance */
+
+typedef ULONG(WINAPI *status_to_error_fn)(LONG);
+
+typedef struct {
+    HANDLE port;
+    LPFN_ACCEPTEX acceptex;
+    LPFN_CONNECTEX connectex;
+    LPFN_GETACCEPTEXSOCKADDRS acceptex_addrs;
+    status_to_error_fn status_to_error;
+    HANDLE read_event; /* for the short synchronous pipe reads of ioq_recv_pool */
+    uint32_t inflight; /* ops with a packet still to come */
+    ioq__opq retry;    /* local connects that found every pipe instance busy */
+} iocp_state;
+
+typedef struct {
+    OVERLAPPED ov; /* first: a packet's OVERLAPPED is the args */
+    ioq__op *op;
+    DWORD synth_err, synth_bytes;
+    DWORD flags;
+    INT sslen;
+    SOCKET acc;    /* AcceptEx: the socket of the new connection */
+    wchar_t *pipe; /* local connect: the pipe name (stored after the WSABUFs) */
+    struct sockaddr_storage ss;
+    char abuf[2 * (sizeof(struct sockaddr_storage) + 16)]; /* AcceptEx; zero-byte reads */
+    WSABUF wb[1]; /* more follow for sendv */
+} iocp_args;
+
+/* Per-handle storage: only pipe listeners have any. */
+typedef struct {
+    wchar_t *pipe_name;
+} iocp_handle;
+
+static iocp_state *st(ioq_loop *loop) { return loop->be; }
+
+static bool is_read_op(uint16_t code)
+{
+    return code == IOQ_OP_ACCEPT || code == IOQ_OP_RECV || code == IOQ_OP_RECV_POOL ||
+           code == IOQ_OP_RECVFROM;
+}
+
+static bool is_queued_op(uint16_t code)
+{
+    return is_read_op(code) || code == IOQ_OP_SEND || code == IOQ_OP_SENDV ||
+           code == IOQ_OP_SENDTO || code == IOQ_OP_SHUTDOWN;
+}
+
+static ioq__opq *queue_of(ioq__op *op)
+{
+    return is_read_op(op->code) ? &op->h->readq : &op->h->writeq;
+}
+
+static bool is_sock(const ioq__handle *h)
+{
+    return h->kind == IOQ__K_TCP || h->kind == IOQ__K_TCP_LISTENER || h->kind == IOQ__K_UDP ||
+           (h->kind == IOQ__K_CONNECTING && h->family != 0);
+}
+
+static HANDLE os_handle(const ioq__handle *h) { return (HANDLE)(intptr_t)h->fd; }
+
+static int associate(ioq_loop *loop, ioq__handle *h)
+{
+    if (h->fd < 0 || (h->rstate & IOQ__R_REG))
+        return 0;
+    if (!CreateIoCompletionPort(os_handle(h), st(loop)->port, KEY_OP, 0))
+        return ioq__win_error_map(GetLastError());
+    h->rstate |= IOQ__R_REG;
+    return 0;
+}
+
+static iocp_args *args_of(ioq__op *op, uint32_t nwb, size_t extra)
+{
+    if (!op->be) {
+        size_t n = sizeof(iocp_args) + (nwb > 1 ? nwb - 1 : 0) * sizeof(WSABUF);
+        iocp_args *a = calloc(1, n + extra);
+        if (!a)
+            return NULL;
+        a->op = op;
+        a->acc = INVALID_SOCKET;
+        if (extra)
+            a->pipe = (wchar_t *)((char *)a + n);
+        op->be = a;
+    }
+    return op->be;
+}
+
+/* Deliver a result through the port, as if the kernel had finished the call. */
+static int post_synth(ioq_loop *loop, iocp_args *a, DWORD err, DWORD bytes)
+{
+    a->synth_err = err;
+    a->synth_bytes = bytes;
+    if (!PostQueuedCompletionStatus(st(loop)->port, bytes, KEY_SYNTH, &a->ov))
+        return ioq__win_error_map(GetLastError());
+    return 0;
+}
+
+/* The outcome of an overlapped call that returned failure: queued, or failed at once. */
+static int pending_or_synth(ioq_loop *loop, iocp_args *a, DWORD err)
+{
+    /* A call that ends at once with an NT warning (STATUS_BUFFER_OVERFLOW for a truncated
+     * datagram) still queues its packet; only an error status queues none. */
+    if (err == ERROR_IO_PENDING || ((ULONG)a->ov.Internal & 0xC0000000u) == 0x80000000u)
+        return 0;
+    return post_synth(loop, a, err, 0);
+}
+
+static int sock_result(ioq_loop *loop, iocp_args *a, int rc)
+{
+    return rc == 0 ? 0 : pending_or_synth(loop, a, (DWORD)WSAGetLastError());
+}
+
+static int file_result(ioq_loop *loop, iocp_args *a, BOOL ok)
+{
+    return ok ? 0 : pending_or_synth(loop, a, GetLastError());
+}
+
+/* Fill the WSABUFs of a sendv from its (iovpos, offset) position; returns their count. */
+static DWORD sendv_bufs(ioq__op *op, iocp_args *a)
+{
+    DWORD cnt = 0;
+    size_t skip = (size_t)op->offset;
+    for (uint32_t i = op->iovpos; i < op->iovcnt; i++) {
+        a->wb[cnt].buf = (char *)op->iov[i].base + skip;
+        a->wb[cnt].len = (ULONG)(op->iov[i].len - skip);
+        skip = 0;
+        cnt++;
+    }
+    return cnt;
+}
+
+/* The first non-empty piece of a sendv, for pipes (WriteFile takes one buffer). */
+static void sendv_piece(ioq__op *op, char **p, DWORD *n)
+{
+    while (op->iovpos < op->iovcnt && op->iov[op->iovpos].len == (size_t)op->offset) {
+        op->iovpos++;
+        op->offset = 0;
+    }
+    *p = (char *)op->iov[op->iovpos].base + op->offset;
+    *n = (DWORD)(op->iov[op->iovpos].len - (size_t)op->offset);
+}
+
+static void sendv_advance(ioq__op *op, size_t n)
+{
+    while (n > 0 && op->iovpos < op->iovcnt) {
+        size_t left = op->iov[op->iovpos].len - (size_t)op->offset;
+        if (n < left) {
+            op->offset += n;
+            n = 0;
+        } else {
+            n -= left;
+            op->iovpos++;
+            op->offset = 0;
+        }
+    }
+}
+
+/* Put op into the kernel (or post its immediate result). 0, or IOQ_E* with nothing queued. */
+static int issue(ioq_loop *loop, ioq__op *op)
+{
+    iocp_state *s = st(loop);
+    ioq__handle *h = op->h;
+    SOCKET sk = (SOCKET)h->fd;
+    HANDLE fh = os_handle(h);
+    bool sock = is_sock(h);
+    iocp_args *a = args_of(op, op->code == IOQ_OP_SENDV ? op->iovcnt : 1, 0);
+    int rc;
+
+    if (!a)
+        return IOQ_ENOMEM;
+    memset(&a->ov, 0, sizeof a->ov);
+    a->flags = 0;
+
+    switch (op->code) {
+    case IOQ_OP_ACCEPT:
+        if (h->kind == IOQ__K_TCP_LISTENER) {
+            DWORD n = 0;
+            const DWORD alen = sizeof(struct sockaddr_storage) + 16;
+            if ((rc = ioq__win_socket(ioq__win_family(h->family), SOCK_STREAM, &a->acc)) != 0)
+                return rc;
+            if (!s->acceptex(sk, a->acc, a->abuf, 0, alen, alen, &n, &a->ov)) {
+                DWORD e = (DWORD)WSAGetLastError();
+                if (e != ERROR_IO_PENDING) {
+                    closesocket(a->acc);
+                    a->acc = INVALID_SOCKET;
+                    rc = post_synth(loop, a, e, 0);
+                } else {
+                    rc = 0;
+                }
+            } else {
+                rc = 0;
+            }
+        } else {
+            iocp_handle *hb = h->be;
+            if (!hb || !hb->pipe_name)
+                return IOQ_ENOTSUP;
+            if (ConnectNamedPipe(fh, &a->ov)) {
+                rc = 0;
+            } else {
+                DWORD e = GetLastError();
+                /* A client that came before the accept: the instance is already taken. */
+                if (e == ERROR_PIPE_CONNECTED || e == ERROR_NO_DATA)
+                    rc = post_synth(loop, a, 0, 0);
+                else
+                    rc = pending_or_synth(loop, a, e);
+            }
+        }
+        break;
+    case IOQ_OP_CONNECT: {
+        struct sockaddr_storage ss;
+        int len;
+        ioq__win_to_sockaddr(&op->addr, &ss, &len);
+        if (!s->connectex(sk, (struct sockaddr *)&ss, len, NULL, 0, NULL, &a->ov))
+            rc = pending_or_synth(loop, a, (DWORD)WSAGetLastError());
+        else
+            rc = 0;
+        break;
+    }
+    case IOQ_OP_RECV:
+        if (sock) {
+            a->wb[0].buf = op->buf;
+            a->wb[0].len = (ULONG)op->len;
+            rc = sock_result(loop, a, WSARecv(sk, a->wb, 1, NULL, &a->flags, &a->ov, NULL));
+        } else {
+            rc = file_result(loop, a, ReadFile(fh, op->buf, (DWORD)op->len, NULL, &a->ov));
+        }
+        break;
+    case IOQ_OP_RECV_POOL:
+        if (sock) {
+            /* Zero bytes: completes when data (or the end) arrives, holding no buffer. On
+             * UDP a peek, or the datagram would be consumed by the empty read. */
+            a->wb[0].buf = NULL;
+            a->wb[0].len = 0;
+            a->flags = h->kind == IOQ__K_UDP ? MSG_PEEK : 0;
+            rc = sock_result(loop, a, WSARecv(sk, a->wb, 1, NULL, &a->flags, &a->ov, NULL));
+        } else {
+            /* A zero-byte read waits on a pipe too. */
+            rc = file_result(loop, a, ReadFile(fh, a->abuf, 0, NULL, &a->ov));
+        }
+        break;
+    case IOQ_OP_RECVFROM:
+        a->wb[0].buf = op->buf;
+        a->wb[0].len = (ULONG)op->len;
+        a->sslen = sizeof a->ss;
+        rc = sock_result(loop, a, WSARecvFrom(sk, a->wb, 1, NULL, &a->flags,
+                                              (struct sockaddr *)&a->ss, &a->sslen, &a->ov,
+                                              NULL));
+        break;
+    case IOQ_OP_SEND:
+    case IOQ_OP_SENDV:
+        if (h->kind == IOQ__K_UDP && op->done == 0) {
+            /* Winsock calls a send on an unconnected datagram socket invalid. */
+            struct sockaddr_storage peer;
+            int plen = sizeof peer;
+            if (getpeername(sk, (struct sockaddr *)&peer, &plen) != 0) {
+                rc = post_synth(loop, a, WSAEDESTADDRREQ, 0);
+                break;
+            }
+        }
+        if (op->code == IOQ_OP_SENDV) {
+            if (sock) {
+                DWORD cnt = sendv_bufs(op, a);
+                rc = sock_result(loop, a, WSASend(sk, a->wb, cnt, NULL, 0, &a->ov, NULL));
+            } else {
+                char *p;
+                DWORD n;
+                sendv_piece(op, &p, &n);
+                rc = file_result(loop, a, WriteFile(fh, p, n, NULL, &a->ov));
+            }
+        } else if (sock) {
+            a->wb[0].buf = (char *)op->buf + op->done;
+            a->wb[0].len = (ULONG)(op->len - op->done);
+            rc = sock_result(loop, a, WSASend(sk, a->wb, 1, NULL, 0, &a->ov, NULL));
+        } else {
+            rc = file_result(loop, a, WriteFile(fh, (char *)op->buf + op->done,
+                                                (DWORD)(op->len - op->done), NULL, &a->ov));
+        }
+        break;
+    case IOQ_OP_SENDTO: {
+        ioq_addr to = op->addr;
+        int len;
+        if (h->family == IOQ_AF_INET && to.family == IOQ_AF_INET6) {
+            rc = post_synth(loop, a, WSAEAFNOSUPPORT, 0);
+            break;
+        }
+        if (h->family == IOQ_AF_INET6 && to.family == IOQ_AF_INET) {
+            /* A dual-stack socket reaches IPv4 through a mapped address, as Linux does. */
+            memmove(to.ip + 12, to.ip, 4);
+            memset(to.ip, 0, 10);
+            to.ip[10] = to.ip[11] = 0xff;
+            to.family = IOQ_AF_INET6;
+            to.scope_id = 0;
+        }
+        ioq__win_to_sockaddr(&to, &a->ss, &len);
+        a->wb[0].buf = op->buf;
+        a->wb[0].len = (ULONG)op->len;
+        rc = sock_result(loop, a, WSASendTo(sk, a->wb, 1, NULL, 0, (struct sockaddr *)&a->ss,
+                                            len, &a->ov, NULL));
+        break;
+    }
+    case IOQ_OP_SHUTDOWN:
+        /* Pipes have no half-close. */
+        if (!sock)
+            rc = post_synth(loop, a, ERROR_NOT_SUPPORTED, 0);
+        else if (shutdown(sk, SD_SEND) != 0)
+            rc = post_synth(loop, a, (DWORD)WSAGetLastError(), 0);
+        else
+            rc = post_synth(loop, a, 0, 0);
+        break;
+    case IOQ_OP_READ:
+        a->ov.Offset = (DWORD)op->offset;
+        a->ov.OffsetHigh = (DWORD)(op->offset >> 32);
+        rc = file_result(loop, a, ReadFile(fh, op->buf, (DWORD)op->len, NULL, &a->ov));
+        break;
+    case IOQ_OP_WRITE: {
+        uint64_t off = op->offset + op->done;
+        a->ov.Offset = (DWORD)off;
+        a->ov.OffsetHigh = (DWORD)(off >> 32);
+        rc = file_result(loop, a, WriteFile(fh, (char *)op->buf + op->done,
+                                            (DWORD)(op->len - op->done), NULL, &a->ov));
+        break;
+    }
+    default:
+        rc = post_synth(loop, a, ERROR_NOT_SUPPORTED, 0);
+        break;
+    }
+    if (rc != 0)
+        return rc;
+    op->be_u64 = IN_KERNEL;
+    s->inflight++;
+    return 0;
+}
+
+/* After the head of a queue finished, start the next one (if the handle still exists). */
+static void kick(ioq_loop *loop, ioq__handle *h, ioq__opq *q)
+{
+    ioq__op *next;
+    while (h->kind != IOQ__K_FREE && (next = q->head) != NULL && !(next->be_u64 & IN_KERNEL)) {
+        int rc = issue(loop, next);
+        if (rc == 0)
+            return;
+        ioq__opq_remove(q, next);
+        ioq__complete(loop, next, rc, 0, 0);
+    }
+}
+
+static void finish(ioq_loop *loop, ioq__op *op, int64_t res, uint64_t value, uint16_t flags)
+{
+    ioq__handle *h = op->h;
+    ioq__opq *q = NULL;
+    if (h && is_queued_op(op->code) && !(flags & IOQ_CQE_MORE)) {
+        q = queue_of(op);
+        ioq__opq_remove(q, op);
+    }
+    ioq__complete(loop, op, res, value, flags);
+    if (q)
+        kick(loop, h, q);
+}
+
+/* --- local connect ------------------------------------------------------------------------ */
+
+/* One attempt to open the pipe. false: every instance is busy, try again later. */
+static bool try_local_connect(ioq_loop *loop, ioq__op *op)
+{
+    iocp_args *a = op->be;
+    ioq__handle *h = op->h;
+    HANDLE p = CreateFileW(a->pipe, GENERIC_READ | GENERIC_WRITE, 0, NULL, OPEN_EXISTING,
+                           FILE_FLAG_OVERLAPPED, NULL);
+    DWORD err = 0;
+    if (p == INVALID_HANDLE_VALUE) {
+        err = GetLastError();
+        if (err == ERROR_PIPE_BUSY)
+            return false;
+    } else {
+        int rc;
+        h->fd = (int64_t)(intptr_t)p;
+        if ((rc = associate(loop, h)) != 0)
+            err = ERROR_NOT_ENOUGH_MEMORY;
+    }
+    op->be_u64 = IN_KERNEL;
+    st(loop)->inflight++;
+    if (post_synth(loop, a, err, 0) != 0) {
+        /* The port refused a packet: finish here instead. */
+        op->be_u64 = 0;
+        st(loop)->inflight--;
+        ioq__complete(loop, op, err ? ioq__win_error_map(err) : IOQ_ENOMEM, 0, 0);
+    }
+    return true;
+}
+
+static void retry_local_connects(ioq_loop *loop)
+{
+    iocp_state *s = st(loop);
+    ioq__op *op = s->retry.head, *next;
+    for (; op; op = next) {
+        next = op->qnext;
+        ioq__opq_remove(&s->retry, op);
+        op->be_u64 = 0;
+        if (!try_local_connect(loop, op)) {
+            ioq__opq_push(&s->retry, op);
+            op->be_u64 = RETRY;
+        }
+    }
+}
+
+/* --- backend entry points ------------------------------------------------------------------ */
+
+static int iocp_start(ioq_loop *loop, ioq__op *op)
+{
+    ioq__handle *h = op->h;
+    int rc;
+
+    /* Files opened on the thread pool join the port on their first operation. */
+    if (h && h->kind != IOQ__K_CONNECTING && (rc = associate(loop, h)) != 0)
+        return rc;
+    switch (op->code) {
+    case IOQ_OP_OPEN:
+    case IOQ_OP_FSYNC:
+        op->res_fd = h ? h->fd : -1;
+        return ioq__tp_submit(loop, op, ioq__os_file_work);
+    case IOQ_OP_CONNECT: {
+        SOCKET sk;
+        struct sockaddr_storage any;
+        ioq_addr zero;
+        int len;
+        if ((rc = ioq__win_socket(ioq__win_family(op->addr.family), SOCK_STREAM, &sk)) != 0)
+            return rc;
+        /* ConnectEx wants a bound socket. */
+        memset(&zero, 0, sizeof zero);
+        zero.family = op->addr.family;
+        ioq__win_to_sockaddr(&zero, &any, &len);
+        h->fd = (int64_t)sk;
+        if (bind(sk, (struct sockaddr *)&any, len) != 0)
+            rc = ioq__win_error_map((DWORD)WSAGetLastError());
+        else
+            rc = associate(loop, h);
+        if (rc == 0)
+            rc = issue(loop, op);
+        if (rc != 0) {
+            closesocket(sk);
+            h->fd = -1;
+            h->rstate &= (uint16_t)~IOQ__R_REG;
+        }
+        return rc;
+    }
+    case IOQ_OP_LOCAL_CONNECT: {
+        wchar_t *name = ioq__win_pipe_name(op->path, &rc);
+        iocp_args *a;
+        size_t n;
+        if (!name)
+            return rc;
+        n = (wcslen(name) + 1) * sizeof *name;
+        if (!(a = args_of(op, 1, n))) {
+            free(name);
+            return IOQ_ENOMEM;
+        }
+        memcpy(a->pipe, name, n);
+        free(name);
+        if (!try_local_connect(loop, op)) {
+            ioq__opq_push(&st(loop)->retry, op);
+            op->be_u64 = RETRY;
+        }
+        return 0;
+    }
+    default:
+        break;
+    }
+    if (!is_queued_op(op->code))
+        return issue(loop, op);
+    {
+        ioq__opq *q = queue_of(op);
+        ioq__opq_push(q, op);
+        if (q->head == op) {
+            rc = issue(loop, op);
+            if (rc != 0) {
+                ioq__opq_remove(q, op);
+                return rc;
+            }
+        }
+    }
+    return 0;
+}
+
+static void iocp_cancel(ioq_loop *loop, ioq__op *op)
+{
+    if (op->be_u64 & RETRY) {
+        ioq__opq_remove(&st(loop)->retry, op);
+        op->be_u64 = 0;
+        ioq__complete(loop, op, IOQ_ECANCELED, 0, 0);
+        return;
+    }
+    if (op->be_u64 & IN_KERNEL) {
+        iocp_args *a = op->be;
+        if (op->be_u64 & CANCEL_SENT)
+            return;
+        /* A posted result cannot be recalled: it completes with what it carries. */
+        CancelIoEx(os_handle(op->h), &a->ov);
+        op->be_u64 |= CANCEL_SENT;
+        return;
+    }
+    /* Still waiting behind the head of its queue: it never reached the kernel. */
+    ioq__opq_remove(queue_of(op), op);
+    ioq__complete(loop, op, IOQ_ECANCELED, op->done, 0);
+}
+
+static int64_t map_err(ioq__op *op, DWORD err)
+{
+    if (err == ERROR_OPERATION_ABORTED || (op->cancelled && err == ERROR_CANCELLED))
+        return IOQ_ECANCELED;
+    return ioq__win_error_map(err);
+}
+
+static void on_accept(ioq_loop *loop, ioq__op *op, iocp_args *a, DWORD err)
+{
+    ioq__handle *h = op->h, *c;
+    bool multi = (op->flags & IOQ_MULTISHOT) && !op->cancelled;
+    bool more = false;
+
+    if (h->kind == IOQ__K_TCP_LISTENER) {
+        SOCKET acc = a->acc;
+        SOCKET lsock = (SOCKET)h->fd;
+        a->acc = INVALID_SOCKET;
+        if (err) {
+            closesocket(acc);
+            /* A connection reset before it was taken ends nothing but itself. */
+            if (multi && (err == ERROR_NETNAME_DELETED || err == WSAECONNRESET) &&
+                issue(loop, op) == 0)
+                return;
+            finish(loop, op, map_err(op, err), 0, 0);
+            return;
+        }
+        setsockopt(acc, SOL_SOCKET, SO_UPDATE_ACCEPT_CONTEXT, (const char *)&lsock,
+                   sizeof lsock);
+        {
+            struct sockaddr *la = NULL, *ra = NULL;
+            int llen = 0, rlen = 0;
+            const DWORD alen = sizeof(struct sockaddr_storage) + 16;
+            st(loop)->acceptex_addrs(a->abuf, 0, alen, alen, &la, &llen, &ra, &rlen);
+        }
+        c = ioq__handle_new(loop, IOQ__K_TCP, (int64_t)acc);
+        if (!c) {
+            closesocket(acc);
+            finish(loop, op, IOQ_ENOMEM, 0, 0);
+            return;
+        }
+    } else {
+        iocp_handle *hb = h->be;
+        HANDLE next;
+        int rc;
+        if (err && err != ERROR_PIPE_CONNECTED && err != ERROR_NO_DATA) {
+            finish(loop, op, map_err(op, err), 0, 0);
+            return;
+        }
+        /* The connected instance becomes the connection; a fresh one listens on. */
+        if ((rc = ioq__win_pipe_instance(hb->pipe_name, false, &next)) != 0) {
+            DisconnectNamedPipe(os_handle(h));
+            finish(loop, op, rc, 0, 0);
+            return;
+        }
+        c = ioq__handle_new(loop, IOQ__K_LOCAL, h->fd);
+        if (!c) {
+            CloseHandle(next);
+            DisconnectNamedPipe(os_handle(h));
+            finish(loop, op, IOQ_ENOMEM, 0, 0);
+            return;
+        }
+        c->rstate |= IOQ__R_REG; /* the instance is already on the port */
+        h->fd = (int64_t)(intptr_t)next;
+        h->rstate &= (uint16_t)~IOQ__R_REG;
+        if (associate(loop, h) != 0) {
+            CloseHandle(next);
+            h->fd = -1;
+            multi = false;
+        }
+    }
+    c->family = h->family;
+    if (associate(loop, c) != 0) {
+        ioq__handle_destroy(loop, c);
+        finish(loop, op, IOQ_ENOMEM, 0, 0);
+        return;
+    }
+    if (multi && h->fd >= 0) {
+        int rc = issue(loop, op);
+        if (rc == 0) {
+            more = true;
+        } else if (ioq__cq_room(loop, 1)) {
+            /* The connection is delivered; the error that stops the next one ends it. */
+            ioq__complete(loop, op, 0, ioq__handle_value(loop, c), IOQ_CQE_MORE);
+            finish(loop, op, rc, 0, 0);
+            return;
+        }
+    }
+    finish(loop, op, 0, ioq__handle_value(loop, c), more ? IOQ_CQE_MORE : 0);
+}
+
+/* Read what a finished zero-byte wait announced into a pool buffer, without blocking:
+ * bytes (> 0), 0 at the end of the stream, -1 when nothing is there after all, or < -1 an
+ * IOQ_E* code. */
+static int64_t pool_read_now(ioq_loop *loop, ioq__handle *h, void *buf, uint32_t size)
+{
+    if (is_sock(h)) {
+        int n = recv((SOCKET)h->fd, buf, (int)size, 0), e;
+        if (n >= 0)
+            return n;
+        e = WSAGetLastError();
+        if (e == WSAEMSGSIZE)
+            return size; /* a datagram truncated to the buffer, as on POSIX */
+        return e == WSAEWOULDBLOCK ? -1 : ioq__win_error_map((DWORD)e);
+    } else {
+        iocp_state *s = st(loop);
+        DWORD avail = 0, n = 0;
+        OVERLAPPED ov;
+        BOOL ok;
+        if (!PeekNamedPipe(os_handle(h), NULL, 0, NULL, &avail, NULL)) {
+            DWORD e = GetLastError();
+            return e == ERROR_BROKEN_PIPE ? 0 : ioq__win_error_map(e);
+        }
+        if (avail == 0)
+            return -1;
+        /* The data is there, so the read finishes at once. The event's low bit keeps its
+         * completion off the port. */
+        memset(&ov, 0, sizeof ov);
+        ov.hEvent = (HANDLE)((uintptr_t)s->read_event | 1);
+        ok = ReadFile(os_handle(h), buf, avail < size ? avail : size, NULL, &ov);
+        if (!ok && GetLastError() != ERROR_IO_PENDING)
+            return ioq__win_error_map(GetLastError());
+        if (!GetOverlappedResult(os_handle(h), &ov, &n, TRUE))
+            return ioq__win_error_map(GetLastError());
+        return n;
+    }
+}
+
+static void on_recv_pool(ioq_loop *loop, ioq__op *op, DWORD err)
+{
+    ioq__handle *h = op->h;
+    ioq__pool *pool = op->pool;
+    bool multi = (op->flags & IOQ_MULTISHOT) && !op->cancelled;
+    uint32_t id;
+    int64_t n;
+
+    /* A pipe whose writer is gone is the end of the stream. The peek of a too long
+     * datagram reports it as truncated: data is there. */
+    if (err == ERROR_BROKEN_PIPE || err == ERROR_PIPE_NOT_CONNECTED) {
+        finish(loop, op, 0, 0, 0);
+        return;
+    }
+    if (err && err != ERROR_MORE_DATA && err != WSAEMSGSIZE) {
+        finish(loop, op, map_err(op, err), 0, 0);
+        return;
+    }
+    id = ioq__pool_take(pool);
+    if (id == UINT32_MAX) {
+        finish(loop, op, IOQ_ENOBUFS, 0, 0);
+        return;
+    }
+    n = pool_read_now(loop, h, ioq__pool_buf(pool, id), pool->size);
+    if (n <= 0) {
+        ioq__pool_put(pool, id);
+        if (n == -1) {
+            int rc;
+            if (op->cancelled) {
+                finish(loop, op, IOQ_ECANCELED, 0, 0);
+                return;
+            }
+            if ((rc = issue(loop, op)) != 0) /* woken without data: wait again */
+                finish(loop, op, rc, 0, 0);
+            return;
+        }
+        finish(loop, op, n, 0, 0);
+        return;
+    }
+    {
+        bool more = multi && issue(loop, op) == 0;
+        finish(loop, op, n, id, (uint16_t)(IOQ_CQE_BUFFER | (more ? IOQ_CQE_MORE : 0)));
+    }
+}
+
+static void on_send(ioq_loop *loop, ioq__op *op, DWORD err, DWORD bytes)
+{
+    ioq__handle *h = op->h;
+    int rc;
+    /* A cancelled or failed send still reports what went out before it stopped. */
+    op->done += bytes;
+    if (op->code == IOQ_OP_SENDV)
+        sendv_advance(op, bytes);
+    if (err) {
+        finish(loop, op, map_err(op, err), op->done, 0);
+        return;
+    }
+    if (op->done < op->len && h->kind != IOQ__K_UDP && bytes > 0) {
+        if (op->cancelled) {
+            finish(loop, op, IOQ_ECANCELED, op->done, 0);
+            return;
+        }
+        /* Short send: resume before anything queued behind it may go. */
+        if ((rc = issue(loop, op)) != 0)
+            finish(loop, op, rc, op->done, 0);
+        return;
+    }
+    finish(loop, op, (int64_t)op->done, 0, 0);
+}
+
+static void on_done(ioq_loop *loop, ioq__op *op, DWORD err, DWORD bytes)
+{
+    iocp_args *a = op->be;
+    ioq__handle *h = op->h;
+
+    op->be_u64 = 0;
+    st(loop)->inflight--;
+    switch (op->code) {
+    case IOQ_OP_ACCEPT:
+        on_accept(loop, op, a, err);
+        return;
+    case IOQ_OP_CONNECT:
+    case IOQ_OP_LOCAL_CONNECT:
+        if (err) {
+            ioq__complete(loop, op, map_err(op, err), 0, 0);
+            return;
+        }
+        if (op->code == IOQ_OP_CONNECT)
+            setsockopt((SOCKET)h->fd, SOL_SOCKET, SO_UPDATE_CONNECT_CONTEXT, NULL, 0);
+        h->kind = op->code == IOQ_OP_CONNECT ? IOQ__K_TCP : IOQ__K_LOCAL;
+        ioq__complete(loop, op, 0, ioq__handle_value(loop, h), 0);
+        return;
+    case IOQ_OP_RECV:
+        /* A pipe whose other end is gone is the end of the stream. */
+        if (err == ERROR_BROKEN_PIPE || err == ERROR_PIPE_NOT_CONNECTED)
+            finish(loop, op, 0, 0, 0);
+        else if (err == ERROR_MORE_DATA || err == WSAEMSGSIZE)
+            finish(loop, op, (int64_t)op->len, 0, 0); /* a datagram truncated to len */
+        else
+            finish(loop, op, err ? map_err(op, err) : (int64_t)bytes, 0, 0);
+        return;
+    case IOQ_OP_RECVFROM:
+        if (err == ERROR_MORE_DATA || err == WSAEMSGSIZE) {
+            err = 0; /* truncated to len, as on POSIX */
+            bytes = (DWORD)op->len;
+        }
+        if (!err && op->addr_out)
+            ioq__win_from_sockaddr((struct sockaddr *)&a->ss, op->addr_out);
+        finish(loop, op, err ? map_err(op, err) : (int64_t)bytes, 0, 0);
+        return;
+    case IOQ_OP_RECV_POOL:
+        on_recv_pool(loop, op, err);
+        return;
+    case IOQ_OP_SEND:
+    case IOQ_OP_SENDV:
+        on_send(loop, op, err, bytes);
+        return;
+    case IOQ_OP_SENDTO:
+        finish(loop, op, err ? map_err(op, err) : (int64_t)bytes, 0, 0);
+        return;
+    case IOQ_OP_SHUTDOWN:
+        finish(loop, op, err ? map_err(op, err) : 0, 0, 0);
+        return;
+    case IOQ_OP_READ:
+        if (err == ERROR_HANDLE_EOF)
+            err = 0, bytes = 0;
+        ioq__complete(loop, op, err ? map_err(op, err) : (int64_t)bytes, 0, 0);
+        return;
+    case IOQ_OP_WRITE:
+        if (!err && bytes > 0) {
+            op->done += bytes;
+            if (op->done < op->len && !op->cancelled) {
+                int rc = issue(loop, op);
+                if (rc != 0)
+                    ioq__complete(loop, op, rc, op->done, 0);
+                return;
+            }
+            ioq__complete(loop, op, (int64_t)op->done, 0, 0);
+            return;
+        }
+        ioq__complete(loop, op, err ? map_err(op, err) : (int64_t)op->done, op->done, 0);
+        return;
+    default:
+        ioq__complete(loop, op, err ? map_err(op, err) : 0, 0, 0);
+        return;
+    }
+}
+
+/* The Win32 error and byte count of a dequeued packet. */
+static void packet_result(iocp_state *s, const OVERLAPPED_ENTRY *e, DWORD *err, DWORD *bytes)
+{
+    iocp_args *a = (iocp_args *)e->lpOverlapped;
+    if (e->lpCompletionKey == KEY_SYNTH) {
+        *err = a->synth_err;
+        *bytes = a->synth_bytes;
+        return;
+    }
+    *bytes = e->dwNumberOfBytesTransferred;
+    /* Internal holds the NTSTATUS; negative values are errors and warnings. */
+    *err = (LONG)a->ov.Internal >= 0 ? 0 : s->status_to_error((LONG)a->ov.Internal);
+}
+
+static int iocp_wait(ioq_loop *loop, int64_t timeout_ns)
+{
+    iocp_state *s = st(loop);
+    OVERLAPPED_ENTRY e[BATCH];
+    ULONG n = 0;
+    DWORD ms;
+    int total = 0;
+
+    if (s->retry.head) {
+        retry_local_connects(loop);
+        /* A busy pipe gives no signal when an instance frees up: poll for it. */
+        if (s->retry.head && (timeout_ns < 0 || timeout_ns > 1000000))
+            timeout_ns = 1000000;
+    }
+    if (timeout_ns < 0)
+        ms = INFINITE;
+    else if ((uint64_t)timeout_ns / 1000000u >= INFINITE - 1)
+        ms = INFINITE - 1;
+    else
+        ms = (DWORD)(((uint64_t)timeout_ns + 999999u) / 1000000u); /* never wake early */
+    if (!GetQueuedCompletionStatusEx(s->port, e, BATCH, &n, ms, FALSE))
+        return 0;
+    for (ULONG i = 0; i < n; i++) {
+        DWORD err, bytes;
+        if (e[i].lpCompletionKey == KEY_WAKE || !e[i].lpOverlapped)
+            continue;
+        packet_result(s, &e[i], &err, &bytes);
+        on_done(loop, ((iocp_args *)e[i].lpOverlapped)->op, err, bytes);
+        total++;
+    }
+    return total;
+}
+
+static void iocp_wake(ioq_loop *loop)
+{
+    PostQueuedCompletionStatus(st(loop)->port, 0, KEY_WAKE, NULL);
+}
+
+static int iocp_handle_open(ioq_loop *loop, ioq__handle *h)
+{
+    int rc = associate(loop, h);
+    if (rc != 0)
+        return rc;
+    if (h->kind == IOQ__K_LOCAL_LISTENER) {
+        iocp_handle *hb = calloc(1, sizeof *hb);
+        if (!hb)
+            return IOQ_ENOMEM;
+        hb->pipe_name = ioq__win_pipe_name_take(h->fd);
+        h->be = hb;
+    }
+    return 0;
+}
+
+static void handle_release(ioq__handle *h)
+{
+    iocp_handle *hb = h->be;
+    if (hb) {
+        free(hb->pipe_name);
+        free(hb);
+        h->be = NULL;
+    }
+}
+
+static void iocp_handle_close(ioq_loop *loop, ioq__handle *h)
+{
+    (void)loop;
+    handle_release(h);
+}
+
+static uint32_t iocp_caps(ioq_loop *loop)
+{
+    (void)loop;
+    return IOQ_CAP_NATIVE_FILES;
+}
+
+/* --- life ------------------------------------------------------------------------------------ */
+
+static int load_ext(SOCKET s, GUID guid, void *fn, size_t size)
+{
+    DWORD n = 0;
+    if (WSAIoctl(s, SIO_GET_EXTENSION_FUNCTION_POINTER, &guid, sizeof guid, fn, (DWORD)size, &n,
+                 NULL, NULL) != 0)
+        return ioq__win_error_map((DWORD)WSAGetLastError());
+    return 0;
+}
+
+static int iocp_init(ioq_loop *loop)
+{
+    GUID acc = WSAID_ACCEPTEX, con = WSAID_CONNECTEX, addrs = WSAID_GETACCEPTEXSOCKADDRS;
+    HMODULE ntdll = GetModuleHandleW(L"ntdll.dll");
+    iocp_state *s;
+    SOCKET probe;
+    int rc;
+
+    if ((rc = ioq__win_startup()) != 0)
+        return rc;
+    if (!(s = calloc(1, sizeof *s)))
+        return IOQ_ENOMEM;
+    s->status_to_error =
+        ntdll ? (status_to_error_fn)(void (*)(void))GetProcAddress(ntdll, "RtlNtStatusToDosError")
+              : NULL;
+    if (!s->status_to_error) {
+        free(s);
+        return IOQ_ENOSYS;
+    }
+    if ((rc = ioq__win_socket(AF_INET, SOCK_STREAM, &probe)) != 0) {
+        free(s);
+        return rc;
+    }
+    if ((rc = load_ext(probe, acc, &s->acceptex, sizeof s->acceptex)) != 0 ||
+        (rc = load_ext(probe, con, &s->connectex, sizeof s->connectex)) != 0 ||
+        (rc = load_ext(probe, addrs, &s->acceptex_addrs, sizeof s->acceptex_addrs)) != 0) {
+        closesocket(probe);
+        free(s);
+        return rc == IOQ_EINVAL ? IOQ_ENOSYS : rc;
+    }
+    closesocket(probe);
+    s->port = CreateIoCompletionPort(INVALID_HANDLE_VALUE, NULL, 0, 1);
+    s->read_event = CreateEventW(NULL, TRUE, FALSE, NULL);
+    if (!s->port || !s->read_event) {
+        rc = ioq__win_error_map(GetLastError());
+        if (s->port)
+            CloseHandle(s->port);
+        free(s);
+        return rc;
+    }
+    loop->be = s;
+    return 0;
+}
+
+static void iocp_fini(ioq_loop *loop)
+{
+    iocp_state *s = st(loop);
+
+    /* Cancel everything in the kernel and wait for every packet: only then has the kernel
+     * let go of the buffers and OVERLAPPEDs. */
+    for (uint32_t c = 0; c < loop->nochunks; c++) {
+        for (int i = 0; i < IOQ__OP_CHUNK; i++) {
+            ioq__op *op = &loop->ochunks[c][i];
+            if (op->code != IOQ_OP_NONE && (op->be_u64 & IN_KERNEL) && op->h)
+                CancelIoEx(os_handle(op->h), &((iocp_args *)op->be)->ov);
+        }
+    }
+    s->retry.head = s->retry.tail = NULL;
+    while (s->inflight) {
+        OVERLAPPED_ENTRY e[BATCH];
+        ULONG n = 0;
+        if (!GetQueuedCompletionStatusEx(s->port, e, BATCH, &n, 10000, FALSE))
+            break; /* a call that ignores cancellation: leak rather than hang */
+        for (ULONG i = 0; i < n; i++) {
+            iocp_args *a = (iocp_args *)e[i].lpOverlapped;
+            if (e[i].lpCompletionKey == KEY_WAKE || !a)
+                continue;
+            a->op->be_u64 = 0;
+            s->inflight--;
+            /* Sockets born during teardown would leak: close them. */
+            if (a->acc != INVALID_SOCKET) {
+                closesocket(a->acc);
+                a->acc = INVALID_SOCKET;
+            }
+        }
+    }
+    for (uint32_t i = 0; i < loop->nhandles; i++)
+        handle_release(ioq__handle_at(loop, i));
+    CloseHandle(s->port);
+    CloseHandle(s->read_event);
+    free(s);
+    loop->be = NULL;
+}
+
+const ioq__backend ioq__backend_iocp = {
+    .name = "iocp",
+    .id = IOQ_BACKEND_IOCP,
+    .init = iocp_init,
+    .fini = iocp_fini,
+    .start = iocp_start,
+    .cancel = iocp_cancel,
+    .wait = iocp_wait,
+    .wake = iocp_wake,
+    .handle_open = iocp_handle_open,
+    .handle_close = iocp_handle_close,
+    .loop_fd = NULL,
+    .arm_timer = NULL,
+    .pool_new = NULL,
+    .pool_free = NULL,
+    .buf_release = NULL,
+    .caps = iocp_caps,
+};

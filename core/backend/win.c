@@ -1,0 +1,703 @@
+/*
+ * The Windows OS layer: clock, error translation, socket and named-pipe creation, options,
+ * file work and name resolution for the thread pool. Used by the IOCP backend.
+ */
+#include "win.h"
+
+#include <limits.h>
+#include <mstcpip.h>
+#include <stdlib.h>
+#include <string.h>
+
+const ioq__backend *const ioq__os_backends[] = {&ioq__backend_iocp, NULL};
+
+#define PIPE_PREFIX L"\\\\.\\pipe\\"
+#define PIPE_NAME_MAX 256
+#define LOCAL_PATH_MAX 108
+#define PIPE_BUF_SIZE 65536
+
+#ifndef ERROR_DIRECTORY_NOT_SUPPORTED
+#  define ERROR_DIRECTORY_NOT_SUPPORTED 336L
+#endif
+
+/* --- start-up ------------------------------------------------------------------------------ */
+
+static INIT_ONCE wsa_once = INIT_ONCE_STATIC_INIT;
+static int wsa_rc;
+
+static BOOL CALLBACK wsa_init(PINIT_ONCE once, PVOID param, PVOID *ctx)
+{
+    WSADATA wd;
+    int rc = WSAStartup(MAKEWORD(2, 2), &wd);
+    (void)once;
+    (void)param;
+    (void)ctx;
+    wsa_rc = rc ? ioq__win_error_map((DWORD)rc) : 0;
+    return TRUE;
+}
+
+int ioq__win_startup(void)
+{
+    InitOnceExecuteOnce(&wsa_once, wsa_init, NULL, NULL);
+    return wsa_rc;
+}
+
+/* --- clock and errors ------------------------------------------------------------------------ */
+
+uint64_t ioq__os_now(void)
+{
+    static LARGE_INTEGER freq;
+    LARGE_INTEGER c;
+    uint64_t f;
+    if (freq.QuadPart == 0)
+        QueryPerformanceFrequency(&freq); /* the same value in every thread: a benign race */
+    QueryPerformanceCounter(&c);
+    f = (uint64_t)freq.QuadPart;
+    return (uint64_t)c.QuadPart / f * 1000000000u + (uint64_t)c.QuadPart % f * 1000000000u / f;
+}
+
+int ioq__win_error_map(DWORD e)
+{
+    switch (e) {
+    case ERROR_SUCCESS: return IOQ_OK;
+    case ERROR_INVALID_PARAMETER: case WSAEINVAL: case ERROR_INVALID_FUNCTION:
+    case WSAEFAULT: case ERROR_NEGATIVE_SEEK:
+        return IOQ_EINVAL;
+    case ERROR_INVALID_HANDLE: case WSAEBADF: case WSAENOTSOCK:
+        return IOQ_EBADHANDLE;
+    case ERROR_NOT_ENOUGH_MEMORY: case ERROR_OUTOFMEMORY: case ERROR_NO_SYSTEM_RESOURCES:
+        return IOQ_ENOMEM;
+    case ERROR_OPERATION_ABORTED: case WSAEINTR: case ERROR_CANCELLED:
+        return IOQ_ECANCELED;
+    case WSAETIMEDOUT: case ERROR_SEM_TIMEOUT: case ERROR_TIMEOUT:
+        return IOQ_ETIMEDOUT;
+    case WSAECONNREFUSED: case ERROR_CONNECTION_REFUSED: case ERROR_PORT_UNREACHABLE:
+        return IOQ_ECONNREFUSED;
+    case WSAECONNRESET: case WSAENETRESET: case ERROR_NETNAME_DELETED:
+        return IOQ_ECONNRESET;
+    case WSAECONNABORTED: case ERROR_CONNECTION_ABORTED: case ERROR_REQUEST_ABORTED:
+        return IOQ_ECONNABORTED;
+    case ERROR_BROKEN_PIPE: case ERROR_NO_DATA: case ERROR_PIPE_NOT_CONNECTED:
+    case WSAESHUTDOWN:
+        return IOQ_EPIPE;
+    case WSAEADDRINUSE: case ERROR_ADDRESS_ALREADY_ASSOCIATED:
+        return IOQ_EADDRINUSE;
+    case WSAEADDRNOTAVAIL:
+        return IOQ_EADDRNOTAVAIL;
+    case WSAENETUNREACH: case WSAENETDOWN: case ERROR_NETWORK_UNREACHABLE:
+        return IOQ_ENETUNREACH;
+    case WSAEHOSTUNREACH: case WSAEHOSTDOWN: case ERROR_HOST_UNREACHABLE:
+        return IOQ_EHOSTUNREACH;
+    case WSAEMFILE: case ERROR_TOO_MANY_OPEN_FILES:
+        return IOQ_EMFILE;
+    case ERROR_FILE_NOT_FOUND: case ERROR_PATH_NOT_FOUND: case ERROR_INVALID_NAME:
+    case ERROR_BAD_PATHNAME: case ERROR_INVALID_DRIVE: case ERROR_MOD_NOT_FOUND:
+        return IOQ_ENOENT;
+    case ERROR_ACCESS_DENIED: case WSAEACCES: case ERROR_SHARING_VIOLATION:
+    case ERROR_LOCK_VIOLATION: case ERROR_PRIVILEGE_NOT_HELD:
+        return IOQ_EACCES;
+    case ERROR_FILE_EXISTS: case ERROR_ALREADY_EXISTS:
+        return IOQ_EEXIST;
+    case ERROR_DIRECTORY_NOT_SUPPORTED:
+        return IOQ_EISDIR;
+    case ERROR_DIRECTORY:
+        return IOQ_ENOTDIR;
+    case ERROR_DISK_FULL: case ERROR_HANDLE_DISK_FULL:
+        return IOQ_ENOSPC;
+    case ERROR_IO_DEVICE: case ERROR_CRC: case ERROR_GEN_FAILURE:
+        return IOQ_EIO;
+    case WSAENOBUFS:
+        return IOQ_ENOBUFS;
+    case WSAEMSGSIZE: case ERROR_MORE_DATA:
+        return IOQ_EMSGSIZE;
+    case WSAEOPNOTSUPP: case WSAEPROTONOSUPPORT: case WSAESOCKTNOSUPPORT:
+    case ERROR_NOT_SUPPORTED: case ERROR_CALL_NOT_IMPLEMENTED:
+        return IOQ_ENOTSUP;
+    case ERROR_BUSY: case ERROR_PIPE_BUSY:
+        return IOQ_EBUSY;
+    case WSAENOTCONN:
+        return IOQ_ENOTCONN;
+    case WSAENAMETOOLONG: case ERROR_FILENAME_EXCED_RANGE: case ERROR_BUFFER_OVERFLOW:
+        return IOQ_ENAMETOOLONG;
+    case WSAHOST_NOT_FOUND: case WSANO_DATA: case WSATYPE_NOT_FOUND: case WSANO_RECOVERY:
+        return IOQ_ENOTFOUND;
+    case WSATRY_AGAIN: case WSAEWOULDBLOCK: case WSAEINPROGRESS:
+        return IOQ_EAGAIN;
+    case ERROR_FILE_TOO_LARGE:
+        return IOQ_EFBIG;
+    case ERROR_WRITE_PROTECT:
+        return IOQ_EROFS;
+    case ERROR_CANT_RESOLVE_FILENAME:
+        return IOQ_ELOOP;
+    case WSAEAFNOSUPPORT: case WSAEPFNOSUPPORT:
+        return IOQ_EAFNOSUPPORT;
+    case WSAEDESTADDRREQ:
+        return IOQ_EDESTADDRREQ;
+    default:
+        return IOQ_EUNKNOWN;
+    }
+}
+
+int ioq__os_errno_map(int oserr) { return ioq__win_error_map((DWORD)oserr); }
+
+/* --- addresses ------------------------------------------------------------------------------ */
+
+int ioq__win_family(uint16_t f) { return f == IOQ_AF_INET6 ? AF_INET6 : AF_INET; }
+
+int ioq__win_to_sockaddr(const ioq_addr *a, struct sockaddr_storage *ss, int *len)
+{
+    memset(ss, 0, sizeof *ss);
+    if (a->family == IOQ_AF_INET) {
+        struct sockaddr_in *sin = (struct sockaddr_in *)ss;
+        sin->sin_family = AF_INET;
+        sin->sin_port = htons(a->port);
+        memcpy(&sin->sin_addr, a->ip, 4);
+        *len = sizeof *sin;
+        return 0;
+    }
+    if (a->family == IOQ_AF_INET6) {
+        struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;
+        sin6->sin6_family = AF_INET6;
+        sin6->sin6_port = htons(a->port);
+        sin6->sin6_scope_id = a->scope_id;
+        memcpy(&sin6->sin6_addr, a->ip, 16);
+        *len = sizeof *sin6;
+        return 0;
+    }
+    return IOQ_EAFNOSUPPORT;
+}
+
+void ioq__win_from_sockaddr(const struct sockaddr *sa, ioq_addr *a)
+{
+    memset(a, 0, sizeof *a);
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *sin = (const struct sockaddr_in *)sa;
+        a->family = IOQ_AF_INET;
+        a->port = ntohs(sin->sin_port);
+        memcpy(a->ip, &sin->sin_addr, 4);
+    } else if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)sa;
+        a->family = IOQ_AF_INET6;
+        a->port = ntohs(sin6->sin6_port);
+        a->scope_id = sin6->sin6_scope_id;
+        memcpy(a->ip, &sin6->sin6_addr, 16);
+    }
+}
+
+/* --- sockets -------------------------------------------------------------------------------- */
+
+int ioq__win_socket(int family, int type, SOCKET *out)
+{
+    u_long one = 1;
+    int rc = ioq__win_startup();
+    SOCKET s;
+    if (rc != 0)
+        return rc;
+    s = WSASocketW(family, type, type == SOCK_STREAM ? IPPROTO_TCP : IPPROTO_UDP, NULL, 0,
+                   WSA_FLAG_OVERLAPPED | WSA_FLAG_NO_HANDLE_INHERIT);
+    if (s == INVALID_SOCKET)
+        return ioq__win_error_map((DWORD)WSAGetLastError());
+    /* Overlapped calls ignore this; the plain recv of ioq_recv_pool relies on it. */
+    ioctlsocket(s, FIONBIO, &one);
+    if (type == SOCK_DGRAM) {
+        /* An ICMP port-unreachable must not fail later receives (Linux ignores it on
+         * unconnected sockets too). */
+        BOOL off = FALSE;
+        DWORD n;
+        WSAIoctl(s, SIO_UDP_CONNRESET, &off, sizeof off, NULL, 0, &n, NULL, NULL);
+    }
+    *out = s;
+    return 0;
+}
+
+bool ioq__win_is_socket(int64_t fd)
+{
+    int type = 0, len = sizeof type;
+    return getsockopt((SOCKET)fd, SOL_SOCKET, SO_TYPE, (char *)&type, &len) == 0;
+}
+
+static int bind_inet(SOCKET s, const ioq_addr *addr, uint32_t flags)
+{
+    struct sockaddr_storage ss;
+    int len = 0;
+    /* Windows keeps no TIME_WAIT lock on listening ports, and its SO_REUSEADDR would let a
+     * second listener steal a live port: it is set only for IOQ_REUSEPORT. */
+    if (flags & IOQ_REUSEPORT) {
+        BOOL one = TRUE;
+        if (setsockopt(s, SOL_SOCKET, SO_REUSEADDR, (const char *)&one, sizeof one) != 0)
+            return ioq__win_error_map((DWORD)WSAGetLastError());
+    }
+    if (addr->family == IOQ_AF_INET6) {
+        DWORD v6only = (flags & IOQ_V6ONLY) ? 1 : 0;
+        if (setsockopt(s, IPPROTO_IPV6, IPV6_V6ONLY, (const char *)&v6only, sizeof v6only) != 0)
+            return ioq__win_error_map((DWORD)WSAGetLastError());
+    }
+    ioq__win_to_sockaddr(addr, &ss, &len);
+    if (bind(s, (struct sockaddr *)&ss, len) != 0)
+        return ioq__win_error_map((DWORD)WSAGetLastError());
+    return 0;
+}
+
+int ioq__os_tcp_listen(const ioq_addr *addr, uint32_t backlog, uint32_t flags, int64_t *out)
+{
+    SOCKET s;
+    int rc = ioq__win_socket(ioq__win_family(addr->family), SOCK_STREAM, &s);
+    if (rc != 0)
+        return rc;
+    if ((rc = bind_inet(s, addr, flags)) != 0 ||
+        (listen(s, (int)backlog) != 0 &&
+         (rc = ioq__win_error_map((DWORD)WSAGetLastError())) != 0)) {
+        closesocket(s);
+        return rc;
+    }
+    *out = (int64_t)s;
+    return 0;
+}
+
+int ioq__os_udp_bind(const ioq_addr *addr, uint32_t flags, int64_t *out)
+{
+    SOCKET s;
+    int rc = ioq__win_socket(ioq__win_family(addr->family), SOCK_DGRAM, &s);
+    if (rc != 0)
+        return rc;
+    if ((rc = bind_inet(s, addr, flags)) != 0) {
+        closesocket(s);
+        return rc;
+    }
+    *out = (int64_t)s;
+    return 0;
+}
+
+/* --- named pipes ---------------------------------------------------------------------------- */
+
+static wchar_t *utf16(const char *s, int *rc)
+{
+    int n = MultiByteToWideChar(CP_UTF8, MB_ERR_INVALID_CHARS, s, -1, NULL, 0);
+    wchar_t *w;
+    if (n <= 0) {
+        *rc = IOQ_EINVAL;
+        return NULL;
+    }
+    w = malloc((size_t)n * sizeof *w);
+    if (!w) {
+        *rc = IOQ_ENOMEM;
+        return NULL;
+    }
+    MultiByteToWideChar(CP_UTF8, MB_ERR_INVALID_CHARS, s, -1, w, n);
+    *rc = 0;
+    return w;
+}
+
+wchar_t *ioq__win_pipe_name(const char *path, int *rc)
+{
+    static const wchar_t prefix[] = PIPE_PREFIX;
+    const size_t plen = sizeof prefix / sizeof prefix[0] - 1;
+    wchar_t *w = utf16(path, rc), *name;
+    size_t n;
+    if (!w)
+        return NULL;
+    if (wcsncmp(w, prefix, plen) == 0)
+        return w; /* already a pipe name */
+    n = wcslen(w);
+    /* The limit of AF_UNIX paths (sun_path, 108 bytes with the NUL, on Windows too), so
+     * that a path that works here works everywhere. */
+    if (strlen(path) >= LOCAL_PATH_MAX || plen + n > PIPE_NAME_MAX) {
+        free(w);
+        *rc = IOQ_ENAMETOOLONG;
+        return NULL;
+    }
+    name = malloc((plen + n + 1) * sizeof *name);
+    if (!name) {
+        free(w);
+        *rc = IOQ_ENOMEM;
+        return NULL;
+    }
+    memcpy(name, prefix, plen * sizeof *name);
+    /* A backslash would be a path separator in the pipe namespace: a Unix-style path maps
+     * to one flat name. */
+    for (size_t i = 0; i < n; i++)
+        name[plen + i] = w[i] == L'\\' ? L'/' : w[i];
+    name[plen + n] = 0;
+    free(w);
+    return name;
+}
+
+int ioq__win_pipe_instance(const wchar_t *name, bool first, HANDLE *out)
+{
+    DWORD mode = PIPE_ACCESS_DUPLEX | FILE_FLAG_OVERLAPPED;
+    HANDLE p;
+    if (first)
+        mode |= FILE_FLAG_FIRST_PIPE_INSTANCE;
+    p = CreateNamedPipeW(name, mode, PIPE_TYPE_BYTE | PIPE_READMODE_BYTE | PIPE_WAIT |
+                         PIPE_REJECT_REMOTE_CLIENTS, PIPE_UNLIMITED_INSTANCES, PIPE_BUF_SIZE,
+                         PIPE_BUF_SIZE, 0, NULL);
+    if (p == INVALID_HANDLE_VALUE) {
+        DWORD e = GetLastError();
+        /* FIRST_PIPE_INSTANCE reports a taken name as access denied. */
+        if (first && (e == ERROR_ACCESS_DENIED || e == ERROR_PIPE_BUSY))
+            return IOQ_EADDRINUSE;
+        return ioq__win_error_map(e);
+    }
+    *out = p;
+    return 0;
+}
+
+/* Names of listener pipes between ioq__os_local_listen and the backend's handle_open. */
+typedef struct pipe_name {
+    struct pipe_name *next;
+    int64_t fd;
+    wchar_t *name;
+} pipe_name;
+
+static SRWLOCK names_lock = SRWLOCK_INIT;
+static pipe_name *names;
+
+wchar_t *ioq__win_pipe_name_take(int64_t fd)
+{
+    pipe_name **pp, *p;
+    wchar_t *w = NULL;
+    AcquireSRWLockExclusive(&names_lock);
+    for (pp = &names; (p = *pp) != NULL; pp = &p->next) {
+        if (p->fd == fd) {
+            *pp = p->next;
+            w = p->name;
+            free(p);
+            break;
+        }
+    }
+    ReleaseSRWLockExclusive(&names_lock);
+    return w;
+}
+
+/* A local path names a place in the file system on every OS: its directory must exist,
+ * even though the pipe itself lives in the pipe namespace. */
+static int local_dir_check(const char *path)
+{
+    const char *slash = NULL;
+    char *dir;
+    wchar_t *w;
+    DWORD a;
+    int rc;
+    for (const char *c = path; *c; c++)
+        if (*c == '/' || *c == '\\')
+            slash = c;
+    if (!slash || slash == path || strncmp(path, "\\\\.\\pipe\\", 9) == 0)
+        return 0;
+    dir = malloc((size_t)(slash - path) + 1);
+    if (!dir)
+        return IOQ_ENOMEM;
+    memcpy(dir, path, (size_t)(slash - path));
+    dir[slash - path] = 0;
+    w = utf16(dir, &rc);
+    free(dir);
+    if (!w)
+        return rc;
+    a = GetFileAttributesW(w);
+    free(w);
+    if (a == INVALID_FILE_ATTRIBUTES)
+        return IOQ_ENOENT;
+    return (a & FILE_ATTRIBUTE_DIRECTORY) ? 0 : IOQ_ENOTDIR;
+}
+
+int ioq__os_local_listen(const char *path, uint32_t backlog, uint32_t flags, int64_t *out)
+{
+    pipe_name *pn;
+    HANDLE p;
+    int rc;
+    wchar_t *name;
+    (void)backlog;
+    (void)flags; /* a pipe leaves no file behind: nothing to unlink */
+    if ((rc = local_dir_check(path)) != 0)
+        return rc;
+    if (!(name = ioq__win_pipe_name(path, &rc)))
+        return rc;
+    pn = malloc(sizeof *pn);
+    if (!pn) {
+        free(name);
+        return IOQ_ENOMEM;
+    }
+    /* FILE_FLAG_FIRST_PIPE_INSTANCE is not honoured everywhere (wine): ask first whether
+     * the name is served. Any answer but "not found" means it is. */
+    if (!WaitNamedPipeW(name, 1) && GetLastError() == ERROR_FILE_NOT_FOUND)
+        rc = ioq__win_pipe_instance(name, true, &p);
+    else
+        rc = IOQ_EADDRINUSE;
+    if (rc != 0) {
+        free(name);
+        free(pn);
+        return rc;
+    }
+    pn->fd = (int64_t)(intptr_t)p;
+    pn->name = name;
+    AcquireSRWLockExclusive(&names_lock);
+    pn->next = names;
+    names = pn;
+    ReleaseSRWLockExclusive(&names_lock);
+    *out = pn->fd;
+    return 0;
+}
+
+/* --- queries and options ------------------------------------------------------------------ */
+
+int ioq__os_sockname(int64_t fd, bool peer, ioq_addr *out)
+{
+    struct sockaddr_storage ss;
+    int len = sizeof ss;
+    int rc = peer ? getpeername((SOCKET)fd, (struct sockaddr *)&ss, &len)
+                  : getsockname((SOCKET)fd, (struct sockaddr *)&ss, &len);
+    if (rc != 0)
+        return ioq__win_error_map((DWORD)WSAGetLastError());
+    ioq__win_from_sockaddr((struct sockaddr *)&ss, out);
+    return 0;
+}
+
+static int set_int(SOCKET s, int level, int name, int v)
+{
+    if (setsockopt(s, level, name, (const char *)&v, sizeof v) != 0)
+        return ioq__win_error_map((DWORD)WSAGetLastError());
+    return 0;
+}
+
+int ioq__os_setopt(int64_t fd, uint8_t kind, uint32_t opt, int64_t value)
+{
+    SOCKET s = (SOCKET)fd;
+    bool tcp = kind == IOQ__K_TCP || kind == IOQ__K_TCP_LISTENER;
+    bool sock = tcp || kind == IOQ__K_UDP;
+    switch (opt) {
+    case IOQ_OPT_NODELAY:
+        if (value < 0 || value > 1)
+            return IOQ_EINVAL;
+        if (!tcp)
+            return IOQ_ENOTSUP;
+        return set_int(s, IPPROTO_TCP, TCP_NODELAY, (int)value);
+    case IOQ_OPT_KEEPALIVE: {
+        int rc;
+        if (value < 0 || value > 32767)
+            return IOQ_EINVAL;
+        if (!tcp)
+            return IOQ_ENOTSUP;
+        if ((rc = set_int(s, SOL_SOCKET, SO_KEEPALIVE, value ? 1 : 0)) != 0)
+            return rc;
+        if (value > 1) {
+            struct tcp_keepalive ka;
+            DWORD n;
+#if defined(TCP_KEEPIDLE)
+            /* Windows 10 1709 and later take the idle time as an option of its own. */
+            if (set_int(s, IPPROTO_TCP, TCP_KEEPIDLE, (int)value) == 0)
+                return 0;
+#endif
+            ka.onoff = 1;
+            ka.keepalivetime = (ULONG)value * 1000;
+            ka.keepaliveinterval = 1000;
+            if (WSAIoctl(s, SIO_KEEPALIVE_VALS, &ka, sizeof ka, NULL, 0, &n, NULL, NULL) != 0)
+                return ioq__win_error_map((DWORD)WSAGetLastError());
+        }
+        return 0;
+    }
+    case IOQ_OPT_RCVBUF:
+    case IOQ_OPT_SNDBUF:
+        if (value < 1 || value > INT_MAX / 2)
+            return IOQ_EINVAL;
+        if (!sock)
+            return IOQ_ENOTSUP;
+        return set_int(s, SOL_SOCKET, opt == IOQ_OPT_RCVBUF ? SO_RCVBUF : SO_SNDBUF,
+                       (int)value);
+    case IOQ_OPT_REUSEADDR:
+        if (value < 0 || value > 1)
+            return IOQ_EINVAL;
+        if (!sock)
+            return IOQ_ENOTSUP;
+        return set_int(s, SOL_SOCKET, SO_REUSEADDR, (int)value);
+    case IOQ_OPT_BROADCAST:
+        if (value < 0 || value > 1)
+            return IOQ_EINVAL;
+        if (kind != IOQ__K_UDP)
+            return IOQ_ENOTSUP;
+        return set_int(s, SOL_SOCKET, SO_BROADCAST, (int)value);
+    case IOQ_OPT_LINGER: {
+        struct linger l;
+        if (value < -1 || value > 65535)
+            return IOQ_EINVAL;
+        if (!tcp)
+            return IOQ_ENOTSUP;
+        l.l_onoff = value >= 0;
+        l.l_linger = value >= 0 ? (u_short)value : 0;
+        if (setsockopt(s, SOL_SOCKET, SO_LINGER, (const char *)&l, sizeof l) != 0)
+            return ioq__win_error_map((DWORD)WSAGetLastError());
+        return 0;
+    }
+    default:
+        return IOQ_EINVAL;
+    }
+}
+
+bool ioq__os_valid_fd(uint64_t h)
+{
+    DWORD fl;
+    if (h == 0 || h == (uint64_t)(intptr_t)INVALID_HANDLE_VALUE || h > (uint64_t)INT64_MAX)
+        return false;
+    if (ioq__win_startup() == 0 && ioq__win_is_socket((int64_t)h))
+        return true;
+    return GetHandleInformation((HANDLE)(uintptr_t)h, &fl) != 0;
+}
+
+int ioq__os_adopt(int64_t fd, uint32_t kind, uint8_t *family)
+{
+    SOCKET s = (SOCKET)fd;
+    int type = 0, len = sizeof type, listening = 0;
+    struct sockaddr_storage ss;
+    int slen = sizeof ss;
+    u_long one = 1;
+
+    *family = 0;
+    if (kind == IOQ_KIND_FILE)
+        return GetFileType((HANDLE)(intptr_t)fd) == FILE_TYPE_DISK ? 0 : IOQ_EINVAL;
+    if (kind == IOQ_KIND_LOCAL)
+        return !ioq__win_is_socket(fd) && GetFileType((HANDLE)(intptr_t)fd) == FILE_TYPE_PIPE
+                   ? 0
+                   : IOQ_EINVAL;
+    if (kind == IOQ_KIND_LOCAL_LISTENER)
+        return IOQ_ENOTSUP; /* a pipe listener needs its name, which a HANDLE does not give */
+    if (getsockopt(s, SOL_SOCKET, SO_TYPE, (char *)&type, &len) != 0 ||
+        getsockname(s, (struct sockaddr *)&ss, &slen) != 0 ||
+        (ss.ss_family != AF_INET && ss.ss_family != AF_INET6))
+        return IOQ_EINVAL;
+    len = sizeof listening;
+    getsockopt(s, SOL_SOCKET, SO_ACCEPTCONN, (char *)&listening, &len);
+    switch (kind) {
+    case IOQ_KIND_TCP:
+    case IOQ_KIND_TCP_LISTENER:
+        if (type != SOCK_STREAM || (listening != 0) != (kind == IOQ_KIND_TCP_LISTENER))
+            return IOQ_EINVAL;
+        break;
+    case IOQ_KIND_UDP:
+        if (type != SOCK_DGRAM)
+            return IOQ_EINVAL;
+        break;
+    default:
+        return IOQ_EINVAL;
+    }
+    *family = ss.ss_family == AF_INET6 ? IOQ_AF_INET6 : IOQ_AF_INET;
+    ioctlsocket(s, FIONBIO, &one);
+    return 0;
+}
+
+void ioq__os_close(int64_t fd)
+{
+    if (fd < 0)
+        return;
+    /* Sockets and other handles share one number space: a socket answers SO_TYPE. */
+    if (ioq__win_is_socket(fd))
+        closesocket((SOCKET)fd);
+    else
+        CloseHandle((HANDLE)(intptr_t)fd);
+}
+
+/* --- thread-pool work ------------------------------------------------------------------------ */
+
+static int open_file(ioq__op *op, HANDLE *out)
+{
+    uint32_t f = op->flags;
+    DWORD access = 0, disp, attrs = FILE_ATTRIBUTE_NORMAL;
+    HANDLE fh;
+    wchar_t *w;
+    int rc;
+
+    if (f & IOQ_OPEN_READ)
+        access |= GENERIC_READ;
+    if (f & IOQ_OPEN_WRITE) {
+        /* Append access without FILE_WRITE_DATA makes every write go to the end, as
+         * O_APPEND does. */
+        if (f & IOQ_OPEN_APPEND)
+            access |= FILE_APPEND_DATA | FILE_WRITE_ATTRIBUTES | FILE_WRITE_EA | SYNCHRONIZE;
+        else
+            access |= GENERIC_WRITE;
+    }
+    if ((f & IOQ_OPEN_CREATE) && (f & IOQ_OPEN_EXCL))
+        disp = CREATE_NEW;
+    else if ((f & IOQ_OPEN_CREATE) && (f & IOQ_OPEN_TRUNC))
+        disp = CREATE_ALWAYS;
+    else if (f & IOQ_OPEN_CREATE)
+        disp = OPEN_ALWAYS;
+    else if (f & IOQ_OPEN_TRUNC)
+        disp = TRUNCATE_EXISTING;
+    else
+        disp = OPEN_EXISTING;
+    if ((f & IOQ_OPEN_CREATE) && !(op->mode & 0222))
+        attrs = FILE_ATTRIBUTE_READONLY;
+    if (!(w = utf16(op->path, &rc)))
+        return rc;
+    fh = CreateFileW(w, access, FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE, NULL,
+                     disp, attrs | FILE_FLAG_OVERLAPPED, NULL);
+    if (fh == INVALID_HANDLE_VALUE) {
+        DWORD e = GetLastError(), a = GetFileAttributesW(w);
+        free(w);
+        int rc2;
+        /* Opening a directory is refused as access denied; POSIX says EISDIR. */
+        if (e == ERROR_ACCESS_DENIED && a != INVALID_FILE_ATTRIBUTES &&
+            (a & FILE_ATTRIBUTE_DIRECTORY))
+            return IOQ_EISDIR;
+        /* A regular file used as a directory: POSIX says ENOTDIR. */
+        if (e == ERROR_PATH_NOT_FOUND && (rc2 = local_dir_check(op->path)) == IOQ_ENOTDIR)
+            return rc2;
+        return ioq__win_error_map(e);
+    }
+    free(w);
+    *out = fh;
+    return 0;
+}
+
+void ioq__os_file_work(ioq__op *op)
+{
+    HANDLE fh = (HANDLE)(intptr_t)op->res_fd;
+    op->res_value = 0;
+    switch (op->code) {
+    case IOQ_OP_OPEN: {
+        HANDLE nh = INVALID_HANDLE_VALUE;
+        op->res = open_file(op, &nh);
+        op->res_fd = op->res == 0 ? (int64_t)(intptr_t)nh : -1;
+        break;
+    }
+    case IOQ_OP_FSYNC:
+        op->res = FlushFileBuffers(fh) ? 0 : ioq__win_error_map(GetLastError());
+        break;
+    default:
+        op->res = IOQ_ENOTSUP; /* reads and writes are overlapped in the backend */
+        break;
+    }
+}
+
+void ioq__os_resolve_work(ioq__op *op)
+{
+    struct addrinfo hints, *res = NULL, *ai;
+    uint32_t n = 0, max = op->mode;
+    int rc = ioq__win_startup();
+
+    if (rc != 0) {
+        op->res = rc;
+        return;
+    }
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = AF_UNSPEC;
+    if ((op->flags & IOQ_RESOLVE_INET) && !(op->flags & IOQ_RESOLVE_INET6))
+        hints.ai_family = AF_INET;
+    else if ((op->flags & IOQ_RESOLVE_INET6) && !(op->flags & IOQ_RESOLVE_INET))
+        hints.ai_family = AF_INET6;
+    hints.ai_socktype = SOCK_STREAM;
+    if (op->flags & IOQ_RESOLVE_NUMERIC)
+        hints.ai_flags |= AI_NUMERICHOST;
+    rc = getaddrinfo(op->path, op->path2, &hints, &res);
+    if (rc != 0) {
+        op->res = rc == EAI_FAMILY ? IOQ_EAFNOSUPPORT : ioq__win_error_map((DWORD)rc);
+        if (op->res == IOQ_EINVAL || op->res == IOQ_EUNKNOWN)
+            op->res = IOQ_ENOTFOUND;
+        return;
+    }
+    for (ai = res; ai && n < max; ai = ai->ai_next) {
+        if (ai->ai_family != AF_INET && ai->ai_family != AF_INET6)
+            continue;
+        ioq__win_from_sockaddr(ai->ai_addr, &op->addr_out[n++]);
+    }
+    freeaddrinfo(res);
+    op->res = n ? (int64_t)n : IOQ_ENOTFOUND;
+}

@@ -1,0 +1,3 @@
+/* Windows stand-in: see ioq_test_compat.h. */
+#include "ioq_test_compat.h"
+#include <afunix.h>
