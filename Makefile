@@ -19,7 +19,7 @@ C_TESTS    ?= ^(epoll|io_uring|kqueue|iocp|abi|packaging|examples)/
 VALGRIND   := valgrind;--error-exitcode=99;--leak-check=full;--errors-for-leak-kinds=definite,indirect;--track-fds=no;--quiet
 
 # Suites of the bindings join `make test` here as they become part of it.
-EXTRA_SUITES ?= check-macos test-python test-lua test-d test-rust
+EXTRA_SUITES ?= check-macos test-windows test-python test-lua test-d test-rust
 
 .PHONY: all deps build test test-c test-sanitize test-tsan test-valgrind test-faults fuzz \
         test-python test-lua test-d test-rust check-macos demo install bench abi-baseline clean
