@@ -263,6 +263,22 @@ ioq__handle *ioq__handle_at(const ioq_loop *loop, uint32_t index);
 /* Readiness queue helpers. */
 void ioq__opq_push(ioq__opq *q, ioq__op *op);
 void ioq__opq_remove(ioq__opq *q, ioq__op *op);
+/* Stream order (contract rule 7). Every backend keeps a handle's receives in its read queue
+ * and its sends and shutdown in its write queue, and only the head of each is ever in
+ * progress. ioq__order_queue: the queue op belongs in, NULL for ops that need no order.
+ * For completion backends, which issue operations to the kernel: */
+typedef int (*ioq__issue_fn)(ioq_loop *loop, ioq__op *op);
+ioq__opq *ioq__order_queue(ioq__op *op);
+/* Queue op and issue it if it is the head; on a negative return nothing remains queued. */
+int ioq__order_start(ioq_loop *loop, ioq__op *op, ioq__issue_fn issue);
+/* op finished (a final completion unless flags has IOQ_CQE_MORE): complete it and issue
+ * the ops behind it until one is in flight (one that cannot be issued completes with the
+ * error). */
+void ioq__order_finish(ioq_loop *loop, ioq__op *op, int64_t res, uint64_t value,
+                       uint16_t flags, ioq__issue_fn issue);
+/* Cancel an op still waiting behind the head of its queue: it never reached the kernel. */
+void ioq__order_cancel_queued(ioq_loop *loop, ioq__op *op);
+
 /* A gather send moved n more bytes: advance op->done and its (iovpos, offset) position,
  * offset being the bytes of iov[iovpos] already sent. */
 void ioq__sendv_advance(ioq__op *op, size_t n);

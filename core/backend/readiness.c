@@ -28,12 +28,6 @@ static void pop_complete(ioq_loop *loop, ioq__opq *q, ioq__op *op, int64_t res, 
     ioq__complete(loop, op, res, value, flags);
 }
 
-static bool is_read_op(uint16_t code)
-{
-    return code == IOQ_OP_ACCEPT || code == IOQ_OP_RECV || code == IOQ_OP_RECV_POOL ||
-           code == IOQ_OP_RECVFROM;
-}
-
 /* --- reads ------------------------------------------------------------------------------- */
 
 static int do_accept(ioq_loop *loop, ioq__handle *h, ioq__op *op)
@@ -366,7 +360,7 @@ int ioq__rd_start(ioq_loop *loop, ioq__op *op)
     default:
         break;
     }
-    if (is_read_op(op->code)) {
+    if (ioq__order_queue(op) == &h->readq) {
         ioq__opq_push(&h->readq, op);
         if (h->readq.head == op && (h->rstate & IOQ__R_READABLE))
             run_read(loop, h);
@@ -381,8 +375,9 @@ int ioq__rd_start(ioq_loop *loop, ioq__op *op)
 
 void ioq__rd_cancel(ioq_loop *loop, ioq__op *op)
 {
-    ioq__handle *h = op->h;
-    ioq__opq_remove(is_read_op(op->code) ? &h->readq : &h->writeq, op);
+    ioq__opq *q = ioq__order_queue(op);
+    /* A connect waits for writability in its socket's write queue, here only. */
+    ioq__opq_remove(q ? q : &op->h->writeq, op);
     ioq__complete(loop, op, IOQ_ECANCELED, op->done, 0);
 }
 

@@ -70,23 +70,6 @@ typedef struct {
 static uring_state *st(ioq_loop *loop) { return loop->be; }
 static int ring_setup(uring_state *s, size_t first);
 
-static bool is_read_op(uint16_t code)
-{
-    return code == IOQ_OP_ACCEPT || code == IOQ_OP_RECV || code == IOQ_OP_RECV_POOL ||
-           code == IOQ_OP_RECVFROM;
-}
-
-static bool is_queued_op(uint16_t code)
-{
-    return is_read_op(code) || code == IOQ_OP_SEND || code == IOQ_OP_SENDV ||
-           code == IOQ_OP_SENDTO || code == IOQ_OP_SHUTDOWN;
-}
-
-static ioq__opq *queue_of(ioq__op *op)
-{
-    return is_read_op(op->code) ? &op->h->readq : &op->h->writeq;
-}
-
 static int enable(uring_state *s)
 {
     if (!s->enabled) {
@@ -255,30 +238,9 @@ static int issue(ioq_loop *loop, ioq__op *op)
     return 0;
 }
 
-/* After the head of a queue finished, start the next one (if the handle still exists). */
-static void kick(ioq_loop *loop, ioq__handle *h, ioq__opq *q)
-{
-    ioq__op *next;
-    while (h->kind != IOQ__K_FREE && (next = q->head) != NULL && !(next->be_u64 & IN_KERNEL)) {
-        int rc = issue(loop, next);
-        if (rc == 0)
-            return;
-        ioq__opq_remove(q, next);
-        ioq__complete(loop, next, rc, 0, 0);
-    }
-}
-
 static void finish(ioq_loop *loop, ioq__op *op, int64_t res, uint64_t value, uint16_t flags)
 {
-    ioq__handle *h = op->h;
-    ioq__opq *q = NULL;
-    if (h && is_queued_op(op->code) && !(flags & IOQ_CQE_MORE)) {
-        q = queue_of(op);
-        ioq__opq_remove(q, op);
-    }
-    ioq__complete(loop, op, res, value, flags);
-    if (q)
-        kick(loop, h, q);
+    ioq__order_finish(loop, op, res, value, flags, issue);
 }
 
 /* --- backend entry points ------------------------------------------------------------------ */
@@ -305,20 +267,7 @@ static int uring_start(ioq_loop *loop, ioq__op *op)
         }
         return rc;
     }
-    if (!is_queued_op(op->code))
-        return issue(loop, op);
-    {
-        ioq__opq *q = queue_of(op);
-        ioq__opq_push(q, op);
-        if (q->head == op) {
-            int rc = issue(loop, op);
-            if (rc != 0) {
-                ioq__opq_remove(q, op);
-                return rc;
-            }
-        }
-    }
-    return 0;
+    return ioq__order_start(loop, op, issue);
 }
 
 static void uring_cancel(ioq_loop *loop, ioq__op *op)
@@ -338,9 +287,7 @@ static void uring_cancel(ioq_loop *loop, ioq__op *op)
             io_uring_submit(&s->ring);
         return;
     }
-    /* Still waiting behind the head of its queue: it never reached the kernel. */
-    ioq__opq_remove(queue_of(op), op);
-    ioq__complete(loop, op, IOQ_ECANCELED, op->done, 0);
+    ioq__order_cancel_queued(loop, op);
 }
 
 static int map_res(ioq__op *op, int res)
