@@ -37,6 +37,7 @@ die() { echo "check-macos: $*" >&2; exit 1; }
 
 need=()
 command -v npm >/dev/null 2>&1 || need+=(macos)
+command -v file >/dev/null 2>&1 || need+=(tools)
 command -v cmake >/dev/null 2>&1 && [ -f /usr/include/cmocka.h ] || need+=(c)
 if [ ${#need[@]} -gt 0 ]; then
     "$root/scripts/install-deps.sh" "${need[@]}"

@@ -6,7 +6,7 @@
 set -euo pipefail
 
 usage() {
-    echo "usage: $0 GROUP... (c bench python lua d rust windows macos)" >&2
+    echo "usage: $0 GROUP... (c bench python lua d rust windows macos tools)" >&2
     exit 2
 }
 
@@ -22,6 +22,7 @@ packages_of() {
         rust)    echo bindgen ;;
         windows) echo gcc-mingw-w64-x86-64 wine wine64 ;;
         macos)   echo nodejs npm ;;
+        tools)   echo file ;;
         *)       echo "unknown group: $1" >&2; usage ;;
     esac
 }
