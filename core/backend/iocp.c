@@ -221,8 +221,8 @@ static int issue(ioq_loop *loop, ioq__op *op)
         break;
     case IOQ_OP_CONNECT: {
         struct sockaddr_storage ss;
-        int len;
-        ioq__win_to_sockaddr(&op->addr, &ss, &len);
+        int len = 0;
+        ioq__to_sockaddr(&op->addr, &ss, &len);
         if (!s->connectex(sk, (struct sockaddr *)&ss, len, NULL, 0, NULL, &a->ov))
             rc = pending_or_synth(loop, a, (DWORD)WSAGetLastError());
         else
@@ -291,7 +291,7 @@ static int issue(ioq_loop *loop, ioq__op *op)
         break;
     case IOQ_OP_SENDTO: {
         ioq_addr to = op->addr;
-        int len;
+        int len = 0;
         if (h->family == IOQ_AF_INET && to.family == IOQ_AF_INET6) {
             rc = post_synth(loop, a, WSAEAFNOSUPPORT, 0);
             break;
@@ -304,7 +304,7 @@ static int issue(ioq_loop *loop, ioq__op *op)
             to.family = IOQ_AF_INET6;
             to.scope_id = 0;
         }
-        ioq__win_to_sockaddr(&to, &a->ss, &len);
+        ioq__to_sockaddr(&to, &a->ss, &len);
         a->wb[0].buf = op->buf;
         a->wb[0].len = (ULONG)op->len;
         rc = sock_result(loop, a, WSASendTo(sk, a->wb, 1, NULL, 0, (struct sockaddr *)&a->ss,
@@ -414,13 +414,13 @@ static int iocp_start(ioq_loop *loop, ioq__op *op)
         SOCKET sk;
         struct sockaddr_storage any;
         ioq_addr zero;
-        int len;
+        int len = 0;
         if ((rc = ioq__win_socket(ioq__win_family(op->addr.family), SOCK_STREAM, &sk)) != 0)
             return rc;
         /* ConnectEx wants a bound socket. */
         memset(&zero, 0, sizeof zero);
         zero.family = op->addr.family;
-        ioq__win_to_sockaddr(&zero, &any, &len);
+        ioq__to_sockaddr(&zero, &any, &len);
         h->fd = (int64_t)sk;
         if (bind(sk, (struct sockaddr *)&any, len) != 0)
             rc = ioq__win_error_map((DWORD)WSAGetLastError());
@@ -714,7 +714,7 @@ static void on_done(ioq_loop *loop, ioq__op *op, DWORD err, DWORD bytes)
             bytes = (DWORD)op->len;
         }
         if (!err && op->addr_out)
-            ioq__win_from_sockaddr((struct sockaddr *)&a->ss, op->addr_out);
+            ioq__from_sockaddr((struct sockaddr *)&a->ss, op->addr_out);
         finish(loop, op, err ? map_err(op, err) : (int64_t)bytes, 0, 0);
         return;
     case IOQ_OP_RECV_POOL:

@@ -91,46 +91,6 @@ int ioq__os_errno_map(int e)
 
 int ioq__px_family(uint16_t f) { return f == IOQ_AF_INET6 ? AF_INET6 : AF_INET; }
 
-int ioq__px_to_sockaddr(const ioq_addr *a, struct sockaddr_storage *ss, socklen_t *len)
-{
-    memset(ss, 0, sizeof *ss);
-    if (a->family == IOQ_AF_INET) {
-        struct sockaddr_in *sin = (struct sockaddr_in *)ss;
-        sin->sin_family = AF_INET;
-        sin->sin_port = htons(a->port);
-        memcpy(&sin->sin_addr, a->ip, 4);
-        *len = sizeof *sin;
-        return 0;
-    }
-    if (a->family == IOQ_AF_INET6) {
-        struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;
-        sin6->sin6_family = AF_INET6;
-        sin6->sin6_port = htons(a->port);
-        sin6->sin6_scope_id = a->scope_id;
-        memcpy(&sin6->sin6_addr, a->ip, 16);
-        *len = sizeof *sin6;
-        return 0;
-    }
-    return IOQ_EAFNOSUPPORT;
-}
-
-void ioq__px_from_sockaddr(const struct sockaddr *sa, ioq_addr *a)
-{
-    memset(a, 0, sizeof *a);
-    if (sa->sa_family == AF_INET) {
-        const struct sockaddr_in *sin = (const struct sockaddr_in *)sa;
-        a->family = IOQ_AF_INET;
-        a->port = ntohs(sin->sin_port);
-        memcpy(a->ip, &sin->sin_addr, 4);
-    } else if (sa->sa_family == AF_INET6) {
-        const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)sa;
-        a->family = IOQ_AF_INET6;
-        a->port = ntohs(sin6->sin6_port);
-        a->scope_id = sin6->sin6_scope_id;
-        memcpy(a->ip, &sin6->sin6_addr, 16);
-    }
-}
-
 int ioq__px_unix_addr(const char *path, struct sockaddr_storage *ss, socklen_t *len)
 {
     struct sockaddr_un *sun = (struct sockaddr_un *)ss;
@@ -229,7 +189,7 @@ static int bind_inet(int fd, const ioq_addr *addr, uint32_t flags)
         if (setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof v6only) < 0)
             return ioq__os_errno_map(errno);
     }
-    ioq__px_to_sockaddr(addr, &ss, &len);
+    ioq__to_sockaddr(addr, &ss, &len);
     if (bind(fd, (struct sockaddr *)&ss, len) < 0)
         return ioq__os_errno_map(errno);
     return 0;
@@ -295,7 +255,7 @@ int ioq__os_sockname(int64_t fd, bool peer, ioq_addr *out)
                   : getsockname((int)fd, (struct sockaddr *)&ss, &len);
     if (rc < 0)
         return ioq__os_errno_map(errno);
-    ioq__px_from_sockaddr((struct sockaddr *)&ss, out);
+    ioq__from_sockaddr((struct sockaddr *)&ss, out);
     return 0;
 }
 
@@ -563,7 +523,7 @@ void ioq__os_resolve_work(ioq__op *op)
     for (ai = res; ai && n < max; ai = ai->ai_next) {
         if (ai->ai_family != AF_INET && ai->ai_family != AF_INET6)
             continue;
-        ioq__px_from_sockaddr(ai->ai_addr, &op->addr_out[n++]);
+        ioq__from_sockaddr(ai->ai_addr, &op->addr_out[n++]);
     }
     freeaddrinfo(res);
     op->res = n ? (int64_t)n : IOQ_ENOTFOUND;

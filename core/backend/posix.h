@@ -7,7 +7,11 @@
 
 #include "internal.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
+
+#include "sockaddr.h"
 
 /* MSG_NOSIGNAL keeps SIGPIPE from the host; where it is missing SO_NOSIGPIPE is set on
  * every socket at creation instead. */
@@ -17,8 +21,6 @@
 #  define IOQ__SEND_FLAGS 0
 #endif
 
-int ioq__px_to_sockaddr(const ioq_addr *a, struct sockaddr_storage *ss, socklen_t *len);
-void ioq__px_from_sockaddr(const struct sockaddr *sa, ioq_addr *a);
 int ioq__px_family(uint16_t ioq_family);
 /* A non-blocking, close-on-exec, SIGPIPE-free socket; returns fd or a negative IOQ_E*. */
 int ioq__px_socket(int domain, int type);

@@ -102,7 +102,7 @@ static int do_recvfrom(ioq_loop *loop, ioq__handle *h, ioq__op *op)
         return DONE;
     }
     if (op->addr_out)
-        ioq__px_from_sockaddr((struct sockaddr *)&ss, op->addr_out);
+        ioq__from_sockaddr((struct sockaddr *)&ss, op->addr_out);
     pop_complete(loop, &h->readq, op, n, 0, 0);
     return DONE;
 }
@@ -255,7 +255,7 @@ static int do_sendto(ioq_loop *loop, ioq__handle *h, ioq__op *op)
     struct sockaddr_storage ss;
     socklen_t slen;
     ssize_t n;
-    ioq__px_to_sockaddr(&op->addr, &ss, &slen);
+    ioq__to_sockaddr(&op->addr, &ss, &slen);
     do
         n = ioq__f_sendto(loop, h, (int)h->fd, op->buf, op->len, IOQ__SEND_FLAGS,
                            (struct sockaddr *)&ss, slen);
@@ -307,7 +307,7 @@ static int start_connect(ioq_loop *loop, ioq__op *op)
     int fd, rc, domain;
 
     if (op->code == IOQ_OP_CONNECT) {
-        ioq__px_to_sockaddr(&op->addr, &ss, &slen);
+        ioq__to_sockaddr(&op->addr, &ss, &slen);
         domain = ioq__px_family(op->addr.family);
     } else {
         if ((rc = ioq__px_unix_addr(op->path, &ss, &slen)) != 0)

@@ -171,7 +171,7 @@ static int issue(ioq_loop *loop, ioq__op *op)
     case IOQ_OP_LOCAL_CONNECT: {
         socklen_t len;
         if (op->code == IOQ_OP_CONNECT)
-            ioq__px_to_sockaddr(&op->addr, &a->ss, &len);
+            ioq__to_sockaddr(&op->addr, &a->ss, &len);
         else
             ioq__px_unix_addr(op->path, &a->ss, &len);
         io_uring_prep_connect(sqe, fd, (struct sockaddr *)&a->ss, len);
@@ -202,7 +202,7 @@ static int issue(ioq_loop *loop, ioq__op *op)
         break;
     case IOQ_OP_SENDTO: {
         socklen_t len;
-        ioq__px_to_sockaddr(&op->addr, &a->ss, &len);
+        ioq__to_sockaddr(&op->addr, &a->ss, &len);
         msg_one(a, op->buf, op->len, len);
         io_uring_prep_sendmsg(sqe, fd, &a->msg, MSG_NOSIGNAL);
         break;
@@ -352,7 +352,7 @@ static void on_cqe(ioq_loop *loop, ioq__op *op, int res, uint32_t cflags)
         return;
     case IOQ_OP_RECVFROM:
         if (res >= 0 && op->addr_out)
-            ioq__px_from_sockaddr((struct sockaddr *)&((uring_args *)op->be)->ss, op->addr_out);
+            ioq__from_sockaddr((struct sockaddr *)&((uring_args *)op->be)->ss, op->addr_out);
         finish(loop, op, res < 0 ? map_res(op, res) : res, 0, 0);
         return;
     case IOQ_OP_RECV_POOL: {

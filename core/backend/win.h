@@ -12,14 +12,14 @@
 #include <mswsock.h>
 #include <windows.h>
 
+#include "sockaddr.h"
+
 /* Win32 (GetLastError) or Winsock (WSAGetLastError) error -> IOQ_E*. */
 int ioq__win_error_map(DWORD err);
 /* WSAStartup once per process; 0 or IOQ_E*. */
 int ioq__win_startup(void);
 
 int ioq__win_family(uint16_t ioq_family);
-int ioq__win_to_sockaddr(const ioq_addr *a, struct sockaddr_storage *ss, int *len);
-void ioq__win_from_sockaddr(const struct sockaddr *sa, ioq_addr *a);
 /* An overlapped, non-inheritable, non-blocking socket; 0 or IOQ_E*. */
 int ioq__win_socket(int family, int type, SOCKET *out);
 bool ioq__win_is_socket(int64_t fd);
