@@ -66,47 +66,68 @@ typedef struct ioq__opq {
 
 typedef void (*ioq__work_fn)(ioq__op *op);
 
+/* An op is a common head and one of two bodies. Timers, the most numerous ops, use only the
+ * short body and come from their own slab of IOQ__TIMER_OP_SIZE-byte records (about a third
+ * of a full op): code that may see a timer touches nothing past the timer body. */
 struct ioq__op {
     uint64_t token;
     uint16_t code;      /* IOQ_OP_* */
     uint8_t at;         /* IOQ__AT_* */
     uint8_t cancelled;  /* a cancel was requested; complete with IOQ_ECANCELED if possible */
     uint8_t tp_running; /* a worker runs it (written under the pool's lock) */
-    uint8_t pad_[3];
+    uint8_t indexed;    /* in the token index */
+    uint8_t pad_[2];
     uint32_t flags;     /* submission flags (IOQ_MULTISHOT, open flags, ...) */
     ioq__handle *h;     /* the handle it works on (a new one for connect), or NULL */
     ioq__op *hnext, *hprev;  /* list of the handle's pending ops */
-    ioq__op *qnext, *qprev;  /* readiness queue / thread-pool queue links */
+    ioq__op *qnext, *qprev;  /* readiness queue / thread-pool queue / slab free list links */
     ioq__op *tnext;          /* token hash chain */
 
-    /* arguments */
-    void *buf;          /* recv/send/read/write buffer */
-    size_t len;
-    size_t done;        /* bytes moved so far (partial sends, gather sends) */
-    uint64_t offset;    /* file offset; timeout: deadline in ns */
-    ioq_iov *iov;       /* sendv: private copy of the array (iov_small or heap) */
-    uint32_t iovcnt;
-    uint32_t iovpos;    /* first entry not yet fully sent */
-    ioq_iov iov_small[2];
-    ioq_addr addr;      /* connect / sendto destination, copied */
-    ioq_addr *addr_out; /* recvfrom sender, resolve output array (caller memory) */
-    char *path;         /* open / local connect / resolve host: private copy */
-    char *path2;        /* resolve service */
-    uint32_t mode;      /* open mode; resolve: max */
-    uint32_t heap_idx;  /* timers: index in the heap */
-    uint64_t seq;       /* timers: submission order among equal deadlines */
-    ioq__pool *pool;    /* recv_pool */
+    union {
+        struct {                /* IOQ_OP_TIMEOUT */
+            uint64_t deadline;  /* ns on the loop's clock */
+            uint64_t seq;       /* submission order among equal deadlines */
+            uint32_t heap_idx;  /* index in the heap */
+        };
+        struct {                /* every other op */
+            void *buf;          /* recv/send/read/write buffer */
+            size_t len;
+            size_t done;        /* bytes moved so far (partial sends, gather sends) */
+            uint64_t offset;    /* file offset; sendv: bytes of iov[iovpos] already sent */
+            ioq_iov *iov;       /* sendv: private copy of the array (iov_small or heap) */
+            uint32_t iovcnt;
+            uint32_t iovpos;    /* first entry not yet fully sent */
+            ioq_iov iov_small[2];
+            ioq_addr addr;      /* connect / sendto destination, copied */
+            ioq_addr *addr_out; /* recvfrom sender, resolve output array (caller memory) */
+            char *path;         /* open / local connect / resolve host: private copy */
+            char *path2;        /* resolve service */
+            uint32_t mode;      /* open mode; resolve: max */
+            ioq__pool *pool;    /* recv_pool */
 
-    /* thread-pool work and its result */
-    ioq__work_fn work;
-    ioq__mpsc_node node;
-    int64_t res;
-    uint64_t res_value;
-    int64_t res_fd;     /* open: the new descriptor */
+            /* thread-pool work and its result */
+            ioq__work_fn work;
+            ioq__mpsc_node node;
+            int64_t res;
+            uint64_t res_value;
+            int64_t res_fd;     /* open: the new descriptor */
 
-    void *be;           /* backend private, malloc'ed; freed with the op */
-    uint64_t be_u64;
+            void *be;           /* backend private, malloc'ed; freed with the op */
+            uint64_t be_u64;
+        };
+    };
 };
+
+/* Bytes of a timer op: the head and the timer body, rounded up to the op's alignment. */
+#define IOQ__TIMER_OP_SIZE \
+    ((offsetof(ioq__op, heap_idx) + sizeof(uint32_t) + _Alignof(ioq__op) - 1) & \
+     ~(_Alignof(ioq__op) - 1))
+
+/* A timer heap entry: the op and a copy of its deadline (see timer.c). */
+typedef struct ioq__timer_ent {
+    uint64_t deadline;
+    ioq__op *op;
+} ioq__timer_ent;
 
 /* --- handles --------------------------------------------------------------------------- */
 enum {
@@ -194,15 +215,19 @@ struct ioq_loop {
     ioq__op **ochunks;
     uint32_t nochunks;
     ioq__op *ofree;
-    uint32_t nops_live;
+    uint32_t nops_live;             /* ops of both slabs */
+    unsigned char **tmchunks;       /* timer ops: IOQ__OP_CHUNK records of IOQ__TIMER_OP_SIZE */
+    uint32_t ntmchunks;
+    ioq__op *tmfree;
 
     /* token hash */
     ioq__op **tbuckets;
-    uint32_t tmask;
+    uint32_t tmask;                 /* buckets - 1, buckets = 2^(64 - tshift) */
     uint32_t tcount;
+    uint32_t tshift;
 
-    /* timers: binary min-heap on (deadline, seq) */
-    ioq__op **heap;
+    /* timers: 4-ary min-heap on (deadline, seq), see timer.c */
+    ioq__timer_ent *heap;
     uint32_t heap_len, heap_cap;
     uint64_t timer_seq;
     uint64_t armed_deadline;        /* embedded mode: deadline armed in the backend */

@@ -181,30 +181,46 @@ ioq__handle *ioq__handle_get(const ioq_loop *loop, ioq_handle v, uint32_t kinds)
 
 /* --- op slab and token index -------------------------------------------------------------- */
 
+/* Fibonacci hashing: the top bits of the product spread sequential tokens evenly. */
+static uint32_t token_hash(uint64_t token, unsigned shift)
+{
+    return (uint32_t)(token * 0x9E3779B97F4A7C15ull >> shift);
+}
+
+static void token_rehash_chunk(ioq__op **nb, unsigned shift, unsigned char *chunk, size_t size)
+{
+    for (int i = 0; i < IOQ__OP_CHUNK; i++) {
+        ioq__op *op = (ioq__op *)(void *)(chunk + (size_t)i * size);
+        if (op->code != IOQ_OP_NONE && op->indexed) {
+            uint32_t b = token_hash(op->token, shift);
+            op->tnext = nb[b];
+            nb[b] = op;
+        }
+    }
+}
+
+/* Doubling rehashes by walking the slabs in address order rather than the chains: with a
+ * million ops pending, chasing the chains is a cache miss per op. */
 static void token_index_grow(ioq_loop *loop)
 {
     uint32_t nsize = (loop->tmask + 1) * 2;
     ioq__op **nb = calloc(nsize, sizeof *nb);
     if (!nb)
         return; /* longer chains, still correct */
-    for (uint32_t i = 0; i <= loop->tmask; i++) {
-        ioq__op *op = loop->tbuckets[i];
-        while (op) {
-            ioq__op *next = op->tnext;
-            uint32_t b = (uint32_t)(op->token * 0x9E3779B97F4A7C15ull >> 40) & (nsize - 1);
-            op->tnext = nb[b];
-            nb[b] = op;
-            op = next;
-        }
-    }
+    for (uint32_t c = 0; c < loop->nochunks; c++)
+        token_rehash_chunk(nb, loop->tshift - 1, (unsigned char *)loop->ochunks[c],
+                           sizeof(ioq__op));
+    for (uint32_t c = 0; c < loop->ntmchunks; c++)
+        token_rehash_chunk(nb, loop->tshift - 1, loop->tmchunks[c], IOQ__TIMER_OP_SIZE);
     free(loop->tbuckets);
     loop->tbuckets = nb;
     loop->tmask = nsize - 1;
+    loop->tshift--;
 }
 
 static uint32_t token_bucket(const ioq_loop *loop, uint64_t token)
 {
-    return (uint32_t)(token * 0x9E3779B97F4A7C15ull >> 40) & loop->tmask;
+    return token_hash(token, loop->tshift);
 }
 
 static void token_insert(ioq_loop *loop, ioq__op *op)
@@ -215,6 +231,7 @@ static void token_insert(ioq_loop *loop, ioq__op *op)
     b = token_bucket(loop, op->token);
     op->tnext = loop->tbuckets[b];
     loop->tbuckets[b] = op;
+    op->indexed = 1;
     loop->tcount++;
 }
 
@@ -225,36 +242,59 @@ static void token_remove(ioq_loop *loop, ioq__op *op)
         pp = &(*pp)->tnext;
     if (*pp) {
         *pp = op->tnext;
+        op->indexed = 0;
         loop->tcount--;
     }
 }
 
-/* A fresh op for a submission, with a completion record reserved for its final result. */
+/* Add a chunk of IOQ__OP_CHUNK free records to one of the two slabs. */
+static bool slab_grow(ioq_loop *loop, bool timer)
+{
+    size_t size = timer ? IOQ__TIMER_OP_SIZE : sizeof(ioq__op);
+    ioq__op **free_list = timer ? &loop->tmfree : &loop->ofree;
+    unsigned char *chunk;
+
+    if (timer) {
+        unsigned char **nc = realloc(loop->tmchunks, (loop->ntmchunks + 1) * sizeof *nc);
+        if (!nc)
+            return false;
+        loop->tmchunks = nc;
+    } else {
+        ioq__op **nc = realloc(loop->ochunks, (loop->nochunks + 1) * sizeof *nc);
+        if (!nc)
+            return false;
+        loop->ochunks = nc;
+    }
+    if (!(chunk = malloc(IOQ__OP_CHUNK * size)))
+        return false;
+    if (timer)
+        loop->tmchunks[loop->ntmchunks++] = chunk;
+    else
+        loop->ochunks[loop->nochunks++] = (ioq__op *)(void *)chunk;
+    for (int i = IOQ__OP_CHUNK - 1; i >= 0; i--) {
+        ioq__op *op = (ioq__op *)(void *)(chunk + (size_t)i * size);
+        op->code = IOQ_OP_NONE;
+        op->qnext = *free_list;
+        *free_list = op;
+    }
+    return true;
+}
+
+/* A fresh op for a submission, with a completion record reserved for its final result.
+ * Timeouts come from the slab of short records (see struct ioq__op). */
 ioq__op *ioq__op_new(ioq_loop *loop, uint16_t code, uint64_t token)
 {
+    bool timer = code == IOQ_OP_TIMEOUT;
+    ioq__op **free_list = timer ? &loop->tmfree : &loop->ofree;
     ioq__op *op;
 
     if (!cq_reserve(loop, loop->nops_live + 1))
         return NULL;
-    if (!loop->ofree) {
-        ioq__op **nc = realloc(loop->ochunks, (loop->nochunks + 1) * sizeof *nc);
-        ioq__op *chunk;
-        if (!nc)
-            return NULL;
-        loop->ochunks = nc;
-        chunk = malloc(IOQ__OP_CHUNK * sizeof *chunk);
-        if (!chunk)
-            return NULL;
-        nc[loop->nochunks++] = chunk;
-        for (int i = IOQ__OP_CHUNK - 1; i >= 0; i--) {
-            chunk[i].code = IOQ_OP_NONE;
-            chunk[i].qnext = loop->ofree;
-            loop->ofree = &chunk[i];
-        }
-    }
-    op = loop->ofree;
-    loop->ofree = op->qnext;
-    memset(op, 0, sizeof *op);
+    if (!*free_list && !slab_grow(loop, timer))
+        return NULL;
+    op = *free_list;
+    *free_list = op->qnext;
+    memset(op, 0, timer ? IOQ__TIMER_OP_SIZE : sizeof *op);
     op->code = code;
     op->token = token;
     loop->nops_live++;
@@ -293,6 +333,13 @@ static void op_detach(ioq__op *op)
 /* Return an op to the slab (no completion: rejected submissions and loop teardown). */
 void ioq__op_free(ioq_loop *loop, ioq__op *op)
 {
+    loop->nops_live--;
+    if (op->code == IOQ_OP_TIMEOUT) {
+        op->code = IOQ_OP_NONE;
+        op->qnext = loop->tmfree;
+        loop->tmfree = op;
+        return;
+    }
     if (op->iov && op->iov != op->iov_small)
         free(op->iov);
     free(op->path);
@@ -301,7 +348,6 @@ void ioq__op_free(ioq_loop *loop, ioq__op *op)
     op->code = IOQ_OP_NONE;
     op->qnext = loop->ofree;
     loop->ofree = op;
-    loop->nops_live--;
 }
 
 /* Register an accepted op in the token index (before the backend can complete it). */
@@ -333,7 +379,7 @@ void ioq__complete(ioq_loop *loop, ioq__op *op, int64_t result, uint64_t value, 
     op->at = IOQ__AT_NONE;
     token_remove(loop, op);
     op_detach(op);
-    if (op->pool)
+    if (op->code != IOQ_OP_TIMEOUT && op->pool)
         op->pool->users--;
     if (h && (op->code == IOQ_OP_CONNECT || op->code == IOQ_OP_LOCAL_CONNECT) && result < 0)
         ioq__handle_destroy(loop, h); /* the socket never became visible */
@@ -369,29 +415,28 @@ void ioq__op_cancel(ioq_loop *loop, ioq__op *op)
     }
 }
 
+/* The cancel's own completion is known before it returns, so it needs no op: a reserved
+ * record is enough (and keeps a cancel as cheap as the targets it ends). */
 int ioq_cancel(ioq_loop *loop, uint64_t target, uint64_t token)
 {
-    ioq__op *op, *o, *small[32], **found = small;
+    ioq__op *o, *small[32], **found = small;
     uint32_t n = 0, cap = 32;
 
     if (!loop)
         return IOQ_EINVAL;
     if (loop->in_free)
         return IOQ_EMISUSE;
-    op = ioq__op_new(loop, IOQ_OP_CANCEL, token);
-    if (!op)
+    if (!cq_reserve(loop, loop->nops_live + 1))
         return IOQ_ENOMEM;
     /* Collect first: cancelling completes ops, which edits the chain being walked. */
     for (o = loop->tbuckets[token_bucket(loop, target)]; o; o = o->tnext) {
-        if (o->token != target || o->code == IOQ_OP_CLOSE || o->code == IOQ_OP_CANCEL ||
-            o->cancelled)
+        if (o->token != target || o->code == IOQ_OP_CLOSE || o->cancelled)
             continue;
         if (n == cap) {
             ioq__op **nf = malloc(2 * cap * sizeof *nf);
             if (!nf) {
                 if (found != small)
                     free(found);
-                ioq__op_free(loop, op);
                 return IOQ_ENOMEM;
             }
             memcpy(nf, found, n * sizeof *nf);
@@ -402,12 +447,12 @@ int ioq_cancel(ioq_loop *loop, uint64_t target, uint64_t token)
         }
         found[n++] = o;
     }
-    token_insert(loop, op);
     for (uint32_t i = 0; i < n; i++)
         ioq__op_cancel(loop, found[i]);
     if (found != small)
         free(found);
-    ioq__complete(loop, op, n, 0, 0);
+    /* Ending the targets used their own reserved records; the one reserved above is ours. */
+    cq_push(loop, token, n, 0, IOQ_OP_CANCEL, 0);
     return 0;
 }
 
@@ -507,8 +552,8 @@ static void run_timers(ioq_loop *loop)
     if (loop->heap_len == 0)
         return;
     now = ioq__os_now();
-    while (loop->heap_len && loop->heap[0]->offset <= now) {
-        ioq__op *op = loop->heap[0];
+    while (loop->heap_len && loop->heap[0].deadline <= now) {
+        ioq__op *op = loop->heap[0].op;
         ioq__timer_remove(loop, op);
         ioq__complete(loop, op, 0, 0, 0);
     }
@@ -518,7 +563,7 @@ static void run_timers(ioq_loop *loop)
 
 static void arm_embedded_timer(ioq_loop *loop)
 {
-    uint64_t d = loop->heap_len ? loop->heap[0]->offset : UINT64_MAX;
+    uint64_t d = loop->heap_len ? loop->heap[0].deadline : UINT64_MAX;
     if (d != loop->armed_deadline && loop->backend->arm_timer) {
         loop->armed_deadline = d;
         loop->backend->arm_timer(loop, d);
@@ -614,7 +659,7 @@ int ioq_poll(ioq_loop *loop, ioq_cqe *cqes, uint32_t max, int64_t timeout_ns)
             }
         }
         if (loop->heap_len && wait_ns != 0) {
-            uint64_t now = ioq__os_now(), d = loop->heap[0]->offset;
+            uint64_t now = ioq__os_now(), d = loop->heap[0].deadline;
             int64_t t = d > now ? (int64_t)(d - now) : 0;
             if (wait_ns < 0 || t < wait_ns)
                 wait_ns = t;
@@ -701,6 +746,7 @@ int ioq_loop_new(const ioq_loop_options *opts, ioq_loop **out)
     loop->cq = malloc(256 * sizeof *loop->cq);
     loop->tbuckets = calloc(256, sizeof *loop->tbuckets);
     loop->tmask = 255;
+    loop->tshift = 64 - 8;
     loop->cq_mask = 255;
     loop->threadpool_size = o.threadpool_size ? o.threadpool_size : 4;
     loop->armed_deadline = UINT64_MAX;
@@ -770,6 +816,9 @@ void ioq_loop_free(ioq_loop *loop)
         }
         free(chunk);
     }
+    for (uint32_t c = 0; c < loop->ntmchunks; c++)
+        free(loop->tmchunks[c]);
+    free(loop->tmchunks);
     for (uint32_t c = 0; c < loop->nchunks; c++)
         free(loop->hchunks[c]);
     free(loop->hchunks);

@@ -485,7 +485,7 @@ int ioq_timeout(ioq_loop *loop, uint64_t ns, uint64_t token)
     if (!(op = ioq__op_new(loop, IOQ_OP_TIMEOUT, token)))
         return IOQ_ENOMEM;
     now = ioq__os_now();
-    op->offset = ns > UINT64_MAX - now ? UINT64_MAX : now + ns;
+    op->deadline = ns > UINT64_MAX - now ? UINT64_MAX : now + ns;
     ioq__op_accept(loop, op);
     rc = ioq__timer_add(loop, op);
     if (rc != 0)

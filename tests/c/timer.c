@@ -190,6 +190,74 @@ static void test_ten_thousand(void **state)
     h_finish(loop);
 }
 
+/* Cancellation from the middle of a large heap, in a scrambled order: the heap must stay
+ * ordered after every removal, and each timer ends exactly once, cancelled or fired. */
+static void test_cancel_scattered(void **state)
+{
+    (void)state;
+    ioq_loop *loop = h_loop_new();
+    enum { N = 20000, CANCEL_BASE = 1000000 };
+    uint64_t *lo = malloc(N * sizeof *lo), *hi = malloc(N * sizeof *hi);
+    assert_non_null(lo);
+    assert_non_null(hi);
+    for (int i = 0; i < N; i++) {
+        uint64_t ns = (uint64_t)((i * 7919) % 50) * MS;
+        lo[i] = ioq_now(loop) + ns;
+        assert_int_equal(h_timeout(loop, ns, (uint64_t)i + 1), 0);
+        hi[i] = ioq_now(loop) + ns;
+    }
+    /* 4001 is prime to N: (j * 4001) % N visits every index once. */
+    int cancels = 0;
+    for (int j = 0; j < N; j++) {
+        int i = (int)(((long)j * 4001) % N);
+        if (i % 3 == 0) {
+            assert_int_equal(h_cancel(loop, (uint64_t)i + 1, CANCEL_BASE + (uint64_t)i), 0);
+            cancels++;
+        }
+    }
+    int fired = 0, cancelled = 0, cancel_done = 0;
+    uint64_t max_lo = 0;
+    uint64_t end = h_mono_ns() + H_DEADLINE_MS * MS;
+    while (fired + cancelled + cancel_done < N + cancels) {
+        if (h_mono_ns() > end)
+            fail_msg("only %d fired, %d cancelled of %d", fired, cancelled, N);
+        ioq_cqe c[256];
+        int n = h_poll_into(loop, c, 256, 100 * (int64_t)MS);
+        uint64_t now = ioq_now(loop);
+        for (int k = 0; k < n; k++) {
+            if (c[k].token >= CANCEL_BASE) {
+                assert_int_equal(c[k].op, IOQ_OP_CANCEL);
+                assert_int_equal(c[k].result, 1);
+                cancel_done++;
+                continue;
+            }
+            uint64_t i = c[k].token - 1;
+            assert_true(i < N);
+            if (i % 3 == 0) {
+                assert_int_equal(c[k].result, IOQ_ECANCELED);
+                cancelled++;
+                continue;
+            }
+            assert_int_equal(c[k].result, 0);
+            if (now < lo[i])
+                fail_msg("timer %llu fired early", (unsigned long long)i);
+            if (hi[i] < max_lo)
+                fail_msg("timer %llu fired after one with a later deadline",
+                         (unsigned long long)i);
+            if (lo[i] > max_lo)
+                max_lo = lo[i];
+            fired++;
+        }
+    }
+    assert_int_equal(cancelled, cancels);
+    assert_int_equal(cancel_done, cancels);
+    assert_int_equal(fired, N - cancels);
+    assert_int_equal(h_pending(loop), 0);
+    free(lo);
+    free(hi);
+    h_finish(loop);
+}
+
 static void test_free_with_timers(void **state)
 {
     (void)state;
@@ -266,6 +334,7 @@ static const struct CMUnitTest timer_tests[] = {
     H_TEST(cancel_many_same_token),
     H_TEST(cancel_cancel),
     H_TEST(ten_thousand),
+    H_TEST(cancel_scattered),
     H_TEST(free_with_timers),
     H_TEST(cancel_after_fire),
     H_TEST(long_and_short),
