@@ -148,6 +148,7 @@ enum {
 #define IOQ__R_CLOSING  0x04u
 #define IOQ__R_REG      0x08u /* registered with the kernel multiplexer */
 #define IOQ__R_SHUT     0x10u /* the write side was shut down */
+#define IOQ__R_EOF      0x20u /* end of stream or an error is pending behind the data */
 
 #define IOQ__HANDLE_CHUNK 256
 #define IOQ__OP_CHUNK 256

@@ -142,6 +142,8 @@ static int epoll_poll(ioq_loop *loop, int64_t timeout_ns)
             continue;
         if (e & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
             bits |= IOQ__R_READABLE;
+        if (e & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+            bits |= IOQ__R_EOF;
         if (e & (EPOLLOUT | EPOLLHUP | EPOLLERR))
             bits |= IOQ__R_WRITABLE;
         ioq__rd_event(loop, h, bits);

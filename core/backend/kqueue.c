@@ -201,7 +201,9 @@ static void dispatch(ioq_loop *loop, kq_state *s, const struct kevent *ev)
     if (ev->flags & EV_ERROR)
         return;
     switch (ev->filter) {
-    case EVFILT_READ: bits = IOQ__R_READABLE; break;
+    case EVFILT_READ:
+        bits = IOQ__R_READABLE | ((ev->flags & EV_EOF) ? IOQ__R_EOF : 0u);
+        break;
     case EVFILT_WRITE: bits = IOQ__R_WRITABLE; break;
     case EVFILT_TIMER:
         /* The one-shot is gone. Forgetting its deadline makes ioq_poll() arm the next one,

@@ -4,9 +4,16 @@
  * Each handle keeps a read queue (accept, recv, recv_pool, recvfrom) and a write queue
  * (connect, send, sendv, sendto, shutdown). Only the head of a queue is ever tried, which is
  * what keeps a stream's sends in order and never interleaved, and its receives filled in
- * order. With edge-triggered notification a handle's READABLE/WRITABLE bit is cleared only
- * when the kernel says EAGAIN, so an operation submitted while the bit is set is tried at
- * once and one that finds nothing waits for the next edge: no wasted system call either way.
+ * order. With edge-triggered notification a handle's READABLE/WRITABLE bit is cleared when
+ * the kernel says EAGAIN, so an operation submitted while the bit is set is tried at once and
+ * one that finds nothing waits for the next edge: no wasted system call either way.
+ * A stream receive that fills less than its buffer also clears READABLE: a stream socket
+ * returns less than asked only when its queue is empty, and every segment that arrives
+ * afterwards raises a new edge (epoll's EPOLLET and kqueue's EV_CLEAR both fire per
+ * arrival). That saves the receive that would only say EAGAIN, one system call per message
+ * of a request/response protocol (nginx relies on the same). Not once the kernel has
+ * reported the peer's FIN or an error (IOQ__R_EOF): the data before it comes out short, and
+ * the end of stream behind it raises no further edge.
  */
 #include "readiness.h"
 #include "fault.h"
@@ -18,7 +25,15 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-enum { DONE, AGAIN, STOP };
+/* An attempt: DONE (completed, try the next op), AGAIN (nothing there: wait for an edge),
+ * STOP (the handle is gone), DRAINED (completed, and the socket is now empty). */
+enum { DONE, AGAIN, STOP, DRAINED };
+
+/* A short receive on h leaves its socket empty with a new edge to come (see the top). */
+static bool short_read_drains(const ioq__handle *h)
+{
+    return (h->kind == IOQ__K_TCP || h->kind == IOQ__K_LOCAL) && !(h->rstate & IOQ__R_EOF);
+}
 
 static void pop_complete(ioq_loop *loop, ioq__opq *q, ioq__op *op, int64_t res, uint64_t value,
                          uint16_t flags)
@@ -82,8 +97,11 @@ static int do_recv(ioq_loop *loop, ioq__handle *h, ioq__op *op)
         pop_complete(loop, &h->readq, op, ioq__os_errno_map(errno), 0, 0);
         return DONE;
     }
-    pop_complete(loop, &h->readq, op, n, 0, 0);
-    return DONE;
+    {
+        bool drained = n > 0 && (size_t)n < op->len && short_read_drains(h);
+        pop_complete(loop, &h->readq, op, n, 0, 0);
+        return drained ? DRAINED : DONE;
+    }
 }
 
 static int do_recvfrom(ioq_loop *loop, ioq__handle *h, ioq__op *op)
@@ -146,9 +164,12 @@ static int do_recv_pool(ioq_loop *loop, ioq__handle *h, ioq__op *op)
         pop_complete(loop, &h->readq, op, n < 0 ? ioq__os_errno_map(e) : 0, 0, 0);
         return DONE;
     }
-    pop_complete(loop, &h->readq, op, n, id,
-                 (uint16_t)(IOQ_CQE_BUFFER | (multi ? IOQ_CQE_MORE : 0)));
-    return DONE;
+    {
+        bool drained = (size_t)n < op->pool->size && short_read_drains(h);
+        pop_complete(loop, &h->readq, op, n, id,
+                     (uint16_t)(IOQ_CQE_BUFFER | (multi ? IOQ_CQE_MORE : 0)));
+        return drained ? DRAINED : DONE;
+    }
 }
 
 static void run_read(ioq_loop *loop, ioq__handle *h)
@@ -162,7 +183,7 @@ static void run_read(ioq_loop *loop, ioq__handle *h)
         case IOQ_OP_RECV_POOL: r = do_recv_pool(loop, h, op); break;
         default: r = do_recvfrom(loop, h, op); break;
         }
-        if (r == AGAIN) {
+        if (r == AGAIN || r == DRAINED) {
             h->rstate &= (uint16_t)~IOQ__R_READABLE;
             return;
         }
@@ -394,7 +415,7 @@ void ioq__rd_event(ioq_loop *loop, ioq__handle *h, unsigned bits)
         }
     }
     if (bits & IOQ__R_READABLE) {
-        h->rstate |= IOQ__R_READABLE;
+        h->rstate |= (uint16_t)(bits & (IOQ__R_READABLE | IOQ__R_EOF));
         if (h->readq.head)
             run_read(loop, h);
     }

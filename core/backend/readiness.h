@@ -11,7 +11,8 @@
 
 int ioq__rd_start(ioq_loop *loop, ioq__op *op);
 void ioq__rd_cancel(ioq_loop *loop, ioq__op *op);
-/* An edge on h: bits of IOQ__R_READABLE | IOQ__R_WRITABLE. */
+/* An edge on h: bits of IOQ__R_READABLE | IOQ__R_WRITABLE, plus IOQ__R_EOF when the kernel
+ * says the peer's end of stream (or an error) has arrived. */
 void ioq__rd_event(ioq_loop *loop, ioq__handle *h, unsigned bits);
 
 #endif /* IOQ_READINESS_H */
