@@ -15,6 +15,7 @@ static inline int ioq__to_sockaddr(const ioq_addr *a, struct sockaddr_storage *s
                                    socklen_t *len)
 {
     memset(ss, 0, sizeof *ss);
+    *len = 0;
     if (a->family == IOQ_AF_INET) {
         struct sockaddr_in *sin = (struct sockaddr_in *)ss;
         sin->sin_family = AF_INET;
