@@ -97,20 +97,24 @@ struct ioq__op {
             ioq_iov *iov;       /* sendv: private copy of the array (iov_small or heap) */
             uint32_t iovcnt;
             uint32_t iovpos;    /* first entry not yet fully sent */
-            ioq_iov iov_small[2];
-            ioq_addr addr;      /* connect / sendto destination, copied */
             ioq_addr *addr_out; /* recvfrom sender, resolve output array (caller memory) */
             char *path;         /* open / local connect / resolve host: private copy */
             char *path2;        /* resolve service */
             uint32_t mode;      /* open mode; resolve: max */
             ioq__pool *pool;    /* recv_pool */
-
-            /* thread-pool work and its result */
-            ioq__work_fn work;
-            ioq__mpsc_node node;
-            int64_t res;
-            uint64_t res_value;
-            int64_t res_fd;     /* open: the new descriptor */
+            union {
+                struct {        /* socket ops */
+                    ioq_iov iov_small[2];
+                    ioq_addr addr;  /* connect / sendto destination, copied */
+                };
+                struct {        /* thread-pool work (files, resolve) and its result */
+                    ioq__work_fn work;
+                    ioq__mpsc_node node;
+                    int64_t res;
+                    uint64_t res_value;
+                    int64_t res_fd; /* open: the new descriptor */
+                };
+            };
 
             void *be;           /* backend private, malloc'ed; freed with the op */
             uint64_t be_u64;
