@@ -5,15 +5,24 @@
 #   tests/bench/bench.sh [build-dir]          (default: build)
 #
 # Workloads: ping-pong; pump (bulk 64 KiB writes on one connection, Gbit/s); echo under
-# concurrency (100 and 1000 connections, 64 B and 1 KiB); Python echo servers (asyncio,
-# uvloop, ioq.aio; 10 connections, 1 KiB to 100 KiB); HTTP hello under wrk -c 100;
-# 1,000,000 timers fired and cancelled (time and peak RSS); cross-thread wake-ups (round
-# trips and a flood). Every program prints lines "<name> <metric> <value>". Within a
-# workload the variants run interleaved (A B C A B C ...) and the first round is a warm-up
-# that is thrown away, so that a slow phase of the machine hits every variant alike.
-# BENCH_ONLY="pump echo" runs only the named workloads (pingpong pump echo python http
-# timers xthread).
-# BENCH_QUICK=1: 3 repetitions of short runs (whole suite under 2 minutes), else 5.
+# concurrency (100 and 1000 connections, 64 B and 1 KiB: round trips/s and the 50th and
+# 99th percentile round-trip time); pound (connect, write 64 B, read the echo, close,
+# repeated by 100 concurrent clients: connections/s); UDP (ping-pong with one datagram in
+# flight: round trips/s and percentiles; pummel, one sender flooding the server: datagrams
+# the server received per second and the share of sent datagrams it lost); Python echo
+# servers (asyncio, uvloop, ioq.aio; 10 connections, 1 KiB to 100 KiB); HTTP hello under
+# wrk -c 100; 1,000,000 timers fired and cancelled (time and peak RSS); cross-thread
+# wake-ups (round trips and a flood). Every TCP and UDP server is loaded by the same
+# client, tests/bench/loadgen (plain epoll). Every program prints lines
+# "<name> <metric> <value>". Within a workload the variants run interleaved (A B C A B C
+# ...) and the first round is a warm-up that is thrown away, so that a slow phase of the
+# machine hits every variant alike.
+# Lua echo servers: luv against ioq's Lua binding. Finally the echo servers' system calls
+# per round trip (ping-pong and 100 connections) under strace, for ioq and libuv.
+# BENCH_ONLY="pump echo" runs only the named workloads (pingpong pump echo pound udp python
+# lua http timers xthread syscalls).
+# BENCH_QUICK=1: 3 repetitions of short runs and only two echo rows (whole suite under 2
+# minutes), else 5.
 # Prints a table of medians with the ratio ioq/peer per row, writes
 # <build-dir>/bench/results.json and, when gnuplot is installed, results.svg.
 set -euo pipefail
@@ -23,10 +32,12 @@ bin="$build/tests/bench"
 ex="$build/examples/c"
 if [ "${BENCH_QUICK:-0}" = 1 ]; then
   quick=1; reps=3; secs=0.5; hsecs=1; timers=200000; xt_rt=20000; xt_flood=200000
-  py_sizes="10240"; py_secs=0.3
+  py_sizes="10240"; py_secs=0.3; psecs=0.3; usecs=0.3
+  echo_rows="100:64 1000:1024"; lua_rows="100:64"; sc_secs=0.5
 else
   quick=0; reps=5; secs=2; hsecs=2; timers=1000000; xt_rt=100000; xt_flood=1000000
-  py_sizes="1024 10240 102400"; py_secs=1.5
+  py_sizes="1024 10240 102400"; py_secs=1.5; psecs=2; usecs=1
+  echo_rows="100:64 1000:64 100:1024 1000:1024"; lua_rows="10:1024 100:64"; sc_secs=2
 fi
 [ -x "$bin/pingpong_ioq" ] || { echo "bench.sh: $bin/pingpong_ioq not built" >&2; exit 1; }
 
@@ -88,12 +99,45 @@ run_echo() { # LABEL CONNS SIZE SERVER-COMMAND...
   local label=$1 conns=$2 size=$3; shift 3
   local port out rc=0
   start_server "$@" || return 1
-  out=$("$ex/echo_client" -c "$conns" -s "$size" -d "${run_secs:-$secs}" "127.0.0.1:$port" \
-        2>&1) || rc=$?
+  out=$("$bin/loadgen" echo -c "$conns" -s "$size" -d "${run_secs:-$secs}" \
+        "127.0.0.1:$port" 2>"$work/loadgen.err") || rc=$?
   stop_server
-  if [ "$rc" -ne 0 ]; then echo "$out" >&2; return 1; fi
-  echo "$label echo_c${conns}_${size}B_rt_per_s $(echo "$out" |
-      sed -n 's/.*round trips\/s: *\([0-9.]*\).*/\1/p' | head -n 1)"
+  if [ "$rc" -ne 0 ]; then cat "$work/loadgen.err" >&2; return 1; fi
+  # loadgen echo_rt_per_s X -> LABEL echo_c100_64B_rt_per_s X (and _p50_us, _p99_us)
+  echo "$out" | awk -v l="$label" -v m="echo_c${conns}_${size}B_" \
+    'NF == 3 { sub(/^echo_/, "", $2); print l, m $2, $3 }'
+}
+run_pound() { # LABEL SERVER-COMMAND...: 100 clients connect, write, read, close, again
+  local label=$1; shift
+  local port out rc=0
+  start_server "$@" || return 1
+  out=$("$bin/loadgen" pound -c 100 -s 64 -d "$psecs" "127.0.0.1:$port" \
+        2>"$work/loadgen.err") || rc=$?
+  stop_server
+  if [ "$rc" -ne 0 ]; then cat "$work/loadgen.err" >&2; return 1; fi
+  echo "$out" | awk -v l="$label" 'NF == 3 { print l, $2, $3 }'
+}
+run_udp() { # LABEL SERVER-COMMAND...: ping-pong, then pummel, against one server process
+  local label=$1; shift
+  local addr out rc=0
+  : > "$work/server.log" # emptied here, not by the background job: no stale port is read
+  "$@" 127.0.0.1:0 >>"$work/server.log" 2>&1 &
+  server_pid=$!
+  for _ in $(seq 200); do # the server prints its port once the socket is bound
+    addr=$(sed -n 's/.* listening on \([0-9.]*:[0-9]*\).*/\1/p' "$work/server.log")
+    [ -n "$addr" ] && break
+    kill -0 "$server_pid" 2>/dev/null || break
+    sleep 0.01
+  done
+  if [ -z "$addr" ]; then
+    stop_server; echo "bench.sh: server $* did not start" >&2; cat "$work/server.log" >&2
+    return 1
+  fi
+  out=$("$bin/loadgen" udp-pingpong -s 64 -d "$usecs" "$addr" 2>"$work/loadgen.err" &&
+        "$bin/loadgen" udp-pummel -s 64 -d "$usecs" "$addr" 2>>"$work/loadgen.err") || rc=$?
+  stop_server
+  if [ "$rc" -ne 0 ]; then cat "$work/loadgen.err" >&2; return 1; fi
+  echo "$out" | awk -v l="$label" 'NF == 3 { print l, $2, $3 }'
 }
 run_http() { # LABEL SERVER-COMMAND...: wrk, 100 connections, one thread (2-core machines)
   local label=$1; shift
@@ -149,9 +193,9 @@ if have pump_ioq; then
 fi
 
 # 2. echo under concurrency
-if [ -x "$ex/echo_client" ] && [ -x "$ex/echo_server" ]; then
-  for cs in "100 64" "1000 64" "100 1024" "1000 1024"; do
-    set -- $cs
+if have loadgen && [ -x "$ex/echo_server" ]; then
+  for cs in $echo_rows; do
+    set -- ${cs%%:*} ${cs#*:}
     vs=()
     for be in "${backends[@]}"; do
       vs+=("ioq-$be|run_echo ioq-$be $1 $2 env IOQ_BACKEND=$be $ex/echo_server")
@@ -161,8 +205,30 @@ if [ -x "$ex/echo_client" ] && [ -x "$ex/echo_server" ]; then
     have echo_event && vs+=("libevent|run_echo libevent $1 $2 $bin/echo_event")
     workload "echo-c$1-${2}B" "${vs[@]}"
   done
+
+  # 4. pound: a connection per message, against the same echo servers
+  vs=()
+  for be in "${backends[@]}"; do
+    vs+=("ioq-$be|run_pound ioq-$be env IOQ_BACKEND=$be $ex/echo_server")
+  done
+  have echo_uv && vs+=("libuv|run_pound libuv $bin/echo_uv")
+  have echo_ev && vs+=("libev|run_pound libev $bin/echo_ev")
+  have echo_event && vs+=("libevent|run_pound libevent $bin/echo_event")
+  workload pound "${vs[@]}"
 else
-  echo "bench.sh: examples/c echo_server/echo_client not built: echo left out" >&2
+  echo "bench.sh: tests/bench/loadgen or examples/c/echo_server not built: echo left out" >&2
+fi
+
+# 7. UDP ping-pong and pummel
+if have loadgen && have udp_ioq; then
+  vs=()
+  for be in "${backends[@]}"; do
+    vs+=("ioq-$be|run_udp ioq-$be env IOQ_BACKEND=$be $bin/udp_ioq")
+  done
+  for p in uv:libuv ev:libev event:libevent; do
+    have "udp_${p%%:*}" && vs+=("${p#*:}|run_udp ${p#*:} $bin/udp_${p%%:*}")
+  done
+  workload udp "${vs[@]}"
 fi
 
 # 9. Python echo servers, 10 connections (ioq.aio needs the ioq package: make test-python
@@ -171,7 +237,7 @@ py=${BENCH_PYTHON:-python3}
 [ -z "${BENCH_PYTHON:-}" ] && [ -x "$build/python-venv-test/bin/python" ] &&
   py="$build/python-venv-test/bin/python"
 here=$(cd "$(dirname "$0")" && pwd)
-if [ -x "$ex/echo_client" ] && command -v "$py" >/dev/null; then
+if have loadgen && command -v "$py" >/dev/null; then
   for size in $py_sizes; do
     vs=()
     if "$py" -c "import ioq.aio" 2>/dev/null; then
@@ -189,6 +255,26 @@ $here/echo_py.py ioq-aio")
     done
     workload "python-echo-c10-${size}B" "${vs[@]}"
   done
+fi
+
+# 9b. Lua echo servers: luv against the ioq Lua binding (its plain loop and its coroutines)
+if have loadgen && command -v lua5.4 >/dev/null &&
+   lua_env=$("$here/lua_env.sh" "$build" 2>"$work/lua_env.err"); then
+  eval "$lua_env"
+  for cs in $lua_rows; do
+    set -- ${cs%%:*} ${cs#*:}
+    vs=()
+    for be in "${backends[@]}"; do
+      vs+=("ioq-$be|run_echo ioq-$be $1 $2 env IOQ_BACKEND=$be lua5.4 $here/echo_lua.lua ioq")
+    done
+    vs+=("ioq-co|run_echo ioq-co $1 $2 lua5.4 $here/echo_lua.lua ioq-co")
+    lua5.4 -e 'require "luv"' 2>/dev/null &&
+      vs+=("luv|run_echo luv $1 $2 lua5.4 $here/echo_lua.lua luv")
+    workload "lua-echo-c$1-${2}B" "${vs[@]}"
+  done
+else
+  echo "bench.sh: lua5.4 or the ioq Lua module is not available: Lua echo left out" >&2
+  [ -s "$work/lua_env.err" ] && tail -n 3 "$work/lua_env.err" >&2
 fi
 
 # 8. HTTP hello under wrk
@@ -228,6 +314,23 @@ if have xthread_ioq; then
   workload xthread "${vs[@]}"
 fi
 
+# System calls per round trip of the echo servers (ping-pong: 1 connection; echo: 100),
+# counted under strace. The counts barely move between runs: one round, no warm-up.
+if { [ -z "${BENCH_ONLY:-}" ] || [[ " $BENCH_ONLY " == *" syscalls "* ]]; } &&
+   command -v strace >/dev/null; then
+  echo "== syscalls: server system calls per round trip under strace" >&2
+  sc_variants=()
+  for be in "${backends[@]}"; do sc_variants+=("ioq-$be"); done
+  have echo_uv && sc_variants+=(libuv)
+  if out=$(SYSCALLS_SECS=$sc_secs "$here/syscalls.sh" "$build" "${sc_variants[@]}" \
+           2>"$work/err"); then
+    echo "$out" | awk 'NF == 3 { print "syscalls", $2, $1, $3 }' >> "$work/results"
+    echo "$out" | sed 's/^/   /' >&2
+  else
+    echo "   syscalls.sh failed: $(tail -n 3 "$work/err")" >&2
+  fi
+fi
+
 mkdir -p "$build/bench"
 python3 - "$work/results" "$build/bench" "$quick" "$reps" "$secs" <<'PY'
 import json, statistics, sys, os
@@ -244,10 +347,11 @@ for line in open(path):
 
 def lower_better(metric):
     return ((metric.endswith("_s") and not metric.endswith("_per_s")) or "maxrss" in metric
-            or metric.endswith("wakeups"))
+            or metric.endswith("wakeups") or metric.endswith("_us") or "loss" in metric
+            or metric.startswith("syscalls"))
 
 refs = ["ioq-epoll", "ioq-io_uring"]
-PEERS = ("libuv", "libev", "libevent", "blocking", "raw-write", "asyncio-streams",
+PEERS = ("libuv", "libev", "libevent", "luv", "blocking", "raw-write", "asyncio-streams",
          "asyncio-protocol",
          "uvloop-streams", "uvloop-protocol")
 table = []
@@ -289,7 +393,7 @@ for key in order:
                 adv[peer] = 1 / r if lower_better(metric) else r
         plot.append(("%s %s" % (wl, metric.replace("_", "-")), adv))
 print("(epoll/x, uring/x: ioq median / this median; above 1 is better for ioq in *_per_s"
-      " rows, worse for time (_s), maxrss and wakeups rows)")
+      " rows, worse for time (_s), maxrss, wakeups, latency (_us) and loss rows)")
 json.dump(doc, open(os.path.join(out, "results.json"), "w"), indent=1)
 peers = [p for p in PEERS
          if any(p in adv for _, adv in plot)]
@@ -307,7 +411,8 @@ if command -v gnuplot >/dev/null && [ -s "$build/bench/plot.cols" ]; then
   gnuplot <<GP
 set terminal svg size 1200,700 dynamic
 set output "$build/bench/results.svg"
-set title "ioq (epoll) against each peer: >1 means ioq is better (throughput up, time/memory down)"
+set title "ioq (epoll) against each peer: >1 means ioq is better (throughput up; time,\
+ memory, latency, loss down)"
 set style data histograms
 set style histogram clustered gap 1
 set style fill solid 0.8 border -1
