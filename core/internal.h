@@ -28,7 +28,7 @@ typedef struct ioq__mpsc_node {
     uint32_t kind; /* IOQ__MPSC_* */
 } ioq__mpsc_node;
 
-enum { IOQ__MPSC_STUB, IOQ__MPSC_POST, IOQ__MPSC_OP };
+enum { IOQ__MPSC_STUB, IOQ__MPSC_POST, IOQ__MPSC_POST_POOLED, IOQ__MPSC_OP };
 
 typedef struct ioq__mpsc {
     _Atomic(ioq__mpsc_node *) head; /* producers swap themselves in here */
@@ -43,10 +43,33 @@ ioq__mpsc_node *ioq__mpsc_pop(ioq__mpsc *q);
 bool ioq__mpsc_empty(ioq__mpsc *q);
 
 typedef struct ioq__post {
-    ioq__mpsc_node node;
+    ioq__mpsc_node node; /* kind IOQ__MPSC_POST (malloc'ed) or IOQ__MPSC_POST_POOLED */
     uint64_t token;
     int64_t result;
 } ioq__post;
+
+/* Bounded multi-producer multi-consumer queue of indices (Vyukov): the free list of a loop's
+ * preallocated post records. Posting threads take, the loop thread gives back; no locks
+ * and, unlike a lock-free stack, no ABA: every cell carries a sequence number. */
+typedef struct ioq__idxq_cell {
+    _Atomic size_t seq;
+    uint32_t idx;
+} ioq__idxq_cell;
+
+typedef struct ioq__idxq {
+    ioq__idxq_cell *cells;
+    size_t mask;
+    _Atomic size_t take_pos;
+    size_t give_pos;
+} ioq__idxq;
+
+/* cap: a power of two. Starts empty. false: out of memory. */
+bool ioq__idxq_init(ioq__idxq *q, size_t cap);
+void ioq__idxq_fini(ioq__idxq *q);
+/* Any thread. false when empty. */
+bool ioq__idxq_take(ioq__idxq *q, uint32_t *idx);
+/* One thread only. false when the cell is still held by a taker between its two steps. */
+bool ioq__idxq_give(ioq__idxq *q, uint32_t idx);
 
 /* --- operations ------------------------------------------------------------------------ */
 
@@ -154,6 +177,7 @@ enum {
 #define IOQ__R_SHUT     0x10u /* the write side was shut down */
 #define IOQ__R_EOF      0x20u /* end of stream or an error is pending behind the data */
 
+#define IOQ__POST_POOL 1024 /* posts in flight before ioq_post falls back to malloc */
 #define IOQ__HANDLE_CHUNK 256
 #define IOQ__OP_CHUNK 256
 #define IOQ__INDEX_BITS 24
@@ -239,6 +263,11 @@ struct ioq_loop {
 
     /* cross-thread */
     ioq__mpsc mpsc;
+    ioq__post *posts;               /* IOQ__POST_POOL records that ioq_post uses first */
+    ioq__idxq post_free;            /* their free list */
+    uint32_t *post_ret;             /* indices waiting to go back to post_free */
+    uint32_t post_nret;
+    ioq__mpsc_node *mpsc_held;      /* a post that found no room in the ring: first next */
     _Atomic int blocked;            /* loop thread is not looking at the queue */
     _Atomic int wake_sent;          /* a backend wake is in flight: coalesce */
     _Atomic int wake_requested;     /* ioq_wake(): the next poll returns */

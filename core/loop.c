@@ -509,15 +509,22 @@ int ioq_wake(ioq_loop *loop)
     return 0;
 }
 
+/* Posts use the loop's preallocated records while any is free (malloc and a cross-thread
+ * free were 40% of a post flood) and fall back to malloc beyond IOQ__POST_POOL in flight. */
 int ioq_post(ioq_loop *loop, uint64_t token, int64_t result)
 {
     ioq__post *p;
+    uint32_t idx;
     if (!loop)
         return IOQ_EINVAL;
-    p = malloc(sizeof *p);
-    if (!p)
+    if (ioq__idxq_take(&loop->post_free, &idx)) {
+        p = &loop->posts[idx];
+        p->node.kind = IOQ__MPSC_POST_POOLED;
+    } else if ((p = malloc(sizeof *p)) != NULL) {
+        p->node.kind = IOQ__MPSC_POST;
+    } else {
         return IOQ_ENOMEM;
-    p->node.kind = IOQ__MPSC_POST;
+    }
     p->token = token;
     p->result = result;
     ioq__mpsc_push(&loop->mpsc, &p->node);
@@ -525,19 +532,44 @@ int ioq_post(ioq_loop *loop, uint64_t token, int64_t result)
     return 0;
 }
 
+static void post_release(ioq_loop *loop, ioq__post *p)
+{
+    if (p->node.kind == IOQ__MPSC_POST) {
+        free(p);
+        return;
+    }
+    /* Give back the indices that could not go before, then this one; a cell a taker has
+     * claimed but not yet released waits for the next time. */
+    while (loop->post_nret > 0 &&
+           ioq__idxq_give(&loop->post_free, loop->post_ret[loop->post_nret - 1]))
+        loop->post_nret--;
+    if (loop->post_nret > 0 || !ioq__idxq_give(&loop->post_free, (uint32_t)(p - loop->posts)))
+        loop->post_ret[loop->post_nret++] = (uint32_t)(p - loop->posts);
+}
+
+static bool posts_pending(ioq_loop *loop)
+{
+    return loop->mpsc_held || !ioq__mpsc_empty(&loop->mpsc);
+}
+
 static void drain_mpsc(ioq_loop *loop)
 {
     ioq__mpsc_node *n;
-    while ((n = ioq__mpsc_pop(&loop->mpsc)) != NULL) {
-        if (n->kind == IOQ__MPSC_POST) {
+    for (;;) {
+        if ((n = loop->mpsc_held) != NULL)
+            loop->mpsc_held = NULL;
+        else if ((n = ioq__mpsc_pop(&loop->mpsc)) == NULL)
+            break;
+        if (n->kind != IOQ__MPSC_OP) {
             ioq__post *p = (ioq__post *)n;
             if (!cq_reserve(loop, loop->nops_live + 1)) {
-                /* Out of memory for the record: keep the post for the next poll. */
-                ioq__mpsc_push(&loop->mpsc, n);
+                /* Out of memory for the record: this post goes first next time (a posting
+                 * thread's order is kept). */
+                loop->mpsc_held = n;
                 return;
             }
             cq_push(loop, p->token, p->result, 0, IOQ_OP_POST, 0);
-            free(p);
+            post_release(loop, p);
         } else {
             ioq__tp_finish(loop, (ioq__op *)((char *)n - offsetof(ioq__op, node)));
         }
@@ -582,7 +614,7 @@ static void leave_poll(ioq_loop *loop)
         return;
     arm_embedded_timer(loop);
     atomic_store(&loop->blocked, 1);
-    if ((cq_count(loop) > 0 || !ioq__mpsc_empty(&loop->mpsc)) &&
+    if ((cq_count(loop) > 0 || posts_pending(loop)) &&
         !atomic_exchange(&loop->wake_sent, 1))
         loop->backend->wake(loop);
 }
@@ -668,7 +700,7 @@ int ioq_poll(ioq_loop *loop, ioq_cqe *cqes, uint32_t max, int64_t timeout_ns)
             /* Publish that we may sleep, then look once more: a producer either sees the
              * flag (and wakes us) or we see its item. */
             atomic_store(&loop->blocked, 1);
-            if (!ioq__mpsc_empty(&loop->mpsc) || atomic_load(&loop->wake_requested))
+            if (posts_pending(loop) || atomic_load(&loop->wake_requested))
                 wait_ns = 0;
         }
         loop->backend->wait(loop, wait_ns);
@@ -711,6 +743,18 @@ static int backend_from_env(uint32_t *id)
     return IOQ_EINVAL;
 }
 
+/* The allocations ioq_loop_new makes before the backend: its failure paths and
+ * ioq_loop_free end with this. */
+static void free_loop_memory(ioq_loop *loop)
+{
+    ioq__idxq_fini(&loop->post_free);
+    free(loop->posts);
+    free(loop->post_ret);
+    free(loop->cq);
+    free(loop->tbuckets);
+    free(loop);
+}
+
 int ioq_loop_new(const ioq_loop_options *opts, ioq_loop **out)
 {
     ioq_loop_options o;
@@ -751,12 +795,15 @@ int ioq_loop_new(const ioq_loop_options *opts, ioq_loop **out)
     loop->threadpool_size = o.threadpool_size ? o.threadpool_size : 4;
     loop->armed_deadline = UINT64_MAX;
     ioq__mpsc_init(&loop->mpsc);
-    if (!loop->cq || !loop->tbuckets || ioq__tp_init(loop) != 0) {
-        free(loop->cq);
-        free(loop->tbuckets);
-        free(loop);
+    loop->posts = malloc(IOQ__POST_POOL * sizeof *loop->posts);
+    loop->post_ret = malloc(IOQ__POST_POOL * sizeof *loop->post_ret);
+    if (!loop->cq || !loop->tbuckets || !loop->posts || !loop->post_ret ||
+        !ioq__idxq_init(&loop->post_free, IOQ__POST_POOL) || ioq__tp_init(loop) != 0) {
+        free_loop_memory(loop);
         return IOQ_ENOMEM;
     }
+    for (uint32_t i = 0; i < IOQ__POST_POOL; i++)
+        ioq__idxq_give(&loop->post_free, i);
     for (size_t i = 0; ioq__os_backends[i]; i++) {
         const ioq__backend *b = ioq__os_backends[i];
         if (o.backend != IOQ_BACKEND_AUTO && b->id != o.backend)
@@ -771,9 +818,7 @@ int ioq_loop_new(const ioq_loop_options *opts, ioq_loop **out)
     }
     if (!loop->backend) {
         ioq__tp_stop(loop);
-        free(loop->cq);
-        free(loop->tbuckets);
-        free(loop);
+        free_loop_memory(loop);
         return rc;
     }
     *out = loop;
@@ -798,6 +843,8 @@ void ioq_loop_free(ioq_loop *loop)
         else if (h->kind != IOQ__K_FREE && h->fd >= 0)
             ioq__os_close(h->fd);
     }
+    if (loop->mpsc_held && loop->mpsc_held->kind == IOQ__MPSC_POST)
+        free(loop->mpsc_held);
     while ((n = ioq__mpsc_pop(&loop->mpsc)) != NULL) {
         if (n->kind == IOQ__MPSC_POST)
             free(n);
@@ -823,12 +870,10 @@ void ioq_loop_free(ioq_loop *loop)
         free(loop->hchunks[c]);
     free(loop->hchunks);
     free(loop->ochunks);
-    free(loop->tbuckets);
     free(loop->heap);
-    free(loop->cq);
     ioq__mutex_destroy(&loop->tp.lock);
     ioq__cond_destroy(&loop->tp.cond);
-    free(loop);
+    free_loop_memory(loop);
 }
 
 const char *ioq_loop_backend(const ioq_loop *loop) { return loop ? loop->backend->name : ""; }

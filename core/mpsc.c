@@ -3,8 +3,11 @@
  * never a lock; the single consumer (the loop thread) walks from the tail. A producer that
  * has swapped the head but not yet linked its node makes the queue look briefly shorter;
  * ioq__mpsc_empty() still reports it, so the loop does not go to sleep on it.
+ * Below it, a bounded index queue that recycles the loop's post records.
  */
 #include "internal.h"
+
+#include <stdlib.h>
 
 void ioq__mpsc_init(ioq__mpsc *q)
 {
@@ -54,4 +57,57 @@ ioq__mpsc_node *ioq__mpsc_pop(ioq__mpsc *q)
         return tail;
     }
     return NULL;
+}
+
+/* --- bounded index queue (the post records' free list) ------------------------------------- */
+
+bool ioq__idxq_init(ioq__idxq *q, size_t cap)
+{
+    q->cells = malloc(cap * sizeof *q->cells);
+    if (!q->cells)
+        return false;
+    for (size_t i = 0; i < cap; i++)
+        atomic_store_explicit(&q->cells[i].seq, i, memory_order_relaxed);
+    q->mask = cap - 1;
+    atomic_store_explicit(&q->take_pos, 0, memory_order_relaxed);
+    q->give_pos = 0;
+    return true;
+}
+
+void ioq__idxq_fini(ioq__idxq *q) { free(q->cells); }
+
+bool ioq__idxq_take(ioq__idxq *q, uint32_t *idx)
+{
+    size_t pos = atomic_load_explicit(&q->take_pos, memory_order_relaxed);
+    for (;;) {
+        ioq__idxq_cell *c = &q->cells[pos & q->mask];
+        size_t seq = atomic_load_explicit(&c->seq, memory_order_acquire);
+        intptr_t dif = (intptr_t)seq - (intptr_t)(pos + 1);
+        if (dif == 0) {
+            if (atomic_compare_exchange_weak_explicit(&q->take_pos, &pos, pos + 1,
+                                                      memory_order_relaxed,
+                                                      memory_order_relaxed)) {
+                *idx = c->idx;
+                /* The cell is free for the giver's next lap. */
+                atomic_store_explicit(&c->seq, pos + q->mask + 1, memory_order_release);
+                return true;
+            }
+        } else if (dif < 0) {
+            return false; /* empty */
+        } else {
+            pos = atomic_load_explicit(&q->take_pos, memory_order_relaxed);
+        }
+    }
+}
+
+bool ioq__idxq_give(ioq__idxq *q, uint32_t idx)
+{
+    ioq__idxq_cell *c = &q->cells[q->give_pos & q->mask];
+    size_t seq = atomic_load_explicit(&c->seq, memory_order_acquire);
+    if (seq != q->give_pos)
+        return false; /* a taker has claimed this cell and not yet released it */
+    c->idx = idx;
+    atomic_store_explicit(&c->seq, q->give_pos + 1, memory_order_release);
+    q->give_pos++;
+    return true;
 }
