@@ -160,6 +160,26 @@ ssize_t ioq__fault_recv(ioq_loop *loop, ioq__handle *h, int fd, void *buf, size_
     return recv(fd, buf, len, flags);
 }
 
+int ioq__fault_recv_batch(ioq_loop *loop, ioq__handle *h, int fd, struct msghdr *msg,
+                          size_t *got, unsigned n)
+{
+    unsigned allow = BIT(IOQ__F_EINTR) | replay_ok() | BIT(IOQ__F_NOMEM);
+    if (n > 1 && replay_ok())
+        allow |= BIT(IOQ__F_SHORT);
+    switch (roll(allow)) {
+    case IOQ__F_EINTR: return (int)fail(EINTR);
+    case IOQ__F_EAGAIN: owe_edge(loop, h, IOQ__R_READABLE); return (int)fail(EAGAIN);
+    case IOQ__F_NOMEM: return (int)fail(ENOMEM);
+    case IOQ__F_SHORT:
+        /* Fewer than asked reads as "the socket is empty": owe the edge its data needs. */
+        owe_edge(loop, h, IOQ__R_READABLE);
+        n = (unsigned)shorter(n);
+        break;
+    default: break;
+    }
+    return ioq__px_recv_batch(fd, msg, got, n);
+}
+
 ssize_t ioq__fault_recvfrom(ioq_loop *loop, ioq__handle *h, int fd, void *buf, size_t len,
                             int flags, struct sockaddr *sa, socklen_t *slen)
 {

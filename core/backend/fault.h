@@ -42,6 +42,8 @@ ssize_t ioq__fault_recv(ioq_loop *loop, ioq__handle *h, int fd, void *buf, size_
                         int flags);
 ssize_t ioq__fault_recvfrom(ioq_loop *loop, ioq__handle *h, int fd, void *buf, size_t len,
                             int flags, struct sockaddr *sa, socklen_t *slen);
+int ioq__fault_recv_batch(ioq_loop *loop, ioq__handle *h, int fd, struct msghdr *msg,
+                          size_t *got, unsigned n);
 ssize_t ioq__fault_send(ioq_loop *loop, ioq__handle *h, int fd, const void *buf, size_t len,
                         int flags);
 ssize_t ioq__fault_sendmsg(ioq_loop *loop, ioq__handle *h, int fd, const struct msghdr *msg,
@@ -71,6 +73,7 @@ void ioq__fault_stats(uint64_t out[IOQ__F_KINDS]);
 #  define ioq__f_recv(l, h, fd, b, n, fl) ioq__fault_recv(l, h, fd, b, n, fl)
 #  define ioq__f_recvfrom(l, h, fd, b, n, fl, sa, sl) \
       ioq__fault_recvfrom(l, h, fd, b, n, fl, sa, sl)
+#  define ioq__f_recv_batch(l, h, fd, m, g, n) ioq__fault_recv_batch(l, h, fd, m, g, n)
 #  define ioq__f_send(l, h, fd, b, n, fl) ioq__fault_send(l, h, fd, b, n, fl)
 #  define ioq__f_sendmsg(l, h, fd, m, fl) ioq__fault_sendmsg(l, h, fd, m, fl)
 #  define ioq__f_sendto(l, h, fd, b, n, fl, sa, sl) ioq__fault_sendto(l, h, fd, b, n, fl, sa, sl)
@@ -90,6 +93,7 @@ void ioq__fault_stats(uint64_t out[IOQ__F_KINDS]);
 
 #  define ioq__f_recv(l, h, fd, b, n, fl) recv(fd, b, n, fl)
 #  define ioq__f_recvfrom(l, h, fd, b, n, fl, sa, sl) recvfrom(fd, b, n, fl, sa, sl)
+#  define ioq__f_recv_batch(l, h, fd, m, g, n) ioq__px_recv_batch(fd, m, g, n)
 #  define ioq__f_send(l, h, fd, b, n, fl) send(fd, b, n, fl)
 #  define ioq__f_sendmsg(l, h, fd, m, fl) sendmsg(fd, m, fl)
 #  define ioq__f_sendto(l, h, fd, b, n, fl, sa, sl) sendto(fd, b, n, fl, sa, sl)

@@ -146,6 +146,36 @@ int ioq__px_socket(int domain, int type)
     return fd;
 }
 
+int ioq__px_recv_batch(int fd, struct msghdr *msg, size_t *got, unsigned n)
+{
+#if defined(__linux__) || defined(__FreeBSD__) || defined(__NetBSD__)
+    struct mmsghdr mm[IOQ__PX_BATCH];
+    int r;
+    for (unsigned i = 0; i < n; i++)
+        mm[i].msg_hdr = msg[i];
+    do
+        r = recvmmsg(fd, mm, n, 0, NULL);
+    while (r < 0 && errno == EINTR);
+    for (int i = 0; i < r; i++) {
+        msg[i].msg_namelen = mm[i].msg_hdr.msg_namelen;
+        msg[i].msg_flags = mm[i].msg_hdr.msg_flags;
+        got[i] = mm[i].msg_len;
+    }
+    return r;
+#else
+    unsigned k = 0;
+    while (k < n) {
+        ssize_t r = recvmsg(fd, &msg[k], 0);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            return k > 0 ? (int)k : -1;
+        got[k++] = (size_t)r;
+    }
+    return (int)k;
+#endif
+}
+
 int ioq__px_accept(int fd)
 {
     int c;

@@ -30,6 +30,14 @@ int ioq__px_unix_addr(const char *path, struct sockaddr_storage *ss, socklen_t *
 int ioq__px_set_nonblock(int fd);
 /* IOQ_OPEN_* flags as open(2) flags (with O_CLOEXEC). */
 int ioq__px_open_flags(uint32_t flags);
+
+/* The most datagrams one ioq__px_recv_batch call takes. */
+#define IOQ__PX_BATCH 32
+/* Receive up to n (<= IOQ__PX_BATCH) datagrams from a non-blocking socket into msg[0..n),
+ * their lengths into got[]: recvmmsg() where the OS has it, else recvmsg() until EAGAIN.
+ * Returns the count received (>= 1; fewer than n means the socket was found empty), or -1
+ * with errno when none was. */
+int ioq__px_recv_batch(int fd, struct msghdr *msg, size_t *got, unsigned n);
 #if defined(__linux__)
 /* Arm a timerfd at an absolute CLOCK_MONOTONIC deadline (UINT64_MAX disarms). */
 void ioq__px_timerfd_arm(int tfd, uint64_t deadline);

@@ -125,6 +125,51 @@ static int do_recvfrom(ioq_loop *loop, ioq__handle *h, ioq__op *op)
     return DONE;
 }
 
+/* Several receives waiting on a datagram socket: fill them with one system call
+ * (recvmmsg). Taking fewer datagrams than there were receives means the socket is empty, and
+ * each datagram that arrives later raises a new edge: as for a short stream read, no
+ * receive is spent on EAGAIN (unless an error was reported, which comes after the data). */
+static int do_recvfrom_batch(ioq_loop *loop, ioq__handle *h)
+{
+    struct sockaddr_storage ss[IOQ__PX_BATCH];
+    struct iovec iov[IOQ__PX_BATCH];
+    struct msghdr msg[IOQ__PX_BATCH];
+    size_t got[IOQ__PX_BATCH];
+    ioq__op *op = h->readq.head;
+    unsigned n = 0;
+    int k;
+    bool drained;
+
+    for (ioq__op *o = op; o && o->code == IOQ_OP_RECVFROM && n < IOQ__PX_BATCH; o = o->qnext) {
+        iov[n].iov_base = o->buf;
+        iov[n].iov_len = o->len;
+        memset(&msg[n], 0, sizeof msg[n]);
+        msg[n].msg_name = &ss[n];
+        msg[n].msg_namelen = sizeof ss[n];
+        msg[n].msg_iov = &iov[n];
+        msg[n].msg_iovlen = 1;
+        n++;
+    }
+    k = ioq__f_recv_batch(loop, h, (int)h->fd, msg, got, n);
+    if (k < 0) {
+        int e = errno;
+        if (e == EAGAIN || e == EWOULDBLOCK)
+            return AGAIN;
+        if (e == EINTR)
+            return DONE; /* try again */
+        pop_complete(loop, &h->readq, op, ioq__os_errno_map(e), 0, 0);
+        return DONE;
+    }
+    drained = (unsigned)k < n && !(h->rstate & IOQ__R_EOF);
+    for (int i = 0; i < k; i++) {
+        op = h->readq.head;
+        if (op->addr_out)
+            ioq__from_sockaddr((struct sockaddr *)&ss[i], op->addr_out);
+        pop_complete(loop, &h->readq, op, (int64_t)got[i], 0, 0);
+    }
+    return drained ? DRAINED : DONE;
+}
+
 static int do_recv_pool(ioq_loop *loop, ioq__handle *h, ioq__op *op)
 {
     bool multi = op->flags & IOQ_MULTISHOT;
@@ -181,7 +226,10 @@ static void run_read(ioq_loop *loop, ioq__handle *h)
         case IOQ_OP_ACCEPT: r = do_accept(loop, h, op); break;
         case IOQ_OP_RECV: r = do_recv(loop, h, op); break;
         case IOQ_OP_RECV_POOL: r = do_recv_pool(loop, h, op); break;
-        default: r = do_recvfrom(loop, h, op); break;
+        default:
+            r = op->qnext && op->qnext->code == IOQ_OP_RECVFROM ? do_recvfrom_batch(loop, h)
+                                                                 : do_recvfrom(loop, h, op);
+            break;
         }
         if (r == AGAIN || r == DRAINED) {
             h->rstate &= (uint16_t)~IOQ__R_READABLE;
