@@ -85,6 +85,10 @@ static PyObject *ioq_py_pin_new(uint16_t op, int nviews)
 
 static ioq_py_pin *ioq_py_pin_of(PyObject *capsule)
 {
+    /* A bare bytes object pins the buffer of a send (ioq_py_send_bytes): immutable, it needs
+     * no Py_buffer, only a reference. */
+    if (!PyCapsule_CheckExact(capsule))
+        return NULL;
     return (ioq_py_pin *)PyCapsule_GetPointer(capsule, IOQ_PY_PIN_CAPSULE);
 }
 
@@ -118,9 +122,27 @@ static int ioq_py_pin_view(PyObject *capsule, PyObject *obj, int writable)
     return 0;
 }
 
+/* The table of the loop used last: a send or a completion should not pay for a dict lookup
+ * keyed by a new int just to find it. Borrowed from ioq_py_tables; forgotten at loop free. */
+static ioq_loop *ioq_py_last_loop = NULL;
+static PyObject *ioq_py_last_table = NULL;
+
+/* The loops whose completions ioq_py_dispatch is handing out on this thread (callbacks may
+ * nest dispatches of other loops), each with whether a callback freed it: the records still
+ * in hand must then be dropped without touching the loop. A loop belongs to one thread, so
+ * it can only be freed on the thread that dispatches it. */
+typedef struct ioq_py_dframe {
+    ioq_loop *loop;
+    int freed;
+    struct ioq_py_dframe *up;
+} ioq_py_dframe;
+static _Thread_local ioq_py_dframe *ioq_py_dtop = NULL;
+
 static PyObject *ioq_py_table(ioq_loop *loop, int create)
 {
     PyObject *key, *table;
+    if (loop == ioq_py_last_loop && ioq_py_last_table != NULL)
+        return ioq_py_last_table;
     if (ioq_py_tables == NULL) {
         if (!create)
             return NULL;
@@ -144,6 +166,10 @@ static PyObject *ioq_py_table(ioq_loop *loop, int create)
         }
     }
     Py_DECREF(key);
+    if (table != NULL) {
+        ioq_py_last_loop = loop;
+        ioq_py_last_table = table;
+    }
     return table;
 }
 
@@ -188,7 +214,8 @@ static PyObject *ioq_py_pin_take(ioq_loop *loop, uint64_t token, uint16_t op)
     if (capsule != NULL) {
         pin = ioq_py_pin_of(capsule);
         /* A completion of another, non-pinning op with the same token is not ours. */
-        if (pin != NULL && pin->op == op) {
+        if ((pin != NULL && pin->op == op) ||
+            (pin == NULL && PyBytes_CheckExact(capsule) && op == IOQ_OP_SEND)) {
             Py_INCREF(capsule);
             if (PyDict_DelItem(table, key) < 0) {
                 Py_DECREF(capsule);
@@ -562,6 +589,16 @@ static void ioq_py_loop_free(ioq_loop *loop)
     Py_BEGIN_ALLOW_THREADS
     ioq_loop_free(loop);
     Py_END_ALLOW_THREADS
+    if (loop == ioq_py_last_loop) {
+        ioq_py_last_loop = NULL;
+        ioq_py_last_table = NULL;
+    }
+    {
+        ioq_py_dframe *f;
+        for (f = ioq_py_dtop; f != NULL; f = f->up)
+            if (f->loop == loop)
+                f->freed = 1;
+    }
     if (ioq_py_tables == NULL)
         return;
     key = PyLong_FromVoidPtr(loop);
@@ -668,6 +705,292 @@ out:
     if (cqes != stack)
         PyMem_Free(cqes);
     return list;
+}
+
+/* Send accounting of ioq_py_dispatch on acct = [inflight, pending, notify, on_done]: returns
+ * a new reference to on_done when it must be called, None (new reference) when not, NULL
+ * with an exception set. */
+static PyObject *ioq_py_account(PyObject *acct, const ioq_cqe *c)
+{
+    PyObject *v;
+    long long inflight = PyLong_AsLongLong(PyList_GET_ITEM(acct, 0));
+    long long pending = PyLong_AsLongLong(PyList_GET_ITEM(acct, 1));
+    int notify;
+    if ((inflight == -1 || pending == -1) && PyErr_Occurred())
+        return NULL;
+    if ((v = PyLong_FromLongLong(inflight - 1)) == NULL)
+        return NULL;
+    PyList_SetItem(acct, 0, v);
+    if (c->result > 0) {
+        if ((v = PyLong_FromLongLong(pending - c->result)) == NULL)
+            return NULL;
+        PyList_SetItem(acct, 1, v);
+    }
+    notify = PyObject_IsTrue(PyList_GET_ITEM(acct, 2));
+    if (notify < 0)
+        return NULL;
+    v = (c->result < 0 || notify) ? PyList_GET_ITEM(acct, 3) : Py_None;
+    Py_INCREF(v);
+    return v;
+}
+
+/* ioq_py_dispatch - the asyncio hot path: poll up to max completions without waiting and
+ * hand each final completion whose token is a key of cbs to cbs.pop(token)(result, value,
+ * flags); a multishot completion (IOQ_CQE_MORE) calls the callback and keeps it. A
+ * completion that carries a buffer of pool (IOQ_CQE_BUFFER) reaches its callback as a bytes
+ * copy of the received data in place of the buffer id, and the buffer goes back to the pool
+ * at once, so receiving costs no call from Python at all. Completions without a callback
+ * come back as the tuples of ioq_py_poll. Returns (number polled, list of the others or
+ * None), or an int IOQ_E* code when ioq_poll fails.
+ *
+ * Two shapes of cbs values save a Python call per message on a stream:
+ *  - (on_data, on_other): a buffer completion with data and IOQ_CQE_MORE goes straight to
+ *    on_data(bytes) (a protocol's data_received); every other one to on_other as above. If
+ *    on_data raises an Exception, on_other(result, exception, -1) gets it.
+ *  - [inflight, pending, notify, on_done]: send accounting. A completion takes 1 from
+ *    inflight and its byte count from pending; on_done(result, value, flags) is called only
+ *    for an error or while notify is true.
+ * An Exception raised by a callback is reported as unraisable (the records after it were
+ * already taken from ioq and must still reach their owners); any other BaseException
+ * (KeyboardInterrupt) is raised once the whole batch has been handed out. */
+static PyObject *ioq_py_dispatch(ioq_loop *loop, PyObject *cbs, uint32_t max, ioq_handle pool)
+{
+    ioq_cqe cqes[256];
+    PyObject *rest = NULL, *item, *extra, *capsule, *key, *cb, *arg, *res, *out;
+    PyObject *args[3];
+    PyObject *fatal_type = NULL, *fatal_value = NULL, *fatal_tb = NULL;
+    ioq_py_dframe frame;
+    ioq_py_pin *pin;
+    int n, i;
+    uint32_t k;
+    if (!PyDict_Check(cbs)) {
+        PyErr_SetString(PyExc_TypeError, "cbs must be a dict");
+        return NULL;
+    }
+    if (loop == NULL)
+        return PyLong_FromLong(IOQ_EINVAL);
+    if (max == 0 || max > 256)
+        max = 256;
+    n = ioq_poll(loop, cqes, max, 0);
+    if (n < 0)
+        return PyLong_FromLong(n);
+    frame.loop = loop;
+    frame.freed = 0;
+    frame.up = ioq_py_dtop;
+    ioq_py_dtop = &frame;
+    for (i = 0; i < n && !frame.freed; i++) {
+        const ioq_cqe *c = &cqes[i];
+        int final = !(c->flags & IOQ_CQE_MORE);
+        capsule = NULL;
+        extra = NULL;
+        if (final) {
+            capsule = ioq_py_pin_take(loop, c->token, c->op);
+            if (capsule == NULL && PyErr_Occurred())
+                PyErr_Clear();
+        }
+        key = PyLong_FromUnsignedLongLong(c->token);
+        cb = key == NULL ? NULL : PyDict_GetItemWithError(cbs, key);
+        if (cb != NULL) {
+            Py_INCREF(cb);
+            if (final && PyDict_DelItem(cbs, key) < 0)
+                PyErr_Clear();
+            Py_XDECREF(capsule); /* callbacks are for ops whose results need no pin */
+            if (PyList_CheckExact(cb) && PyList_GET_SIZE(cb) == 4) {
+                res = ioq_py_account(cb, c);
+                if (res == Py_None) {
+                    Py_DECREF(res);
+                    Py_DECREF(cb);
+                    Py_DECREF(key);
+                    continue;
+                }
+                if (res != NULL) {
+                    Py_DECREF(cb);
+                    cb = res; /* on_done */
+                } else {
+                    PyErr_WriteUnraisable(cb);
+                    Py_DECREF(cb);
+                    Py_DECREF(key);
+                    continue;
+                }
+            }
+            if ((c->flags & IOQ_CQE_BUFFER) && pool != 0) {
+                void *p = ioq_buf(loop, pool, (uint32_t)c->value);
+                if (p == NULL) {
+                    arg = NULL;
+                    PyErr_SetString(PyExc_RuntimeError, "completion for a buffer of another pool");
+                } else {
+                    arg = PyBytes_FromStringAndSize((const char *)p, (Py_ssize_t)c->result);
+                }
+                ioq_buf_release(loop, pool, (uint32_t)c->value);
+            } else {
+                arg = PyLong_FromUnsignedLongLong(c->value);
+            }
+            if (PyTuple_CheckExact(cb) && PyTuple_GET_SIZE(cb) == 2) {
+                PyObject *pair = cb;
+                res = NULL;
+                if (arg != NULL && (c->flags & IOQ_CQE_MORE) && c->result > 0 &&
+                    (c->flags & IOQ_CQE_BUFFER)) {
+                    res = PyObject_Vectorcall(PyTuple_GET_ITEM(pair, 0), &arg, 1, NULL);
+                    if (res != NULL || !PyErr_ExceptionMatches(PyExc_Exception)) {
+                        Py_XDECREF(arg);
+                        goto called;
+                    }
+                    /* on_data raised: on_other gets the exception */
+                    {
+                        PyObject *t, *v, *tb;
+                        PyErr_Fetch(&t, &v, &tb);
+                        PyErr_NormalizeException(&t, &v, &tb);
+                        if (tb != NULL && v != NULL)
+                            PyException_SetTraceback(v, tb);
+                        Py_XDECREF(t);
+                        Py_XDECREF(tb);
+                        Py_XDECREF(arg);
+                        arg = v;
+                    }
+                    cb = PyTuple_GET_ITEM(pair, 1);
+                    Py_INCREF(cb);
+                    Py_DECREF(pair);
+                    args[0] = PyLong_FromLongLong((long long)c->result);
+                    args[1] = arg;
+                    args[2] = PyLong_FromLong(-1L);
+                    goto call3;
+                }
+                cb = PyTuple_GET_ITEM(pair, 1);
+                Py_INCREF(cb);
+                Py_DECREF(pair);
+            }
+            args[0] = PyLong_FromLongLong((long long)c->result);
+            args[1] = arg;
+            args[2] = PyLong_FromLong((long)c->flags);
+        call3:
+            if (args[0] != NULL && args[1] != NULL && args[2] != NULL)
+                res = PyObject_Vectorcall(cb, args, 3, NULL);
+            else
+                res = NULL;
+            Py_XDECREF(args[0]);
+            Py_XDECREF(args[1]);
+            Py_XDECREF(args[2]);
+        called:
+            if (res == NULL) {
+                if (!PyErr_ExceptionMatches(PyExc_Exception) && fatal_type == NULL)
+                    PyErr_Fetch(&fatal_type, &fatal_value, &fatal_tb);
+                else
+                    PyErr_WriteUnraisable(cb);
+            }
+            Py_XDECREF(res);
+            Py_DECREF(cb);
+            Py_DECREF(key);
+            continue;
+        }
+        if (PyErr_Occurred())
+            PyErr_Clear();
+        Py_XDECREF(key);
+        if (capsule != NULL && (pin = ioq_py_pin_of(capsule)) != NULL && c->result >= 0) {
+            if (pin->out_kind == IOQ_PY_OUT_ADDR) {
+                extra = ioq_py_addr_to_obj(pin->out);
+            } else if (pin->out_kind == IOQ_PY_OUT_ADDRS) {
+                uint32_t cnt = c->result < (int64_t)pin->nout ? (uint32_t)c->result : pin->nout;
+                extra = PyList_New(0);
+                for (k = 0; extra != NULL && k < cnt; k++) {
+                    PyObject *a = ioq_py_addr_to_obj(&pin->out[k]);
+                    if (a == NULL || PyList_Append(extra, a) < 0) {
+                        Py_XDECREF(a);
+                        Py_CLEAR(extra);
+                        break;
+                    }
+                    Py_DECREF(a);
+                }
+            }
+            if (extra == NULL && PyErr_Occurred())
+                PyErr_Clear();
+        }
+        Py_XDECREF(capsule);
+        if (extra == NULL) {
+            extra = Py_None;
+            Py_INCREF(extra);
+        }
+        item = Py_BuildValue("(KLKiiN)", (unsigned long long)c->token, (long long)c->result,
+                             (unsigned long long)c->value, (int)c->op, (int)c->flags, extra);
+        if (rest == NULL)
+            rest = PyList_New(0);
+        if (item == NULL || rest == NULL || PyList_Append(rest, item) < 0)
+            PyErr_WriteUnraisable(Py_None); /* out of memory: this record is lost */
+        Py_XDECREF(item);
+    }
+    ioq_py_dtop = frame.up;
+    if (fatal_type != NULL) {
+        Py_XDECREF(rest);
+        PyErr_Restore(fatal_type, fatal_value, fatal_tb);
+        return NULL;
+    }
+    out = Py_BuildValue("(iO)", n, rest != NULL ? rest : Py_None);
+    Py_XDECREF(rest);
+    return out;
+}
+
+/* ioq_py_send_bytes - the send of a transport: ioq_send of a bytes object, which stays
+ * referenced by the pin table until the final completion, with the accounting of
+ * ioq_py_dispatch done here too: cbs[token] = acct, acct[0] += 1, acct[1] += len(data).
+ * Returns 0 or the negative IOQ_E* code of ioq_send (nothing is pinned or counted then). */
+static PyObject *ioq_py_send_bytes(ioq_loop *loop, ioq_handle h, PyObject *data, uint64_t token,
+                                   PyObject *cbs, PyObject *acct)
+{
+    PyObject *table, *key, *v;
+    long long inflight, pending;
+    Py_ssize_t len;
+    int rc;
+    if (!PyBytes_CheckExact(data) || !PyDict_Check(cbs) || !PyList_CheckExact(acct) ||
+        PyList_GET_SIZE(acct) != 4) {
+        PyErr_SetString(PyExc_TypeError, "send_bytes(loop, h, bytes, token, dict, list)");
+        return NULL;
+    }
+    if (loop == NULL)
+        return PyLong_FromLong(IOQ_EINVAL);
+    len = PyBytes_GET_SIZE(data);
+    table = ioq_py_table(loop, 1);
+    if (table == NULL)
+        return NULL;
+    key = PyLong_FromUnsignedLongLong(token);
+    if (key == NULL)
+        return NULL;
+    rc = PyDict_Contains(table, key);
+    if (rc != 0) {
+        if (rc == 1)
+            PyErr_Format(PyExc_ValueError,
+                         "token %llu already pins the buffer of an operation in flight",
+                         (unsigned long long)token);
+        Py_DECREF(key);
+        return NULL;
+    }
+    if (PyDict_SetItem(table, key, data) < 0) {
+        Py_DECREF(key);
+        return NULL;
+    }
+    rc = ioq_send(loop, h, PyBytes_AS_STRING(data), (size_t)len, token);
+    if (rc != 0) {
+        if (PyDict_DelItem(table, key) < 0)
+            PyErr_Clear();
+        Py_DECREF(key);
+        return PyLong_FromLong(rc);
+    }
+    if (PyDict_SetItem(cbs, key, acct) < 0)
+        goto fail;
+    Py_DECREF(key);
+    inflight = PyLong_AsLongLong(PyList_GET_ITEM(acct, 0));
+    pending = PyLong_AsLongLong(PyList_GET_ITEM(acct, 1));
+    if ((inflight == -1 || pending == -1) && PyErr_Occurred())
+        return NULL;
+    if ((v = PyLong_FromLongLong(inflight + 1)) == NULL)
+        return NULL;
+    PyList_SetItem(acct, 0, v);
+    if ((v = PyLong_FromLongLong(pending + len)) == NULL)
+        return NULL;
+    PyList_SetItem(acct, 1, v);
+    return PyLong_FromLong(0);
+fail:
+    /* The send is in flight and keeps its pin; only the accounting failed (no memory). */
+    Py_DECREF(key);
+    return NULL;
 }
 
 /* ioq_py_buf_read - a copy of the first length bytes of buffer id of pool, or None for a

@@ -7,7 +7,9 @@ its library's documentation writes it.
 STYLE: asyncio-streams  (asyncio.start_server, reader.read / writer.write / drain)
        asyncio-protocol (asyncio.Protocol, transport.write in data_received)
        uvloop-streams, uvloop-protocol (the same two under uvloop's event loop)
-       ioq-aio          (ioq.aio.start_server streams under asyncio; IOQ_BACKEND applies)
+       ioq-aio          (ioq.aio.create_server with the same Protocol, under asyncio;
+                         IOQ_BACKEND applies)
+       ioq-aio-streams  (ioq.aio.start_server, reader.read / writer.write / drain)
 """
 import asyncio
 import sys
@@ -56,6 +58,9 @@ async def serve(style, host, port):
                                                                 backlog=1024)
     elif style == "ioq-aio":
         import ioq.aio
+        server = await ioq.aio.create_server(EchoProtocol, host, port, backlog=1024)
+    elif style == "ioq-aio-streams":
+        import ioq.aio
         server = await ioq.aio.start_server(handle_ioq, host, port)
     else:
         server = await asyncio.start_server(handle_streams, host, port, backlog=1024)
@@ -66,7 +71,7 @@ async def serve(style, host, port):
 
 def main():
     styles = ("asyncio-streams", "asyncio-protocol", "uvloop-streams", "uvloop-protocol",
-              "ioq-aio")
+              "ioq-aio", "ioq-aio-streams")
     if len(sys.argv) < 2 or sys.argv[1] not in styles:
         sys.exit("usage: echo_py.py %s [addr:port]" % "|".join(styles))
     style = sys.argv[1]

@@ -291,6 +291,7 @@ class Loop:
             code = _int(backend, "backend", bits=32)
         self._ptr = None
         self._pools = {}
+        self._close_hooks = []  # run by close() while the loop still exists (ioq.aio)
         self._ptr = _out(_raw.ioq_py_loop_new(code, 0, _int(threadpool_size,
                                                             "threadpool_size", bits=32)))
 
@@ -311,6 +312,9 @@ class Loop:
         the C library has let go of them."""
         p, self._ptr = self._ptr, None
         if p is not None:
+            hooks, self._close_hooks = self._close_hooks, []
+            for hook in hooks:
+                hook()
             _raw.ioq_py_loop_free(p)
             self._pools.clear()
 

@@ -19,23 +19,38 @@ held by ioq until the operation's final completion arrives (the C layer releases
 so cancelling never lets the kernel write into freed or reused memory. A handle produced
 by an operation that finished before the cancellation took effect is closed.
 
-Streams: :func:`open_connection` and :func:`start_server` give ``(reader, writer)`` pairs
-shaped like asyncio's. Works under the default event loop and under uvloop.
+Protocols: :func:`create_server` and :func:`create_connection` drive ``asyncio.Protocol``
+objects through a :class:`Transport`, as ``loop.create_server`` does; this is the fast path.
+A C dispatcher polls ioq and hands each completion straight to its owner: received data
+goes from a shared buffer pool to ``data_received()`` as bytes without a future, a task or a
+submission per chunk (one multishot receive per connection), and sends are accounted for
+without a Python call. Streams: :func:`open_connection` and :func:`start_server` give
+``(reader, writer)`` pairs shaped like asyncio's, built on the same transports. Works under
+the default event loop and under uvloop.
 """
 import asyncio
 import collections
 import weakref
 
 import ioq as _ioq
+from ioq import _ioq as _swig
+
+# The compiled module itself: its functions, without the proxy layer's extra Python call.
+_raw = getattr(_swig, "__ioq", _swig)
 
 __all__ = ["AsyncLoop", "get_loop", "accept", "connect", "local_connect", "recv",
            "recv_into", "send", "sendv", "sendto", "recvfrom", "shutdown", "close", "open",
            "read", "write", "fsync", "sleep", "resolve", "start_server", "open_connection",
            "start_unix_server", "open_unix_connection", "StreamReader", "StreamWriter",
-           "Server"]
+           "Server", "Transport", "ProtocolServer", "create_server", "create_connection",
+           "create_unix_server", "create_unix_connection"]
 
 _NEW_HANDLE_OPS = (_ioq.OP_ACCEPT, _ioq.OP_CONNECT, _ioq.OP_LOCAL_CONNECT, _ioq.OP_OPEN)
 _BATCH = 256
+_ROUNDS = 8
+_POOL_COUNT = 32
+_POOL_SIZE = 262144
+_heap_primed = False
 
 
 class AsyncLoop:
@@ -46,9 +61,19 @@ class AsyncLoop:
         self.ioq = loop if loop is not None else _ioq.Loop(backend)
         self._own = loop is None
         self._waiters = {}  # internal token -> future (None once its awaiter gave up)
+        # token -> callback(result, value, flags) of the transports' operations, run by the
+        # C dispatcher without a Completion object or a future in between.
+        self._cbs = {}
+        self._transports = set()
         self._next_token = 1
         self._flush_pending = False
+        self._draining = False
+        self._pool = 0
         self._fd = self.ioq.fileno()
+        # The raw loop for the hot paths; None once closed, also when the ioq.Loop given to
+        # us is closed directly.
+        self._p = self.ioq._ptr
+        self.ioq._close_hooks.append(self._forget_ptr)
         self._aloop.add_reader(self._fd, self._drain)
 
     # -- plumbing ----------------------------------------------------------------------
@@ -65,13 +90,22 @@ class AsyncLoop:
             self._aloop.remove_reader(self._fd)
         except Exception:
             pass
+        self._p = None
         if self._own:
             self.ioq.close()
         self.ioq = None
+        self._pool = 0
+        self._cbs.clear()
         for fut in self._waiters.values():
             if fut is not None and not fut.done():
                 fut.set_exception(_ioq.error(_ioq.ECANCELED))
         self._waiters.clear()
+        for tr in list(self._transports):
+            tr._loop_closed()
+        self._transports.clear()
+
+    def _forget_ptr(self):
+        self._p = None
 
     async def aclose(self):
         self.close()
@@ -88,22 +122,61 @@ class AsyncLoop:
             raise ValueError("the AsyncLoop is closed")
         return self.ioq
 
+    def _token(self):
+        token = self._next_token
+        self._next_token = token + 1
+        return token
+
+    def _recv_pool(self):
+        # One pool for the receives of every transport: a buffer is taken only while data
+        # is copied out of it (the dispatcher gives it back at once), so a few suffice for
+        # any number of connections; an empty pool only delays a receive (ENOBUFS).
+        global _heap_primed
+        if not self._pool:
+            self._pool = self._io.pool_new(_POOL_COUNT, _POOL_SIZE)
+            if not _heap_primed:
+                # Every chunk becomes a new bytes object of up to _POOL_SIZE. glibc trims its
+                # heap once 128 KiB lie free at the top, so chunks of ~100 KiB would grow
+                # and shrink it each time (brk and fresh page faults: half the system time
+                # of a 100 KiB echo). Freeing one block above its mmap threshold makes glibc
+                # raise both thresholds, as asyncio's first 256 KiB recv() does.
+                _heap_primed = True
+                bytes(4 * _POOL_SIZE)
+        return self._pool
+
     def _schedule_flush(self):
-        # Submissions are queued until ioq_poll() runs; one flush per event-loop turn.
-        if not self._flush_pending:
+        # Submissions are queued until ioq_poll() runs; one flush per event-loop turn. Inside
+        # _drain the next poll flushes them anyway.
+        if not self._flush_pending and not self._draining:
             self._flush_pending = True
             self._aloop.call_soon(self._drain)
 
     def _drain(self):
         self._flush_pending = False
-        if self.ioq is None or self.ioq.closed:
+        io = self.ioq
+        if io is None or io._ptr is None or self._draining:
             return
-        while True:
-            done = self.ioq.poll(0, _BATCH)
-            for c in done:
-                self._dispatch(c)
-            if len(done) < _BATCH:
-                break
+        self._draining = True
+        try:
+            # Callbacks submit more work (a reply, the next receive); polling again at once
+            # flushes it and collects what completed inline, without a trip through the
+            # host loop. The bound keeps other asyncio callbacks from starving; records left
+            # over make the loop descriptor readable again.
+            for _ in range(_ROUNDS):
+                p = io._ptr
+                if p is None:
+                    break
+                got = _raw.ioq_py_dispatch(p, self._cbs, _BATCH, self._pool)
+                if isinstance(got, int):
+                    raise _ioq.error(got)
+                n, rest = got
+                if rest is not None:
+                    for t in rest:
+                        self._dispatch(_ioq.Completion(*t))
+                if n == 0:
+                    break
+        finally:
+            self._draining = False
 
     def _dispatch(self, c):
         if c.more:
@@ -257,11 +330,11 @@ class AsyncLoop:
     async def open_connection(self, host=None, port=None):
         """Connect and return (StreamReader, StreamWriter)."""
         h = await self.connect((host or "127.0.0.1", port))
-        return _streams(self, h)
+        return _stream_pair(self, h)
 
     async def open_unix_connection(self, path):
         h = await self.local_connect(path)
-        return _streams(self, h)
+        return _stream_pair(self, h)
 
     async def start_server(self, client_connected_cb, host=None, port=0, *, backlog=100,
                            reuseport=False):
@@ -275,6 +348,28 @@ class AsyncLoop:
                                 unlink=True):
         h = self._io.local_listen(path, backlog, unlink=unlink)
         return Server(self, h, client_connected_cb, unix=True)
+
+    # -- protocols ---------------------------------------------------------------------
+    async def create_server(self, protocol_factory, host=None, port=0, *, backlog=100,
+                            reuseport=False):
+        """Listen on (host, port); each connection gets a Transport and a
+        protocol_factory() protocol (asyncio.Protocol methods). Returns a ProtocolServer."""
+        addr = await self._address((host or "127.0.0.1", port))
+        h = self._io.tcp_listen(addr, backlog, reuseport=reuseport)
+        return ProtocolServer(self, h, protocol_factory)
+
+    async def create_connection(self, protocol_factory, host=None, port=None):
+        """Connect to (host, port); returns (Transport, protocol)."""
+        h = await self.connect((host or "127.0.0.1", port))
+        return _connected(self, h, protocol_factory)
+
+    async def create_unix_server(self, protocol_factory, path, *, backlog=100, unlink=True):
+        h = self._io.local_listen(path, backlog, unlink=unlink)
+        return ProtocolServer(self, h, protocol_factory, unix=True)
+
+    async def create_unix_connection(self, protocol_factory, path):
+        h = await self.local_connect(path)
+        return _connected(self, h, protocol_factory)
 
 
 def _positive(n):
@@ -333,92 +428,666 @@ open_connection = _forward("open_connection")
 open_unix_connection = _forward("open_unix_connection")
 start_server = _forward("start_server")
 start_unix_server = _forward("start_unix_server")
+create_server = _forward("create_server")
+create_connection = _forward("create_connection")
+create_unix_server = _forward("create_unix_server")
+create_unix_connection = _forward("create_unix_connection")
 
 
 # ---------------------------------------------------------------------------------------
-# Streams
+# Protocols and transports
 # ---------------------------------------------------------------------------------------
 
-class _Conn:
-    def __init__(self, al, h):
-        self.al = al
-        self.h = h
-        self.closing = False
-        self.closed = al._aloop.create_future()
+_MORE = _ioq.CQE_MORE
+_QUIET_ERRORS = (_ioq.ECONNRESET, _ioq.EPIPE, _ioq.ECONNABORTED, _ioq.ETIMEDOUT)
 
 
-def _streams(al, h):
-    conn = _Conn(al, h)
-    return StreamReader(conn), StreamWriter(conn)
+class Transport(asyncio.Transport):
+    """An ioq stream handle driven like asyncio's socket transports: the protocol's
+    data_received() gets each chunk as bytes, write() sends without copying bytes objects.
+
+    Receiving is one multishot receive into the AsyncLoop's buffer pool that lives as long
+    as the connection reads, so a chunk costs no submission at all. Sends go out in the order
+    of write() calls (ioq keeps a stream's sends in order); each bytes object stays referenced
+    until its send has completed. close() lets written data go out first; abort() does not.
+    """
+
+    def __init__(self, al, h, protocol, extra=None):
+        super().__init__(extra)
+        self._al = al
+        self._h = h
+        self._protocol = protocol
+        self._data_received = protocol.data_received
+        self._recv_token = 0
+        self._reading = True      # not paused by pause_reading()
+        self._stash = []          # data that arrived after pause_reading()
+        self._closing = False
+        self._eof = False         # write_eof() called
+        self._closed = False      # ioq_close submitted
+        self._lost = False        # connection_lost() called
+        self._exc = None
+        # [sends (and a shutdown) not completed, their bytes, notify, callback]: kept by the C
+        # dispatcher, which calls _on_sent only on an error or while notify is set.
+        self._acct = [0, 0, False, self._on_sent]
+        self._high = 65536
+        self._low = 16384
+        self._write_paused = False
+        self._cbs = al._cbs
+        al._transports.add(self)
+
+    def _start(self):
+        # As asyncio and uvloop do for TCP: a reply must not wait for the peer's ACK of the
+        # previous segment (Nagle). Local sockets refuse the option; that is fine.
+        _raw.ioq_setopt(self._al._p, self._h, _ioq.OPT_NODELAY, 1)
+        try:
+            self._protocol.connection_made(self)
+        except BaseException as e:
+            self._fatal(e, "connection_made() failed")
+            if not isinstance(e, Exception):
+                raise
+            return
+        if self._reading and not self._closing:
+            self._start_reading()
+
+    # -- reading -----------------------------------------------------------------------
+    def _start_reading(self):
+        al = self._al
+        token = al._token()
+        p = al._p
+        rc = _raw.ioq_recv_pool(p, self._h, al._recv_pool(), _ioq.MULTISHOT, token)
+        if rc < 0:
+            self._fatal(_ioq.error(rc), "receive failed")
+            return
+        self._recv_token = token
+        self._set_reader()
+        al._schedule_flush()
+
+    def _set_reader(self):
+        # While reading, chunks go from the dispatcher to data_received() directly; stashed
+        # chunks must go first.
+        if self._recv_token:
+            if self._reading and not self._closing and not self._stash:
+                self._cbs[self._recv_token] = (self._data_received, self._on_data)
+            else:
+                self._cbs[self._recv_token] = self._on_data
+
+    def _on_data(self, result, data, flags):
+        if flags == -1:
+            self._fatal(data, "data_received() failed")
+            return
+        if result > 0:
+            if not flags & _MORE:
+                self._recv_ended()
+            if self._closing:
+                return
+            if not self._reading or self._stash:
+                self._stash.append(data)
+                return
+            try:
+                self._data_received(data)
+            except BaseException as e:
+                self._fatal(e, "data_received() failed")
+                if not isinstance(e, Exception):
+                    raise
+            return
+        self._recv_token = 0
+        if self._closing:
+            return
+        if result == 0:
+            if not self._reading or self._stash:
+                self._stash.append(b"")
+            else:
+                self._eof_received()
+        elif result == _ioq.ENOBUFS or result == _ioq.ECANCELED:
+            # An emptied pool or pause_reading() ended the receive; no data was lost.
+            if self._reading:
+                self._start_reading()
+        else:
+            self._fatal(_ioq.error(result), "receive failed")
+
+    def _recv_ended(self):
+        # The multishot receive ended with data (the kernel may end one at any time).
+        self._recv_token = 0
+        if self._reading and not self._closing:
+            self._start_reading()
+
+    def _eof_received(self):
+        try:
+            keep_open = self._protocol.eof_received()
+        except BaseException as e:
+            self._fatal(e, "eof_received() failed")
+            if not isinstance(e, Exception):
+                raise
+            return
+        if not keep_open:
+            self.close()
+
+    def pause_reading(self):
+        if self._closing or not self._reading:
+            return
+        self._reading = False
+        if self._recv_token:
+            self._set_reader()
+            _raw.ioq_cancel(self._al._p, self._recv_token, 0)
+            self._al._schedule_flush()
+
+    def resume_reading(self):
+        if self._closing or self._reading:
+            return
+        self._reading = True
+        self._set_reader()
+        if self._stash:
+            self._al._aloop.call_soon(self._deliver_stash)
+        elif not self._recv_token:
+            self._start_reading()
+
+    def _deliver_stash(self):
+        while self._stash and self._reading and not self._closing:
+            data = self._stash.pop(0)
+            if not data:
+                self._eof_received()
+                return
+            try:
+                self._protocol.data_received(data)
+            except BaseException as e:
+                self._fatal(e, "data_received() failed")
+                if not isinstance(e, Exception):
+                    raise
+                return
+        if self._reading and not self._closing and not self._stash:
+            if self._recv_token:
+                self._set_reader()
+            else:
+                self._start_reading()
+
+    def is_reading(self):
+        return self._reading and not self._closing
+
+    # -- writing -----------------------------------------------------------------------
+    def write(self, data):
+        if type(data) is not bytes:
+            if not isinstance(data, (bytes, bytearray, memoryview)):
+                raise TypeError("data must be a bytes-like object, not %r"
+                                % type(data).__name__)
+            # The caller may change a bytearray once write() returns: send a snapshot.
+            data = bytes(data)
+        if self._eof:
+            raise RuntimeError("cannot call write() after write_eof()")
+        if not data or self._closing:
+            return
+        al = self._al
+        token = al._next_token
+        al._next_token = token + 1
+        # Pins data, files the accounting list under the token and counts the send.
+        rc = _raw.ioq_py_send_bytes(al._p, self._h, data, token, self._cbs, self._acct)
+        if rc < 0:
+            self._fatal(_ioq.error(rc), "send failed")
+            return
+        # No flush is scheduled: a loop embedded through its descriptor starts submitted
+        # work at once and makes the descriptor readable when it completes.
+        acct = self._acct
+        if acct[1] > self._high and not self._write_paused:
+            self._write_paused = True
+            acct[2] = True
+            try:
+                self._protocol.pause_writing()
+            except Exception as e:
+                self._report(e, "pause_writing() failed")
+
+    def writelines(self, list_of_data):
+        self.write(b"".join(list_of_data))
+
+    def _on_sent(self, result, value, flags):
+        # The dispatcher has done the accounting already.
+        acct = self._acct
+        if result < 0:
+            if result != _ioq.ECANCELED:
+                self._fatal(_ioq.error(result), "send failed")
+            elif acct[0] == 0 and self._closing:
+                self._close_handle()
+            return
+        if self._write_paused and acct[1] <= self._low:
+            self._write_paused = False
+            acct[2] = self._closing
+            try:
+                self._protocol.resume_writing()
+            except Exception as e:
+                self._report(e, "resume_writing() failed")
+        if acct[0] == 0 and self._closing:
+            self._close_handle()
+
+    def can_write_eof(self):
+        return True
+
+    def write_eof(self):
+        if self._eof or self._closing:
+            return
+        self._eof = True
+        al = self._al
+        token = al._token()
+        rc = _raw.ioq_shutdown(al._p, self._h, token)
+        if rc < 0:
+            self._fatal(_ioq.error(rc), "shutdown failed")
+            return
+        self._cbs[token] = self._acct
+        self._acct[0] += 1
+        al._schedule_flush()
+
+    def get_write_buffer_size(self):
+        return self._acct[1]
+
+    def get_write_buffer_limits(self):
+        return (self._low, self._high)
+
+    def set_write_buffer_limits(self, high=None, low=None):
+        if high is None:
+            high = 65536 if low is None else 4 * low
+        if low is None:
+            low = high // 4
+        if not high >= low >= 0:
+            raise ValueError("high (%r) must be >= low (%r) must be >= 0" % (high, low))
+        self._high, self._low = high, low
+
+    # -- closing -----------------------------------------------------------------------
+    def is_closing(self):
+        return self._closing
+
+    def close(self):
+        """Stop reading, let written data go out, then close the handle; connection_lost(None)
+        follows."""
+        if self._closing:
+            return
+        self._closing = True
+        if self._recv_token:
+            self._set_reader()
+            _raw.ioq_cancel(self._al._p, self._recv_token, 0)
+        if self._acct[0] == 0:
+            self._close_handle()
+        else:
+            self._acct[2] = True
+            self._al._schedule_flush()
+
+    def abort(self):
+        """Close at once; sends not yet done are dropped."""
+        self._closing = True
+        self._set_reader()
+        self._close_handle()
+
+    def _fatal(self, exc, message):
+        if isinstance(exc, _ioq.Error) and exc.code in _QUIET_ERRORS:
+            pass
+        elif isinstance(exc, Exception):
+            self._report(exc, message)
+        if self._exc is None:
+            self._exc = exc
+        self.abort()
+
+    def _report(self, exc, message):
+        self._al._aloop.call_exception_handler({
+            "message": "ioq transport: " + message, "exception": exc, "transport": self,
+            "protocol": self._protocol})
+
+    def _close_handle(self):
+        if self._closed:
+            return
+        self._closed = True
+        al = self._al
+        if al.closed:
+            self._loop_closed()
+            return
+        token = al._token()
+        if _raw.ioq_close(al._p, self._h, token) < 0:
+            self._connection_lost()
+            return
+        al._cbs[token] = self._on_closed
+        al._schedule_flush()
+
+    def _on_closed(self, result, value, flags):
+        self._connection_lost()
+
+    def _loop_closed(self):
+        self._closing = self._closed = True
+        if not self._lost and self._exc is None:
+            self._exc = _ioq.error(_ioq.ECANCELED)
+        self._al._aloop.call_soon(self._connection_lost)
+
+    def _connection_lost(self):
+        if self._lost:
+            return
+        self._lost = True
+        self._al._transports.discard(self)
+        try:
+            self._protocol.connection_lost(self._exc)
+        except Exception as e:
+            self._report(e, "connection_lost() failed")
+
+    # -- the rest of asyncio.Transport -------------------------------------------------
+    @property
+    def handle(self):
+        return self._h
+
+    def get_extra_info(self, name, default=None):
+        if name in self._extra:
+            return self._extra[name]
+        io = self._al.ioq
+        try:
+            if name == "peername":
+                return io.peername(self._h)
+            if name == "sockname":
+                return io.sockname(self._h)
+            if name == "handle":
+                return self._h
+        except (_ioq.Error, ValueError, AttributeError):
+            return default
+        return default
+
+    def set_protocol(self, protocol):
+        self._protocol = protocol
+        self._data_received = protocol.data_received
+        self._set_reader()
+
+    def get_protocol(self):
+        return self._protocol
+
+    def __repr__(self):
+        state = "closing" if self._closing else "open"
+        return "<ioq.aio.Transport handle=%#x %s>" % (self._h, state)
+
+
+class ProtocolServer:
+    """A listening ioq socket that makes a Transport and a protocol_factory() protocol for
+    each connection (asyncio's create_server shape)."""
+
+    def __init__(self, al, listener, protocol_factory, unix=False):
+        self._al = al
+        self.listener = listener
+        self._factory = protocol_factory
+        self._unix = unix
+        self._token = 0
+        self._serving = True
+        self._closed = al._aloop.create_future()
+        self._accept()
+
+    def _accept(self):
+        al = self._al
+        if not self._serving or al.closed:
+            return
+        token = al._token()
+        rc = _raw.ioq_accept(al._p, self.listener, _ioq.MULTISHOT, token)
+        if rc < 0:
+            self._stop()
+            return
+        self._token = token
+        al._cbs[token] = self._on_accept
+        al._schedule_flush()
+
+    def _on_accept(self, result, value, flags):
+        if result >= 0:
+            if not self._serving:
+                self._al.ioq.close_handle(value, 0)
+            else:
+                try:
+                    protocol = self._factory()
+                except Exception as e:
+                    self._al.ioq.close_handle(value, 0)
+                    self._al._aloop.call_exception_handler({
+                        "message": "ioq server: protocol_factory() failed", "exception": e})
+                else:
+                    Transport(self._al, value, protocol)._start()
+        if flags & _MORE:
+            return
+        self._token = 0
+        if result in (_ioq.EMFILE, _ioq.ENFILE, _ioq.ENOMEM) and self._serving:
+            self._al._aloop.call_later(0.05, self._accept)
+        elif result >= 0 and self._serving:
+            self._accept()
+        else:
+            self._stop()
+
+    def _stop(self):
+        self._serving = False
+        if not self._closed.done():
+            self._closed.set_result(None)
+
+    @property
+    def sockname(self):
+        """The bound (host, port) of a TCP server."""
+        return None if self._unix or not self.listener else self._al.ioq.sockname(self.listener)
+
+    def is_serving(self):
+        return self._serving
+
+    def close(self):
+        """Stop accepting and close the listener (connections stay open)."""
+        self._serving = False
+        if self.listener and not self._al.closed:
+            try:
+                self._al.ioq.close_handle(self.listener, 0)
+                self._al._schedule_flush()
+            except (_ioq.Error, ValueError):
+                pass
+        self.listener = 0
+        if not self._token:
+            self._stop()
+
+    async def wait_closed(self):
+        if self._al.closed:
+            return
+        await asyncio.shield(self._closed)
+
+    async def serve_forever(self):
+        try:
+            await asyncio.shield(self._closed)
+        finally:
+            self.close()
+
+    async def __aenter__(self):
+        return self
+
+    async def __aexit__(self, *exc):
+        self.close()
+        await self.wait_closed()
+
+
+class Server(ProtocolServer):
+    """A listening ioq socket that starts client_connected_cb(reader, writer) for each
+    connection."""
+
+    def __init__(self, al, listener, cb, unix=False):
+        tasks = set()
+        self._tasks = tasks
+        super().__init__(al, listener,
+                         lambda: _StreamProtocol(al, StreamReader(loop=al._aloop), cb, tasks),
+                         unix=unix)
+
+
+# ---------------------------------------------------------------------------------------
+# Streams (over the transports above, as asyncio builds its streams over its own)
+# ---------------------------------------------------------------------------------------
+
+class _StreamProtocol(asyncio.Protocol):
+    def __init__(self, al, reader, client_connected_cb=None, tasks=None):
+        self._al = al
+        self._reader = reader
+        self._cb = client_connected_cb
+        self._tasks = tasks
+        self._writer = None
+        self._paused = False
+        self._lost = False
+        self._exc = None
+        self._drain_waiters = collections.deque()
+        self._closed = al._aloop.create_future()
+
+    def connection_made(self, transport):
+        self._reader._transport = transport
+        self._writer = StreamWriter(transport, self, self._reader)
+        if self._cb is not None:
+            res = self._cb(self._reader, self._writer)
+            if asyncio.iscoroutine(res):
+                task = self._al._aloop.create_task(res)
+                if self._tasks is not None:
+                    self._tasks.add(task)
+                    task.add_done_callback(self._tasks.discard)
+
+    def data_received(self, data):
+        self._reader._feed(data)
+
+    def eof_received(self):
+        self._reader._feed_eof()
+        return True  # the writer may still send; close() ends the connection
+
+    def connection_lost(self, exc):
+        self._lost = True
+        self._exc = exc
+        if exc is None:
+            self._reader._feed_eof()
+        else:
+            self._reader._set_exception(exc)
+        while self._drain_waiters:
+            fut = self._drain_waiters.popleft()
+            if not fut.done():
+                if exc is None:
+                    fut.set_result(None)
+                else:
+                    fut.set_exception(exc)
+        if not self._closed.done():
+            self._closed.set_result(None)
+
+    def pause_writing(self):
+        self._paused = True
+
+    def resume_writing(self):
+        self._paused = False
+        while self._drain_waiters:
+            fut = self._drain_waiters.popleft()
+            if not fut.done():
+                fut.set_result(None)
+
+    async def _drain(self):
+        if self._lost:
+            if self._exc is not None:
+                raise self._exc
+            raise ConnectionResetError("Connection lost")
+        if not self._paused:
+            return
+        fut = self._al._aloop.create_future()
+        self._drain_waiters.append(fut)
+        await fut
 
 
 class StreamReader:
-    """Reads from an ioq stream handle, shaped like asyncio.StreamReader."""
+    """Reads from an ioq stream, shaped like asyncio.StreamReader. Data waits in a buffer;
+    past twice the limit the transport stops reading until it is consumed."""
 
-    def __init__(self, conn, limit=65536):
-        self._conn = conn
+    def __init__(self, limit=65536, loop=None):
         self._buf = bytearray()
         self._eof = False
+        self._exc = None
+        self._waiter = None
+        self._transport = None
+        self._paused = False
         self._limit = limit
+        self._aloop = loop or asyncio.get_running_loop()
+
+    def _wakeup(self, exc=None):
+        w = self._waiter
+        if w is not None:
+            self._waiter = None
+            if not w.done():
+                if exc is None:
+                    w.set_result(None)
+                else:
+                    w.set_exception(exc)
+
+    def _feed(self, data):
+        self._buf += data
+        self._wakeup()
+        if not self._paused and len(self._buf) > 2 * self._limit and self._transport:
+            self._paused = True
+            self._transport.pause_reading()
+
+    def _feed_eof(self):
+        self._eof = True
+        self._wakeup()
+
+    def _set_exception(self, exc):
+        self._exc = exc
+        self._wakeup(exc)
+
+    def _maybe_resume(self):
+        if self._paused and len(self._buf) <= self._limit:
+            self._paused = False
+            self._transport.resume_reading()
+
+    async def _wait(self):
+        if self._waiter is not None:
+            raise RuntimeError("another coroutine is already waiting for this stream")
+        if self._paused:
+            self._paused = False
+            self._transport.resume_reading()
+        self._waiter = self._aloop.create_future()
+        try:
+            await self._waiter
+        finally:
+            self._waiter = None
+
+    def _take(self, n):
+        buf = self._buf
+        if n >= len(buf):
+            data = bytes(buf)
+            buf.clear()
+        else:
+            data = bytes(buf[:n])
+            del buf[:n]
+        self._maybe_resume()
+        return data
 
     def at_eof(self):
         return self._eof and not self._buf
 
-    async def _fill(self, n):
-        if self._eof:
-            return 0
-        chunk = bytearray(max(n, self._limit))
-        try:
-            got = await self._conn.al.recv_into(self._conn.h, chunk)
-        except _ioq.Error as e:
-            # A local close ends pending receives with ECANCELED: that is an end of stream.
-            if self._conn.closing and e.code in (_ioq.ECANCELED, _ioq.EBADHANDLE):
-                got = 0
-            else:
-                raise
-        if got == 0:
-            self._eof = True
-        else:
-            self._buf += memoryview(chunk)[:got]
-        return got
+    def exception(self):
+        return self._exc
 
     async def read(self, n=-1):
         """Up to n bytes (n < 0: everything until end of stream); b"" at end."""
+        if self._exc is not None:
+            raise self._exc
         if n == 0:
             return b""
         if n < 0:
-            while await self._fill(self._limit):
-                pass
-            data, self._buf = bytes(self._buf), bytearray()
-            return data
-        if not self._buf:
-            await self._fill(n)
-        data = bytes(self._buf[:n])
-        del self._buf[:n]
-        return data
+            blocks = []
+            while True:
+                block = await self.read(self._limit)
+                if not block:
+                    return b"".join(blocks)
+                blocks.append(block)
+        if not self._buf and not self._eof:
+            await self._wait()
+        return self._take(n)
 
     async def readexactly(self, n):
+        if self._exc is not None:
+            raise self._exc
         while len(self._buf) < n:
-            if not await self._fill(n - len(self._buf)):
-                partial, self._buf = bytes(self._buf), bytearray()
+            if self._eof:
+                partial = self._take(len(self._buf))
                 raise asyncio.IncompleteReadError(partial, n)
-        data = bytes(self._buf[:n])
-        del self._buf[:n]
-        return data
+            await self._wait()
+        return self._take(n)
 
     async def readuntil(self, separator=b"\n"):
+        if self._exc is not None:
+            raise self._exc
         start = 0
         while True:
             i = self._buf.find(separator, start)
             if i >= 0:
-                end = i + len(separator)
-                data = bytes(self._buf[:end])
-                del self._buf[:end]
-                return data
+                return self._take(i + len(separator))
             start = max(0, len(self._buf) - len(separator) + 1)
-            if not await self._fill(self._limit):
-                partial, self._buf = bytes(self._buf), bytearray()
+            if self._eof:
+                partial = self._take(len(self._buf))
                 raise asyncio.IncompleteReadError(partial, None)
+            await self._wait()
 
     async def readline(self):
         try:
@@ -437,168 +1106,72 @@ class StreamReader:
 
 
 class StreamWriter:
-    """Writes to an ioq stream handle, shaped like asyncio.StreamWriter. write() submits
-    the send at once (ioq keeps sends on a stream in order); drain() waits for them."""
+    """Writes to an ioq stream, shaped like asyncio.StreamWriter. write() submits the send
+    at once (bytes are not copied); drain() waits while the transport's write buffer is
+    above its high-water mark and raises the connection's error."""
 
-    def __init__(self, conn):
-        self._conn = conn
-        self._pending = collections.deque()
-        self._error = None
+    def __init__(self, transport, protocol, reader):
+        self._transport = transport
+        self._protocol = protocol
+        self._reader = reader
+
+    @property
+    def transport(self):
+        return self._transport
 
     @property
     def handle(self):
-        return self._conn.h
+        return self._transport.handle
 
     def write(self, data):
-        if self._conn.closing:
+        if self._transport.is_closing():
+            exc = self._protocol._exc or self._transport._exc
+            if exc is not None:
+                raise exc
             raise ConnectionResetError("the writer is closing")
-        if self._error is not None:
-            raise self._error
-        if not data:
-            return
-        task = self._conn.al._aloop.create_task(self._conn.al.send(self._conn.h, bytes(data)))
-        task.add_done_callback(self._sent)
-        self._pending.append(task)
+        self._transport.write(data)
 
     def writelines(self, lines):
         for line in lines:
             self.write(line)
 
-    def _sent(self, task):
-        try:
-            self._pending.remove(task)
-        except ValueError:
-            pass
-        if not task.cancelled() and task.exception() is not None and self._error is None:
-            self._error = task.exception()
-
     async def drain(self):
-        while self._pending:
-            await asyncio.wait(list(self._pending))
-        if self._error is not None:
-            raise self._error
+        await self._protocol._drain()
 
     def can_write_eof(self):
         return True
 
     def write_eof(self):
-        before = list(self._pending)
-
-        async def shut():
-            if before:
-                await asyncio.wait(before)
-            await self._conn.al.shutdown(self._conn.h)
-        task = self._conn.al._aloop.create_task(shut())
-        task.add_done_callback(self._sent)
-        self._pending.append(task)
+        self._transport.write_eof()
 
     def is_closing(self):
-        return self._conn.closing
+        return self._transport.is_closing()
 
     def close(self):
-        if self._conn.closing:
-            return
-        self._conn.closing = True
-        self._conn.al._aloop.create_task(self._close())
-
-    async def _close(self):
-        conn = self._conn
-        try:
-            while self._pending:
-                await asyncio.wait(list(self._pending))
-            if not conn.al.closed:
-                await conn.al.close_handle(conn.h)
-        except Exception:
-            pass
-        finally:
-            if not conn.closed.done():
-                conn.closed.set_result(None)
+        self._transport.close()
 
     async def wait_closed(self):
-        await asyncio.shield(self._conn.closed)
+        await asyncio.shield(self._protocol._closed)
 
     def get_extra_info(self, name, default=None):
-        io = self._conn.al.ioq
-        try:
-            if name == "peername":
-                return io.peername(self._conn.h)
-            if name == "sockname":
-                return io.sockname(self._conn.h)
-            if name == "handle":
-                return self._conn.h
-        except (_ioq.Error, ValueError):
-            return default
-        return default
+        return self._transport.get_extra_info(name, default)
 
 
-class Server:
-    """A listening ioq socket that starts client_connected_cb for each connection."""
+def _stream_pair(al, h):
+    reader = StreamReader(loop=al._aloop)
+    protocol = _StreamProtocol(al, reader)
+    Transport(al, h, protocol)._start()
+    return reader, protocol._writer
 
-    def __init__(self, al, listener, cb, unix=False):
-        self._al = al
-        self.listener = listener
-        self._cb = cb
-        self._unix = unix
-        self._tasks = set()
-        self._closed = al._aloop.create_future()
-        self._accepting = al._aloop.create_task(self._accept_loop())
 
-    @property
-    def sockname(self):
-        """The bound (host, port) of a TCP server."""
-        return None if self._unix else self._al.ioq.sockname(self.listener)
 
-    def is_serving(self):
-        return not self._accepting.done()
-
-    async def _accept_loop(self):
-        try:
-            while True:
-                try:
-                    h = await self._al.accept(self.listener)
-                except (_ioq.Error, ValueError) as e:
-                    if getattr(e, "code", None) in (_ioq.EMFILE, _ioq.ENFILE, _ioq.ENOMEM):
-                        await asyncio.sleep(0.05)
-                        continue
-                    return
-                reader, writer = _streams(self._al, h)
-                res = self._cb(reader, writer)
-                if asyncio.iscoroutine(res):
-                    task = self._al._aloop.create_task(res)
-                    self._tasks.add(task)
-                    task.add_done_callback(self._tasks.discard)
-        finally:
-            if not self._closed.done():
-                self._closed.set_result(None)
-
-    def close(self):
-        """Stop accepting and close the listener (connections stay open)."""
-        if not self._accepting.done():
-            self._accepting.cancel()
-        if self.listener and not self._al.closed:
-            try:
-                self._al.ioq.close_handle(self.listener, 0)
-                self._al._schedule_flush()
-            except (_ioq.Error, ValueError):
-                pass
-        self.listener = 0
-
-    async def wait_closed(self):
-        try:
-            await self._accepting
-        except asyncio.CancelledError:
-            if not self._accepting.cancelled():
-                raise
-
-    async def serve_forever(self):
-        try:
-            await self._accepting
-        finally:
-            self.close()
-
-    async def __aenter__(self):
-        return self
-
-    async def __aexit__(self, *exc):
-        self.close()
-        await self.wait_closed()
+def _connected(al, h, protocol_factory):
+    try:
+        protocol = protocol_factory()
+    except BaseException:
+        al.ioq.close_handle(h, 0)
+        al._schedule_flush()
+        raise
+    transport = Transport(al, h, protocol)
+    transport._start()
+    return transport, protocol
