@@ -17,6 +17,13 @@ local core = require "ioq_core"
 
 local M = {}
 
+-- Hot-path functions and constants as upvalues: a global or field lookup per call adds up.
+local math_type = math.type
+local c_poll, c_complete = core.poll, core.complete
+local c_strerror, c_unhold = core.strerror, core.unhold
+local c_spare_take, c_spare_put = core.spare_take, core.spare_put
+local MAX_LEN, EINVAL, EMISUSE = core.MAX_LEN, core.EINVAL, core.EMISUSE
+
 -- Constants without their prefix: ioq.EINVAL, ioq.MULTISHOT, ioq.OP_RECV ...
 for k, v in pairs(core) do
   if (type(v) == "number" or type(v) == "string") and k:match("^[A-Z][A-Z0-9_]*$") then
@@ -46,7 +53,7 @@ local OPNAMES = {
 M.opnames = OPNAMES
 
 local function fail(rc)
-  return nil, core.strerror(rc), rc
+  return nil, c_strerror(rc), rc
 end
 M._fail = fail
 
@@ -126,6 +133,8 @@ local Loop = {}
 Loop.__index = Loop
 M.Loop = Loop
 
+local LAST = 5 -- loop[LAST]: the id of the last accepted operation
+
 --- ioq.loop([opts]) -> loop, or nil, message, code.
 -- opts.backend: "auto", "epoll", "io_uring", "kqueue", "iocp" (or an ioq.BACKEND_*);
 -- opts.threads: worker threads for blocking work; opts.max: completions per poll.
@@ -146,13 +155,19 @@ function M.loop(opts)
   end
   local rc, raw = core.loop_new(o)
   if rc ~= 0 then return fail(rc) end
+  -- This table keeps what in-flight operations use; ioq_core need not pin it again.
+  core.loop_unpinned(raw)
+  local tok, pin, spare = {}, {}, { [0] = 0 }
+  -- The array part is for the methods written in C (loop_send, loop_recv): raw, tok, pin,
+  -- spare, and the id of the last accepted operation ([LAST]).
   local self = setmetatable({
+    raw, tok, pin, spare, 0,
     raw = raw,
     cq = core.cqes(opts.max or 256),
-    ops = {},          -- id -> record of an operation that has not completed finally
-    live = 0,          -- number of records in ops
-    next_id = 0,
-    spare = {},        -- size -> list of idle receive buffers
+    tok = tok,         -- id -> token of an operation not completed finally (tok = nil)
+    pin = pin,         -- id -> what it holds: string, buffer, or a table (see complete)
+    done = 0,          -- operations completed finally; [LAST] - done are in tok
+    spare = spare,     -- size -> list of idle receive buffers, and counts (see lua.i)
   }, Loop)
   return self
 end
@@ -171,30 +186,49 @@ local function raw(self)
   return r
 end
 
+-- The id of the next operation; track() takes it when ioq accepts the operation.
 local function new_id(self)
-  local id = self.next_id + 1
-  self.next_id = id
+  return self[LAST] + 1
+end
+
+-- Record an accepted operation; rc is the submit call's result, held what it uses (nil,
+-- a string or buffer, or a table that complete() leaves to finish()).
+local function track(self, rc, id, token, held)
+  if rc ~= 0 then
+    if rc == EMISUSE then error(c_strerror(rc), 3) end
+    return fail(rc)
+  end
+  local tok = self.tok
+  if token == nil then tok[id] = tok else tok[id] = token end
+  if held ~= nil then self.pin[id] = held end
+  self[LAST] = id
   return id
 end
 
--- Record an accepted operation; rc is the submit call's result.
-local function track(self, rc, id, rec)
-  if rc ~= 0 then
-    if rc == core.EMISUSE then error(core.strerror(rc), 3) end
-    return fail(rc)
+-- Values the caller sees as held (loop:pinned()): a description counts its own.
+local function held_count(v)
+  if type(v) == "table" then return v.n or 0 end
+  return 1
+end
+
+-- Drop the busy mark of what v holds (gather-send pieces are never marked).
+local function unhold(v)
+  if type(v) == "table" then
+    if v.buf then c_unhold(v.buf) end
+  else
+    c_unhold(v)
   end
-  self.ops[id] = rec
-  self.live = self.live + 1
-  return id
 end
 
 --- loop:free() - end every operation without completions and free the loop.
 function Loop:free()
   if self.raw then
     core.loop_free(self.raw)
-    self.raw = nil
-    self.ops = {}
-    self.live = 0
+    self.raw, self[1] = nil, nil
+    for _, v in pairs(self.pin) do unhold(v) end
+    self.tok, self.pin = {}, {}
+    self[2], self[3] = self.tok, self.pin
+    self.done = self[LAST]
   end
 end
 
@@ -202,9 +236,14 @@ function Loop:backend() return core.loop_backend(raw(self)) end
 function Loop:caps() return core.loop_caps(raw(self)) end
 function Loop:now() return core.now(raw(self)) end
 --- loop:pending() -> number of operations without their final completion yet.
-function Loop:pending() return self.live end
+function Loop:pending() return self[LAST] - self.done end
 --- loop:pinned() -> number of Lua values held for in-flight operations.
-function Loop:pinned() return core.pinned(raw(self)) end
+function Loop:pinned()
+  raw(self)
+  local n = 0
+  for _, v in pairs(self.pin) do n = n + held_count(v) end
+  return n
+end
 
 function Loop:fd()
   local fd = core.loop_fd(raw(self))
@@ -227,7 +266,7 @@ end
 --- loop:post(result [, token]) -> id. Completes with op "post" and the given result.
 function Loop:post(result, token)
   local id = new_id(self)
-  return track(self, core.post(raw(self), id, result or 0), id, { op = "post", token = token })
+  return track(self, core.post(raw(self), id, result or 0), id, token)
 end
 
 -- Sockets ------------------------------------------------------------------------------
@@ -261,69 +300,50 @@ end
 
 function Loop:accept(listener, flags, token)
   local id = new_id(self)
-  return track(self, core.accept(raw(self), listener, flags or 0, id), id,
-               { op = "accept", token = token })
+  return track(self, core.accept(raw(self), listener, flags or 0, id), id, token)
 end
 
 function Loop:connect(addr, token)
   local a, err = toaddr(addr)
   if not a then return fail(err) end
   local id = new_id(self)
-  return track(self, core.connect(raw(self), a, 0, id), id, { op = "connect", token = token })
+  return track(self, core.connect(raw(self), a, 0, id), id, token)
 end
 
 function Loop:local_connect(path, token)
   local id = new_id(self)
-  return track(self, core.local_connect(raw(self), path, 0, id), id,
-               { op = "local_connect", token = token })
+  return track(self, core.local_connect(raw(self), path, 0, id), id, token)
 end
 
--- A receive buffer of exactly n bytes from the loop's spares (they are reused, so a
--- receive that returns a string costs that string and nothing else).
+-- A receive buffer of exactly n bytes from the loop's cache (they are reused, so a
+-- receive that returns a string costs that string and nothing else). complete() puts it
+-- back; the cache keeps about as many as were lately in flight at once.
 local function take_spare(self, n)
-  if math.type(n) ~= "integer" or n < 1 or n > core.MAX_LEN then
+  if math_type(n) ~= "integer" or n < 1 or n > MAX_LEN then
     return nil
   end
-  local list = self.spare[n]
-  local b = list and list[#list]
-  if b then
-    list[#list] = nil
-    return b
-  end
-  return core.buffer(n)
+  return c_spare_take(self.spare, n)
 end
 
+-- A spare buffer that no operation took after all.
 local function give_spare(self, b)
-  local n = b:cap()
-  local list = self.spare[n]
-  if not list then
-    list = {}
-    self.spare[n] = list
-  end
-  if #list < 16 then list[#list + 1] = b end
+  c_spare_put(self.spare, b)
 end
 
+-- A buffer given by the caller, or a spare one for a byte count (own = true).
 local function recv_target(self, what)
-  if type(what) == "userdata" then return what, false end
-  if math.type(what) == "integer" then
+  if math_type(what) == "integer" then
     local b = take_spare(self, what)
     if not b then return nil end
     return b, true
   end
+  if type(what) == "userdata" then return what, false end
   error("receive target must be an ioq.buffer or a byte count", 3)
 end
 
 --- loop:recv(h, buf_or_n [, token]). With an ioq.buffer the completion has .buf (its
 -- length set to the bytes received); with a byte count it has .data, a string.
-function Loop:recv(h, what, token)
-  local b, own = recv_target(self, what)
-  if not b then return fail(core.EINVAL) end
-  local id = new_id(self)
-  local r, m, c = track(self, core.recv(raw(self), h, b, id), id,
-                        { op = "recv", token = token, buf = b, own = own })
-  if not r and own then give_spare(self, b) end
-  return r, m, c
-end
+Loop.recv = core.loop_recv -- in C: the receive of every stream
 
 --- loop:recv_pool(h, pool [, flags [, token]]): completions carry .buffer_id and .data
 -- (the bytes, copied out); the buffer goes back to the pool at once unless .keep = true
@@ -335,54 +355,56 @@ function Loop:recv_pool(h, pool, flags, token)
     flags = flags.multishot and core.MULTISHOT or 0
   end
   local id = new_id(self)
-  return track(self, core.recv_pool(raw(self), h, pool, flags or 0, id), id,
-               { op = "recv_pool", token = token, pool = pool, keep = keep })
+  return track(self, core.recv_pool(raw(self), h, pool, flags or 0, id), id, token,
+               { pool = pool, keep = keep, n = 0 })
 end
 
 --- loop:send(h, data [, token]); data is a string or an ioq.buffer (its data length).
-function Loop:send(h, data, token)
-  local id = new_id(self)
-  return track(self, core.send(raw(self), h, data, id), id,
-               { op = "send", token = token, data = data })
-end
+Loop.send = core.loop_send -- in C, as recv
 
---- loop:sendv(h, pieces [, token]); pieces is a sequence of strings and buffers.
+--- loop:sendv(h, pieces [, token]); pieces is a sequence of strings and buffers. The
+-- caller may change its table at once: the loop keeps a copy.
 function Loop:sendv(h, pieces, token)
   local id = new_id(self)
-  return track(self, core.sendv(raw(self), h, pieces, id), id, { op = "sendv", token = token })
+  local rc = core.sendv(raw(self), h, pieces, id)
+  local held = nil
+  if rc == 0 then
+    local copy = table.move(pieces, 1, #pieces, 1, {})
+    held = { pieces = copy, n = 1 }
+  end
+  return track(self, rc, id, token, held)
 end
 
 function Loop:sendto(h, data, addr, token)
   local a, err = toaddr(addr)
   if not a then return fail(err) end
   local id = new_id(self)
-  return track(self, core.sendto(raw(self), h, data, a, id), id,
-               { op = "sendto", token = token, data = data })
+  return track(self, core.sendto(raw(self), h, data, a, id), id, token, data)
 end
 
 --- loop:recvfrom(h, buf_or_n [, token]): the completion has .addr ("ip:port") besides
 -- .buf or .data as for recv.
 function Loop:recvfrom(h, what, token)
   local b, own = recv_target(self, what)
-  if not b then return fail(core.EINVAL) end
+  if not b then return fail(EINVAL) end
   local a = core.addr()
   local id = new_id(self)
-  local r, m, c = track(self, core.recvfrom(raw(self), h, b, a, id), id,
-                        { op = "recvfrom", token = token, buf = b, own = own, addr = a })
+  local r, m, c = track(self, core.recvfrom(raw(self), h, b, a, id), id, token,
+                        { recvfrom = true, buf = b, own = own, addr = a, n = 2 })
   if not r and own then give_spare(self, b) end
   return r, m, c
 end
 
 function Loop:shutdown(h, token)
   local id = new_id(self)
-  return track(self, core.shutdown(raw(self), h, id), id, { op = "shutdown", token = token })
+  return track(self, core.shutdown(raw(self), h, id), id, token)
 end
 
 --- loop:close(h [, token]) - ioq_close of a socket, listener, file or pool (loop:free()
 -- frees the loop itself).
 function Loop:close(h, token)
   local id = new_id(self)
-  return track(self, core.close(raw(self), h, id), id, { op = "close", token = token })
+  return track(self, core.close(raw(self), h, id), id, token)
 end
 
 --- loop:open(path, mode [, perm [, token]]); mode "r", "w", "a", "r+", "w+", "a+" (add
@@ -390,29 +412,26 @@ end
 function Loop:open(path, mode, perm, token)
   local flags = M.open_flags(mode or "r")
   local id = new_id(self)
-  return track(self, core.open(raw(self), path, flags, perm or 420, id), id,
-               { op = "open", token = token })
+  return track(self, core.open(raw(self), path, flags, perm or 420, id), id, token)
 end
 
 function Loop:read(h, what, offset, token)
   local b, own = recv_target(self, what)
-  if not b then return fail(core.EINVAL) end
+  if not b then return fail(EINVAL) end
   local id = new_id(self)
-  local r, m, c = track(self, core.read(raw(self), h, b, offset or 0, id), id,
-                        { op = "read", token = token, buf = b, own = own })
+  local r, m, c = track(self, core.read(raw(self), h, b, offset or 0, id), id, token, b)
   if not r and own then give_spare(self, b) end
   return r, m, c
 end
 
 function Loop:write(h, data, offset, token)
   local id = new_id(self)
-  return track(self, core.write(raw(self), h, data, offset or 0, id), id,
-               { op = "write", token = token, data = data })
+  return track(self, core.write(raw(self), h, data, offset or 0, id), id, token, data)
 end
 
 function Loop:fsync(h, token)
   local id = new_id(self)
-  return track(self, core.fsync(raw(self), h, id), id, { op = "fsync", token = token })
+  return track(self, core.fsync(raw(self), h, id), id, token)
 end
 
 --- loop:timeout(seconds [, token]).
@@ -420,7 +439,7 @@ function Loop:timeout(seconds, token)
   local ns = seconds_to_ns(seconds, "timeout")
   if ns < 0 then return fail(core.EINVAL) end
   local id = new_id(self)
-  return track(self, core.timeout(raw(self), ns, id), id, { op = "timeout", token = token })
+  return track(self, core.timeout(raw(self), ns, id), id, token)
 end
 
 --- loop:cancel(target_id [, token]) - cancel the operation with that id.
@@ -429,7 +448,7 @@ function Loop:cancel(target, token)
     error("bad argument #1 to 'cancel' (operation id expected)", 2)
   end
   local id = new_id(self)
-  return track(self, core.cancel(raw(self), target, id), id, { op = "cancel", token = token })
+  return track(self, core.cancel(raw(self), target, id), id, token)
 end
 
 --- loop:resolve(host, service [, flags [, max [, token]]]): the completion has .addrs,
@@ -441,8 +460,8 @@ function Loop:resolve(host, service, flags, max, token)
   end
   local b = core.buffer(core.ADDR_SIZE * max)
   local id = new_id(self)
-  return track(self, core.resolve(raw(self), host, service, flags or 0, b, id), id,
-               { op = "resolve", token = token, buf = b })
+  return track(self, core.resolve(raw(self), host, service, flags or 0, b, id), id, token,
+               { resolve = true, buf = b, n = 1 })
 end
 
 -- Pools ---------------------------------------------------------------------------------
@@ -518,71 +537,70 @@ end
 
 -- Polling -------------------------------------------------------------------------------
 
--- Turn one raw record into a completion table and retire its operation when final.
-local function complete(self, token, result, value, op, flags)
-  local more = (flags & core.CQE_MORE) ~= 0
-  local rec = self.ops[token]
-  local c = {
-    id = token, result = result, value = value, opcode = op, op = OPNAMES[op] or op,
-    flags = flags, more = more, ok = result >= 0,
-  }
-  if result < 0 then
-    c.code = result
-    c.err = core.strerror(result)
-  end
-  if rec then
-    c.token = rec.token
-    if not more then
-      self.ops[token] = nil
-      self.live = self.live - 1
+-- Completions that complete() leaves to Lua: desc is what the operation holds, a table.
+local function finish(self, c, desc)
+  local final = not c.more
+  local result = c.result
+  if desc.recvfrom then
+    local b = desc.buf
+    b:setlen(result > 0 and result or 0)
+    if desc.own then
+      if result >= 0 then c.data = b:tostring() end
+      if final then give_spare(self, b) end
+    else
+      c.buf = b
+      if final then c_unhold(b) end
     end
-    if rec.buf and (op == core.OP_RECV or op == core.OP_RECVFROM or op == core.OP_READ) then
-      local b = rec.buf
-      b:setlen(result > 0 and result or 0)
-      if rec.own then
-        c.data = result >= 0 and b:tostring() or nil
-        give_spare(self, b)
-      else
-        c.buf = b
-      end
-      if rec.addr and result >= 0 then c.addr = M.format_addr(rec.addr) end
-    elseif op == core.OP_RESOLVE then
-      if result > 0 then
-        local list = {}
-        for i = 1, result do list[i] = core.addr_at(rec.buf, i) end
-        c.addrs = list
-      end
-    elseif op == core.OP_RECV_POOL and (flags & core.CQE_BUFFER) ~= 0 then
+    if result >= 0 then c.addr = M.format_addr(desc.addr) end
+  elseif desc.resolve then
+    if result > 0 then
+      local list = {}
+      for i = 1, result do list[i] = core.addr_at(desc.buf, i) end
+      c.addrs = list
+    end
+    if final then c_unhold(desc.buf) end
+  elseif desc.pool then
+    if (c.flags & core.CQE_BUFFER) ~= 0 then
+      local value = c.value
       c.buffer_id = value
-      c.pool = rec.pool
-      c.data = core.buf_string(self.raw, rec.pool, value, result)
-      if not rec.keep then core.buf_release(self.raw, rec.pool, value) end
-    elseif result >= 0 and (op == core.OP_ACCEPT or op == core.OP_CONNECT
-                            or op == core.OP_LOCAL_CONNECT or op == core.OP_OPEN) then
-      c.handle = value
+      c.pool = desc.pool
+      c.data = core.buf_string(self.raw, desc.pool, value, result)
+      if not desc.keep then core.buf_release(self.raw, desc.pool, value) end
     end
-  else
-    c.token = token
+  elseif final then
+    unhold(desc)
   end
-  return c
 end
+
+-- A completion's fields that are 0 are not stored; reading them gives 0 all the same.
+local COMPLETION = { __index = { value = 0, flags = 0 } }
+
+local FIX = {} -- complete() leaves completion, description pairs here
 
 --- loop:poll([timeout]) -> list of completion tables (empty on timeout or wake-up), or
 -- nil, message, code. timeout in seconds; nil or negative waits for one completion.
 -- A completion: {id, token, op ("recv"...), opcode, result, value, flags, more, ok,
 -- err, code, and per operation: handle, data, buf, addr, addrs, buffer_id, pool}.
+-- value and flags read 0 when they are 0 (through the metatable, so pairs() skips them).
 function Loop:poll(timeout)
   local ns = -1
   if timeout ~= nil then ns = seconds_to_ns(timeout, "poll") end
+  local r = self.raw
+  if not r then error("ioq loop used after free", 2) end
   local cq = self.cq
-  local n = core.poll(raw(self), cq, ns)
+  local n = c_poll(r, cq, ns)
   if n < 0 then
-    if n == core.EMISUSE then error(core.strerror(n), 2) end
+    if n == EMISUSE then error(c_strerror(n), 2) end
     return fail(n)
   end
-  local out = {}
-  for i = 1, n do
-    out[i] = complete(self, cq:get(i))
+  local out, finals, nfix = c_complete(cq, self.tok, self.pin, self.spare, FIX, COMPLETION)
+  if finals > 0 then self.done = self.done + finals end
+  if nfix > 0 then
+    for i = 1, 2 * nfix, 2 do
+      local c, desc = FIX[i], FIX[i + 1]
+      FIX[i], FIX[i + 1] = nil, nil
+      finish(self, c, desc)
+    end
   end
   return out
 end

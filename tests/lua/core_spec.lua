@@ -247,4 +247,73 @@ describe("ioq_core", function()
     assert.are.equal(core.EINVAL, core.buf_release(loop, pool, r[3]))
     assert.is_nil(core.buf_string(loop, pool, 999, 1))
   end)
+  it("leaves holding values to the caller of an unpinned loop (the ioq module)", function()
+    local _, server, client = pair(loop, cq)
+    core.loop_unpinned(loop)
+    local tok, pin, spare, fix = {}, {}, { [0] = 0 }, {}
+    local function complete_all(n)
+      local out = {}
+      for _ = 1, 1000 do
+        if #out >= n then break end
+        assert.is_true(core.poll(loop, cq, 5000000000) >= 0)
+        local list, finals, nfix = core.complete(cq, tok, pin, spare, fix, nil)
+        assert.are.equal(#list, finals)
+        assert.are.equal(0, nfix)
+        for _, c in ipairs(list) do out[#out + 1] = c end
+      end
+      assert.are.equal(n, #out)
+      return out
+    end
+    local buf = core.buffer(8)
+    assert.are.equal(0, core.held_recv(loop, server, buf, 21, tok, pin, nil, spare))
+    assert.are.equal(1, buf:busy())
+    assert.are.equal(tok, tok[21])
+    assert.are.equal(buf, pin[21])
+    assert.has_error(function() core.held_recv(loop, server, buf, 9, tok, pin, nil, spare) end)
+    assert.are.equal(0, core.held_send(loop, client, "abc", 22, tok, pin, "t"))
+    assert.are.equal(0, core.pinned(loop))
+    for _, c in ipairs(complete_all(2)) do
+      assert.are.equal(3, c.result)
+      assert.is_true(c.ok)
+      assert.is_false(c.more)
+      if c.id == 21 then
+        assert.is_nil(c.token)
+        assert.are.equal("recv", c.op)
+        assert.are.equal(buf, c.buf)
+      else
+        assert.are.equal("t", c.token)
+        assert.are.equal(core.OP_SEND, c.opcode)
+      end
+    end
+    assert.are.equal(0, buf:busy())
+    assert.are.equal("abc", buf:tostring())
+    assert.is_nil(next(tok))
+    assert.is_nil(next(pin))
+
+    -- A byte count receives into a spare buffer that comes back to the cache.
+    assert.are.equal(0, core.held_recv(loop, server, 16, 23, tok, pin, 5, spare))
+    assert.are.equal(1, spare[0])
+    assert.are.equal(0, pin[23]:busy())
+    assert.are.equal(0, core.held_send(loop, client, core.buffer("hello"), 24, tok, pin))
+    assert.are.equal(1, pin[24]:busy())
+    local sent = pin[24]
+    for _, c in ipairs(complete_all(2)) do
+      if c.id == 23 then
+        assert.are.equal(5, c.token)
+        assert.are.equal("hello", c.data)
+        assert.is_nil(c.buf)
+      end
+    end
+    assert.are.equal(0, sent:busy())
+    assert.are.equal(0, spare[0])
+    assert.are.equal(1, #spare[16])
+    assert.are.equal(core.EINVAL, core.held_recv(loop, server, 0, 25, tok, pin, nil, spare))
+    assert.are.equal(core.EBADHANDLE,
+                     core.held_recv(loop, 12345, 16, 25, tok, pin, nil, spare))
+    assert.are.equal(1, #spare[16]) -- a refused receive gives its buffer back
+    assert.is_nil(next(tok))
+    core.loop_free(loop)
+    assert.has_error(function() core.held_send(loop, client, "x", 26, tok, pin) end)
+    loop = new_loop() -- for after_each
+  end)
 end)

@@ -350,4 +350,126 @@ describe("ioq loop", function()
     other:free()
     assert.are.equal(0, b:busy())
   end)
+  it("builds completion tables whose zero value and flags read 0", function()
+    local id = assert(loop:post(7))
+    local c = until_done(loop, 1)[1]
+    assert.are.equal(id, c.id)
+    assert.is_nil(c.token)
+    assert.are.equal("post", c.op)
+    assert.are.equal(ioq.OP_POST, c.opcode)
+    assert.are.equal(7, c.result)
+    assert.are.equal(0, c.value)
+    assert.are.equal(0, c.flags)
+    assert.is_true(c.ok)
+    assert.is_false(c.more)
+    assert.is_nil(c.err)
+    assert.is_nil(c.code)
+    assert.is_nil(c.data)
+    -- a false token is a token, not "no token"
+    assert(loop:post(-3, false))
+    c = until_done(loop, 1)[1]
+    assert.is_false(c.token)
+    assert.is_false(c.ok)
+    assert.are.equal(-3, c.code)
+    assert.is_string(c.err)
+  end)
+
+  it("keeps sent strings and busy buffers until the final completion", function()
+    local _, server, client = tcp_pair(loop)
+    local weak = setmetatable({}, { __mode = "k" })
+    do
+      local b = ioq.buffer(string.rep("b", 1000))
+      weak[b] = true
+      assert(loop:send(client, b))
+      assert.are.equal(1, b:busy())
+      assert.has_error(function() b:set("x") end)
+      assert(loop:send(client, string.rep("s", 1000)))
+    end
+    collectgarbage()
+    collectgarbage()
+    assert.is_not_nil(next(weak))
+    assert.are.equal(2, loop:pinned())
+    local into = ioq.buffer(4000)
+    assert(loop:recv(server, into))
+    assert.are.equal(3, loop:pinned())
+    assert.has_error(function() loop:recv(server, into) end)
+    local got, sends, n = {}, 0, 0
+    for _ = 1, 100 do
+      if sends == 2 and n == 2000 then break end
+      for _, c in ipairs(assert(loop:poll(5))) do
+        if c.op == "send" then
+          sends = sends + 1
+        else
+          assert.are.equal(into, c.buf)
+          got[#got + 1] = into:tostring()
+          n = n + c.result
+          if n < 2000 then assert(loop:recv(server, into)) end
+        end
+      end
+    end
+    assert.are.equal(2000, n)
+    assert.are.equal(string.rep("b", 1000) .. string.rep("s", 1000), table.concat(got))
+    assert.are.equal(0, into:busy())
+    assert.are.equal(0, loop:pinned())
+    assert.are.equal(0, loop:pending())
+    collectgarbage()
+    collectgarbage()
+    assert.is_nil(next(weak))
+  end)
+
+  it("reuses receive buffers, keeping about as many as receives in flight", function()
+    local _, server, client = tcp_pair(loop)
+    local function round(k)
+      for i = 1, k do assert(loop:recv(server, 64, i)) end
+      assert.are.equal(k, loop.spare[0])
+      -- Each receive may get any part of the bytes; with twice what they can hold, every
+      -- one of them completes whatever the segments (the rest waits in the socket).
+      assert(loop:send(client, string.rep("x", 2 * 64 * k)))
+      local bytes, recvs = 0, 0
+      for _ = 1, 1000 do
+        if recvs == k then break end
+        for _, c in ipairs(assert(loop:poll(5))) do
+          if c.op == "recv" then
+            recvs = recvs + 1
+            assert.is_true(c.ok)
+            assert.are.equal(string.rep("x", c.result), c.data)
+            assert.is_nil(c.buf)
+            bytes = bytes + c.result
+          end
+        end
+      end
+      assert.are.equal(k, recvs)
+      assert.are.equal(0, loop.spare[0])
+      return bytes
+    end
+    -- 40 receives in flight, all completed in a burst: the cache keeps all 40, so that
+    -- submitting them again allocates nothing (a fixed cap of 16 would not).
+    assert.is_true(round(40) > 0)
+    assert.are.equal(40, #loop.spare[64])
+    assert.is_true(round(40) > 0)
+    assert.are.equal(40, #loop.spare[64])
+    -- After a lighter load for long enough (two windows of returned buffers, made short
+    -- here), the cache lets the past peak go.
+    loop.spare[-4] = 64
+    for _ = 1, 100 do round(4) end
+    assert.is_true(#loop.spare[64] <= 4 + 1 + 16) -- the peak of 4, a quarter, 16
+    assert.are.equal(0, loop:pending())
+    assert.are.equal(0, loop:pinned())
+  end)
+
+  it("counts pending operations without the refused ones", function()
+    assert.is_nil(loop:recv(987654321, 10))
+    assert.is_nil(loop:send(987654321, "x"))
+    assert.is_nil(loop:recv(987654321, ioq.buffer(4)))
+    local _, _, code = loop:recv(987654321, 0)
+    assert.are.equal(ioq.EINVAL, code)
+    assert.are.equal(0, loop:pending())
+    local a = assert(loop:post(1))
+    local b = assert(loop:post(2))
+    assert.is_true(b > a)
+    assert.are.equal(2, loop:pending())
+    until_done(loop, 2)
+    assert.are.equal(0, loop:pending())
+    assert.are.equal(0, loop.spare[0])
+  end)
 end)

@@ -25,6 +25,10 @@ local ioq = require "ioq"
 
 local M = {}
 
+-- Upvalues for the per-operation path: a global or field lookup per call adds up.
+local co_create, co_resume, co_yield = coroutine.create, coroutine.resume, coroutine.yield
+local co_running, co_status = coroutine.running, coroutine.status
+
 local WAIT = setmetatable({}, { __tostring = function() return "ioq.co.WAIT" end })
 local owner = setmetatable({}, { __mode = "k" }) -- coroutine -> scheduler
 
@@ -60,27 +64,32 @@ end
 --- sched:spawn(fn, ...) -> the coroutine; it starts at the next turn of run().
 function Sched:spawn(fn, ...)
   if type(fn) ~= "function" then error("bad argument #1 to 'spawn' (function expected)", 2) end
-  local th = coroutine.create(fn)
+  local th = co_create(fn)
   owner[th] = self
   self.live = self.live + 1
   push(self, table.pack(th, ...))
   return th
 end
 
-local function resume(self, th, ...)
-  local ok, r = coroutine.resume(th, ...)
+-- After a resume of th that did not yield WAIT (which means: alive, waiting).
+local function resumed(self, th, ok, r)
   if not ok then
     self.live = self.live - 1
     owner[th] = nil
     error(debug.traceback(th, tostring(r)), 0)
   end
-  if coroutine.status(th) == "dead" then
+  if co_status(th) == "dead" then
     self.live = self.live - 1
     owner[th] = nil
   elseif r ~= WAIT then
     -- A bare coroutine.yield() gives the other coroutines a turn.
     push(self, { th, n = 1 })
   end
+end
+
+local function resume(self, th, ...)
+  local ok, r = co_resume(th, ...)
+  if r ~= WAIT or not ok then resumed(self, th, ok, r) end
 end
 
 --- sched:step([timeout]) - run ready coroutines, then poll once and resume the waiting
@@ -93,16 +102,21 @@ function Sched:step(timeout)
     resume(self, table.unpack(item, 1, item.n))
   end
   if self.live == 0 then return false end
-  if self.loop:pending() == 0 then
+  local loop = self.loop
+  if loop:pending() == 0 then
     error("ioq.co: every coroutine waits, but no operation is pending (deadlock)", 2)
   end
-  local list = assert(self.loop:poll(timeout))
+  local list, err, code = loop:poll(timeout)
+  if not list then error(err .. " (" .. tostring(code) .. ")", 2) end
+  local waiting = self.waiting
   for i = 1, #list do
     local c = list[i]
-    local th = self.waiting[c.id]
+    local id = c.id
+    local th = waiting[id]
     if th and not c.more then
-      self.waiting[c.id] = nil
-      resume(self, th, c)
+      waiting[id] = nil
+      local ok, r = co_resume(th, c)
+      if r ~= WAIT or not ok then resumed(self, th, ok, r) end
     end
   end
   return self.live > 0 or self.head <= self.tail
@@ -120,7 +134,7 @@ function Sched:close()
 end
 
 local function current(level)
-  local th, main = coroutine.running()
+  local th, main = co_running()
   local s = owner[th]
   if main or not s then
     error("ioq.co: this call waits; make it inside a coroutine started by spawn", level or 3)
@@ -131,8 +145,8 @@ end
 -- Wait for the final completion of operation id (id, msg, code as a submit returned).
 local function await(s, id, msg, code)
   if not id then return nil, msg, code end
-  s.waiting[id] = (coroutine.running())
-  return coroutine.yield(WAIT)
+  s.waiting[id] = (co_running())
+  return co_yield(WAIT)
 end
 
 -- As await, but cancel the operation after `seconds`. A cancelled operation may still
@@ -190,10 +204,22 @@ function Stream:settimeout(seconds) self.timeout = seconds end
 
 --- stream:recv([n]) -> a string of 1..n bytes; "" at the end of the stream.
 function Stream:recv(n)
-  local s = current()
-  local c, m, code = result(await_timeout(s, self.timeout,
-                                          self.loop:recv(live(self), n or 4096)))
-  if not c then return nil, m, code end
+  local th, main = co_running()
+  local s = owner[th]
+  if main or not s then current() end
+  local h = self.h
+  if not h then error("ioq.co: object used after close", 2) end
+  local id, m, code = self.loop:recv(h, n or 4096)
+  if not id then return nil, m, code end
+  local c
+  local seconds = self.timeout
+  if seconds then
+    c = await_timeout(s, seconds, id)
+  else
+    s.waiting[id] = th
+    c = co_yield(WAIT)
+  end
+  if not c.ok then return nil, c.err, c.code end
   return c.data
 end
 
@@ -207,9 +233,21 @@ end
 
 --- stream:send(data) -> bytes sent (all of them), or nil, message, code, bytes_sent.
 function Stream:send(data)
-  local s = current()
-  local c, m, code = await_timeout(s, self.timeout, self.loop:send(live(self), data))
-  if not c then return nil, m, code, 0 end
+  local th, main = co_running()
+  local s = owner[th]
+  if main or not s then current() end
+  local h = self.h
+  if not h then error("ioq.co: object used after close", 2) end
+  local id, m, code = self.loop:send(h, data)
+  if not id then return nil, m, code, 0 end
+  local c
+  local seconds = self.timeout
+  if seconds then
+    c = await_timeout(s, seconds, id)
+  else
+    s.waiting[id] = th
+    c = co_yield(WAIT)
+  end
   if not c.ok then return nil, c.err, c.code, c.value or 0 end
   return c.result
 end
