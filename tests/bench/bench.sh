@@ -32,11 +32,11 @@ bin="$build/tests/bench"
 ex="$build/examples/c"
 if [ "${BENCH_QUICK:-0}" = 1 ]; then
   quick=1; reps=3; secs=0.5; hsecs=1; timers=200000; xt_rt=20000; xt_flood=200000
-  py_sizes="10240"; py_secs=0.3; psecs=0.3; usecs=0.3
+  py_sizes="10240"; lang_secs=0.3; psecs=0.3; usecs=0.3
   echo_rows="100:64 1000:1024"; lua_rows="100:64"; sc_secs=0.5
 else
   quick=0; reps=5; secs=2; hsecs=2; timers=1000000; xt_rt=100000; xt_flood=1000000
-  py_sizes="1024 10240 102400"; py_secs=1.5; psecs=2; usecs=1
+  py_sizes="1024 10240 102400"; lang_secs=1; psecs=2; usecs=1
   echo_rows="100:64 1000:64 100:1024 1000:1024"; lua_rows="10:1024 100:64"; sc_secs=2
 fi
 [ -x "$bin/pingpong_ioq" ] || { echo "bench.sh: $bin/pingpong_ioq not built" >&2; exit 1; }
@@ -242,7 +242,7 @@ if have loadgen && command -v "$py" >/dev/null; then
     vs=()
     if "$py" -c "import ioq.aio" 2>/dev/null; then
       for be in "${backends[@]}"; do
-        vs+=("ioq-$be|run_secs=$py_secs run_echo ioq-$be 10 $size env IOQ_BACKEND=$be $py \
+        vs+=("ioq-$be|run_secs=$lang_secs run_echo ioq-$be 10 $size env IOQ_BACKEND=$be $py \
 $here/echo_py.py ioq-aio")
       done
     else
@@ -251,7 +251,7 @@ $here/echo_py.py ioq-aio")
     styles="asyncio-streams asyncio-protocol"
     "$py" -c "import uvloop" 2>/dev/null && styles+=" uvloop-streams uvloop-protocol"
     for st in $styles; do
-      vs+=("$st|run_secs=$py_secs run_echo $st 10 $size $py $here/echo_py.py $st")
+      vs+=("$st|run_secs=$lang_secs run_echo $st 10 $size $py $here/echo_py.py $st")
     done
     workload "python-echo-c10-${size}B" "${vs[@]}"
   done
@@ -265,11 +265,12 @@ if have loadgen && command -v lua5.4 >/dev/null &&
     set -- ${cs%%:*} ${cs#*:}
     vs=()
     for be in "${backends[@]}"; do
-      vs+=("ioq-$be|run_echo ioq-$be $1 $2 env IOQ_BACKEND=$be lua5.4 $here/echo_lua.lua ioq")
+      vs+=("ioq-$be|run_secs=$lang_secs run_echo ioq-$be $1 $2 env IOQ_BACKEND=$be lua5.4 \
+$here/echo_lua.lua ioq")
     done
-    vs+=("ioq-co|run_echo ioq-co $1 $2 lua5.4 $here/echo_lua.lua ioq-co")
+    vs+=("ioq-co|run_secs=$lang_secs run_echo ioq-co $1 $2 lua5.4 $here/echo_lua.lua ioq-co")
     lua5.4 -e 'require "luv"' 2>/dev/null &&
-      vs+=("luv|run_echo luv $1 $2 lua5.4 $here/echo_lua.lua luv")
+      vs+=("luv|run_secs=$lang_secs run_echo luv $1 $2 lua5.4 $here/echo_lua.lua luv")
     workload "lua-echo-c$1-${2}B" "${vs[@]}"
   done
 else
