@@ -54,17 +54,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# Ports below the ephemeral range: the clients' connections (and their TIME_WAIT remains)
-# can hold any port inside it.
-eph_low=$(awk '{ print $1 }' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
-free_port() {
-  local p span=$((eph_low > 12000 ? eph_low - 10000 : 2000))
-  for _ in $(seq 50); do
-    p=$((10000 + RANDOM % span))
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return; fi
-  done
-  echo "syscalls.sh: no free port" >&2; return 1
-}
+# shellcheck source=ports.sh
+. "$(dirname "$0")/ports.sh"
 
 # start_server VARIANT: the server on a free port in the background (sets port and
 # server_pid) once it accepts connections. Status 2: the variant cannot run here.
