@@ -361,6 +361,7 @@ int ioq__os_tcp_listen(const ioq_addr *addr, uint32_t backlog, uint32_t flags, i
 int ioq__os_udp_bind(const ioq_addr *addr, uint32_t flags, int64_t *fd);
 int ioq__os_local_listen(const char *path, uint32_t backlog, uint32_t flags, int64_t *fd);
 int ioq__os_sockname(int64_t fd, bool peer, ioq_addr *out);
+/* Apply a socket option that ioq_setopt() has checked (value range, kind). */
 int ioq__os_setopt(int64_t fd, uint8_t kind, uint32_t opt, int64_t value);
 int ioq__os_adopt(int64_t fd, uint32_t kind, uint8_t *family);
 void ioq__os_close(int64_t fd);
@@ -392,6 +393,8 @@ void ioq__tp_finish(ioq_loop *loop, ioq__op *op);
 #define IOQ__SOCKET_KINDS (IOQ__STREAM_KINDS | IOQ__KIND_BIT(IOQ__K_UDP))
 #define IOQ__LISTENER_KINDS \
     (IOQ__KIND_BIT(IOQ__K_TCP_LISTENER) | IOQ__KIND_BIT(IOQ__K_LOCAL_LISTENER))
+#define IOQ__TCP_KINDS (IOQ__KIND_BIT(IOQ__K_TCP) | IOQ__KIND_BIT(IOQ__K_TCP_LISTENER))
+#define IOQ__ANY_SOCKET_KINDS (IOQ__SOCKET_KINDS | IOQ__LISTENER_KINDS)
 
 /* --- small helpers ------------------------------------------------------------------------- */
 char *ioq__strdup(const char *s);

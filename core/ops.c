@@ -5,6 +5,7 @@
  */
 #include "internal.h"
 
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -552,6 +553,21 @@ int ioq_peername(ioq_loop *loop, ioq_handle hv, ioq_addr *out)
     return ioq__os_sockname(h->fd, true, out);
 }
 
+/* What each IOQ_OPT_* accepts: the value range (checked first: IOQ_EINVAL) and the socket
+ * kinds it means something for (IOQ_ENOTSUP otherwise). The OS layer only applies it. */
+static const struct {
+    int64_t min, max;
+    uint32_t kinds;
+} opt_rules[] = {
+    [IOQ_OPT_NODELAY] = {0, 1, IOQ__TCP_KINDS},
+    [IOQ_OPT_KEEPALIVE] = {0, 32767, IOQ__TCP_KINDS},
+    [IOQ_OPT_RCVBUF] = {1, INT_MAX / 2, IOQ__ANY_SOCKET_KINDS},
+    [IOQ_OPT_SNDBUF] = {1, INT_MAX / 2, IOQ__ANY_SOCKET_KINDS},
+    [IOQ_OPT_REUSEADDR] = {0, 1, IOQ__ANY_SOCKET_KINDS},
+    [IOQ_OPT_BROADCAST] = {0, 1, IOQ__KIND_BIT(IOQ__K_UDP)},
+    [IOQ_OPT_LINGER] = {-1, 65535, IOQ__ANY_SOCKET_KINDS & ~IOQ__KIND_BIT(IOQ__K_UDP)},
+};
+
 int ioq_setopt(ioq_loop *loop, ioq_handle hv, uint32_t opt, int64_t value)
 {
     ioq__handle *h;
@@ -561,6 +577,10 @@ int ioq_setopt(ioq_loop *loop, ioq_handle hv, uint32_t opt, int64_t value)
     if (opt < IOQ_OPT_NODELAY || opt > IOQ_OPT_LINGER)
         return IOQ_EINVAL;
     if (h->kind == IOQ__K_FILE || h->kind == IOQ__K_POOL)
+        return IOQ_ENOTSUP;
+    if (value < opt_rules[opt].min || value > opt_rules[opt].max)
+        return IOQ_EINVAL;
+    if (!(opt_rules[opt].kinds & IOQ__KIND_BIT(h->kind)))
         return IOQ_ENOTSUP;
     return ioq__os_setopt(h->fd, h->kind, opt, value);
 }
