@@ -312,6 +312,10 @@ void ioq__complete(ioq_loop *loop, ioq__op *op, int64_t result, uint64_t value,
                    uint16_t flags);
 
 ioq__handle *ioq__handle_new(ioq_loop *loop, uint8_t kind, int64_t fd);
+/* A slot for descriptor fd, registered with the backend: 0 (*out set) or IOQ_E*. On failure
+ * the slot is gone and fd is left to the caller, open. */
+int ioq__handle_open(ioq_loop *loop, uint8_t kind, uint8_t family, int64_t fd,
+                     ioq__handle **out);
 /* Release a slot whose descriptor is already closed (or never opened). */
 void ioq__handle_free(ioq_loop *loop, ioq__handle *h);
 ioq_handle ioq__handle_value(const ioq_loop *loop, const ioq__handle *h);

@@ -151,6 +151,23 @@ void ioq__handle_destroy(ioq_loop *loop, ioq__handle *h)
     ioq__handle_free(loop, h);
 }
 
+int ioq__handle_open(ioq_loop *loop, uint8_t kind, uint8_t family, int64_t fd,
+                     ioq__handle **out)
+{
+    ioq__handle *h = ioq__handle_new(loop, kind, fd);
+    int rc;
+    if (!h)
+        return IOQ_ENOMEM;
+    h->family = family;
+    if (loop->backend->handle_open && (rc = loop->backend->handle_open(loop, h)) != 0) {
+        h->fd = -1;
+        ioq__handle_free(loop, h);
+        return rc;
+    }
+    *out = h;
+    return 0;
+}
+
 ioq_handle ioq__handle_value(const ioq_loop *loop, const ioq__handle *h)
 {
     return (uint64_t)loop->tag << 48 | (uint64_t)h->gen << IOQ__INDEX_BITS | h->index;

@@ -156,22 +156,14 @@ static int get(ioq_loop *loop, ioq_handle v, uint32_t kinds, ioq__handle **h)
     return *h ? 0 : IOQ_EBADHANDLE;
 }
 
+/* A handle for a socket ioq has just created: on failure the socket is closed. */
 static int new_handle(ioq_loop *loop, uint8_t kind, uint8_t family, int64_t fd, ioq_handle *out)
 {
-    ioq__handle *h = ioq__handle_new(loop, kind, fd);
-    if (!h) {
+    ioq__handle *h;
+    int rc = ioq__handle_open(loop, kind, family, fd, &h);
+    if (rc != 0) {
         ioq__os_close(fd);
-        return IOQ_ENOMEM;
-    }
-    h->family = family;
-    if (loop->backend->handle_open) {
-        int rc = loop->backend->handle_open(loop, h);
-        if (rc != 0) {
-            ioq__os_close(fd);
-            h->fd = -1;
-            ioq__handle_free(loop, h);
-            return rc;
-        }
+        return rc;
     }
     *out = ioq__handle_value(loop, h);
     return 0;
@@ -598,15 +590,10 @@ int ioq_adopt(ioq_loop *loop, uint64_t os_handle, uint32_t kind, ioq_handle *out
     if (rc != 0)
         return rc;
     {
-        ioq__handle *h = ioq__handle_new(loop, (uint8_t)kind, (int64_t)os_handle);
-        if (!h)
-            return IOQ_ENOMEM; /* not ours yet: the caller keeps the descriptor */
-        h->family = family;
-        if (loop->backend->handle_open && (rc = loop->backend->handle_open(loop, h)) != 0) {
-            h->fd = -1;
-            ioq__handle_free(loop, h);
+        ioq__handle *h;
+        /* On failure the descriptor is not ours yet: the caller keeps it. */
+        if ((rc = ioq__handle_open(loop, (uint8_t)kind, family, (int64_t)os_handle, &h)) != 0)
             return rc;
-        }
         *out = ioq__handle_value(loop, h);
     }
     return 0;

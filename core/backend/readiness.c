@@ -67,17 +67,10 @@ static int do_accept(ioq_loop *loop, ioq__handle *h, ioq__op *op)
         pop_complete(loop, &h->readq, op, ioq__os_errno_map(e), 0, 0);
         return DONE;
     }
-    c = ioq__handle_new(loop, h->kind == IOQ__K_TCP_LISTENER ? IOQ__K_TCP : IOQ__K_LOCAL, fd);
-    if (!c) {
+    rc = ioq__handle_open(loop, h->kind == IOQ__K_TCP_LISTENER ? IOQ__K_TCP : IOQ__K_LOCAL,
+                          h->family, fd, &c);
+    if (rc != 0) {
         close(fd);
-        pop_complete(loop, &h->readq, op, IOQ_ENOMEM, 0, 0);
-        return DONE;
-    }
-    c->family = h->family;
-    if ((rc = loop->backend->handle_open(loop, c)) != 0) {
-        close(fd);
-        c->fd = -1;
-        ioq__handle_free(loop, c);
         pop_complete(loop, &h->readq, op, rc, 0, 0);
         return DONE;
     }
