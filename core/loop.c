@@ -665,13 +665,15 @@ int ioq_poll(ioq_loop *loop, ioq_cqe *cqes, uint32_t max, int64_t timeout_ns)
     if (loop->in_free || loop->in_poll)
         return IOQ_EMISUSE;
     loop->in_poll = true;
-    atomic_store(&loop->blocked, 0);
+    if (loop->embedded)
+        atomic_store(&loop->blocked, 0); /* set by leave_poll() for the host's sleep */
     if (timeout_ns > 0)
         deadline = ioq__os_now() + (uint64_t)timeout_ns;
 
     for (;;) {
         int64_t wait_ns;
-        bool woke;
+        uint64_t now = 0;
+        bool woke, published = false;
 
         drain_mpsc(loop);
         run_timers(loop);
@@ -698,7 +700,7 @@ int ioq_poll(ioq_loop *loop, ioq_cqe *cqes, uint32_t max, int64_t timeout_ns)
         } else if (timeout_ns < 0) {
             wait_ns = -1;
         } else {
-            uint64_t now = ioq__os_now();
+            now = ioq__os_now();
             if (now >= deadline) {
                 if (waited)
                     break;
@@ -708,8 +710,11 @@ int ioq_poll(ioq_loop *loop, ioq_cqe *cqes, uint32_t max, int64_t timeout_ns)
             }
         }
         if (loop->heap_len && wait_ns != 0) {
-            uint64_t now = ioq__os_now(), d = loop->heap[0].deadline;
-            int64_t t = d > now ? (int64_t)(d - now) : 0;
+            uint64_t d = loop->heap[0].deadline;
+            int64_t t;
+            if (now == 0)
+                now = ioq__os_now();
+            t = d > now ? (int64_t)(d - now) : 0;
             if (wait_ns < 0 || t < wait_ns)
                 wait_ns = t;
         }
@@ -717,12 +722,16 @@ int ioq_poll(ioq_loop *loop, ioq_cqe *cqes, uint32_t max, int64_t timeout_ns)
             /* Publish that we may sleep, then look once more: a producer either sees the
              * flag (and wakes us) or we see its item. */
             atomic_store(&loop->blocked, 1);
+            published = true;
             if (posts_pending(loop) || atomic_load(&loop->wake_requested))
                 wait_ns = 0;
         }
         loop->backend->wait(loop, wait_ns);
-        atomic_store(&loop->blocked, 0);
-        atomic_store(&loop->wake_sent, 0);
+        if (published) {
+            /* Only a loop that published `blocked` can have been sent a wake. */
+            atomic_store(&loop->blocked, 0);
+            atomic_store(&loop->wake_sent, 0);
+        }
         waited = true;
         loop->skipped_wait = false;
     }
