@@ -180,20 +180,6 @@ int ioq__fault_recv_batch(ioq_loop *loop, ioq__handle *h, int fd, struct msghdr 
     return ioq__px_recv_batch(fd, msg, got, n);
 }
 
-ssize_t ioq__fault_recvfrom(ioq_loop *loop, ioq__handle *h, int fd, void *buf, size_t len,
-                            int flags, struct sockaddr *sa, socklen_t *slen)
-{
-    /* Datagrams: a shorter buffer would truncate one, which the kernel never does to a
-     * datagram that fits. */
-    switch (roll(BIT(IOQ__F_EINTR) | replay_ok() | BIT(IOQ__F_NOMEM))) {
-    case IOQ__F_EINTR: return fail(EINTR);
-    case IOQ__F_EAGAIN: owe_edge(loop, h, IOQ__R_READABLE); return fail(EAGAIN);
-    case IOQ__F_NOMEM: return fail(ENOMEM);
-    default: break;
-    }
-    return recvfrom(fd, buf, len, flags, sa, slen);
-}
-
 ssize_t ioq__fault_send(ioq_loop *loop, ioq__handle *h, int fd, const void *buf, size_t len,
                         int flags)
 {

@@ -40,8 +40,6 @@ enum {
 
 ssize_t ioq__fault_recv(ioq_loop *loop, ioq__handle *h, int fd, void *buf, size_t len,
                         int flags);
-ssize_t ioq__fault_recvfrom(ioq_loop *loop, ioq__handle *h, int fd, void *buf, size_t len,
-                            int flags, struct sockaddr *sa, socklen_t *slen);
 int ioq__fault_recv_batch(ioq_loop *loop, ioq__handle *h, int fd, struct msghdr *msg,
                           size_t *got, unsigned n);
 ssize_t ioq__fault_send(ioq_loop *loop, ioq__handle *h, int fd, const void *buf, size_t len,
@@ -71,8 +69,6 @@ void ioq__fault_forget(ioq_loop *loop);
 void ioq__fault_stats(uint64_t out[IOQ__F_KINDS]);
 
 #  define ioq__f_recv(l, h, fd, b, n, fl) ioq__fault_recv(l, h, fd, b, n, fl)
-#  define ioq__f_recvfrom(l, h, fd, b, n, fl, sa, sl) \
-      ioq__fault_recvfrom(l, h, fd, b, n, fl, sa, sl)
 #  define ioq__f_recv_batch(l, h, fd, m, g, n) ioq__fault_recv_batch(l, h, fd, m, g, n)
 #  define ioq__f_send(l, h, fd, b, n, fl) ioq__fault_send(l, h, fd, b, n, fl)
 #  define ioq__f_sendmsg(l, h, fd, m, fl) ioq__fault_sendmsg(l, h, fd, m, fl)
@@ -92,7 +88,6 @@ void ioq__fault_stats(uint64_t out[IOQ__F_KINDS]);
 #else /* the plain calls */
 
 #  define ioq__f_recv(l, h, fd, b, n, fl) recv(fd, b, n, fl)
-#  define ioq__f_recvfrom(l, h, fd, b, n, fl, sa, sl) recvfrom(fd, b, n, fl, sa, sl)
 #  define ioq__f_recv_batch(l, h, fd, m, g, n) ioq__px_recv_batch(fd, m, g, n)
 #  define ioq__f_send(l, h, fd, b, n, fl) send(fd, b, n, fl)
 #  define ioq__f_sendmsg(l, h, fd, m, fl) sendmsg(fd, m, fl)

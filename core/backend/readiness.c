@@ -97,32 +97,11 @@ static int do_recv(ioq_loop *loop, ioq__handle *h, ioq__op *op)
     }
 }
 
-static int do_recvfrom(ioq_loop *loop, ioq__handle *h, ioq__op *op)
-{
-    struct sockaddr_storage ss;
-    socklen_t slen = sizeof ss;
-    ssize_t n;
-    do
-        n = ioq__f_recvfrom(loop, h, (int)h->fd, op->buf, op->len, 0, (struct sockaddr *)&ss,
-                            &slen);
-    while (n < 0 && errno == EINTR);
-    if (n < 0) {
-        if (errno == EAGAIN || errno == EWOULDBLOCK)
-            return AGAIN;
-        pop_complete(loop, &h->readq, op, ioq__os_errno_map(errno), 0, 0);
-        return DONE;
-    }
-    if (op->addr_out)
-        ioq__from_sockaddr((struct sockaddr *)&ss, op->addr_out);
-    pop_complete(loop, &h->readq, op, n, 0, 0);
-    return DONE;
-}
-
-/* Several receives waiting on a datagram socket: fill them with one system call
+/* The receives waiting at the head of a datagram socket's queue, filled by one system call
  * (recvmmsg). Taking fewer datagrams than there were receives means the socket is empty, and
  * each datagram that arrives later raises a new edge: as for a short stream read, no
  * receive is spent on EAGAIN (unless an error was reported, which comes after the data). */
-static int do_recvfrom_batch(ioq_loop *loop, ioq__handle *h)
+static int do_recvfrom(ioq_loop *loop, ioq__handle *h)
 {
     struct sockaddr_storage ss[IOQ__PX_BATCH];
     struct iovec iov[IOQ__PX_BATCH];
@@ -219,10 +198,7 @@ static void run_read(ioq_loop *loop, ioq__handle *h)
         case IOQ_OP_ACCEPT: r = do_accept(loop, h, op); break;
         case IOQ_OP_RECV: r = do_recv(loop, h, op); break;
         case IOQ_OP_RECV_POOL: r = do_recv_pool(loop, h, op); break;
-        default:
-            r = op->qnext && op->qnext->code == IOQ_OP_RECVFROM ? do_recvfrom_batch(loop, h)
-                                                                 : do_recvfrom(loop, h, op);
-            break;
+        default: r = do_recvfrom(loop, h); break;
         }
         if (r == AGAIN || r == DRAINED) {
             h->rstate &= (uint16_t)~IOQ__R_READABLE;
