@@ -482,9 +482,7 @@ class Transport(asyncio.Transport):
         try:
             self._protocol.connection_made(self)
         except BaseException as e:
-            self._fatal(e, "connection_made() failed")
-            if not isinstance(e, Exception):
-                raise
+            self._callback_failed(e, "connection_made() failed")
             return
         if self._reading and not self._closing:
             self._start_reading()
@@ -526,9 +524,7 @@ class Transport(asyncio.Transport):
             try:
                 self._data_received(data)
             except BaseException as e:
-                self._fatal(e, "data_received() failed")
-                if not isinstance(e, Exception):
-                    raise
+                self._callback_failed(e, "data_received() failed")
             return
         self._recv_token = 0
         if self._closing:
@@ -555,9 +551,7 @@ class Transport(asyncio.Transport):
         try:
             keep_open = self._protocol.eof_received()
         except BaseException as e:
-            self._fatal(e, "eof_received() failed")
-            if not isinstance(e, Exception):
-                raise
+            self._callback_failed(e, "eof_received() failed")
             return
         if not keep_open:
             self.close()
@@ -590,9 +584,7 @@ class Transport(asyncio.Transport):
             try:
                 self._protocol.data_received(data)
             except BaseException as e:
-                self._fatal(e, "data_received() failed")
-                if not isinstance(e, Exception):
-                    raise
+                self._callback_failed(e, "data_received() failed")
                 return
         if self._reading and not self._closing and not self._stash:
             if self._recv_token:
@@ -721,6 +713,13 @@ class Transport(asyncio.Transport):
         if self._exc is None:
             self._exc = exc
         self.abort()
+
+    def _callback_failed(self, exc, message):
+        # A protocol callback raised: the transport ends; KeyboardInterrupt and SystemExit
+        # go on up, as asyncio lets them.
+        self._fatal(exc, message)
+        if not isinstance(exc, Exception):
+            raise exc
 
     def _report(self, exc, message):
         self._al._aloop.call_exception_handler({
