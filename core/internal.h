@@ -78,8 +78,7 @@ enum {
     IOQ__AT_NONE,    /* being set up, or completing */
     IOQ__AT_BACKEND, /* owned by the backend (a readiness queue, the ring, an OVERLAPPED) */
     IOQ__AT_TIMER,   /* in the core's timer heap */
-    IOQ__AT_POOL,    /* queued for a thread-pool worker */
-    IOQ__AT_WORKER,  /* running on a worker: cannot be stopped, completes with its result */
+    IOQ__AT_POOL,    /* queued for, or running on, a thread-pool worker (see tp_running) */
     IOQ__AT_CLOSE    /* a close waiting for its handle's ops to drain */
 };
 
@@ -116,14 +115,20 @@ struct ioq__op {
             void *buf;          /* recv/send/read/write buffer */
             size_t len;
             size_t done;        /* bytes moved so far (partial sends, gather sends) */
-            uint64_t offset;    /* file offset; sendv: bytes of iov[iovpos] already sent */
+            union {
+                uint64_t offset; /* read/write: file offset */
+                size_t iovoff;   /* sendv: bytes of iov[iovpos] already sent */
+            };
             ioq_iov *iov;       /* sendv: private copy of the array (iov_small or heap) */
             uint32_t iovcnt;
             uint32_t iovpos;    /* first entry not yet fully sent */
             ioq_addr *addr_out; /* recvfrom sender, resolve output array (caller memory) */
             char *path;         /* open / local connect / resolve host: private copy */
             char *path2;        /* resolve service */
-            uint32_t mode;      /* open mode; resolve: max */
+            union {
+                uint32_t mode;   /* open: permission bits for a created file */
+                uint32_t max;    /* resolve: entries of addr_out */
+            };
             ioq__pool *pool;    /* recv_pool */
             union {
                 struct {        /* socket ops */
@@ -174,7 +179,6 @@ enum {
 #define IOQ__R_WRITABLE 0x02u
 #define IOQ__R_CLOSING  0x04u
 #define IOQ__R_REG      0x08u /* registered with the kernel multiplexer */
-#define IOQ__R_SHUT     0x10u /* the write side was shut down */
 #define IOQ__R_EOF      0x20u /* end of stream or an error is pending behind the data */
 
 #define IOQ__POST_POOL 1024 /* posts in flight before ioq_post falls back to malloc */
@@ -376,7 +380,7 @@ bool ioq__os_valid_fd(uint64_t os_handle);
 /* --- op and handle plumbing (loop.c) ------------------------------------------------------ */
 ioq__op *ioq__op_new(ioq_loop *loop, uint16_t code, uint64_t token);
 void ioq__op_attach(ioq__op *op, ioq__handle *h);
-void ioq__op_accept(ioq_loop *loop, ioq__op *op);
+void ioq__op_register(ioq_loop *loop, ioq__op *op);
 void ioq__op_reject(ioq_loop *loop, ioq__op *op);
 void ioq__op_free(ioq_loop *loop, ioq__op *op);
 void ioq__op_cancel(ioq_loop *loop, ioq__op *op);

@@ -368,9 +368,9 @@ void ioq__op_free(ioq_loop *loop, ioq__op *op)
 }
 
 /* Register an accepted op in the token index (before the backend can complete it). */
-void ioq__op_accept(ioq_loop *loop, ioq__op *op) { token_insert(loop, op); }
+void ioq__op_register(ioq_loop *loop, ioq__op *op) { token_insert(loop, op); }
 
-/* Undo ioq__op_accept + attach for a submission the backend rejected. */
+/* Undo ioq__op_register + attach for a submission the backend rejected. */
 void ioq__op_reject(ioq_loop *loop, ioq__op *op)
 {
     token_remove(loop, op);

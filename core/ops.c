@@ -42,15 +42,15 @@ void ioq__sendv_advance(ioq__op *op, size_t n)
 {
     op->done += n;
     while (op->iovpos < op->iovcnt) {
-        size_t left = op->iov[op->iovpos].len - (size_t)op->offset;
+        size_t left = op->iov[op->iovpos].len - op->iovoff;
         if (n < left) {
-            op->offset += n;
+            op->iovoff += n;
             return;
         }
         /* a whole entry (or a zero-length one) is behind us */
         n -= left;
         op->iovpos++;
-        op->offset = 0;
+        op->iovoff = 0;
     }
 }
 
@@ -137,7 +137,7 @@ static int start(ioq_loop *loop, ioq__op *op, ioq__handle *h)
     int rc;
     if (h)
         ioq__op_attach(op, h);
-    ioq__op_accept(loop, op);
+    ioq__op_register(loop, op);
     op->at = IOQ__AT_BACKEND;
     rc = loop->backend->start(loop, op);
     if (rc != 0)
@@ -234,7 +234,7 @@ int ioq_accept(ioq_loop *loop, ioq_handle listener, uint32_t flags, uint64_t tok
     return start(loop, op, h);
 }
 
-static int connect_common(ioq_loop *loop, uint16_t code, uint8_t family, ioq__op *op)
+static int connect_common(ioq_loop *loop, uint8_t family, ioq__op *op)
 {
     ioq__handle *h = ioq__handle_new(loop, IOQ__K_CONNECTING, -1);
     int rc;
@@ -242,7 +242,6 @@ static int connect_common(ioq_loop *loop, uint16_t code, uint8_t family, ioq__op
         ioq__op_free(loop, op);
         return IOQ_ENOMEM;
     }
-    (void)code;
     h->family = family;
     rc = start(loop, op, h);
     if (rc != 0)
@@ -260,7 +259,7 @@ int ioq_connect(ioq_loop *loop, const ioq_addr *addr, uint32_t flags, uint64_t t
     if (!(op = ioq__op_new(loop, IOQ_OP_CONNECT, token)))
         return IOQ_ENOMEM;
     op->addr = *addr;
-    return connect_common(loop, IOQ_OP_CONNECT, (uint8_t)addr->family, op);
+    return connect_common(loop, (uint8_t)addr->family, op);
 }
 
 int ioq_local_connect(ioq_loop *loop, const char *path, uint32_t flags, uint64_t token)
@@ -279,7 +278,7 @@ int ioq_local_connect(ioq_loop *loop, const char *path, uint32_t flags, uint64_t
         ioq__op_free(loop, op);
         return IOQ_ENOMEM;
     }
-    return connect_common(loop, IOQ_OP_LOCAL_CONNECT, 0, op);
+    return connect_common(loop, 0, op);
 }
 
 /* Buffer operations on a handle of `kinds`. */
@@ -479,7 +478,7 @@ int ioq_timeout(ioq_loop *loop, uint64_t ns, uint64_t token)
         return IOQ_ENOMEM;
     now = ioq__os_now();
     op->deadline = ns > UINT64_MAX - now ? UINT64_MAX : now + ns;
-    ioq__op_accept(loop, op);
+    ioq__op_register(loop, op);
     rc = ioq__timer_add(loop, op);
     if (rc != 0)
         ioq__op_reject(loop, op);
@@ -507,8 +506,8 @@ int ioq_resolve(ioq_loop *loop, const char *host, const char *service, uint32_t 
     }
     op->flags = flags;
     op->addr_out = out_addrs;
-    op->mode = max;
-    ioq__op_accept(loop, op);
+    op->max = max;
+    ioq__op_register(loop, op);
     rc = ioq__tp_submit(loop, op, ioq__os_resolve_work);
     if (rc != 0)
         ioq__op_reject(loop, op);

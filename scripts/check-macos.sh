@@ -90,7 +90,7 @@ for target in $TARGETS; do
         -DIOQ_ZIG="$zig" -DIOQ_ZIG_TARGET="$target" \
         -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_FLAGS="$flags" \
         -DIOQ_BUILD_TESTS=ON -DIOQ_BUILD_EXAMPLES=ON -DIOQ_BUILD_BENCH=OFF \
-        -DIOQ_BUILD_BINDINGS=OFF -DIOQ_WITH_URING=OFF \
+        -DIOQ_WITH_URING=OFF \
         -DIOQ_CMOCKA_INCLUDE="$zigdir/cmocka/include" \
         -DIOQ_CMOCKA_LIB="$b/cmocka-stub/libcmocka.a" >"$b/configure.log" 2>&1 ||
         { cat "$b/configure.log"; die "$target: configure failed"; }

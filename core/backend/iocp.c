@@ -132,7 +132,7 @@ static int file_result(ioq_loop *loop, iocp_args *a, BOOL ok)
 static DWORD sendv_bufs(ioq__op *op, iocp_args *a)
 {
     DWORD cnt = 0;
-    size_t skip = (size_t)op->offset;
+    size_t skip = op->iovoff;
     for (uint32_t i = op->iovpos; i < op->iovcnt; i++) {
         a->wb[cnt].buf = (char *)op->iov[i].base + skip;
         a->wb[cnt].len = (ULONG)(op->iov[i].len - skip);
@@ -145,25 +145,25 @@ static DWORD sendv_bufs(ioq__op *op, iocp_args *a)
 /* The first non-empty piece of a sendv, for pipes (WriteFile takes one buffer). */
 static void sendv_piece(ioq__op *op, char **p, DWORD *n)
 {
-    while (op->iovpos < op->iovcnt && op->iov[op->iovpos].len == (size_t)op->offset) {
+    while (op->iovpos < op->iovcnt && op->iov[op->iovpos].len == op->iovoff) {
         op->iovpos++;
-        op->offset = 0;
+        op->iovoff = 0;
     }
-    *p = (char *)op->iov[op->iovpos].base + op->offset;
-    *n = (DWORD)(op->iov[op->iovpos].len - (size_t)op->offset);
+    *p = (char *)op->iov[op->iovpos].base + op->iovoff;
+    *n = (DWORD)(op->iov[op->iovpos].len - op->iovoff);
 }
 
 static void sendv_advance(ioq__op *op, size_t n)
 {
     while (n > 0 && op->iovpos < op->iovcnt) {
-        size_t left = op->iov[op->iovpos].len - (size_t)op->offset;
+        size_t left = op->iov[op->iovpos].len - op->iovoff;
         if (n < left) {
-            op->offset += n;
+            op->iovoff += n;
             n = 0;
         } else {
             n -= left;
             op->iovpos++;
-            op->offset = 0;
+            op->iovoff = 0;
         }
     }
 }

@@ -511,7 +511,7 @@ static int gai_map(int rc)
 void ioq__os_resolve_work(ioq__op *op)
 {
     struct addrinfo hints, *res = NULL, *ai;
-    uint32_t n = 0, max = op->mode;
+    uint32_t n = 0, max = op->max;
     int rc;
 
     memset(&hints, 0, sizeof hints);

@@ -261,7 +261,7 @@ static int do_sendv(ioq_loop *loop, ioq__handle *h, ioq__op *op)
     while (op->done < op->len) {
         struct msghdr msg;
         uint32_t cnt = 0;
-        size_t skip = (size_t)op->offset; /* bytes of iov[iovpos] already sent */
+        size_t skip = op->iovoff; /* bytes of iov[iovpos] already sent */
         ssize_t n;
 
         for (uint32_t i = op->iovpos; i < op->iovcnt && cnt < BATCH; i++) {
@@ -307,8 +307,6 @@ static int do_sendto(ioq_loop *loop, ioq__handle *h, ioq__op *op)
 static int do_shutdown(ioq_loop *loop, ioq__handle *h, ioq__op *op)
 {
     int rc = shutdown((int)h->fd, SHUT_WR) < 0 ? ioq__os_errno_map(errno) : 0;
-    if (rc == 0)
-        h->rstate |= IOQ__R_SHUT;
     pop_complete(loop, &h->writeq, op, rc, 0, 0);
     return DONE;
 }

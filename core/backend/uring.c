@@ -43,7 +43,6 @@ typedef struct {
     int lfd;          /* embedded mode: eventfd registered with the ring, see loop_fd */
     bool enabled;     /* set up with R_DISABLED: enabled by the first submitter thread */
     bool deferred;    /* DEFER_TASKRUN: completions are posted only when we enter */
-    bool wake_armed;
     bool timer_armed;
     bool emulate_multishot_accept;
     bool emulate_multishot_recv;
@@ -126,7 +125,7 @@ static void msg_one(uring_args *a, void *buf, size_t len, socklen_t namelen)
 static void sendv_msg(ioq__op *op, uring_args *a)
 {
     uint32_t cnt = 0;
-    size_t skip = (size_t)op->offset;
+    size_t skip = op->iovoff;
     for (uint32_t i = op->iovpos; i < op->iovcnt; i++) {
         /* An empty entry may have a NULL base: NULL + 0 is still undefined. */
         a->iov[cnt].iov_base = skip ? (char *)op->iov[i].base + skip : op->iov[i].base;
@@ -797,7 +796,6 @@ static int uring_init(ioq_loop *loop)
     }
     loop->be = s;
     arm_poll(s, s->evfd, UD_WAKE);
-    s->wake_armed = true;
     return 0;
 }
 

@@ -605,7 +605,7 @@ void ioq__os_file_work(ioq__op *op)
 void ioq__os_resolve_work(ioq__op *op)
 {
     struct addrinfo hints, *res = NULL, *ai;
-    uint32_t n = 0, max = op->mode;
+    uint32_t n = 0, max = op->max;
     int rc = ioq__win_startup();
 
     if (rc != 0) {
