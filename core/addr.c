@@ -2,7 +2,7 @@
  * ioq_addr text forms, parsed and printed here rather than with inet_pton/inet_ntop so the
  * result is the same on every platform and needs no socket library.
  */
-#include "internal.h"
+#include "ioq.h"
 
 #include <string.h>
 

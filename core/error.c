@@ -1,6 +1,6 @@
 /* Error names and texts: the table is indexed by -code (designated initializers), so codes
  * and text cannot drift. */
-#include "internal.h"
+#include "ioq.h"
 
 typedef struct {
     int code;

@@ -5,7 +5,7 @@
  * ioq__mpsc_empty() still reports it, so the loop does not go to sleep on it.
  * Below it, a bounded index queue that recycles the loop's post records.
  */
-#include "internal.h"
+#include "mpsc.h"
 
 #include <stdlib.h>
 

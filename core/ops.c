@@ -3,7 +3,7 @@
  * negative return means nothing was accepted; then it takes an op, copies what the caller
  * may reuse at once (iovec arrays, addresses, paths) and hands the op to its owner.
  */
-#include "internal.h"
+#include "loop.h"
 
 #include <limits.h>
 #include <stdlib.h>
@@ -11,111 +11,6 @@
 
 #define PATH_MAX_LEN 4096
 #define HOST_MAX_LEN 1024
-
-void ioq__opq_push(ioq__opq *q, ioq__op *op)
-{
-    op->qnext = NULL;
-    op->qprev = q->tail;
-    if (q->tail)
-        q->tail->qnext = op;
-    else
-        q->head = op;
-    q->tail = op;
-}
-
-void ioq__opq_remove(ioq__opq *q, ioq__op *op)
-{
-    if (op->qprev)
-        op->qprev->qnext = op->qnext;
-    else if (q->head == op)
-        q->head = op->qnext;
-    else
-        return; /* not queued here */
-    if (op->qnext)
-        op->qnext->qprev = op->qprev;
-    else
-        q->tail = op->qprev;
-    op->qnext = op->qprev = NULL;
-}
-
-void ioq__sendv_advance(ioq__op *op, size_t n)
-{
-    op->done += n;
-    while (op->iovpos < op->iovcnt) {
-        size_t left = op->iov[op->iovpos].len - op->iovoff;
-        if (n < left) {
-            op->iovoff += n;
-            return;
-        }
-        /* a whole entry (or a zero-length one) is behind us */
-        n -= left;
-        op->iovpos++;
-        op->iovoff = 0;
-    }
-}
-
-/* --- stream order --------------------------------------------------------------------- */
-
-ioq__opq *ioq__order_queue(ioq__op *op)
-{
-    switch (op->code) {
-    case IOQ_OP_ACCEPT:
-    case IOQ_OP_RECV:
-    case IOQ_OP_RECV_POOL:
-    case IOQ_OP_RECVFROM:
-        return &op->h->readq;
-    case IOQ_OP_SEND:
-    case IOQ_OP_SENDV:
-    case IOQ_OP_SENDTO:
-    case IOQ_OP_SHUTDOWN:
-        return &op->h->writeq;
-    default:
-        return NULL; /* connect, files: nothing to keep in order */
-    }
-}
-
-int ioq__order_start(ioq_loop *loop, ioq__op *op, ioq__issue_fn issue)
-{
-    ioq__opq *q = ioq__order_queue(op);
-    int rc;
-    if (!q)
-        return issue(loop, op);
-    ioq__opq_push(q, op);
-    if (q->head != op)
-        return 0; /* waits for the ops ahead of it */
-    if ((rc = issue(loop, op)) != 0)
-        ioq__opq_remove(q, op);
-    return rc;
-}
-
-void ioq__order_finish(ioq_loop *loop, ioq__op *op, int64_t res, uint64_t value,
-                       uint16_t flags, ioq__issue_fn issue)
-{
-    ioq__handle *h = op->h;
-    ioq__opq *q = (flags & IOQ_CQE_MORE) ? NULL : ioq__order_queue(op);
-    ioq__op *next;
-
-    if (q)
-        ioq__opq_remove(q, op);
-    ioq__complete(loop, op, res, value, flags);
-    if (!q)
-        return;
-    /* Only a queue's head is ever issued, so the op now first has not been. The handle
-     * may be gone (its close completed just above): then its queues are empty. */
-    while (h->kind != IOQ__K_FREE && (next = q->head) != NULL) {
-        int rc = issue(loop, next);
-        if (rc == 0)
-            return;
-        ioq__opq_remove(q, next);
-        ioq__complete(loop, next, rc, 0, 0);
-    }
-}
-
-void ioq__order_cancel_queued(ioq_loop *loop, ioq__op *op)
-{
-    ioq__opq_remove(ioq__order_queue(op), op);
-    ioq__complete(loop, op, IOQ_ECANCELED, op->done, 0);
-}
 
 static bool addr_ok(const ioq_addr *a)
 {

@@ -3,7 +3,7 @@
  * from the pool only when data arrives for a receive, so idle connections hold none. The
  * held[] map makes a double or foreign release an error instead of a corrupted free list.
  */
-#include "internal.h"
+#include "loop.h"
 
 #include <stdlib.h>
 

@@ -4,7 +4,7 @@
  * spawn no thread. A finished op travels back through the loop's MPSC queue and completes
  * on the loop thread; workers never touch loop state other than that queue.
  */
-#include "internal.h"
+#include "loop.h"
 
 #include <stdlib.h>
 
@@ -136,4 +136,10 @@ void ioq__tp_stop(ioq_loop *loop)
     tp->threads = NULL;
     tp->nthreads = 0;
     tp->started = false;
+}
+
+void ioq__tp_fini(ioq_loop *loop)
+{
+    ioq__mutex_destroy(&loop->tp.lock);
+    ioq__cond_destroy(&loop->tp.cond);
 }

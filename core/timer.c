@@ -6,7 +6,7 @@
  * per comparison into ops scattered over the slab, which is what made a heap of a million
  * timers slow. The op keeps its position in op->heap_idx for cancellation.
  */
-#include "internal.h"
+#include "loop.h"
 
 #include <stdlib.h>
 
@@ -93,3 +93,5 @@ void ioq__timer_remove(ioq_loop *loop, ioq__op *op)
     else
         sift_down(loop, i);
 }
+
+void ioq__timer_disarmed(ioq_loop *loop) { loop->armed_deadline = UINT64_MAX; }

@@ -56,25 +56,25 @@ static int epoll_init(ioq_loop *loop)
         free(s);
         return rc;
     }
-    loop->be = s;
+    ioq__backend_data_set(loop, s);
     return 0;
 }
 
 static void epoll_fini(ioq_loop *loop)
 {
-    epoll_state *s = loop->be;
+    epoll_state *s = ioq__backend_data(loop);
     ioq__f_forget(loop);
     if (s->tfd >= 0)
         close(s->tfd);
     close(s->evfd);
     close(s->epfd);
     free(s);
-    loop->be = NULL;
+    ioq__backend_data_set(loop, NULL);
 }
 
 static int epoll_handle_open(ioq_loop *loop, ioq__handle *h)
 {
-    epoll_state *s = loop->be;
+    epoll_state *s = ioq__backend_data(loop);
     struct epoll_event ev;
     if (h->kind == IOQ__K_FILE)
         return 0; /* regular files are always "ready": they go to the thread pool */
@@ -118,7 +118,7 @@ static int epoll_wait_ns(epoll_state *s, int64_t timeout_ns)
 
 static int epoll_poll(ioq_loop *loop, int64_t timeout_ns)
 {
-    epoll_state *s = loop->be;
+    epoll_state *s = ioq__backend_data(loop);
     /* A descriptor the fault layer owes an edge must not wait for the kernel's. */
     int n = epoll_wait_ns(s, ioq__f_replay_pending(loop) ? 0 : timeout_ns);
 
@@ -153,17 +153,17 @@ static int epoll_poll(ioq_loop *loop, int64_t timeout_ns)
 
 static void epoll_wake(ioq_loop *loop)
 {
-    epoll_state *s = loop->be;
+    epoll_state *s = ioq__backend_data(loop);
     uint64_t one = 1;
     ssize_t r = write(s->evfd, &one, sizeof one);
     (void)r; /* EAGAIN means the counter is already non-zero: the wake is pending */
 }
 
-static int64_t epoll_loop_fd(ioq_loop *loop) { return ((epoll_state *)loop->be)->epfd; }
+static int64_t epoll_loop_fd(ioq_loop *loop) { return ((epoll_state *)ioq__backend_data(loop))->epfd; }
 
 static void epoll_arm_timer(ioq_loop *loop, uint64_t deadline)
 {
-    epoll_state *s = loop->be;
+    epoll_state *s = ioq__backend_data(loop);
 
     if (s->tfd < 0) {
         struct epoll_event ev;

@@ -19,7 +19,7 @@
 #ifndef IOQ_FAULT_H
 #define IOQ_FAULT_H
 
-#include "internal.h"
+#include "backend.h"
 
 #include <stdint.h>
 #include <sys/socket.h>

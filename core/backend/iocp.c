@@ -62,7 +62,7 @@ typedef struct {
     wchar_t *pipe_name;
 } iocp_handle;
 
-static iocp_state *st(ioq_loop *loop) { return loop->be; }
+static iocp_state *st(ioq_loop *loop) { return ioq__backend_data(loop); }
 
 static bool is_sock(const ioq__handle *h)
 {
@@ -895,22 +895,21 @@ static int iocp_init(ioq_loop *loop)
         free(s);
         return rc;
     }
-    loop->be = s;
+    ioq__backend_data_set(loop, s);
     return 0;
 }
 
 static void iocp_fini(ioq_loop *loop)
 {
     iocp_state *s = st(loop);
+    ioq__op_iter it = {0, 0};
+    ioq__handle *h;
 
     /* Cancel everything in the kernel and wait for every packet: only then has the kernel
      * let go of the buffers and OVERLAPPEDs. */
-    for (uint32_t c = 0; c < loop->nochunks; c++) {
-        for (int i = 0; i < IOQ__OP_CHUNK; i++) {
-            ioq__op *op = &loop->ochunks[c][i];
-            if (op->code != IOQ_OP_NONE && (op->be_u64 & IN_KERNEL) && op->h)
-                CancelIoEx(os_handle(op->h), &((iocp_args *)op->be)->ov);
-        }
+    for (ioq__op *op; (op = ioq__op_iter_next(loop, &it)) != NULL;) {
+        if ((op->be_u64 & IN_KERNEL) && op->h)
+            CancelIoEx(os_handle(op->h), &((iocp_args *)op->be)->ov);
     }
     s->retry.head = s->retry.tail = NULL;
     while (s->inflight) {
@@ -931,12 +930,12 @@ static void iocp_fini(ioq_loop *loop)
             }
         }
     }
-    for (uint32_t i = 0; i < loop->nhandles; i++)
-        handle_release(ioq__handle_at(loop, i));
+    for (uint32_t i = 0; (h = ioq__handle_slot(loop, i)) != NULL; i++)
+        handle_release(h);
     CloseHandle(s->port);
     CloseHandle(s->read_event);
     free(s);
-    loop->be = NULL;
+    ioq__backend_data_set(loop, NULL);
 }
 
 const ioq__backend ioq__backend_iocp = {

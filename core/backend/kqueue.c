@@ -53,12 +53,9 @@ static ioq__handle *handle_of(ioq_loop *loop, void *udata)
 #if UINTPTR_MAX >= UINT64_MAX
     return ioq__handle_find(loop, (uint64_t)(uintptr_t)udata);
 #else
-    uint32_t v = (uint32_t)(uintptr_t)udata, index = v & IOQ__INDEX_MASK;
-    ioq__handle *h;
-    if (index >= loop->nhandles)
-        return NULL;
-    h = ioq__handle_at(loop, index);
-    if ((h->gen & 0xffu) != v >> IOQ__INDEX_BITS)
+    uint32_t v = (uint32_t)(uintptr_t)udata;
+    ioq__handle *h = ioq__handle_slot(loop, v & IOQ__INDEX_MASK);
+    if (!h || (h->gen & 0xffu) != v >> IOQ__INDEX_BITS)
         return NULL;
     return ioq__handle_find(loop, ioq__handle_value(loop, h));
 #endif
@@ -116,17 +113,17 @@ static int kq_init(ioq_loop *loop)
         free(s);
         return rc;
     }
-    loop->be = s;
+    ioq__backend_data_set(loop, s);
     return 0;
 }
 
 static void kq_fini(ioq_loop *loop)
 {
-    kq_state *s = loop->be;
+    kq_state *s = ioq__backend_data(loop);
     close(s->kq);
     free(s->changes);
     free(s);
-    loop->be = NULL;
+    ioq__backend_data_set(loop, NULL);
 }
 
 static int reserve(kq_state *s, int n)
@@ -147,7 +144,7 @@ static int reserve(kq_state *s, int n)
 
 static int kq_handle_open(ioq_loop *loop, ioq__handle *h)
 {
-    kq_state *s = loop->be;
+    kq_state *s = ioq__backend_data(loop);
     bool listener = h->kind == IOQ__K_TCP_LISTENER || h->kind == IOQ__K_LOCAL_LISTENER;
     struct kevent ch[2];
     int n = listener ? 1 : 2, rc;
@@ -160,7 +157,7 @@ static int kq_handle_open(ioq_loop *loop, ioq__handle *h)
     /* A listener is never written to, and some systems refuse EVFILT_WRITE on one. */
     if (!listener)
         EV_SET(&ch[1], (uintptr_t)h->fd, EVFILT_WRITE, EV_ADD | EV_CLEAR, 0, 0, cookie);
-    if (loop->embedded) {
+    if (ioq__loop_embedded(loop)) {
         /* The host sleeps on the kqueue descriptor, not in our wait: a registration left
          * for the next ioq_poll() could be waited for forever. */
         if ((rc = apply_now(s, ch, n)) != 0)
@@ -180,7 +177,7 @@ static int kq_handle_open(ioq_loop *loop, ioq__handle *h)
 
 static void kq_handle_close(ioq_loop *loop, ioq__handle *h)
 {
-    kq_state *s = loop->be;
+    kq_state *s = ioq__backend_data(loop);
     int j = 0;
     /* close() removes the descriptor's filters; changes still queued for it would fail with
      * EBADF, or worse, land on a new socket that reuses the number. */
@@ -209,7 +206,7 @@ static void dispatch(ioq_loop *loop, kq_state *s, const struct kevent *ev)
         /* The one-shot is gone. Forgetting its deadline makes ioq_poll() arm the next one,
          * also when the kernel's clock fired it a little before ioq's. */
         s->timer_armed = false;
-        loop->armed_deadline = UINT64_MAX;
+        ioq__timer_disarmed(loop);
         return;
     default:
         return; /* EVFILT_USER: a wake; EV_CLEAR has already reset it */
@@ -221,7 +218,7 @@ static void dispatch(ioq_loop *loop, kq_state *s, const struct kevent *ev)
 
 static int kq_poll(ioq_loop *loop, int64_t timeout_ns)
 {
-    kq_state *s = loop->be;
+    kq_state *s = ioq__backend_data(loop);
     struct timespec ts, zero = {0, 0}, *tsp = NULL;
     int total = 0;
 
@@ -256,7 +253,7 @@ static int kq_poll(ioq_loop *loop, int64_t timeout_ns)
 
 static void kq_wake(ioq_loop *loop)
 {
-    kq_state *s = loop->be;
+    kq_state *s = ioq__backend_data(loop);
     struct kevent ev;
     /* Any thread: a trigger already pending simply stays pending. */
     EV_SET(&ev, IDENT_WAKE, EVFILT_USER, 0, NOTE_TRIGGER, 0, NULL);
@@ -265,7 +262,7 @@ static void kq_wake(ioq_loop *loop)
 
 static int64_t kq_loop_fd(ioq_loop *loop)
 {
-    kq_state *s = loop->be;
+    kq_state *s = ioq__backend_data(loop);
     /* From now on the host waits on the descriptor: what is queued must be in effect. */
     if (s->nchanges > 0) {
         apply_now(s, s->changes, s->nchanges);
@@ -276,7 +273,7 @@ static int64_t kq_loop_fd(ioq_loop *loop)
 
 static void kq_arm_timer(ioq_loop *loop, uint64_t deadline)
 {
-    kq_state *s = loop->be;
+    kq_state *s = ioq__backend_data(loop);
     struct kevent ev;
 
     if (deadline == UINT64_MAX) {

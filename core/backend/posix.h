@@ -5,7 +5,7 @@
 #ifndef IOQ_POSIX_H
 #define IOQ_POSIX_H
 
-#include "internal.h"
+#include "backend.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>

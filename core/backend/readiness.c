@@ -353,10 +353,8 @@ static int start_connect(ioq_loop *loop, ioq__op *op)
     fd = ioq__px_socket(domain, SOCK_STREAM);
     if (fd < 0)
         return fd;
-    h->fd = fd;
-    if ((rc = loop->backend->handle_open(loop, h)) != 0) {
+    if ((rc = ioq__handle_attach(loop, h, fd)) != 0) {
         close(fd);
-        h->fd = -1;
         return rc;
     }
     h->rstate &= (uint16_t)~(IOQ__R_READABLE | IOQ__R_WRITABLE);

@@ -7,7 +7,7 @@
 #ifndef IOQ_READINESS_H
 #define IOQ_READINESS_H
 
-#include "internal.h"
+#include "backend.h"
 
 int ioq__rd_start(ioq_loop *loop, ioq__op *op);
 void ioq__rd_cancel(ioq_loop *loop, ioq__op *op);

@@ -6,7 +6,7 @@
 #ifndef IOQ_SOCKADDR_H
 #define IOQ_SOCKADDR_H
 
-#include "internal.h"
+#include "backend.h"
 
 #include <string.h>
 

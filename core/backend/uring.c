@@ -66,7 +66,7 @@ typedef struct {
     uint32_t entries;
 } uring_pool;
 
-static uring_state *st(ioq_loop *loop) { return loop->be; }
+static uring_state *st(ioq_loop *loop) { return ioq__backend_data(loop); }
 static int ring_setup(uring_state *s, size_t first);
 
 static int enable(uring_state *s)
@@ -232,7 +232,7 @@ static int issue(ioq_loop *loop, ioq__op *op)
     op->be_u64 = IN_KERNEL;
     s->inflight++;
     /* A host sleeping on the ring fd only learns of work that was submitted. */
-    if (loop->embedded && enable(s) == 0)
+    if (ioq__loop_embedded(loop) && enable(s) == 0)
         io_uring_submit(&s->ring);
     return 0;
 }
@@ -282,7 +282,7 @@ static void uring_cancel(ioq_loop *loop, ioq__op *op)
         io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)op, 0);
         io_uring_sqe_set_data64(sqe, UD_CANCEL);
         op->be_u64 |= CANCEL_SENT;
-        if (loop->embedded && enable(s) == 0)
+        if (ioq__loop_embedded(loop) && enable(s) == 0)
             io_uring_submit(&s->ring);
         return;
     }
@@ -543,7 +543,7 @@ static int uring_wait(ioq_loop *loop, int64_t timeout_ns)
     rc = reap(loop, false);
     /* Reaping may queue SQEs (a re-armed wake poll, the rest of a short send). A host that
      * sleeps on the loop fd would wait for them forever: submit them now. */
-    if (loop->embedded && io_uring_sq_ready(&s->ring))
+    if (ioq__loop_embedded(loop) && io_uring_sq_ready(&s->ring))
         io_uring_submit(&s->ring);
     return rc;
 }
@@ -794,7 +794,7 @@ static int uring_init(ioq_loop *loop)
         free(s);
         return rc;
     }
-    loop->be = s;
+    ioq__backend_data_set(loop, s);
     arm_poll(s, s->evfd, UD_WAKE);
     return 0;
 }
@@ -802,20 +802,19 @@ static int uring_init(ioq_loop *loop)
 static void uring_fini(ioq_loop *loop)
 {
     uring_state *s = st(loop);
+    ioq__handle *h;
 
     /* Cancel everything in the kernel and wait for every final CQE: only then has the
      * kernel let go of the buffers. */
     if (s->inflight && enable(s) == 0) {
-        for (uint32_t c = 0; c < loop->nochunks; c++) {
-            for (int i = 0; i < IOQ__OP_CHUNK; i++) {
-                ioq__op *op = &loop->ochunks[c][i];
-                struct io_uring_sqe *sqe;
-                if (op->code == IOQ_OP_NONE || !(op->be_u64 & IN_KERNEL))
-                    continue;
-                if ((sqe = get_sqe(s)) != NULL) {
-                    io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)op, 0);
-                    io_uring_sqe_set_data64(sqe, UD_CANCEL);
-                }
+        ioq__op_iter it = {0, 0};
+        for (ioq__op *op; (op = ioq__op_iter_next(loop, &it)) != NULL;) {
+            struct io_uring_sqe *sqe;
+            if (!(op->be_u64 & IN_KERNEL))
+                continue;
+            if ((sqe = get_sqe(s)) != NULL) {
+                io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)op, 0);
+                io_uring_sqe_set_data64(sqe, UD_CANCEL);
             }
         }
         while (s->inflight) {
@@ -827,8 +826,7 @@ static void uring_fini(ioq_loop *loop)
             reap(loop, true);
         }
     }
-    for (uint32_t i = 0; i < loop->nhandles; i++) {
-        ioq__handle *h = ioq__handle_at(loop, i);
+    for (uint32_t i = 0; (h = ioq__handle_slot(loop, i)) != NULL; i++) {
         if (h->kind == IOQ__K_POOL)
             uring_pool_free(loop, h->pool);
     }
@@ -840,7 +838,7 @@ static void uring_fini(ioq_loop *loop)
         close(s->lfd);
     close(s->evfd);
     free(s);
-    loop->be = NULL;
+    ioq__backend_data_set(loop, NULL);
 }
 
 const ioq__backend ioq__backend_uring = {

@@ -5,7 +5,7 @@
 #ifndef IOQ_WIN_H
 #define IOQ_WIN_H
 
-#include "internal.h"
+#include "backend.h"
 
 #include <winsock2.h>
 #include <ws2tcpip.h>

@@ -1,0 +1,306 @@
+/*
+ * The backend API: what a backend (core/backend/<name>.c) sees of ioq, and all it may use.
+ * Not part of the ABI.
+ *
+ * The core owns the loop (struct ioq_loop is private to core/, see loop.h), the handle
+ * table, the op slab, the completion ring, timers, posts and the thread pool. A backend
+ * fills one ioq__backend table and works on ops and handles through their structs below
+ * and the core services at the end of this file; it reaches its own state through
+ * ioq__backend_data() and never touches a field of the loop.
+ *
+ * An op's path: a submit call (ops.c) validates, takes an op from the slab, attaches it to
+ * its handle, registers its token and calls backend->start. The backend (or the core's
+ * timers or thread pool) finishes it with ioq__complete(), which appends a 32-byte record
+ * to the completion ring and, for a final completion, gives the op back. ioq_poll()
+ * copies records out. Nothing ever calls back into the caller.
+ */
+#ifndef IOQ_BACKEND_H
+#define IOQ_BACKEND_H
+
+#include "ioq.h"
+#include "mpsc.h"
+#include "os.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct ioq__handle ioq__handle;
+typedef struct ioq__pool ioq__pool;
+
+/* --- operations ------------------------------------------------------------------------ */
+
+/* Where an op currently waits: tells cancel which mechanism owns it. */
+enum {
+    IOQ__AT_NONE,    /* being set up, or completing */
+    IOQ__AT_BACKEND, /* owned by the backend (a readiness queue, the ring, an OVERLAPPED) */
+    IOQ__AT_TIMER,   /* in the core's timer heap */
+    IOQ__AT_POOL,    /* queued for, or running on, a thread-pool worker (see tp_running) */
+    IOQ__AT_CLOSE    /* a close waiting for its handle's ops to drain */
+};
+
+/* A FIFO of ops linked through qnext/qprev (opq.c). */
+typedef struct ioq__opq {
+    ioq__op *head, *tail;
+} ioq__opq;
+
+typedef void (*ioq__work_fn)(ioq__op *op);
+
+/* An op is a common head and one of two bodies. Timers, the most numerous ops, use only the
+ * short body and come from their own slab of short records (about a third of a full op):
+ * code that may see a timer touches nothing past the timer body. Timers never reach a
+ * backend. */
+struct ioq__op {
+    uint64_t token;
+    uint16_t code;      /* IOQ_OP_* */
+    uint8_t at;         /* IOQ__AT_* */
+    uint8_t cancelled;  /* a cancel was requested; complete with IOQ_ECANCELED if possible */
+    uint8_t tp_running; /* a worker runs it (written under the pool's lock) */
+    uint8_t indexed;    /* in the token index */
+    uint8_t pad_[2];
+    uint32_t flags;     /* submission flags (IOQ_MULTISHOT, open flags, ...) */
+    ioq__handle *h;     /* the handle it works on (a new one for connect), or NULL */
+    ioq__op *hnext, *hprev;  /* list of the handle's pending ops */
+    ioq__op *qnext, *qprev;  /* readiness queue / thread-pool queue / slab free list links */
+    ioq__op *tnext;          /* token hash chain */
+
+    union {
+        struct {                /* IOQ_OP_TIMEOUT */
+            uint64_t deadline;  /* ns on the loop's clock */
+            uint64_t seq;       /* submission order among equal deadlines */
+            uint32_t heap_idx;  /* index in the heap */
+        };
+        struct {                /* every other op */
+            void *buf;          /* recv/send/read/write buffer */
+            size_t len;
+            size_t done;        /* bytes moved so far (partial sends, gather sends) */
+            union {
+                uint64_t offset; /* read/write: file offset */
+                size_t iovoff;   /* sendv: bytes of iov[iovpos] already sent */
+            };
+            ioq_iov *iov;       /* sendv: private copy of the array (iov_small or heap) */
+            uint32_t iovcnt;
+            uint32_t iovpos;    /* first entry not yet fully sent */
+            ioq_addr *addr_out; /* recvfrom sender, resolve output array (caller memory) */
+            char *path;         /* open / local connect / resolve host: private copy */
+            char *path2;        /* resolve service */
+            union {
+                uint32_t mode;   /* open: permission bits for a created file */
+                uint32_t max;    /* resolve: entries of addr_out */
+            };
+            ioq__pool *pool;    /* recv_pool */
+            union {
+                struct {        /* socket ops */
+                    ioq_iov iov_small[2];
+                    ioq_addr addr;  /* connect / sendto destination, copied */
+                };
+                struct {        /* thread-pool work (files, resolve) and its result */
+                    ioq__work_fn work;
+                    ioq__mpsc_node node;
+                    int64_t res;
+                    uint64_t res_value;
+                    int64_t res_fd; /* open: the new descriptor */
+                };
+            };
+
+            void *be;           /* backend private, malloc'ed; freed with the op */
+            uint64_t be_u64;
+        };
+    };
+};
+
+/* --- handles --------------------------------------------------------------------------- */
+enum {
+    IOQ__K_FREE = 0,
+    IOQ__K_TCP = IOQ_KIND_TCP,
+    IOQ__K_TCP_LISTENER = IOQ_KIND_TCP_LISTENER,
+    IOQ__K_UDP = IOQ_KIND_UDP,
+    IOQ__K_LOCAL = IOQ_KIND_LOCAL,
+    IOQ__K_LOCAL_LISTENER = IOQ_KIND_LOCAL_LISTENER,
+    IOQ__K_FILE = IOQ_KIND_FILE,
+    IOQ__K_POOL = 7,
+    IOQ__K_CONNECTING = 8 /* a socket being connected: not visible until its completion */
+};
+
+#define IOQ__KIND_BIT(k) (1u << (k))
+#define IOQ__STREAM_KINDS (IOQ__KIND_BIT(IOQ__K_TCP) | IOQ__KIND_BIT(IOQ__K_LOCAL))
+#define IOQ__SOCKET_KINDS (IOQ__STREAM_KINDS | IOQ__KIND_BIT(IOQ__K_UDP))
+#define IOQ__LISTENER_KINDS \
+    (IOQ__KIND_BIT(IOQ__K_TCP_LISTENER) | IOQ__KIND_BIT(IOQ__K_LOCAL_LISTENER))
+#define IOQ__TCP_KINDS (IOQ__KIND_BIT(IOQ__K_TCP) | IOQ__KIND_BIT(IOQ__K_TCP_LISTENER))
+#define IOQ__ANY_SOCKET_KINDS (IOQ__SOCKET_KINDS | IOQ__LISTENER_KINDS)
+
+/* Handle state bits (rstate). CLOSING is the core's; the others belong to the backends. */
+#define IOQ__R_READABLE 0x01u /* readiness: the socket may have data */
+#define IOQ__R_WRITABLE 0x02u /* readiness: the socket may take data */
+#define IOQ__R_CLOSING  0x04u /* ioq_close was called: the value is already stale */
+#define IOQ__R_REG      0x08u /* registered with the kernel multiplexer / completion port */
+#define IOQ__R_EOF      0x20u /* end of stream or an error is pending behind the data */
+
+/* A handle value: the loop's tag (16 bits), the slot's generation and its index. */
+#define IOQ__INDEX_BITS 24
+#define IOQ__GEN_BITS 24
+#define IOQ__INDEX_MASK ((1u << IOQ__INDEX_BITS) - 1)
+#define IOQ__GEN_MASK ((1u << IOQ__GEN_BITS) - 1)
+
+struct ioq__handle {
+    uint32_t index;
+    uint32_t gen;       /* bumped when the handle is closed: old values become stale */
+    uint8_t kind;       /* IOQ__K_* */
+    uint8_t family;     /* IOQ_AF_* for sockets, 0 otherwise */
+    uint16_t rstate;    /* IOQ__R_* */
+    uint32_t nops;      /* pending ops on it */
+    int64_t fd;         /* OS descriptor, -1 when none */
+    ioq__op *ops;       /* pending ops (hnext/hprev) */
+    ioq__op *close_op;  /* the close waiting for ops to drain */
+    ioq__opq readq, writeq; /* stream order: see ioq__order_* */
+    ioq__pool *pool;    /* kind POOL */
+    ioq__handle *next_free;
+    void *be;           /* backend private */
+};
+
+/* --- provided-buffer pools ------------------------------------------------------------ */
+struct ioq__pool {
+    ioq__handle *h;
+    uint32_t count, size;
+    uint8_t *mem;
+    uint32_t *free_ids; /* stack of ids in the pool */
+    uint32_t nfree;
+    uint8_t *held;      /* per id: 1 while the caller holds it (or the kernel has it) */
+    uint32_t users;     /* pending recv_pool ops */
+    uint32_t bgid;      /* backend's group id */
+    void *be;           /* backend private (an io_uring buffer ring) */
+};
+
+/* --- the backend table ------------------------------------------------------------------ */
+/* One per backend, filled with designated initializers. Slots marked optional may be NULL;
+ * the core checks them. Every function runs on the loop thread, except wake. */
+struct ioq__backend {
+    const char *name;                                /* ioq_loop_backend() */
+    uint32_t id;                                     /* IOQ_BACKEND_* */
+    /* Set up (ioq__backend_data_set) or say why not: IOQ_E*; AUTO then tries the next. */
+    int (*init)(ioq_loop *loop);
+    /* ioq_loop_free: end everything, no completions; return only when the kernel has let
+     * go of every buffer (ioq__op_iter_next walks the live ops). */
+    void (*fini)(ioq_loop *loop);
+    /* Take an op: 0 accepted (it completes exactly once, maybe before start returns), or a
+     * negative IOQ_E* with nothing left of it. */
+    int (*start)(ioq_loop *loop, ioq__op *op);
+    /* End an op early if possible; it still completes exactly once (op->cancelled set). */
+    void (*cancel)(ioq_loop *loop, ioq__op *op);
+    /* Flush submissions, wait up to timeout_ns (-1 forever, 0 not at all), complete what
+     * is done. Returns a count (unused) or IOQ_E*. */
+    int (*wait)(ioq_loop *loop, int64_t timeout_ns);
+    /* Any thread: make a wait return soon. */
+    void (*wake)(ioq_loop *loop);
+    /* Optional: a descriptor joins the loop (h->fd set; h->kind may be CONNECTING). 0, or
+     * IOQ_E* and the handle is not created. */
+    int (*handle_open)(ioq_loop *loop, ioq__handle *h);
+    /* Optional: the handle's ops have drained and its descriptor is about to be closed. */
+    void (*handle_close)(ioq_loop *loop, ioq__handle *h);
+    /* Optional: ioq_loop_fd(); without it IOQ_ENOTSUP. */
+    int64_t (*loop_fd)(ioq_loop *loop);
+    /* Optional, embedded mode only: make loop_fd readable at deadline (UINT64_MAX: never). */
+    void (*arm_timer)(ioq_loop *loop, uint64_t deadline);
+    /* Optional: kernel-provided buffers for a new pool (else pools are the core's alone). */
+    int (*pool_new)(ioq_loop *loop, ioq__pool *pool);
+    /* Optional: undo pool_new. */
+    void (*pool_free)(ioq_loop *loop, ioq__pool *pool);
+    /* Optional: the caller gave buffer id back (held[id] already cleared); without it the
+     * core returns it to the pool's free stack. */
+    void (*buf_release)(ioq_loop *loop, ioq__pool *pool, uint32_t id);
+    /* IOQ_CAP_* of this loop. */
+    uint32_t (*caps)(ioq_loop *loop);
+};
+
+extern const ioq__backend ioq__backend_epoll;
+extern const ioq__backend ioq__backend_uring;
+extern const ioq__backend ioq__backend_kqueue;
+extern const ioq__backend ioq__backend_iocp;
+
+/* --- core services: the loop ---------------------------------------------------------- */
+
+/* The backend's own state (set by init; NULL before). */
+void *ioq__backend_data(const ioq_loop *loop);
+void ioq__backend_data_set(ioq_loop *loop, void *data);
+/* ioq_loop_fd() was called: a host sleeps on that descriptor instead of in ioq_poll, so
+ * work queued for the next wait must reach the kernel now. */
+bool ioq__loop_embedded(const ioq_loop *loop);
+/* The timer armed through arm_timer is gone (a one-shot fired): the next poll arms the
+ * earliest deadline again. */
+void ioq__timer_disarmed(ioq_loop *loop);
+
+/* --- core services: ops ----------------------------------------------------------------- */
+
+/* Append a completion. Without IOQ_CQE_MORE it is the op's final one: the op is released. */
+void ioq__complete(ioq_loop *loop, ioq__op *op, int64_t result, uint64_t value,
+                   uint16_t flags);
+/* Room in the completion ring for n records beyond those the live ops have reserved (a
+ * multishot op checks before each IOQ_CQE_MORE record). false: out of memory. */
+bool ioq__cq_room(ioq_loop *loop, uint32_t n);
+
+/* Iterate over the live ops (accepted, no final completion yet) for fini:
+ *     ioq__op_iter it = {0, 0};
+ *     for (ioq__op *op; (op = ioq__op_iter_next(loop, &it)) != NULL;) ...
+ * Timeouts are left out: they never reach a backend. */
+typedef struct ioq__op_iter {
+    uint32_t chunk, slot;
+} ioq__op_iter;
+ioq__op *ioq__op_iter_next(ioq_loop *loop, ioq__op_iter *it);
+
+/* Run op->work on a thread-pool worker; the op completes on the loop thread. */
+int ioq__tp_submit(ioq_loop *loop, ioq__op *op, ioq__work_fn work);
+
+/* --- core services: handles --------------------------------------------------------------- */
+
+/* A slot for descriptor fd, registered with the backend: 0 (*out set) or IOQ_E*. On failure
+ * the slot is gone and fd is left to the caller, open. */
+int ioq__handle_open(ioq_loop *loop, uint8_t kind, uint8_t family, int64_t fd,
+                     ioq__handle **out);
+ioq__handle *ioq__handle_new(ioq_loop *loop, uint8_t kind, int64_t fd);
+/* A connect's new socket for its handle (kind CONNECTING), registered with the backend: 0,
+ * or IOQ_E* with h->fd back at -1 and fd left to the caller, open. */
+int ioq__handle_attach(ioq_loop *loop, ioq__handle *h, int64_t fd);
+/* Close the descriptor (backend, then OS) and free the slot. */
+void ioq__handle_destroy(ioq_loop *loop, ioq__handle *h);
+/* The caller's value for h. */
+ioq_handle ioq__handle_value(const ioq_loop *loop, const ioq__handle *h);
+/* Any allocated slot behind v, also a socket still connecting or a handle being closed
+ * (for backends mapping kernel events back to handles); NULL when stale. */
+ioq__handle *ioq__handle_find(const ioq_loop *loop, uint64_t v);
+/* The slot at index, whatever it holds (kind IOQ__K_FREE for an unused one), or NULL past
+ * the slots handed out so far: for (i = 0; (h = ioq__handle_slot(loop, i)); i++). */
+ioq__handle *ioq__handle_slot(const ioq_loop *loop, uint32_t index);
+
+/* --- core services: queues and stream order --------------------------------------------- */
+
+void ioq__opq_push(ioq__opq *q, ioq__op *op);
+void ioq__opq_remove(ioq__opq *q, ioq__op *op); /* no-op when op is not in q */
+
+/* Stream order (contract rule 7). Every backend keeps a handle's receives in its read queue
+ * and its sends and shutdown in its write queue, and only the head of each is ever in
+ * progress. ioq__order_queue: the queue op belongs in, NULL for ops that need no order.
+ * For completion backends, which issue operations to the kernel: */
+typedef int (*ioq__issue_fn)(ioq_loop *loop, ioq__op *op);
+ioq__opq *ioq__order_queue(ioq__op *op);
+/* Queue op and issue it if it is the head; on a negative return nothing remains queued. */
+int ioq__order_start(ioq_loop *loop, ioq__op *op, ioq__issue_fn issue);
+/* op finished (a final completion unless flags has IOQ_CQE_MORE): complete it and issue
+ * the ops behind it until one is in flight (one that cannot be issued completes with the
+ * error). */
+void ioq__order_finish(ioq_loop *loop, ioq__op *op, int64_t res, uint64_t value,
+                       uint16_t flags, ioq__issue_fn issue);
+/* Cancel an op still waiting behind the head of its queue: it never reached the kernel. */
+void ioq__order_cancel_queued(ioq_loop *loop, ioq__op *op);
+
+/* A gather send moved n more bytes: advance op->done and its (iovpos, iovoff) position. */
+void ioq__sendv_advance(ioq__op *op, size_t n);
+
+/* --- core services: pools ------------------------------------------------------------------ */
+
+/* Take a free buffer for a receive (UINT32_MAX when empty) / put one back. */
+uint32_t ioq__pool_take(ioq__pool *pool);
+void ioq__pool_put(ioq__pool *pool, uint32_t id);
+void *ioq__pool_buf(ioq__pool *pool, uint32_t id);
+
+#endif /* IOQ_BACKEND_H */

@@ -1,0 +1,224 @@
+/*
+ * Private to core/: the loop itself and the core's own plumbing. Backends include
+ * backend.h only and reach the loop through the services declared there.
+ *
+ * Where each mechanism lives:
+ *   loop.c       loop life: new, free, backend choice, the backend's accessors
+ *   poll.c       the completion ring's growth, ioq_poll, ioq_submit, due timers
+ *   handle.c     the handle table: slots, generations, values, open and destroy
+ *   opslab.c     the op slabs, the token index, an op's life from new to complete
+ *   cancel.c     ioq_cancel and ioq_close
+ *   post.c       ioq_post, ioq_wake and draining the cross-thread queue
+ *   ops.c        the public submission calls
+ *   order.c      stream order (per-handle read and write queues); opq.c the queue
+ *   timer.c      the timer heap; threadpool.c the workers; pool.c provided buffers
+ *   mpsc.c       the lock-free queues; error.c error texts; addr.c address text
+ */
+#ifndef IOQ_LOOP_H
+#define IOQ_LOOP_H
+
+#include "backend.h"
+#include "mpsc.h"
+#include "os.h"
+#include "platform.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* A cross-thread post on its way to the loop thread. */
+typedef struct ioq__post {
+    ioq__mpsc_node node; /* kind IOQ__MPSC_POST (malloc'ed) or IOQ__MPSC_POST_POOLED */
+    uint64_t token;
+    int64_t result;
+} ioq__post;
+
+/* Bytes of a timer op: the head and the timer body, rounded up to the op's alignment. */
+#define IOQ__TIMER_OP_SIZE \
+    ((offsetof(ioq__op, heap_idx) + sizeof(uint32_t) + _Alignof(ioq__op) - 1) & \
+     ~(_Alignof(ioq__op) - 1))
+
+/* A timer heap entry: the op and a copy of its deadline (see timer.c). */
+typedef struct ioq__timer_ent {
+    uint64_t deadline;
+    ioq__op *op;
+} ioq__timer_ent;
+
+#define IOQ__POST_POOL 1024 /* posts in flight before ioq_post falls back to malloc */
+#define IOQ__HANDLE_CHUNK 256
+#define IOQ__OP_CHUNK 256
+
+/* --- the thread pool -------------------------------------------------------------------- */
+typedef struct ioq__tpool {
+    ioq__mutex lock;
+    ioq__cond cond;
+    ioq__opq queue;
+    ioq__thread *threads;
+    uint32_t nthreads, wanted;
+    bool stop;
+    bool started;
+} ioq__tpool;
+
+/* --- the loop ---------------------------------------------------------------------------- */
+struct ioq_loop {
+    const ioq__backend *backend;
+    void *be;                       /* backend state */
+    uint16_t tag;                   /* handle tag: tells this loop's handles from others' */
+
+    /* completion ring */
+    ioq_cqe *cq;
+    uint32_t cq_head, cq_tail, cq_mask; /* head/tail count up; mask = capacity - 1 */
+
+    /* handles */
+    ioq__handle **hchunks;
+    uint32_t nchunks, nhandles;     /* chunks allocated; slots handed out so far */
+    ioq__handle *hfree;
+
+    /* op slab */
+    ioq__op **ochunks;
+    uint32_t nochunks;
+    ioq__op *ofree;
+    uint32_t nops_live;             /* ops of both slabs */
+    unsigned char **tmchunks;       /* timer ops: IOQ__OP_CHUNK records of IOQ__TIMER_OP_SIZE */
+    uint32_t ntmchunks;
+    ioq__op *tmfree;
+
+    /* token hash */
+    ioq__op **tbuckets;
+    uint32_t tmask;                 /* buckets - 1, buckets = 2^(64 - tshift) */
+    uint32_t tcount;
+    uint32_t tshift;
+
+    /* timers: 4-ary min-heap on (deadline, seq), see timer.c */
+    ioq__timer_ent *heap;
+    uint32_t heap_len, heap_cap;
+    uint64_t timer_seq;
+    uint64_t armed_deadline;        /* embedded mode: deadline armed in the backend */
+
+    /* cross-thread */
+    ioq__mpsc mpsc;
+    ioq__post *posts;               /* IOQ__POST_POOL records that ioq_post uses first */
+    ioq__idxq post_free;            /* their free list */
+    uint32_t *post_ret;             /* indices waiting to go back to post_free */
+    uint32_t post_nret;
+    ioq__mpsc_node *mpsc_held;      /* a post that found no room in the ring: first next */
+    _Atomic int blocked;            /* loop thread is not looking at the queue */
+    _Atomic int wake_sent;          /* a backend wake is in flight: coalesce */
+    _Atomic int wake_requested;     /* ioq_wake(): the next poll returns */
+    ioq__tpool tp;
+
+    uint32_t threadpool_size;
+    bool in_poll;
+    bool in_free;
+    bool embedded;                  /* ioq_loop_fd() was called */
+    bool skipped_wait;              /* last poll returned without asking the kernel */
+};
+
+/* --- completion ring (poll.c) ------------------------------------------------------------ */
+
+static inline uint32_t ioq__cq_count(const ioq_loop *loop)
+{
+    return loop->cq_tail - loop->cq_head;
+}
+
+/* Grow the ring for `extra` more records: out of line, the rare case of ioq__cq_reserve. */
+bool ioq__cq_grow(ioq_loop *loop, uint32_t extra);
+
+/* Make room for `extra` more records. The ring never shrinks; growth keeps records in order. */
+static inline bool ioq__cq_reserve(ioq_loop *loop, uint32_t extra)
+{
+    if ((uint64_t)ioq__cq_count(loop) + extra <= (uint64_t)loop->cq_mask + 1)
+        return true;
+    return ioq__cq_grow(loop, extra);
+}
+
+static inline void ioq__cq_push(ioq_loop *loop, uint64_t token, int64_t result, uint64_t value,
+                                uint16_t op, uint16_t flags)
+{
+    ioq_cqe *c;
+    /* Every live op reserved its final record when it was accepted; only multishot records
+     * and posts can need growth here, and their producers check ioq__cq_reserve first. */
+    if (ioq__cq_count(loop) == loop->cq_mask + 1)
+        ioq__cq_grow(loop, 1);
+    c = &loop->cq[loop->cq_tail & loop->cq_mask];
+    c->token = token;
+    c->result = result;
+    c->value = value;
+    c->op = op;
+    c->flags = flags;
+    c->reserved = 0;
+    loop->cq_tail++;
+    /* A host that sleeps on ioq_loop_fd() must learn of records made outside ioq_poll(). */
+    if (loop->embedded && !loop->in_poll && ioq__cq_count(loop) == 1 &&
+        !atomic_exchange(&loop->wake_sent, 1))
+        loop->backend->wake(loop);
+}
+
+/* Leaving ioq_poll/ioq_submit (or becoming embedded): see poll.c. */
+void ioq__leave_poll(ioq_loop *loop);
+
+/* --- handles (handle.c) ------------------------------------------------------------------ */
+
+ioq__handle *ioq__handle_at(const ioq_loop *loop, uint32_t index); /* index < nhandles */
+/* The handle behind a caller's value v: live, visible, not closing, of a kind in `kinds`
+ * (a bit mask of 1 << IOQ__K_*). */
+ioq__handle *ioq__handle_get(const ioq_loop *loop, ioq_handle v, uint32_t kinds);
+/* Bump the generation: every value of h is stale from now on. */
+void ioq__handle_invalidate(ioq__handle *h);
+/* Release a slot whose descriptor is already closed (or never opened). */
+void ioq__handle_free(ioq_loop *loop, ioq__handle *h);
+/* ioq_loop_free: close every descriptor, free every pool and the table. */
+void ioq__handles_fini(ioq_loop *loop);
+
+/* --- ops (opslab.c) ------------------------------------------------------------------------ */
+
+/* A fresh op for a submission, with a completion record reserved for its final result. */
+ioq__op *ioq__op_new(ioq_loop *loop, uint16_t code, uint64_t token);
+/* Attach an op to its handle so that ioq_close can find it. */
+void ioq__op_attach(ioq__op *op, ioq__handle *h);
+/* Register an accepted op in the token index (before the backend can complete it). */
+void ioq__op_register(ioq_loop *loop, ioq__op *op);
+/* Undo ioq__op_register + attach for a submission that was refused. */
+void ioq__op_reject(ioq_loop *loop, ioq__op *op);
+/* Return an op to the slab (no completion: refused submissions and loop teardown). */
+void ioq__op_free(ioq_loop *loop, ioq__op *op);
+/* The token index's chain that ops with this token are in (also ops with other tokens). */
+ioq__op *ioq__token_chain(const ioq_loop *loop, uint64_t token);
+/* ioq_loop_free: free what live ops own, and the slabs. */
+void ioq__ops_fini(ioq_loop *loop);
+
+/* --- cancel and close (cancel.c) ------------------------------------------------------------ */
+
+/* Ask an op to end early. It still completes exactly once, possibly right here. */
+void ioq__op_cancel(ioq_loop *loop, ioq__op *op);
+/* The last op of a closing handle is done: destroy the handle, complete the close. */
+void ioq__close_finish(ioq_loop *loop, ioq__handle *h);
+
+/* --- cross-thread (post.c) ---------------------------------------------------------------- */
+
+/* A producer queued something: wake the loop if it is (about to be) blocked. */
+void ioq__wake_if_blocked(ioq_loop *loop);
+bool ioq__posts_pending(ioq_loop *loop);
+/* Turn what the queue holds into completions: posts, and finished thread-pool work. */
+void ioq__posts_drain(ioq_loop *loop);
+bool ioq__posts_init(ioq_loop *loop);
+void ioq__posts_fini(ioq_loop *loop);
+
+/* --- timers (timer.c), thread pool (threadpool.c), pools (pool.c) -------------------------- */
+
+int ioq__timer_add(ioq_loop *loop, ioq__op *op);
+void ioq__timer_remove(ioq_loop *loop, ioq__op *op);
+
+int ioq__tp_init(ioq_loop *loop);
+void ioq__tp_stop(ioq_loop *loop);
+void ioq__tp_fini(ioq_loop *loop);
+/* true when op was still queued and is now removed; false when a worker runs it. */
+bool ioq__tp_cancel(ioq_loop *loop, ioq__op *op);
+/* A worker's result reached the loop thread: complete the op. */
+void ioq__tp_finish(ioq_loop *loop, ioq__op *op);
+
+void ioq__pool_destroy(ioq_loop *loop, ioq__pool *pool);
+
+char *ioq__strdup(const char *s);
+
+#endif /* IOQ_LOOP_H */

@@ -1,0 +1,244 @@
+/*
+ * Ops: two slabs of records (full ops, and short ones for timeouts), the token index that
+ * ioq_cancel searches, and an op's life: new, attach, register, complete, free. Each op
+ * reserves its final completion record when it is taken, so completing never fails.
+ */
+#include "loop.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* Fibonacci hashing: the top bits of the product spread sequential tokens evenly. */
+static uint32_t token_hash(uint64_t token, unsigned shift)
+{
+    return (uint32_t)(token * 0x9E3779B97F4A7C15ull >> shift);
+}
+
+static void token_rehash_chunk(ioq__op **nb, unsigned shift, unsigned char *chunk, size_t size)
+{
+    for (int i = 0; i < IOQ__OP_CHUNK; i++) {
+        ioq__op *op = (ioq__op *)(void *)(chunk + (size_t)i * size);
+        if (op->code != IOQ_OP_NONE && op->indexed) {
+            uint32_t b = token_hash(op->token, shift);
+            op->tnext = nb[b];
+            nb[b] = op;
+        }
+    }
+}
+
+/* Doubling rehashes by walking the slabs in address order rather than the chains: with a
+ * million ops pending, chasing the chains is a cache miss per op. */
+static void token_index_grow(ioq_loop *loop)
+{
+    uint32_t nsize = (loop->tmask + 1) * 2;
+    ioq__op **nb = calloc(nsize, sizeof *nb);
+    if (!nb)
+        return; /* longer chains, still correct */
+    for (uint32_t c = 0; c < loop->nochunks; c++)
+        token_rehash_chunk(nb, loop->tshift - 1, (unsigned char *)loop->ochunks[c],
+                           sizeof(ioq__op));
+    for (uint32_t c = 0; c < loop->ntmchunks; c++)
+        token_rehash_chunk(nb, loop->tshift - 1, loop->tmchunks[c], IOQ__TIMER_OP_SIZE);
+    free(loop->tbuckets);
+    loop->tbuckets = nb;
+    loop->tmask = nsize - 1;
+    loop->tshift--;
+}
+
+static uint32_t token_bucket(const ioq_loop *loop, uint64_t token)
+{
+    return token_hash(token, loop->tshift);
+}
+
+static void token_insert(ioq_loop *loop, ioq__op *op)
+{
+    uint32_t b;
+    if (loop->tcount > loop->tmask)
+        token_index_grow(loop);
+    b = token_bucket(loop, op->token);
+    op->tnext = loop->tbuckets[b];
+    loop->tbuckets[b] = op;
+    op->indexed = 1;
+    loop->tcount++;
+}
+
+static void token_remove(ioq_loop *loop, ioq__op *op)
+{
+    ioq__op **pp = &loop->tbuckets[token_bucket(loop, op->token)];
+    while (*pp && *pp != op)
+        pp = &(*pp)->tnext;
+    if (*pp) {
+        *pp = op->tnext;
+        op->indexed = 0;
+        loop->tcount--;
+    }
+}
+
+/* Add a chunk of IOQ__OP_CHUNK free records to one of the two slabs. */
+static bool slab_grow(ioq_loop *loop, bool timer)
+{
+    size_t size = timer ? IOQ__TIMER_OP_SIZE : sizeof(ioq__op);
+    ioq__op **free_list = timer ? &loop->tmfree : &loop->ofree;
+    unsigned char *chunk;
+
+    if (timer) {
+        unsigned char **nc = realloc(loop->tmchunks, (loop->ntmchunks + 1) * sizeof *nc);
+        if (!nc)
+            return false;
+        loop->tmchunks = nc;
+    } else {
+        ioq__op **nc = realloc(loop->ochunks, (loop->nochunks + 1) * sizeof *nc);
+        if (!nc)
+            return false;
+        loop->ochunks = nc;
+    }
+    if (!(chunk = malloc(IOQ__OP_CHUNK * size)))
+        return false;
+    if (timer)
+        loop->tmchunks[loop->ntmchunks++] = chunk;
+    else
+        loop->ochunks[loop->nochunks++] = (ioq__op *)(void *)chunk;
+    for (int i = IOQ__OP_CHUNK - 1; i >= 0; i--) {
+        ioq__op *op = (ioq__op *)(void *)(chunk + (size_t)i * size);
+        op->code = IOQ_OP_NONE;
+        op->qnext = *free_list;
+        *free_list = op;
+    }
+    return true;
+}
+
+/* A fresh op for a submission, with a completion record reserved for its final result.
+ * Timeouts come from the slab of short records (see struct ioq__op). */
+ioq__op *ioq__op_new(ioq_loop *loop, uint16_t code, uint64_t token)
+{
+    bool timer = code == IOQ_OP_TIMEOUT;
+    ioq__op **free_list = timer ? &loop->tmfree : &loop->ofree;
+    ioq__op *op;
+
+    if (!ioq__cq_reserve(loop, loop->nops_live + 1))
+        return NULL;
+    if (!*free_list && !slab_grow(loop, timer))
+        return NULL;
+    op = *free_list;
+    *free_list = op->qnext;
+    memset(op, 0, timer ? IOQ__TIMER_OP_SIZE : sizeof *op);
+    op->code = code;
+    op->token = token;
+    loop->nops_live++;
+    return op;
+}
+
+
+void ioq__op_attach(ioq__op *op, ioq__handle *h)
+{
+    op->h = h;
+    op->hprev = NULL;
+    op->hnext = h->ops;
+    if (h->ops)
+        h->ops->hprev = op;
+    h->ops = op;
+    h->nops++;
+}
+
+static void op_detach(ioq__op *op)
+{
+    ioq__handle *h = op->h;
+    if (!h)
+        return;
+    if (op->hprev)
+        op->hprev->hnext = op->hnext;
+    else if (h->ops == op)
+        h->ops = op->hnext;
+    else
+        return; /* never attached */
+    if (op->hnext)
+        op->hnext->hprev = op->hprev;
+    op->hnext = op->hprev = NULL;
+    h->nops--;
+}
+
+
+/* What a full op owns besides its record. */
+static void op_release_memory(ioq__op *op)
+{
+    if (op->iov && op->iov != op->iov_small)
+        free(op->iov);
+    free(op->path);
+    free(op->path2);
+    free(op->be);
+}
+
+void ioq__op_free(ioq_loop *loop, ioq__op *op)
+{
+    loop->nops_live--;
+    if (op->code == IOQ_OP_TIMEOUT) {
+        op->code = IOQ_OP_NONE;
+        op->qnext = loop->tmfree;
+        loop->tmfree = op;
+        return;
+    }
+    op_release_memory(op);
+    op->code = IOQ_OP_NONE;
+    op->qnext = loop->ofree;
+    loop->ofree = op;
+}
+
+void ioq__op_register(ioq_loop *loop, ioq__op *op) { token_insert(loop, op); }
+
+void ioq__op_reject(ioq_loop *loop, ioq__op *op)
+{
+    token_remove(loop, op);
+    op_detach(op);
+    ioq__op_free(loop, op);
+}
+
+void ioq__complete(ioq_loop *loop, ioq__op *op, int64_t result, uint64_t value, uint16_t flags)
+{
+    ioq__handle *h = op->h;
+
+    ioq__cq_push(loop, op->token, result, value, op->code, flags);
+    if (flags & IOQ_CQE_MORE)
+        return;
+    op->at = IOQ__AT_NONE;
+    token_remove(loop, op);
+    op_detach(op);
+    if (op->code != IOQ_OP_TIMEOUT && op->pool)
+        op->pool->users--;
+    if (h && (op->code == IOQ_OP_CONNECT || op->code == IOQ_OP_LOCAL_CONNECT) && result < 0)
+        ioq__handle_destroy(loop, h); /* the socket never became visible */
+    else if (h && h->close_op && h->nops == 0)
+        ioq__close_finish(loop, h);
+    ioq__op_free(loop, op);
+}
+
+bool ioq__cq_room(ioq_loop *loop, uint32_t n) { return ioq__cq_reserve(loop, loop->nops_live + n); }
+
+ioq__op *ioq__token_chain(const ioq_loop *loop, uint64_t token)
+{
+    return loop->tbuckets[token_bucket(loop, token)];
+}
+
+ioq__op *ioq__op_iter_next(ioq_loop *loop, ioq__op_iter *it)
+{
+    for (; it->chunk < loop->nochunks; it->chunk++, it->slot = 0) {
+        while (it->slot < IOQ__OP_CHUNK) {
+            ioq__op *op = &loop->ochunks[it->chunk][it->slot++];
+            if (op->code != IOQ_OP_NONE)
+                return op;
+        }
+    }
+    return NULL;
+}
+
+void ioq__ops_fini(ioq_loop *loop)
+{
+    ioq__op_iter it = {0, 0};
+    for (ioq__op *op; (op = ioq__op_iter_next(loop, &it)) != NULL;)
+        op_release_memory(op);
+    for (uint32_t c = 0; c < loop->nochunks; c++)
+        free(loop->ochunks[c]);
+    free(loop->ochunks);
+    for (uint32_t c = 0; c < loop->ntmchunks; c++)
+        free(loop->tmchunks[c]);
+    free(loop->tmchunks);
+}

@@ -1,0 +1,68 @@
+/*
+ * Stream order (contract rule 7): a handle's receives wait in its read queue and its sends
+ * and shutdown in its write queue, and only the head of each is ever in progress, so sends
+ * go out whole and in order and receives fill in order. Every backend keeps its streams in
+ * order through these functions.
+ */
+#include "backend.h"
+
+ioq__opq *ioq__order_queue(ioq__op *op)
+{
+    switch (op->code) {
+    case IOQ_OP_ACCEPT:
+    case IOQ_OP_RECV:
+    case IOQ_OP_RECV_POOL:
+    case IOQ_OP_RECVFROM:
+        return &op->h->readq;
+    case IOQ_OP_SEND:
+    case IOQ_OP_SENDV:
+    case IOQ_OP_SENDTO:
+    case IOQ_OP_SHUTDOWN:
+        return &op->h->writeq;
+    default:
+        return NULL; /* connect, files: nothing to keep in order */
+    }
+}
+
+int ioq__order_start(ioq_loop *loop, ioq__op *op, ioq__issue_fn issue)
+{
+    ioq__opq *q = ioq__order_queue(op);
+    int rc;
+    if (!q)
+        return issue(loop, op);
+    ioq__opq_push(q, op);
+    if (q->head != op)
+        return 0; /* waits for the ops ahead of it */
+    if ((rc = issue(loop, op)) != 0)
+        ioq__opq_remove(q, op);
+    return rc;
+}
+
+void ioq__order_finish(ioq_loop *loop, ioq__op *op, int64_t res, uint64_t value,
+                       uint16_t flags, ioq__issue_fn issue)
+{
+    ioq__handle *h = op->h;
+    ioq__opq *q = (flags & IOQ_CQE_MORE) ? NULL : ioq__order_queue(op);
+    ioq__op *next;
+
+    if (q)
+        ioq__opq_remove(q, op);
+    ioq__complete(loop, op, res, value, flags);
+    if (!q)
+        return;
+    /* Only a queue's head is ever issued, so the op now first has not been. The handle
+     * may be gone (its close completed just above): then its queues are empty. */
+    while (h->kind != IOQ__K_FREE && (next = q->head) != NULL) {
+        int rc = issue(loop, next);
+        if (rc == 0)
+            return;
+        ioq__opq_remove(q, next);
+        ioq__complete(loop, next, rc, 0, 0);
+    }
+}
+
+void ioq__order_cancel_queued(ioq_loop *loop, ioq__op *op)
+{
+    ioq__opq_remove(ioq__order_queue(op), op);
+    ioq__complete(loop, op, IOQ_ECANCELED, op->done, 0);
+}

@@ -1,0 +1,186 @@
+/*
+ * The completion ring and ioq_poll: records wait in a ring that grows (never shrinks) and
+ * are copied out in order. ioq_poll drains the cross-thread queue, fires due timers and
+ * asks the backend to wait, and keeps the loop's descriptor honest in embedded mode.
+ */
+#include "loop.h"
+
+#include <stdlib.h>
+
+bool ioq__cq_grow(ioq_loop *loop, uint32_t extra)
+{
+    uint32_t cap = loop->cq_mask + 1, count = ioq__cq_count(loop), ncap = cap;
+    ioq_cqe *ncq;
+
+    if ((uint64_t)count + extra <= cap)
+        return true;
+    while ((uint64_t)count + extra > ncap) {
+        if (ncap >= (1u << 30))
+            return false;
+        ncap *= 2;
+    }
+    ncq = malloc((size_t)ncap * sizeof *ncq);
+    if (!ncq)
+        return false;
+    for (uint32_t i = 0; i < count; i++)
+        ncq[i] = loop->cq[(loop->cq_head + i) & loop->cq_mask];
+    free(loop->cq);
+    loop->cq = ncq;
+    loop->cq_head = 0;
+    loop->cq_tail = count;
+    loop->cq_mask = ncap - 1;
+    return true;
+}
+
+/* --- timers (heap in timer.c) ------------------------------------------------------------- */
+
+static void run_timers(ioq_loop *loop)
+{
+    uint64_t now;
+    if (loop->heap_len == 0)
+        return;
+    now = ioq__os_now();
+    while (loop->heap_len && loop->heap[0].deadline <= now) {
+        ioq__op *op = loop->heap[0].op;
+        ioq__timer_remove(loop, op);
+        ioq__complete(loop, op, 0, 0, 0);
+    }
+}
+
+/* --- poll ---------------------------------------------------------------------------------- */
+
+static void arm_embedded_timer(ioq_loop *loop)
+{
+    uint64_t d = loop->heap_len ? loop->heap[0].deadline : UINT64_MAX;
+    if (d != loop->armed_deadline && loop->backend->arm_timer) {
+        loop->armed_deadline = d;
+        loop->backend->arm_timer(loop, d);
+    }
+}
+
+/* Leaving ioq_poll/ioq_submit. An embedded loop is "blocked" from now on: the host sleeps
+ * on ioq_loop_fd(), so producers must signal it. Publish that first, then look again: a
+ * post or a thread-pool result that arrived while we were busy (and did not signal) and
+ * records left over for the next poll must make the descriptor readable now. */
+void ioq__leave_poll(ioq_loop *loop)
+{
+    /* Whatever wake was in flight has been seen or will be: let the next one through. */
+    atomic_store(&loop->wake_sent, 0);
+    if (!loop->embedded)
+        return;
+    arm_embedded_timer(loop);
+    atomic_store(&loop->blocked, 1);
+    if ((ioq__cq_count(loop) > 0 || ioq__posts_pending(loop)) &&
+        !atomic_exchange(&loop->wake_sent, 1))
+        loop->backend->wake(loop);
+}
+
+int ioq_submit(ioq_loop *loop)
+{
+    if (!loop)
+        return IOQ_EINVAL;
+    if (loop->in_free || loop->in_poll)
+        return IOQ_EMISUSE;
+    ioq__posts_drain(loop);
+    /* For readiness backends submissions already ran; a completion backend flushes here. */
+    loop->in_poll = true;
+    atomic_store(&loop->blocked, 0);
+    loop->backend->wait(loop, 0);
+    ioq__posts_drain(loop);
+    run_timers(loop);
+    loop->in_poll = false;
+    ioq__leave_poll(loop);
+    return 0;
+}
+
+int ioq_poll(ioq_loop *loop, ioq_cqe *cqes, uint32_t max, int64_t timeout_ns)
+{
+    uint64_t deadline = 0;
+    bool waited = false;
+    uint32_t n, count;
+
+    if (!loop || !cqes || max == 0 || timeout_ns < -1)
+        return IOQ_EINVAL;
+    if (loop->in_free || loop->in_poll)
+        return IOQ_EMISUSE;
+    loop->in_poll = true;
+    if (loop->embedded)
+        atomic_store(&loop->blocked, 0); /* set by leave_poll() for the host's sleep */
+    if (timeout_ns > 0)
+        deadline = ioq__os_now() + (uint64_t)timeout_ns;
+
+    for (;;) {
+        int64_t wait_ns;
+        uint64_t now = 0;
+        bool woke, published = false;
+
+        ioq__posts_drain(loop);
+        run_timers(loop);
+        woke = atomic_load_explicit(&loop->wake_requested, memory_order_relaxed) &&
+               atomic_exchange(&loop->wake_requested, 0);
+        if (ioq__cq_count(loop) > 0 || woke) {
+            /* Records are ready. Ask the kernel too, but only every other time, so that
+             * inline completions cannot starve I/O without doubling the syscalls of a
+             * ping-pong. */
+            if (!waited && loop->skipped_wait) {
+                loop->backend->wait(loop, 0);
+                ioq__posts_drain(loop);
+                run_timers(loop);
+                loop->skipped_wait = false;
+            } else {
+                loop->skipped_wait = !waited;
+            }
+            break;
+        }
+        if (waited && timeout_ns == 0)
+            break;
+        if (timeout_ns == 0) {
+            wait_ns = 0;
+        } else if (timeout_ns < 0) {
+            wait_ns = -1;
+        } else {
+            now = ioq__os_now();
+            if (now >= deadline) {
+                if (waited)
+                    break;
+                wait_ns = 0;
+            } else {
+                wait_ns = (int64_t)(deadline - now);
+            }
+        }
+        if (loop->heap_len && wait_ns != 0) {
+            uint64_t d = loop->heap[0].deadline;
+            int64_t t;
+            if (now == 0)
+                now = ioq__os_now();
+            t = d > now ? (int64_t)(d - now) : 0;
+            if (wait_ns < 0 || t < wait_ns)
+                wait_ns = t;
+        }
+        if (wait_ns != 0) {
+            /* Publish that we may sleep, then look once more: a producer either sees the
+             * flag (and wakes us) or we see its item. */
+            atomic_store(&loop->blocked, 1);
+            published = true;
+            if (ioq__posts_pending(loop) || atomic_load(&loop->wake_requested))
+                wait_ns = 0;
+        }
+        loop->backend->wait(loop, wait_ns);
+        if (published) {
+            /* Only a loop that published `blocked` can have been sent a wake. */
+            atomic_store(&loop->blocked, 0);
+            atomic_store(&loop->wake_sent, 0);
+        }
+        waited = true;
+        loop->skipped_wait = false;
+    }
+
+    count = ioq__cq_count(loop);
+    n = count < max ? count : max;
+    for (uint32_t i = 0; i < n; i++)
+        cqes[i] = loop->cq[(loop->cq_head + i) & loop->cq_mask];
+    loop->cq_head += n;
+    loop->in_poll = false;
+    ioq__leave_poll(loop);
+    return (int)n;
+}
