@@ -257,7 +257,6 @@ int ioq__tp_submit(ioq_loop *loop, ioq__op *op, ioq__work_fn work);
  * the slot is gone and fd is left to the caller, open. */
 int ioq__handle_open(ioq_loop *loop, uint8_t kind, uint8_t family, int64_t fd,
                      ioq__handle **out);
-ioq__handle *ioq__handle_new(ioq_loop *loop, uint8_t kind, int64_t fd);
 /* A connect's new socket for its handle (kind CONNECTING), registered with the backend: 0,
  * or IOQ_E* with h->fd back at -1 and fd left to the caller, open. */
 int ioq__handle_attach(ioq_loop *loop, ioq__handle *h, int64_t fd);
@@ -279,22 +278,53 @@ void ioq__opq_remove(ioq__opq *q, ioq__op *op); /* no-op when op is not in q */
 
 /* Stream order (contract rule 7). Every backend keeps a handle's receives in its read queue
  * and its sends and shutdown in its write queue, and only the head of each is ever in
- * progress. ioq__order_queue: the queue op belongs in, NULL for ops that need no order.
- * For completion backends, which issue operations to the kernel: */
+ * progress. The backend gives an issue function that starts the head op of a queue: a
+ * completion backend hands it to the kernel, the readiness engine tries it. It returns: */
+enum {
+    IOQ__ORDER_WAIT = 0, /* the queue waits: its head is in flight, or waits for readiness */
+    IOQ__ORDER_NEXT = 1  /* the head has completed (ioq__order_complete): try the next */
+};
+/* or a negative IOQ_E*: the head could not start. At submission the op is refused; later it
+ * completes with that error and the op behind it is tried. */
 typedef int (*ioq__issue_fn)(ioq_loop *loop, ioq__op *op);
+/* The queue op belongs in; NULL for ops that need no order (connect, files). */
 ioq__opq *ioq__order_queue(ioq__op *op);
-/* Queue op and issue it if it is the head; on a negative return nothing remains queued. */
+/* Queue op and issue it if it is the head: 0, or IOQ_E* with nothing queued. */
 int ioq__order_start(ioq_loop *loop, ioq__op *op, ioq__issue_fn issue);
-/* op finished (a final completion unless flags has IOQ_CQE_MORE): complete it and issue
- * the ops behind it until one is in flight (one that cannot be issued completes with the
- * error). */
+/* Issue the ops of q from its head until one waits. */
+void ioq__order_run(ioq_loop *loop, ioq__opq *q, ioq__issue_fn issue);
+/* Complete op, the head of its queue (a final completion also takes it out of the queue);
+ * the ops behind it are left to the caller. */
+void ioq__order_complete(ioq_loop *loop, ioq__op *op, int64_t res, uint64_t value,
+                         uint16_t flags);
+/* op finished: ioq__order_complete, then ioq__order_run on its queue. */
 void ioq__order_finish(ioq_loop *loop, ioq__op *op, int64_t res, uint64_t value,
                        uint16_t flags, ioq__issue_fn issue);
-/* Cancel an op still waiting behind the head of its queue: it never reached the kernel. */
+/* Cancel an op that is not in progress (behind the head, or a head waiting for readiness):
+ * it completes with IOQ_ECANCELED and what it had moved. */
 void ioq__order_cancel_queued(ioq_loop *loop, ioq__op *op);
 
-/* A gather send moved n more bytes: advance op->done and its (iovpos, iovoff) position. */
-void ioq__sendv_advance(ioq__op *op, size_t n);
+/* --- core services: I/O progress (progress.c) --------------------------------------------- */
+
+/* The unsent pieces of a gather send, one a call: start with *pos = op->iovpos; each call
+ * gives the next non-empty piece and returns true, false after the last. */
+bool ioq__sendv_piece(const ioq__op *op, uint32_t *pos, void **base, size_t *len);
+/* A send, sendv or write moved n more bytes: op->done, and a gather send's position. */
+void ioq__op_moved(ioq__op *op, size_t n);
+/* A completion backend's send or sendv moved n bytes and ended with err (0 or IOQ_E*):
+ * resume it when it is short, else finish it (ioq__order_finish). */
+void ioq__send_result(ioq_loop *loop, ioq__op *op, size_t n, int err, ioq__issue_fn issue);
+/* The same for a positional file write (no stream order: files have none). */
+void ioq__write_result(ioq_loop *loop, ioq__op *op, size_t n, int err, ioq__issue_fn issue);
+/* A connect ended: err 0 makes the handle visible (kind TCP or LOCAL) and completes with
+ * its value; an IOQ_E* completes with it and destroys the handle. */
+void ioq__connect_done(ioq_loop *loop, ioq__op *op, int err);
+/* A connection accepted on listener, as a registered handle of the matching kind: 0, or
+ * IOQ_E* with fd closed. */
+int ioq__accepted(ioq_loop *loop, const ioq__handle *listener, int64_t fd, ioq__handle **out);
+/* An open ended with res (0, or IOQ_E*) and, on success, descriptor fd: complete op with
+ * the new file handle (fd is closed if none can be made). */
+void ioq__open_done(ioq_loop *loop, ioq__op *op, int64_t res, int64_t fd);
 
 /* --- core services: pools ------------------------------------------------------------------ */
 

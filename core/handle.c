@@ -98,6 +98,15 @@ int ioq__handle_open(ioq_loop *loop, uint8_t kind, uint8_t family, int64_t fd,
     return 0;
 }
 
+int ioq__handle_take(ioq_loop *loop, uint8_t kind, uint8_t family, int64_t fd,
+                     ioq__handle **out)
+{
+    int rc = ioq__handle_open(loop, kind, family, fd, out);
+    if (rc != 0)
+        ioq__os_close(fd);
+    return rc;
+}
+
 int ioq__handle_attach(ioq_loop *loop, ioq__handle *h, int64_t fd)
 {
     int rc;

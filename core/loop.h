@@ -11,6 +11,8 @@
  *   post.c       ioq_post, ioq_wake and draining the cross-thread queue
  *   ops.c        the public submission calls
  *   order.c      stream order (per-handle read and write queues); opq.c the queue
+ *   progress.c   I/O progress shared by the backends: gather sends, short sends and
+ *                writes resumed, connects, accepted sockets and opened files as handles
  *   timer.c      the timer heap; threadpool.c the workers; pool.c provided buffers
  *   mpsc.c       the lock-free queues; error.c error texts; addr.c address text
  */
@@ -160,6 +162,11 @@ void ioq__leave_poll(ioq_loop *loop);
 /* --- handles (handle.c) ------------------------------------------------------------------ */
 
 ioq__handle *ioq__handle_at(const ioq_loop *loop, uint32_t index); /* index < nhandles */
+/* A slot of kind, not registered with the backend (pools; connects before their socket). */
+ioq__handle *ioq__handle_new(ioq_loop *loop, uint8_t kind, int64_t fd);
+/* ioq__handle_open for a descriptor ioq has just made: on failure fd is closed. */
+int ioq__handle_take(ioq_loop *loop, uint8_t kind, uint8_t family, int64_t fd,
+                     ioq__handle **out);
 /* The handle behind a caller's value v: live, visible, not closing, of a kind in `kinds`
  * (a bit mask of 1 << IOQ__K_*). */
 ioq__handle *ioq__handle_get(const ioq_loop *loop, ioq_handle v, uint32_t kinds);

@@ -55,13 +55,10 @@ static int get(ioq_loop *loop, ioq_handle v, uint32_t kinds, ioq__handle **h)
 static int new_handle(ioq_loop *loop, uint8_t kind, uint8_t family, int64_t fd, ioq_handle *out)
 {
     ioq__handle *h;
-    int rc = ioq__handle_open(loop, kind, family, fd, &h);
-    if (rc != 0) {
-        ioq__os_close(fd);
-        return rc;
-    }
-    *out = ioq__handle_value(loop, h);
-    return 0;
+    int rc = ioq__handle_take(loop, kind, family, fd, &h);
+    if (rc == 0)
+        *out = ioq__handle_value(loop, h);
+    return rc;
 }
 
 /* --- sockets --------------------------------------------------------------------------- */

@@ -28,14 +28,46 @@ int ioq__order_start(ioq_loop *loop, ioq__op *op, ioq__issue_fn issue)
 {
     ioq__opq *q = ioq__order_queue(op);
     int rc;
-    if (!q)
-        return issue(loop, op);
+    if (!q) {
+        rc = issue(loop, op);
+        return rc < 0 ? rc : 0;
+    }
     ioq__opq_push(q, op);
     if (q->head != op)
         return 0; /* waits for the ops ahead of it */
-    if ((rc = issue(loop, op)) != 0)
+    if ((rc = issue(loop, op)) < 0) {
         ioq__opq_remove(q, op);
-    return rc;
+        return rc;
+    }
+    /* Done at once, or a multishot op that produced a record and is still the head: go on
+     * as the queue would after any completion. */
+    if (rc == IOQ__ORDER_NEXT)
+        ioq__order_run(loop, q, issue);
+    return 0;
+}
+
+void ioq__order_run(ioq_loop *loop, ioq__opq *q, ioq__issue_fn issue)
+{
+    ioq__op *op;
+    /* Only a queue's head is ever issued, so each op met here has not been yet. */
+    while ((op = q->head) != NULL) {
+        int rc = issue(loop, op);
+        if (rc == IOQ__ORDER_WAIT)
+            return;
+        if (rc < 0) {
+            ioq__opq_remove(q, op);
+            ioq__complete(loop, op, rc, 0, 0);
+        }
+    }
+}
+
+void ioq__order_complete(ioq_loop *loop, ioq__op *op, int64_t res, uint64_t value,
+                         uint16_t flags)
+{
+    ioq__opq *q = (flags & IOQ_CQE_MORE) ? NULL : ioq__order_queue(op);
+    if (q)
+        ioq__opq_remove(q, op);
+    ioq__complete(loop, op, res, value, flags);
 }
 
 void ioq__order_finish(ioq_loop *loop, ioq__op *op, int64_t res, uint64_t value,
@@ -43,22 +75,11 @@ void ioq__order_finish(ioq_loop *loop, ioq__op *op, int64_t res, uint64_t value,
 {
     ioq__handle *h = op->h;
     ioq__opq *q = (flags & IOQ_CQE_MORE) ? NULL : ioq__order_queue(op);
-    ioq__op *next;
 
-    if (q)
-        ioq__opq_remove(q, op);
-    ioq__complete(loop, op, res, value, flags);
-    if (!q)
-        return;
-    /* Only a queue's head is ever issued, so the op now first has not been. The handle
-     * may be gone (its close completed just above): then its queues are empty. */
-    while (h->kind != IOQ__K_FREE && (next = q->head) != NULL) {
-        int rc = issue(loop, next);
-        if (rc == 0)
-            return;
-        ioq__opq_remove(q, next);
-        ioq__complete(loop, next, rc, 0, 0);
-    }
+    ioq__order_complete(loop, op, res, value, flags);
+    /* The handle may be gone (its close completed just above): then its queues are empty. */
+    if (q && h->kind != IOQ__K_FREE)
+        ioq__order_run(loop, q, issue);
 }
 
 void ioq__order_cancel_queued(ioq_loop *loop, ioq__op *op)

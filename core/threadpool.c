@@ -107,16 +107,10 @@ void ioq__tp_finish(ioq_loop *loop, ioq__op *op)
     uint64_t value = op->res_value;
 
     op->at = IOQ__AT_NONE;
-    if (op->code == IOQ_OP_OPEN && res == 0) {
-        ioq__handle *h = ioq__handle_new(loop, IOQ__K_FILE, op->res_fd);
-        if (!h) {
-            ioq__os_close(op->res_fd);
-            res = IOQ_ENOMEM;
-        } else {
-            value = ioq__handle_value(loop, h);
-        }
-    }
-    ioq__complete(loop, op, res, value, 0);
+    if (op->code == IOQ_OP_OPEN)
+        ioq__open_done(loop, op, res, op->res_fd);
+    else
+        ioq__complete(loop, op, res, value, 0);
 }
 
 /* Stop and join the workers. Queued ops are dropped: the loop is going away. */

@@ -42,6 +42,7 @@ typedef struct {
     HANDLE read_event; /* for the short synchronous pipe reads of ioq_recv_pool */
     uint32_t inflight; /* ops with a packet still to come */
     ioq__opq retry;    /* local connects that found every pipe instance busy */
+    int64_t on_port;   /* an accepted pipe instance, already on the port as the listener's */
 } iocp_state;
 
 typedef struct {
@@ -74,9 +75,17 @@ static HANDLE os_handle(const ioq__handle *h) { return (HANDLE)(intptr_t)h->fd; 
 
 static int associate(ioq_loop *loop, ioq__handle *h)
 {
+    iocp_state *s = st(loop);
     if (h->fd < 0 || (h->rstate & IOQ__R_REG))
         return 0;
-    if (!CreateIoCompletionPort(os_handle(h), st(loop)->port, KEY_OP, 0))
+    /* A handle joins a port once: the pipe instance a listener hands to a connection is
+     * on it already. */
+    if (h->fd == s->on_port) {
+        s->on_port = -1;
+        h->rstate |= IOQ__R_REG;
+        return 0;
+    }
+    if (!CreateIoCompletionPort(os_handle(h), s->port, KEY_OP, 0))
         return ioq__win_error_map(GetLastError());
     h->rstate |= IOQ__R_REG;
     return 0;
@@ -128,44 +137,19 @@ static int file_result(ioq_loop *loop, iocp_args *a, BOOL ok)
     return ok ? 0 : pending_or_synth(loop, a, GetLastError());
 }
 
-/* Fill the WSABUFs of a sendv from its (iovpos, offset) position; returns their count. */
+/* Fill the WSABUFs of a sendv with its unsent pieces; returns their count. */
 static DWORD sendv_bufs(ioq__op *op, iocp_args *a)
 {
     DWORD cnt = 0;
-    size_t skip = op->iovoff;
-    for (uint32_t i = op->iovpos; i < op->iovcnt; i++) {
-        a->wb[cnt].buf = (char *)op->iov[i].base + skip;
-        a->wb[cnt].len = (ULONG)(op->iov[i].len - skip);
-        skip = 0;
+    uint32_t pos = op->iovpos;
+    void *base;
+    size_t len;
+    while (ioq__sendv_piece(op, &pos, &base, &len)) {
+        a->wb[cnt].buf = base;
+        a->wb[cnt].len = (ULONG)len;
         cnt++;
     }
     return cnt;
-}
-
-/* The first non-empty piece of a sendv, for pipes (WriteFile takes one buffer). */
-static void sendv_piece(ioq__op *op, char **p, DWORD *n)
-{
-    while (op->iovpos < op->iovcnt && op->iov[op->iovpos].len == op->iovoff) {
-        op->iovpos++;
-        op->iovoff = 0;
-    }
-    *p = (char *)op->iov[op->iovpos].base + op->iovoff;
-    *n = (DWORD)(op->iov[op->iovpos].len - op->iovoff);
-}
-
-static void sendv_advance(ioq__op *op, size_t n)
-{
-    while (n > 0 && op->iovpos < op->iovcnt) {
-        size_t left = op->iov[op->iovpos].len - op->iovoff;
-        if (n < left) {
-            op->iovoff += n;
-            n = 0;
-        } else {
-            n -= left;
-            op->iovpos++;
-            op->iovoff = 0;
-        }
-    }
 }
 
 /* Put op into the kernel (or post its immediate result). 0, or IOQ_E* with nothing queued. */
@@ -275,10 +259,12 @@ static int issue(ioq_loop *loop, ioq__op *op)
                 DWORD cnt = sendv_bufs(op, a);
                 rc = sock_result(loop, a, WSASend(sk, a->wb, cnt, NULL, 0, &a->ov, NULL));
             } else {
-                char *p;
-                DWORD n;
-                sendv_piece(op, &p, &n);
-                rc = file_result(loop, a, WriteFile(fh, p, n, NULL, &a->ov));
+                /* WriteFile takes one buffer: the first unsent piece. */
+                uint32_t pos = op->iovpos;
+                void *p = NULL;
+                size_t n = 0;
+                ioq__sendv_piece(op, &pos, &p, &n);
+                rc = file_result(loop, a, WriteFile(fh, p, (DWORD)n, NULL, &a->ov));
             }
         } else if (sock) {
             a->wb[0].buf = (char *)op->buf + op->done;
@@ -363,11 +349,9 @@ static bool try_local_connect(ioq_loop *loop, ioq__op *op)
         err = GetLastError();
         if (err == ERROR_PIPE_BUSY)
             return false;
-    } else {
-        int rc;
-        h->fd = (int64_t)(intptr_t)p;
-        if ((rc = associate(loop, h)) != 0)
-            err = ERROR_NOT_ENOUGH_MEMORY;
+    } else if (ioq__handle_attach(loop, h, (int64_t)(intptr_t)p) != 0) {
+        CloseHandle(p);
+        err = ERROR_NOT_ENOUGH_MEMORY;
     }
     op->be_u64 = IN_KERNEL;
     st(loop)->inflight++;
@@ -402,9 +386,6 @@ static int iocp_start(ioq_loop *loop, ioq__op *op)
     ioq__handle *h = op->h;
     int rc;
 
-    /* Files opened on the thread pool join the port on their first operation. */
-    if (h && h->kind != IOQ__K_CONNECTING && (rc = associate(loop, h)) != 0)
-        return rc;
     switch (op->code) {
     case IOQ_OP_OPEN:
     case IOQ_OP_FSYNC:
@@ -421,18 +402,15 @@ static int iocp_start(ioq_loop *loop, ioq__op *op)
         memset(&zero, 0, sizeof zero);
         zero.family = op->addr.family;
         ioq__to_sockaddr(&zero, &any, &len);
-        h->fd = (int64_t)sk;
         if (bind(sk, (struct sockaddr *)&any, len) != 0)
             rc = ioq__win_error_map((DWORD)WSAGetLastError());
-        else
-            rc = associate(loop, h);
-        if (rc == 0)
-            rc = issue(loop, op);
-        if (rc != 0) {
-            closesocket(sk);
+        else if ((rc = ioq__handle_attach(loop, h, (int64_t)sk)) == 0 &&
+                 (rc = issue(loop, op)) != 0) {
             h->fd = -1;
             h->rstate &= (uint16_t)~IOQ__R_REG;
         }
+        if (rc != 0)
+            closesocket(sk);
         return rc;
     }
     case IOQ_OP_LOCAL_CONNECT: {
@@ -492,6 +470,7 @@ static void on_accept(ioq_loop *loop, ioq__op *op, iocp_args *a, DWORD err)
     ioq__handle *h = op->h, *c;
     bool multi = (op->flags & IOQ_MULTISHOT) && !op->cancelled;
     bool more = false;
+    int rc;
 
     if (h->kind == IOQ__K_TCP_LISTENER) {
         SOCKET acc = a->acc;
@@ -514,16 +493,13 @@ static void on_accept(ioq_loop *loop, ioq__op *op, iocp_args *a, DWORD err)
             const DWORD alen = sizeof(struct sockaddr_storage) + 16;
             st(loop)->acceptex_addrs(a->abuf, 0, alen, alen, &la, &llen, &ra, &rlen);
         }
-        c = ioq__handle_new(loop, IOQ__K_TCP, (int64_t)acc);
-        if (!c) {
-            closesocket(acc);
-            finish(loop, op, IOQ_ENOMEM, 0, 0);
+        if ((rc = ioq__accepted(loop, h, (int64_t)acc, &c)) != 0) {
+            finish(loop, op, rc, 0, 0);
             return;
         }
     } else {
         iocp_handle *hb = h->be;
         HANDLE next;
-        int rc;
         if (err && err != ERROR_PIPE_CONNECTED && err != ERROR_NO_DATA) {
             finish(loop, op, map_err(op, err), 0, 0);
             return;
@@ -534,14 +510,15 @@ static void on_accept(ioq_loop *loop, ioq__op *op, iocp_args *a, DWORD err)
             finish(loop, op, rc, 0, 0);
             return;
         }
-        c = ioq__handle_new(loop, IOQ__K_LOCAL, h->fd);
-        if (!c) {
+        st(loop)->on_port = h->fd;
+        rc = ioq__handle_open(loop, IOQ__K_LOCAL, h->family, h->fd, &c);
+        st(loop)->on_port = -1;
+        if (rc != 0) {
             CloseHandle(next);
             DisconnectNamedPipe(os_handle(h));
-            finish(loop, op, IOQ_ENOMEM, 0, 0);
+            finish(loop, op, rc, 0, 0);
             return;
         }
-        c->rstate |= IOQ__R_REG; /* the instance is already on the port */
         h->fd = (int64_t)(intptr_t)next;
         h->rstate &= (uint16_t)~IOQ__R_REG;
         if (associate(loop, h) != 0) {
@@ -550,14 +527,8 @@ static void on_accept(ioq_loop *loop, ioq__op *op, iocp_args *a, DWORD err)
             multi = false;
         }
     }
-    c->family = h->family;
-    if (associate(loop, c) != 0) {
-        ioq__handle_destroy(loop, c);
-        finish(loop, op, IOQ_ENOMEM, 0, 0);
-        return;
-    }
     if (multi && h->fd >= 0) {
-        int rc = issue(loop, op);
+        rc = issue(loop, op);
         if (rc == 0) {
             more = true;
         } else if (ioq__cq_room(loop, 1)) {
@@ -652,31 +623,6 @@ static void on_recv_pool(ioq_loop *loop, ioq__op *op, DWORD err)
     }
 }
 
-static void on_send(ioq_loop *loop, ioq__op *op, DWORD err, DWORD bytes)
-{
-    ioq__handle *h = op->h;
-    int rc;
-    /* A cancelled or failed send still reports what went out before it stopped. */
-    op->done += bytes;
-    if (op->code == IOQ_OP_SENDV)
-        sendv_advance(op, bytes);
-    if (err) {
-        finish(loop, op, map_err(op, err), op->done, 0);
-        return;
-    }
-    if (op->done < op->len && h->kind != IOQ__K_UDP && bytes > 0) {
-        if (op->cancelled) {
-            finish(loop, op, IOQ_ECANCELED, op->done, 0);
-            return;
-        }
-        /* Short send: resume before anything queued behind it may go. */
-        if ((rc = issue(loop, op)) != 0)
-            finish(loop, op, rc, op->done, 0);
-        return;
-    }
-    finish(loop, op, (int64_t)op->done, 0, 0);
-}
-
 static void on_done(ioq_loop *loop, ioq__op *op, DWORD err, DWORD bytes)
 {
     iocp_args *a = op->be;
@@ -690,14 +636,9 @@ static void on_done(ioq_loop *loop, ioq__op *op, DWORD err, DWORD bytes)
         return;
     case IOQ_OP_CONNECT:
     case IOQ_OP_LOCAL_CONNECT:
-        if (err) {
-            ioq__complete(loop, op, map_err(op, err), 0, 0);
-            return;
-        }
-        if (op->code == IOQ_OP_CONNECT)
+        if (!err && op->code == IOQ_OP_CONNECT)
             setsockopt((SOCKET)h->fd, SOL_SOCKET, SO_UPDATE_CONNECT_CONTEXT, NULL, 0);
-        h->kind = op->code == IOQ_OP_CONNECT ? IOQ__K_TCP : IOQ__K_LOCAL;
-        ioq__complete(loop, op, 0, ioq__handle_value(loop, h), 0);
+        ioq__connect_done(loop, op, err ? (int)map_err(op, err) : 0);
         return;
     case IOQ_OP_RECV:
         /* A pipe whose other end is gone is the end of the stream. */
@@ -722,7 +663,7 @@ static void on_done(ioq_loop *loop, ioq__op *op, DWORD err, DWORD bytes)
         return;
     case IOQ_OP_SEND:
     case IOQ_OP_SENDV:
-        on_send(loop, op, err, bytes);
+        ioq__send_result(loop, op, bytes, err ? (int)map_err(op, err) : 0, issue);
         return;
     case IOQ_OP_SENDTO:
         finish(loop, op, err ? map_err(op, err) : (int64_t)bytes, 0, 0);
@@ -736,18 +677,7 @@ static void on_done(ioq_loop *loop, ioq__op *op, DWORD err, DWORD bytes)
         ioq__complete(loop, op, err ? map_err(op, err) : (int64_t)bytes, 0, 0);
         return;
     case IOQ_OP_WRITE:
-        if (!err && bytes > 0) {
-            op->done += bytes;
-            if (op->done < op->len && !op->cancelled) {
-                int rc = issue(loop, op);
-                if (rc != 0)
-                    ioq__complete(loop, op, rc, op->done, 0);
-                return;
-            }
-            ioq__complete(loop, op, (int64_t)op->done, 0, 0);
-            return;
-        }
-        ioq__complete(loop, op, err ? map_err(op, err) : (int64_t)op->done, op->done, 0);
+        ioq__write_result(loop, op, bytes, err ? (int)map_err(op, err) : 0, issue);
         return;
     default:
         ioq__complete(loop, op, err ? map_err(op, err) : 0, 0, 0);
@@ -886,6 +816,7 @@ static int iocp_init(ioq_loop *loop)
         return rc == IOQ_EINVAL ? IOQ_ENOSYS : rc;
     }
     closesocket(probe);
+    s->on_port = -1;
     s->port = CreateIoCompletionPort(INVALID_HANDLE_VALUE, NULL, 0, 1);
     s->read_event = CreateEventW(NULL, TRUE, FALSE, NULL);
     if (!s->port || !s->read_event) {

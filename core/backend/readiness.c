@@ -29,18 +29,12 @@
  * STOP (the handle is gone), DRAINED (completed, and the socket is now empty). */
 enum { DONE, AGAIN, STOP, DRAINED };
 
+/* The attempts complete the head of their queue through ioq__order_complete. */
+
 /* A short receive on h leaves its socket empty with a new edge to come (see the top). */
 static bool short_read_drains(const ioq__handle *h)
 {
     return (h->kind == IOQ__K_TCP || h->kind == IOQ__K_LOCAL) && !(h->rstate & IOQ__R_EOF);
-}
-
-static void pop_complete(ioq_loop *loop, ioq__opq *q, ioq__op *op, int64_t res, uint64_t value,
-                         uint16_t flags)
-{
-    if (!(flags & IOQ_CQE_MORE))
-        ioq__opq_remove(q, op);
-    ioq__complete(loop, op, res, value, flags);
 }
 
 /* --- reads ------------------------------------------------------------------------------- */
@@ -52,7 +46,7 @@ static int do_accept(ioq_loop *loop, ioq__handle *h, ioq__op *op)
     int fd, rc;
 
     if (multi && !ioq__cq_room(loop, 2)) {
-        pop_complete(loop, &h->readq, op, IOQ_ENOMEM, 0, 0);
+        ioq__order_complete(loop, op, IOQ_ENOMEM, 0, 0);
         return DONE;
     }
     fd = ioq__f_accept(loop, h, (int)h->fd);
@@ -64,17 +58,14 @@ static int do_accept(ioq_loop *loop, ioq__handle *h, ioq__op *op)
             return DONE; /* that connection is gone; try the next */
         /* EMFILE and friends: the connection stays in the backlog and the READABLE bit
          * stays set, so the next accept tries again at once. */
-        pop_complete(loop, &h->readq, op, ioq__os_errno_map(e), 0, 0);
+        ioq__order_complete(loop, op, ioq__os_errno_map(e), 0, 0);
         return DONE;
     }
-    rc = ioq__handle_open(loop, h->kind == IOQ__K_TCP_LISTENER ? IOQ__K_TCP : IOQ__K_LOCAL,
-                          h->family, fd, &c);
-    if (rc != 0) {
-        close(fd);
-        pop_complete(loop, &h->readq, op, rc, 0, 0);
+    if ((rc = ioq__accepted(loop, h, fd, &c)) != 0) {
+        ioq__order_complete(loop, op, rc, 0, 0);
         return DONE;
     }
-    pop_complete(loop, &h->readq, op, 0, ioq__handle_value(loop, c), multi ? IOQ_CQE_MORE : 0);
+    ioq__order_complete(loop, op, 0, ioq__handle_value(loop, c), multi ? IOQ_CQE_MORE : 0);
     return DONE;
 }
 
@@ -87,12 +78,12 @@ static int do_recv(ioq_loop *loop, ioq__handle *h, ioq__op *op)
     if (n < 0) {
         if (errno == EAGAIN || errno == EWOULDBLOCK)
             return AGAIN;
-        pop_complete(loop, &h->readq, op, ioq__os_errno_map(errno), 0, 0);
+        ioq__order_complete(loop, op, ioq__os_errno_map(errno), 0, 0);
         return DONE;
     }
     {
         bool drained = n > 0 && (size_t)n < op->len && short_read_drains(h);
-        pop_complete(loop, &h->readq, op, n, 0, 0);
+        ioq__order_complete(loop, op, n, 0, 0);
         return drained ? DRAINED : DONE;
     }
 }
@@ -129,7 +120,7 @@ static int do_recvfrom(ioq_loop *loop, ioq__handle *h)
             return AGAIN;
         if (e == EINTR)
             return DONE; /* try again */
-        pop_complete(loop, &h->readq, op, ioq__os_errno_map(e), 0, 0);
+        ioq__order_complete(loop, op, ioq__os_errno_map(e), 0, 0);
         return DONE;
     }
     drained = (unsigned)k < n && !(h->rstate & IOQ__R_EOF);
@@ -137,7 +128,7 @@ static int do_recvfrom(ioq_loop *loop, ioq__handle *h)
         op = h->readq.head;
         if (op->addr_out)
             ioq__from_sockaddr((struct sockaddr *)&ss[i], op->addr_out);
-        pop_complete(loop, &h->readq, op, (int64_t)got[i], 0, 0);
+        ioq__order_complete(loop, op, (int64_t)got[i], 0, 0);
     }
     return drained ? DRAINED : DONE;
 }
@@ -149,7 +140,7 @@ static int do_recv_pool(ioq_loop *loop, ioq__handle *h, ioq__op *op)
     ssize_t n;
 
     if (multi && !ioq__cq_room(loop, 2)) {
-        pop_complete(loop, &h->readq, op, IOQ_ENOMEM, 0, 0);
+        ioq__order_complete(loop, op, IOQ_ENOMEM, 0, 0);
         return DONE;
     }
     id = ioq__pool_take(op->pool);
@@ -163,11 +154,11 @@ static int do_recv_pool(ioq_loop *loop, ioq__handle *h, ioq__op *op)
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
             return AGAIN;
         if (n < 0)
-            pop_complete(loop, &h->readq, op, ioq__os_errno_map(errno), 0, 0);
+            ioq__order_complete(loop, op, ioq__os_errno_map(errno), 0, 0);
         else if (n == 0)
-            pop_complete(loop, &h->readq, op, 0, 0, 0);
+            ioq__order_complete(loop, op, 0, 0, 0);
         else
-            pop_complete(loop, &h->readq, op, IOQ_ENOBUFS, 0, 0);
+            ioq__order_complete(loop, op, IOQ_ENOBUFS, 0, 0);
         return DONE;
     }
     do
@@ -178,36 +169,47 @@ static int do_recv_pool(ioq_loop *loop, ioq__handle *h, ioq__op *op)
         ioq__pool_put(op->pool, id);
         if (n < 0 && (e == EAGAIN || e == EWOULDBLOCK))
             return AGAIN;
-        pop_complete(loop, &h->readq, op, n < 0 ? ioq__os_errno_map(e) : 0, 0, 0);
+        ioq__order_complete(loop, op, n < 0 ? ioq__os_errno_map(e) : 0, 0, 0);
         return DONE;
     }
     {
         bool drained = (size_t)n < op->pool->size && short_read_drains(h);
-        pop_complete(loop, &h->readq, op, n, id,
+        ioq__order_complete(loop, op, n, id,
                      (uint16_t)(IOQ_CQE_BUFFER | (multi ? IOQ_CQE_MORE : 0)));
         return drained ? DRAINED : DONE;
     }
 }
 
-static void run_read(ioq_loop *loop, ioq__handle *h)
+/* The head of h's read queue (an ioq__issue_fn): tried while the socket may have data. */
+static int try_read(ioq_loop *loop, ioq__op *op)
 {
-    ioq__op *op;
-    while ((op = h->readq.head) != NULL) {
-        int r;
-        switch (op->code) {
-        case IOQ_OP_ACCEPT: r = do_accept(loop, h, op); break;
-        case IOQ_OP_RECV: r = do_recv(loop, h, op); break;
-        case IOQ_OP_RECV_POOL: r = do_recv_pool(loop, h, op); break;
-        default: r = do_recvfrom(loop, h); break;
-        }
-        if (r == AGAIN || r == DRAINED) {
-            h->rstate &= (uint16_t)~IOQ__R_READABLE;
-            return;
-        }
+    ioq__handle *h = op->h;
+    int r;
+    if (!(h->rstate & IOQ__R_READABLE))
+        return IOQ__ORDER_WAIT;
+    switch (op->code) {
+    case IOQ_OP_ACCEPT: r = do_accept(loop, h, op); break;
+    case IOQ_OP_RECV: r = do_recv(loop, h, op); break;
+    case IOQ_OP_RECV_POOL: r = do_recv_pool(loop, h, op); break;
+    default: r = do_recvfrom(loop, h); break;
     }
+    if (r == AGAIN || r == DRAINED) {
+        h->rstate &= (uint16_t)~IOQ__R_READABLE;
+        return IOQ__ORDER_WAIT;
+    }
+    return IOQ__ORDER_NEXT;
 }
 
 /* --- writes ------------------------------------------------------------------------------- */
+
+/* A connect waits in its socket's write queue, where no other op can be. */
+static void connect_end(ioq_loop *loop, ioq__handle *h, ioq__op *op, int err)
+{
+    ioq__opq_remove(&h->writeq, op);
+    if (!err)
+        h->rstate |= IOQ__R_READABLE | IOQ__R_WRITABLE;
+    ioq__connect_done(loop, op, err ? ioq__os_errno_map(err) : 0);
+}
 
 static int do_connect_done(ioq_loop *loop, ioq__handle *h, ioq__op *op)
 {
@@ -217,22 +219,15 @@ static int do_connect_done(ioq_loop *loop, ioq__handle *h, ioq__op *op)
         err = errno;
     if (err == EINPROGRESS || err == EALREADY)
         return AGAIN;
-    ioq__opq_remove(&h->writeq, op);
-    if (err) {
-        ioq__complete(loop, op, ioq__os_errno_map(err), 0, 0); /* destroys h */
-        return STOP;
-    }
-    h->kind = op->code == IOQ_OP_CONNECT ? IOQ__K_TCP : IOQ__K_LOCAL;
-    h->rstate |= IOQ__R_READABLE | IOQ__R_WRITABLE;
-    ioq__complete(loop, op, 0, ioq__handle_value(loop, h), 0);
-    return DONE;
+    connect_end(loop, h, op, err);
+    return err ? STOP : DONE; /* a failed connect destroyed h */
 }
 
-static int send_error(ioq_loop *loop, ioq__handle *h, ioq__op *op, int e)
+static int send_error(ioq_loop *loop, ioq__op *op, int e)
 {
     if (e == EAGAIN || e == EWOULDBLOCK)
         return AGAIN;
-    pop_complete(loop, &h->writeq, op, ioq__os_errno_map(e), op->done, 0);
+    ioq__order_complete(loop, op, ioq__os_errno_map(e), op->done, 0);
     return DONE;
 }
 
@@ -244,13 +239,13 @@ static int do_send(ioq_loop *loop, ioq__handle *h, ioq__op *op)
         if (n < 0) {
             if (errno == EINTR)
                 continue;
-            return send_error(loop, h, op, errno);
+            return send_error(loop, op, errno);
         }
         op->done += (size_t)n;
         if (h->kind == IOQ__K_UDP)
             break; /* one datagram, whole or not at all */
     }
-    pop_complete(loop, &h->writeq, op, (int64_t)op->done, 0, 0);
+    ioq__order_complete(loop, op, (int64_t)op->done, 0, 0);
     return DONE;
 }
 
@@ -260,17 +255,11 @@ static int do_sendv(ioq_loop *loop, ioq__handle *h, ioq__op *op)
     struct iovec v[BATCH];
     while (op->done < op->len) {
         struct msghdr msg;
-        uint32_t cnt = 0;
-        size_t skip = op->iovoff; /* bytes of iov[iovpos] already sent */
+        uint32_t cnt = 0, pos = op->iovpos;
         ssize_t n;
 
-        for (uint32_t i = op->iovpos; i < op->iovcnt && cnt < BATCH; i++) {
-            /* An empty entry may have a NULL base: NULL + 0 is still undefined. */
-            v[cnt].iov_base = skip ? (char *)op->iov[i].base + skip : op->iov[i].base;
-            v[cnt].iov_len = op->iov[i].len - skip;
-            skip = 0;
+        while (cnt < BATCH && ioq__sendv_piece(op, &pos, &v[cnt].iov_base, &v[cnt].iov_len))
             cnt++;
-        }
         memset(&msg, 0, sizeof msg);
         msg.msg_iov = v;
         msg.msg_iovlen = cnt;
@@ -278,13 +267,13 @@ static int do_sendv(ioq_loop *loop, ioq__handle *h, ioq__op *op)
         if (n < 0) {
             if (errno == EINTR)
                 continue;
-            return send_error(loop, h, op, errno);
+            return send_error(loop, op, errno);
         }
-        ioq__sendv_advance(op, (size_t)n);
+        ioq__op_moved(op, (size_t)n);
         if (h->kind == IOQ__K_UDP)
             break;
     }
-    pop_complete(loop, &h->writeq, op, (int64_t)op->done, 0, 0);
+    ioq__order_complete(loop, op, (int64_t)op->done, 0, 0);
     return DONE;
 }
 
@@ -299,38 +288,41 @@ static int do_sendto(ioq_loop *loop, ioq__handle *h, ioq__op *op)
                            (struct sockaddr *)&ss, slen);
     while (n < 0 && errno == EINTR);
     if (n < 0)
-        return send_error(loop, h, op, errno);
-    pop_complete(loop, &h->writeq, op, n, 0, 0);
+        return send_error(loop, op, errno);
+    ioq__order_complete(loop, op, n, 0, 0);
     return DONE;
 }
 
 static int do_shutdown(ioq_loop *loop, ioq__handle *h, ioq__op *op)
 {
     int rc = shutdown((int)h->fd, SHUT_WR) < 0 ? ioq__os_errno_map(errno) : 0;
-    pop_complete(loop, &h->writeq, op, rc, 0, 0);
+    ioq__order_complete(loop, op, rc, 0, 0);
     return DONE;
 }
 
-static void run_write(ioq_loop *loop, ioq__handle *h)
+/* The head of h's write queue (an ioq__issue_fn): tried while the socket may take data. A
+ * shutdown needs no room: it goes as soon as it is the head. */
+static int try_write(ioq_loop *loop, ioq__op *op)
 {
-    ioq__op *op;
-    while ((op = h->writeq.head) != NULL) {
-        int r;
-        switch (op->code) {
-        case IOQ_OP_CONNECT:
-        case IOQ_OP_LOCAL_CONNECT: r = do_connect_done(loop, h, op); break;
-        case IOQ_OP_SEND: r = do_send(loop, h, op); break;
-        case IOQ_OP_SENDV: r = do_sendv(loop, h, op); break;
-        case IOQ_OP_SENDTO: r = do_sendto(loop, h, op); break;
-        default: r = do_shutdown(loop, h, op); break;
-        }
-        if (r == STOP)
-            return; /* the handle is gone */
-        if (r == AGAIN) {
-            h->rstate &= (uint16_t)~IOQ__R_WRITABLE;
-            return;
-        }
+    ioq__handle *h = op->h;
+    int r;
+    if (!(h->rstate & IOQ__R_WRITABLE) && op->code != IOQ_OP_SHUTDOWN)
+        return IOQ__ORDER_WAIT;
+    switch (op->code) {
+    case IOQ_OP_CONNECT:
+    case IOQ_OP_LOCAL_CONNECT: r = do_connect_done(loop, h, op); break;
+    case IOQ_OP_SEND: r = do_send(loop, h, op); break;
+    case IOQ_OP_SENDV: r = do_sendv(loop, h, op); break;
+    case IOQ_OP_SENDTO: r = do_sendto(loop, h, op); break;
+    default: r = do_shutdown(loop, h, op); break;
     }
+    if (r == STOP)
+        return IOQ__ORDER_WAIT; /* the handle is gone */
+    if (r == AGAIN) {
+        h->rstate &= (uint16_t)~IOQ__R_WRITABLE;
+        return IOQ__ORDER_WAIT;
+    }
+    return IOQ__ORDER_NEXT;
 }
 
 /* --- entry points ---------------------------------------------------------------------------- */
@@ -362,18 +354,9 @@ static int start_connect(ioq_loop *loop, ioq__op *op)
     do
         rc = connect(fd, (struct sockaddr *)&ss, slen);
     while (rc < 0 && errno == EINTR);
-    if (rc == 0 || errno != EINPROGRESS) {
-        int e = rc == 0 ? 0 : errno;
-        ioq__opq_remove(&h->writeq, op);
-        if (e == 0) {
-            h->kind = op->code == IOQ_OP_CONNECT ? IOQ__K_TCP : IOQ__K_LOCAL;
-            h->rstate |= IOQ__R_READABLE | IOQ__R_WRITABLE;
-            ioq__complete(loop, op, 0, ioq__handle_value(loop, h), 0);
-        } else {
-            /* AF_UNIX says EAGAIN when the listener's backlog is full. */
-            ioq__complete(loop, op, ioq__os_errno_map(e), 0, 0);
-        }
-    }
+    /* AF_UNIX says EAGAIN when the listener's backlog is full: that is an error too. */
+    if (rc == 0 || errno != EINPROGRESS)
+        connect_end(loop, h, op, rc == 0 ? 0 : errno);
     return 0;
 }
 
@@ -394,25 +377,18 @@ int ioq__rd_start(ioq_loop *loop, ioq__op *op)
     default:
         break;
     }
-    if (ioq__order_queue(op) == &h->readq) {
-        ioq__opq_push(&h->readq, op);
-        if (h->readq.head == op && (h->rstate & IOQ__R_READABLE))
-            run_read(loop, h);
-    } else {
-        ioq__opq_push(&h->writeq, op);
-        if (h->writeq.head == op &&
-            ((h->rstate & IOQ__R_WRITABLE) || op->code == IOQ_OP_SHUTDOWN))
-            run_write(loop, h);
-    }
-    return 0;
+    return ioq__order_start(loop, op, ioq__order_queue(op) == &h->readq ? try_read : try_write);
 }
 
 void ioq__rd_cancel(ioq_loop *loop, ioq__op *op)
 {
-    ioq__opq *q = ioq__order_queue(op);
-    /* A connect waits for writability in its socket's write queue, here only. */
-    ioq__opq_remove(q ? q : &op->h->writeq, op);
-    ioq__complete(loop, op, IOQ_ECANCELED, op->done, 0);
+    if (op->code == IOQ_OP_CONNECT || op->code == IOQ_OP_LOCAL_CONNECT) {
+        /* A connect waits for writability in its socket's write queue, here only. */
+        ioq__opq_remove(&op->h->writeq, op);
+        ioq__complete(loop, op, IOQ_ECANCELED, 0, 0);
+        return;
+    }
+    ioq__order_cancel_queued(loop, op);
 }
 
 void ioq__rd_event(ioq_loop *loop, ioq__handle *h, unsigned bits)
@@ -422,7 +398,7 @@ void ioq__rd_event(ioq_loop *loop, ioq__handle *h, unsigned bits)
         h->rstate |= IOQ__R_WRITABLE;
         if (h->writeq.head) {
             bool connecting = h->kind == IOQ__K_CONNECTING;
-            run_write(loop, h);
+            ioq__order_run(loop, &h->writeq, try_write);
             if (connecting && h->kind != IOQ__K_TCP && h->kind != IOQ__K_LOCAL)
                 return; /* the connect failed and the handle is gone */
         }
@@ -430,6 +406,6 @@ void ioq__rd_event(ioq_loop *loop, ioq__handle *h, unsigned bits)
     if (bits & IOQ__R_READABLE) {
         h->rstate |= (uint16_t)(bits & (IOQ__R_READABLE | IOQ__R_EOF));
         if (h->readq.head)
-            run_read(loop, h);
+            ioq__order_run(loop, &h->readq, try_read);
     }
 }

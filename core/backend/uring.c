@@ -121,18 +121,12 @@ static void msg_one(uring_args *a, void *buf, size_t len, socklen_t namelen)
     a->msg.msg_namelen = namelen;
 }
 
-/* Fill the msghdr of a sendv from its (iovpos, offset) position. */
+/* Fill the msghdr of a sendv with its unsent pieces. */
 static void sendv_msg(ioq__op *op, uring_args *a)
 {
-    uint32_t cnt = 0;
-    size_t skip = op->iovoff;
-    for (uint32_t i = op->iovpos; i < op->iovcnt; i++) {
-        /* An empty entry may have a NULL base: NULL + 0 is still undefined. */
-        a->iov[cnt].iov_base = skip ? (char *)op->iov[i].base + skip : op->iov[i].base;
-        a->iov[cnt].iov_len = op->iov[i].len - skip;
-        skip = 0;
+    uint32_t cnt = 0, pos = op->iovpos;
+    while (ioq__sendv_piece(op, &pos, &a->iov[cnt].iov_base, &a->iov[cnt].iov_len))
         cnt++;
-    }
     memset(&a->msg, 0, sizeof a->msg);
     a->msg.msg_iov = a->iov;
     a->msg.msg_iovlen = cnt;
@@ -258,12 +252,10 @@ static int uring_start(ioq_loop *loop, ioq__op *op)
         fd = socket(domain, SOCK_STREAM | SOCK_CLOEXEC, 0);
         if (fd < 0)
             return ioq__os_errno_map(errno);
-        h->fd = fd;
-        rc = issue(loop, op);
-        if (rc != 0) {
-            close(fd);
+        if ((rc = ioq__handle_attach(loop, h, fd)) == 0 && (rc = issue(loop, op)) != 0)
             h->fd = -1;
-        }
+        if (rc != 0)
+            close(fd);
         return rc;
     }
     return ioq__order_start(loop, op, issue);
@@ -318,20 +310,18 @@ static void on_cqe(ioq_loop *loop, ioq__op *op, int res, uint32_t cflags)
     switch (op->code) {
     case IOQ_OP_ACCEPT: {
         ioq__handle *c;
+        int rc;
         if (res < 0) {
             if (more)
                 return; /* a failed connection inside a live multishot: skip it */
             finish(loop, op, map_res(op, res), 0, 0);
             return;
         }
-        c = ioq__handle_new(loop, h->kind == IOQ__K_TCP_LISTENER ? IOQ__K_TCP : IOQ__K_LOCAL, res);
-        if (!c) {
-            close(res);
+        if ((rc = ioq__accepted(loop, h, res, &c)) != 0) {
             if (!more)
-                finish(loop, op, IOQ_ENOMEM, 0, 0);
+                finish(loop, op, rc, 0, 0);
             return;
         }
-        c->family = h->family;
         if (multi && !more && !op->cancelled && issue(loop, op) == 0)
             more = true; /* the kernel ended the multishot (or emulating it): go on */
         finish(loop, op, 0, ioq__handle_value(loop, c), more ? IOQ_CQE_MORE : 0);
@@ -339,12 +329,7 @@ static void on_cqe(ioq_loop *loop, ioq__op *op, int res, uint32_t cflags)
     }
     case IOQ_OP_CONNECT:
     case IOQ_OP_LOCAL_CONNECT:
-        if (res < 0) {
-            ioq__complete(loop, op, map_res(op, res), 0, 0);
-            return;
-        }
-        h->kind = op->code == IOQ_OP_CONNECT ? IOQ__K_TCP : IOQ__K_LOCAL;
-        ioq__complete(loop, op, 0, ioq__handle_value(loop, h), 0);
+        ioq__connect_done(loop, op, res < 0 ? map_res(op, res) : 0);
         return;
     case IOQ_OP_RECV:
         finish(loop, op, res < 0 ? map_res(op, res) : res, 0, 0);
@@ -375,61 +360,20 @@ static void on_cqe(ioq_loop *loop, ioq__op *op, int res, uint32_t cflags)
     }
     case IOQ_OP_SEND:
     case IOQ_OP_SENDV:
-        if (res < 0) {
-            finish(loop, op, map_res(op, res), op->done, 0);
-            return;
-        }
-        if (op->code == IOQ_OP_SENDV)
-            ioq__sendv_advance(op, (size_t)res);
-        else
-            op->done += (size_t)res;
-        if (op->done < op->len && h->kind != IOQ__K_UDP && res > 0) {
-            int rc;
-            if (op->cancelled) {
-                finish(loop, op, IOQ_ECANCELED, op->done, 0);
-                return;
-            }
-            /* Short send: resume before anything queued behind it may go. */
-            if ((rc = issue(loop, op)) != 0)
-                finish(loop, op, rc, op->done, 0);
-            return;
-        }
-        finish(loop, op, (int64_t)op->done, 0, 0);
+        ioq__send_result(loop, op, res < 0 ? 0 : (size_t)res, res < 0 ? map_res(op, res) : 0,
+                         issue);
         return;
     case IOQ_OP_SENDTO:
     case IOQ_OP_SHUTDOWN:
         finish(loop, op, res < 0 ? map_res(op, res) : (op->code == IOQ_OP_SHUTDOWN ? 0 : res), 0,
                0);
         return;
-    case IOQ_OP_OPEN: {
-        ioq__handle *f;
-        if (res < 0) {
-            ioq__complete(loop, op, map_res(op, res), 0, 0);
-            return;
-        }
-        f = ioq__handle_new(loop, IOQ__K_FILE, res);
-        if (!f) {
-            close(res);
-            ioq__complete(loop, op, IOQ_ENOMEM, 0, 0);
-            return;
-        }
-        ioq__complete(loop, op, 0, ioq__handle_value(loop, f), 0);
+    case IOQ_OP_OPEN:
+        ioq__open_done(loop, op, res < 0 ? map_res(op, res) : 0, res);
         return;
-    }
     case IOQ_OP_WRITE:
-        if (res > 0) {
-            op->done += (size_t)res;
-            if (op->done < op->len && !op->cancelled) {
-                int rc = issue(loop, op);
-                if (rc == 0)
-                    return;
-                ioq__complete(loop, op, rc, op->done, 0);
-                return;
-            }
-            ioq__complete(loop, op, (int64_t)op->done, 0, 0);
-            return;
-        }
-        ioq__complete(loop, op, res < 0 ? map_res(op, res) : (int64_t)op->done, op->done, 0);
+        ioq__write_result(loop, op, res > 0 ? (size_t)res : 0, res < 0 ? map_res(op, res) : 0,
+                          issue);
         return;
     default: /* READ, FSYNC */
         ioq__complete(loop, op, res < 0 ? map_res(op, res) : (op->code == IOQ_OP_FSYNC ? 0 : res),
