@@ -40,17 +40,11 @@ typedef struct ioq__post {
     ((offsetof(ioq__op, heap_idx) + sizeof(uint32_t) + _Alignof(ioq__op) - 1) & \
      ~(_Alignof(ioq__op) - 1))
 
-/* A timer heap entry: the op and a copy of its deadline (see timer.c). */
-typedef struct ioq__timer_ent {
-    uint64_t deadline;
-    ioq__op *op;
-} ioq__timer_ent;
-
 #define IOQ__POST_POOL 1024 /* posts in flight before ioq_post falls back to malloc */
 #define IOQ__HANDLE_CHUNK 256
 #define IOQ__OP_CHUNK 256
 
-/* --- the thread pool -------------------------------------------------------------------- */
+/* --- the thread pool (threadpool.c) ------------------------------------------------------- */
 typedef struct ioq__tpool {
     ioq__mutex lock;
     ioq__cond cond;
@@ -60,6 +54,30 @@ typedef struct ioq__tpool {
     bool stop;
     bool started;
 } ioq__tpool;
+
+int ioq__tp_init(ioq_loop *loop);
+void ioq__tp_stop(ioq_loop *loop);
+void ioq__tp_fini(ioq_loop *loop);
+/* true when op was still queued and is now removed; false when a worker runs it. */
+bool ioq__tp_cancel(ioq_loop *loop, ioq__op *op);
+/* A worker's result reached the loop thread: complete the op. */
+void ioq__tp_finish(ioq_loop *loop, ioq__op *op);
+
+/* --- timers (timer.c) -------------------------------------------------------------------- */
+
+/* A timer heap entry: the op and a copy of its deadline (see timer.c). */
+typedef struct ioq__timer_ent {
+    uint64_t deadline;
+    ioq__op *op;
+} ioq__timer_ent;
+
+int ioq__timer_add(ioq_loop *loop, ioq__op *op);
+void ioq__timer_remove(ioq_loop *loop, ioq__op *op);
+
+/* --- pools (pool.c), helpers ------------------------------------------------------------- */
+
+void ioq__pool_destroy(ioq_loop *loop, ioq__pool *pool);
+char *ioq__strdup(const char *s);
 
 /* --- the loop ---------------------------------------------------------------------------- */
 struct ioq_loop {
@@ -211,21 +229,5 @@ void ioq__posts_drain(ioq_loop *loop);
 bool ioq__posts_init(ioq_loop *loop);
 void ioq__posts_fini(ioq_loop *loop);
 
-/* --- timers (timer.c), thread pool (threadpool.c), pools (pool.c) -------------------------- */
-
-int ioq__timer_add(ioq_loop *loop, ioq__op *op);
-void ioq__timer_remove(ioq_loop *loop, ioq__op *op);
-
-int ioq__tp_init(ioq_loop *loop);
-void ioq__tp_stop(ioq_loop *loop);
-void ioq__tp_fini(ioq_loop *loop);
-/* true when op was still queued and is now removed; false when a worker runs it. */
-bool ioq__tp_cancel(ioq_loop *loop, ioq__op *op);
-/* A worker's result reached the loop thread: complete the op. */
-void ioq__tp_finish(ioq_loop *loop, ioq__op *op);
-
-void ioq__pool_destroy(ioq_loop *loop, ioq__pool *pool);
-
-char *ioq__strdup(const char *s);
 
 #endif /* IOQ_LOOP_H */

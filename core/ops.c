@@ -26,6 +26,26 @@ static int path_check(const char *path)
     return n > PATH_MAX_LEN ? IOQ_ENAMETOOLONG : 0;
 }
 
+/* An op that carries a private copy of a path, checked first: 0 (*out set) or IOQ_E*. */
+static int path_op(ioq_loop *loop, uint16_t code, const char *path, uint64_t token,
+                   ioq__op **out)
+{
+    ioq__op *op;
+    int rc;
+    if ((rc = path_check(path)) != 0)
+        return rc;
+    if (loop->in_free)
+        return IOQ_EMISUSE;
+    if (!(op = ioq__op_new(loop, code, token)))
+        return IOQ_ENOMEM;
+    if (!(op->path = ioq__strdup(path))) {
+        ioq__op_free(loop, op);
+        return IOQ_ENOMEM;
+    }
+    *out = op;
+    return 0;
+}
+
 /* Hand an op to the backend. On rejection nothing remains of it. */
 static int start(ioq_loop *loop, ioq__op *op, ioq__handle *h)
 {
@@ -160,16 +180,8 @@ int ioq_local_connect(ioq_loop *loop, const char *path, uint32_t flags, uint64_t
     int rc;
     if (!loop || flags)
         return IOQ_EINVAL;
-    if ((rc = path_check(path)) != 0)
+    if ((rc = path_op(loop, IOQ_OP_LOCAL_CONNECT, path, token, &op)) != 0)
         return rc;
-    if (loop->in_free)
-        return IOQ_EMISUSE;
-    if (!(op = ioq__op_new(loop, IOQ_OP_LOCAL_CONNECT, token)))
-        return IOQ_ENOMEM;
-    if (!(op->path = ioq__strdup(path))) {
-        ioq__op_free(loop, op);
-        return IOQ_ENOMEM;
-    }
     return connect_common(loop, 0, op);
 }
 
@@ -328,16 +340,8 @@ int ioq_open(ioq_loop *loop, const char *path, uint32_t flags, uint32_t mode, ui
     if (!loop || (flags & ~known) || !(flags & (IOQ_OPEN_READ | IOQ_OPEN_WRITE)) ||
         mode > 07777 || ((flags & IOQ_OPEN_EXCL) && !(flags & IOQ_OPEN_CREATE)))
         return IOQ_EINVAL;
-    if ((rc = path_check(path)) != 0)
+    if ((rc = path_op(loop, IOQ_OP_OPEN, path, token, &op)) != 0)
         return rc;
-    if (loop->in_free)
-        return IOQ_EMISUSE;
-    if (!(op = ioq__op_new(loop, IOQ_OP_OPEN, token)))
-        return IOQ_ENOMEM;
-    if (!(op->path = ioq__strdup(path))) {
-        ioq__op_free(loop, op);
-        return IOQ_ENOMEM;
-    }
     op->flags = flags;
     op->mode = mode;
     return start(loop, op, NULL);
@@ -408,7 +412,7 @@ int ioq_resolve(ioq_loop *loop, const char *host, const char *service, uint32_t 
 
 /* --- queries, options, adoption -------------------------------------------------------------- */
 
-int ioq_sockname(ioq_loop *loop, ioq_handle hv, ioq_addr *out)
+static int sock_name(ioq_loop *loop, ioq_handle hv, bool peer, ioq_addr *out)
 {
     ioq__handle *h;
     int rc = get(loop, hv, ~0u, &h);
@@ -418,22 +422,19 @@ int ioq_sockname(ioq_loop *loop, ioq_handle hv, ioq_addr *out)
         return IOQ_EINVAL;
     if (h->family == 0)
         return IOQ_ENOTSUP;
-    return ioq__os_sockname(h->fd, false, out);
+    if (peer && h->kind == IOQ__K_TCP_LISTENER)
+        return IOQ_ENOTCONN;
+    return ioq__os_sockname(h->fd, peer, out);
+}
+
+int ioq_sockname(ioq_loop *loop, ioq_handle hv, ioq_addr *out)
+{
+    return sock_name(loop, hv, false, out);
 }
 
 int ioq_peername(ioq_loop *loop, ioq_handle hv, ioq_addr *out)
 {
-    ioq__handle *h;
-    int rc = get(loop, hv, ~0u, &h);
-    if (rc != 0)
-        return rc;
-    if (!out)
-        return IOQ_EINVAL;
-    if (h->family == 0)
-        return IOQ_ENOTSUP;
-    if (h->kind == IOQ__K_TCP_LISTENER)
-        return IOQ_ENOTCONN;
-    return ioq__os_sockname(h->fd, true, out);
+    return sock_name(loop, hv, true, out);
 }
 
 /* What each IOQ_OPT_* accepts: the value range (checked first: IOQ_EINVAL) and the socket

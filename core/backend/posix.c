@@ -279,14 +279,7 @@ int ioq__os_local_listen(const char *path, uint32_t backlog, uint32_t flags, int
 
 int ioq__os_sockname(int64_t fd, bool peer, ioq_addr *out)
 {
-    struct sockaddr_storage ss;
-    socklen_t len = sizeof ss;
-    int rc = peer ? getpeername((int)fd, (struct sockaddr *)&ss, &len)
-                  : getsockname((int)fd, (struct sockaddr *)&ss, &len);
-    if (rc < 0)
-        return ioq__os_errno_map(errno);
-    ioq__from_sockaddr((struct sockaddr *)&ss, out);
-    return 0;
+    return ioq__sock_addr(fd, peer, out) == 0 ? 0 : ioq__os_errno_map(errno);
 }
 
 static int set_int(int fd, int level, int name, int v)
@@ -298,11 +291,11 @@ static int set_int(int fd, int level, int name, int v)
 
 int ioq__os_setopt(int64_t fd64, uint8_t kind, uint32_t opt, int64_t value)
 {
-    int fd = (int)fd64;
+    int fd = (int)fd64, level, name;
     (void)kind;
+    if (ioq__opt_int(opt, &level, &name))
+        return set_int(fd, level, name, (int)value);
     switch (opt) {
-    case IOQ_OPT_NODELAY:
-        return set_int(fd, IPPROTO_TCP, TCP_NODELAY, (int)value);
     case IOQ_OPT_KEEPALIVE: {
         int rc = set_int(fd, SOL_SOCKET, SO_KEEPALIVE, value ? 1 : 0);
         if (rc != 0 || value <= 1)
@@ -315,14 +308,6 @@ int ioq__os_setopt(int64_t fd64, uint8_t kind, uint32_t opt, int64_t value)
         return 0;
 #endif
     }
-    case IOQ_OPT_RCVBUF:
-        return set_int(fd, SOL_SOCKET, SO_RCVBUF, (int)value);
-    case IOQ_OPT_SNDBUF:
-        return set_int(fd, SOL_SOCKET, SO_SNDBUF, (int)value);
-    case IOQ_OPT_REUSEADDR:
-        return set_int(fd, SOL_SOCKET, SO_REUSEADDR, (int)value);
-    case IOQ_OPT_BROADCAST:
-        return set_int(fd, SOL_SOCKET, SO_BROADCAST, (int)value);
     case IOQ_OPT_LINGER: {
         struct linger l;
         l.l_onoff = value >= 0;
@@ -510,30 +495,11 @@ static int gai_map(int rc)
 
 void ioq__os_resolve_work(ioq__op *op)
 {
-    struct addrinfo hints, *res = NULL, *ai;
-    uint32_t n = 0, max = op->max;
-    int rc;
-
-    memset(&hints, 0, sizeof hints);
-    hints.ai_family = AF_UNSPEC;
-    if ((op->flags & IOQ_RESOLVE_INET) && !(op->flags & IOQ_RESOLVE_INET6))
-        hints.ai_family = AF_INET;
-    else if ((op->flags & IOQ_RESOLVE_INET6) && !(op->flags & IOQ_RESOLVE_INET))
-        hints.ai_family = AF_INET6;
-    /* One socket type, or every address comes back once per type. */
-    hints.ai_socktype = SOCK_STREAM;
-    if (op->flags & IOQ_RESOLVE_NUMERIC)
-        hints.ai_flags |= AI_NUMERICHOST;
-    rc = getaddrinfo(op->path, op->path2, &hints, &res);
+    struct addrinfo *res = NULL;
+    int rc = ioq__resolve_lookup(op, &res);
     if (rc != 0) {
         op->res = gai_map(rc);
         return;
     }
-    for (ai = res; ai && n < max; ai = ai->ai_next) {
-        if (ai->ai_family != AF_INET && ai->ai_family != AF_INET6)
-            continue;
-        ioq__from_sockaddr(ai->ai_addr, &op->addr_out[n++]);
-    }
-    freeaddrinfo(res);
-    op->res = n ? (int64_t)n : IOQ_ENOTFOUND;
+    ioq__resolve_results(op, res);
 }

@@ -401,14 +401,8 @@ int ioq__os_local_listen(const char *path, uint32_t backlog, uint32_t flags, int
 
 int ioq__os_sockname(int64_t fd, bool peer, ioq_addr *out)
 {
-    struct sockaddr_storage ss;
-    int len = sizeof ss;
-    int rc = peer ? getpeername((SOCKET)fd, (struct sockaddr *)&ss, &len)
-                  : getsockname((SOCKET)fd, (struct sockaddr *)&ss, &len);
-    if (rc != 0)
-        return ioq__win_error_map((DWORD)WSAGetLastError());
-    ioq__from_sockaddr((struct sockaddr *)&ss, out);
-    return 0;
+    return ioq__sock_addr(fd, peer, out) == 0 ? 0
+                                              : ioq__win_error_map((DWORD)WSAGetLastError());
 }
 
 static int set_int(SOCKET s, int level, int name, int v)
@@ -421,12 +415,13 @@ static int set_int(SOCKET s, int level, int name, int v)
 int ioq__os_setopt(int64_t fd, uint8_t kind, uint32_t opt, int64_t value)
 {
     SOCKET s = (SOCKET)fd;
+    int level, name;
     /* Local handles are named pipes here: no socket options at all. */
     if (kind == IOQ__K_LOCAL || kind == IOQ__K_LOCAL_LISTENER)
         return IOQ_ENOTSUP;
+    if (ioq__opt_int(opt, &level, &name))
+        return set_int(s, level, name, (int)value);
     switch (opt) {
-    case IOQ_OPT_NODELAY:
-        return set_int(s, IPPROTO_TCP, TCP_NODELAY, (int)value);
     case IOQ_OPT_KEEPALIVE: {
         struct tcp_keepalive ka;
         DWORD n;
@@ -445,14 +440,6 @@ int ioq__os_setopt(int64_t fd, uint8_t kind, uint32_t opt, int64_t value)
             return ioq__win_error_map((DWORD)WSAGetLastError());
         return 0;
     }
-    case IOQ_OPT_RCVBUF:
-        return set_int(s, SOL_SOCKET, SO_RCVBUF, (int)value);
-    case IOQ_OPT_SNDBUF:
-        return set_int(s, SOL_SOCKET, SO_SNDBUF, (int)value);
-    case IOQ_OPT_REUSEADDR:
-        return set_int(s, SOL_SOCKET, SO_REUSEADDR, (int)value);
-    case IOQ_OPT_BROADCAST:
-        return set_int(s, SOL_SOCKET, SO_BROADCAST, (int)value);
     case IOQ_OPT_LINGER: {
         struct linger l;
         l.l_onoff = value >= 0;
@@ -604,35 +591,19 @@ void ioq__os_file_work(ioq__op *op)
 
 void ioq__os_resolve_work(ioq__op *op)
 {
-    struct addrinfo hints, *res = NULL, *ai;
-    uint32_t n = 0, max = op->max;
+    struct addrinfo *res = NULL;
     int rc = ioq__win_startup();
 
     if (rc != 0) {
         op->res = rc;
         return;
     }
-    memset(&hints, 0, sizeof hints);
-    hints.ai_family = AF_UNSPEC;
-    if ((op->flags & IOQ_RESOLVE_INET) && !(op->flags & IOQ_RESOLVE_INET6))
-        hints.ai_family = AF_INET;
-    else if ((op->flags & IOQ_RESOLVE_INET6) && !(op->flags & IOQ_RESOLVE_INET))
-        hints.ai_family = AF_INET6;
-    hints.ai_socktype = SOCK_STREAM;
-    if (op->flags & IOQ_RESOLVE_NUMERIC)
-        hints.ai_flags |= AI_NUMERICHOST;
-    rc = getaddrinfo(op->path, op->path2, &hints, &res);
+    rc = ioq__resolve_lookup(op, &res);
     if (rc != 0) {
         op->res = rc == EAI_FAMILY ? IOQ_EAFNOSUPPORT : ioq__win_error_map((DWORD)rc);
         if (op->res == IOQ_EINVAL || op->res == IOQ_EUNKNOWN)
             op->res = IOQ_ENOTFOUND;
         return;
     }
-    for (ai = res; ai && n < max; ai = ai->ai_next) {
-        if (ai->ai_family != AF_INET && ai->ai_family != AF_INET6)
-            continue;
-        ioq__from_sockaddr(ai->ai_addr, &op->addr_out[n++]);
-    }
-    freeaddrinfo(res);
-    op->res = n ? (int64_t)n : IOQ_ENOTFOUND;
+    ioq__resolve_results(op, res);
 }
