@@ -1,14 +1,22 @@
 #!/usr/bin/env bash
 # Installs the Debian packages that a part of ioq needs, and only those that are missing.
-# Usage: scripts/install-deps.sh GROUP...
+# Usage: scripts/install-deps.sh [--check] GROUP...
 #   groups: c bench python lua d rust windows macos
-# Quiet and without network access when everything is already installed.
+#   --check: install nothing; exit 0 when every package is there, 1 otherwise.
+# Quiet and without network access when everything is already installed. When another apt
+# or dpkg holds the package lock, it waits for it (up to IOQ_APT_LOCK_WAIT seconds, 900).
 set -euo pipefail
 
 usage() {
-    echo "usage: $0 GROUP... (c bench python lua d rust windows macos tools)" >&2
+    echo "usage: $0 [--check] GROUP... (c bench python lua d rust windows macos tools)" >&2
     exit 2
 }
+
+check=0
+if [ "${1:-}" = --check ]; then
+    check=1
+    shift
+fi
 
 packages_of() {
     case $1 in
@@ -36,16 +44,46 @@ for group in "$@"; do
     wanted+=($(packages_of "$group"))
 done
 
+# One dpkg-query for every package: the common case (nothing missing) costs one process.
+installed=$(dpkg-query -W -f='${Package} ${Status}\n' "${wanted[@]}" 2>/dev/null || true)
 missing=()
 for pkg in "${wanted[@]}"; do
-    status=$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)
-    if [ "$status" != "install ok installed" ]; then
+    if ! grep -qx "$pkg install ok installed" <<<"$installed"; then
         case " ${missing[*]-} " in
             *" $pkg "*) ;;
             *) missing+=("$pkg") ;;
         esac
     fi
 done
+
+if [ "$check" = 1 ]; then
+    [ ${#missing[@]} -eq 0 ]
+    exit
+fi
+
+# apt-get, waiting while another apt or dpkg (someone else's install, unattended upgrades)
+# holds a lock instead of failing at once. DPkg::Lock::Timeout covers the dpkg lock; the
+# lists lock of apt-get update is retried here.
+apt_wait() {
+    local deadline=$((SECONDS + ${IOQ_APT_LOCK_WAIT:-900})) err
+    err=$(mktemp)
+    while :; do
+        if "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get \
+            -o DPkg::Lock::Timeout="${IOQ_APT_LOCK_WAIT:-900}" "$@" 2>"$err"; then
+            rm -f "$err"
+            return 0
+        fi
+        if grep -q "Could not get lock\|Unable to lock\|Unable to acquire" "$err" &&
+           [ $SECONDS -lt $deadline ]; then
+            echo "install-deps: apt is busy (another install holds its lock); waiting" >&2
+            sleep 10
+            continue
+        fi
+        cat "$err" >&2
+        rm -f "$err"
+        return 1
+    done
+}
 
 if [ ${#missing[@]} -gt 0 ]; then
     sudo=()
@@ -54,9 +92,8 @@ if [ ${#missing[@]} -gt 0 ]; then
     fi
     echo "install-deps: installing ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
-    "${sudo[@]}" apt-get update -qq
-    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
-        apt-get install -y -qq --no-install-recommends "${missing[@]}"
+    apt_wait update -qq
+    apt_wait install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
 # cargo and rustc are not Debian packages here: they come with the machine.
