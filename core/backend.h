@@ -287,16 +287,39 @@ enum {
 /* or a negative IOQ_E*: the head could not start. At submission the op is refused; later it
  * completes with that error and the op behind it is tried. */
 typedef int (*ioq__issue_fn)(ioq_loop *loop, ioq__op *op);
-/* The queue op belongs in; NULL for ops that need no order (connect, files). */
-ioq__opq *ioq__order_queue(ioq__op *op);
+/* The queue op belongs in; NULL for ops that need no order (connect, files). Inline, as
+ * the rest of this group that runs once per op: it sits on every send and receive. */
+static inline ioq__opq *ioq__order_queue(ioq__op *op)
+{
+    switch (op->code) {
+    case IOQ_OP_ACCEPT:
+    case IOQ_OP_RECV:
+    case IOQ_OP_RECV_POOL:
+    case IOQ_OP_RECVFROM:
+        return &op->h->readq;
+    case IOQ_OP_SEND:
+    case IOQ_OP_SENDV:
+    case IOQ_OP_SENDTO:
+    case IOQ_OP_SHUTDOWN:
+        return &op->h->writeq;
+    default:
+        return NULL;
+    }
+}
 /* Queue op and issue it if it is the head: 0, or IOQ_E* with nothing queued. */
 int ioq__order_start(ioq_loop *loop, ioq__op *op, ioq__issue_fn issue);
 /* Issue the ops of q from its head until one waits. */
 void ioq__order_run(ioq_loop *loop, ioq__opq *q, ioq__issue_fn issue);
 /* Complete op, the head of its queue (a final completion also takes it out of the queue);
  * the ops behind it are left to the caller. */
-void ioq__order_complete(ioq_loop *loop, ioq__op *op, int64_t res, uint64_t value,
-                         uint16_t flags);
+static inline void ioq__order_complete(ioq_loop *loop, ioq__op *op, int64_t res,
+                                       uint64_t value, uint16_t flags)
+{
+    ioq__opq *q = (flags & IOQ_CQE_MORE) ? NULL : ioq__order_queue(op);
+    if (q)
+        ioq__opq_remove(q, op);
+    ioq__complete(loop, op, res, value, flags);
+}
 /* op finished: ioq__order_complete, then ioq__order_run on its queue. */
 void ioq__order_finish(ioq_loop *loop, ioq__op *op, int64_t res, uint64_t value,
                        uint16_t flags, ioq__issue_fn issue);

@@ -6,24 +6,6 @@
  */
 #include "backend.h"
 
-ioq__opq *ioq__order_queue(ioq__op *op)
-{
-    switch (op->code) {
-    case IOQ_OP_ACCEPT:
-    case IOQ_OP_RECV:
-    case IOQ_OP_RECV_POOL:
-    case IOQ_OP_RECVFROM:
-        return &op->h->readq;
-    case IOQ_OP_SEND:
-    case IOQ_OP_SENDV:
-    case IOQ_OP_SENDTO:
-    case IOQ_OP_SHUTDOWN:
-        return &op->h->writeq;
-    default:
-        return NULL; /* connect, files: nothing to keep in order */
-    }
-}
-
 int ioq__order_start(ioq_loop *loop, ioq__op *op, ioq__issue_fn issue)
 {
     ioq__opq *q = ioq__order_queue(op);
@@ -41,7 +23,7 @@ int ioq__order_start(ioq_loop *loop, ioq__op *op, ioq__issue_fn issue)
     }
     /* Done at once, or a multishot op that produced a record and is still the head: go on
      * as the queue would after any completion. */
-    if (rc == IOQ__ORDER_NEXT)
+    if (rc == IOQ__ORDER_NEXT && q->head)
         ioq__order_run(loop, q, issue);
     return 0;
 }
@@ -59,15 +41,6 @@ void ioq__order_run(ioq_loop *loop, ioq__opq *q, ioq__issue_fn issue)
             ioq__complete(loop, op, rc, 0, 0);
         }
     }
-}
-
-void ioq__order_complete(ioq_loop *loop, ioq__op *op, int64_t res, uint64_t value,
-                         uint16_t flags)
-{
-    ioq__opq *q = (flags & IOQ_CQE_MORE) ? NULL : ioq__order_queue(op);
-    if (q)
-        ioq__opq_remove(q, op);
-    ioq__complete(loop, op, res, value, flags);
 }
 
 void ioq__order_finish(ioq_loop *loop, ioq__op *op, int64_t res, uint64_t value,
