@@ -39,7 +39,7 @@ enum {
     IOQ__AT_CLOSE    /* a close waiting for its handle's ops to drain */
 };
 
-/* A FIFO of ops linked through qnext/qprev (opq.c). */
+/* A FIFO of ops linked through qnext/qprev (opq.h). */
 typedef struct ioq__opq {
     ioq__op *head, *tail;
 } ioq__opq;
@@ -108,6 +108,9 @@ struct ioq__op {
         };
     };
 };
+
+/* Push and remove (no-op when op is not in q) need the op's links. */
+#include "opq.h"
 
 /* --- handles --------------------------------------------------------------------------- */
 enum {
@@ -272,9 +275,6 @@ ioq__handle *ioq__handle_find(const ioq_loop *loop, uint64_t v);
 ioq__handle *ioq__handle_slot(const ioq_loop *loop, uint32_t index);
 
 /* --- core services: queues and stream order --------------------------------------------- */
-
-void ioq__opq_push(ioq__opq *q, ioq__op *op);
-void ioq__opq_remove(ioq__opq *q, ioq__op *op); /* no-op when op is not in q */
 
 /* Stream order (contract rule 7). Every backend keeps a handle's receives in its read queue
  * and its sends and shutdown in its write queue, and only the head of each is ever in

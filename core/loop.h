@@ -10,7 +10,7 @@
  *   cancel.c     ioq_cancel and ioq_close
  *   post.c       ioq_post, ioq_wake and draining the cross-thread queue
  *   ops.c        the public submission calls
- *   order.c      stream order (per-handle read and write queues); opq.c the queue
+ *   order.c      stream order (per-handle read and write queues); opq.h the queue
  *   progress.c   I/O progress shared by the backends: gather sends, short sends and
  *                writes resumed, connects, accepted sockets and opened files as handles
  *   timer.c      the timer heap; threadpool.c the workers; pool.c provided buffers
@@ -223,7 +223,10 @@ void ioq__close_finish(ioq_loop *loop, ioq__handle *h);
 
 /* A producer queued something: wake the loop if it is (about to be) blocked. */
 void ioq__wake_if_blocked(ioq_loop *loop);
-bool ioq__posts_pending(ioq_loop *loop);
+static inline bool ioq__posts_pending(ioq_loop *loop)
+{
+    return loop->mpsc_held || !ioq__mpsc_empty(&loop->mpsc);
+}
 /* Turn what the queue holds into completions: posts, and finished thread-pool work. */
 void ioq__posts_drain(ioq_loop *loop);
 bool ioq__posts_init(ioq_loop *loop);

@@ -51,7 +51,7 @@ void ioq__order_finish(ioq_loop *loop, ioq__op *op, int64_t res, uint64_t value,
 
     ioq__order_complete(loop, op, res, value, flags);
     /* The handle may be gone (its close completed just above): then its queues are empty. */
-    if (q && h->kind != IOQ__K_FREE)
+    if (q && h->kind != IOQ__K_FREE && q->head)
         ioq__order_run(loop, q, issue);
 }
 

@@ -60,11 +60,6 @@ static void post_release(ioq_loop *loop, ioq__post *p)
         loop->post_ret[loop->post_nret++] = (uint32_t)(p - loop->posts);
 }
 
-bool ioq__posts_pending(ioq_loop *loop)
-{
-    return loop->mpsc_held || !ioq__mpsc_empty(&loop->mpsc);
-}
-
 void ioq__posts_drain(ioq_loop *loop)
 {
     ioq__mpsc_node *n;

@@ -1,10 +1,13 @@
 /*
  * A FIFO of ops linked through their qnext/qprev fields: the readiness and stream-order
- * queues of a handle, the thread pool's work queue, a backend's retry list.
+ * queues of a handle, the thread pool's work queue, a backend's retry list. Inline: a send
+ * or receive goes in and out of one. backend.h includes this once struct ioq__op is
+ * complete; include backend.h, not this file.
  */
-#include "backend.h"
+#ifndef IOQ_OPQ_H
+#define IOQ_OPQ_H
 
-void ioq__opq_push(ioq__opq *q, ioq__op *op)
+static inline void ioq__opq_push(ioq__opq *q, ioq__op *op)
 {
     op->qnext = NULL;
     op->qprev = q->tail;
@@ -15,7 +18,7 @@ void ioq__opq_push(ioq__opq *q, ioq__op *op)
     q->tail = op;
 }
 
-void ioq__opq_remove(ioq__opq *q, ioq__op *op)
+static inline void ioq__opq_remove(ioq__opq *q, ioq__op *op)
 {
     if (op->qprev)
         op->qprev->qnext = op->qnext;
@@ -29,3 +32,5 @@ void ioq__opq_remove(ioq__opq *q, ioq__op *op)
         q->tail = op->qprev;
     op->qnext = op->qprev = NULL;
 }
+
+#endif /* IOQ_OPQ_H */
