@@ -2,9 +2,9 @@
  * Readiness engine for epoll and kqueue (see readiness.h).
  *
  * Each handle keeps a read queue (accept, recv, recv_pool, recvfrom) and a write queue
- * (connect, send, sendv, sendto, shutdown). Only the head of a queue is ever tried, which is
- * what keeps a stream's sends in order and never interleaved, and its receives filled in
- * order. With edge-triggered notification a handle's READABLE/WRITABLE bit is cleared when
+ * (connect, send, sendv, sendto, shutdown), run by the stream-order module (order.c) that
+ * the completion backends use too. Only the head of a queue is ever tried, which is what
+ * keeps a stream's sends in order and never interleaved, and its receives filled in order. With edge-triggered notification a handle's READABLE/WRITABLE bit is cleared when
  * the kernel says EAGAIN, so an operation submitted while the bit is set is tried at once and
  * one that finds nothing waits for the next edge: no wasted system call either way.
  * A stream receive that fills less than its buffer also clears READABLE: a stream socket
@@ -26,10 +26,10 @@
 #include <unistd.h>
 
 /* An attempt: DONE (completed, try the next op), AGAIN (nothing there: wait for an edge),
- * STOP (the handle is gone), DRAINED (completed, and the socket is now empty). */
+ * STOP (the handle is gone), DRAINED (completed, and the socket is now empty). An attempt
+ * completes the head of its queue through ioq__order_complete; try_read and try_write turn
+ * its outcome into what the stream-order module expects of an issue function. */
 enum { DONE, AGAIN, STOP, DRAINED };
-
-/* The attempts complete the head of their queue through ioq__order_complete. */
 
 /* A short receive on h leaves its socket empty with a new edge to come (see the top). */
 static bool short_read_drains(const ioq__handle *h)
@@ -175,7 +175,7 @@ static int do_recv_pool(ioq_loop *loop, ioq__handle *h, ioq__op *op)
     {
         bool drained = (size_t)n < op->pool->size && short_read_drains(h);
         ioq__order_complete(loop, op, n, id,
-                     (uint16_t)(IOQ_CQE_BUFFER | (multi ? IOQ_CQE_MORE : 0)));
+                            (uint16_t)(IOQ_CQE_BUFFER | (multi ? IOQ_CQE_MORE : 0)));
         return drained ? DRAINED : DONE;
     }
 }

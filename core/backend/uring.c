@@ -125,7 +125,9 @@ static void msg_one(uring_args *a, void *buf, size_t len, socklen_t namelen)
 static void sendv_msg(ioq__op *op, uring_args *a)
 {
     uint32_t cnt = 0, pos = op->iovpos;
-    while (ioq__sendv_piece(op, &pos, &a->iov[cnt].iov_base, &a->iov[cnt].iov_len))
+    /* a->iov has room for op->iovcnt entries (args_of) */
+    while (cnt < op->iovcnt &&
+           ioq__sendv_piece(op, &pos, &a->iov[cnt].iov_base, &a->iov[cnt].iov_len))
         cnt++;
     memset(&a->msg, 0, sizeof a->msg);
     a->msg.msg_iov = a->iov;
