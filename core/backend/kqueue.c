@@ -6,6 +6,7 @@
  * posts; a one-shot EVFILT_TIMER is armed only when the loop is embedded in a foreign loop
  * through ioq_loop_fd(), so that ioq's own timers make the kqueue descriptor readable.
  */
+#include "fault.h"
 #include "posix.h"
 #include "readiness.h"
 
@@ -123,6 +124,7 @@ static int kq_init(ioq_loop *loop)
 static void kq_fini(ioq_loop *loop)
 {
     kq_state *s = loop->be;
+    ioq__f_forget(loop);
     close(s->kq);
     free(s->changes);
     free(s);
@@ -224,7 +226,11 @@ static int kq_poll(ioq_loop *loop, int64_t timeout_ns)
     kq_state *s = loop->be;
     struct timespec ts, zero = {0, 0}, *tsp = NULL;
     int total = 0;
+    bool replayed = false;
 
+    /* A descriptor the fault layer owes an edge must not wait for the kernel's. */
+    if (ioq__f_replay_pending(loop))
+        timeout_ns = 0;
     if (timeout_ns >= 0) {
         ts.tv_sec = (time_t)(timeout_ns / 1000000000);
         ts.tv_nsec = (long)(timeout_ns % 1000000000);
@@ -246,6 +252,9 @@ static int kq_poll(ioq_loop *loop, int64_t timeout_ns)
             memmove(s->changes, s->changes + nch, (size_t)s->nchanges * sizeof *s->changes);
         if (n < 0)
             return e == EINTR ? total : ioq__os_errno_map(e);
+        if (!replayed)
+            ioq__f_replay(loop, ioq__rd_event, ioq__handle_find);
+        replayed = true;
         for (int i = 0; i < n; i++)
             dispatch(loop, s, &s->events[i]);
         total += n;
