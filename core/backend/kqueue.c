@@ -152,16 +152,18 @@ static int kq_handle_open(ioq_loop *loop, ioq__handle *h)
     kq_state *s = loop->be;
     bool listener = h->kind == IOQ__K_TCP_LISTENER || h->kind == IOQ__K_LOCAL_LISTENER;
     struct kevent ch[2];
-    int n = listener ? 1 : 2, rc;
+    int n = 0, rc;
     void *cookie;
 
     if (h->kind == IOQ__K_FILE)
         return 0; /* regular files are always "ready": they go to the thread pool */
     cookie = cookie_of(loop, h);
-    EV_SET(&ch[0], (uintptr_t)h->fd, EVFILT_READ, EV_ADD | EV_CLEAR, 0, 0, cookie);
-    /* A listener is never written to, and some systems refuse EVFILT_WRITE on one. */
+    /* A listener is never written to, and some systems refuse EVFILT_WRITE on one. WRITE
+     * goes first: libkqueue (the Linux test build) drops READ's EV_EOF when WRITE is added
+     * after it; a real kqueue takes them in either order. */
     if (!listener)
-        EV_SET(&ch[1], (uintptr_t)h->fd, EVFILT_WRITE, EV_ADD | EV_CLEAR, 0, 0, cookie);
+        EV_SET(&ch[n++], (uintptr_t)h->fd, EVFILT_WRITE, EV_ADD | EV_CLEAR, 0, 0, cookie);
+    EV_SET(&ch[n++], (uintptr_t)h->fd, EVFILT_READ, EV_ADD | EV_CLEAR, 0, 0, cookie);
     if (loop->embedded) {
         /* The host sleeps on the kqueue descriptor, not in our wait: a registration left
          * for the next ioq_poll() could be waited for forever. */
