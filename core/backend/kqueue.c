@@ -29,6 +29,13 @@
 #define IDENT_TIMER 1
 #define MAX_EVENTS 256
 
+#if defined(IOQ_KQUEUE_EMULATION)
+/* libkqueue (tests on Linux) frees a closed kqueue on a thread of its own, later; this waits
+ * for it, so that ioq_loop_free() lets go of every descriptor before it returns, as close()
+ * of a real kqueue does. */
+void libkqueue_drain_pending_close(void);
+#endif
+
 typedef struct {
     int kq;
     bool timer_armed;
@@ -126,6 +133,9 @@ static void kq_fini(ioq_loop *loop)
     kq_state *s = loop->be;
     ioq__f_forget(loop);
     close(s->kq);
+#if defined(IOQ_KQUEUE_EMULATION)
+    libkqueue_drain_pending_close();
+#endif
     free(s->changes);
     free(s);
     loop->be = NULL;
@@ -192,6 +202,18 @@ static void kq_handle_close(ioq_loop *loop, ioq__handle *h)
         if (s->changes[i].ident != (uintptr_t)h->fd)
             s->changes[j++] = s->changes[i];
     s->nchanges = j;
+#if defined(IOQ_KQUEUE_EMULATION)
+    /* libkqueue cannot see a close(): the filters would outlive the descriptor and swallow
+     * the events of the next socket that gets its number. (ENOENT, for filters that were
+     * still queued, is ignored.) */
+    if (h->fd >= 0 && (h->rstate & IOQ__R_REG)) {
+        struct kevent ch[2];
+        bool listener = h->kind == IOQ__K_TCP_LISTENER || h->kind == IOQ__K_LOCAL_LISTENER;
+        EV_SET(&ch[0], (uintptr_t)h->fd, EVFILT_READ, EV_DELETE, 0, 0, NULL);
+        EV_SET(&ch[1], (uintptr_t)h->fd, EVFILT_WRITE, EV_DELETE, 0, 0, NULL);
+        apply_now(s, ch, listener ? 1 : 2);
+    }
+#endif
 }
 
 static void dispatch(ioq_loop *loop, kq_state *s, const struct kevent *ev)
