@@ -20,7 +20,10 @@ packages_of() {
                       python3-venv python3-uvloop swig ;;
         lua)     echo lua5.4 liblua5.4-dev luarocks lua-busted lua-luv swig ;;
         d)       echo ldc dub swig ;;
-        rust)    echo bindgen ;;
+        # The crates of the Rust binding's optional features and tests, from Debian's
+        # directory registry (/usr/share/cargo/registry; see bindings/rust/.cargo).
+        rust)    echo bindgen librust-tokio-dev librust-tokio-util-dev librust-futures-io-dev \
+                      librust-futures-util-dev ;;
         windows) echo gcc-mingw-w64-x86-64 wine wine64 ;;
         macos)   echo nodejs npm ;;
         tools)   echo file ;;
