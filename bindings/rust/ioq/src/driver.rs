@@ -10,7 +10,9 @@ use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::thread::{self, ThreadId};
 
@@ -23,33 +25,120 @@ use crate::error::{Error, Result};
 /// their upper half, which starts at 1, so they are never 0.
 pub(crate) const IGNORE: u64 = 0;
 
+/// Completions taken by one ioq_poll.
+pub(crate) const TURN_MAX: usize = 64;
+
 pub(crate) type Keep = Box<dyn Any>;
 pub(crate) type Task = Pin<Box<dyn Future<Output = ()>>>;
+/// A spawn sent from another thread: run on the loop's thread, it spawns the task there.
+pub(crate) type RemoteFn = Box<dyn FnOnce() + Send>;
+
+/// A spawned task and its abort flag (shared with its JoinHandle).
+pub(crate) struct TaskEntry {
+    pub(crate) fut: Task,
+    pub(crate) abort: Rc<Cell<bool>>,
+}
+
+thread_local! {
+    static THREAD: ThreadId = thread::current().id();
+}
+
+fn this_thread() -> ThreadId {
+    THREAD.with(|t| *t)
+}
+
+/// What other threads hand to the loop's thread: tasks to poll, spawns to start.
+#[derive(Default)]
+pub(crate) struct Queue {
+    pub(crate) ready: VecDeque<usize>,
+    pub(crate) remote: VecDeque<RemoteFn>,
+    /// The task of a foreign runtime that drives this loop (the tokio driver): woken,
+    /// instead of the loop, when work arrives.
+    pub(crate) driver: Option<Waker>,
+    /// The driver has been woken and has not taken the queue since.
+    pub(crate) notified: bool,
+    /// The loop is gone: remote spawns are refused (dropped, so their handles learn it).
+    pub(crate) closed: bool,
+}
 
 /// The part that other threads may touch: the loop pointer for ioq_post/ioq_wake, guarded
-/// so that it is never used after ioq_loop_free, and the executor's ready queue.
+/// so that it is never used after ioq_loop_free, and the executor's queues.
 pub(crate) struct Shared {
     pub(crate) raw: Mutex<usize>,
-    pub(crate) ready: Mutex<VecDeque<usize>>,
+    pub(crate) queue: Mutex<Queue>,
     pub(crate) thread: ThreadId,
+    /// ioq_wake was called: the next ioq_poll may return at once, without looking at the
+    /// kernel's queue (the tokio driver then polls once more).
+    pub(crate) woken: AtomicBool,
 }
 
 impl Shared {
     pub(crate) fn wake_loop(&self) {
         let raw = self.raw.lock().unwrap_or_else(|e| e.into_inner());
         if *raw != 0 {
+            self.woken.store(true, Ordering::SeqCst);
             unsafe { sys::ioq_wake(*raw as *mut sys::ioq_loop) };
         }
     }
 
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     pub(crate) fn schedule(&self, id: usize) {
-        self.ready
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push_back(id);
-        // On the loop's own thread the executor looks at the queue before it polls again.
-        if thread::current().id() != self.thread {
+        let mut q = self.lock();
+        q.ready.push_back(id);
+        self.notify(q, false);
+    }
+
+    /// Tells whoever runs the loop that the queue has work. A driver task is woken (once
+    /// until it takes the queue); a loop blocked in ioq_poll is woken from other threads,
+    /// while on the loop's own thread the executor looks at the queue before it polls.
+    pub(crate) fn notify(&self, mut q: MutexGuard<'_, Queue>, always: bool) {
+        if q.driver.is_some() {
+            if !q.notified {
+                q.notified = true;
+                let w = q.driver.clone();
+                drop(q);
+                w.into_iter().for_each(Waker::wake);
+            }
+            return;
+        }
+        drop(q);
+        if always || this_thread() != self.thread {
             self.wake_loop();
+        }
+    }
+
+    /// Takes the ready tasks into `into` (emptied first) and the remote spawns.
+    pub(crate) fn take(&self, into: &mut VecDeque<usize>) -> VecDeque<RemoteFn> {
+        let mut q = self.lock();
+        q.notified = false;
+        into.clear();
+        std::mem::swap(into, &mut q.ready);
+        if q.remote.is_empty() {
+            VecDeque::new()
+        } else {
+            std::mem::take(&mut q.remote)
+        }
+    }
+
+    pub(crate) fn has_ready(&self) -> bool {
+        let q = self.lock();
+        !q.ready.is_empty() || !q.remote.is_empty()
+    }
+
+    /// Sets (or with None clears) the waker of the task that drives the loop.
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    pub(crate) fn set_driver(&self, w: Option<&Waker>) {
+        let mut q = self.lock();
+        match (w, &q.driver) {
+            (Some(w), Some(old)) if old.will_wake(w) => {}
+            (Some(w), _) => {
+                q.driver = Some(w.clone());
+                q.notified = false;
+            }
+            (None, _) => q.driver = None,
         }
     }
 }
@@ -63,6 +152,10 @@ struct Slot {
     waker: Option<Waker>,
     keep: Option<Keep>,
     pool: u64,
+    /// Close this handle once the operation has ended, with the given token (the token
+    /// of a reserved slot, or IGNORE): a stream dropped or closed while a send that its
+    /// writer adapter accepted is still going out lets that send finish first.
+    then_close: Option<(u64, u64)>,
 }
 
 #[derive(Default)]
@@ -85,6 +178,7 @@ impl Slab {
                     waker: None,
                     keep: None,
                     pool: 0,
+                    then_close: None,
                 });
                 (self.slots.len() - 1) as u32
             }
@@ -98,6 +192,7 @@ impl Slab {
         s.waker = None;
         s.keep = keep;
         s.pool = pool;
+        s.then_close = None;
         ((s.gen as u64) << 32) | idx as u64
     }
 
@@ -117,6 +212,7 @@ impl Slab {
         s.live = false;
         s.cqes.clear();
         s.waker = None;
+        s.then_close = None;
         let keep = s.keep.take();
         self.free.push(idx);
         keep
@@ -138,9 +234,14 @@ pub(crate) struct Inner {
     ops: RefCell<Slab>,
     posts: RefCell<VecDeque<(u64, i64)>>,
     post_wakers: RefCell<Vec<Waker>>,
-    pub(crate) tasks: RefCell<Vec<Option<Task>>>,
+    pub(crate) tasks: RefCell<Vec<Option<TaskEntry>>>,
     pub(crate) free_tasks: RefCell<Vec<usize>>,
-    pub(crate) running: Cell<bool>,
+    /// The executor's spare ready list, swapped with the shared one on each take.
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    pub(crate) batch: RefCell<VecDeque<usize>>,
+    /// A foreign runtime's registration of the loop descriptor (the tokio driver's). It is
+    /// dropped before ioq_loop_free closes that descriptor.
+    pub(crate) foreign: RefCell<Option<Box<dyn Any>>>,
     pub(crate) shared: Arc<Shared>,
 }
 
@@ -166,11 +267,13 @@ impl Inner {
             post_wakers: RefCell::new(Vec::new()),
             tasks: RefCell::new(Vec::new()),
             free_tasks: RefCell::new(Vec::new()),
-            running: Cell::new(false),
+            batch: RefCell::new(VecDeque::new()),
+            foreign: RefCell::new(None),
             shared: Arc::new(Shared {
                 raw: Mutex::new(raw as usize),
-                ready: Mutex::new(VecDeque::new()),
-                thread: thread::current().id(),
+                queue: Mutex::new(Queue::default()),
+                thread: this_thread(),
+                woken: AtomicBool::new(false),
             }),
         }
     }
@@ -216,6 +319,49 @@ impl Inner {
             return Err((Error::from_code(rc as i64), keep));
         }
         Ok(token)
+    }
+
+    /// A slot for an operation that will be submitted later by the loop itself (see
+    /// `close_after`); until then it is pending like any other.
+    pub(crate) fn reserve(&self) -> Result<u64> {
+        self.raw()?;
+        Ok(self.ops.borrow_mut().insert(None, 0))
+    }
+
+    /// Frees a reserved slot that was never used.
+    pub(crate) fn release(&self, token: u64) {
+        let keep = self.ops.borrow_mut().remove(token);
+        drop(keep);
+    }
+
+    /// Whether `token` is an operation whose final completion has not arrived yet.
+    pub(crate) fn is_pending(&self, token: u64) -> bool {
+        let mut ops = self.ops.borrow_mut();
+        matches!(ops.get(token), Some(s) if !s.finished && s.then_close.is_none())
+    }
+
+    /// Closes handle `h` (with `close_token`, or IGNORE) once the pending operation `token`
+    /// has ended. False when `token` is not pending any more: the caller closes at once.
+    pub(crate) fn close_after(&self, token: u64, h: u64, close_token: u64) -> bool {
+        let mut ops = self.ops.borrow_mut();
+        match ops.get(token) {
+            Some(s) if !s.finished && s.then_close.is_none() => {
+                s.then_close = Some((h, close_token));
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Runs a deferred close: the operation it waited for has ended.
+    fn deferred_close(&self, h: u64, token: u64) {
+        let rc = match self.raw() {
+            Ok(raw) => unsafe { sys::ioq_close(raw, h, token) },
+            Err(e) => e.code(),
+        };
+        if rc < 0 && token != IGNORE {
+            self.dispatch(&cqe(token, rc as i64));
+        }
     }
 
     /// For single-shot operations: the final completion and what the slot kept.
@@ -285,6 +431,13 @@ impl Inner {
         if finished {
             let keep = self.ops.borrow_mut().remove(token);
             drop(keep);
+        } else if self
+            .ops
+            .borrow_mut()
+            .get(token)
+            .map_or(false, |s| s.then_close.is_some())
+        {
+            // A send that must finish before its stream closes: not cancelled.
         } else if let Ok(raw) = self.raw() {
             unsafe { sys::ioq_cancel(raw, token, IGNORE) };
         }
@@ -317,7 +470,7 @@ impl Inner {
     /// Polls ioq once and routes the completions. Returns how many were handled.
     pub(crate) fn turn(&self, timeout_ns: i64) -> Result<usize> {
         let raw = self.raw()?;
-        let mut cqes = [cqe(0, 0); 64];
+        let mut cqes = [cqe(0, 0); TURN_MAX];
         let n = unsafe { sys::ioq_poll(raw, cqes.as_mut_ptr(), cqes.len() as u32, timeout_ns) };
         if n < 0 {
             return Err(Error::from_code(n as i64));
@@ -344,22 +497,26 @@ impl Inner {
             Some(s) => s,
             None => return,
         };
+        let then_close = if last { slot.then_close.take() } else { None };
         if slot.orphan {
             let pool = slot.pool;
             let keep = if last { ops.remove(c.token) } else { None };
             drop(ops);
             self.cleanup(c, pool);
             drop(keep);
-            return;
+        } else {
+            slot.cqes.push_back(*c);
+            if last {
+                slot.finished = true;
+            }
+            let waker = slot.waker.take();
+            drop(ops);
+            if let Some(w) = waker {
+                w.wake();
+            }
         }
-        slot.cqes.push_back(*c);
-        if last {
-            slot.finished = true;
-        }
-        let waker = slot.waker.take();
-        drop(ops);
-        if let Some(w) = waker {
-            w.wake();
+        if let Some((h, token)) = then_close {
+            self.deferred_close(h, token);
         }
     }
 
@@ -385,6 +542,16 @@ impl Inner {
     /// While pool buffers are still held, the C loop's freeing waits for the last of them;
     /// the Loop is closed for new work at once either way.
     pub(crate) fn shutdown(&self) {
+        // Spawns still queued by other threads never run; dropping them tells their
+        // handles. Later ones are refused.
+        let (remote, driver) = {
+            let mut q = self.shared.lock();
+            q.closed = true;
+            (std::mem::take(&mut q.remote), q.driver.take())
+        };
+        drop(remote);
+        // A driver task ends once it sees the loop closed.
+        driver.into_iter().for_each(Waker::wake);
         loop {
             let tasks = std::mem::take(&mut *self.tasks.borrow_mut());
             if tasks.iter().all(|t| t.is_none()) {
@@ -394,6 +561,9 @@ impl Inner {
         }
         self.free_tasks.borrow_mut().clear();
         self.closed.set(true);
+        // The foreign runtime must forget the descriptor before ioq_loop_free closes it.
+        let foreign = self.foreign.borrow_mut().take();
+        drop(foreign);
         if self.held_bufs.get() == 0 {
             self.free_now();
         }

@@ -1,5 +1,6 @@
 //! Typed handles and their operations.
 
+use std::cell::Cell;
 use std::ffi::CString;
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -14,10 +15,13 @@ use crate::op::{finish_unit, MultiOp, Op};
 use crate::pool::{Pool, PoolBuf};
 
 /// An ioq handle owned by one Rust value; dropping it closes the handle, which cancels
-/// whatever is still pending on it.
+/// whatever is still pending on it, except the send of a stream's writer adapter
+/// (`linger`): bytes that `poll_write` accepted still go out, and the close follows.
 pub(crate) struct Handle {
     pub(crate) inner: Rc<Inner>,
     pub(crate) h: u64,
+    /// Token of the writer adapter's send in flight, 0 when none.
+    pub(crate) linger: Cell<u64>,
 }
 
 impl Handle {
@@ -25,6 +29,7 @@ impl Handle {
         Handle {
             inner: inner.clone(),
             h,
+            linger: Cell::new(0),
         }
     }
 
@@ -34,6 +39,16 @@ impl Handle {
 
     pub(crate) fn close(mut self) -> Op<Result<()>> {
         let h = std::mem::replace(&mut self.h, 0);
+        let linger = self.linger.replace(0);
+        if linger != 0 && self.inner.is_pending(linger) {
+            if let Ok(token) = self.inner.reserve() {
+                if self.inner.close_after(linger, h, token) {
+                    return Op::reserved(&self.inner, token, finish_unit);
+                }
+                // Cannot happen (checked above); submit the close below instead.
+                self.inner.release(token);
+            }
+        }
         Op::submit(&self.inner, None, 0, finish_unit, |lp, t| unsafe {
             sys::ioq_close(lp, h, t)
         })
@@ -223,6 +238,10 @@ impl Handle {
 impl Drop for Handle {
     fn drop(&mut self) {
         if self.h != 0 {
+            let linger = self.linger.get();
+            if linger != 0 && self.inner.close_after(linger, self.h, IGNORE) {
+                return;
+            }
             let raw = self.inner.raw_or_null();
             if !raw.is_null() {
                 unsafe { sys::ioq_close(raw, self.h, IGNORE) };
