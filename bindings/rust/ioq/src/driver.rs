@@ -14,7 +14,6 @@ use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
-use std::thread::{self, ThreadId};
 
 use ioq_sys as sys;
 
@@ -28,23 +27,74 @@ pub(crate) const IGNORE: u64 = 0;
 /// Completions taken by one ioq_poll.
 pub(crate) const TURN_MAX: usize = 64;
 
-pub(crate) type Keep = Box<dyn Any>;
+/// What an operation's slot holds for it until the final completion: its buffer, address
+/// out-parameter, path or pool.
+pub(crate) enum Keep {
+    /// A `Vec<u8>`, kept as it is: its bytes live on the heap and do not move with it, so
+    /// the common buffer costs no box of its own.
+    Bytes(Vec<u8>),
+    /// Anything else, boxed so that its address stays put.
+    Boxed(Box<dyn Any>),
+}
+
+impl Keep {
+    pub(crate) fn boxed<T: 'static>(v: T) -> Keep {
+        Keep::Boxed(Box::new(v))
+    }
+
+    /// Keeps a buffer (see `Bytes`).
+    pub(crate) fn buf<B: 'static>(b: B) -> Keep {
+        let mut o = Some(b);
+        if let Some(v) = (&mut o as &mut dyn Any).downcast_mut::<Option<Vec<u8>>>() {
+            if let Some(v) = v.take() {
+                return Keep::Bytes(v);
+            }
+        }
+        Keep::Boxed(Box::new(o.expect("value kept")))
+    }
+
+    /// The kept value, where it stays until the slot lets go of it.
+    pub(crate) fn get_mut<B: 'static>(&mut self) -> &mut B {
+        match self {
+            Keep::Bytes(v) => (v as &mut dyn Any).downcast_mut::<B>(),
+            Keep::Boxed(b) => b.downcast_mut::<B>(),
+        }
+        .expect("kept value of another type")
+    }
+
+    /// Gives the kept value back.
+    pub(crate) fn take<B: 'static>(self) -> B {
+        match self {
+            Keep::Bytes(v) => {
+                let mut o = Some(v);
+                (&mut o as &mut dyn Any)
+                    .downcast_mut::<Option<B>>()
+                    .and_then(Option::take)
+            }
+            Keep::Boxed(b) => b.downcast::<B>().ok().map(|b| *b),
+        }
+        .expect("kept value of another type")
+    }
+}
 pub(crate) type Task = Pin<Box<dyn Future<Output = ()>>>;
 /// A spawn sent from another thread: run on the loop's thread, it spawns the task there.
 pub(crate) type RemoteFn = Box<dyn FnOnce() + Send>;
 
-/// A spawned task and its abort flag (shared with its JoinHandle).
+/// A spawned task, its abort flag (shared with its JoinHandle) and its waker (made once).
 pub(crate) struct TaskEntry {
     pub(crate) fut: Task,
     pub(crate) abort: Rc<Cell<bool>>,
+    pub(crate) waker: Option<Waker>,
 }
 
 thread_local! {
-    static THREAD: ThreadId = thread::current().id();
+    static MARK: u8 = const { 0 };
 }
 
-fn this_thread() -> ThreadId {
-    THREAD.with(|t| *t)
+/// This thread, cheaply: the address of a thread-local, unique among the threads alive
+/// (a loop's own thread outlives the loop, so it is never reused while the loop lives).
+fn this_thread() -> usize {
+    MARK.with(|m| m as *const u8 as usize)
 }
 
 /// What other threads hand to the loop's thread: tasks to poll, spawns to start.
@@ -66,7 +116,7 @@ pub(crate) struct Queue {
 pub(crate) struct Shared {
     pub(crate) raw: Mutex<usize>,
     pub(crate) queue: Mutex<Queue>,
-    pub(crate) thread: ThreadId,
+    pub(crate) thread: usize,
     /// ioq_wake was called: the next ioq_poll may return at once, without looking at the
     /// kernel's queue (the tokio driver then polls once more).
     pub(crate) woken: AtomicBool,
@@ -146,8 +196,10 @@ impl Shared {
 struct Slot {
     gen: u32,
     live: bool,
-    cqes: VecDeque<sys::ioq_cqe>,
-    finished: bool,
+    /// Completions flagged IOQ_CQE_MORE (multishot) not taken yet.
+    more: VecDeque<sys::ioq_cqe>,
+    /// The final completion, once it came.
+    fin: Option<sys::ioq_cqe>,
     orphan: bool,
     waker: Option<Waker>,
     keep: Option<Keep>,
@@ -172,8 +224,8 @@ impl Slab {
                 self.slots.push(Slot {
                     gen: 0,
                     live: false,
-                    cqes: VecDeque::new(),
-                    finished: false,
+                    more: VecDeque::new(),
+                    fin: None,
                     orphan: false,
                     waker: None,
                     keep: None,
@@ -186,8 +238,8 @@ impl Slab {
         let s = &mut self.slots[idx as usize];
         s.gen = s.gen.wrapping_add(1).max(1);
         s.live = true;
-        s.cqes.clear();
-        s.finished = false;
+        s.more.clear();
+        s.fin = None;
         s.orphan = false;
         s.waker = None;
         s.keep = keep;
@@ -210,7 +262,8 @@ impl Slab {
         let idx = (token & 0xffff_ffff) as u32;
         let s = self.get(token)?;
         s.live = false;
-        s.cqes.clear();
+        s.more.clear();
+        s.fin = None;
         s.waker = None;
         s.then_close = None;
         let keep = s.keep.take();
@@ -337,7 +390,7 @@ impl Inner {
     /// Whether `token` is an operation whose final completion has not arrived yet.
     pub(crate) fn is_pending(&self, token: u64) -> bool {
         let mut ops = self.ops.borrow_mut();
-        matches!(ops.get(token), Some(s) if !s.finished && s.then_close.is_none())
+        matches!(ops.get(token), Some(s) if s.fin.is_none() && s.then_close.is_none())
     }
 
     /// Closes handle `h` (with `close_token`, or IGNORE) once the pending operation `token`
@@ -345,7 +398,7 @@ impl Inner {
     pub(crate) fn close_after(&self, token: u64, h: u64, close_token: u64) -> bool {
         let mut ops = self.ops.borrow_mut();
         match ops.get(token) {
-            Some(s) if !s.finished && s.then_close.is_none() => {
+            Some(s) if s.fin.is_none() && s.then_close.is_none() => {
                 s.then_close = Some((h, close_token));
                 true
             }
@@ -375,12 +428,14 @@ impl Inner {
             Some(s) => s,
             None => return Poll::Ready((cqe(token, Error::CANCELED.code() as i64), None)),
         };
-        if slot.finished {
-            let last = slot.cqes.pop_back().unwrap_or_else(|| cqe(token, 0));
+        if let Some(last) = slot.fin.take() {
             let keep = ops.remove(token);
             return Poll::Ready((last, keep));
         }
-        slot.waker = Some(cx.waker().clone());
+        match &slot.waker {
+            Some(w) if w.will_wake(cx.waker()) => {}
+            _ => slot.waker = Some(cx.waker().clone()),
+        }
         Poll::Pending
     }
 
@@ -396,16 +451,12 @@ impl Inner {
             Some(s) => s,
             None => return Poll::Ready((cqe(token, Error::CANCELED.code() as i64), true, None)),
         };
-        if let Some(c) = slot.cqes.pop_front() {
-            if slot.finished && slot.cqes.is_empty() {
-                let keep = ops.remove(token);
-                return Poll::Ready((c, true, keep));
-            }
+        if let Some(c) = slot.more.pop_front() {
             return Poll::Ready((c, false, None));
         }
-        if slot.finished {
+        if let Some(c) = slot.fin.take() {
             let keep = ops.remove(token);
-            return Poll::Ready((cqe(token, 0), true, keep));
+            return Poll::Ready((c, true, keep));
         }
         slot.waker = Some(cx.waker().clone());
         Poll::Pending
@@ -422,8 +473,10 @@ impl Inner {
             };
             slot.orphan = true;
             slot.waker = None;
-            let leftover: Vec<_> = slot.cqes.drain(..).collect();
-            (leftover, slot.pool, slot.finished)
+            let fin = slot.fin.take();
+            let finished = fin.is_some();
+            let leftover: Vec<_> = slot.more.drain(..).chain(fin).collect();
+            (leftover, slot.pool, finished)
         };
         for c in &leftover {
             self.cleanup(c, pool);
@@ -470,13 +523,15 @@ impl Inner {
     /// Polls ioq once and routes the completions. Returns how many were handled.
     pub(crate) fn turn(&self, timeout_ns: i64) -> Result<usize> {
         let raw = self.raw()?;
-        let mut cqes = [cqe(0, 0); TURN_MAX];
-        let n = unsafe { sys::ioq_poll(raw, cqes.as_mut_ptr(), cqes.len() as u32, timeout_ns) };
+        // ioq_poll writes the records it returns; the rest is never read.
+        let mut cqes = [std::mem::MaybeUninit::<sys::ioq_cqe>::uninit(); TURN_MAX];
+        let n =
+            unsafe { sys::ioq_poll(raw, cqes.as_mut_ptr().cast(), TURN_MAX as u32, timeout_ns) };
         if n < 0 {
             return Err(Error::from_code(n as i64));
         }
-        for c in &cqes[..n as usize] {
-            self.dispatch(c);
+        for c in &cqes[..(n as usize).min(TURN_MAX)] {
+            self.dispatch(unsafe { c.assume_init_ref() });
         }
         Ok(n as usize)
     }
@@ -505,9 +560,10 @@ impl Inner {
             self.cleanup(c, pool);
             drop(keep);
         } else {
-            slot.cqes.push_back(*c);
             if last {
-                slot.finished = true;
+                slot.fin = Some(*c);
+            } else {
+                slot.more.push_back(*c);
             }
             let waker = slot.waker.take();
             drop(ops);
@@ -607,9 +663,8 @@ impl Inner {
                     }
                     continue;
                 }
-                if !slot.finished {
-                    slot.cqes.push_back(cqe(t, Error::CANCELED.code() as i64));
-                    slot.finished = true;
+                if slot.fin.is_none() {
+                    slot.fin = Some(cqe(t, Error::CANCELED.code() as i64));
                 }
                 if let Some(w) = slot.waker.take() {
                     wakers.push(w);

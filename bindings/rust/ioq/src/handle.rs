@@ -56,28 +56,26 @@ impl Handle {
 
     pub(crate) fn recv<B: IoBufMut>(&self, buf: B) -> Op<(Result<usize>, B)> {
         let h = self.h;
-        let mut b = Box::new(buf);
-        let (p, n) = (b.stable_mut_ptr(), b.bytes_total());
-        Op::submit(
-            &self.inner,
-            Some(b as Keep),
-            0,
-            finish_read::<B>,
-            |lp, t| unsafe { sys::ioq_recv(lp, h, p.cast(), n, t) },
-        )
+        let mut b = Keep::buf(buf);
+        let (p, n) = {
+            let r = b.get_mut::<B>();
+            (r.stable_mut_ptr(), r.bytes_total())
+        };
+        Op::submit(&self.inner, Some(b), 0, finish_read::<B>, |lp, t| unsafe {
+            sys::ioq_recv(lp, h, p.cast(), n, t)
+        })
     }
 
     pub(crate) fn send<B: IoBuf>(&self, buf: B) -> Op<(Result<usize>, B)> {
         let h = self.h;
-        let b = Box::new(buf);
-        let (p, n) = (b.stable_ptr(), b.bytes_init());
-        Op::submit(
-            &self.inner,
-            Some(b as Keep),
-            0,
-            finish_write::<B>,
-            |lp, t| unsafe { sys::ioq_send(lp, h, p.cast(), n, t) },
-        )
+        let mut b = Keep::buf(buf);
+        let (p, n) = {
+            let r = b.get_mut::<B>();
+            (r.stable_ptr(), r.bytes_init())
+        };
+        Op::submit(&self.inner, Some(b), 0, finish_write::<B>, |lp, t| unsafe {
+            sys::ioq_send(lp, h, p.cast(), n, t)
+        })
     }
 
     pub(crate) fn sendv<B: IoBuf>(&self, bufs: Vec<B>) -> Op<(Result<usize>, Vec<B>)> {
@@ -90,10 +88,9 @@ impl Handle {
                 len: b.bytes_init(),
             })
             .collect();
-        let b = Box::new(bufs);
         Op::submit(
             &self.inner,
-            Some(b as Keep),
+            Some(Keep::boxed(bufs)),
             0,
             finish_write::<Vec<B>>,
             |lp, t| unsafe { sys::ioq_sendv(lp, h, iov.as_ptr(), iov.len() as u32, t) },
@@ -102,16 +99,15 @@ impl Handle {
 
     pub(crate) fn send_to<B: IoBuf>(&self, buf: B, to: SocketAddr) -> Op<(Result<usize>, B)> {
         let h = self.h;
-        let b = Box::new(buf);
-        let (p, n) = (b.stable_ptr(), b.bytes_init());
+        let mut b = Keep::buf(buf);
+        let (p, n) = {
+            let r = b.get_mut::<B>();
+            (r.stable_ptr(), r.bytes_init())
+        };
         let a = to_raw(&to);
-        Op::submit(
-            &self.inner,
-            Some(b as Keep),
-            0,
-            finish_write::<B>,
-            |lp, t| unsafe { sys::ioq_sendto(lp, h, p.cast(), n, &a, t) },
-        )
+        Op::submit(&self.inner, Some(b), 0, finish_write::<B>, |lp, t| unsafe {
+            sys::ioq_sendto(lp, h, p.cast(), n, &a, t)
+        })
     }
 
     pub(crate) fn recv_from<B: IoBufMut>(&self, buf: B) -> Op<(Result<(usize, SocketAddr)>, B)> {
@@ -129,7 +125,7 @@ impl Handle {
         let a: *mut sys::ioq_addr = &mut b.addr;
         Op::submit(
             &self.inner,
-            Some(b as Keep),
+            Some(Keep::Boxed(b)),
             0,
             finish_recv_from::<B>,
             |lp, t| unsafe { sys::ioq_recvfrom(lp, h, p.cast(), n, a, t) },
@@ -138,28 +134,26 @@ impl Handle {
 
     pub(crate) fn read_at<B: IoBufMut>(&self, buf: B, off: u64) -> Op<(Result<usize>, B)> {
         let h = self.h;
-        let mut b = Box::new(buf);
-        let (p, n) = (b.stable_mut_ptr(), b.bytes_total());
-        Op::submit(
-            &self.inner,
-            Some(b as Keep),
-            0,
-            finish_read::<B>,
-            |lp, t| unsafe { sys::ioq_read(lp, h, p.cast(), n, off, t) },
-        )
+        let mut b = Keep::buf(buf);
+        let (p, n) = {
+            let r = b.get_mut::<B>();
+            (r.stable_mut_ptr(), r.bytes_total())
+        };
+        Op::submit(&self.inner, Some(b), 0, finish_read::<B>, |lp, t| unsafe {
+            sys::ioq_read(lp, h, p.cast(), n, off, t)
+        })
     }
 
     pub(crate) fn write_at<B: IoBuf>(&self, buf: B, off: u64) -> Op<(Result<usize>, B)> {
         let h = self.h;
-        let b = Box::new(buf);
-        let (p, n) = (b.stable_ptr(), b.bytes_init());
-        Op::submit(
-            &self.inner,
-            Some(b as Keep),
-            0,
-            finish_write::<B>,
-            |lp, t| unsafe { sys::ioq_write(lp, h, p.cast(), n, off, t) },
-        )
+        let mut b = Keep::buf(buf);
+        let (p, n) = {
+            let r = b.get_mut::<B>();
+            (r.stable_ptr(), r.bytes_init())
+        };
+        Op::submit(&self.inner, Some(b), 0, finish_write::<B>, |lp, t| unsafe {
+            sys::ioq_write(lp, h, p.cast(), n, off, t)
+        })
     }
 
     pub(crate) fn simple(
@@ -188,7 +182,7 @@ impl Handle {
 
     pub(crate) fn recv_pool(&self, pool: &Pool) -> Op<Result<Option<PoolBuf>>> {
         let (h, ph) = (self.h, pool.inner.h);
-        let keep = Box::new(pool.inner.clone()) as Keep;
+        let keep = Keep::boxed(pool.inner.clone());
         Op::submit(&self.inner, Some(keep), ph, finish_pool, |lp, t| unsafe {
             sys::ioq_recv_pool(lp, h, ph, 0, t)
         })
@@ -196,7 +190,7 @@ impl Handle {
 
     pub(crate) fn recv_pool_multi(&self, pool: &Pool) -> RecvPoolMulti {
         let (h, ph) = (self.h, pool.inner.h);
-        let keep = Box::new(pool.inner.clone()) as Keep;
+        let keep = Keep::boxed(pool.inner.clone());
         let op = MultiOp::submit(
             &self.inner,
             Some(keep),
@@ -297,12 +291,12 @@ fn finish_read<B: IoBufMut>(
     c: &sys::ioq_cqe,
     keep: Option<Keep>,
 ) -> (Result<usize>, B) {
-    let mut b: Box<B> = keep.expect("buffer kept").downcast().expect("buffer type");
+    let mut b: B = keep.expect("buffer kept").take();
     if c.result >= 0 {
         let n = (c.result as usize).min(b.bytes_total());
         unsafe { b.set_init(n) };
     }
-    (result_len(c), *b)
+    (result_len(c), b)
 }
 
 fn finish_write<B: 'static>(
@@ -310,8 +304,7 @@ fn finish_write<B: 'static>(
     c: &sys::ioq_cqe,
     keep: Option<Keep>,
 ) -> (Result<usize>, B) {
-    let b: Box<B> = keep.expect("buffer kept").downcast().expect("buffer type");
-    (result_len(c), *b)
+    (result_len(c), keep.expect("buffer kept").take())
 }
 
 fn finish_recv_from<B: IoBufMut>(
@@ -319,7 +312,7 @@ fn finish_recv_from<B: IoBufMut>(
     c: &sys::ioq_cqe,
     keep: Option<Keep>,
 ) -> (Result<(usize, SocketAddr)>, B) {
-    let mut b: Box<RecvFrom<B>> = keep.expect("buffer kept").downcast().expect("buffer type");
+    let mut b: RecvFrom<B> = keep.expect("buffer kept").take();
     let res = match result_len(c) {
         Ok(n) => {
             let n = n.min(b.buf.bytes_total());
@@ -354,9 +347,8 @@ pub(crate) fn finish_pool(
     if c.flags as u32 & sys::IOQ_CQE_BUFFER == 0 {
         return Ok(None);
     }
-    let pool: Box<Rc<crate::pool::PoolInner>> =
-        keep.expect("pool kept").downcast().expect("pool type");
-    Ok(Some(PoolBuf::new(*pool, c.value as u32, c.result as usize)))
+    let pool: Rc<crate::pool::PoolInner> = keep.expect("pool kept").take();
+    Ok(Some(PoolBuf::new(pool, c.value as u32, c.result as usize)))
 }
 
 pub(crate) trait FromHandle: Sized {

@@ -291,7 +291,7 @@ impl LoopRef {
         let ptr = p.as_ptr();
         Op::submit(
             &self.inner,
-            Some(Box::new(p) as Keep),
+            Some(Keep::boxed(p)),
             0,
             finish_new::<LocalStream>,
             |lp, t| unsafe { sys::ioq_local_connect(lp, ptr, 0, t) },
@@ -306,7 +306,7 @@ impl LoopRef {
         let (ptr, flags, mode) = (p.as_ptr(), opts.flags, opts.mode);
         Op::submit(
             &self.inner,
-            Some(Box::new(p) as Keep),
+            Some(Keep::boxed(p)),
             0,
             finish_new::<File>,
             |lp, t| unsafe { sys::ioq_open(lp, ptr, flags, mode, t) },
@@ -361,7 +361,7 @@ impl LoopRef {
         let (ap, n) = (keep.addrs.as_mut_ptr(), keep.addrs.len() as u32);
         Op::submit(
             &self.inner,
-            Some(keep as Keep),
+            Some(Keep::Boxed(keep)),
             0,
             finish_resolve,
             |lp, t| unsafe { sys::ioq_resolve(lp, hp, sp, flags, ap, n, t) },
@@ -408,7 +408,7 @@ fn finish_resolve(_: &Rc<Inner>, c: &sys::ioq_cqe, keep: Option<Keep>) -> Result
     if c.result < 0 {
         return Err(Error::from_code(c.result));
     }
-    let k: Box<ResolveKeep> = keep.expect("addresses kept").downcast().expect("keep type");
+    let k: ResolveKeep = keep.expect("addresses kept").take();
     let n = (c.result as usize).min(k.addrs.len());
     Ok(k.addrs[..n]
         .iter()

@@ -397,6 +397,7 @@ where
     let entry = TaskEntry {
         fut: Box::pin(task),
         abort: abort.clone(),
+        waker: None,
     };
     let id = {
         let mut tasks = inner.tasks.borrow_mut();
@@ -433,11 +434,13 @@ pub(crate) fn run_task(inner: &Rc<Inner>, id: usize) {
     let done = if entry.abort.get() {
         true
     } else {
-        let waker = Waker::from(Arc::new(TaskWaker {
-            id,
-            shared: inner.shared.clone(),
-        }));
-        let mut cx = Context::from_waker(&waker);
+        let waker = entry.waker.get_or_insert_with(|| {
+            Waker::from(Arc::new(TaskWaker {
+                id,
+                shared: inner.shared.clone(),
+            }))
+        });
+        let mut cx = Context::from_waker(waker);
         // The task's own panics are caught inside it (CatchUnwind); this is only reached
         // by a panic while dropping its future.
         entry.fut.as_mut().poll(&mut cx).is_ready() || entry.abort.get()

@@ -39,6 +39,7 @@
 //!
 //! Not available with IOCP (Windows), which has no loop descriptor.
 
+use std::cell::Cell;
 use std::future::Future;
 use std::io;
 use std::os::unix::io::{AsRawFd, RawFd};
@@ -70,6 +71,8 @@ impl AsRawFd for LoopFd {
 pub struct Driver {
     lp: LoopRef,
     _driven: rt::Driven,
+    /// A poll of the loop is owed (see `drive`).
+    owed: Cell<bool>,
 }
 
 impl Driver {
@@ -107,6 +110,7 @@ impl Driver {
         Ok(Driver {
             lp: lp.clone(),
             _driven: rt::set_driven(lp),
+            owed: Cell::new(false),
         })
     }
 
@@ -125,20 +129,27 @@ impl Driver {
         }
     }
 
-    /// One round: the loop's ready tasks, then its completions if its descriptor is
-    /// readable. True when something happened (so that the caller goes round again);
-    /// false only with the descriptor's readiness registered with `cx`.
-    fn drive(&self, cx: &mut Context<'_>) -> bool {
+    /// Runs the loop's ready tasks, then polls the loop if its descriptor is readable or
+    /// a poll is owed. Leaves either the descriptor's readiness registered with `cx`, or
+    /// the task woken to come back.
+    ///
+    /// tokio's reactor is edge-triggered: readiness not consumed now is not reported
+    /// again. ioq_poll may hand out records without asking the kernel (those made at
+    /// submission, every other time), so only a poll that returns nothing (and did not
+    /// return early for an ioq_wake) has seen the kernel's queue empty. After one that
+    /// returned records another poll is owed; it is made at the next round, after the
+    /// tasks those records woke have run, so that under load it also takes what they
+    /// submit instead of costing a system call of its own.
+    fn drive(&self, cx: &mut Context<'_>) {
         let inner = self.lp.inner();
         inner.shared.set_driver(Some(cx.waker()));
-        let mut progressed = rt::run_ready(inner) > 0;
-        let mut registered = false;
+        rt::run_ready(inner);
         for _ in 0..4 {
             let ready = {
                 let f = inner.foreign.borrow();
                 let afd = match f.as_ref().and_then(|b| b.downcast_ref::<AsyncFd<LoopFd>>()) {
                     Some(a) => a,
-                    None => return progressed, // the loop is gone
+                    None => return, // the loop is gone
                 };
                 match afd.poll_read_ready(cx) {
                     // Cleared before polling the loop: whatever becomes ready while (or
@@ -148,30 +159,26 @@ impl Driver {
                         true
                     }
                     // The reactor is gone: the runtime is shutting down.
-                    Poll::Ready(Err(_)) => return progressed,
+                    Poll::Ready(Err(_)) => return,
                     Poll::Pending => false,
                 }
             };
+            if !ready && !self.owed.get() {
+                return; // readiness registered
+            }
+            let n = inner.turn(0).unwrap_or(0);
+            let woken = inner.shared.woken.swap(false, Ordering::SeqCst);
+            self.owed.set(n > 0 || woken);
+            if self.owed.get() {
+                cx.waker().wake_by_ref();
+                return;
+            }
             if !ready {
-                registered = true;
-                break;
+                return; // nothing owed any more, readiness registered
             }
-            // tokio's reactor is edge-triggered: readiness that is not consumed now is not
-            // reported again. ioq_poll may hand out records without asking the kernel
-            // (completions made at submission), so only a poll that returns nothing has
-            // seen the kernel's queue empty; unless it returned for an ioq_wake.
-            while let Ok(n) = inner.turn(0) {
-                if n == 0 && !inner.shared.woken.swap(false, Ordering::SeqCst) {
-                    break;
-                }
-                progressed |= n > 0;
-            }
+            // Readiness was consumed and the kernel's queue seen empty: register again.
         }
-        if !registered && !progressed {
-            // Readiness kept coming without work: make sure to be polled again.
-            cx.waker().wake_by_ref();
-        }
-        progressed
+        cx.waker().wake_by_ref();
     }
 }
 
@@ -201,7 +208,9 @@ impl Future for Driver {
             if this.lp.inner().is_closed() {
                 return Poll::Ready(());
             }
-            if !this.drive(cx) {
+            this.drive(cx);
+            // Again at once only for the loop's own tasks that completions just woke.
+            if !this.lp.inner().shared.has_ready() {
                 return Poll::Pending;
             }
         }
@@ -263,7 +272,10 @@ impl<F: Future> Future for Run<F> {
             if let Poll::Ready(v) = unsafe { Pin::new_unchecked(&mut this.fut) }.poll(cx) {
                 return Poll::Ready(v);
             }
-            if !driver.drive(cx) {
+            driver.drive(cx);
+            // Again at once only for the loop's own tasks that completions just woke (a
+            // completion for `fut` woke this task: tokio polls it again).
+            if !driver.lp.inner().shared.has_ready() {
                 return Poll::Pending;
             }
         }

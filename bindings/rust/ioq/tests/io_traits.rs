@@ -95,7 +95,7 @@ fn close_half_closes_and_the_peer_reads_to_the_end() {
 
 #[test]
 fn large_transfers_both_ways_at_once() {
-    const N: usize = 4 << 20;
+    const N: usize = 1 << 20;
     rt::block_on(async {
         let lp = rt::current();
         let (_l, c, s) = pair(&lp).await;
