@@ -181,9 +181,9 @@ if [[ $parts == *" rust "* ]]; then
         # workspace packages does not work with a replaced crates.io).
         cargo package --offline --registry crates-io --allow-dirty -p ioq-sys \
             >package-sys.log 2>&1 || { cat package-sys.log >&2; exit 1; }
-        bash "$tree/scripts/cargo-vendor-dir.sh" "$work/rust/vendor" \
-            "$CARGO_TARGET_DIR/package/ioq-sys-$version.crate"
-        cargo --config "source.debian-packages.directory=\"$work/rust/vendor\"" package \
+        vendor="$(bash "$tree/scripts/cargo-vendor-dir.sh" "$work/rust/vendor" \
+            "$CARGO_TARGET_DIR/package/ioq-sys-$version.crate")"
+        cargo --config "$vendor" package \
             --offline --registry crates-io --allow-dirty -p ioq >package.log 2>&1 ||
             { cat package.log >&2; exit 1; }
     )

@@ -1,7 +1,8 @@
 /*
  * An echo round trip through an installed ioq: a listener on 127.0.0.1 port 0, a client
  * that connects and sends a line, a server side that echoes it back. Prints
- * "echo ok: <line> (backend <name>, ioq <version>)" and exits 0, or says what failed.
+ * "[LABEL: ]echo ok: <line> (backend <name>, ioq <version>)" and exits 0, or says what
+ * failed. Usage: echo [LABEL]
  */
 #include <ioq.h>
 #include <stdio.h>
@@ -35,7 +36,7 @@ static int wait_for(ioq_loop *loop, uint64_t token)
     return 0;
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
     static const char line[] = "hello through ioq";
     char sbuf[64], cbuf[64];
@@ -66,7 +67,8 @@ int main(void)
         fprintf(stderr, "echo differs\n");
         return 1;
     }
-    printf("echo ok: %.*s (backend %s, ioq %s)\n", (int)done[CRECV].result, cbuf,
+    printf("%s%secho ok: %.*s (backend %s, ioq %s)\n", argc > 1 ? argv[1] : "",
+           argc > 1 ? ": " : "", (int)done[CRECV].result, cbuf,
            ioq_loop_backend(loop), ioq_version_string());
     ioq_loop_free(loop);
     return 0;
