@@ -43,6 +43,11 @@ else:
     SOURCE = os.path.abspath(os.environ.get("IOQ_SOURCE_DIR", os.path.join(HERE, "..", "..")))
     BUILD = os.path.abspath(os.environ.get(
         "IOQ_PYTHON_BUILD_DIR", os.path.join(SOURCE, "build", "python-setuptools")))
+    if not os.path.exists(os.path.join(SOURCE, "abi", "include", "ioq.h")):
+        # Stop before anything is written: BUILD would lie outside any ioq tree.
+        sys.exit("ioq: the C sources are missing: build from an ioq sdist (it carries them "
+                 "in csrc/), from bindings/python of an ioq source tree, or set "
+                 "IOQ_SOURCE_DIR to one (looked in %s)" % SOURCE)
 SWIG_DIR = os.path.join(BUILD, "swig")
 # Made by `make dist`; an sdist carries it in csrc/.
 GENERATED = os.path.join(SOURCE, "bindings", "generated", "python")
