@@ -7,6 +7,7 @@ BUILD_VG   ?= build-vg
 BUILD_TSAN ?= build-tsan
 BUILD_FUZZ ?= build-fuzz
 BUILD_FAULT ?= build-fault
+BUILD_KQUEUE ?= build-kqueue
 # How long `make fuzz` (and so `make test`) runs the fuzzer.
 FUZZ_SECONDS ?= 60
 JOBS       ?= 2
@@ -19,10 +20,12 @@ C_TESTS    ?= ^(epoll|io_uring|kqueue|iocp|abi|packaging|examples)/
 VALGRIND   := valgrind;--error-exitcode=99;--leak-check=full;--errors-for-leak-kinds=definite,indirect;--track-fds=no;--quiet
 
 # Suites of the bindings join `make test` here as they become part of it.
-EXTRA_SUITES ?= check-macos test-windows test-python test-lua test-d test-rust
+EXTRA_SUITES ?= check-macos test-kqueue test-windows test-python test-lua test-d test-rust \
+                test-dist
 
 .PHONY: all deps build test test-c test-sanitize test-tsan test-valgrind test-faults fuzz \
-        test-python test-lua test-d test-rust check-macos demo install bench abi-baseline clean
+        test-python test-lua test-d test-rust check-macos test-kqueue demo install bench \
+        abi-baseline clean dist test-dist
 
 all: build
 
@@ -69,9 +72,26 @@ test-d:
 test-rust:
 	bash bindings/rust/run-tests.sh
 
+# Release artifacts in build/dist (scripts/dist.sh): the tarball with the SWIG wrappers
+# generated, sdist and manylinux wheel, rocks, crates, dub package.
+dist:
+	scripts/install-deps.sh c dist
+	scripts/dist.sh build/dist
+
+# Installs each artifact of `make dist` into fresh directories, SWIG hidden, and runs an
+# echo round trip through each (scripts/test-dist.sh); DIST_FULL=1 adds `make test-c` in
+# the unpacked tarball.
+test-dist: dist
+	JOBS=$(JOBS) scripts/test-dist.sh build/dist
+
 # Compile-and-link check for macOS (kqueue); the script installs what it needs itself.
 check-macos:
 	scripts/check-macos.sh $(BUILD)
+
+# The C suite and the fault stress on the kqueue backend, on Linux through libkqueue (a
+# test-only emulation from ../shared/third_party; skipped with one line when it is absent).
+test-kqueue:
+	JOBS=$(JOBS) scripts/test-kqueue.sh $(BUILD_KQUEUE)
 
 # The threaded parts (posts, wake-ups, the thread pool) under ThreadSanitizer.
 test-tsan: deps
@@ -102,7 +122,8 @@ abi-baseline: build
 	$(CMAKE) --build $(BUILD) --target abi-baseline
 
 clean:
-	rm -rf $(BUILD) $(BUILD_ASAN) $(BUILD_VG) $(BUILD_TSAN) $(BUILD_FUZZ) $(BUILD_FAULT)
+	rm -rf $(BUILD) $(BUILD_ASAN) $(BUILD_VG) $(BUILD_TSAN) $(BUILD_FUZZ) $(BUILD_FAULT) \
+	    $(BUILD_KQUEUE)
 
 # Cross-builds for Windows (mingw-w64) and runs the iocp/ tests under wine in build-win.
 .PHONY: test-windows
