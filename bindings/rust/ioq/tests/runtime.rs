@@ -109,21 +109,24 @@ fn a_task_may_abort_itself() {
         let st = steps.clone();
         let h = rt::spawn(async move {
             rt::sleep(Duration::from_millis(1)).await.unwrap();
+            let me = s.take().expect("the handle is there");
+            me.abort();
+            s.set(Some(me));
             st.set(1);
-            if let Some(me) = s.take() {
-                me.abort();
-                s.set(Some(me));
-            }
             rt::sleep(Duration::from_millis(1)).await.unwrap();
             st.set(2);
         });
-        // Keep the handle where the task finds it, and a way to await it.
-        let (tx, rx) = (h, slot.clone());
-        rx.set(Some(tx));
-        rt::sleep(Duration::from_millis(20)).await.unwrap();
-        assert_eq!(steps.get(), 1, "the task stopped at its next await");
+        // The task finds its own handle here.
+        slot.set(Some(h));
+        // Wait (without a fixed time: valgrind is slow) until the task has aborted itself.
+        let mut waited = 0;
+        while steps.get() == 0 && waited < 10_000 {
+            rt::sleep(Duration::from_millis(1)).await.unwrap();
+            waited += 1;
+        }
         let h = slot.take().unwrap();
         assert!(h.await.unwrap_err().is_cancelled());
+        assert_eq!(steps.get(), 1, "the task stopped at its next await");
     });
 }
 
