@@ -37,6 +37,13 @@
 //! thread entering it), so make the [`Driver`] right after the loop; `run` does. Otherwise
 //! [`Driver::new`] fails with EBUSY.
 //!
+//! **Cost.** A loop embedded this way makes its descriptor readable for every completion
+//! it makes outside `ioq_poll` (an epoll send that completes at once writes its wake-up
+//! eventfd, once per poll), and on io_uring submits each operation with its own system
+//! call, because the host may sleep at any moment. An echo round trip through the driver
+//! costs about 2.85 system calls on epoll and 2.6 on io_uring, where ioq's own runtime
+//! ([`crate::rt`]) needs 2.1 and 0.2 and tokio's sockets 2.15 (strace, 10 connections).
+//!
 //! Not available with IOCP (Windows), which has no loop descriptor.
 
 use std::cell::Cell;
