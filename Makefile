@@ -7,6 +7,7 @@ BUILD_VG   ?= build-vg
 BUILD_TSAN ?= build-tsan
 BUILD_FUZZ ?= build-fuzz
 BUILD_FAULT ?= build-fault
+BUILD_KQUEUE ?= build-kqueue
 # How long `make fuzz` (and so `make test`) runs the fuzzer.
 FUZZ_SECONDS ?= 60
 JOBS       ?= 2
@@ -19,10 +20,11 @@ C_TESTS    ?= ^(epoll|io_uring|kqueue|iocp|abi|packaging|examples)/
 VALGRIND   := valgrind;--error-exitcode=99;--leak-check=full;--errors-for-leak-kinds=definite,indirect;--track-fds=no;--quiet
 
 # Suites of the bindings join `make test` here as they become part of it.
-EXTRA_SUITES ?= check-macos test-windows test-python test-lua test-d test-rust
+EXTRA_SUITES ?= check-macos test-kqueue test-windows test-python test-lua test-d test-rust
 
 .PHONY: all deps build test test-c test-sanitize test-tsan test-valgrind test-faults fuzz \
-        test-python test-lua test-d test-rust check-macos demo install bench abi-baseline clean
+        test-python test-lua test-d test-rust check-macos test-kqueue demo install bench \
+        abi-baseline clean
 
 all: build
 
@@ -73,6 +75,11 @@ test-rust:
 check-macos:
 	scripts/check-macos.sh $(BUILD)
 
+# The C suite and the fault stress on the kqueue backend, on Linux through libkqueue (a
+# test-only emulation from ../shared/third_party; skipped with one line when it is absent).
+test-kqueue:
+	JOBS=$(JOBS) scripts/test-kqueue.sh $(BUILD_KQUEUE)
+
 # The threaded parts (posts, wake-ups, the thread pool) under ThreadSanitizer.
 test-tsan: deps
 	JOBS=$(JOBS) scripts/tsan.sh $(BUILD_TSAN)
@@ -102,7 +109,8 @@ abi-baseline: build
 	$(CMAKE) --build $(BUILD) --target abi-baseline
 
 clean:
-	rm -rf $(BUILD) $(BUILD_ASAN) $(BUILD_VG) $(BUILD_TSAN) $(BUILD_FUZZ) $(BUILD_FAULT)
+	rm -rf $(BUILD) $(BUILD_ASAN) $(BUILD_VG) $(BUILD_TSAN) $(BUILD_FUZZ) $(BUILD_FAULT) \
+	    $(BUILD_KQUEUE)
 
 # Cross-builds for Windows (mingw-w64) and runs the iocp/ tests under wine in build-win.
 .PHONY: test-windows

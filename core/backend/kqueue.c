@@ -6,6 +6,7 @@
  * posts; a one-shot EVFILT_TIMER is armed only when the loop is embedded in a foreign loop
  * through ioq_loop_fd(), so that ioq's own timers make the kqueue descriptor readable.
  */
+#include "fault.h"
 #include "posix.h"
 #include "readiness.h"
 
@@ -27,6 +28,13 @@
 #define IDENT_WAKE 0
 #define IDENT_TIMER 1
 #define MAX_EVENTS 256
+
+#if defined(IOQ_KQUEUE_EMULATION)
+/* libkqueue (tests on Linux) frees a closed kqueue on a thread of its own, later; this waits
+ * for it, so that ioq_loop_free() lets go of every descriptor before it returns, as close()
+ * of a real kqueue does. */
+void libkqueue_drain_pending_close(void);
+#endif
 
 typedef struct {
     int kq;
@@ -123,7 +131,11 @@ static int kq_init(ioq_loop *loop)
 static void kq_fini(ioq_loop *loop)
 {
     kq_state *s = loop->be;
+    ioq__f_forget(loop);
     close(s->kq);
+#if defined(IOQ_KQUEUE_EMULATION)
+    libkqueue_drain_pending_close();
+#endif
     free(s->changes);
     free(s);
     loop->be = NULL;
@@ -150,16 +162,18 @@ static int kq_handle_open(ioq_loop *loop, ioq__handle *h)
     kq_state *s = loop->be;
     bool listener = h->kind == IOQ__K_TCP_LISTENER || h->kind == IOQ__K_LOCAL_LISTENER;
     struct kevent ch[2];
-    int n = listener ? 1 : 2, rc;
+    int n = 0, rc;
     void *cookie;
 
     if (h->kind == IOQ__K_FILE)
         return 0; /* regular files are always "ready": they go to the thread pool */
     cookie = cookie_of(loop, h);
-    EV_SET(&ch[0], (uintptr_t)h->fd, EVFILT_READ, EV_ADD | EV_CLEAR, 0, 0, cookie);
-    /* A listener is never written to, and some systems refuse EVFILT_WRITE on one. */
+    /* A listener is never written to, and some systems refuse EVFILT_WRITE on one. WRITE
+     * goes first: libkqueue (the Linux test build) drops READ's EV_EOF when WRITE is added
+     * after it; a real kqueue takes them in either order. */
     if (!listener)
-        EV_SET(&ch[1], (uintptr_t)h->fd, EVFILT_WRITE, EV_ADD | EV_CLEAR, 0, 0, cookie);
+        EV_SET(&ch[n++], (uintptr_t)h->fd, EVFILT_WRITE, EV_ADD | EV_CLEAR, 0, 0, cookie);
+    EV_SET(&ch[n++], (uintptr_t)h->fd, EVFILT_READ, EV_ADD | EV_CLEAR, 0, 0, cookie);
     if (loop->embedded) {
         /* The host sleeps on the kqueue descriptor, not in our wait: a registration left
          * for the next ioq_poll() could be waited for forever. */
@@ -188,6 +202,18 @@ static void kq_handle_close(ioq_loop *loop, ioq__handle *h)
         if (s->changes[i].ident != (uintptr_t)h->fd)
             s->changes[j++] = s->changes[i];
     s->nchanges = j;
+#if defined(IOQ_KQUEUE_EMULATION)
+    /* libkqueue cannot see a close(): the filters would outlive the descriptor and swallow
+     * the events of the next socket that gets its number. (ENOENT, for filters that were
+     * still queued, is ignored.) */
+    if (h->fd >= 0 && (h->rstate & IOQ__R_REG)) {
+        struct kevent ch[2];
+        bool listener = h->kind == IOQ__K_TCP_LISTENER || h->kind == IOQ__K_LOCAL_LISTENER;
+        EV_SET(&ch[0], (uintptr_t)h->fd, EVFILT_READ, EV_DELETE, 0, 0, NULL);
+        EV_SET(&ch[1], (uintptr_t)h->fd, EVFILT_WRITE, EV_DELETE, 0, 0, NULL);
+        apply_now(s, ch, listener ? 1 : 2);
+    }
+#endif
 }
 
 static void dispatch(ioq_loop *loop, kq_state *s, const struct kevent *ev)
@@ -224,7 +250,11 @@ static int kq_poll(ioq_loop *loop, int64_t timeout_ns)
     kq_state *s = loop->be;
     struct timespec ts, zero = {0, 0}, *tsp = NULL;
     int total = 0;
+    bool replayed = false;
 
+    /* A descriptor the fault layer owes an edge must not wait for the kernel's. */
+    if (ioq__f_replay_pending(loop))
+        timeout_ns = 0;
     if (timeout_ns >= 0) {
         ts.tv_sec = (time_t)(timeout_ns / 1000000000);
         ts.tv_nsec = (long)(timeout_ns % 1000000000);
@@ -246,6 +276,9 @@ static int kq_poll(ioq_loop *loop, int64_t timeout_ns)
             memmove(s->changes, s->changes + nch, (size_t)s->nchanges * sizeof *s->changes);
         if (n < 0)
             return e == EINTR ? total : ioq__os_errno_map(e);
+        if (!replayed)
+            ioq__f_replay(loop, ioq__rd_event, ioq__handle_find);
+        replayed = true;
         for (int i = 0; i < n; i++)
             dispatch(loop, s, &s->events[i]);
         total += n;

@@ -17,7 +17,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#if defined(__linux__)
+#if defined(IOQ_KQUEUE_EMULATION)
+/* A test build on Linux over libkqueue: kqueue alone, as on macOS and BSD. */
+const ioq__backend *const ioq__os_backends[] = {&ioq__backend_kqueue, NULL};
+#elif defined(__linux__)
 const ioq__backend *const ioq__os_backends[] = {
 #  if defined(IOQ_HAVE_URING)
     &ioq__backend_uring,

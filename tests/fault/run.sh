@@ -2,17 +2,18 @@
 # Builds ioq with the fault layer (ASan + UBSan too) and runs the fault stress on every
 # backend built here with a few seeds. A failure prints its seed; rerun one with
 #   IOQ_BACKEND=epoll IOQ_FAULT_SEED=<seed> BUILD/tests/fault/ioq_fault_stress [OPS]
-# Usage: tests/fault/run.sh [BUILD_DIR]   (default build-fault)
+# Usage: tests/fault/run.sh [BUILD_DIR [CMAKE_ARGS...]]   (default build-fault)
 set -euo pipefail
 
 cd "$(dirname "$0")/../.."
 build=${1:-build-fault}
+shift || true
 jobs=${JOBS:-2}
 
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DIOQ_FAULT_INJECTION=ON \
     -DIOQ_SANITIZE=ON -DIOQ_BUILD_TESTS=OFF -DIOQ_BUILD_EXAMPLES=OFF -DIOQ_BUILD_BENCH=OFF \
     ${IOQ_FAULT_SEEDS:+"-DIOQ_FAULT_SEEDS=$IOQ_FAULT_SEEDS"} \
-    ${IOQ_FAULT_OPS:+"-DIOQ_FAULT_OPS=$IOQ_FAULT_OPS"} >/dev/null
+    ${IOQ_FAULT_OPS:+"-DIOQ_FAULT_OPS=$IOQ_FAULT_OPS"} "$@" >/dev/null
 cmake --build "$build" -j"$jobs" --target ioq_fault_stress
 log="$build/fault-stress.log"
 set +e
