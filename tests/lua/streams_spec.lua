@@ -184,6 +184,16 @@ describe("ioq.co streams", function()
     s:run()
     assert.are.same({ "127.0.0.1:" .. port, "127.0.0.1:" .. port, "127.0.0.1:" .. port },
                     peers)
+    -- listen resolves a name too, inside a coroutine (resolving waits); outside, it says so.
+    local _, msg, code = s:listen("localhost:0")
+    assert.are.equal(ioq.EINVAL, code)
+    assert.matches("needs resolving", msg)
+    s:spawn(function()
+      local l <close> = assert(s:listen("localhost:0"))
+      local a = l:sockname()
+      assert.is_truthy(a == "127.0.0.1:" .. a:match(":(%d+)$") or a:find("^%[::1%]"))
+    end)
+    s:run()
   end)
 
   it("times out a connect that gets no answer", function()

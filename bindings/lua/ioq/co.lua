@@ -196,7 +196,8 @@ end
 -- connection or file that was being opened is closed. Then it unwinds.
 local function on_interrupted(obj, op, res, x)
   if res and res >= 0 and x ~= nil then
-    if op == "recv" then
+    if op == "recv" or op == "recv_into" then
+      if op == "recv_into" then x = res > 0 and obj.into and obj.into:tostring(1, res) or "" end
       if type(x) == "string" and x ~= "" then
         local buf, pos = obj[RBUF], obj[RPOS]
         if buf then obj[RBUF], obj[RPOS] = sub(buf, pos) .. x, 1
@@ -225,7 +226,7 @@ local function await(s, obj, op, id, _, code)
   s[1][id & SLOT] = (co_running())
   local res, x, _, intr, all = co_yield(WAIT)
   if intr then
-    local r = all[id]
+    local r = all and all[id] or {}
     on_interrupted(obj, op, r[1], r[2])
   end
   return res, x
@@ -244,7 +245,7 @@ local function await_timeout(s, obj, op, seconds, id, m, code)
   waiting[tid & SLOT] = th
   local res, x, gid, intr, all = co_yield(WAIT)
   if intr then
-    local r = all[id]
+    local r = all and all[id] or {}
     on_interrupted(obj, op, r[1], r[2])
   end
   if gid == id then
@@ -255,7 +256,7 @@ local function await_timeout(s, obj, op, seconds, id, m, code)
   loop:cancel(id)
   res, x, gid, intr, all = co_yield(WAIT)
   if intr then
-    local r = all[id]
+    local r = all and all[id] or {}
     on_interrupted(obj, op, r[1], r[2])
   end
   if res == ECANCELED then return ETIMEDOUT end
@@ -601,8 +602,10 @@ function Stream:recv_into(buf)
     buf:set(data)
     return #data
   end
+  self.into = buf -- for an interruption: what it received goes back to the stream
   local res = await_timeout(s, self, "recv_into", self[TIMEOUT] or nil,
                             self[LOOP]:recv(live(self), buf))
+  self.into = nil
   if res < 0 then return nil, strerror(res), res end
   return res
 end
