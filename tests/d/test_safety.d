@@ -113,3 +113,26 @@ private ulong recvIntoFrame(Loop l, Handle h) @system {
     }
     assert(seen.closed);
 }
+
+@("safety/safe-code-runs-fibers") @safe unittest {
+    auto loop = new Loop();
+    scope (exit) loop.close();
+    auto s = new Scheduler(loop);
+    auto l = s.listen(Address.loopback4(0));
+    string got;
+    auto server = s.spawn(() @safe {
+        auto c = l.accept().value;
+        auto buf = new ubyte[16];
+        auto n = c.recv(buf).value;
+        c.send(buf[0 .. n]);
+    });
+    s.spawn(() @safe {
+        auto c = s.connect(l.address()).value;
+        c.send("fibers");
+        auto buf = new ubyte[16];
+        auto n = c.recv(buf).value;
+        got = cast(string) buf[0 .. n].idup;
+    });
+    s.run();
+    assert(server.done && got == "fibers");
+}
