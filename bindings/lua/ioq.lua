@@ -442,7 +442,9 @@ Loop.send = core.loop_send -- in C, as recv
 -- caller may change its table at once: the loop keeps a copy.
 function Loop:sendv(h, pieces, token)
   h = argint(h, 1, "sendv", "handle")
-  if type(pieces) ~= "table" then argerror(2, "sendv", "table expected, got " .. numdesc(pieces), 2) end
+  if type(pieces) ~= "table" then
+    argerror(2, "sendv", "table expected, got " .. numdesc(pieces), 2)
+  end
   for i = 1, #pieces do argbytes(pieces[i], 2, "sendv") end
   local id = new_id(self)
   if not id then return fail(ENOMEM) end

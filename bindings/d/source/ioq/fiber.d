@@ -136,7 +136,8 @@ final class Scheduler {
      * A scheduler on loop whose fibers get stackSize bytes of stack (rounded up to pages)
      * with guardSize bytes of address space without access below it.
      */
-    this(Loop loop, size_t stackSize = defaultStackSize, size_t guardSize = defaultGuardSize) @trusted {
+    this(Loop loop, size_t stackSize = defaultStackSize,
+         size_t guardSize = defaultGuardSize) @trusted {
         import std.format : format;
         if (stackSize < 16 * 1024)
             throw new IoqException(ioq_raw.IOQ_EINVAL, "fiber stack below 16 KiB");
@@ -319,7 +320,8 @@ final class Scheduler {
      * is cancelled, salvage gets its completion (to keep what it got), and Interrupted is
      * thrown once it has completed.
      */
-    Completion await(ulong token, scope void delegate(ref Completion) @safe salvage = null) @trusted {
+    Completion await(ulong token,
+                     scope void delegate(ref Completion) @safe salvage = null) @trusted {
         auto w = new Waiter;
         auto self = Fiber.getThis();
         bool mine = self !is null && self.state == Fiber.State.EXEC && current !is null;

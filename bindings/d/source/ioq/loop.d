@@ -463,7 +463,9 @@ final class Loop {
     /* ---- operations: each returns its token ---- */
 
     ulong accept(Handle listener, uint flags = 0) @safe {
-        return start(Op.accept, null, (t) @trusted => ioq_raw.ioq_accept(lp, listener, flags, t), "accept");
+        return start(Op.accept, null,
+                     (t) @trusted => ioq_raw.ioq_accept(lp, listener, flags, t),
+                     "accept");
     }
 
     ulong connect(Address addr, uint flags = 0) @safe {
@@ -473,7 +475,8 @@ final class Loop {
 
     ulong localConnect(string path, uint flags = 0) @safe {
         return start(Op.localConnect, null,
-                     (t) @trusted => ioq_raw.ioq_local_connect(lp, path, flags, t), "local connect");
+                     (t) @trusted => ioq_raw.ioq_local_connect(lp, path, flags, t),
+                     "local connect");
     }
 
     /** One receive into buf (GC memory); the completion's data is the part filled. */
@@ -481,11 +484,14 @@ final class Loop {
         checkBuffer(buf, "recv");
         auto p = new Pending;
         p.buf = buf;
-        return start(Op.recv, p, (t) @trusted => ioq_raw.ioq_recv(lp, h, buf.ptr, buf.length, t), "recv");
+        return start(Op.recv, p,
+                     (t) @trusted => ioq_raw.ioq_recv(lp, h, buf.ptr, buf.length, t),
+                     "recv");
     }
 
     ulong recvPool(Handle h, Handle pool, uint flags = 0) @safe {
-        return start(Op.recvPool, null, (t) @trusted => ioq_raw.ioq_recv_pool(lp, h, pool, flags, t),
+        return start(Op.recvPool, null,
+                     (t) @trusted => ioq_raw.ioq_recv_pool(lp, h, pool, flags, t),
                      "recv_pool");
     }
 
@@ -494,7 +500,9 @@ final class Loop {
         checkBuffer(buf, "send");
         auto p = new Pending;
         p.buf = buf;
-        return start(Op.send, p, (t) @trusted => ioq_raw.ioq_send(lp, h, buf.ptr, buf.length, t), "send");
+        return start(Op.send, p,
+                     (t) @trusted => ioq_raw.ioq_send(lp, h, buf.ptr, buf.length, t),
+                     "send");
     }
 
     /** Gather send of all bytes of bufs. */
@@ -533,7 +541,8 @@ final class Loop {
         p.addr = new ioq_addr;
         auto a = p.addr;
         return start(Op.recvfrom, p,
-                     (t) @trusted => ioq_raw.ioq_recvfrom(lp, h, buf.ptr, buf.length, a, t), "recvfrom");
+                     (t) @trusted => ioq_raw.ioq_recvfrom(lp, h, buf.ptr, buf.length, a, t),
+                     "recvfrom");
     }
 
     ulong shutdown(Handle h) @safe {
@@ -563,7 +572,9 @@ final class Loop {
     void cancelQuietly(ulong target) @safe nothrow {
         try {
             if (lp !is null)
-                start(Op.cancel, null, (t) @trusted => ioq_raw.ioq_cancel(lp, target, t), "cancel", true);
+                start(Op.cancel, null,
+                      (t) @trusted => ioq_raw.ioq_cancel(lp, target, t),
+                      "cancel", true);
         } catch (Exception) {
         }
     }
@@ -578,7 +589,8 @@ final class Loop {
         auto p = new Pending;
         p.buf = buf;
         return start(Op.read, p,
-                     (t) @trusted => ioq_raw.ioq_read(lp, h, buf.ptr, buf.length, offset, t), "read");
+                     (t) @trusted => ioq_raw.ioq_read(lp, h, buf.ptr, buf.length, offset, t),
+                     "read");
     }
 
     ulong write(Handle h, const(ubyte)[] buf, ulong offset) @safe {
@@ -586,7 +598,8 @@ final class Loop {
         auto p = new Pending;
         p.buf = buf;
         return start(Op.write, p,
-                     (t) @trusted => ioq_raw.ioq_write(lp, h, buf.ptr, buf.length, offset, t), "write");
+                     (t) @trusted => ioq_raw.ioq_write(lp, h, buf.ptr, buf.length, offset, t),
+                     "write");
     }
 
     ulong fsync(Handle h) @safe {
