@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Installs the Debian packages that a part of ioq needs, and only those that are missing.
 # Usage: scripts/install-deps.sh GROUP...
-#   groups: c bench python lua d rust windows macos
+#   groups: c bench python lua d rust dist windows macos
 # Quiet and without network access when everything is already installed.
 set -euo pipefail
 
 usage() {
-    echo "usage: $0 GROUP... (c bench python lua d rust windows macos tools)" >&2
+    echo "usage: $0 GROUP... (c bench python lua d rust dist windows macos tools)" >&2
     exit 2
 }
 
@@ -20,7 +20,10 @@ packages_of() {
                       python3-venv python3-uvloop swig ;;
         lua)     echo lua5.4 liblua5.4-dev luarocks lua-busted lua-luv swig ;;
         d)       echo ldc dub swig ;;
-        rust)    echo bindgen ;;
+        rust)    echo bindgen librust-cc-dev ;;
+        # make dist and make test-dist: every binding's build tools, offline.
+        dist)    echo swig binutils python3 python3-dev python3-setuptools python3-wheel \
+                      python3-venv lua5.4 liblua5.4-dev luarocks ldc dub librust-cc-dev ;;
         windows) echo gcc-mingw-w64-x86-64 wine wine64 ;;
         macos)   echo nodejs npm ;;
         tools)   echo file ;;
@@ -61,7 +64,7 @@ fi
 
 # cargo and rustc are not Debian packages here: they come with the machine.
 for group in "$@"; do
-    if [ "$group" = rust ]; then
+    if [ "$group" = rust ] || [ "$group" = dist ]; then
         for tool in cargo rustc; do
             if ! command -v "$tool" >/dev/null 2>&1; then
                 echo "install-deps: $tool is not on PATH; install a Rust toolchain" >&2
