@@ -460,6 +460,21 @@ for key in order:
         plot.append(("%s %s" % (wl, metric.replace("_", "-")), adv))
 print("(epoll/x, uring/x: ioq median / this median; above 1 is better for ioq in *_per_s"
       " rows, worse for time (_s), maxrss, wakeups, latency (_us) and loss rows)")
+# The Lua rows also compare the two ways Lua users write a server: ioq.co coroutines
+# against luv callbacks (same run, same client, interleaved).
+co_rows = [(r["workload"], r["metric"], r["results"]) for r in doc["rows"]
+           if "ioq-co" in r["results"] and "luv" in r["results"]]
+if co_rows:
+    print()
+    for (wl, metric, res), r in zip(co_rows, [r for r in doc["rows"]
+                                              if "ioq-co" in r["results"]
+                                              and "luv" in r["results"]]):
+        co, luv = res["ioq-co"]["median"], res["luv"]["median"]
+        if co > 0 and luv > 0:
+            ratio = luv / co if lower_better(metric) else co / luv
+            r["ratios"]["ioq-co/luv"] = round(ratio, 4)
+            print("%-22s %-26s ioq-co/luv %6.3f" % (wl, metric, ratio))
+    print("(ioq-co/luv: the ioq.co coroutine server against luv; above 1 is better for ioq.co)")
 # Rust rows: every ioq variant against tokio (above 1 = ioq better), and the adapters' copy
 # (the traits variant against owned buffers on the same runtime).
 for (wl, metric), res in ((k, rows[k]) for k in order):
