@@ -20,11 +20,12 @@ C_TESTS    ?= ^(epoll|io_uring|kqueue|iocp|abi|packaging|examples)/
 VALGRIND   := valgrind;--error-exitcode=99;--leak-check=full;--errors-for-leak-kinds=definite,indirect;--track-fds=no;--quiet
 
 # Suites of the bindings join `make test` here as they become part of it.
-EXTRA_SUITES ?= check-macos test-kqueue test-windows test-python test-lua test-d test-rust
+EXTRA_SUITES ?= check-macos test-kqueue test-windows test-python test-lua test-d test-rust \
+                test-dist
 
 .PHONY: all deps build test test-c test-sanitize test-tsan test-valgrind test-faults fuzz \
         test-python test-lua test-d test-rust check-macos test-kqueue demo install bench \
-        abi-baseline clean
+        abi-baseline clean dist test-dist
 
 all: build
 
@@ -72,6 +73,18 @@ test-d:
 
 test-rust:
 	bash bindings/rust/run-tests.sh
+
+# Release artifacts in build/dist (scripts/dist.sh): the tarball with the SWIG wrappers
+# generated, sdist and manylinux wheel, rocks, crates, dub package.
+dist:
+	scripts/install-deps.sh c dist
+	scripts/dist.sh build/dist
+
+# Installs each artifact of `make dist` into fresh directories, SWIG hidden, and runs an
+# echo round trip through each (scripts/test-dist.sh); DIST_FULL=1 adds `make test-c` in
+# the unpacked tarball.
+test-dist: dist
+	JOBS=$(JOBS) scripts/test-dist.sh build/dist
 
 # Compile-and-link check for macOS (kqueue); the script installs what it needs itself.
 check-macos:

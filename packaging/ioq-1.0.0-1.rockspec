@@ -2,11 +2,15 @@ rockspec_format = "3.0"
 package = "ioq"
 version = "1.0.0-1"
 
--- Built from a checkout: run `luarocks --lua-version 5.4 make packaging/ioq-1.0.0-1.rockspec`
--- from the repository root. Nothing is downloaded: `luarocks make` never reads source.url,
--- which only names where a source rock would come from (ioq has no published one yet).
+-- The source is the release tarball made by `make dist` (build/dist/ioq-<version>.tar.gz,
+-- with the SWIG wrapper already generated, so SWIG is not needed). `make dist` packs this
+-- rockspec with the tarball beside it into ioq-<version>.src.rock; publishing the rock
+-- elsewhere means giving source.url the tarball's download address. From a checkout,
+-- `luarocks --lua-version 5.4 make packaging/ioq-1.0.0-1.rockspec` builds the tree as it is
+-- (luarocks make never reads source).
 source = {
-   url = "file://./",
+   url = "ioq-1.0.0.tar.gz",
+   dir = "ioq-1.0.0",
 }
 
 description = {

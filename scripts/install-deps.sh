@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Installs the Debian packages that a part of ioq needs, and only those that are missing.
 # Usage: scripts/install-deps.sh [--check] GROUP...
-#   groups: c bench python lua d rust windows macos
+#   groups: c bench python lua d rust dist windows macos
 #   --check: install nothing; exit 0 when every package is there, 1 otherwise.
 # Quiet and without network access when everything is already installed. When another apt
 # or dpkg holds the package lock, it waits for it (up to IOQ_APT_LOCK_WAIT seconds, 900).
 set -euo pipefail
 
 usage() {
-    echo "usage: $0 [--check] GROUP... (c bench python lua d rust windows macos tools)" >&2
+    echo "usage: $0 [--check] GROUP... (c bench python lua d rust dist windows macos tools)" >&2
     exit 2
 }
 
@@ -23,12 +23,22 @@ packages_of() {
         c)       echo cmake make gcc g++ clang pkg-config libcmocka-dev liburing-dev \
                       abigail-tools valgrind libclang-rt-14-dev binutils ;;
         bench)   echo libuv1-dev libev-dev libevent-dev wrk hyperfine gnuplot-nox python3 \
-                      python3-uvloop strace lua5.4 liblua5.4-dev lua-luv swig ;;
+                      python3-uvloop strace lua5.4 liblua5.4-dev lua-luv swig \
+                      librust-tokio-dev librust-futures-util-dev ;;
         python)  echo python3 python3-dev python3-pytest python3-setuptools python3-wheel \
                       python3-venv python3-uvloop swig ;;
         lua)     echo lua5.4 liblua5.4-dev luarocks lua-busted lua-luv swig ;;
         d)       echo ldc dub swig ;;
-        rust)    echo bindgen ;;
+        # The Rust binding: bindgen, the cc crate (ioq-sys's build), and the crates of the
+        # ioq crate's optional features and tests, from Debian's directory registry
+        # (/usr/share/cargo/registry; see bindings/rust/.cargo/config.toml).
+        rust)    echo bindgen librust-cc-dev librust-tokio-dev librust-tokio-util-dev \
+                      librust-futures-io-dev librust-futures-util-dev ;;
+        # make dist and make test-dist: every binding's build tools, offline.
+        dist)    echo swig binutils python3 python3-dev python3-setuptools python3-wheel \
+                      python3-venv lua5.4 liblua5.4-dev luarocks ldc dub librust-cc-dev \
+                      librust-tokio-dev librust-tokio-util-dev librust-futures-io-dev \
+                      librust-futures-util-dev ;;
         windows) echo gcc-mingw-w64-x86-64 wine wine64 ;;
         macos)   echo nodejs npm ;;
         tools)   echo file ;;
@@ -98,7 +108,7 @@ fi
 
 # cargo and rustc are not Debian packages here: they come with the machine.
 for group in "$@"; do
-    if [ "$group" = rust ]; then
+    if [ "$group" = rust ] || [ "$group" = dist ]; then
         for tool in cargo rustc; do
             if ! command -v "$tool" >/dev/null 2>&1; then
                 echo "install-deps: $tool is not on PATH; install a Rust toolchain" >&2

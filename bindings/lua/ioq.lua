@@ -18,11 +18,11 @@ local core = require "ioq_core"
 local M = {}
 
 -- Hot-path functions and constants as upvalues: a global or field lookup per call adds up.
-local math_type = math.type
-local c_poll, c_complete = core.poll, core.complete
+local math_type, math_tointeger = math.type, math.tointeger
+local c_poll, c_complete, c_dispatch = core.poll, core.complete, core.co_dispatch
 local c_strerror, c_unhold = core.strerror, core.unhold
 local c_spare_take, c_spare_put = core.spare_take, core.spare_put
-local MAX_LEN, EINVAL, EMISUSE = core.MAX_LEN, core.EINVAL, core.EMISUSE
+local MAX_LEN, EINVAL, EMISUSE, ENOMEM = core.MAX_LEN, core.EINVAL, core.EMISUSE, core.ENOMEM
 
 -- Constants without their prefix: ioq.EINVAL, ioq.MULTISHOT, ioq.OP_RECV ...
 for k, v in pairs(core) do
@@ -85,14 +85,62 @@ local function toaddr(a, level)
   error("address expected (\"host:port\" or an ioq address), got " .. type(a), level or 3)
 end
 
-local function seconds_to_ns(s, name)
-  if math.type(s) == nil then error("bad argument to '" .. name .. "' (number expected)", 3) end
-  if s < 0 then return -1 end
-  -- Round up: a timeout never fires early, and neither does a wait.
-  local ns = math.ceil(s * 1e9)
-  if ns > math.maxinteger then ns = math.maxinteger end
-  return math.tointeger(ns)
+-- Numbers given to the C ABI: a number that cannot be the C argument at all (not a number,
+-- NaN, a float with a fraction, beyond the C type) is an error raised at the caller, with
+-- what it was; a value of the right type that ioq refuses comes back as nil, message, code.
+local function numdesc(v)
+  if type(v) ~= "number" then return "a " .. type(v) end
+  if v ~= v then return "NaN" end
+  return ("%.14g"):format(v)
 end
+M._numdesc = numdesc
+
+local function argerror(n, name, msg, level)
+  error(("bad argument #%d to '%s' (%s)"):format(n, name, msg), level + 1)
+end
+
+--- An integer argument (a float with an integral value is accepted), lo..hi when given.
+local function argint(v, n, name, what, lo, hi, level)
+  local i = math_tointeger(v)
+  if not i or type(v) ~= "number" then
+    argerror(n, name, what .. " must be an integer, got " .. numdesc(v), (level or 2) + 1)
+  end
+  if (lo and i < lo) or (hi and i > hi) then
+    argerror(n, name, ("%s out of range %d..%d, got %d"):format(what, lo or math.mininteger,
+             hi or math.maxinteger, i), (level or 2) + 1)
+  end
+  return i
+end
+M._argint = argint
+
+local BUFFER_MT = getmetatable(core.buffer(0))
+
+-- Arguments checked before an id is taken (a SWIG error after it would leak the id).
+local function argbytes(v, n, name)
+  if type(v) ~= "string" and getmetatable(v) ~= BUFFER_MT then
+    argerror(n, name, "string or ioq.buffer expected, got " .. numdesc(v), 3)
+  end
+end
+local function argstring(v, n, name, optional)
+  if type(v) ~= "string" and not (optional and v == nil) then
+    argerror(n, name, "string expected, got " .. numdesc(v), 3)
+  end
+end
+
+local U32 = 0xffffffff
+
+--- Seconds as nanoseconds, rounded up (a timeout never fires early, and neither does a
+-- wait); negative -> -1; NaN and non-numbers are errors; +inf is the largest wait.
+local function seconds_to_ns(s, name, n, level)
+  if type(s) ~= "number" or s ~= s then
+    argerror(n or 1, name, "seconds must be a number, got " .. numdesc(s), (level or 2) + 1)
+  end
+  if s < 0 then return -1 end
+  local ns = math.ceil(s * 1e9)
+  if ns >= math.maxinteger then return math.maxinteger end
+  return math_tointeger(ns)
+end
+M._seconds_to_ns = seconds_to_ns
 
 local OPEN_MODES = {
   r = core.OPEN_READ,
@@ -133,7 +181,9 @@ local Loop = {}
 Loop.__index = Loop
 M.Loop = Loop
 
-local LAST = 5 -- loop[LAST]: the id of the last accepted operation
+local STATE = 5 -- loop[STATE]: ids and spare-buffer counts, in C (ioq.state of lua.i)
+local SLOT = (1 << 24) - 1 -- id & SLOT: the key of an operation in tok, pin (see lua.i)
+M._SLOT = SLOT
 
 --- ioq.loop([opts]) -> loop, or nil, message, code.
 -- opts.backend: "auto", "epoll", "io_uring", "kqueue", "iocp" (or an ioq.BACKEND_*);
@@ -141,6 +191,8 @@ local LAST = 5 -- loop[LAST]: the id of the last accepted operation
 function M.loop(opts)
   opts = opts or {}
   if type(opts) ~= "table" then error("bad argument #1 to 'loop' (table expected)", 2) end
+  local max = argint(opts.max or 256, 1, "loop", "max", 1, 65536)
+  local threads = argint(opts.threads or 0, 1, "loop", "threads", 0, U32)
   local o = nil
   if opts.backend or opts.threads then
     o = core.loop_options()
@@ -151,28 +203,33 @@ function M.loop(opts)
       if not b then error("unknown backend '" .. tostring(opts.backend) .. "'", 2) end
     end
     o.backend = b
-    o.threadpool_size = opts.threads or 0
+    o.threadpool_size = threads
   end
   local rc, raw = core.loop_new(o)
   if rc ~= 0 then return fail(rc) end
   -- This table keeps what in-flight operations use; ioq_core need not pin it again.
   core.loop_unpinned(raw)
-  local tok, pin, spare = {}, {}, { [0] = 0 }
-  -- The array part is for the methods written in C (loop_send, loop_recv): raw, tok, pin,
-  -- spare, and the id of the last accepted operation ([LAST]).
+  local tok, pin, spare = {}, {}, {}
+  -- The array part is for the functions written in C (loop_send, loop_recv, complete):
+  -- raw, tok, pin, spare and the state. tok and pin are keyed by the slot of an operation's
+  -- id (id & SLOT), which is reused once the operation has its final completion.
   local self = setmetatable({
-    raw, tok, pin, spare, 0,
+    raw, tok, pin, spare, core.state_new(raw),
     raw = raw,
-    cq = core.cqes(opts.max or 256),
-    tok = tok,         -- id -> token of an operation not completed finally (tok = nil)
-    pin = pin,         -- id -> what it holds: string, buffer, or a table (see complete)
-    done = 0,          -- operations completed finally; [LAST] - done are in tok
-    spare = spare,     -- size -> list of idle receive buffers, and counts (see lua.i)
+    cq = core.cqes(max),
+    tok = tok,         -- slot -> the token of an operation, when one was given
+    pin = pin,         -- slot -> what it holds: string, buffer, or a table (see complete)
+    spare = spare,     -- size -> list of idle receive buffers (see lua.i)
   }, Loop)
   return self
 end
 
 function Loop:__gc()
+  if self.raw then self:free() end
+end
+
+--- local loop <close> = ioq.loop(): freed when the variable goes out of scope.
+function Loop:__close()
   if self.raw then self:free() end
 end
 
@@ -186,22 +243,24 @@ local function raw(self)
   return r
 end
 
--- The id of the next operation; track() takes it when ioq accepts the operation.
+-- The id of the next operation (nil when no slot is left); track() keeps it when ioq
+-- accepts the operation, else frees it.
+local c_id_new, c_id_free = core.id_new, core.id_free
 local function new_id(self)
-  return self[LAST] + 1
+  return c_id_new(self[STATE])
 end
 
 -- Record an accepted operation; rc is the submit call's result, held what it uses (nil,
 -- a string or buffer, or a table that complete() leaves to finish()).
 local function track(self, rc, id, token, held)
   if rc ~= 0 then
+    c_id_free(self[STATE], id)
     if rc == EMISUSE then error(c_strerror(rc), 3) end
     return fail(rc)
   end
-  local tok = self.tok
-  if token == nil then tok[id] = tok else tok[id] = token end
-  if held ~= nil then self.pin[id] = held end
-  self[LAST] = id
+  local slot = id & SLOT
+  if token ~= nil then self.tok[slot] = token end
+  if held ~= nil then self.pin[slot] = held end
   return id
 end
 
@@ -228,7 +287,7 @@ function Loop:free()
     for _, v in pairs(self.pin) do unhold(v) end
     self.tok, self.pin = {}, {}
     self[2], self[3] = self.tok, self.pin
-    self.done = self[LAST]
+    core.state_reset(self[STATE])
   end
 end
 
@@ -236,7 +295,7 @@ function Loop:backend() return core.loop_backend(raw(self)) end
 function Loop:caps() return core.loop_caps(raw(self)) end
 function Loop:now() return core.now(raw(self)) end
 --- loop:pending() -> number of operations without their final completion yet.
-function Loop:pending() return self[LAST] - self.done end
+function Loop:pending() return core.state_pending(self[STATE]) end
 --- loop:pinned() -> number of Lua values held for in-flight operations.
 function Loop:pinned()
   raw(self)
@@ -265,8 +324,10 @@ end
 
 --- loop:post(result [, token]) -> id. Completes with op "post" and the given result.
 function Loop:post(result, token)
+  result = argint(result or 0, 1, "post", "result")
   local id = new_id(self)
-  return track(self, core.post(raw(self), id, result or 0), id, token)
+  if not id then return fail(ENOMEM) end
+  return track(self, core.post(raw(self), id, result), id, token)
 end
 
 -- Sockets ------------------------------------------------------------------------------
@@ -275,7 +336,9 @@ end
 function Loop:tcp_listen(addr, backlog, flags)
   local a, err = toaddr(addr)
   if not a then return fail(err) end
-  local rc, h = core.tcp_listen(raw(self), a, backlog or 0, flags or 0)
+  backlog = argint(backlog or 0, 2, "tcp_listen", "backlog", 0, U32)
+  flags = argint(flags or 0, 3, "tcp_listen", "flags", 0, U32)
+  local rc, h = core.tcp_listen(raw(self), a, backlog, flags)
   if rc ~= 0 then return fail(rc) end
   return h
 end
@@ -284,14 +347,17 @@ end
 function Loop:udp_bind(addr, flags)
   local a, err = toaddr(addr)
   if not a then return fail(err) end
-  local rc, h = core.udp_bind(raw(self), a, flags or 0)
+  flags = argint(flags or 0, 2, "udp_bind", "flags", 0, U32)
+  local rc, h = core.udp_bind(raw(self), a, flags)
   if rc ~= 0 then return fail(rc) end
   return h
 end
 
 --- loop:local_listen(path [, backlog [, flags]]) -> handle.
 function Loop:local_listen(path, backlog, flags)
-  local rc, h = core.local_listen(raw(self), path, backlog or 0, flags or 0)
+  backlog = argint(backlog or 0, 2, "local_listen", "backlog", 0, U32)
+  flags = argint(flags or 0, 3, "local_listen", "flags", 0, U32)
+  local rc, h = core.local_listen(raw(self), path, backlog, flags)
   if rc ~= 0 then return fail(rc) end
   return h
 end
@@ -299,19 +365,25 @@ end
 -- Operations: each returns the id, or nil, message, code. ------------------------------
 
 function Loop:accept(listener, flags, token)
+  listener = argint(listener, 1, "accept", "handle")
+  flags = argint(flags or 0, 2, "accept", "flags", 0, U32)
   local id = new_id(self)
-  return track(self, core.accept(raw(self), listener, flags or 0, id), id, token)
+  if not id then return fail(ENOMEM) end
+  return track(self, core.accept(raw(self), listener, flags, id), id, token)
 end
 
 function Loop:connect(addr, token)
   local a, err = toaddr(addr)
   if not a then return fail(err) end
   local id = new_id(self)
+  if not id then return fail(ENOMEM) end
   return track(self, core.connect(raw(self), a, 0, id), id, token)
 end
 
 function Loop:local_connect(path, token)
+  argstring(path, 1, "local_connect")
   local id = new_id(self)
+  if not id then return fail(ENOMEM) end
   return track(self, core.local_connect(raw(self), path, 0, id), id, token)
 end
 
@@ -322,18 +394,18 @@ local function take_spare(self, n)
   if math_type(n) ~= "integer" or n < 1 or n > MAX_LEN then
     return nil
   end
-  return c_spare_take(self.spare, n)
+  return c_spare_take(self, n)
 end
 
 -- A spare buffer that no operation took after all.
 local function give_spare(self, b)
-  c_spare_put(self.spare, b)
+  c_spare_put(self, b)
 end
 
 -- A buffer given by the caller, or a spare one for a byte count (own = true).
 local function recv_target(self, what)
-  if math_type(what) == "integer" then
-    local b = take_spare(self, what)
+  if type(what) == "number" then
+    local b = take_spare(self, argint(what, 2, "recv", "byte count", nil, nil, 3))
     if not b then return nil end
     return b, true
   end
@@ -354,8 +426,12 @@ function Loop:recv_pool(h, pool, flags, token)
     keep = flags.keep and true or false
     flags = flags.multishot and core.MULTISHOT or 0
   end
+  h = argint(h, 1, "recv_pool", "handle")
+  pool = argint(pool, 2, "recv_pool", "pool")
+  flags = argint(flags or 0, 3, "recv_pool", "flags", 0, U32)
   local id = new_id(self)
-  return track(self, core.recv_pool(raw(self), h, pool, flags or 0, id), id, token,
+  if not id then return fail(ENOMEM) end
+  return track(self, core.recv_pool(raw(self), h, pool, flags, id), id, token,
                { pool = pool, keep = keep, n = 0 })
 end
 
@@ -365,7 +441,13 @@ Loop.send = core.loop_send -- in C, as recv
 --- loop:sendv(h, pieces [, token]); pieces is a sequence of strings and buffers. The
 -- caller may change its table at once: the loop keeps a copy.
 function Loop:sendv(h, pieces, token)
+  h = argint(h, 1, "sendv", "handle")
+  if type(pieces) ~= "table" then
+    argerror(2, "sendv", "table expected, got " .. numdesc(pieces), 2)
+  end
+  for i = 1, #pieces do argbytes(pieces[i], 2, "sendv") end
   local id = new_id(self)
+  if not id then return fail(ENOMEM) end
   local rc = core.sendv(raw(self), h, pieces, id)
   local held = nil
   if rc == 0 then
@@ -376,19 +458,27 @@ function Loop:sendv(h, pieces, token)
 end
 
 function Loop:sendto(h, data, addr, token)
+  h = argint(h, 1, "sendto", "handle")
+  argbytes(data, 2, "sendto")
   local a, err = toaddr(addr)
   if not a then return fail(err) end
   local id = new_id(self)
+  if not id then return fail(ENOMEM) end
   return track(self, core.sendto(raw(self), h, data, a, id), id, token, data)
 end
 
 --- loop:recvfrom(h, buf_or_n [, token]): the completion has .addr ("ip:port") besides
 -- .buf or .data as for recv.
 function Loop:recvfrom(h, what, token)
+  h = argint(h, 1, "recvfrom", "handle")
   local b, own = recv_target(self, what)
   if not b then return fail(EINVAL) end
   local a = core.addr()
   local id = new_id(self)
+  if not id then
+    if own then give_spare(self, b) end
+    return fail(ENOMEM)
+  end
   local r, m, c = track(self, core.recvfrom(raw(self), h, b, a, id), id, token,
                         { recvfrom = true, buf = b, own = own, addr = a, n = 2 })
   if not r and own then give_spare(self, b) end
@@ -396,77 +486,101 @@ function Loop:recvfrom(h, what, token)
 end
 
 function Loop:shutdown(h, token)
+  h = argint(h, 1, "shutdown", "handle")
   local id = new_id(self)
+  if not id then return fail(ENOMEM) end
   return track(self, core.shutdown(raw(self), h, id), id, token)
 end
 
 --- loop:close(h [, token]) - ioq_close of a socket, listener, file or pool (loop:free()
 -- frees the loop itself).
 function Loop:close(h, token)
+  h = argint(h, 1, "close", "handle")
   local id = new_id(self)
+  if not id then return fail(ENOMEM) end
   return track(self, core.close(raw(self), h, id), id, token)
 end
 
 --- loop:open(path, mode [, perm [, token]]); mode "r", "w", "a", "r+", "w+", "a+" (add
 -- "x" for exclusive creation) or IOQ_OPEN_* bits; perm defaults to 0644.
 function Loop:open(path, mode, perm, token)
+  argstring(path, 1, "open")
   local flags = M.open_flags(mode or "r")
+  perm = argint(perm or 420, 3, "open", "permissions", 0, U32)
   local id = new_id(self)
-  return track(self, core.open(raw(self), path, flags, perm or 420, id), id, token)
+  if not id then return fail(ENOMEM) end
+  return track(self, core.open(raw(self), path, flags, perm, id), id, token)
 end
 
 function Loop:read(h, what, offset, token)
+  h = argint(h, 1, "read", "handle")
+  offset = argint(offset or 0, 3, "read", "offset")
   local b, own = recv_target(self, what)
   if not b then return fail(EINVAL) end
   local id = new_id(self)
-  local r, m, c = track(self, core.read(raw(self), h, b, offset or 0, id), id, token, b)
+  if not id then
+    if own then give_spare(self, b) end
+    return fail(ENOMEM)
+  end
+  local r, m, c = track(self, core.read(raw(self), h, b, offset, id), id, token, b)
   if not r and own then give_spare(self, b) end
   return r, m, c
 end
 
 function Loop:write(h, data, offset, token)
+  h = argint(h, 1, "write", "handle")
+  argbytes(data, 2, "write")
+  offset = argint(offset or 0, 3, "write", "offset")
   local id = new_id(self)
-  return track(self, core.write(raw(self), h, data, offset or 0, id), id, token, data)
+  if not id then return fail(ENOMEM) end
+  return track(self, core.write(raw(self), h, data, offset, id), id, token, data)
 end
 
 function Loop:fsync(h, token)
+  h = argint(h, 1, "fsync", "handle")
   local id = new_id(self)
+  if not id then return fail(ENOMEM) end
   return track(self, core.fsync(raw(self), h, id), id, token)
 end
 
 --- loop:timeout(seconds [, token]).
 function Loop:timeout(seconds, token)
-  local ns = seconds_to_ns(seconds, "timeout")
+  local ns = seconds_to_ns(seconds, "timeout", 1)
   if ns < 0 then return fail(core.EINVAL) end
   local id = new_id(self)
+  if not id then return fail(ENOMEM) end
   return track(self, core.timeout(raw(self), ns, id), id, token)
 end
 
 --- loop:cancel(target_id [, token]) - cancel the operation with that id.
 function Loop:cancel(target, token)
-  if math.type(target) ~= "integer" then
-    error("bad argument #1 to 'cancel' (operation id expected)", 2)
+  if math_type(target) ~= "integer" then
+    argerror(1, "cancel", "operation id expected, got " .. numdesc(target), 2)
   end
   local id = new_id(self)
+  if not id then return fail(ENOMEM) end
   return track(self, core.cancel(raw(self), target, id), id, token)
 end
 
 --- loop:resolve(host, service [, flags [, max [, token]]]): the completion has .addrs,
 -- a list of "ip:port" strings.
 function Loop:resolve(host, service, flags, max, token)
-  max = max or 16
-  if math.type(max) ~= "integer" or max < 1 or max > 4096 then
-    error("bad argument #4 to 'resolve' (1..4096 expected)", 2)
-  end
+  argstring(host, 1, "resolve", true)
+  argstring(service, 2, "resolve", true)
+  max = argint(max or 16, 4, "resolve", "max", 1, 4096)
+  flags = argint(flags or 0, 3, "resolve", "flags", 0, U32)
   local b = core.buffer(core.ADDR_SIZE * max)
   local id = new_id(self)
-  return track(self, core.resolve(raw(self), host, service, flags or 0, b, id), id, token,
+  if not id then return fail(ENOMEM) end
+  return track(self, core.resolve(raw(self), host, service, flags, b, id), id, token,
                { resolve = true, buf = b, n = 1 })
 end
 
 -- Pools ---------------------------------------------------------------------------------
 
 function Loop:pool_new(count, size)
+  count = argint(count, 1, "pool_new", "count", 0, U32)
+  size = argint(size, 2, "pool_new", "size", 0, U32)
   local rc, h = core.pool_new(raw(self), count, size)
   if rc ~= 0 then return fail(rc) end
   return h
@@ -474,12 +588,16 @@ end
 
 --- loop:buf(pool, id, len [, offset]) -> the bytes of a pool buffer as a string.
 function Loop:buf(pool, id, len, offset)
-  local s = core.buf_string(raw(self), pool, id, len, offset or 0)
+  id = argint(id, 2, "buf", "buffer id", 0, U32)
+  len = argint(len, 3, "buf", "length", 0, MAX_LEN)
+  offset = argint(offset or 0, 4, "buf", "offset", 0, MAX_LEN)
+  local s = core.buf_string(raw(self), pool, id, len, offset)
   if not s then return fail(core.EINVAL) end
   return s
 end
 
 function Loop:buf_release(pool, id)
+  id = argint(id, 2, "buf_release", "buffer id", 0, U32)
   local rc = core.buf_release(raw(self), pool, id)
   if rc ~= 0 then return fail(rc) end
   return true
@@ -507,6 +625,8 @@ function Loop:setopt(h, opt, value)
     opt = o
   end
   if value == true then value = 1 elseif value == false then value = 0 end
+  opt = argint(opt, 2, "setopt", "option", 0, U32)
+  value = argint(value, 3, "setopt", "value")
   local rc = core.setopt(raw(self), h, opt, value)
   if rc ~= 0 then return fail(rc) end
   return true
@@ -524,6 +644,8 @@ function Loop:adopt(fd, kind)
     if not k then error("unknown kind '" .. kind .. "'", 2) end
     kind = k
   end
+  fd = argint(fd, 1, "adopt", "descriptor")
+  kind = argint(kind, 2, "adopt", "kind", 0, U32)
   local rc, h = core.adopt(raw(self), fd, kind)
   if rc ~= 0 then return fail(rc) end
   return h
@@ -584,17 +706,17 @@ local FIX = {} -- complete() leaves completion, description pairs here
 -- value and flags read 0 when they are 0 (through the metatable, so pairs() skips them).
 function Loop:poll(timeout)
   local ns = -1
-  if timeout ~= nil then ns = seconds_to_ns(timeout, "poll") end
+  if timeout ~= nil then ns = seconds_to_ns(timeout, "poll", 1) end
   local r = self.raw
   if not r then error("ioq loop used after free", 2) end
+  if self.dispatching then error("ioq: poll inside a dispatch of the same loop", 2) end
   local cq = self.cq
   local n = c_poll(r, cq, ns)
   if n < 0 then
     if n == EMISUSE then error(c_strerror(n), 2) end
     return fail(n)
   end
-  local out, finals, nfix = c_complete(cq, self.tok, self.pin, self.spare, FIX, COMPLETION)
-  if finals > 0 then self.done = self.done + finals end
+  local out, nfix = c_complete(cq, self, FIX, COMPLETION)
   if nfix > 0 then
     for i = 1, 2 * nfix, 2 do
       local c, desc = FIX[i], FIX[i + 1]
@@ -603,6 +725,40 @@ function Loop:poll(timeout)
     end
   end
   return out
+end
+
+local FIXD = {} -- co_dispatch() leaves completion, description pairs here
+
+--- loop:_dispatch(timeout, waiting, wait, events) -> the number of entries of events, or
+-- nil, message, code. ioq.co's poll: one poll whose final completions resume the
+-- coroutines of waiting (operation id -> coroutine) in C, without completion tables
+-- (see co_dispatch in lua.i); events gets what the scheduler must do after, four values
+-- per entry, and the completions that Lua finishes (recvfrom, resolve, sendv, recv_pool)
+-- as completion, waiter (or nil), false, false.
+function Loop:_dispatch(timeout, waiting, wait, events)
+  local ns = -1
+  if timeout ~= nil then ns = seconds_to_ns(timeout, "step", 1, 3) end
+  if not self.raw then error("ioq loop used after free", 3) end
+  if self.dispatching then error("ioq: poll inside a dispatch of the same loop", 3) end
+  self.dispatching = true
+  local n, nfix, nev = c_dispatch(self.cq, self, FIXD, COMPLETION, waiting, events, wait, ns)
+  self.dispatching = false
+  if n <= 0 then
+    if n == EMISUSE then error(c_strerror(n), 3) end
+    if n < 0 then return fail(n) end
+    return 0
+  end
+  nev = 4 * nev
+  if nfix > 0 then
+    for i = 1, 3 * nfix, 3 do
+      local c, desc, w = FIXD[i], FIXD[i + 1], FIXD[i + 2]
+      FIXD[i], FIXD[i + 1], FIXD[i + 2] = nil, nil, nil
+      if self.raw then finish(self, c, desc) end
+      events[nev + 1], events[nev + 2], events[nev + 3], events[nev + 4] = c, w, false, false
+      nev = nev + 4
+    end
+  end
+  return nev
 end
 
 --- for c in loop:completions([timeout]) do ... end - one poll, iterated.

@@ -4,9 +4,11 @@
 #  2. the C library is built with CMake into build/rust-c and linked statically (libioq.a
 #     plus liburing.a when the io_uring backend is in) through IOQ_LIB_DIR, so the test
 #     binaries need no library path at run time;
-#  3. cargo test --offline of the workspace (both crates, unit + integration + examples),
-#     once per backend that this machine can run;
+#  3. cargo test --offline of the workspace with every feature (both crates, unit +
+#     integration + examples; the futures-io and tokio adapters, the tokio driver on
+#     current_thread and multi_thread runtimes), once per backend that this machine can run;
 #  4. the pkg-config route of ioq-sys's build script against a staged install.
+# Crates come from Debian's directory registry (.cargo/config.toml); no network.
 # Cargo's output goes to build/rust, so nothing lands in the source tree.
 set -euo pipefail
 
@@ -39,23 +41,25 @@ export IOQ_LIB_DIR="$cdir"
 export IOQ_LINK=static
 
 cd "$here"
-echo "== cargo test (default backend: $(cargo run -q --offline --locked --example backend))"
-cargo test --offline --locked --workspace
+# One feature set for every cargo call below, so that nothing is compiled twice.
+features=--all-features
+echo "== cargo test (default backend: $(cargo run -q --offline --locked $features --example backend))"
+cargo test --offline --locked --workspace $features
 
 # Every backend the library has and the kernel allows (io_uring may be forbidden by
 # seccomp in containers: the probe then reports an error and the run is skipped).
 for backend in epoll io_uring; do
-    got=$(IOQ_BACKEND=$backend cargo run -q --offline --locked --example backend || true)
+    got=$(IOQ_BACKEND=$backend cargo run -q --offline --locked $features --example backend || true)
     if [ "$got" = "$backend" ]; then
         echo "== cargo test with IOQ_BACKEND=$backend"
-        IOQ_BACKEND=$backend cargo test --offline --locked --workspace
+        IOQ_BACKEND=$backend cargo test --offline --locked --workspace $features
     else
         echo "== backend $backend not available here ($got): skipped"
     fi
 done
 
 echo "== example echo_server"
-cargo build -q --offline --locked --example echo_server
+cargo build -q --offline --locked $features --example echo_server
 fifo="$tmp/echo.out"
 "$CARGO_TARGET_DIR/debug/examples/echo_server" 127.0.0.1:0 >"$fifo" &
 echo_pid=$!
@@ -85,10 +89,11 @@ if command -v valgrind >/dev/null 2>&1; then
     host=$(rustc -vV | sed -n 's/^host: //p' | tr 'a-z-' 'A-Z_')
     # epoll: valgrind cannot see the kernel's writes through io_uring, and it keeps its
     # big lock across a blocking io_uring_enter, which stalls the cross-thread tests.
-    echo "== lifetime and executor tests under valgrind (epoll)"
+    echo "== lifetime, executor, runtime and stream adapter tests under valgrind (epoll)"
     IOQ_BACKEND=epoll timeout 900 \
         env "CARGO_TARGET_${host}_RUNNER=valgrind -q --error-exitcode=99" \
-        cargo test --offline --locked -p ioq --test lifetime --test executor
+        cargo test --offline --locked $features -p ioq --test lifetime --test executor \
+            --test runtime --test io_traits
 fi
 
 echo "== ioq-sys through pkg-config (staged install)"

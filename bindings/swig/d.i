@@ -128,3 +128,42 @@ IOQ_D_POINTER(void *, ubyte*)
  * string, so the text would never reach the caller. */
 IOQ_D_POINTER_AS(char *buf, char *, char*)
 
+
+/* The C wrapper and ioq are linked into the program (the D package builds them into a
+ * static library), so the wrapper functions are bound by symbol at link time instead of
+ * SWIG's default, which dlopen()s libioq_raw_wrap.so by name at start-up and so ties every
+ * program to a library path. The function pointers of the intermediary module are
+ * thread-local, hence a module constructor per thread, as in SWIG's loader. */
+%pragma(d) wrapperloadercode = %{
+private template swigLinkedSymbol(string name) {
+  pragma(mangle, name) extern(C) void swigLinkedSymbol();
+}
+
+private string bindCode(string functionPointer, string symbol) {
+  return functionPointer ~ " = cast(typeof(" ~ functionPointer ~
+    "))&swigLinkedSymbol!`" ~ symbol ~ "`;";
+}
+
+static this() {
+  //#if !defined(SWIG_D_NO_EXCEPTION_HELPER)
+  mixin(bindCode("swigRegisterExceptionCallbacks$module", "SWIGRegisterExceptionCallbacks_$module"));
+  //#endif // SWIG_D_NO_EXCEPTION_HELPER
+  //#if !defined(SWIG_D_NO_STRING_HELPER)
+  mixin(bindCode("swigRegisterStringCallback$module", "SWIGRegisterStringCallback_$module"));
+  //#endif // SWIG_D_NO_STRING_HELPER
+  $wrapperloaderbindcode
+}
+
+//#if !defined(SWIG_D_NO_EXCEPTION_HELPER)
+extern(C) void function(
+  SwigExceptionCallback exceptionCallback,
+  SwigExceptionCallback illegalArgumentCallback,
+  SwigExceptionCallback illegalElementCallback,
+  SwigExceptionCallback ioCallback,
+  SwigExceptionCallback noSuchElementCallback) swigRegisterExceptionCallbacks$module;
+//#endif // SWIG_D_NO_EXCEPTION_HELPER
+
+//#if !defined(SWIG_D_NO_STRING_HELPER)
+extern(C) void function(SwigStringCallback callback) swigRegisterStringCallback$module;
+//#endif // SWIG_D_NO_STRING_HELPER
+%}

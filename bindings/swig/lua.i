@@ -44,7 +44,10 @@ typedef struct ioq_lua_buffer {
   /* the bytes follow; Lua never moves a userdata, so their address is stable */
 } ioq_lua_buffer;
 
+#define IOQ_LUA_CQES_MAGIC 0x696f7163u /* lets the hot paths skip the metatable check */
+
 typedef struct ioq_lua_cqes {
+  uint32_t magic;
   uint32_t max;
   uint32_t n;
   ioq_cqe cqe[1];
@@ -68,6 +71,33 @@ static ioq_lua_buffer *ioq_lua_tobuffer(lua_State *L, int idx) {
   same = lua_rawequal(L, -1, -2);
   lua_pop(L, 2);
   return same ? (ioq_lua_buffer *)p : NULL;
+}
+
+/* A short description of the value at idx for error messages: "NaN", "1.5", "a string". */
+static const char *ioq_lua_numdesc(lua_State *L, int idx) {
+  if (lua_type(L, idx) == LUA_TNUMBER) {
+    lua_Number d = lua_tonumber(L, idx);
+    if (d != d)
+      return "NaN";
+    return lua_pushfstring(L, "%f", d);
+  }
+  return lua_pushfstring(L, "a %s", luaL_typename(L, idx));
+}
+
+/* The integer at idx, in lo..hi; else a clear argument error that names what the number
+ * is (a float with a fraction, NaN, an infinity, a value out of range, not a number). */
+static lua_Integer ioq_lua_checkint(lua_State *L, int idx, lua_Integer lo, lua_Integer hi,
+                                    const char *what) {
+  int isnum = 0;
+  lua_Integer v = lua_tointegerx(L, idx, &isnum);
+  if (!isnum)
+    luaL_argerror(L, idx, lua_pushfstring(L, "%s must be an integer, got %s", what,
+                                          ioq_lua_numdesc(L, idx)));
+  if (v < lo || v > hi)
+    luaL_argerror(L, idx, lua_pushfstring(L, "%s out of range %I..%I, got %I", what,
+                                          (LUAI_UACINT)lo, (LUAI_UACINT)hi,
+                                          (LUAI_UACINT)v));
+  return v;
 }
 
 /* Registry key of the table {loop lightuserdata -> {token -> {[0] = count, values...}}}.
@@ -246,8 +276,7 @@ static int ioq_lua_buffer_new(lua_State *L) {
     init = lua_tolstring(L, 1, &len);
     cap = len;
   } else {
-    lua_Integer n = luaL_checkinteger(L, 1);
-    luaL_argcheck(L, n >= 0 && n <= IOQ_MAX_LEN, 1, "size out of range");
+    lua_Integer n = ioq_lua_checkint(L, 1, 0, IOQ_MAX_LEN, "size");
     cap = (size_t)n;
   }
   b = (ioq_lua_buffer *)lua_newuserdatauv(L, sizeof(*b) + cap, 0);
@@ -325,11 +354,11 @@ static int ioq_lua_buffer_repr(lua_State *L) {
 /* ---- ioq.cqes -------------------------------------------------------------------- */
 
 static int ioq_lua_cqes_new(lua_State *L) {
-  lua_Integer max = luaL_optinteger(L, 1, 64);
+  lua_Integer max = lua_isnoneornil(L, 1) ? 64 : ioq_lua_checkint(L, 1, 1, 65536, "count");
   ioq_lua_cqes *cq;
-  luaL_argcheck(L, max >= 1 && max <= 65536, 1, "count out of range");
   cq = (ioq_lua_cqes *)lua_newuserdatauv(L, offsetof(ioq_lua_cqes, cqe) +
                                                (size_t)max * sizeof(ioq_cqe), 0);
+  cq->magic = IOQ_LUA_CQES_MAGIC;
   cq->max = (uint32_t)max;
   cq->n = 0;
   luaL_setmetatable(L, IOQ_LUA_CQES);
@@ -446,20 +475,65 @@ static int ioq_lua_loop_unpinned(lua_State *L) {
   return 0;
 }
 
-/* ioq.lua's cache of receive buffers, a table: cap -> list of idle buffers; [0] buffers in
- * flight, [-1] the most in flight in this window, [-2] in the last window, [-3] buffers
- * that came back in this window, [-4] the window (buffers back; default below). It keeps
- * a quarter more than were in flight at once lately, and 16 more: a load that completes
- * many receives in one poll and submits them again after the sends finds them all, and a
- * past peak stops being kept after two windows. */
+/* The state of an ioq.lua loop that lives in C (a userdata, the loop table's [5]):
+ *
+ * Operation ids. An id is slot + 2^24 * n, n counting the loop's operations: the slot
+ * (1..2^24-1) is reused once the operation has its final completion, so the tables keyed
+ * by it (tok, pin, and ioq.co's waiting) stay dense and live in their array parts (a
+ * table keyed by ever-growing ids keeps hashing new keys), while the id as a whole names
+ * one operation for as long as the loop lives: a stale id matches no slot, and cancel()
+ * of it finds nothing. ids[slot] is the id in the slot, 0 when the slot is free.
+ *
+ * The cache of receive buffers (spare buffers; the lists, cap -> idle buffers, are in the
+ * loop table's [4]): it keeps a quarter more than were in flight at once lately, and 16
+ * more: a load that completes many receives in one poll and submits them again after the
+ * sends finds them all, and a past peak stops being kept after two windows (a window
+ * ends after `window` buffers came back). */
+#define IOQ_LUA_STATE "ioq.state"
+#define IOQ_LUA_SLOT_BITS 24
+#define IOQ_LUA_SLOT_MASK ((lua_Integer)((1 << IOQ_LUA_SLOT_BITS) - 1))
 #define IOQ_LUA_SPARE_WINDOW 16384
 
-static lua_Integer ioq_lua_geti(lua_State *L, int t, lua_Integer k) {
-  lua_Integer v;
-  lua_rawgeti(L, t, k);
-  v = lua_tointeger(L, -1);
-  lua_pop(L, 1);
-  return v;
+#define IOQ_LUA_STATE_MAGIC 0x696f7173u
+
+typedef struct ioq_lua_state {
+  uint32_t magic;       /* lets the hot paths skip the metatable check */
+  ioq_loop *loop;       /* the loop, NULL once it is freed (state_reset) */
+  lua_Integer seq;      /* operations started */
+  uint32_t high;        /* slots in use or free: 1..high */
+  uint32_t nfree;       /* free slots, on the stack free[] */
+  uint32_t cap;         /* room of free[] and ids[] */
+  uint32_t *free;
+  lua_Integer *ids;
+  lua_Integer inflight; /* spare buffers in flight */
+  lua_Integer peak;     /* the most in flight at once in this window */
+  lua_Integer prev;     /* ... in the window before */
+  lua_Integer back;     /* buffers back in this window */
+  lua_Integer window;
+} ioq_lua_state;
+
+static int ioq_lua_state_gc(lua_State *L) {
+  ioq_lua_state *s = (ioq_lua_state *)luaL_checkudata(L, 1, IOQ_LUA_STATE);
+  free(s->free);
+  free(s->ids);
+  s->free = NULL;
+  s->ids = NULL;
+  s->cap = s->high = s->nfree = 0;
+  return 0;
+}
+
+static ioq_loop *ioq_lua_checkloop(lua_State *L, int idx);
+
+/* state_new([loop]) -> a new state (of the loop). */
+static int ioq_lua_state_new(lua_State *L) {
+  ioq_loop *loop = lua_isnoneornil(L, 1) ? NULL : ioq_lua_checkloop(L, 1);
+  ioq_lua_state *s = (ioq_lua_state *)lua_newuserdatauv(L, sizeof(*s), 0);
+  memset(s, 0, sizeof(*s));
+  s->magic = IOQ_LUA_STATE_MAGIC;
+  s->loop = loop;
+  s->window = IOQ_LUA_SPARE_WINDOW;
+  luaL_setmetatable(L, IOQ_LUA_STATE);
+  return 1;
 }
 
 static void ioq_lua_seti(lua_State *L, int t, lua_Integer k, lua_Integer v) {
@@ -467,17 +541,141 @@ static void ioq_lua_seti(lua_State *L, int t, lua_Integer k, lua_Integer v) {
   lua_rawseti(L, t, k);
 }
 
-/* Push an idle buffer of n bytes, from the cache at index spare or new; count it in flight. */
-static ioq_lua_buffer *ioq_lua_spare_take(lua_State *L, int spare, lua_Integer n) {
+static ioq_lua_state *ioq_lua_tostate(lua_State *L, int idx) {
+  ioq_lua_state *s = (ioq_lua_state *)lua_touserdata(L, idx);
+  if (s && lua_rawlen(L, idx) == sizeof(*s) && s->magic == IOQ_LUA_STATE_MAGIC)
+    return s;
+  return (ioq_lua_state *)luaL_checkudata(L, idx, IOQ_LUA_STATE);
+}
+
+/* The cqes userdata at idx, checked without its metatable when it has our marks. */
+static ioq_lua_cqes *ioq_lua_tocqes(lua_State *L, int idx) {
+  ioq_lua_cqes *cq = (ioq_lua_cqes *)lua_touserdata(L, idx);
+  if (cq && lua_rawlen(L, idx) >= sizeof(*cq) && cq->magic == IOQ_LUA_CQES_MAGIC &&
+      lua_rawlen(L, idx) == offsetof(ioq_lua_cqes, cqe) + (size_t)cq->max * sizeof(ioq_cqe))
+    return cq;
+  return (ioq_lua_cqes *)luaL_checkudata(L, idx, IOQ_LUA_CQES);
+}
+
+/* A new id, or 0 when no slot is left (IOQ_ENOMEM for the caller). */
+static lua_Integer ioq_lua_id_new(ioq_lua_state *s) {
+  uint32_t slot;
+  if (s->nfree > 0) {
+    slot = s->free[--s->nfree];
+  } else {
+    if (s->high >= (uint32_t)IOQ_LUA_SLOT_MASK)
+      return 0;
+    if (s->high + 1 >= s->cap) {
+      uint32_t cap = s->cap ? 2 * s->cap : 64;
+      uint32_t *f = (uint32_t *)realloc(s->free, cap * sizeof(*f));
+      lua_Integer *ids;
+      if (!f)
+        return 0;
+      s->free = f;
+      ids = (lua_Integer *)realloc(s->ids, cap * sizeof(*ids));
+      if (!ids)
+        return 0;
+      memset(ids + s->cap, 0, (cap - s->cap) * sizeof(*ids));
+      s->ids = ids;
+      s->cap = cap;
+    }
+    slot = ++s->high;
+  }
+  s->seq++;
+  s->ids[slot] = (s->seq << IOQ_LUA_SLOT_BITS) | (lua_Integer)slot;
+  return s->ids[slot];
+}
+
+/* The slot of id when id is the operation in it, else 0. */
+static lua_Integer ioq_lua_id_slot(const ioq_lua_state *s, lua_Integer id) {
+  lua_Integer slot = id & IOQ_LUA_SLOT_MASK;
+  if (slot < 1 || slot > (lua_Integer)s->high || s->ids[slot] != id)
+    return 0;
+  return slot;
+}
+
+/* The operation in the slot has ended. */
+static void ioq_lua_id_free(ioq_lua_state *s, lua_Integer slot) {
+  s->ids[slot] = 0;
+  s->free[s->nfree++] = (uint32_t)slot;
+}
+
+/* id_new(state) -> a new id (or nil: no slot left). */
+static int ioq_lua_id_new_l(lua_State *L) {
+  lua_Integer id = ioq_lua_id_new(ioq_lua_tostate(L, 1));
+  if (id)
+    lua_pushinteger(L, id);
+  else
+    lua_pushnil(L);
+  return 1;
+}
+
+/* id_free(state, id): id was not accepted after all (or has ended). */
+static int ioq_lua_id_free_l(lua_State *L) {
+  ioq_lua_state *s = ioq_lua_tostate(L, 1);
+  lua_Integer slot = ioq_lua_id_slot(s, luaL_checkinteger(L, 2));
+  if (slot)
+    ioq_lua_id_free(s, slot);
+  return 0;
+}
+
+/* id_of(state, slot) -> the id of the operation in the slot, or nil. */
+static int ioq_lua_id_of(lua_State *L) {
+  ioq_lua_state *s = ioq_lua_tostate(L, 1);
+  lua_Integer slot = luaL_checkinteger(L, 2);
+  if (slot >= 1 && slot <= (lua_Integer)s->high && s->ids[slot] != 0)
+    lua_pushinteger(L, s->ids[slot]);
+  else
+    lua_pushnil(L);
+  return 1;
+}
+
+/* state_pending(state) -> operations without their final completion yet. */
+static int ioq_lua_state_pending(lua_State *L) {
+  ioq_lua_state *s = ioq_lua_tostate(L, 1);
+  lua_pushinteger(L, (lua_Integer)(s->high - s->nfree));
+  return 1;
+}
+
+/* state_reset(state): every operation has ended (the loop was freed); spare counts too. */
+static int ioq_lua_state_reset(lua_State *L) {
+  ioq_lua_state *s = ioq_lua_tostate(L, 1);
+  uint32_t slot;
+  s->loop = NULL;
+  s->nfree = 0;
+  for (slot = s->high; slot >= 1; slot--) {
+    s->ids[slot] = 0;
+    s->free[s->nfree++] = slot;
+  }
+  s->inflight = s->peak = s->prev = s->back = 0;
+  return 0;
+}
+
+/* state_window(state, n): a window of the spare cache ends after n buffers came back. */
+static int ioq_lua_state_window(lua_State *L) {
+  ioq_lua_state *s = ioq_lua_tostate(L, 1);
+  s->window = ioq_lua_checkint(L, 2, 1, LUA_MAXINTEGER, "window");
+  return 0;
+}
+
+/* spare_inflight(state) -> spare buffers held by operations. */
+static int ioq_lua_spare_inflight(lua_State *L) {
+  lua_pushinteger(L, ioq_lua_tostate(L, 1)->inflight);
+  return 1;
+}
+
+/* Push an idle buffer of n bytes, from the lists at index spare or new; count it in flight. */
+static ioq_lua_buffer *ioq_lua_spare_take(lua_State *L, ioq_lua_state *s, int spare,
+                                          lua_Integer n) {
   ioq_lua_buffer *b = NULL;
-  lua_Integer k, f;
+  lua_Integer k;
   if (lua_rawgeti(L, spare, n) == LUA_TTABLE && (k = (lua_Integer)lua_rawlen(L, -1)) > 0) {
     lua_rawgeti(L, -1, k);
     lua_pushnil(L);
     lua_rawseti(L, -3, k);
-    b = ioq_lua_tobuffer(L, -1);
+    b = (ioq_lua_buffer *)lua_touserdata(L, -1);
     lua_remove(L, -2);
-    if (!b || b->busy) /* only this file fills the lists, with idle buffers */
+    if (!b || !b->spare || b->busy) /* only this file fills the lists, with idle buffers */
       luaL_error(L, "ioq: corrupt spare buffer list");
   } else {
     lua_pop(L, 1);
@@ -488,33 +686,23 @@ static ioq_lua_buffer *ioq_lua_spare_take(lua_State *L, int spare, lua_Integer n
     b->spare = 1;
     luaL_setmetatable(L, IOQ_LUA_BUFFER);
   }
-  f = ioq_lua_geti(L, spare, 0) + 1;
-  ioq_lua_seti(L, spare, 0, f);
-  if (f > ioq_lua_geti(L, spare, -1))
-    ioq_lua_seti(L, spare, -1, f);
+  if (++s->inflight > s->peak)
+    s->peak = s->inflight;
   return b;
 }
 
-/* The spare buffer at index buf is idle again: back to the cache at index spare, unless
+/* The spare buffer at index buf is idle again: back to the lists at index spare, unless
  * the cache holds enough (then it, and one more of the list, are left to the collector). */
-static void ioq_lua_spare_put(lua_State *L, int spare, int buf, size_t cap) {
-  lua_Integer f = ioq_lua_geti(L, spare, 0) - 1;
-  lua_Integer hi = ioq_lua_geti(L, spare, -1);
-  lua_Integer back = ioq_lua_geti(L, spare, -3) + 1;
-  lua_Integer window = ioq_lua_geti(L, spare, -4);
+static void ioq_lua_spare_put(lua_State *L, ioq_lua_state *s, int spare, int buf, size_t cap) {
   lua_Integer keep, len;
-  if (f < 0)
-    f = 0;
-  ioq_lua_seti(L, spare, 0, f);
-  if (back >= (window > 0 ? window : IOQ_LUA_SPARE_WINDOW)) {
-    ioq_lua_seti(L, spare, -2, hi);
-    ioq_lua_seti(L, spare, -1, f);
-    back = 0;
+  if (s->inflight > 0)
+    s->inflight--;
+  if (++s->back >= s->window) {
+    s->prev = s->peak;
+    s->peak = s->inflight;
+    s->back = 0;
   }
-  ioq_lua_seti(L, spare, -3, back);
-  keep = ioq_lua_geti(L, spare, -2);
-  if (hi > keep)
-    keep = hi;
+  keep = s->prev > s->peak ? s->prev : s->peak;
   keep += keep / 4 + 16;
   if (lua_rawgeti(L, spare, (lua_Integer)cap) != LUA_TTABLE) {
     lua_pop(L, 1);
@@ -523,31 +711,47 @@ static void ioq_lua_spare_put(lua_State *L, int spare, int buf, size_t cap) {
     lua_rawseti(L, spare, (lua_Integer)cap);
   }
   len = (lua_Integer)lua_rawlen(L, -1);
-  if (f + len < keep) {
+  if (s->inflight + len < keep) {
     lua_pushvalue(L, buf);
     lua_rawseti(L, -2, len + 1);
-  } else if (f + len > keep && len > 0) {
+  } else if (s->inflight + len > keep && len > 0) {
     lua_pushnil(L);
     lua_rawseti(L, -2, len);
   }
   lua_pop(L, 1);
 }
 
-/* spare_take(spare, n) -> an idle buffer of n bytes of the cache (see above). */
+/* An ioq.lua loop object keeps what its C methods need in its array part, so that they
+ * read it without a string lookup. */
+enum { IOQ_LUA_L_RAW = 1, IOQ_LUA_L_TOK, IOQ_LUA_L_PIN, IOQ_LUA_L_SPARE, IOQ_LUA_L_STATE };
+
+/* spare_take(loop, n) -> an idle buffer of n bytes of the loop's cache (see above). */
 static int ioq_lua_spare_take_l(lua_State *L) {
-  lua_Integer n = luaL_checkinteger(L, 2);
+  lua_Integer n;
+  ioq_lua_state *s;
   luaL_checktype(L, 1, LUA_TTABLE);
-  luaL_argcheck(L, n >= 1 && n <= IOQ_MAX_LEN, 2, "size out of range");
-  ioq_lua_spare_take(L, 1, n);
+  n = ioq_lua_checkint(L, 2, 1, IOQ_MAX_LEN, "size");
+  lua_settop(L, 2);
+  lua_rawgeti(L, 1, IOQ_LUA_L_SPARE); /* 3 */
+  lua_rawgeti(L, 1, IOQ_LUA_L_STATE); /* 4 */
+  s = ioq_lua_tostate(L, 4);
+  luaL_checktype(L, 3, LUA_TTABLE);
+  ioq_lua_spare_take(L, s, 3, n);
   return 1;
 }
 
-/* spare_put(spare, buf): buf, taken by spare_take, is idle again. */
+/* spare_put(loop, buf): buf, taken by spare_take, is idle again. */
 static int ioq_lua_spare_put_l(lua_State *L) {
   ioq_lua_buffer *b = ioq_lua_tobuffer(L, 2);
+  ioq_lua_state *s;
   luaL_checktype(L, 1, LUA_TTABLE);
   luaL_argcheck(L, b && b->spare && !b->busy, 2, "idle spare buffer expected");
-  ioq_lua_spare_put(L, 1, 2, b->cap);
+  lua_settop(L, 2);
+  lua_rawgeti(L, 1, IOQ_LUA_L_SPARE); /* 3 */
+  lua_rawgeti(L, 1, IOQ_LUA_L_STATE); /* 4 */
+  s = ioq_lua_tostate(L, 4);
+  luaL_checktype(L, 3, LUA_TTABLE);
+  ioq_lua_spare_put(L, s, 3, 2, b->cap);
   return 0;
 }
 
@@ -578,173 +782,233 @@ enum {
   IOQ_LUA_K_ERR, IOQ_LUA_K_HANDLE, IOQ_LUA_K_BUF, IOQ_LUA_K_DATA, IOQ_LUA_NKEYS
 };
 
-/* complete(cq, tok, pin, spare, fix, meta) -> list, finals, nfix
+/* One record of the last poll as complete() and co_dispatch() see it. */
+typedef struct ioq_lua_rec {
+  const ioq_cqe *e;
+  lua_Integer id, res;
+  lua_Integer slot;     /* the slot of a known operation's id; 0: unknown */
+  int more;             /* IOQ_CQE_MORE: the operation goes on */
+  int ptype;            /* Lua type of what the operation held (LUA_TNIL: nothing) */
+  ioq_lua_buffer *b;    /* the ioq.buffer it held, if it held one */
+} ioq_lua_rec;
+
+/* The tables of ioq.lua, keyed by the slot of the operation's id (see ioq_lua_state):
+ *   tok   - the token given at submission, when one was given.
+ *   pin   - what the operation holds: a string or a buffer, or a table that describes an
+ *           operation that ioq.lua finishes itself (in Lua: fix below).
+ *   spare - cap -> list of idle spare buffers.
+ * ioq_lua_account does the bookkeeping of one record: it pushes the record's token (nil
+ * when none was given; the id itself for an operation ioq.lua does not know) and what the
+ * operation held (nil for nothing), drops a final completion's entries from tok and pin
+ * and frees its id, and sets the data length of a receive buffer. r->slot is 0 for an
+ * operation that ioq.lua does not know. */
+static void ioq_lua_account(lua_State *L, ioq_lua_state *s, int tok, int pin,
+                            const ioq_cqe *e, ioq_lua_rec *r) {
+  int has_token;
+  r->e = e;
+  r->id = (lua_Integer)e->token;
+  r->res = (lua_Integer)e->result;
+  r->more = (e->flags & IOQ_CQE_MORE) != 0;
+  r->b = NULL;
+  r->slot = ioq_lua_id_slot(s, r->id);
+  if (!r->slot) {
+    lua_pushinteger(L, r->id);
+    lua_pushnil(L);
+    r->ptype = LUA_TNIL;
+    return;
+  }
+  has_token = lua_rawgeti(L, tok, r->slot) != LUA_TNIL;
+  r->ptype = lua_rawgeti(L, pin, r->slot);
+  if (!r->more) {
+    if (has_token) {
+      lua_pushnil(L);
+      lua_rawseti(L, tok, r->slot);
+    }
+    if (r->ptype != LUA_TNIL) {
+      lua_pushnil(L);
+      lua_rawseti(L, pin, r->slot);
+    }
+    ioq_lua_id_free(s, r->slot);
+  }
+  if (r->ptype == LUA_TUSERDATA) {
+    /* Only buffers are pinned as userdata (this file pins them); their size says so. */
+    ioq_lua_buffer *b = (ioq_lua_buffer *)lua_touserdata(L, -1);
+    r->b = lua_rawlen(L, -1) >= sizeof(*b) && lua_rawlen(L, -1) == sizeof(*b) + b->cap
+               ? b : ioq_lua_tobuffer(L, -1);
+    if (r->b && (e->op == IOQ_OP_RECV || e->op == IOQ_OP_READ))
+      r->b->len = r->res > 0 ? (size_t)r->res : 0;
+  }
+}
+
+static int ioq_lua_is_read(uint16_t op) {
+  return op == IOQ_OP_RECV || op == IOQ_OP_READ;
+}
+
+/* After the record's data was taken: a final completion frees what the operation held (a
+ * caller's buffer is no longer busy; a spare buffer at index held goes back to the cache at
+ * index spare). */
+static void ioq_lua_release(lua_State *L, ioq_lua_state *s, int spare, int held,
+                            const ioq_lua_rec *r) {
+  if (!r->b || r->more)
+    return;
+  if (!r->b->spare) {
+    if (r->b->busy > 0)
+      r->b->busy--;
+  } else if (ioq_lua_is_read(r->e->op)) {
+    ioq_lua_spare_put(L, s, spare, held, r->b->cap);
+  }
+}
+
+/* Pushes the completion table of record r, with room for exactly its fields. The keys are
+ * on the stack from index keys on (in ioq_lua_keys order), the op names in the table at
+ * index names; meta (0: none) becomes its metatable. token and held: the values that
+ * ioq_lua_account pushed. */
+static void ioq_lua_build(lua_State *L, const ioq_lua_rec *r, int token, int held, int keys,
+                          int names, int meta) {
+  const ioq_cqe *e = r->e;
+  lua_Integer res = r->res;
+  int has_token = !lua_isnil(L, token);
+  int with_handle = 0, with_data = 0, nf, c;
+  switch (e->op) {
+  case IOQ_OP_ACCEPT: case IOQ_OP_CONNECT: case IOQ_OP_LOCAL_CONNECT: case IOQ_OP_OPEN:
+    with_handle = res >= 0;
+    break;
+  case IOQ_OP_RECV: case IOQ_OP_READ:
+    if (r->b)
+      with_data = !r->b->spare || res >= 0;
+    break;
+  default:
+    break;
+  }
+  nf = 6 + has_token + (e->value != 0) + (e->flags != 0) + (res < 0 ? 2 : 0) +
+       with_handle + with_data;
+  lua_createtable(L, 0, nf);
+  c = lua_gettop(L);
+#define IOQ_LUA_KEY(KEY) (lua_pushvalue(L, keys + IOQ_LUA_K_##KEY))
+  IOQ_LUA_KEY(ID);
+  lua_pushinteger(L, r->id);
+  lua_rawset(L, c);
+  if (has_token) {
+    IOQ_LUA_KEY(TOKEN);
+    lua_pushvalue(L, token);
+    lua_rawset(L, c);
+  }
+  IOQ_LUA_KEY(OP);
+  if (e->op < IOQ_LUA_NOPS)
+    lua_rawgeti(L, names, IOQ_LUA_NKEYS + e->op + 1);
+  else
+    lua_pushinteger(L, (lua_Integer)e->op);
+  lua_rawset(L, c);
+  IOQ_LUA_KEY(OPCODE);
+  lua_pushinteger(L, (lua_Integer)e->op);
+  lua_rawset(L, c);
+  IOQ_LUA_KEY(RESULT);
+  lua_pushinteger(L, res);
+  lua_rawset(L, c);
+  IOQ_LUA_KEY(OK);
+  lua_pushboolean(L, res >= 0);
+  lua_rawset(L, c);
+  IOQ_LUA_KEY(MORE);
+  lua_pushboolean(L, r->more);
+  lua_rawset(L, c);
+  if (e->value != 0) {
+    IOQ_LUA_KEY(VALUE);
+    lua_pushinteger(L, (lua_Integer)e->value);
+    lua_rawset(L, c);
+  }
+  if (e->flags != 0) {
+    IOQ_LUA_KEY(FLAGS);
+    lua_pushinteger(L, (lua_Integer)e->flags);
+    lua_rawset(L, c);
+  }
+  if (res < 0) {
+    IOQ_LUA_KEY(CODE);
+    lua_pushinteger(L, res);
+    lua_rawset(L, c);
+    IOQ_LUA_KEY(ERR);
+    lua_pushstring(L, ioq_strerror(res));
+    lua_rawset(L, c);
+  }
+  if (with_handle) {
+    IOQ_LUA_KEY(HANDLE);
+    lua_pushinteger(L, (lua_Integer)e->value);
+    lua_rawset(L, c);
+  }
+  if (with_data) {
+    if (!r->b->spare) {
+      IOQ_LUA_KEY(BUF);
+      lua_pushvalue(L, held);
+    } else {
+      IOQ_LUA_KEY(DATA);
+      lua_pushlstring(L, (const char *)ioq_lua_bytes(r->b), r->b->len);
+    }
+    lua_rawset(L, c);
+  }
+#undef IOQ_LUA_KEY
+  if (meta) {
+    lua_pushvalue(L, meta);
+    lua_setmetatable(L, c);
+  }
+}
+
+/* Pushes the keys of completion tables (from the names table at index names). */
+static void ioq_lua_pushkeys(lua_State *L, int names) {
+  int k;
+  for (k = 0; k < IOQ_LUA_NKEYS; k++)
+    lua_rawgeti(L, names, k + 1);
+}
+
+/* complete(cq, loop, fix, meta) -> list, nfix
  *
  * Turns the records of the last poll into ioq.lua's completion tables, in C because this
  * is the per-completion work of every program: one table per record, created with room
  * for exactly its fields, with meta as its metatable (it supplies value = 0 and flags = 0,
- * which are not stored). The tables of ioq.lua, keyed by operation id (= token):
- *   tok   - the token given at submission; tok itself stands for nil.
- *   pin   - what the operation holds: a string or a buffer, or a table that describes an
- *           operation that ioq.lua finishes itself (those come back in fix: completion,
- *           description, completion, description ...; nfix pairs).
- *   spare - cap -> list of idle spare buffers; [0] = spare buffers in flight.
- * A final completion removes its entries from tok and pin; finals counts those. */
+ * which are not stored). loop is ioq.lua's loop object (its tables: see ioq_lua_account).
+ * Operations that ioq.lua finishes itself come back in fix: completion, description,
+ * completion, description ...; nfix pairs. */
 static int ioq_lua_complete(lua_State *L) {
-  /* Stack: 1..6 the arguments, 7 the names, then the keys, the list, and per record the
-   * token, the held value and the completion. */
-  enum { NAMES = 7, KEYS = 8, LIST = KEYS + IOQ_LUA_NKEYS, TOKEN, HELD, C };
-  ioq_lua_cqes *cq = (ioq_lua_cqes *)luaL_checkudata(L, 1, IOQ_LUA_CQES);
+  /* Stack: 1..4 the arguments, 5 tok, 6 pin, 7 spare, 8 state, 9 the names, then the keys,
+   * the list, and per record the token, the held value and the completion. */
+  enum { TOK = 5, PIN, SPARE, STATE, NAMES, KEYS, LIST = KEYS + IOQ_LUA_NKEYS, TOKEN, HELD,
+         C };
+  ioq_lua_cqes *cq = ioq_lua_tocqes(L, 1);
   uint32_t i, n = cq->n;
-  lua_Integer finals = 0, nfix = 0;
-  int has_meta, k;
+  lua_Integer nfix = 0;
+  ioq_lua_state *s;
+  int has_meta;
   luaL_checktype(L, 2, LUA_TTABLE);
   luaL_checktype(L, 3, LUA_TTABLE);
-  luaL_checktype(L, 4, LUA_TTABLE);
-  luaL_checktype(L, 5, LUA_TTABLE);
-  has_meta = lua_istable(L, 6);
-  lua_settop(L, 6);
-  luaL_checkstack(L, IOQ_LUA_NKEYS + 8, "ioq complete");
+  has_meta = lua_istable(L, 4);
+  lua_settop(L, 4);
+  luaL_checkstack(L, IOQ_LUA_NKEYS + 12, "ioq complete");
+  lua_rawgeti(L, 2, IOQ_LUA_L_TOK);
+  lua_rawgeti(L, 2, IOQ_LUA_L_PIN);
+  lua_rawgeti(L, 2, IOQ_LUA_L_SPARE);
+  lua_rawgeti(L, 2, IOQ_LUA_L_STATE);
+  s = ioq_lua_tostate(L, STATE);
+  luaL_checktype(L, TOK, LUA_TTABLE);
+  luaL_checktype(L, PIN, LUA_TTABLE);
+  luaL_checktype(L, SPARE, LUA_TTABLE);
   lua_rawgetp(L, LUA_REGISTRYINDEX, &ioq_lua_names_key);
-  for (k = 0; k < IOQ_LUA_NKEYS; k++)
-    lua_rawgeti(L, NAMES, k + 1);
+  ioq_lua_pushkeys(L, NAMES);
   lua_createtable(L, (int)n, 0);
-#define IOQ_LUA_SET(KEY) (lua_rawset(L, C))
-#define IOQ_LUA_KEY(KEY) (lua_pushvalue(L, KEYS + IOQ_LUA_K_##KEY))
   for (i = 0; i < n; i++) {
-    const ioq_cqe *e = &cq->cqe[i];
-    lua_Integer id = (lua_Integer)e->token;
-    lua_Integer res = (lua_Integer)e->result;
-    int more = (e->flags & IOQ_CQE_MORE) != 0;
-    int known, has_token, ptype, nf;
-    int with_handle = 0, with_data = 0;
-    ioq_lua_buffer *b = NULL;
-    known = lua_rawgeti(L, 2, id) != LUA_TNIL; /* TOKEN */
-    if (!known) {
-      lua_pop(L, 1);
-      lua_pushinteger(L, id);
-    } else if (lua_rawequal(L, -1, 2)) {
-      lua_pop(L, 1);
-      lua_pushnil(L);
-    }
-    has_token = !lua_isnil(L, TOKEN);
-    if (known) {
-      ptype = lua_rawgeti(L, 3, id); /* HELD */
-    } else {
-      lua_pushnil(L);
-      ptype = LUA_TNIL;
-    }
-    if (known && !more) {
-      lua_pushnil(L);
-      lua_rawseti(L, 2, id);
-      if (ptype != LUA_TNIL) {
-        lua_pushnil(L);
-        lua_rawseti(L, 3, id);
-      }
-      finals++;
-    }
-    if (ptype == LUA_TUSERDATA)
-      b = ioq_lua_tobuffer(L, HELD);
-    switch (e->op) {
-    case IOQ_OP_ACCEPT: case IOQ_OP_CONNECT: case IOQ_OP_LOCAL_CONNECT: case IOQ_OP_OPEN:
-      with_handle = res >= 0;
-      break;
-    case IOQ_OP_RECV: case IOQ_OP_READ:
-      if (b) {
-        b->len = res > 0 ? (size_t)res : 0;
-        with_data = !b->spare || res >= 0;
-      }
-      break;
-    default:
-      break;
-    }
-    nf = 6 + has_token + (e->value != 0) + (e->flags != 0) + (res < 0 ? 2 : 0) +
-         with_handle + with_data;
-    lua_createtable(L, 0, nf); /* C */
-    IOQ_LUA_KEY(ID);
-    lua_pushinteger(L, id);
-    IOQ_LUA_SET(ID);
-    if (has_token) {
-      IOQ_LUA_KEY(TOKEN);
-      lua_pushvalue(L, TOKEN);
-      IOQ_LUA_SET(TOKEN);
-    }
-    IOQ_LUA_KEY(OP);
-    if (e->op < IOQ_LUA_NOPS)
-      lua_rawgeti(L, NAMES, IOQ_LUA_NKEYS + e->op + 1);
-    else
-      lua_pushinteger(L, (lua_Integer)e->op);
-    IOQ_LUA_SET(OP);
-    IOQ_LUA_KEY(OPCODE);
-    lua_pushinteger(L, (lua_Integer)e->op);
-    IOQ_LUA_SET(OPCODE);
-    IOQ_LUA_KEY(RESULT);
-    lua_pushinteger(L, res);
-    IOQ_LUA_SET(RESULT);
-    IOQ_LUA_KEY(OK);
-    lua_pushboolean(L, res >= 0);
-    IOQ_LUA_SET(OK);
-    IOQ_LUA_KEY(MORE);
-    lua_pushboolean(L, more);
-    IOQ_LUA_SET(MORE);
-    if (e->value != 0) {
-      IOQ_LUA_KEY(VALUE);
-      lua_pushinteger(L, (lua_Integer)e->value);
-      IOQ_LUA_SET(VALUE);
-    }
-    if (e->flags != 0) {
-      IOQ_LUA_KEY(FLAGS);
-      lua_pushinteger(L, (lua_Integer)e->flags);
-      IOQ_LUA_SET(FLAGS);
-    }
-    if (res < 0) {
-      IOQ_LUA_KEY(CODE);
-      lua_pushinteger(L, res);
-      IOQ_LUA_SET(CODE);
-      IOQ_LUA_KEY(ERR);
-      lua_pushstring(L, ioq_strerror(res));
-      IOQ_LUA_SET(ERR);
-    }
-    if (with_handle) {
-      IOQ_LUA_KEY(HANDLE);
-      lua_pushinteger(L, (lua_Integer)e->value);
-      IOQ_LUA_SET(HANDLE);
-    }
-    if (b && !b->spare) {
-      if (e->op == IOQ_OP_RECV || e->op == IOQ_OP_READ) {
-        IOQ_LUA_KEY(BUF);
-        lua_pushvalue(L, HELD);
-        IOQ_LUA_SET(BUF);
-      }
-      if (!more && b->busy > 0)
-        b->busy--;
-    } else if (b && (e->op == IOQ_OP_RECV || e->op == IOQ_OP_READ)) {
-      if (res >= 0) {
-        IOQ_LUA_KEY(DATA);
-        lua_pushlstring(L, (const char *)ioq_lua_bytes(b), b->len);
-        IOQ_LUA_SET(DATA);
-      }
-      if (!more)
-        ioq_lua_spare_put(L, 4, HELD, b->cap);
-    } else if (ptype == LUA_TTABLE) {
+    ioq_lua_rec r;
+    ioq_lua_account(L, s, TOK, PIN, &cq->cqe[i], &r); /* TOKEN, HELD */
+    ioq_lua_build(L, &r, TOKEN, HELD, KEYS, NAMES, has_meta ? 4 : 0); /* C */
+    if (r.ptype == LUA_TTABLE) {
       lua_pushvalue(L, C);
-      lua_rawseti(L, 5, ++nfix);
+      lua_rawseti(L, 3, ++nfix);
       lua_pushvalue(L, HELD);
-      lua_rawseti(L, 5, ++nfix);
+      lua_rawseti(L, 3, ++nfix);
     }
-    if (has_meta) {
-      lua_pushvalue(L, 6);
-      lua_setmetatable(L, C);
-    }
+    ioq_lua_release(L, s, SPARE, HELD, &r);
     lua_rawseti(L, LIST, (lua_Integer)i + 1);
     lua_pop(L, 2);
   }
-#undef IOQ_LUA_KEY
-#undef IOQ_LUA_SET
   lua_pushvalue(L, LIST);
-  lua_pushinteger(L, finals);
   lua_pushinteger(L, nfix / 2);
-  return 3;
+  return 2;
 }
 
 static void ioq_lua_register(lua_State *L) {
@@ -784,6 +1048,11 @@ static void ioq_lua_register(lua_State *L) {
     }
     lua_rawsetp(L, LUA_REGISTRYINDEX, &ioq_lua_names_key);
   }
+  if (luaL_newmetatable(L, IOQ_LUA_STATE)) {
+    lua_pushcfunction(L, ioq_lua_state_gc);
+    lua_setfield(L, -2, "__gc");
+  }
+  lua_pop(L, 1);
   if (luaL_newmetatable(L, IOQ_LUA_CQES)) {
     luaL_newlib(L, cqes_methods);
     lua_setfield(L, -2, "__index");
@@ -824,11 +1093,14 @@ static void ioq_lua_register(lua_State *L) {
   int isnum_ = 0;
   lua_Integer v_ = lua_tointegerx(L, $input, &isnum_);
   if (!isnum_) {
-    SWIG_Lua_pushferrstring(L, "Error in $symname (arg %d), expected an integer", $argnum);
+    SWIG_Lua_pushferrstring(L, "Error in $symname (arg %d), expected an integer, got %s",
+                            $argnum, ioq_lua_numdesc(L, $input));
     SWIG_fail;
   }
   if (v_ < (lua_Integer)(LO) || v_ > (lua_Integer)(HI)) {
-    SWIG_Lua_pushferrstring(L, "Error in $symname (arg %d), integer out of range", $argnum);
+    SWIG_Lua_pushferrstring(L, "Error in $symname (arg %d), integer out of range %I..%I, "
+                            "got %I", $argnum, (LUAI_UACINT)(LO), (LUAI_UACINT)(HI),
+                            (LUAI_UACINT)v_);
     SWIG_fail;
   }
   $1 = ($1_ltype)v_;
@@ -837,8 +1109,9 @@ static void ioq_lua_register(lua_State *L) {
   int isnum_ = 0;
   lua_Integer v_ = lua_tointegerx(L, $input, &isnum_);
   if (!isnum_ || v_ < (lua_Integer)(LO) || v_ > (lua_Integer)(HI)) {
-    SWIG_Lua_pushferrstring(L, "Error in $symname (arg %d), expected an integer in range",
-                            $argnum);
+    SWIG_Lua_pushferrstring(L, "Error in $symname (arg %d), expected an integer in range "
+                            "%I..%I, got %s", $argnum, (LUAI_UACINT)(LO), (LUAI_UACINT)(HI),
+                            ioq_lua_numdesc(L, $input));
     SWIG_fail;
   }
   temp = ($*1_ltype)v_;
@@ -1026,13 +1299,19 @@ static ioq_loop *ioq_lua_liveloop(lua_State *L, int idx) {
   return (ioq_loop *)p;
 }
 
-/* An accepted operation of ioq.lua: tok[id] = token (tok itself for nil), pin[id] = held. */
+/* An accepted operation of ioq.lua: tok[slot] = token, pin[slot] = what it holds (each
+ * only when there is one). */
 static void ioq_lua_record(lua_State *L, lua_Integer id, int tok, int pin, int token,
                            int held) {
-  lua_pushvalue(L, lua_isnoneornil(L, token) ? tok : token);
-  lua_rawseti(L, tok, id);
-  lua_pushvalue(L, held);
-  lua_rawseti(L, pin, id);
+  lua_Integer slot = id & IOQ_LUA_SLOT_MASK;
+  if (!lua_isnoneornil(L, token)) {
+    lua_pushvalue(L, token);
+    lua_rawseti(L, tok, slot);
+  }
+  if (!lua_isnoneornil(L, held)) {
+    lua_pushvalue(L, held);
+    lua_rawseti(L, pin, slot);
+  }
 }
 
 /* ioq_send of the bytes at index data, recorded in ioq.lua's tables on success. */
@@ -1054,24 +1333,24 @@ static int ioq_lua_send_op(lua_State *L, ioq_loop *loop, lua_Integer h, int data
 }
 
 /* ioq_recv into the buffer at index what, or for a byte count into a spare buffer of the
- * cache at index spare, recorded as ioq_lua_send_op does. A count out of range: EINVAL. */
-static int ioq_lua_recv_op(lua_State *L, ioq_loop *loop, lua_Integer h, int what,
-                           lua_Integer id, int tok, int pin, int token, int spare) {
+ * cache (lists at index spare, counts in s), recorded as ioq_lua_send_op does. A count
+ * out of range: IOQ_EINVAL. */
+static int ioq_lua_recv_op(lua_State *L, ioq_loop *loop, ioq_lua_state *s, lua_Integer h,
+                           int what, lua_Integer id, int tok, int pin, int token, int spare) {
   ioq_lua_buffer *b;
   int rc;
-  if (lua_isinteger(L, what)) {
-    lua_Integer n = lua_tointeger(L, what);
+  if (lua_type(L, what) == LUA_TNUMBER) {
+    lua_Integer n = ioq_lua_checkint(L, what, LUA_MININTEGER, LUA_MAXINTEGER, "byte count");
     int top;
-    luaL_checktype(L, spare, LUA_TTABLE);
     if (n < 1 || n > IOQ_MAX_LEN)
       return IOQ_EINVAL;
-    b = ioq_lua_spare_take(L, spare, n);
+    b = ioq_lua_spare_take(L, s, spare, n);
     top = lua_gettop(L);
     rc = ioq_recv(loop, (ioq_handle)h, ioq_lua_bytes(b), b->cap, (uint64_t)id);
     if (rc == 0)
       ioq_lua_record(L, id, tok, pin, token, top);
     else
-      ioq_lua_spare_put(L, spare, top, b->cap);
+      ioq_lua_spare_put(L, s, spare, top, b->cap);
     lua_pop(L, 1);
     return rc;
   }
@@ -1086,45 +1365,15 @@ static int ioq_lua_recv_op(lua_State *L, ioq_loop *loop, lua_Integer h, int what
   return rc;
 }
 
-/* held_send(raw, h, data, id, tok, pin [, token]) -> rc: ioq_send, and on success the
- * operation is recorded in ioq.lua's tables (which keep data referenced) in the same call. */
-static int ioq_lua_held_send(lua_State *L) {
-  ioq_loop *loop = ioq_lua_liveloop(L, 1);
-  lua_Integer h = luaL_checkinteger(L, 2);
-  lua_Integer id = luaL_checkinteger(L, 4);
-  luaL_checktype(L, 5, LUA_TTABLE);
-  luaL_checktype(L, 6, LUA_TTABLE);
-  lua_settop(L, 7);
-  lua_pushinteger(L, ioq_lua_send_op(L, loop, h, 3, id, 5, 6, 7));
-  return 1;
-}
-
-/* held_recv(raw, h, buf_or_n, id, tok, pin, token, spare) -> rc: ioq_recv into the given
- * buffer, or for a byte count into a spare buffer (the cache above), recorded as
- * held_send does. A byte count out of range is IOQ_EINVAL. */
-static int ioq_lua_held_recv(lua_State *L) {
-  ioq_loop *loop = ioq_lua_liveloop(L, 1);
-  lua_Integer h = luaL_checkinteger(L, 2);
-  lua_Integer id = luaL_checkinteger(L, 4);
-  luaL_checktype(L, 5, LUA_TTABLE);
-  luaL_checktype(L, 6, LUA_TTABLE);
-  lua_settop(L, 8);
-  lua_pushinteger(L, ioq_lua_recv_op(L, loop, h, 3, id, 5, 6, 7, 8));
-  return 1;
-}
-
-/* An ioq.lua loop object keeps what its C methods need in its array part, so that they
- * read it without a string lookup. */
-enum { IOQ_LUA_L_RAW = 1, IOQ_LUA_L_TOK, IOQ_LUA_L_PIN, IOQ_LUA_L_SPARE, IOQ_LUA_L_LAST };
-
-/* The results of a method that submitted operation id: id, or nil, message, code. */
-static int ioq_lua_method_result(lua_State *L, int self, lua_Integer id, int rc) {
+/* The results of a method that submitted operation id: id, or nil, message, code (the
+ * id is free again then). */
+static int ioq_lua_method_result(lua_State *L, ioq_lua_state *s, lua_Integer id, int rc) {
   if (rc == 0) {
-    lua_pushinteger(L, id);
-    lua_rawseti(L, self, IOQ_LUA_L_LAST);
     lua_pushinteger(L, id);
     return 1;
   }
+  if (id)
+    ioq_lua_id_free(s, ioq_lua_id_slot(s, id));
   if (rc == IOQ_EMISUSE)
     return luaL_error(L, "%s", ioq_strerror(rc));
   lua_pushnil(L);
@@ -1136,45 +1385,546 @@ static int ioq_lua_method_result(lua_State *L, int self, lua_Integer id, int rc)
 /* Loop:send(h, data [, token]) and Loop:recv(h, buf_or_n [, token]) of ioq.lua, in C:
  * they are the operations of every stream, and a Lua method around them would cost about
  * as much again as the submission. Stack: 1 self, 2 h, 3 data, 4 token, 5 raw, 6 tok,
- * 7 pin, 8 spare. */
-static void ioq_lua_method_args(lua_State *L, ioq_loop **loop, lua_Integer *id,
-                                lua_Integer *h) {
+ * 7 pin, 8 spare, 9 state. */
+static ioq_lua_state *ioq_lua_method_args(lua_State *L, ioq_loop **loop, lua_Integer *id,
+                                          lua_Integer *h) {
+  ioq_lua_state *s;
   luaL_checktype(L, 1, LUA_TTABLE);
   lua_settop(L, 4);
   lua_rawgeti(L, 1, IOQ_LUA_L_RAW);
   lua_rawgeti(L, 1, IOQ_LUA_L_TOK);
   lua_rawgeti(L, 1, IOQ_LUA_L_PIN);
   lua_rawgeti(L, 1, IOQ_LUA_L_SPARE);
+  lua_rawgeti(L, 1, IOQ_LUA_L_STATE);
   *loop = ioq_lua_liveloop(L, 5);
-  *h = luaL_checkinteger(L, 2);
-  lua_rawgeti(L, 1, IOQ_LUA_L_LAST);
-  *id = lua_tointeger(L, -1) + 1;
-  lua_pop(L, 1);
+  *h = ioq_lua_checkint(L, 2, LUA_MININTEGER, LUA_MAXINTEGER, "handle");
+  s = ioq_lua_tostate(L, 9);
+  *id = 0;
+  return s;
 }
 
 static int ioq_lua_loop_send(lua_State *L) {
   ioq_loop *loop;
   lua_Integer id, h;
+  size_t n;
+  ioq_lua_state *s = ioq_lua_method_args(L, &loop, &id, &h);
   int rc;
-  ioq_lua_method_args(L, &loop, &id, &h);
-  rc = ioq_lua_send_op(L, loop, h, 3, id, 6, 7, 4);
-  return ioq_lua_method_result(L, 1, id, rc);
+  /* Every error is raised before the id is taken. */
+  if (!ioq_lua_srcbytes(L, 3, &n))
+    return luaL_typeerror(L, 3, "string or " IOQ_LUA_BUFFER);
+  id = ioq_lua_id_new(s);
+  rc = id ? ioq_lua_send_op(L, loop, h, 3, id, 6, 7, 4) : IOQ_ENOMEM;
+  return ioq_lua_method_result(L, s, id, rc);
 }
 
 static int ioq_lua_loop_recv(lua_State *L) {
   ioq_loop *loop;
   lua_Integer id, h;
+  ioq_lua_state *s = ioq_lua_method_args(L, &loop, &id, &h);
   int rc;
-  ioq_lua_method_args(L, &loop, &id, &h);
-  rc = ioq_lua_recv_op(L, loop, h, 3, id, 6, 7, 4, 8);
-  return ioq_lua_method_result(L, 1, id, rc);
+  /* Every error is raised before the id is taken. */
+  if (lua_type(L, 3) == LUA_TNUMBER)
+    ioq_lua_checkint(L, 3, LUA_MININTEGER, LUA_MAXINTEGER, "byte count");
+  else if (!ioq_lua_tobuffer(L, 3))
+    return luaL_error(L, "receive target must be an ioq.buffer or a byte count");
+  else
+    ioq_lua_dstbuffer(L, 3);
+  luaL_checktype(L, 8, LUA_TTABLE);
+  id = ioq_lua_id_new(s);
+  rc = id ? ioq_lua_recv_op(L, loop, s, h, 3, id, 6, 7, 4, 8) : IOQ_ENOMEM;
+  return ioq_lua_method_result(L, s, id, rc);
 }
+/* ---- coroutine support of ioq.co ------------------------------------------------------
+ *
+ * ioq.co runs coroutines on one loop. Its two hot paths are here: the dispatch of a poll's
+ * records to the coroutines that wait for them (co_dispatch), and the receive and send
+ * of streams (the methods made by co_methods), which submit, note the waiting coroutine
+ * and yield in one C call. Per completion that saves the completion table, the Lua loop
+ * over the records and the Lua frames of the methods.
+ *
+ * A coroutine waits for an operation with waiting[id] = the coroutine; it is resumed with
+ * result, x, id where x is the received string (recv and read into a spare buffer; nil
+ * on error), else the completion's value (a new handle for accept, connect, open). The
+ * other kinds of waiter: a stream table (a send that nobody waits for: see below), and a
+ * function (ioq.co's own, called from Lua with result, x, id). Records that ioq.lua must
+ * finish (their pin is a table) go back to Lua as completion tables. */
+
+/* Slots of an ioq.co stream table (its array part), shared with co.lua. */
+enum {
+  IOQ_CO_H = 1,   /* handle, or false once closed */
+  IOQ_CO_LOOP,    /* the ioq.lua loop object */
+  IOQ_CO_SCHED,   /* the scheduler: [1] waiting (id -> waiter), [2] parked (co -> stream) */
+  IOQ_CO_WB,      /* bytes of sends in flight that no coroutine waits for */
+  IOQ_CO_WN,      /* number of those sends */
+  IOQ_CO_WERR,    /* IOQ_E* code of the first of them that failed, or false */
+  IOQ_CO_PARKED,  /* coroutine waiting until WB <= PARK_AT (PARK_AT < 0: WN == 0), or false */
+  IOQ_CO_PARK_AT,
+  IOQ_CO_RBUF,    /* received bytes that were not read yet (a string), or false */
+  IOQ_CO_TIMEOUT, /* seconds, or false */
+  IOQ_CO_WLIMIT,  /* bytes of sends in flight before a send waits */
+  IOQ_CO_RPOS,    /* where the unread bytes of RBUF start (co.lua's) */
+  IOQ_CO_SEEN,    /* the coroutine that passed ioq_co_check last, or false */
+  IOQ_CO_WAITING  /* the scheduler's waiting table */
+};
+
+/* Outcome of resuming a coroutine that did not yield ioq.co's WAIT (it finished, failed,
+ * or yielded to give the others a turn): events gets co, ok, value, false for Lua. */
+static void ioq_co_event(lua_State *L, int events, lua_Integer *nev, int a, int b, int c,
+                         int d) {
+  lua_pushvalue(L, a);
+  lua_rawseti(L, events, ++*nev);
+  lua_pushvalue(L, b);
+  lua_rawseti(L, events, ++*nev);
+  lua_pushvalue(L, c);
+  lua_rawseti(L, events, ++*nev);
+  lua_pushvalue(L, d);
+  lua_rawseti(L, events, ++*nev);
+}
+
+/* Resumes the coroutine th (at index thi of L) with its nargs pushed arguments. */
+static void ioq_co_resume(lua_State *L, int thi, lua_State *th, int nargs, int waitv,
+                          int events, lua_Integer *nev) {
+  int nres = 0, status, top;
+  status = lua_resume(th, L, nargs, &nres);
+  if (status == LUA_YIELD && nres == 1 &&
+      lua_topointer(th, -1) == lua_topointer(L, waitv)) {
+    lua_pop(th, 1);
+    return;
+  }
+  top = lua_gettop(L);
+  if (status == LUA_YIELD || status == LUA_OK) {
+    lua_pushboolean(L, 1);
+    if (nres > 0) {
+      lua_pushvalue(th, -nres);
+      lua_xmove(th, L, 1);
+    } else {
+      lua_pushnil(L);
+    }
+    lua_pop(th, nres);
+  } else {
+    lua_pushboolean(L, 0);
+    lua_xmove(th, L, 1); /* the error object; the coroutine keeps its frames */
+  }
+  lua_pushboolean(L, 0);
+  ioq_co_event(L, events, nev, thi, top + 1, top + 2, top + 3);
+  lua_settop(L, top);
+}
+
+/* The byte length of a value an operation sent: a string or an ioq.buffer. */
+static lua_Integer ioq_co_sentlen(lua_State *L, int idx) {
+  ioq_lua_buffer *b;
+  if (lua_type(L, idx) == LUA_TSTRING)
+    return (lua_Integer)lua_rawlen(L, idx);
+  b = ioq_lua_tobuffer(L, idx);
+  return b ? (lua_Integer)b->len : 0;
+}
+
+static lua_Integer ioq_co_geti(lua_State *L, int t, lua_Integer k) {
+  lua_Integer v;
+  lua_rawgeti(L, t, k);
+  v = lua_tointeger(L, -1);
+  lua_pop(L, 1);
+  return v;
+}
+
+/* A send that nobody waits for has completed: account for it in its stream (index w),
+ * keep its error, and wake the coroutine parked on the stream when its condition holds. */
+static void ioq_co_sent(lua_State *L, int w, int held, lua_Integer res, int waitv,
+                        int events, lua_Integer *nev) {
+  lua_Integer wb = ioq_co_geti(L, w, IOQ_CO_WB) - ioq_co_sentlen(L, held);
+  lua_Integer wn = ioq_co_geti(L, w, IOQ_CO_WN) - 1;
+  if (wn <= 0)
+    wn = wb = 0;
+  if (wb < 0)
+    wb = 0;
+  ioq_lua_seti(L, w, IOQ_CO_WB, wb);
+  ioq_lua_seti(L, w, IOQ_CO_WN, wn);
+  if (res < 0) {
+    if (lua_rawgeti(L, w, IOQ_CO_WERR) != LUA_TNUMBER)
+      ioq_lua_seti(L, w, IOQ_CO_WERR, res);
+    lua_pop(L, 1);
+  }
+  if (lua_rawgeti(L, w, IOQ_CO_PARKED) == LUA_TTHREAD) {
+    lua_Integer at = ioq_co_geti(L, w, IOQ_CO_PARK_AT);
+    if (res < 0 || (at >= 0 ? wb <= at : wn == 0)) {
+      int thi = lua_gettop(L);
+      lua_pushboolean(L, 0);
+      lua_rawseti(L, w, IOQ_CO_PARKED);
+      lua_rawgeti(L, w, IOQ_CO_SCHED);
+      lua_rawgeti(L, -1, 2);
+      lua_pushvalue(L, thi);
+      lua_pushnil(L);
+      lua_rawset(L, -3);
+      lua_pop(L, 2);
+      ioq_co_resume(L, thi, lua_tothread(L, thi), 0, waitv, events, nev);
+    }
+  }
+  lua_pop(L, 1);
+}
+
+/* co_dispatch(cq, loop, fix, meta, waiting, events, WAIT, timeout_ns) -> n, nfix, nev
+ *
+ * One poll of the loop into cq (n: its result, an IOQ_E* code when negative), and its
+ * records after ioq.lua's bookkeeping (as complete() does it):
+ * each final completion resumes the coroutine that waits for it (waiting is keyed by the
+ * slot of the operation's id, as tok and pin are). What Lua must do after is in events,
+ * four values per entry: co, ok, value, false after a coroutine that finished, failed or
+ * yielded something else than WAIT (as coroutine.resume returned it); fn, result, x, id
+ * for a waiter that is a function. Completions of operations that ioq.lua finishes come
+ * back in fix as completion, description, waiter (taken out of waiting; nil for none). */
+static int ioq_lua_co_dispatch(lua_State *L) {
+  enum { CQ = 1, LOOPT, FIX, META, WAITING, EVENTS, WAITV, NS, TOK, PIN, SPARE, STATE,
+         NAMES, KEYS, TOKEN = KEYS + IOQ_LUA_NKEYS, HELD, W };
+  ioq_lua_cqes *cq = ioq_lua_tocqes(L, CQ);
+  lua_Integer ns = luaL_checkinteger(L, NS);
+  uint32_t i, n;
+  lua_Integer nfix = 0, nev = 0;
+  ioq_lua_state *s;
+  int rc;
+  luaL_checktype(L, LOOPT, LUA_TTABLE);
+  luaL_checktype(L, FIX, LUA_TTABLE);
+  luaL_checktype(L, WAITING, LUA_TTABLE);
+  luaL_checktype(L, EVENTS, LUA_TTABLE);
+  lua_settop(L, NS);
+  luaL_checkstack(L, IOQ_LUA_NKEYS + 20, "ioq co_dispatch");
+  lua_rawgeti(L, LOOPT, IOQ_LUA_L_TOK);
+  lua_rawgeti(L, LOOPT, IOQ_LUA_L_PIN);
+  lua_rawgeti(L, LOOPT, IOQ_LUA_L_SPARE);
+  lua_rawgeti(L, LOOPT, IOQ_LUA_L_STATE);
+  s = ioq_lua_tostate(L, STATE);
+  if (!s->loop)
+    return luaL_error(L, "ioq loop used after free");
+  cq->n = 0;
+  rc = ioq_poll(s->loop, cq->cqe, cq->max, (int64_t)ns);
+  if (rc <= 0) {
+    lua_pushinteger(L, rc);
+    lua_pushinteger(L, 0);
+    lua_pushinteger(L, 0);
+    return 3;
+  }
+  n = cq->n = (uint32_t)rc;
+  luaL_checktype(L, TOK, LUA_TTABLE);
+  luaL_checktype(L, PIN, LUA_TTABLE);
+  luaL_checktype(L, SPARE, LUA_TTABLE);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &ioq_lua_names_key);
+  ioq_lua_pushkeys(L, NAMES);
+  for (i = 0; i < n; i++) {
+    ioq_lua_rec r;
+    const ioq_cqe *e = &cq->cqe[i];
+    int wt;
+    ioq_lua_account(L, s, TOK, PIN, e, &r); /* TOKEN, HELD */
+    if (r.ptype == LUA_TTABLE) {
+      /* The waiter leaves waiting now: the slot may serve a new operation before Lua
+       * gets to this completion. */
+      ioq_lua_build(L, &r, TOKEN, HELD, KEYS, NAMES, lua_istable(L, META) ? META : 0);
+      lua_rawseti(L, FIX, ++nfix);
+      lua_pushvalue(L, HELD);
+      lua_rawseti(L, FIX, ++nfix);
+      if (!r.more && lua_rawgeti(L, WAITING, r.slot) != LUA_TNIL) {
+        lua_pushnil(L);
+        lua_rawseti(L, WAITING, r.slot);
+      }
+      lua_rawseti(L, FIX, ++nfix);
+      lua_settop(L, TOKEN - 1);
+      continue;
+    }
+    wt = (r.more || !r.slot) ? LUA_TNONE : lua_rawgeti(L, WAITING, r.slot); /* W */
+    if (wt == LUA_TNONE || wt == LUA_TNIL) {
+      ioq_lua_release(L, s, SPARE, HELD, &r);
+    } else if (wt == LUA_TTHREAD) {
+      lua_State *th = lua_tothread(L, W);
+      lua_pushnil(L);
+      lua_rawseti(L, WAITING, r.slot);
+      if (!lua_checkstack(th, 4))
+        return luaL_error(L, "ioq co_dispatch: coroutine stack overflow");
+      lua_pushinteger(th, r.res);
+      if (r.b && r.b->spare && ioq_lua_is_read(e->op)) {
+        if (r.res >= 0)
+          lua_pushlstring(th, (const char *)ioq_lua_bytes(r.b), r.b->len);
+        else
+          lua_pushnil(th);
+      } else {
+        lua_pushinteger(th, (lua_Integer)e->value);
+      }
+      lua_pushinteger(th, r.id);
+      ioq_lua_release(L, s, SPARE, HELD, &r);
+      ioq_co_resume(L, W, th, 3, WAITV, EVENTS, &nev);
+    } else if (wt == LUA_TTABLE) {
+      lua_pushnil(L);
+      lua_rawseti(L, WAITING, r.slot);
+      ioq_co_sent(L, W, HELD, r.res, WAITV, EVENTS, &nev);
+      ioq_lua_release(L, s, SPARE, HELD, &r);
+    } else {
+      int top = lua_gettop(L);
+      lua_pushnil(L);
+      lua_rawseti(L, WAITING, r.slot);
+      lua_pushinteger(L, r.res);
+      if (r.b && r.b->spare && ioq_lua_is_read(e->op) && r.res >= 0)
+        lua_pushlstring(L, (const char *)ioq_lua_bytes(r.b), r.b->len);
+      else
+        lua_pushinteger(L, (lua_Integer)e->value);
+      lua_pushinteger(L, r.id);
+      ioq_co_event(L, EVENTS, &nev, W, top + 1, top + 2, top + 3);
+      ioq_lua_release(L, s, SPARE, HELD, &r);
+    }
+    lua_settop(L, TOKEN - 1);
+  }
+  lua_pushinteger(L, (lua_Integer)n);
+  lua_pushinteger(L, nfix / 3);
+  lua_pushinteger(L, nev / 4);
+  return 3;
+}
+
+/* Upvalues of the stream methods that co_methods makes. */
+enum { IOQ_CO_UP_OWNER = 1, IOQ_CO_UP_WAIT, IOQ_CO_UP_SLOW_RECV, IOQ_CO_UP_SLOW_SEND,
+       IOQ_CO_UP_INTERRUPTED };
+
+/* The handle of stream self, after checking that the running coroutine belongs to the
+ * stream's scheduler (else waiting would never end). */
+static lua_Integer ioq_co_check(lua_State *L, int self) {
+  lua_Integer h;
+  int same;
+  luaL_checktype(L, self, LUA_TTABLE);
+  if (lua_rawgeti(L, self, IOQ_CO_H) != LUA_TNUMBER)
+    luaL_error(L, "ioq.co: object used after close");
+  h = lua_tointeger(L, -1);
+  lua_pop(L, 1);
+  if (lua_pushthread(L))
+    luaL_error(L, "ioq.co: this call waits; make it inside a coroutine started by spawn");
+  /* A coroutine never changes its scheduler: the one that passed last passes again. */
+  lua_rawgeti(L, self, IOQ_CO_SEEN);
+  same = lua_rawequal(L, -1, -2);
+  lua_pop(L, 1);
+  if (same) {
+    lua_pop(L, 1);
+    return h;
+  }
+  lua_pushvalue(L, -1);
+  lua_rawget(L, lua_upvalueindex(IOQ_CO_UP_OWNER));
+  lua_rawgeti(L, self, IOQ_CO_SCHED);
+  same = lua_rawequal(L, -1, -2);
+  lua_pop(L, 2);
+  if (!same)
+    luaL_error(L, "ioq.co: this call waits; make it inside a coroutine of the stream's "
+                  "scheduler");
+  lua_rawseti(L, self, IOQ_CO_SEEN);
+  return h;
+}
+
+/* A slot that is set (not nil, not false). */
+static int ioq_co_slot(lua_State *L, int t, lua_Integer k) {
+  int set;
+  lua_rawgeti(L, t, k);
+  set = lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  return set;
+}
+
+static int ioq_co_passk(lua_State *L, int status, lua_KContext base) {
+  (void)status;
+  return lua_gettop(L) - (int)base;
+}
+
+/* Calls the Lua function of upvalue up with the arguments 1..nargs and returns what it
+ * returns (it may yield). */
+static int ioq_co_slow(lua_State *L, int up, int nargs) {
+  int i;
+  lua_settop(L, nargs);
+  lua_pushvalue(L, lua_upvalueindex(up));
+  for (i = 1; i <= nargs; i++)
+    lua_pushvalue(L, i);
+  lua_callk(L, nargs, LUA_MULTRET, nargs, ioq_co_passk);
+  return ioq_co_passk(L, LUA_OK, nargs);
+}
+
+/* The loop of stream self and the id of its next operation (0: none left): pushes loop,
+ * pin, spare, state and a nil (no token; it also stands for tok, which ioq_lua_record
+ * never reads without a token) from index base + 1 on. */
+static ioq_loop *ioq_co_loop(lua_State *L, int self, int base, ioq_lua_state **s,
+                             lua_Integer *id) {
+  lua_rawgeti(L, self, IOQ_CO_LOOP);        /* base+1 loop */
+  lua_rawgeti(L, base + 1, IOQ_LUA_L_PIN);   /* base+2 pin */
+  lua_rawgeti(L, base + 1, IOQ_LUA_L_SPARE); /* base+3 spare */
+  lua_rawgeti(L, base + 1, IOQ_LUA_L_STATE); /* base+4 state */
+  lua_pushnil(L);                           /* base+5 token */
+  *s = ioq_lua_tostate(L, base + 4);
+  if (!(*s)->loop)
+    luaL_error(L, "ioq loop used after free");
+  *id = ioq_lua_id_new(*s);
+  return (*s)->loop;
+}
+
+/* waiting[slot of id] = the value at index v (the scheduler of stream self). */
+static void ioq_co_wait_for(lua_State *L, int self, lua_Integer id, int v) {
+  lua_rawgeti(L, self, IOQ_CO_WAITING);
+  lua_pushvalue(L, v);
+  lua_rawseti(L, -2, id & IOQ_LUA_SLOT_MASK);
+  lua_pop(L, 1);
+}
+
+/* The coroutine was interrupted (a fourth resume value): the Lua function of ioq.co keeps
+ * what the operation got (received bytes go back to the stream) and raises. */
+static int ioq_co_interrupted(lua_State *L, const char *op, int res, int x) {
+  lua_pushvalue(L, lua_upvalueindex(IOQ_CO_UP_INTERRUPTED));
+  lua_pushvalue(L, 1);
+  lua_pushstring(L, op);
+  lua_pushvalue(L, res);
+  lua_pushvalue(L, x);
+  lua_call(L, 4, 0);
+  return luaL_error(L, "ioq.co: interrupted"); /* not reached: the function raises */
+}
+
+static int ioq_co_fail(lua_State *L, lua_Integer code, int with_bytes) {
+  lua_pushnil(L);
+  lua_pushstring(L, ioq_strerror(code));
+  lua_pushinteger(L, code);
+  if (with_bytes)
+    lua_pushinteger(L, 0);
+  return with_bytes ? 4 : 3;
+}
+
+/* After a receive: stack 1 self, 2 n, then result, x, id [, interrupted]. */
+static int ioq_co_recv_k(lua_State *L, int status, lua_KContext ctx) {
+  lua_Integer res;
+  (void)status;
+  (void)ctx;
+  if (lua_gettop(L) >= 6 && lua_toboolean(L, 6))
+    return ioq_co_interrupted(L, "recv", 3, 4);
+  res = lua_tointeger(L, 3);
+  if (res >= 0) {
+    lua_settop(L, 4);
+    return 1;
+  }
+  return ioq_co_fail(L, res, 0);
+}
+
+/* stream:recv([n]) -> 1..n bytes as a string, "" at the end of the stream; or nil,
+ * message, code. Buffered bytes and timeouts take the Lua path. */
+static int ioq_co_recv(lua_State *L) {
+  lua_Integer h, n = 4096, id;
+  ioq_lua_state *s;
+  ioq_loop *loop;
+  int rc;
+  h = ioq_co_check(L, 1);
+  if (!lua_isnoneornil(L, 2))
+    n = ioq_lua_checkint(L, 2, LUA_MININTEGER, LUA_MAXINTEGER, "byte count");
+  if (ioq_co_slot(L, 1, IOQ_CO_RBUF) || ioq_co_slot(L, 1, IOQ_CO_TIMEOUT))
+    return ioq_co_slow(L, IOQ_CO_UP_SLOW_RECV, 2);
+  lua_settop(L, 2);
+  loop = ioq_co_loop(L, 1, 2, &s, &id); /* 3 loop, 4 pin, 5 spare, 6 state, 7 token */
+  lua_pushinteger(L, n);                /* 8 */
+  rc = id ? ioq_lua_recv_op(L, loop, s, h, 8, id, 7, 4, 7, 5) : IOQ_ENOMEM;
+  if (rc != 0) {
+    if (id)
+      ioq_lua_id_free(s, ioq_lua_id_slot(s, id));
+    if (rc == IOQ_EMISUSE)
+      return luaL_error(L, "%s", ioq_strerror(rc));
+    return ioq_co_fail(L, rc, 0);
+  }
+  lua_pushthread(L);
+  ioq_co_wait_for(L, 1, id, lua_gettop(L));
+  lua_settop(L, 2);
+  lua_pushvalue(L, lua_upvalueindex(IOQ_CO_UP_WAIT));
+  return lua_yieldk(L, 1, 0, ioq_co_recv_k);
+}
+
+/* After a send that waited for room: stack 1 self, 2 data, 3 its length [, the resume
+ * values of an interruption]. */
+static int ioq_co_send_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  (void)ctx;
+  if (lua_gettop(L) >= 7 && lua_toboolean(L, 7))
+    return ioq_co_interrupted(L, "send", 4, 5);
+  if (lua_rawgeti(L, 1, IOQ_CO_WERR) == LUA_TNUMBER)
+    return ioq_co_fail(L, lua_tointeger(L, -1), 1);
+  lua_settop(L, 3);
+  return 1;
+}
+
+/* stream:send(data) -> #data once ioq holds the data: the send goes on while the coroutine
+ * does; sends go out in order. Past the stream's limit of bytes in flight the call waits
+ * for room. Failures of sends in flight are returned by the next send (and flush, close).
+ * With a timeout the Lua path waits for the send itself. */
+static int ioq_co_send(lua_State *L) {
+  lua_Integer h, id, wb, len;
+  size_t n = 0;
+  ioq_lua_state *s;
+  ioq_loop *loop;
+  int rc;
+  h = ioq_co_check(L, 1);
+  if (!ioq_lua_srcbytes(L, 2, &n))
+    return luaL_typeerror(L, 2, "string or " IOQ_LUA_BUFFER);
+  lua_settop(L, 2);
+  if (lua_rawgeti(L, 1, IOQ_CO_WERR) == LUA_TNUMBER)
+    return ioq_co_fail(L, lua_tointeger(L, -1), 1);
+  lua_pop(L, 1);
+  if (ioq_co_slot(L, 1, IOQ_CO_TIMEOUT))
+    return ioq_co_slow(L, IOQ_CO_UP_SLOW_SEND, 2);
+  len = (lua_Integer)n;
+  loop = ioq_co_loop(L, 1, 2, &s, &id); /* 3 loop, 4 pin, 5 spare, 6 state, 7 token */
+  rc = id ? ioq_lua_send_op(L, loop, h, 2, id, 7, 4, 7) : IOQ_ENOMEM;
+  if (rc != 0) {
+    if (id)
+      ioq_lua_id_free(s, ioq_lua_id_slot(s, id));
+    if (rc == IOQ_EMISUSE)
+      return luaL_error(L, "%s", ioq_strerror(rc));
+    return ioq_co_fail(L, rc, 1);
+  }
+  ioq_co_wait_for(L, 1, id, 1);
+  wb = ioq_co_geti(L, 1, IOQ_CO_WB) + len;
+  ioq_lua_seti(L, 1, IOQ_CO_WB, wb);
+  ioq_lua_seti(L, 1, IOQ_CO_WN, ioq_co_geti(L, 1, IOQ_CO_WN) + 1);
+  lua_settop(L, 2);
+  lua_pushinteger(L, len); /* 3 */
+  if (wb > ioq_co_geti(L, 1, IOQ_CO_WLIMIT)) {
+    /* Park until the bytes in flight are back under the limit. */
+    lua_pushthread(L);
+    lua_rawseti(L, 1, IOQ_CO_PARKED);
+    ioq_lua_seti(L, 1, IOQ_CO_PARK_AT, ioq_co_geti(L, 1, IOQ_CO_WLIMIT));
+    lua_rawgeti(L, 1, IOQ_CO_SCHED);
+    lua_rawgeti(L, -1, 2);
+    lua_pushthread(L);
+    lua_pushvalue(L, 1);
+    lua_rawset(L, -3);
+    lua_settop(L, 3);
+    lua_pushvalue(L, lua_upvalueindex(IOQ_CO_UP_WAIT));
+    return lua_yieldk(L, 1, 0, ioq_co_send_k);
+  }
+  return 1;
+}
+
+/* co_methods(owner, WAIT, slow_recv, slow_send, interrupted) -> recv, send: the stream
+ * methods above as closures over ioq.co's tables and Lua paths. */
+static int ioq_lua_co_methods(lua_State *L) {
+  int i;
+  luaL_checktype(L, 1, LUA_TTABLE);
+  luaL_checkany(L, 2);
+  for (i = 3; i <= 5; i++)
+    luaL_checktype(L, i, LUA_TFUNCTION);
+  lua_settop(L, 5);
+  for (i = 1; i <= 5; i++)
+    lua_pushvalue(L, i);
+  lua_pushcclosure(L, ioq_co_recv, 5);
+  for (i = 1; i <= 5; i++)
+    lua_pushvalue(L, i);
+  lua_pushcclosure(L, ioq_co_send, 5);
+  return 2;
+}
+
 %}
 
-%native(held_send) int ioq_lua_held_send(lua_State *L);
-%native(held_recv) int ioq_lua_held_recv(lua_State *L);
 %native(loop_send) int ioq_lua_loop_send(lua_State *L);
 %native(loop_recv) int ioq_lua_loop_recv(lua_State *L);
+%native(co_dispatch) int ioq_lua_co_dispatch(lua_State *L);
+%native(co_methods) int ioq_lua_co_methods(lua_State *L);
+%native(state_new) int ioq_lua_state_new(lua_State *L);
+%native(state_pending) int ioq_lua_state_pending(lua_State *L);
+%native(state_reset) int ioq_lua_state_reset(lua_State *L);
+%native(spare_inflight) int ioq_lua_spare_inflight(lua_State *L);
+%native(state_window) int ioq_lua_state_window(lua_State *L);
+%native(id_new) int ioq_lua_id_new_l(lua_State *L);
+%native(id_free) int ioq_lua_id_free_l(lua_State *L);
+%native(id_of) int ioq_lua_id_of(lua_State *L);
 
 /* ---- pinning and unpinning ----------------------------------------------------------- */
 

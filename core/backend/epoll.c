@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/syscall.h>
 #include <sys/timerfd.h>
 #include <unistd.h>
 
@@ -25,7 +26,7 @@ typedef struct {
     int epfd;
     int evfd;
     int tfd;
-    bool no_pwait2; /* kernel older than 5.11 */
+    bool no_pwait2; /* kernel older than 5.11, or headers without the call */
     struct epoll_event events[MAX_EVENTS];
 } epoll_state;
 
@@ -106,9 +107,15 @@ static int epoll_wait_ns(epoll_state *s, int64_t timeout_ns)
             ts.tv_nsec = (long)(timeout_ns % 1000000000);
             tsp = &ts;
         }
-        n = epoll_pwait2(s->epfd, s->events, MAX_EVENTS, tsp, NULL);
+        /* Through syscall(): the glibc wrapper (2.35) would make libioq need that glibc
+         * even where the kernel call is missing and epoll_wait serves instead. */
+#ifdef SYS_epoll_pwait2
+        n = (int)syscall(SYS_epoll_pwait2, s->epfd, s->events, MAX_EVENTS, tsp, NULL, 0);
         if (n >= 0 || errno != ENOSYS)
             return n;
+#else
+        (void)tsp;
+#endif
         s->no_pwait2 = true;
     }
     /* Round up: a timer must never fire early. */

@@ -17,12 +17,16 @@
 # "<name> <metric> <value>". Within a workload the variants run interleaved (A B C A B C
 # ...) and the first round is a warm-up that is thrown away, so that a slow phase of the
 # machine hits every variant alike.
-# Lua echo servers: luv against ioq's Lua binding. Finally the echo servers' system calls
+# Lua echo servers: luv against ioq's Lua binding. Rust echo servers (bindings/rust/bench,
+# built here with cargo from Debian's crates): ioq's own runtime and ioq through its tokio
+# driver, each with owned buffers and with the AsyncRead/AsyncWrite adapters (which copy),
+# against tokio's current_thread runtime; besides round trips/s they report the server's
+# CPU time per round trip (utime + stime from /proc). Finally the echo servers' system calls
 # per round trip (ping-pong and 100 connections) under strace, for ioq and libuv.
 # BENCH_ONLY="pump echo" runs only the named workloads (pingpong pump echo pound udp python
-# lua http timers xthread syscalls).
+# lua rust http timers xthread syscalls).
 # BENCH_QUICK=1: 3 repetitions of short runs and only two echo rows (whole suite under 2
-# minutes), else 5.
+# minutes; the Rust rows only with BENCH_ONLY=rust), else 5.
 # Prints a table of medians with the ratio ioq/peer per row, writes
 # <build-dir>/bench/results.json and, when gnuplot is installed, results.svg.
 set -euo pipefail
@@ -34,10 +38,13 @@ if [ "${BENCH_QUICK:-0}" = 1 ]; then
   quick=1; reps=3; secs=0.5; hsecs=1; timers=200000; xt_rt=20000; xt_flood=200000
   py_sizes="10240"; lang_secs=0.3; psecs=0.3; usecs=0.3
   echo_rows="100:64 1000:1024"; lua_rows="100:64"; sc_secs=0.5
+  # cargo's release build of the Rust servers alone takes about a minute: asked for only
+  rust_rows=""; [[ " ${BENCH_ONLY:-} " == *" rust "* ]] && rust_rows="10:1024"
 else
   quick=0; reps=5; secs=2; hsecs=2; timers=1000000; xt_rt=100000; xt_flood=1000000
   py_sizes="1024 10240 102400"; lang_secs=1; psecs=2; usecs=1
-  echo_rows="100:64 1000:64 100:1024 1000:1024"; lua_rows="10:1024 100:64"; sc_secs=2
+  echo_rows="100:64 1000:64 100:1024 1000:1024"; lua_rows="10:1024 100:64"
+  rust_rows="10:1024 100:64"; sc_secs=2
 fi
 [ -x "$bin/pingpong_ioq" ] || { echo "bench.sh: $bin/pingpong_ioq not built" >&2; exit 1; }
 
@@ -97,6 +104,25 @@ run_echo() { # LABEL CONNS SIZE SERVER-COMMAND...
   # loadgen echo_rt_per_s X -> LABEL echo_c100_64B_rt_per_s X (and _p50_us, _p99_us)
   echo "$out" | awk -v l="$label" -v m="echo_c${conns}_${size}B_" \
     'NF == 3 { sub(/^echo_/, "", $2); print l, m $2, $3 }'
+}
+cpu_ticks() { # PID: user + system time of a process so far, in clock ticks
+  awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat" 2>/dev/null || echo 0
+}
+run_echo_cpu() { # LABEL CONNS SIZE SERVER-COMMAND...: run_echo plus the server's CPU time
+  local label=$1 conns=$2 size=$3; shift 3
+  local port out rc=0 t0 t1 secs_run=${run_secs:-$secs}
+  start_server "$@" || return 1
+  t0=$(cpu_ticks "$server_pid")
+  out=$("$bin/loadgen" echo -c "$conns" -s "$size" -d "$secs_run" \
+        "127.0.0.1:$port" 2>"$work/loadgen.err") || rc=$?
+  t1=$(cpu_ticks "$server_pid")
+  stop_server
+  if [ "$rc" -ne 0 ]; then cat "$work/loadgen.err" >&2; return 1; fi
+  echo "$out" | awk -v l="$label" -v m="echo_c${conns}_${size}B_" \
+    -v ticks=$((t1 - t0)) -v hz="$(getconf CLK_TCK)" -v s="$secs_run" \
+    'NF == 3 { sub(/^echo_/, "", $2); print l, m $2, $3
+               if ($2 == "rt_per_s" && $3 > 0)
+                 printf "%s %scpu_us_per_rt %.3f\n", l, m, ticks * 1e6 / hz / ($3 * s) }'
 }
 run_pound() { # LABEL SERVER-COMMAND...: 100 clients connect, write, read, close, again
   local label=$1; shift
@@ -269,6 +295,54 @@ else
   [ -s "$work/lua_env.err" ] && tail -n 3 "$work/lua_env.err" >&2
 fi
 
+# 9c. Rust echo servers: ioq's runtime and ioq inside tokio (its driver), with owned buffers
+# and with the reader/writer adapters, against tokio's own sockets (current_thread).
+rust_dir="$(dirname "$0")/../../bindings/rust"
+if { [ -z "${BENCH_ONLY:-}" ] || [[ " $BENCH_ONLY " == *" rust "* ]]; } && have loadgen &&
+   [ -n "$rust_rows" ]; then
+  rust_bin=
+  if ! command -v cargo >/dev/null; then
+    echo "bench.sh: cargo not found: Rust echo left out" >&2
+  elif [ ! -f "$build/libioq.a" ]; then
+    echo "bench.sh: $build/libioq.a not built: Rust echo left out" >&2
+  else
+    echo "== rust: building bindings/rust/bench (cargo --release --offline)" >&2
+    babs=$(cd "$build" && pwd)
+    if (cd "$rust_dir" && IOQ_LIB_DIR="$babs" IOQ_LINK=static \
+        CARGO_TARGET_DIR="$babs/rust-bench" \
+        cargo build -q --release --offline --locked -p ioq-bench) >&2; then
+      rust_bin="$babs/rust-bench/release/bench_echo"
+    else
+      echo "bench.sh: building the Rust echo servers failed: Rust echo left out" >&2
+    fi
+  fi
+  if [ -n "$rust_bin" ] && [ -n "$rust_rows" ]; then
+    first=1
+    for cs in $rust_rows; do
+      set -- ${cs%%:*} ${cs#*:}
+      vs=()
+      for be in "${backends[@]}"; do
+        vs+=("ioq-$be|run_secs=$lang_secs run_echo_cpu ioq-$be $1 $2 env IOQ_BACKEND=$be \
+$rust_bin ioq")
+        vs+=("ioq-tokio-$be|run_secs=$lang_secs run_echo_cpu ioq-tokio-$be $1 $2 \
+env IOQ_BACKEND=$be $rust_bin ioq-tokio")
+      done
+      # The adapters' copy: one backend is enough (the copy is the same on both), and one
+      # row (10 x 1 KiB).
+      if [ "$first" = 1 ]; then
+        vs+=("ioq-traits-${backends[0]}|run_secs=$lang_secs run_echo_cpu \
+ioq-traits-${backends[0]} $1 $2 env IOQ_BACKEND=${backends[0]} $rust_bin ioq-traits")
+        vs+=("ioq-tokio-traits-${backends[0]}|run_secs=$lang_secs run_echo_cpu \
+ioq-tokio-traits-${backends[0]} $1 $2 env IOQ_BACKEND=${backends[0]} $rust_bin \
+ioq-tokio-traits")
+      fi
+      vs+=("tokio|run_secs=$lang_secs run_echo_cpu tokio $1 $2 $rust_bin tokio")
+      workload "rust-echo-c$1-${2}B" "${vs[@]}"
+      first=0
+    done
+  fi
+fi
+
 # 8. HTTP hello under wrk
 if command -v wrk >/dev/null && [ -x "$ex/http_hello" ]; then
   vs=()
@@ -340,18 +414,18 @@ for line in open(path):
 def lower_better(metric):
     return ((metric.endswith("_s") and not metric.endswith("_per_s")) or "maxrss" in metric
             or metric.endswith("wakeups") or metric.endswith("_us") or "loss" in metric
-            or metric.startswith("syscalls"))
+            or metric.startswith("syscalls") or metric.endswith("_per_rt"))
 
 refs = ["ioq-epoll", "ioq-io_uring"]
 PEERS = ("libuv", "libev", "libevent", "luv", "blocking", "raw-write", "asyncio-streams",
          "asyncio-protocol",
-         "uvloop-streams", "uvloop-protocol")
+         "uvloop-streams", "uvloop-protocol", "tokio")
 table = []
 doc = {"quick": quick == "1", "repetitions": int(reps), "seconds_per_run": float(secs),
        "note": "medians of interleaved runs after one warm-up round; loopback only",
        "rows": []}
 print()
-hdr = "%-22s %-26s %-13s %14s %14s %14s %9s %9s" % (
+hdr = "%-22s %-28s %-22s %12s %12s %12s %9s %9s" % (
     "workload", "metric", "variant", "median", "min", "max", "epoll/x", "uring/x")
 print(hdr)
 print("-" * len(hdr))
@@ -373,7 +447,7 @@ for key in order:
             else:
                 rs.append("-")
         fmt = lambda x: ("%.4g" % x) if x < 100 else "%.0f" % x
-        print("%-22s %-26s %-13s %14s %14s %14s %9s %9s" % (
+        print("%-22s %-28s %-22s %12s %12s %12s %9s %9s" % (
             wl, metric, l, fmt(med[l]), fmt(min(res[l])), fmt(max(res[l])), rs[0], rs[1]))
     doc["rows"].append(row)
     # chart: ioq-epoll's advantage over each peer, >1 = ioq better
@@ -386,6 +460,49 @@ for key in order:
         plot.append(("%s %s" % (wl, metric.replace("_", "-")), adv))
 print("(epoll/x, uring/x: ioq median / this median; above 1 is better for ioq in *_per_s"
       " rows, worse for time (_s), maxrss, wakeups, latency (_us) and loss rows)")
+# The Lua rows also compare the two ways Lua users write a server: ioq.co coroutines
+# against luv callbacks (same run, same client, interleaved).
+co_rows = [(r["workload"], r["metric"], r["results"]) for r in doc["rows"]
+           if "ioq-co" in r["results"] and "luv" in r["results"]]
+if co_rows:
+    print()
+    for (wl, metric, res), r in zip(co_rows, [r for r in doc["rows"]
+                                              if "ioq-co" in r["results"]
+                                              and "luv" in r["results"]]):
+        co, luv = res["ioq-co"]["median"], res["luv"]["median"]
+        if co > 0 and luv > 0:
+            ratio = luv / co if lower_better(metric) else co / luv
+            r["ratios"]["ioq-co/luv"] = round(ratio, 4)
+            print("%-22s %-26s ioq-co/luv %6.3f" % (wl, metric, ratio))
+    print("(ioq-co/luv: the ioq.co coroutine server against luv; above 1 is better for ioq.co)")
+# Rust rows: every ioq variant against tokio (above 1 = ioq better), and the adapters' copy
+# (the traits variant against owned buffers on the same runtime).
+for (wl, metric), res in ((k, rows[k]) for k in order):
+    if not wl.startswith("rust-") or metric.endswith(("_p50_us", "_p99_us")):
+        continue
+    med = {l: statistics.median(v) for l, v in res.items()}
+    row = next(r for r in doc["rows"] if r["workload"] == wl and r["metric"] == metric)
+    lb = lower_better(metric)
+    parts = []
+    for l in sorted(med):
+        if l == "tokio" or "tokio" not in med or med[l] <= 0 or med["tokio"] <= 0:
+            continue
+        r = med["tokio"] / med[l] if lb else med[l] / med["tokio"]
+        row["ratios"]["%s/tokio" % l] = round(r, 4)
+        parts.append("%s %.2f" % (l, r))
+    copies = []
+    for l in sorted(med):
+        if "-traits-" not in l:
+            continue
+        owned = l.replace("-traits", "")
+        if owned in med and med[owned] > 0 and med[l] > 0:
+            r = med[l] / med[owned]
+            row["ratios"]["%s/%s" % (l, owned)] = round(r, 4)
+            copies.append("%s/%s %.3f" % (l, owned, r))
+    if parts:
+        print("%s %s, ioq/tokio (above 1 = ioq better): %s" % (wl, metric, ", ".join(parts)))
+    if copies:
+        print("%s %s, adapters/owned buffers: %s" % (wl, metric, ", ".join(copies)))
 json.dump(doc, open(os.path.join(out, "results.json"), "w"), indent=1)
 peers = [p for p in PEERS
          if any(p in adv for _, adv in plot)]

@@ -12,8 +12,10 @@ import test_basics;
 import test_ops;
 import test_gc;
 import test_fiber;
+import test_safety;
+import test_tasks;
 
-alias testModules = AliasSeq!(test_basics, test_ops, test_gc, test_fiber);
+alias testModules = AliasSeq!(test_basics, test_ops, test_gc, test_fiber, test_safety, test_tasks);
 
 private UnitTestResult runAll() {
     import std.process : environment;
@@ -48,8 +50,39 @@ private UnitTestResult runAll() {
     return r;
 }
 
+/* IOQ_D_CHILD=overflow: the child process of the stack-overflow test, instead of tests. */
+private UnitTestResult runChild() {
+    test_tasks.overflowChild();
+    UnitTestResult r;
+    r.runMain = false;
+    return r;
+}
+
+/* IOQ_D_CHILD=probe-uring: exit status 0 when an io_uring loop can be made here. */
+private UnitTestResult probeUring() {
+    import ioq : Loop, Backend;
+    UnitTestResult r;
+    r.runMain = false;
+    r.summarize = false;
+    try {
+        auto l = new Loop(Backend.uring);
+        l.close();
+        r.executed = r.passed = 1;
+    } catch (Exception) {
+        r.executed = 1;
+    }
+    return r;
+}
+
 shared static this() {
-    Runtime.extendedModuleUnitTester = &runAll;
+    import std.process : environment;
+    auto child = environment.get("IOQ_D_CHILD", "");
+    if (child == "overflow")
+        Runtime.extendedModuleUnitTester = &runChild;
+    else if (child == "probe-uring")
+        Runtime.extendedModuleUnitTester = &probeUring;
+    else
+        Runtime.extendedModuleUnitTester = &runAll;
 }
 
 void main() {}

@@ -250,14 +250,16 @@ describe("ioq_core", function()
   it("leaves holding values to the caller of an unpinned loop (the ioq module)", function()
     local _, server, client = pair(loop, cq)
     core.loop_unpinned(loop)
-    local tok, pin, spare, fix = {}, {}, { [0] = 0 }, {}
+    -- The array part of an ioq.lua loop object: raw, tok, pin, spare, state.
+    local tok, pin, spare, state, fix = {}, {}, {}, core.state_new(), {}
+    local lt = { loop, tok, pin, spare, state }
+    local SLOT = (1 << 24) - 1
     local function complete_all(n)
       local out = {}
       for _ = 1, 1000 do
         if #out >= n then break end
         assert.is_true(core.poll(loop, cq, 5000000000) >= 0)
-        local list, finals, nfix = core.complete(cq, tok, pin, spare, fix, nil)
-        assert.are.equal(#list, finals)
+        local list, nfix = core.complete(cq, lt, fix, nil)
         assert.are.equal(0, nfix)
         for _, c in ipairs(list) do out[#out + 1] = c end
       end
@@ -265,22 +267,26 @@ describe("ioq_core", function()
       return out
     end
     local buf = core.buffer(8)
-    assert.are.equal(0, core.held_recv(loop, server, buf, 21, tok, pin, nil, spare))
+    local r = assert(core.loop_recv(lt, server, buf))
     assert.are.equal(1, buf:busy())
-    assert.are.equal(tok, tok[21])
-    assert.are.equal(buf, pin[21])
-    assert.has_error(function() core.held_recv(loop, server, buf, 9, tok, pin, nil, spare) end)
-    assert.are.equal(0, core.held_send(loop, client, "abc", 22, tok, pin, "t"))
+    assert.is_nil(tok[r & SLOT])
+    assert.are.equal(buf, pin[r & SLOT])
+    assert.has_error(function() core.loop_recv(lt, server, buf) end)
+    assert.are.equal(1, core.state_pending(state))
+    local s = assert(core.loop_send(lt, client, "abc", "t"))
+    assert.are.equal("t", tok[s & SLOT])
     assert.are.equal(0, core.pinned(loop))
+    assert.are.equal(2, core.state_pending(state))
     for _, c in ipairs(complete_all(2)) do
       assert.are.equal(3, c.result)
       assert.is_true(c.ok)
       assert.is_false(c.more)
-      if c.id == 21 then
+      if c.id == r then
         assert.is_nil(c.token)
         assert.are.equal("recv", c.op)
         assert.are.equal(buf, c.buf)
       else
+        assert.are.equal(s, c.id)
         assert.are.equal("t", c.token)
         assert.are.equal(core.OP_SEND, c.opcode)
       end
@@ -289,31 +295,36 @@ describe("ioq_core", function()
     assert.are.equal("abc", buf:tostring())
     assert.is_nil(next(tok))
     assert.is_nil(next(pin))
+    assert.are.equal(0, core.state_pending(state))
 
-    -- A byte count receives into a spare buffer that comes back to the cache.
-    assert.are.equal(0, core.held_recv(loop, server, 16, 23, tok, pin, 5, spare))
-    assert.are.equal(1, spare[0])
-    assert.are.equal(0, pin[23]:busy())
-    assert.are.equal(0, core.held_send(loop, client, core.buffer("hello"), 24, tok, pin))
-    assert.are.equal(1, pin[24]:busy())
-    local sent = pin[24]
+    -- Slots are reused, ids are not: a stale id names no operation.
+    local r2 = assert(core.loop_recv(lt, server, 16, 5))
+    assert.are_not.equal(r, r2)
+    assert.are.equal(1, core.spare_inflight(state))
+    assert.are.equal(0, pin[r2 & SLOT]:busy())
+    local s2 = assert(core.loop_send(lt, client, core.buffer("hello")))
+    assert.are.equal(1, pin[s2 & SLOT]:busy())
+    assert.is_true((r2 & SLOT) == (r & SLOT) or (r2 & SLOT) == (s & SLOT))
+    local sent = pin[s2 & SLOT]
     for _, c in ipairs(complete_all(2)) do
-      if c.id == 23 then
+      if c.id == r2 then
         assert.are.equal(5, c.token)
         assert.are.equal("hello", c.data)
         assert.is_nil(c.buf)
       end
     end
     assert.are.equal(0, sent:busy())
-    assert.are.equal(0, spare[0])
+    assert.are.equal(0, core.spare_inflight(state))
     assert.are.equal(1, #spare[16])
-    assert.are.equal(core.EINVAL, core.held_recv(loop, server, 0, 25, tok, pin, nil, spare))
-    assert.are.equal(core.EBADHANDLE,
-                     core.held_recv(loop, 12345, 16, 25, tok, pin, nil, spare))
+    local _, _, code = core.loop_recv(lt, server, 0)
+    assert.are.equal(core.EINVAL, code)
+    _, _, code = core.loop_recv(lt, 12345, 16)
+    assert.are.equal(core.EBADHANDLE, code)
     assert.are.equal(1, #spare[16]) -- a refused receive gives its buffer back
+    assert.are.equal(0, core.state_pending(state)) -- and its id
     assert.is_nil(next(tok))
     core.loop_free(loop)
-    assert.has_error(function() core.held_send(loop, client, "x", 26, tok, pin) end)
+    assert.has_error(function() core.loop_send(lt, client, "x") end)
     loop = new_loop() -- for after_each
   end)
 end)

@@ -421,7 +421,7 @@ describe("ioq loop", function()
     local _, server, client = tcp_pair(loop)
     local function round(k)
       for i = 1, k do assert(loop:recv(server, 64, i)) end
-      assert.are.equal(k, loop.spare[0])
+      assert.are.equal(k, ioq.core.spare_inflight(loop[5]))
       -- Each receive may get any part of the bytes; with twice what they can hold, every
       -- one of them completes whatever the segments (the rest waits in the socket).
       assert(loop:send(client, string.rep("x", 2 * 64 * k)))
@@ -439,7 +439,7 @@ describe("ioq loop", function()
         end
       end
       assert.are.equal(k, recvs)
-      assert.are.equal(0, loop.spare[0])
+      assert.are.equal(0, ioq.core.spare_inflight(loop[5]))
       return bytes
     end
     -- 40 receives in flight, all completed in a burst: the cache keeps all 40, so that
@@ -450,7 +450,7 @@ describe("ioq loop", function()
     assert.are.equal(40, #loop.spare[64])
     -- After a lighter load for long enough (two windows of returned buffers, made short
     -- here), the cache lets the past peak go.
-    loop.spare[-4] = 64
+    ioq.core.state_window(loop[5], 64)
     for _ = 1, 100 do round(4) end
     assert.is_true(#loop.spare[64] <= 4 + 1 + 16) -- the peak of 4, a quarter, 16
     assert.are.equal(0, loop:pending())
@@ -470,6 +470,6 @@ describe("ioq loop", function()
     assert.are.equal(2, loop:pending())
     until_done(loop, 2)
     assert.are.equal(0, loop:pending())
-    assert.are.equal(0, loop.spare[0])
+    assert.are.equal(0, ioq.core.spare_inflight(loop[5]))
   end)
 end)

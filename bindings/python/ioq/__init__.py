@@ -121,6 +121,7 @@ def version():
 
 
 def version_string():
+    """The library's version as text, e.g. "1.0.0"."""
     return _raw.ioq_version_string()
 
 
@@ -183,6 +184,7 @@ class Completion:
 
     @property
     def ok(self):
+        """True when the operation succeeded (result >= 0)."""
         return self.result >= 0
 
     @property
@@ -207,16 +209,19 @@ class Completion:
 
     @property
     def addr(self):
+        """The sender's address of a recvfrom, as a tuple; else None."""
         return self._extra if self.op == _raw.IOQ_OP_RECVFROM else None
 
     @property
     def addrs(self):
+        """The addresses found by a resolve, as tuples; else None."""
         if self.op != _raw.IOQ_OP_RESOLVE:
             return None
         return self._extra if self._extra is not None else []
 
     @property
     def op_name(self):
+        """The operation's name: "recv", "accept", ..."""
         return OP_NAMES.get(self.op, str(self.op))
 
     def check(self):
@@ -305,6 +310,7 @@ class Loop:
 
     @property
     def closed(self):
+        """True once close() has freed the loop."""
         return self._ptr is None
 
     def close(self):
@@ -482,6 +488,7 @@ class Loop:
                               _int(token, "token")))
 
     def fsync(self, h, token=0):
+        """Flush the file h to its storage."""
         _check(_raw.ioq_fsync(self._p, _int(h, "handle"), _int(token, "token")))
 
     def timeout(self, seconds, token=0):
@@ -492,6 +499,7 @@ class Loop:
         _check(_raw.ioq_timeout(self._p, ns, _int(token, "token")))
 
     def timeout_ns(self, ns, token=0):
+        """Complete after ns nanoseconds (never earlier)."""
         _check(_raw.ioq_timeout(self._p, _int(ns, "ns"), _int(token, "token")))
 
     def cancel(self, target, token=0):
@@ -540,9 +548,11 @@ class Loop:
 
     # -- socket queries ----------------------------------------------------------------
     def sockname(self, h):
+        """The local address of the socket h, as a tuple."""
         return _out(_raw.ioq_sockname(self._p, _int(h, "handle")))
 
     def peername(self, h):
+        """The address of the peer of the connected socket h, as a tuple."""
         return _out(_raw.ioq_peername(self._p, _int(h, "handle")))
 
     def setopt(self, h, opt, value):

@@ -79,6 +79,7 @@ class AsyncLoop:
     # -- plumbing ----------------------------------------------------------------------
     @property
     def closed(self):
+        """True once the loop is closed."""
         return self.ioq is None or self.ioq.closed
 
     def close(self):
@@ -108,6 +109,7 @@ class AsyncLoop:
         self._p = None
 
     async def aclose(self):
+        """Close the loop (as close(), for async with and await)."""
         self.close()
 
     async def __aenter__(self):
@@ -229,6 +231,7 @@ class AsyncLoop:
         return (await self._checked(_ioq.Loop.connect, addr)).value
 
     async def local_connect(self, path):
+        """Connect to the local (AF_UNIX) socket at path; returns the handle."""
         return (await self._checked(_ioq.Loop.local_connect, path)).value
 
     async def recv_into(self, h, buf):
@@ -247,9 +250,11 @@ class AsyncLoop:
         return await self._result(_ioq.Loop.send, h, data)
 
     async def sendv(self, h, buffers):
+        """Send the buffers in order as one gather write; returns the byte count."""
         return await self._result(_ioq.Loop.sendv, h, buffers)
 
     async def sendto(self, h, data, addr):
+        """Send one datagram to addr; returns the byte count."""
         return await self._result(_ioq.Loop.sendto, h, data, addr)
 
     async def recvfrom_into(self, h, buf):
@@ -265,6 +270,7 @@ class AsyncLoop:
         return bytes(buf), addr
 
     async def shutdown(self, h):
+        """Shut down the sending side of the stream h (the peer reads end of stream)."""
         await self._result(_ioq.Loop.shutdown, h)
 
     async def close_handle(self, h):
@@ -278,6 +284,7 @@ class AsyncLoop:
         return (await self._checked(submit, path)).value
 
     async def read_into(self, h, buf, offset=0):
+        """Read into buf in place at offset of a file; returns the byte count."""
         def submit(io, h, buf, token):
             io.read(h, buf, offset, token)
         return await self._result(submit, h, buf)
@@ -296,6 +303,7 @@ class AsyncLoop:
         return await self._result(submit, h, data)
 
     async def fsync(self, h):
+        """Flush the file h to its storage."""
         await self._result(_ioq.Loop.fsync, h)
 
     async def sleep(self, seconds):
@@ -333,6 +341,7 @@ class AsyncLoop:
         return _stream_pair(self, h)
 
     async def open_unix_connection(self, path):
+        """Connect to the local socket at path; returns (StreamReader, StreamWriter)."""
         h = await self.local_connect(path)
         return _stream_pair(self, h)
 
@@ -346,6 +355,7 @@ class AsyncLoop:
 
     async def start_unix_server(self, client_connected_cb, path, *, backlog=100,
                                 unlink=True):
+        """Serve the local socket at path, calling client_connected_cb(reader, writer) per connection."""
         h = self._io.local_listen(path, backlog, unlink=unlink)
         return Server(self, h, client_connected_cb, unix=True)
 
@@ -364,10 +374,12 @@ class AsyncLoop:
         return _connected(self, h, protocol_factory)
 
     async def create_unix_server(self, protocol_factory, path, *, backlog=100, unlink=True):
+        """Serve the local socket at path with a Protocol from protocol_factory per connection."""
         h = self._io.local_listen(path, backlog, unlink=unlink)
         return ProtocolServer(self, h, protocol_factory, unix=True)
 
     async def create_unix_connection(self, protocol_factory, path):
+        """Connect to the local socket at path; returns (Transport, protocol)."""
         h = await self.local_connect(path)
         return _connected(self, h, protocol_factory)
 
@@ -763,6 +775,7 @@ class Transport(asyncio.Transport):
     # -- the rest of asyncio.Transport -------------------------------------------------
     @property
     def handle(self):
+        """The ioq handle of the connection."""
         return self._h
 
     def get_extra_info(self, name, default=None):
@@ -854,6 +867,7 @@ class ProtocolServer:
         return None if self._unix or not self.listener else self._al.ioq.sockname(self.listener)
 
     def is_serving(self):
+        """True until close() is called."""
         return self._serving
 
     def close(self):
@@ -870,11 +884,13 @@ class ProtocolServer:
             self._stop()
 
     async def wait_closed(self):
+        """Wait until the server is closed."""
         if self._al.closed:
             return
         await asyncio.shield(self._closed)
 
     async def serve_forever(self):
+        """Serve until the server is closed (or this task is cancelled, which closes it)."""
         try:
             await asyncio.shield(self._closed)
         finally:
@@ -1042,9 +1058,11 @@ class StreamReader:
         return data
 
     def at_eof(self):
+        """True when the peer has ended the stream and every byte was read."""
         return self._eof and not self._buf
 
     def exception(self):
+        """The error that ended the stream, or None."""
         return self._exc
 
     async def read(self, n=-1):
@@ -1065,6 +1083,7 @@ class StreamReader:
         return self._take(n)
 
     async def readexactly(self, n):
+        """Read exactly n bytes; raises asyncio.IncompleteReadError at an early end."""
         if self._exc is not None:
             raise self._exc
         while len(self._buf) < n:
@@ -1075,6 +1094,7 @@ class StreamReader:
         return self._take(n)
 
     async def readuntil(self, separator=b"\n"):
+        """Read up to and including separator; raises asyncio.IncompleteReadError at an early end."""
         if self._exc is not None:
             raise self._exc
         start = 0
@@ -1089,6 +1109,7 @@ class StreamReader:
             await self._wait()
 
     async def readline(self):
+        """Read one line, with its newline (less at the end of the stream)."""
         try:
             return await self.readuntil(b"\n")
         except asyncio.IncompleteReadError as e:
@@ -1116,13 +1137,16 @@ class StreamWriter:
 
     @property
     def transport(self):
+        """The Transport that carries this stream."""
         return self._transport
 
     @property
     def handle(self):
+        """The ioq handle of the connection."""
         return self._transport.handle
 
     def write(self, data):
+        """Queue data to be sent (await drain() to wait for room)."""
         if self._transport.is_closing():
             exc = self._protocol._exc or self._transport._exc
             if exc is not None:
@@ -1131,28 +1155,36 @@ class StreamWriter:
         self._transport.write(data)
 
     def writelines(self, lines):
+        """Queue each piece of lines to be sent, in order."""
         for line in lines:
             self.write(line)
 
     async def drain(self):
+        """Wait until the queued data is below the write buffer limit."""
         await self._protocol._drain()
 
     def can_write_eof(self):
+        """True: a stream can always be half-closed."""
         return True
 
     def write_eof(self):
+        """Shut down the sending side once the queued data is sent."""
         self._transport.write_eof()
 
     def is_closing(self):
+        """True once close() was called or the connection ended."""
         return self._transport.is_closing()
 
     def close(self):
+        """Close the connection once the queued data is sent."""
         self._transport.close()
 
     async def wait_closed(self):
+        """Wait until the connection is closed."""
         await asyncio.shield(self._protocol._closed)
 
     def get_extra_info(self, name, default=None):
+        """Transport information by name: 'peername', 'sockname', 'handle'; else default."""
         return self._transport.get_extra_info(name, default)
 
 

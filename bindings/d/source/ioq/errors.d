@@ -57,12 +57,12 @@ enum IoqError : int {
 }
 
 /** "ECONNREFUSED" for -6, "OK" for 0 and for results >= 0. */
-string errorName(long code) {
+string errorName(long code) @trusted {
     return ioq_raw.ioq_errname(code < 0 ? code : 0);
 }
 
 /** A sentence describing a code. */
-string errorText(long code) {
+string errorText(long code) @trusted {
     return ioq_raw.ioq_strerror(code);
 }
 
@@ -73,7 +73,7 @@ class IoqException : Exception {
     /** The code's name without prefix, e.g. "EBADHANDLE". */
     immutable string name;
 
-    this(long code, string what, string file = __FILE__, size_t line = __LINE__) {
+    this(long code, string what, string file = __FILE__, size_t line = __LINE__) @safe {
         this.code = cast(int) code;
         this.name = errorName(code);
         super(what ~ ": " ~ errorText(code) ~ " (" ~ this.name ~ ")", file, line);
@@ -81,7 +81,7 @@ class IoqException : Exception {
 }
 
 /** Throws an IoqException for a negative return code; passes anything else through. */
-long check(long rc, lazy string what, string file = __FILE__, size_t line = __LINE__) {
+long check(long rc, lazy string what, string file = __FILE__, size_t line = __LINE__) @safe {
     if (rc < 0)
         throw new IoqException(rc, what, file, line);
     return rc;
@@ -121,7 +121,9 @@ struct Result(T) {
     }
 
     inout(T) valueOr(inout(T) fallback) inout {
-        return code_ == 0 ? value_ : fallback;
+        if (code_ == 0)
+            return value_;
+        return fallback;
     }
 
     bool opCast(B : bool)() const { return ok; }

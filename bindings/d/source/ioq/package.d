@@ -2,7 +2,8 @@
  * ioq for D: a completion-based asynchronous I/O loop.
  *
  * ioq.loop    Loop: every call of the C ABI with D types, buffers kept for the GC
- * ioq.fiber   Scheduler: fibers whose I/O calls read like blocking code
+ * ioq.fiber   Scheduler: fibers whose I/O calls read like blocking code; Task; Conn,
+ *             Listener, Udp, File (closed by their last copy)
  * ioq.address Address
  * ioq.errors  IoqException (refused calls) and Result (outcomes of operations)
  *

@@ -5,7 +5,8 @@
 /// # Safety
 /// `stable_ptr` must point at `bytes_init` initialized bytes that stay valid and in place
 /// while the value is alive and not accessed mutably, even when the value itself is moved
-/// into a `Box` (ioq boxes every buffer before it takes its address).
+/// into a `Box` (ioq boxes every buffer before it takes its address, except `Vec<u8>`,
+/// whose bytes are on the heap and stay where they are when the `Vec` moves).
 pub unsafe trait IoBuf: 'static {
     fn stable_ptr(&self) -> *const u8;
     /// Bytes that are initialized (what a send sends).

@@ -10,9 +10,10 @@ use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
-use std::thread::{self, ThreadId};
 
 use ioq_sys as sys;
 
@@ -23,33 +24,171 @@ use crate::error::{Error, Result};
 /// their upper half, which starts at 1, so they are never 0.
 pub(crate) const IGNORE: u64 = 0;
 
-pub(crate) type Keep = Box<dyn Any>;
+/// Completions taken by one ioq_poll.
+pub(crate) const TURN_MAX: usize = 64;
+
+/// What an operation's slot holds for it until the final completion: its buffer, address
+/// out-parameter, path or pool.
+pub(crate) enum Keep {
+    /// A `Vec<u8>`, kept as it is: its bytes live on the heap and do not move with it, so
+    /// the common buffer costs no box of its own.
+    Bytes(Vec<u8>),
+    /// Anything else, boxed so that its address stays put.
+    Boxed(Box<dyn Any>),
+}
+
+impl Keep {
+    pub(crate) fn boxed<T: 'static>(v: T) -> Keep {
+        Keep::Boxed(Box::new(v))
+    }
+
+    /// Keeps a buffer (see `Bytes`).
+    pub(crate) fn buf<B: 'static>(b: B) -> Keep {
+        let mut o = Some(b);
+        if let Some(v) = (&mut o as &mut dyn Any).downcast_mut::<Option<Vec<u8>>>() {
+            if let Some(v) = v.take() {
+                return Keep::Bytes(v);
+            }
+        }
+        Keep::Boxed(Box::new(o.expect("value kept")))
+    }
+
+    /// The kept value, where it stays until the slot lets go of it.
+    pub(crate) fn get_mut<B: 'static>(&mut self) -> &mut B {
+        match self {
+            Keep::Bytes(v) => (v as &mut dyn Any).downcast_mut::<B>(),
+            Keep::Boxed(b) => b.downcast_mut::<B>(),
+        }
+        .expect("kept value of another type")
+    }
+
+    /// Gives the kept value back.
+    pub(crate) fn take<B: 'static>(self) -> B {
+        match self {
+            Keep::Bytes(v) => {
+                let mut o = Some(v);
+                (&mut o as &mut dyn Any)
+                    .downcast_mut::<Option<B>>()
+                    .and_then(Option::take)
+            }
+            Keep::Boxed(b) => b.downcast::<B>().ok().map(|b| *b),
+        }
+        .expect("kept value of another type")
+    }
+}
 pub(crate) type Task = Pin<Box<dyn Future<Output = ()>>>;
+/// A spawn sent from another thread: run on the loop's thread, it spawns the task there.
+pub(crate) type RemoteFn = Box<dyn FnOnce() + Send>;
+
+/// A spawned task, its abort flag (shared with its JoinHandle) and its waker (made once).
+pub(crate) struct TaskEntry {
+    pub(crate) fut: Task,
+    pub(crate) abort: Rc<Cell<bool>>,
+    pub(crate) waker: Option<Waker>,
+}
+
+thread_local! {
+    static MARK: u8 = const { 0 };
+}
+
+/// This thread, cheaply: the address of a thread-local, unique among the threads alive
+/// (a loop's own thread outlives the loop, so it is never reused while the loop lives).
+fn this_thread() -> usize {
+    MARK.with(|m| m as *const u8 as usize)
+}
+
+/// What other threads hand to the loop's thread: tasks to poll, spawns to start.
+#[derive(Default)]
+pub(crate) struct Queue {
+    pub(crate) ready: VecDeque<usize>,
+    pub(crate) remote: VecDeque<RemoteFn>,
+    /// The task of a foreign runtime that drives this loop (the tokio driver): woken,
+    /// instead of the loop, when work arrives.
+    pub(crate) driver: Option<Waker>,
+    /// The driver has been woken and has not taken the queue since.
+    pub(crate) notified: bool,
+    /// The loop is gone: remote spawns are refused (dropped, so their handles learn it).
+    pub(crate) closed: bool,
+}
 
 /// The part that other threads may touch: the loop pointer for ioq_post/ioq_wake, guarded
-/// so that it is never used after ioq_loop_free, and the executor's ready queue.
+/// so that it is never used after ioq_loop_free, and the executor's queues.
 pub(crate) struct Shared {
     pub(crate) raw: Mutex<usize>,
-    pub(crate) ready: Mutex<VecDeque<usize>>,
-    pub(crate) thread: ThreadId,
+    pub(crate) queue: Mutex<Queue>,
+    pub(crate) thread: usize,
+    /// ioq_wake was called: the next ioq_poll may return at once, without looking at the
+    /// kernel's queue (the tokio driver then polls once more).
+    pub(crate) woken: AtomicBool,
 }
 
 impl Shared {
     pub(crate) fn wake_loop(&self) {
         let raw = self.raw.lock().unwrap_or_else(|e| e.into_inner());
         if *raw != 0 {
+            self.woken.store(true, Ordering::SeqCst);
             unsafe { sys::ioq_wake(*raw as *mut sys::ioq_loop) };
         }
     }
 
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     pub(crate) fn schedule(&self, id: usize) {
-        self.ready
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push_back(id);
-        // On the loop's own thread the executor looks at the queue before it polls again.
-        if thread::current().id() != self.thread {
+        let mut q = self.lock();
+        q.ready.push_back(id);
+        self.notify(q, false);
+    }
+
+    /// Tells whoever runs the loop that the queue has work. A driver task is woken (once
+    /// until it takes the queue); a loop blocked in ioq_poll is woken from other threads,
+    /// while on the loop's own thread the executor looks at the queue before it polls.
+    pub(crate) fn notify(&self, mut q: MutexGuard<'_, Queue>, always: bool) {
+        if q.driver.is_some() {
+            if !q.notified {
+                q.notified = true;
+                let w = q.driver.clone();
+                drop(q);
+                w.into_iter().for_each(Waker::wake);
+            }
+            return;
+        }
+        drop(q);
+        if always || this_thread() != self.thread {
             self.wake_loop();
+        }
+    }
+
+    /// Takes the ready tasks into `into` (emptied first) and the remote spawns.
+    pub(crate) fn take(&self, into: &mut VecDeque<usize>) -> VecDeque<RemoteFn> {
+        let mut q = self.lock();
+        q.notified = false;
+        into.clear();
+        std::mem::swap(into, &mut q.ready);
+        if q.remote.is_empty() {
+            VecDeque::new()
+        } else {
+            std::mem::take(&mut q.remote)
+        }
+    }
+
+    pub(crate) fn has_ready(&self) -> bool {
+        let q = self.lock();
+        !q.ready.is_empty() || !q.remote.is_empty()
+    }
+
+    /// Sets (or with None clears) the waker of the task that drives the loop.
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    pub(crate) fn set_driver(&self, w: Option<&Waker>) {
+        let mut q = self.lock();
+        match (w, &q.driver) {
+            (Some(w), Some(old)) if old.will_wake(w) => {}
+            (Some(w), _) => {
+                q.driver = Some(w.clone());
+                q.notified = false;
+            }
+            (None, _) => q.driver = None,
         }
     }
 }
@@ -57,12 +196,18 @@ impl Shared {
 struct Slot {
     gen: u32,
     live: bool,
-    cqes: VecDeque<sys::ioq_cqe>,
-    finished: bool,
+    /// Completions flagged IOQ_CQE_MORE (multishot) not taken yet.
+    more: VecDeque<sys::ioq_cqe>,
+    /// The final completion, once it came.
+    fin: Option<sys::ioq_cqe>,
     orphan: bool,
     waker: Option<Waker>,
     keep: Option<Keep>,
     pool: u64,
+    /// Close this handle once the operation has ended, with the given token (the token
+    /// of a reserved slot, or IGNORE): a stream dropped or closed while a send that its
+    /// writer adapter accepted is still going out lets that send finish first.
+    then_close: Option<(u64, u64)>,
 }
 
 #[derive(Default)]
@@ -79,12 +224,13 @@ impl Slab {
                 self.slots.push(Slot {
                     gen: 0,
                     live: false,
-                    cqes: VecDeque::new(),
-                    finished: false,
+                    more: VecDeque::new(),
+                    fin: None,
                     orphan: false,
                     waker: None,
                     keep: None,
                     pool: 0,
+                    then_close: None,
                 });
                 (self.slots.len() - 1) as u32
             }
@@ -92,12 +238,13 @@ impl Slab {
         let s = &mut self.slots[idx as usize];
         s.gen = s.gen.wrapping_add(1).max(1);
         s.live = true;
-        s.cqes.clear();
-        s.finished = false;
+        s.more.clear();
+        s.fin = None;
         s.orphan = false;
         s.waker = None;
         s.keep = keep;
         s.pool = pool;
+        s.then_close = None;
         ((s.gen as u64) << 32) | idx as u64
     }
 
@@ -115,8 +262,10 @@ impl Slab {
         let idx = (token & 0xffff_ffff) as u32;
         let s = self.get(token)?;
         s.live = false;
-        s.cqes.clear();
+        s.more.clear();
+        s.fin = None;
         s.waker = None;
+        s.then_close = None;
         let keep = s.keep.take();
         self.free.push(idx);
         keep
@@ -138,9 +287,14 @@ pub(crate) struct Inner {
     ops: RefCell<Slab>,
     posts: RefCell<VecDeque<(u64, i64)>>,
     post_wakers: RefCell<Vec<Waker>>,
-    pub(crate) tasks: RefCell<Vec<Option<Task>>>,
+    pub(crate) tasks: RefCell<Vec<Option<TaskEntry>>>,
     pub(crate) free_tasks: RefCell<Vec<usize>>,
-    pub(crate) running: Cell<bool>,
+    /// The executor's spare ready list, swapped with the shared one on each take.
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    pub(crate) batch: RefCell<VecDeque<usize>>,
+    /// A foreign runtime's registration of the loop descriptor (the tokio driver's). It is
+    /// dropped before ioq_loop_free closes that descriptor.
+    pub(crate) foreign: RefCell<Option<Box<dyn Any>>>,
     pub(crate) shared: Arc<Shared>,
 }
 
@@ -166,11 +320,13 @@ impl Inner {
             post_wakers: RefCell::new(Vec::new()),
             tasks: RefCell::new(Vec::new()),
             free_tasks: RefCell::new(Vec::new()),
-            running: Cell::new(false),
+            batch: RefCell::new(VecDeque::new()),
+            foreign: RefCell::new(None),
             shared: Arc::new(Shared {
                 raw: Mutex::new(raw as usize),
-                ready: Mutex::new(VecDeque::new()),
-                thread: thread::current().id(),
+                queue: Mutex::new(Queue::default()),
+                thread: this_thread(),
+                woken: AtomicBool::new(false),
             }),
         }
     }
@@ -218,6 +374,49 @@ impl Inner {
         Ok(token)
     }
 
+    /// A slot for an operation that will be submitted later by the loop itself (see
+    /// `close_after`); until then it is pending like any other.
+    pub(crate) fn reserve(&self) -> Result<u64> {
+        self.raw()?;
+        Ok(self.ops.borrow_mut().insert(None, 0))
+    }
+
+    /// Frees a reserved slot that was never used.
+    pub(crate) fn release(&self, token: u64) {
+        let keep = self.ops.borrow_mut().remove(token);
+        drop(keep);
+    }
+
+    /// Whether `token` is an operation whose final completion has not arrived yet.
+    pub(crate) fn is_pending(&self, token: u64) -> bool {
+        let mut ops = self.ops.borrow_mut();
+        matches!(ops.get(token), Some(s) if s.fin.is_none() && s.then_close.is_none())
+    }
+
+    /// Closes handle `h` (with `close_token`, or IGNORE) once the pending operation `token`
+    /// has ended. False when `token` is not pending any more: the caller closes at once.
+    pub(crate) fn close_after(&self, token: u64, h: u64, close_token: u64) -> bool {
+        let mut ops = self.ops.borrow_mut();
+        match ops.get(token) {
+            Some(s) if s.fin.is_none() && s.then_close.is_none() => {
+                s.then_close = Some((h, close_token));
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Runs a deferred close: the operation it waited for has ended.
+    fn deferred_close(&self, h: u64, token: u64) {
+        let rc = match self.raw() {
+            Ok(raw) => unsafe { sys::ioq_close(raw, h, token) },
+            Err(e) => e.code(),
+        };
+        if rc < 0 && token != IGNORE {
+            self.dispatch(&cqe(token, rc as i64));
+        }
+    }
+
     /// For single-shot operations: the final completion and what the slot kept.
     pub(crate) fn poll_final(
         &self,
@@ -229,12 +428,14 @@ impl Inner {
             Some(s) => s,
             None => return Poll::Ready((cqe(token, Error::CANCELED.code() as i64), None)),
         };
-        if slot.finished {
-            let last = slot.cqes.pop_back().unwrap_or_else(|| cqe(token, 0));
+        if let Some(last) = slot.fin.take() {
             let keep = ops.remove(token);
             return Poll::Ready((last, keep));
         }
-        slot.waker = Some(cx.waker().clone());
+        match &slot.waker {
+            Some(w) if w.will_wake(cx.waker()) => {}
+            _ => slot.waker = Some(cx.waker().clone()),
+        }
         Poll::Pending
     }
 
@@ -250,16 +451,12 @@ impl Inner {
             Some(s) => s,
             None => return Poll::Ready((cqe(token, Error::CANCELED.code() as i64), true, None)),
         };
-        if let Some(c) = slot.cqes.pop_front() {
-            if slot.finished && slot.cqes.is_empty() {
-                let keep = ops.remove(token);
-                return Poll::Ready((c, true, keep));
-            }
+        if let Some(c) = slot.more.pop_front() {
             return Poll::Ready((c, false, None));
         }
-        if slot.finished {
+        if let Some(c) = slot.fin.take() {
             let keep = ops.remove(token);
-            return Poll::Ready((cqe(token, 0), true, keep));
+            return Poll::Ready((c, true, keep));
         }
         slot.waker = Some(cx.waker().clone());
         Poll::Pending
@@ -276,8 +473,10 @@ impl Inner {
             };
             slot.orphan = true;
             slot.waker = None;
-            let leftover: Vec<_> = slot.cqes.drain(..).collect();
-            (leftover, slot.pool, slot.finished)
+            let fin = slot.fin.take();
+            let finished = fin.is_some();
+            let leftover: Vec<_> = slot.more.drain(..).chain(fin).collect();
+            (leftover, slot.pool, finished)
         };
         for c in &leftover {
             self.cleanup(c, pool);
@@ -285,6 +484,13 @@ impl Inner {
         if finished {
             let keep = self.ops.borrow_mut().remove(token);
             drop(keep);
+        } else if self
+            .ops
+            .borrow_mut()
+            .get(token)
+            .map_or(false, |s| s.then_close.is_some())
+        {
+            // A send that must finish before its stream closes: not cancelled.
         } else if let Ok(raw) = self.raw() {
             unsafe { sys::ioq_cancel(raw, token, IGNORE) };
         }
@@ -317,13 +523,15 @@ impl Inner {
     /// Polls ioq once and routes the completions. Returns how many were handled.
     pub(crate) fn turn(&self, timeout_ns: i64) -> Result<usize> {
         let raw = self.raw()?;
-        let mut cqes = [cqe(0, 0); 64];
-        let n = unsafe { sys::ioq_poll(raw, cqes.as_mut_ptr(), cqes.len() as u32, timeout_ns) };
+        // ioq_poll writes the records it returns; the rest is never read.
+        let mut cqes = [std::mem::MaybeUninit::<sys::ioq_cqe>::uninit(); TURN_MAX];
+        let n =
+            unsafe { sys::ioq_poll(raw, cqes.as_mut_ptr().cast(), TURN_MAX as u32, timeout_ns) };
         if n < 0 {
             return Err(Error::from_code(n as i64));
         }
-        for c in &cqes[..n as usize] {
-            self.dispatch(c);
+        for c in &cqes[..(n as usize).min(TURN_MAX)] {
+            self.dispatch(unsafe { c.assume_init_ref() });
         }
         Ok(n as usize)
     }
@@ -344,22 +552,27 @@ impl Inner {
             Some(s) => s,
             None => return,
         };
+        let then_close = if last { slot.then_close.take() } else { None };
         if slot.orphan {
             let pool = slot.pool;
             let keep = if last { ops.remove(c.token) } else { None };
             drop(ops);
             self.cleanup(c, pool);
             drop(keep);
-            return;
+        } else {
+            if last {
+                slot.fin = Some(*c);
+            } else {
+                slot.more.push_back(*c);
+            }
+            let waker = slot.waker.take();
+            drop(ops);
+            if let Some(w) = waker {
+                w.wake();
+            }
         }
-        slot.cqes.push_back(*c);
-        if last {
-            slot.finished = true;
-        }
-        let waker = slot.waker.take();
-        drop(ops);
-        if let Some(w) = waker {
-            w.wake();
+        if let Some((h, token)) = then_close {
+            self.deferred_close(h, token);
         }
     }
 
@@ -385,6 +598,16 @@ impl Inner {
     /// While pool buffers are still held, the C loop's freeing waits for the last of them;
     /// the Loop is closed for new work at once either way.
     pub(crate) fn shutdown(&self) {
+        // Spawns still queued by other threads never run; dropping them tells their
+        // handles. Later ones are refused.
+        let (remote, driver) = {
+            let mut q = self.shared.lock();
+            q.closed = true;
+            (std::mem::take(&mut q.remote), q.driver.take())
+        };
+        drop(remote);
+        // A driver task ends once it sees the loop closed.
+        driver.into_iter().for_each(Waker::wake);
         loop {
             let tasks = std::mem::take(&mut *self.tasks.borrow_mut());
             if tasks.iter().all(|t| t.is_none()) {
@@ -394,6 +617,9 @@ impl Inner {
         }
         self.free_tasks.borrow_mut().clear();
         self.closed.set(true);
+        // The foreign runtime must forget the descriptor before ioq_loop_free closes it.
+        let foreign = self.foreign.borrow_mut().take();
+        drop(foreign);
         if self.held_bufs.get() == 0 {
             self.free_now();
         }
@@ -437,9 +663,8 @@ impl Inner {
                     }
                     continue;
                 }
-                if !slot.finished {
-                    slot.cqes.push_back(cqe(t, Error::CANCELED.code() as i64));
-                    slot.finished = true;
+                if slot.fin.is_none() {
+                    slot.fin = Some(cqe(t, Error::CANCELED.code() as i64));
                 }
                 if let Some(w) = slot.waker.take() {
                     wakers.push(w);

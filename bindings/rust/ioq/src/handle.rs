@@ -1,5 +1,6 @@
 //! Typed handles and their operations.
 
+use std::cell::Cell;
 use std::ffi::CString;
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -14,10 +15,13 @@ use crate::op::{finish_unit, MultiOp, Op};
 use crate::pool::{Pool, PoolBuf};
 
 /// An ioq handle owned by one Rust value; dropping it closes the handle, which cancels
-/// whatever is still pending on it.
+/// whatever is still pending on it, except the send of a stream's writer adapter
+/// (`linger`): bytes that `poll_write` accepted still go out, and the close follows.
 pub(crate) struct Handle {
     pub(crate) inner: Rc<Inner>,
     pub(crate) h: u64,
+    /// Token of the writer adapter's send in flight, 0 when none.
+    pub(crate) linger: Cell<u64>,
 }
 
 impl Handle {
@@ -25,6 +29,7 @@ impl Handle {
         Handle {
             inner: inner.clone(),
             h,
+            linger: Cell::new(0),
         }
     }
 
@@ -34,6 +39,16 @@ impl Handle {
 
     pub(crate) fn close(mut self) -> Op<Result<()>> {
         let h = std::mem::replace(&mut self.h, 0);
+        let linger = self.linger.replace(0);
+        if linger != 0 && self.inner.is_pending(linger) {
+            if let Ok(token) = self.inner.reserve() {
+                if self.inner.close_after(linger, h, token) {
+                    return Op::reserved(&self.inner, token, finish_unit);
+                }
+                // Cannot happen (checked above); submit the close below instead.
+                self.inner.release(token);
+            }
+        }
         Op::submit(&self.inner, None, 0, finish_unit, |lp, t| unsafe {
             sys::ioq_close(lp, h, t)
         })
@@ -41,28 +56,26 @@ impl Handle {
 
     pub(crate) fn recv<B: IoBufMut>(&self, buf: B) -> Op<(Result<usize>, B)> {
         let h = self.h;
-        let mut b = Box::new(buf);
-        let (p, n) = (b.stable_mut_ptr(), b.bytes_total());
-        Op::submit(
-            &self.inner,
-            Some(b as Keep),
-            0,
-            finish_read::<B>,
-            |lp, t| unsafe { sys::ioq_recv(lp, h, p.cast(), n, t) },
-        )
+        let mut b = Keep::buf(buf);
+        let (p, n) = {
+            let r = b.get_mut::<B>();
+            (r.stable_mut_ptr(), r.bytes_total())
+        };
+        Op::submit(&self.inner, Some(b), 0, finish_read::<B>, |lp, t| unsafe {
+            sys::ioq_recv(lp, h, p.cast(), n, t)
+        })
     }
 
     pub(crate) fn send<B: IoBuf>(&self, buf: B) -> Op<(Result<usize>, B)> {
         let h = self.h;
-        let b = Box::new(buf);
-        let (p, n) = (b.stable_ptr(), b.bytes_init());
-        Op::submit(
-            &self.inner,
-            Some(b as Keep),
-            0,
-            finish_write::<B>,
-            |lp, t| unsafe { sys::ioq_send(lp, h, p.cast(), n, t) },
-        )
+        let mut b = Keep::buf(buf);
+        let (p, n) = {
+            let r = b.get_mut::<B>();
+            (r.stable_ptr(), r.bytes_init())
+        };
+        Op::submit(&self.inner, Some(b), 0, finish_write::<B>, |lp, t| unsafe {
+            sys::ioq_send(lp, h, p.cast(), n, t)
+        })
     }
 
     pub(crate) fn sendv<B: IoBuf>(&self, bufs: Vec<B>) -> Op<(Result<usize>, Vec<B>)> {
@@ -75,10 +88,9 @@ impl Handle {
                 len: b.bytes_init(),
             })
             .collect();
-        let b = Box::new(bufs);
         Op::submit(
             &self.inner,
-            Some(b as Keep),
+            Some(Keep::boxed(bufs)),
             0,
             finish_write::<Vec<B>>,
             |lp, t| unsafe { sys::ioq_sendv(lp, h, iov.as_ptr(), iov.len() as u32, t) },
@@ -87,16 +99,15 @@ impl Handle {
 
     pub(crate) fn send_to<B: IoBuf>(&self, buf: B, to: SocketAddr) -> Op<(Result<usize>, B)> {
         let h = self.h;
-        let b = Box::new(buf);
-        let (p, n) = (b.stable_ptr(), b.bytes_init());
+        let mut b = Keep::buf(buf);
+        let (p, n) = {
+            let r = b.get_mut::<B>();
+            (r.stable_ptr(), r.bytes_init())
+        };
         let a = to_raw(&to);
-        Op::submit(
-            &self.inner,
-            Some(b as Keep),
-            0,
-            finish_write::<B>,
-            |lp, t| unsafe { sys::ioq_sendto(lp, h, p.cast(), n, &a, t) },
-        )
+        Op::submit(&self.inner, Some(b), 0, finish_write::<B>, |lp, t| unsafe {
+            sys::ioq_sendto(lp, h, p.cast(), n, &a, t)
+        })
     }
 
     pub(crate) fn recv_from<B: IoBufMut>(&self, buf: B) -> Op<(Result<(usize, SocketAddr)>, B)> {
@@ -114,7 +125,7 @@ impl Handle {
         let a: *mut sys::ioq_addr = &mut b.addr;
         Op::submit(
             &self.inner,
-            Some(b as Keep),
+            Some(Keep::Boxed(b)),
             0,
             finish_recv_from::<B>,
             |lp, t| unsafe { sys::ioq_recvfrom(lp, h, p.cast(), n, a, t) },
@@ -123,28 +134,26 @@ impl Handle {
 
     pub(crate) fn read_at<B: IoBufMut>(&self, buf: B, off: u64) -> Op<(Result<usize>, B)> {
         let h = self.h;
-        let mut b = Box::new(buf);
-        let (p, n) = (b.stable_mut_ptr(), b.bytes_total());
-        Op::submit(
-            &self.inner,
-            Some(b as Keep),
-            0,
-            finish_read::<B>,
-            |lp, t| unsafe { sys::ioq_read(lp, h, p.cast(), n, off, t) },
-        )
+        let mut b = Keep::buf(buf);
+        let (p, n) = {
+            let r = b.get_mut::<B>();
+            (r.stable_mut_ptr(), r.bytes_total())
+        };
+        Op::submit(&self.inner, Some(b), 0, finish_read::<B>, |lp, t| unsafe {
+            sys::ioq_read(lp, h, p.cast(), n, off, t)
+        })
     }
 
     pub(crate) fn write_at<B: IoBuf>(&self, buf: B, off: u64) -> Op<(Result<usize>, B)> {
         let h = self.h;
-        let b = Box::new(buf);
-        let (p, n) = (b.stable_ptr(), b.bytes_init());
-        Op::submit(
-            &self.inner,
-            Some(b as Keep),
-            0,
-            finish_write::<B>,
-            |lp, t| unsafe { sys::ioq_write(lp, h, p.cast(), n, off, t) },
-        )
+        let mut b = Keep::buf(buf);
+        let (p, n) = {
+            let r = b.get_mut::<B>();
+            (r.stable_ptr(), r.bytes_init())
+        };
+        Op::submit(&self.inner, Some(b), 0, finish_write::<B>, |lp, t| unsafe {
+            sys::ioq_write(lp, h, p.cast(), n, off, t)
+        })
     }
 
     pub(crate) fn simple(
@@ -173,7 +182,7 @@ impl Handle {
 
     pub(crate) fn recv_pool(&self, pool: &Pool) -> Op<Result<Option<PoolBuf>>> {
         let (h, ph) = (self.h, pool.inner.h);
-        let keep = Box::new(pool.inner.clone()) as Keep;
+        let keep = Keep::boxed(pool.inner.clone());
         Op::submit(&self.inner, Some(keep), ph, finish_pool, |lp, t| unsafe {
             sys::ioq_recv_pool(lp, h, ph, 0, t)
         })
@@ -181,7 +190,7 @@ impl Handle {
 
     pub(crate) fn recv_pool_multi(&self, pool: &Pool) -> RecvPoolMulti {
         let (h, ph) = (self.h, pool.inner.h);
-        let keep = Box::new(pool.inner.clone()) as Keep;
+        let keep = Keep::boxed(pool.inner.clone());
         let op = MultiOp::submit(
             &self.inner,
             Some(keep),
@@ -223,6 +232,10 @@ impl Handle {
 impl Drop for Handle {
     fn drop(&mut self) {
         if self.h != 0 {
+            let linger = self.linger.get();
+            if linger != 0 && self.inner.close_after(linger, self.h, IGNORE) {
+                return;
+            }
             let raw = self.inner.raw_or_null();
             if !raw.is_null() {
                 unsafe { sys::ioq_close(raw, self.h, IGNORE) };
@@ -278,12 +291,12 @@ fn finish_read<B: IoBufMut>(
     c: &sys::ioq_cqe,
     keep: Option<Keep>,
 ) -> (Result<usize>, B) {
-    let mut b: Box<B> = keep.expect("buffer kept").downcast().expect("buffer type");
+    let mut b: B = keep.expect("buffer kept").take();
     if c.result >= 0 {
         let n = (c.result as usize).min(b.bytes_total());
         unsafe { b.set_init(n) };
     }
-    (result_len(c), *b)
+    (result_len(c), b)
 }
 
 fn finish_write<B: 'static>(
@@ -291,8 +304,7 @@ fn finish_write<B: 'static>(
     c: &sys::ioq_cqe,
     keep: Option<Keep>,
 ) -> (Result<usize>, B) {
-    let b: Box<B> = keep.expect("buffer kept").downcast().expect("buffer type");
-    (result_len(c), *b)
+    (result_len(c), keep.expect("buffer kept").take())
 }
 
 fn finish_recv_from<B: IoBufMut>(
@@ -300,7 +312,7 @@ fn finish_recv_from<B: IoBufMut>(
     c: &sys::ioq_cqe,
     keep: Option<Keep>,
 ) -> (Result<(usize, SocketAddr)>, B) {
-    let mut b: Box<RecvFrom<B>> = keep.expect("buffer kept").downcast().expect("buffer type");
+    let mut b: RecvFrom<B> = keep.expect("buffer kept").take();
     let res = match result_len(c) {
         Ok(n) => {
             let n = n.min(b.buf.bytes_total());
@@ -335,9 +347,8 @@ pub(crate) fn finish_pool(
     if c.flags as u32 & sys::IOQ_CQE_BUFFER == 0 {
         return Ok(None);
     }
-    let pool: Box<Rc<crate::pool::PoolInner>> =
-        keep.expect("pool kept").downcast().expect("pool type");
-    Ok(Some(PoolBuf::new(*pool, c.value as u32, c.result as usize)))
+    let pool: Rc<crate::pool::PoolInner> = keep.expect("pool kept").take();
+    Ok(Some(PoolBuf::new(pool, c.value as u32, c.result as usize)))
 }
 
 pub(crate) trait FromHandle: Sized {

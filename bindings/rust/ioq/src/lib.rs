@@ -17,6 +17,24 @@
 //!     let _ = n;
 //! });
 //! ```
+//!
+//! Runtimes: [`rt`] is ioq's own single-threaded executor (`block_on`, `spawn` with a
+//! [`rt::JoinHandle`], `timeout`, `select`); [`tokio`] (feature `tokio`) drives a loop
+//! from a tokio runtime instead, so ioq futures and tokio's own run side by side. Other
+//! threads hand work to a loop with [`Remote::spawn`].
+//!
+//! Reader and writer traits: [`TcpStream`] and [`LocalStream`] implement `AsyncRead`,
+//! `AsyncBufRead` and `AsyncWrite` of futures-io (feature `futures-io`) and of tokio
+//! (feature `tokio`), so tokio-util's codecs, the futures io utilities and the like work
+//! on ioq streams. Those traits lend a slice for one call while ioq's operations own their
+//! buffer until they complete, so each direction of a stream has one internal buffer and
+//! the adapters copy once: a read receives into a 16 KiB buffer and copies out what the
+//! caller asks for (`poll_fill_buf` lends that buffer without the copy); a write copies up
+//! to 64 KiB into the write buffer, submits the send and returns at once, and the next
+//! write or flush waits for that send (and reports its error). Bytes a write accepted still
+//! go out when the stream is dropped or closed right after; a read's receive stays in
+//! flight if its future is dropped, and its data goes to the next read. The owned-buffer
+//! operations have no copy. `make bench` measures both (the Rust rows).
 
 mod addr;
 mod buf;
@@ -27,6 +45,9 @@ mod net;
 mod op;
 mod pool;
 pub mod rt;
+mod stream;
+#[cfg(all(feature = "tokio", unix))]
+pub mod tokio;
 
 use std::ffi::CString;
 use std::future::Future;
@@ -130,6 +151,12 @@ impl Loop {
 
     /// Runs `fut` to completion on this thread, together with the tasks spawned on this
     /// loop, polling ioq whenever nothing is ready to run.
+    ///
+    /// # Panics
+    /// When called from inside a running `block_on` (of any loop) or a future driven by
+    /// [`tokio`] on this thread: it would block the loop that runs the caller. A panic of
+    /// `fut` itself unwinds out of `block_on`; a spawned task's panic does not (its
+    /// [`rt::JoinHandle`] gives a [`rt::JoinError`]).
     pub fn block_on<F: Future>(&self, fut: F) -> F::Output {
         rt::run(&self.r, fut)
     }
@@ -264,7 +291,7 @@ impl LoopRef {
         let ptr = p.as_ptr();
         Op::submit(
             &self.inner,
-            Some(Box::new(p) as Keep),
+            Some(Keep::boxed(p)),
             0,
             finish_new::<LocalStream>,
             |lp, t| unsafe { sys::ioq_local_connect(lp, ptr, 0, t) },
@@ -279,7 +306,7 @@ impl LoopRef {
         let (ptr, flags, mode) = (p.as_ptr(), opts.flags, opts.mode);
         Op::submit(
             &self.inner,
-            Some(Box::new(p) as Keep),
+            Some(Keep::boxed(p)),
             0,
             finish_new::<File>,
             |lp, t| unsafe { sys::ioq_open(lp, ptr, flags, mode, t) },
@@ -292,6 +319,13 @@ impl LoopRef {
         Op::submit(&self.inner, None, 0, finish_unit, |lp, t| unsafe {
             sys::ioq_timeout(lp, ns, t)
         })
+    }
+
+    /// Runs `fut` for at most `d` on this loop's clock: its output, or
+    /// [`rt::Elapsed`], in which case `fut` is dropped (its operations are cancelled).
+    /// The timer starts now.
+    pub fn timeout<F: Future>(&self, d: Duration, fut: F) -> rt::Timeout<F> {
+        rt::Timeout::new(fut, self.sleep(d))
     }
 
     /// Resolves `host` and/or `service` off the loop thread. `flags`: `IOQ_RESOLVE_*`.
@@ -327,7 +361,7 @@ impl LoopRef {
         let (ap, n) = (keep.addrs.as_mut_ptr(), keep.addrs.len() as u32);
         Op::submit(
             &self.inner,
-            Some(keep as Keep),
+            Some(Keep::Boxed(keep)),
             0,
             finish_resolve,
             |lp, t| unsafe { sys::ioq_resolve(lp, hp, sp, flags, ap, n, t) },
@@ -352,7 +386,9 @@ impl LoopRef {
         Ok(Handle::new(&self.inner, h))
     }
 
-    /// Spawns a task on this loop; it runs while the loop is driven by `block_on`.
+    /// Spawns a task on this loop; it runs while the loop is driven (by `block_on` or the
+    /// tokio driver). Its [`rt::JoinHandle`] gives the output, or a [`rt::JoinError`] if
+    /// the task panicked or was aborted.
     pub fn spawn<F>(&self, fut: F) -> rt::JoinHandle<F::Output>
     where
         F: Future + 'static,
@@ -372,7 +408,7 @@ fn finish_resolve(_: &Rc<Inner>, c: &sys::ioq_cqe, keep: Option<Keep>) -> Result
     if c.result < 0 {
         return Err(Error::from_code(c.result));
     }
-    let k: Box<ResolveKeep> = keep.expect("addresses kept").downcast().expect("keep type");
+    let k: ResolveKeep = keep.expect("addresses kept").take();
     let n = (c.result as usize).min(k.addrs.len());
     Ok(k.addrs[..n]
         .iter()
@@ -411,12 +447,30 @@ impl Remote {
             .map(|_| ())
     }
 
+    /// Runs `f` on the loop's thread and spawns the future it makes there, as a task of
+    /// the loop: the way for other threads (tokio's worker threads, for one) to use ioq,
+    /// whose values stay on the loop's thread. The handle is `Send` and gives the output
+    /// (which must be `Send`), or a [`rt::JoinError`] if the task panicked, was aborted, or
+    /// the loop was dropped first. The loop must be running (`block_on` or the tokio
+    /// driver) for the task to start.
+    pub fn spawn<F, Fut>(&self, f: F) -> rt::RemoteJoinHandle<Fut::Output>
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future + 'static,
+        Fut::Output: Send + 'static,
+    {
+        rt::remote_spawn(&self.shared, f)
+    }
+
     /// Makes a blocked poll of the loop return.
     pub fn wake(&self) -> Result<()> {
         let raw = self.shared.raw.lock().unwrap_or_else(|e| e.into_inner());
         if *raw == 0 {
             return Err(Error::BADHANDLE);
         }
+        self.shared
+            .woken
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         check(unsafe { sys::ioq_wake(*raw as *mut sys::ioq_loop) } as i64).map(|_| ())
     }
 }
@@ -436,6 +490,8 @@ mod tests {
     #[test]
     fn remote_is_send_and_sync() {
         assert_send_sync::<Remote>();
+        assert_send_sync::<rt::RemoteJoinHandle<u32>>();
+        assert_send_sync::<rt::JoinError>();
     }
 
     #[test]

@@ -11,15 +11,19 @@ use crate::op::{MultiOp, Op};
 use crate::pool::{Pool, PoolBuf};
 
 macro_rules! handle_type {
-    ($(#[$m:meta])* $name:ident) => {
+    ($(#[$m:meta])* $name:ident $(, $io:ident)?) => {
         $(#[$m])*
         pub struct $name {
             pub(crate) h: Handle,
+            $(
+            #[cfg_attr(not(any(feature = "futures-io", feature = "tokio")), allow(dead_code))]
+            pub(crate) $io: crate::stream::StreamIo,
+            )?
         }
 
         impl FromHandle for $name {
             fn from_handle(h: Handle) -> Self {
-                $name { h }
+                $name { h, $($io: Default::default(),)? }
             }
         }
 
@@ -43,7 +47,7 @@ macro_rules! handle_type {
             /// Brings an OS descriptor into the loop; ioq owns (and closes) it from now on.
             #[cfg(unix)]
             pub fn adopt(lp: &crate::LoopRef, fd: std::os::unix::io::OwnedFd) -> Result<$name> {
-                lp.adopt(fd, Self::KIND).map(|h| $name { h })
+                lp.adopt(fd, Self::KIND).map(<$name as FromHandle>::from_handle)
             }
         }
 
@@ -99,7 +103,14 @@ handle_type!(
 );
 handle_type!(
     /// A connected TCP stream.
-    TcpStream
+    ///
+    /// Besides its owned-buffer operations it implements `futures_io::AsyncRead`,
+    /// `AsyncBufRead` and `AsyncWrite` (feature `futures-io`) and tokio's traits of the same
+    /// names (feature `tokio`), through one internal buffer per direction; see the crate
+    /// documentation for what that costs. Dropping or closing the stream lets a send that
+    /// `poll_write` accepted finish first; receives still pending are cancelled.
+    TcpStream,
+    io
 );
 handle_type!(
     /// A bound UDP socket.
@@ -110,8 +121,10 @@ handle_type!(
     LocalListener
 );
 handle_type!(
-    /// A connected AF_UNIX stream (a named pipe on Windows).
-    LocalStream
+    /// A connected AF_UNIX stream (a named pipe on Windows). It implements the same
+    /// reader and writer traits as [`TcpStream`].
+    LocalStream,
+    io
 );
 handle_type!(
     /// A regular file with positional reads and writes that never block the loop.

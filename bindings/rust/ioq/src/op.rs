@@ -64,6 +64,23 @@ impl<T> Op<T> {
         }
     }
 
+    /// The future of a slot reserved with `Inner::reserve`, submitted later by the loop.
+    pub(crate) fn reserved(inner: &Rc<Inner>, token: u64, finish: Finish<T>) -> Op<T> {
+        Op {
+            inner: inner.clone(),
+            state: State::Pending(token),
+            finish,
+        }
+    }
+
+    /// The internal token while the operation is pending.
+    pub(crate) fn token(&self) -> Option<u64> {
+        match self.state {
+            State::Pending(t) => Some(t),
+            _ => None,
+        }
+    }
+
     /// An operation refused before submission (bad argument found on the Rust side).
     pub(crate) fn fail(
         inner: &Rc<Inner>,

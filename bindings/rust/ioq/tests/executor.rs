@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 
-use ioq::{rt, Error, TcpStream};
+use ioq::{rt, TcpStream};
 
 async fn echo(conn: TcpStream) -> ioq::Result<usize> {
     let mut total = 0;
@@ -138,7 +138,7 @@ fn join_handle_of_a_task_dropped_with_the_loop() {
     .unwrap();
     let other = ioq::Loop::new().unwrap();
     drop(lp);
-    assert_eq!(other.block_on(h), Err(Error::CANCELED));
+    assert!(other.block_on(h).unwrap_err().is_cancelled());
 }
 
 #[test]
@@ -148,5 +148,5 @@ fn spawning_on_a_dropped_loop_reports_ecanceled() {
     drop(lp);
     let h = r.spawn(async { 1 });
     assert!(h.is_finished());
-    assert_eq!(rt::block_on(h), Err(Error::CANCELED));
+    assert!(rt::block_on(h).unwrap_err().is_cancelled());
 }

@@ -1,0 +1,102 @@
+-- Numbers that cannot be what a call needs (NaN, a fraction, beyond the C type) raise an
+-- error that says what they were; a value ioq refuses comes back as nil, message, code.
+local ioq = require "ioq"
+local co = require "ioq.co"
+local core = ioq.core
+
+local NAN = 0 / 0
+
+-- The error message of fn, which must fail.
+local function err(fn)
+  local ok, e = pcall(fn)
+  assert.is_false(ok)
+  return tostring(e)
+end
+
+describe("argument errors", function()
+  local loop
+  before_each(function() loop = assert(ioq.loop()) end)
+  after_each(function() loop:free() end)
+
+  it("names NaN, fractions and values out of range in the ioq module", function()
+    assert.matches("timeout.*NaN", err(function() loop:timeout(NAN) end))
+    assert.matches("poll.*NaN", err(function() loop:poll(NAN) end))
+    assert.matches("seconds must be a number, got a string", err(function() loop:poll("1") end))
+    assert.matches("byte count must be an integer, got 1.5",
+                   err(function() loop:recv(1, 1.5) end))
+    assert.matches("byte count must be an integer, got NaN",
+                   err(function() loop:recv(1, NAN) end))
+    assert.matches("handle must be an integer", err(function() loop:send(0.5, "x") end))
+    assert.matches("result must be an integer, got NaN", err(function() loop:post(NAN) end))
+    assert.matches("backlog out of range 0..4294967295",
+                   err(function() loop:tcp_listen("127.0.0.1:0", 1 << 40) end))
+    assert.matches("flags must be an integer, got inf",
+                   err(function() loop:accept(1, math.huge) end))
+    assert.matches("value must be an integer, got 2.5",
+                   err(function() loop:setopt(1, "rcvbuf", 2.5) end))
+    assert.matches("max out of range", err(function() loop:resolve("x", "1", 0, 0) end))
+    assert.matches("offset must be an integer", err(function() loop:read(1, 4, 0.5) end))
+    assert.matches("operation id expected, got NaN", err(function() loop:cancel(NAN) end))
+    assert.matches("size must be an integer, got 1.5", err(function() ioq.buffer(1.5) end))
+    assert.matches("size out of range", err(function() ioq.buffer(-1) end))
+    assert.matches("max out of range", err(function() ioq.loop({ max = 0 }) end))
+    -- Values of the right kind that ioq refuses are returned.
+    local _, _, code = loop:timeout(-1)
+    assert.are.equal(ioq.EINVAL, code)
+    _, _, code = loop:recv(1, 0)
+    assert.are.equal(ioq.EINVAL, code)
+    -- An infinite wait is a wait without end, not an error; 0 does not wait.
+    assert.are.same({}, loop:poll(0))
+    local t = assert(loop:timeout(math.huge))
+    assert(loop:cancel(t))
+    local n = 0
+    while n < 2 do n = n + #assert(loop:poll(1)) end
+    -- Nothing was left behind by the refused calls.
+    assert.are.equal(0, loop:pending())
+  end)
+
+  it("names them in ioq_core", function()
+    local raw = loop.raw
+    assert.matches("expected an integer, got NaN", err(function() core.post(raw, NAN, 0) end))
+    assert.matches("expected an integer, got 1.5", err(function() core.post(raw, 1.5, 0) end))
+    assert.matches("integer out of range 0..4294967295, got %-1",
+                   err(function() core.pool_new(raw, -1, 16) end))
+    assert.matches("count out of range", err(function() core.cqes(0) end))
+  end)
+
+  it("names them in ioq.co", function()
+    local s <close> = assert(co.new())
+    local e = {}
+    s:spawn(function()
+      local srv = assert(s:listen("127.0.0.1:0"))
+      local c = assert(co.connect(srv:sockname()))
+      e[1] = err(function() co.sleep(NAN) end)
+      e[2] = err(function() c:settimeout(NAN) end)
+      e[3] = err(function() c:recv(1.5) end)
+      e[4] = err(function() c:read(0.5) end)
+      e[5] = err(function() c:read("x") end)
+      e[6] = err(function() co.connect(srv:sockname(), NAN) end)
+      e[7] = err(function() co.connect("localhost", 1.5) end)
+      e[8] = err(function() co.connect("localhost") end)
+      e[9] = err(function() c:setwritelimit(-1) end)
+      e[10] = err(function() s:step(NAN) end)
+      e[11] = err(function() c:send(42) end)
+      e[12] = err(function() co.any(1) end)
+      c:close()
+      srv:close()
+    end)
+    s:run()
+    assert.matches("sleep.*NaN", e[1])
+    assert.matches("settimeout.*NaN", e[2])
+    assert.matches("byte count must be an integer, got 1.5", e[3])
+    assert.matches("byte count must be an integer, got 0.5", e[4])
+    assert.matches("invalid format 'x'", e[5])
+    assert.matches("connect.*NaN", e[6])
+    assert.matches("port must be an integer, got 1.5", e[7])
+    assert.matches("port expected", e[8])
+    assert.matches("bytes out of range", e[9])
+    assert.matches("step.*NaN", e[10])
+    assert.matches("string or ioq.buffer expected", e[11])
+    assert.matches("function expected", e[12])
+  end)
+end)
