@@ -128,7 +128,7 @@ def run_swig():
         return wrap, proxy
     wrap = os.path.join(SWIG_DIR, "ioq_wrap.c")
     proxy = os.path.join(SWIG_DIR, "_ioq.py")
-    inputs = [os.path.join(SOURCE, "bindings", "swig", n) for n in ("ioq.i", "python.i")]
+    inputs = [os.path.join(SOURCE, "bindings", "swig", n) for n in ("ioq.i", "python.i", "pins.h")]
     inputs.append(os.path.join(SOURCE, "abi", "include", "ioq.h"))
     if os.path.exists(wrap) and os.path.exists(proxy):
         newest = max(os.path.getmtime(p) for p in inputs)
