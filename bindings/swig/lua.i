@@ -39,6 +39,54 @@
 #define IOQ_LUA_BUFFER "ioq.buffer"
 #define IOQ_LUA_CQES "ioq.cqes"
 
+/* SWIG's Lua runtime takes every full userdata for one of its own (a swig_lua_userdata)
+ * and reads its type pointer, so an io.stdout or an ioq.buffer passed where a loop is
+ * expected crashed it; and it takes a light userdata for a pointer of any type. Here a
+ * value is converted only when it is a SWIG object of this module (its size and its type
+ * pointer say so), or nil, and an error names what was passed instead. */
+static int ioq_lua_isswig(lua_State *L, int idx) {
+  const swig_lua_userdata *u;
+  size_t i;
+  if (lua_type(L, idx) != LUA_TUSERDATA || lua_rawlen(L, idx) != sizeof(swig_lua_userdata))
+    return 0;
+  u = (const swig_lua_userdata *)lua_touserdata(L, idx);
+  for (i = 0; i < sizeof(swig_types) / sizeof(swig_types[0]); i++)
+    if (swig_types[i] && u->type == swig_types[i])
+      return 1;
+  return 0;
+}
+
+static int ioq_lua_convertptr(lua_State *L, int idx, void **ptr, swig_type_info *type,
+                              int flags) {
+  int untyped = type == NULL || type == SWIGTYPE_p_void;
+  if (!lua_isnil(L, idx) && !ioq_lua_isswig(L, idx) &&
+      !(untyped && lua_islightuserdata(L, idx)))
+    return SWIG_ERROR;
+  return SWIG_Lua_ConvertPtr(L, idx, ptr, type, flags);
+}
+
+/* What the value at idx is, for an error message: a SWIG type, a metatable's __name
+ * (FILE*, ioq.buffer), else the Lua type. */
+static const char *ioq_lua_typename(lua_State *L, int idx) {
+  const char *name;
+  if (ioq_lua_isswig(L, idx))
+    return SWIG_Lua_typename(L, idx);
+  if (luaL_getmetafield(L, idx, "__name") == LUA_TSTRING) {
+    name = lua_tostring(L, -1); /* still referenced by the metatable */
+    lua_pop(L, 1);
+    return name;
+  }
+  return luaL_typename(L, idx);
+}
+
+#undef SWIG_ConvertPtr
+#define SWIG_ConvertPtr(L, idx, ptr, type, flags) ioq_lua_convertptr(L, idx, ptr, type, flags)
+#undef SWIG_fail_arg
+#define SWIG_fail_arg(func_name, argnum, type) \
+  { SWIG_Lua_pushferrstring(L, "Error in %s (arg %d), expected '%s' got '%s'", func_name, \
+                            argnum, type, ioq_lua_typename(L, argnum)); \
+    goto fail; }
+
 typedef struct ioq_lua_buffer {
   size_t cap;
   size_t len;
@@ -1145,6 +1193,16 @@ IOQ_LUA_INT(unsigned long long, LUA_MININTEGER, LUA_MAXINTEGER)
   SWIG_arg++;
 }
 
+/* Addresses passed in: SWIG's own typemap numbers the argument by its C position, which is
+ * not the Lua one after a (buffer, length) pair. nil stays NULL (ioq: IOQ_EINVAL). */
+%typemap(in, checkfn="ioq_lua_any") const ioq_addr *addr, ioq_addr *addr_out {
+  if (!SWIG_IsOK(SWIG_ConvertPtr(L, $input, (void **)&$1, $descriptor, 0))) {
+    SWIG_Lua_pushferrstring(L, "Error in $symname (arg %d), expected 'ioq_addr' got '%s'",
+                            $input, ioq_lua_typename(L, $input));
+    SWIG_fail;
+  }
+}
+
 %typemap(in, numinputs=0) ioq_addr *out {
   $1 = (ioq_addr *)calloc(1, sizeof(ioq_addr));
   if (!$1) {
@@ -1262,7 +1320,8 @@ static int ioq_lua_any(lua_State *L, int idx) {
 /* The loop of a SWIG ioq_loop object, for the hand-written functions. */
 static ioq_loop *ioq_lua_checkloop(lua_State *L, int idx) {
   void *p = NULL;
-  if (!SWIG_IsOK(SWIG_ConvertPtr(L, idx, &p, SWIGTYPE_p_ioq_loop, 0)))
+  if (lua_isnoneornil(L, idx) ||
+      !SWIG_IsOK(SWIG_ConvertPtr(L, idx, &p, SWIGTYPE_p_ioq_loop, 0)))
     luaL_typeerror(L, idx, "ioq_loop");
   return (ioq_loop *)p;
 }
@@ -1382,6 +1441,8 @@ static ioq_lua_state *ioq_lua_method_args(lua_State *L, ioq_loop **loop, lua_Int
   lua_rawgeti(L, 1, IOQ_LUA_L_PIN);
   lua_rawgeti(L, 1, IOQ_LUA_L_SPARE);
   lua_rawgeti(L, 1, IOQ_LUA_L_STATE);
+  if (lua_type(L, 9) != LUA_TUSERDATA) /* a loop keeps its state after free too */
+    luaL_typeerror(L, 1, "ioq loop");
   *loop = ioq_lua_liveloop(L, 5);
   *h = ioq_lua_checkint(L, 2, LUA_MININTEGER, LUA_MAXINTEGER, "handle");
   s = ioq_lua_tostate(L, 9);
