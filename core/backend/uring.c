@@ -763,13 +763,12 @@ static void uring_fini(ioq_loop *loop)
                 io_uring_sqe_set_data64(sqe, UD_CANCEL);
             }
         }
-        while (s->inflight) {
-            struct io_uring_cqe *cqe;
+        /* Reap first: CQEs the fault layer held back count as in flight but will never
+         * come from the kernel again, so waiting for them would never end. */
+        while (reap(loop, true), s->inflight) {
             int rc = io_uring_submit_and_wait(&s->ring, 1);
-            (void)cqe;
             if (rc < 0 && rc != -EINTR && rc != -ETIME)
                 break;
-            reap(loop, true);
         }
     }
     for (uint32_t i = 0; (h = ioq__handle_slot(loop, i)) != NULL; i++) {
