@@ -2,6 +2,12 @@
  * The handle table: slots in chunks that never move, so a handle pointer stays valid for
  * the loop's life; a value carries the loop's tag, the slot's generation and its index, so
  * a stale, foreign or made-up value finds nothing.
+ *
+ * A generation only grows: a slot whose generation would pass IOQ__GEN_MASK is retired
+ * (never handed out again) instead of wrapping, so no value of a closed handle becomes
+ * valid again however often its slot is reused. A slot starts at the loop's gen_base (in
+ * the lower half), so it serves at least 2^23 handles before it is retired, and a busy
+ * server loses one slot (a hundred bytes) per 8 million closes or more.
  */
 #include "loop.h"
 
@@ -33,7 +39,7 @@ ioq__handle *ioq__handle_new(ioq_loop *loop, uint8_t kind, int64_t fd)
         }
         h = ioq__handle_at(loop, index);
         h->index = index;
-        h->gen = 1;
+        h->gen = loop->gen_base;
         loop->nhandles++;
     }
     h->kind = kind;
@@ -51,11 +57,12 @@ ioq__handle *ioq__handle_new(ioq_loop *loop, uint8_t kind, int64_t fd)
     return h;
 }
 
+/* A generation past IOQ__GEN_MASK matches no value: the slot is retired. */
+static bool retired(const ioq__handle *h) { return h->gen > IOQ__GEN_MASK; }
+
 void ioq__handle_invalidate(ioq__handle *h)
 {
-    h->gen = (h->gen + 1) & IOQ__GEN_MASK;
-    if (h->gen == 0)
-        h->gen = 1;
+    h->gen++; /* IOQ__GEN_MASK + 1 retires the slot: see the top of this file */
     h->rstate |= IOQ__R_CLOSING;
 }
 
@@ -65,8 +72,29 @@ void ioq__handle_free(ioq_loop *loop, ioq__handle *h)
         ioq__handle_invalidate(h);
     h->kind = IOQ__K_FREE;
     h->fd = -1;
+    h->next_free = NULL;
+    if (retired(h))
+        return;
     h->next_free = loop->hfree;
     loop->hfree = h;
+}
+
+int ioq__test_handle_reuse(ioq_loop *loop, ioq_handle v, uint32_t n)
+{
+    ioq__handle *h = ioq__handle_slot(loop, (uint32_t)(v & IOQ__INDEX_MASK));
+    ioq__handle **pp;
+    if (!h || h->kind != IOQ__K_FREE || retired(h))
+        return IOQ_EINVAL;
+    h->gen = n > IOQ__GEN_MASK + 1 - h->gen ? IOQ__GEN_MASK + 1 : h->gen + n;
+    if (!retired(h))
+        return 0;
+    for (pp = &loop->hfree; *pp; pp = &(*pp)->next_free) {
+        if (*pp == h) {
+            *pp = h->next_free;
+            break;
+        }
+    }
+    return 0;
 }
 
 void ioq__handle_destroy(ioq_loop *loop, ioq__handle *h)
@@ -120,7 +148,8 @@ int ioq__handle_attach(ioq_loop *loop, ioq__handle *h, int64_t fd)
 
 ioq_handle ioq__handle_value(const ioq_loop *loop, const ioq__handle *h)
 {
-    return (uint64_t)loop->tag << 48 | (uint64_t)h->gen << IOQ__INDEX_BITS | h->index;
+    return (uint64_t)loop->tag << 48 | (uint64_t)(h->gen & IOQ__GEN_MASK) << IOQ__INDEX_BITS |
+           h->index;
 }
 
 ioq__handle *ioq__handle_find(const ioq_loop *loop, uint64_t v)

@@ -83,7 +83,8 @@ char *ioq__strdup(const char *s);
 struct ioq_loop {
     const ioq__backend *backend;
     void *be;                       /* backend state */
-    uint16_t tag;                   /* handle tag: tells this loop's handles from others' */
+    uint16_t tag;                   /* handle tag: unique among live loops (loop.c) */
+    uint32_t gen_base;              /* first generation of this loop's slots */
 
     /* completion ring */
     ioq_cqe *cq;
@@ -194,6 +195,13 @@ void ioq__handle_invalidate(ioq__handle *h);
 void ioq__handle_free(ioq_loop *loop, ioq__handle *h);
 /* ioq_loop_free: close every descriptor, free every pool and the table. */
 void ioq__handles_fini(ioq_loop *loop);
+
+/* Test builds reach these hidden functions through the static library; they are not part
+ * of the ABI. As if n more loops had been created and freed (loop.c); as if the slot that
+ * value v named had been reused n more times (handle.c): 0, or IOQ_EINVAL when that slot
+ * is in use. */
+void ioq__test_loop_tags_skip(uint32_t n);
+int ioq__test_handle_reuse(ioq_loop *loop, ioq_handle v, uint32_t n);
 
 /* --- ops (opslab.c) ------------------------------------------------------------------------ */
 
