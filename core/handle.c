@@ -18,6 +18,102 @@ ioq__handle *ioq__handle_at(const ioq_loop *loop, uint32_t index)
     return &loop->hchunks[index / IOQ__HANDLE_CHUNK][index % IOQ__HANDLE_CHUNK];
 }
 
+/* --- descriptor index --------------------------------------------------------------------
+ * Which handle owns a descriptor, so that ioq_adopt can refuse one the loop already owns
+ * (two handles on one descriptor: closing one would break the other) on every backend, in
+ * constant time. Open addressing with linear probing. Backends may reset h->fd on their
+ * failure paths without telling the index, so an entry counts only while its handle is
+ * live and still has that descriptor. An entry that cannot be added for want of memory
+ * only weakens that check. */
+
+#define IOQ__FD_EMPTY (-1)
+#define IOQ__FD_DELETED (-2)
+
+static uint32_t fd_hash(int64_t fd, uint32_t mask)
+{
+    return (uint32_t)((uint64_t)fd * 0x9E3779B97F4A7C15ull >> 32) & mask;
+}
+
+/* Rehash into a table at most a quarter full: deleted entries go, and the size follows
+ * the live ones (it shrinks too). */
+static bool fd_grow(ioq_loop *loop)
+{
+    ioq__fdent *nt, *old = loop->fdtab;
+    uint32_t n = 64, live = 0, used = 0;
+    for (uint32_t i = 0; old && i <= loop->fdmask; i++)
+        live += old[i].fd >= 0;
+    while ((live + 1) * 4 > n)
+        n *= 2;
+    if (!(nt = malloc(n * sizeof *nt)))
+        return false;
+    for (uint32_t i = 0; i < n; i++)
+        nt[i].fd = IOQ__FD_EMPTY;
+    for (uint32_t i = 0; old && i <= loop->fdmask; i++) {
+        uint32_t j;
+        if (old[i].fd < 0)
+            continue;
+        for (j = fd_hash(old[i].fd, n - 1); nt[j].fd != IOQ__FD_EMPTY; j = (j + 1) & (n - 1))
+            ;
+        nt[j] = old[i];
+        used++;
+    }
+    free(old);
+    loop->fdtab = nt;
+    loop->fdmask = n - 1;
+    loop->fdused = used;
+    return true;
+}
+
+static ioq__fdent *fd_slot(const ioq_loop *loop, int64_t fd)
+{
+    if (!loop->fdtab)
+        return NULL;
+    for (uint32_t i = fd_hash(fd, loop->fdmask);; i = (i + 1) & loop->fdmask) {
+        if (loop->fdtab[i].fd == fd)
+            return &loop->fdtab[i];
+        if (loop->fdtab[i].fd == IOQ__FD_EMPTY)
+            return NULL;
+    }
+}
+
+static void fd_add(ioq_loop *loop, const ioq__handle *h)
+{
+    ioq__fdent *e = fd_slot(loop, h->fd);
+    uint32_t i;
+    if (e) {
+        e->index = h->index; /* a stale entry of a descriptor number now reused */
+        return;
+    }
+    if ((loop->fdused + 1) * 2 > (loop->fdtab ? loop->fdmask + 1 : 0) && !fd_grow(loop))
+        return;
+    for (i = fd_hash(h->fd, loop->fdmask); loop->fdtab[i].fd >= 0; i = (i + 1) & loop->fdmask)
+        ;
+    if (loop->fdtab[i].fd == IOQ__FD_EMPTY)
+        loop->fdused++;
+    loop->fdtab[i].fd = h->fd;
+    loop->fdtab[i].index = h->index;
+}
+
+static void fd_remove(ioq_loop *loop, const ioq__handle *h)
+{
+    ioq__fdent *e = h->fd >= 0 ? fd_slot(loop, h->fd) : NULL;
+    if (e && e->index == h->index)
+        e->fd = IOQ__FD_DELETED;
+}
+
+ioq__handle *ioq__handle_by_fd(ioq_loop *loop, int64_t fd)
+{
+    ioq__fdent *e = fd_slot(loop, fd);
+    ioq__handle *h;
+    if (!e)
+        return NULL;
+    h = ioq__handle_at(loop, e->index);
+    if (h->kind != IOQ__K_FREE && h->fd == fd)
+        return h;
+    e->fd = IOQ__FD_DELETED; /* stale */
+    return NULL;
+}
+
 ioq__handle *ioq__handle_new(ioq_loop *loop, uint8_t kind, int64_t fd)
 {
     ioq__handle *h = loop->hfree;
@@ -68,6 +164,7 @@ void ioq__handle_invalidate(ioq__handle *h)
 
 void ioq__handle_free(ioq_loop *loop, ioq__handle *h)
 {
+    fd_remove(loop, h);
     if (!(h->rstate & IOQ__R_CLOSING))
         ioq__handle_invalidate(h);
     h->kind = IOQ__K_FREE;
@@ -99,6 +196,7 @@ int ioq__test_handle_reuse(ioq_loop *loop, ioq_handle v, uint32_t n)
 
 void ioq__handle_destroy(ioq_loop *loop, ioq__handle *h)
 {
+    fd_remove(loop, h);
     if (h->fd >= 0 || h->kind == IOQ__K_CONNECTING) {
         if (loop->backend->handle_close)
             loop->backend->handle_close(loop, h);
@@ -122,6 +220,8 @@ int ioq__handle_open(ioq_loop *loop, uint8_t kind, uint8_t family, int64_t fd,
         ioq__handle_free(loop, h);
         return rc;
     }
+    if (fd >= 0)
+        fd_add(loop, h);
     *out = h;
     return 0;
 }
@@ -143,6 +243,7 @@ int ioq__handle_attach(ioq_loop *loop, ioq__handle *h, int64_t fd)
         h->fd = -1;
         return rc;
     }
+    fd_add(loop, h);
     return 0;
 }
 
@@ -194,4 +295,5 @@ void ioq__handles_fini(ioq_loop *loop)
     for (uint32_t c = 0; c < loop->nchunks; c++)
         free(loop->hchunks[c]);
     free(loop->hchunks);
+    free(loop->fdtab);
 }

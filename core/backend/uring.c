@@ -7,9 +7,11 @@
  * next one starts) and receives fill in submission order. Files and connects need no queue.
  *
  * Wake-ups: an eventfd watched by a multishot poll SQE; ioq_wake()/ioq_post() write it only
- * when the loop is (about to be) blocked. ioq_loop_fd() is the ring's own descriptor: the
- * kernel reports it readable while completions or deferred task work are pending, which
- * with DEFER_TASKRUN is exactly "ioq_poll has work", and reading it costs nothing.
+ * when the loop is (about to be) blocked. ioq_loop_fd() is another eventfd, registered with
+ * the ring (io_uring_register_eventfd) so that the kernel signals it for every completion it
+ * posts; the ring is rebuilt without DEFER_TASKRUN first, because with it completions are
+ * posted only when the loop's thread enters the ring, which a host asleep in its own poll
+ * never does (see uring_loop_fd). ioq_poll() reads the eventfd to re-arm it.
  */
 #include "fault.h"
 #include "posix.h"
