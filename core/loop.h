@@ -77,6 +77,8 @@ void ioq__timer_remove(ioq_loop *loop, ioq__op *op);
 /* --- pools (pool.c), helpers ------------------------------------------------------------- */
 
 void ioq__pool_destroy(ioq_loop *loop, ioq__pool *pool);
+/* Whether ioq_close must refuse the pool (IOQ_EBUSY): see pool.c. */
+bool ioq__pool_busy(const ioq_loop *loop, const ioq__pool *pool);
 char *ioq__strdup(const char *s);
 
 /* An entry of the descriptor index (handle.c). */
