@@ -231,6 +231,9 @@ void ioq__backend_data_set(ioq_loop *loop, void *data);
 /* ioq_loop_fd() was called: a host sleeps on that descriptor instead of in ioq_poll, so
  * work queued for the next wait must reach the kernel now. */
 bool ioq__loop_embedded(const ioq_loop *loop);
+/* Test builds only: loops created from now on keep pools in the core as on kernels
+ * without provided buffers (ioq__test_emulate_pools, core/loop.h). */
+bool ioq__test_pools_emulated(void);
 /* The timer armed through arm_timer is gone (a one-shot fired): the next poll arms the
  * earliest deadline again. */
 void ioq__timer_disarmed(ioq_loop *loop);

@@ -42,8 +42,13 @@ static void tag_give(ioq_loop *loop)
         atomic_fetch_and(&tags_used[loop->tag / 64], ~(1ull << (loop->tag % 64)));
 }
 
-/* Test builds only (not in the ABI): as if n more loops had been created and freed. */
+/* Test builds only (not in the ABI): as if n more loops had been created and freed; pools
+ * as on kernels without provided buffers (io_uring before 5.19). */
 void ioq__test_loop_tags_skip(uint32_t n) { atomic_fetch_add(&tags_cursor, n); }
+
+static _Atomic int pools_emulated;
+void ioq__test_emulate_pools(int on) { atomic_store(&pools_emulated, on); }
+bool ioq__test_pools_emulated(void) { return atomic_load(&pools_emulated) != 0; }
 
 /* --- small helpers ------------------------------------------------------------------------ */
 

@@ -213,6 +213,7 @@ ioq__handle *ioq__handle_by_fd(ioq_loop *loop, int64_t fd);
  * value v named had been reused n more times (handle.c): 0, or IOQ_EINVAL when that slot
  * is in use. */
 void ioq__test_loop_tags_skip(uint32_t n);
+void ioq__test_emulate_pools(int on);
 int ioq__test_handle_reuse(ioq_loop *loop, ioq_handle v, uint32_t n);
 
 /* --- ops (opslab.c) ------------------------------------------------------------------------ */

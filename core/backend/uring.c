@@ -37,6 +37,8 @@
 /* op->be_u64 bits */
 #define IN_KERNEL 1u
 #define CANCEL_SENT 2u
+#define POLL_WAIT 4u   /* recv_pool: a poll for data is in the kernel, not the receive */
+#define AFTER_POLL 8u  /* recv_pool: the poll said data is there */
 
 typedef struct {
     struct io_uring ring;
@@ -66,6 +68,7 @@ typedef struct {
     struct io_uring_buf_ring *br;
     size_t bytes;
     uint32_t entries;
+    uint32_t avail;   /* buffers in the kernel's ring */
 } uring_pool;
 
 static uring_state *st(ioq_loop *loop) { return ioq__backend_data(loop); }
@@ -144,6 +147,7 @@ static int issue(ioq_loop *loop, ioq__op *op)
     ioq__handle *h = op->h;
     int fd = h ? (int)h->fd : -1;
     uring_args *a = NULL;
+    uint64_t extra = 0;
 
     if (op->code == IOQ_OP_CONNECT || op->code == IOQ_OP_SENDTO ||
         op->code == IOQ_OP_RECVFROM || op->code == IOQ_OP_SENDV ||
@@ -177,7 +181,18 @@ static int issue(ioq_loop *loop, ioq__op *op)
     case IOQ_OP_RECV:
         io_uring_prep_recv(sqe, fd, op->buf, ioq__f_sqe_len(op, op->len), 0);
         break;
-    case IOQ_OP_RECV_POOL:
+    case IOQ_OP_RECV_POOL: {
+        /* The kernel fails a buffer-select receive at once when its ring is empty, before
+         * any data. The contract wants the receive to wait for data and then take a
+         * buffer (one released meanwhile serves it): with no buffer in the kernel, or a
+         * pool without a kernel ring, wait for data with a poll first (pool_poll_done). */
+        uring_pool *up = op->pool->be;
+        if (!up || (up->avail == 0 && !(op->be_u64 & AFTER_POLL))) {
+            io_uring_prep_poll_add(sqe, fd, POLLIN);
+            extra = POLL_WAIT;
+            break;
+        }
+        extra = op->be_u64 & AFTER_POLL;
         if ((op->flags & IOQ_MULTISHOT) && !s->emulate_multishot_recv)
             io_uring_prep_recv_multishot(sqe, fd, NULL, 0, 0);
         else
@@ -185,6 +200,7 @@ static int issue(ioq_loop *loop, ioq__op *op)
         sqe->flags |= IOSQE_BUFFER_SELECT;
         sqe->buf_group = (uint16_t)op->pool->bgid;
         break;
+    }
     case IOQ_OP_RECVFROM:
         msg_one(a, op->buf, op->len, sizeof a->ss);
         io_uring_prep_recvmsg(sqe, fd, &a->msg, 0);
@@ -227,7 +243,7 @@ static int issue(ioq_loop *loop, ioq__op *op)
         break;
     }
     io_uring_sqe_set_data(sqe, op);
-    op->be_u64 = IN_KERNEL;
+    op->be_u64 = IN_KERNEL | extra;
     s->inflight++;
     /* A host sleeping on the ring fd only learns of work that was submitted. */
     if (ioq__loop_embedded(loop) && enable(s) == 0)
@@ -298,6 +314,64 @@ static void recycle_buf(ioq__pool *pool, uint32_t bid)
     io_uring_buf_ring_add(up->br, ioq__pool_buf(pool, bid), pool->size, (unsigned short)bid,
                           io_uring_buf_ring_mask(up->entries), 0);
     io_uring_buf_ring_advance(up->br, 1);
+    up->avail++;
+}
+
+/* A recv_pool's poll for data ended (POLL_WAIT): take a buffer now, as the readiness
+ * backends do. A pool with a kernel ring: issue the receive if the ring has a buffer,
+ * else the pool is empty as data arrives (IOQ_ENOBUFS). A pool without one (kernels
+ * without buffer rings): take a buffer from the pool and receive into it here. */
+static void pool_poll_done(ioq_loop *loop, ioq__op *op, int res)
+{
+    ioq__pool *pool = op->pool;
+    ioq__handle *h = op->h;
+    bool multi = op->flags & IOQ_MULTISHOT;
+    uint32_t id;
+    int rc;
+    ssize_t n;
+
+    if (res < 0) {
+        finish(loop, op, map_res(op, res), 0, 0);
+        return;
+    }
+    if (op->cancelled) {
+        finish(loop, op, IOQ_ECANCELED, 0, 0);
+        return;
+    }
+    if (pool->be) {
+        if (((uring_pool *)pool->be)->avail == 0) {
+            finish(loop, op, IOQ_ENOBUFS, 0, 0);
+            return;
+        }
+        op->be_u64 |= AFTER_POLL;
+        if ((rc = issue(loop, op)) != 0)
+            finish(loop, op, rc, 0, 0);
+        return;
+    }
+    if (multi && !ioq__cq_room(loop, 2)) {
+        finish(loop, op, IOQ_ENOMEM, 0, 0);
+        return;
+    }
+    if ((id = ioq__pool_take(pool)) == UINT32_MAX) {
+        finish(loop, op, IOQ_ENOBUFS, 0, 0);
+        return;
+    }
+    do
+        n = recv((int)h->fd, ioq__pool_buf(pool, id), pool->size, MSG_DONTWAIT);
+    while (n < 0 && errno == EINTR);
+    if (n <= 0) {
+        int e = n < 0 ? errno : 0;
+        ioq__pool_put(pool, id);
+        if (n < 0 && (e == EAGAIN || e == EWOULDBLOCK)) {
+            if ((rc = issue(loop, op)) != 0) /* nothing after all: wait again */
+                finish(loop, op, rc, 0, 0);
+            return;
+        }
+        finish(loop, op, n == 0 ? 0 : ioq__os_errno_map(e), 0, 0);
+        return;
+    }
+    rc = multi ? issue(loop, op) : 1;
+    finish(loop, op, n, id, (uint16_t)(IOQ_CQE_BUFFER | (rc == 0 ? IOQ_CQE_MORE : 0)));
 }
 
 static void on_cqe(ioq_loop *loop, ioq__op *op, int res, uint32_t cflags)
@@ -345,8 +419,23 @@ static void on_cqe(ioq_loop *loop, ioq__op *op, int res, uint32_t cflags)
         return;
     case IOQ_OP_RECV_POOL: {
         ioq__pool *pool = op->pool;
+        if (op->be_u64 & POLL_WAIT) {
+            op->be_u64 &= ~(uint64_t)POLL_WAIT;
+            pool_poll_done(loop, op, res);
+            return;
+        }
+        if (res == -ENOBUFS && !more && !(op->be_u64 & AFTER_POLL) && !op->cancelled) {
+            /* The kernel's ring ran dry, maybe before any data: wait for data, then see
+             * whether a buffer has come back meanwhile (pool_poll_done). */
+            int rc = issue(loop, op);
+            if (rc != 0)
+                finish(loop, op, rc, 0, 0);
+            return;
+        }
+        op->be_u64 &= ~(uint64_t)AFTER_POLL;
         if (cflags & IORING_CQE_F_BUFFER) {
             uint32_t bid = cflags >> IORING_CQE_BUFFER_SHIFT;
+            ((uring_pool *)pool->be)->avail--;
             if (res > 0) {
                 pool->held[bid] = 1;
                 if (multi && !more && !op->cancelled && issue(loop, op) == 0)
@@ -585,7 +674,7 @@ static int uring_pool_new(ioq_loop *loop, ioq__pool *pool)
     int rc;
 
     if (!(s->caps & IOQ_CAP_PROVIDED_BUFFERS))
-        return IOQ_ENOTSUP;
+        return 0; /* no buffer rings (before 5.19): the pool is the core's, see issue() */
     while (entries < pool->count)
         entries <<= 1;
     up = calloc(1, sizeof *up);
@@ -616,6 +705,7 @@ static int uring_pool_new(ioq_loop *loop, ioq__pool *pool)
     }
     pool->bgid = reg.bgid;
     pool->be = up;
+    up->avail = pool->count;
     s->npools++;
     for (uint32_t i = 0; i < pool->count; i++)
         io_uring_buf_ring_add(up->br, ioq__pool_buf(pool, i), pool->size, (unsigned short)i,
@@ -639,7 +729,10 @@ static void uring_pool_free(ioq_loop *loop, ioq__pool *pool)
 static void uring_buf_release(ioq_loop *loop, ioq__pool *pool, uint32_t id)
 {
     (void)loop;
-    recycle_buf(pool, id);
+    if (pool->be)
+        recycle_buf(pool, id);
+    else
+        ioq__pool_put(pool, id);
 }
 
 static uint32_t uring_caps(ioq_loop *loop) { return st(loop)->caps; }
@@ -719,7 +812,7 @@ static int uring_init(ioq_loop *loop)
         free(s);
         return rc;
     }
-    {
+    if (!ioq__test_pools_emulated()) {
         /* Buffer rings (5.19): try one to know whether pools can be kernel-provided. */
         struct io_uring_buf_reg reg;
         void *mem = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);

@@ -11,5 +11,8 @@
 void ioq__test_loop_tags_skip(uint32_t n);
 /* As if the slot that value v named (now free) had been reused n more times. */
 int ioq__test_handle_reuse(ioq_loop *loop, ioq_handle v, uint32_t n);
+/* Loops created while on keep pools as on kernels without provided buffers (io_uring
+ * before 5.19); no effect on backends whose pools are always the core's. */
+void ioq__test_emulate_pools(int on);
 
 #endif
