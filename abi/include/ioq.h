@@ -393,10 +393,10 @@ IOQ_API int ioq_connect(ioq_loop *loop, const ioq_addr *addr, uint32_t flags,
 
 /* ioq_local_connect - connect to an AF_UNIX listener (named pipe on Windows) at path.
  * Completion: result 0, value the new handle; or IOQ_ENOENT, IOQ_ECONNREFUSED,
- * IOQ_EAGAIN ... IOQ_EAGAIN, on every backend, when the listener's backlog is full (on
- * Windows: every instance of the pipe is taken, the listener keeping one free instance
- * ahead of its accepts): the connect ends at once rather than wait, since no OS tells
- * when a local backlog has room again; try again later.
+ * IOQ_EAGAIN ... IOQ_EAGAIN, on every backend, when the listener's backlog is full: the
+ * connect ends at once rather than wait, since no OS tells when a local backlog has room
+ * again; try again later. On Windows the listener keeps one free pipe instance and makes
+ * the next when an accept takes a connection, so its backlog is one connection.
  * Since: 1.0 */
 IOQ_API int ioq_local_connect(ioq_loop *loop, const char *path, uint32_t flags,
                               uint64_t token);

@@ -258,18 +258,44 @@ static void finish(ioq_loop *loop, ioq__op *op, int64_t res, uint64_t value, uin
 
 /* --- backend entry points ------------------------------------------------------------------ */
 
+/* An AF_UNIX connect never waits in the kernel: it succeeds or fails at once, EAGAIN when
+ * the listener's backlog is full, which ends the connect as on every backend (ioq.h). A
+ * connect SQE would instead park on a poll that nothing ends. So it is made here on a
+ * non-blocking socket, and completes before ioq_local_connect returns. */
+static int local_connect(ioq_loop *loop, ioq__op *op)
+{
+    struct sockaddr_storage ss;
+    socklen_t len;
+    int fd, rc, err = 0;
+    if ((rc = ioq__px_unix_addr(op->path, &ss, &len)) != 0)
+        return rc;
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0)
+        return ioq__os_errno_map(errno);
+    do
+        rc = connect(fd, (struct sockaddr *)&ss, len);
+    while (rc < 0 && errno == EINTR);
+    if (rc < 0)
+        err = errno;
+    /* Attached even when it failed: the op completes through its handle either way (and
+     * handle_open makes the socket blocking, as every socket in the ring is). */
+    if ((rc = ioq__handle_attach(loop, op->h, fd)) != 0) {
+        close(fd);
+        return rc;
+    }
+    ioq__connect_done(loop, op, err ? ioq__os_errno_map(err) : 0);
+    return 0;
+}
+
 static int uring_start(ioq_loop *loop, ioq__op *op)
 {
     ioq__handle *h = op->h;
-    if (op->code == IOQ_OP_CONNECT || op->code == IOQ_OP_LOCAL_CONNECT) {
-        int domain = op->code == IOQ_OP_CONNECT ? ioq__px_family(op->addr.family) : AF_UNIX;
-        struct sockaddr_storage ss;
-        socklen_t len;
+    if (op->code == IOQ_OP_LOCAL_CONNECT)
+        return local_connect(loop, op);
+    if (op->code == IOQ_OP_CONNECT) {
         int fd, rc;
-        if (op->code == IOQ_OP_LOCAL_CONNECT && (rc = ioq__px_unix_addr(op->path, &ss, &len)))
-            return rc;
         /* Blocking socket: io_uring waits for the connect itself. */
-        fd = socket(domain, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        fd = socket(ioq__px_family(op->addr.family), SOCK_STREAM | SOCK_CLOEXEC, 0);
         if (fd < 0)
             return ioq__os_errno_map(errno);
         if ((rc = ioq__handle_attach(loop, h, fd)) == 0 && (rc = issue(loop, op)) != 0)
