@@ -343,10 +343,29 @@ static void recycle_buf(ioq__pool *pool, uint32_t bid)
     up->avail++;
 }
 
+/* The socket of a recv_pool was reported readable and the pool has no buffer: look
+ * without taking (as the readiness engine does), so that the data stays in the socket and
+ * an end of stream or an error is told from data: IOQ_ENOBUFS only for data. */
+static void pool_empty(ioq_loop *loop, ioq__op *op)
+{
+    char c;
+    ssize_t n;
+    int rc;
+    do
+        n = recv((int)op->h->fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    while (n < 0 && errno == EINTR);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        if ((rc = issue(loop, op)) != 0) /* nothing there after all: wait again */
+            finish(loop, op, rc, 0, 0);
+        return;
+    }
+    finish(loop, op, n < 0 ? ioq__os_errno_map(errno) : n == 0 ? 0 : IOQ_ENOBUFS, 0, 0);
+}
+
 /* A recv_pool's poll for data ended (POLL_WAIT): take a buffer now, as the readiness
  * backends do. A pool with a kernel ring: issue the receive if the ring has a buffer,
- * else the pool is empty as data arrives (IOQ_ENOBUFS). A pool without one (kernels
- * without buffer rings): take a buffer from the pool and receive into it here. */
+ * else see what is there (pool_empty). A pool without one (kernels without buffer rings):
+ * take a buffer from the pool and receive into it here. */
 static void pool_poll_done(ioq_loop *loop, ioq__op *op, int res)
 {
     ioq__pool *pool = op->pool;
@@ -366,7 +385,7 @@ static void pool_poll_done(ioq_loop *loop, ioq__op *op, int res)
     }
     if (pool->be) {
         if (((uring_pool *)pool->be)->avail == 0) {
-            finish(loop, op, IOQ_ENOBUFS, 0, 0);
+            pool_empty(loop, op);
             return;
         }
         op->be_u64 |= AFTER_POLL;
@@ -379,7 +398,7 @@ static void pool_poll_done(ioq_loop *loop, ioq__op *op, int res)
         return;
     }
     if ((id = ioq__pool_take(pool)) == UINT32_MAX) {
-        finish(loop, op, IOQ_ENOBUFS, 0, 0);
+        pool_empty(loop, op);
         return;
     }
     do

@@ -503,6 +503,30 @@ static void test_empty_waits(void **state)
     empty_waits();
 }
 
+/* A receive waiting on an empty pool sees the end of the stream as 0, not IOQ_ENOBUFS. */
+static void test_empty_eof(void **state)
+{
+    (void)state;
+    ioq_loop *loop = h_loop_new();
+    ioq_handle c, s, pool;
+    h_pair(loop, &c, &s);
+    assert_int_equal(ioq_pool_new(loop, 1, 16, &pool), 0);
+    h_send_wait(loop, c, "held", 4);
+    assert_int_equal(h_recv_pool(loop, s, pool, 0, 1), 0);
+    ioq_cqe r = h_wait(loop, 1);
+    assert_int_equal(r.result, 4);
+    assert_int_equal(h_recv_pool(loop, s, pool, 0, 2), 0);
+    h_assert_quiet(loop, 20);
+    assert_int_equal(h_shutdown(loop, c, 3), 0);
+    assert_int_equal(h_wait(loop, 3).result, 0);
+    assert_int_equal(h_wait(loop, 2).result, 0);
+    assert_int_equal(ioq_buf_release(loop, pool, (uint32_t)r.value), 0);
+    h_close_wait(loop, pool);
+    h_close_wait(loop, c);
+    h_close_wait(loop, s);
+    h_finish(loop);
+}
+
 /* io_uring on kernels without buffer rings (before 5.19) keeps pools in the core, as the
  * readiness backends do: every pool case holds there too. */
 static void test_emulated(void **state)
@@ -522,6 +546,7 @@ static void test_emulated(void **state)
     test_close_socket_pending(state);
     test_close_with_held_buffers(state);
     empty_waits();
+    test_empty_eof(state);
     ioq__test_emulate_pools(0);
 }
 
@@ -540,6 +565,7 @@ static const struct CMUnitTest pool_tests[] = {
     H_TEST(many_connections_one_pool),
     H_TEST(close_undelivered),
     H_TEST(empty_waits),
+    H_TEST(empty_eof),
     H_TEST(emulated),
 };
 
