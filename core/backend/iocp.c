@@ -555,6 +555,30 @@ static int64_t pool_read_now(ioq_loop *loop, ioq__handle *h, void *buf, uint32_t
     }
 }
 
+/* With no buffer in the pool, look without taking, so that the data stays where it is and
+ * the end of the stream is told from data (as the other backends do): 1 data, 0 end of
+ * stream, -1 nothing after all, or < -1 an IOQ_E* code (as pool_read_now). */
+static int64_t pool_peek(ioq__handle *h)
+{
+    if (is_sock(h)) {
+        char c;
+        int n = recv((SOCKET)h->fd, &c, 1, MSG_PEEK), e;
+        if (n >= 0)
+            return n;
+        e = WSAGetLastError();
+        if (e == WSAEMSGSIZE)
+            return 1; /* a datagram longer than the byte peeked */
+        return e == WSAEWOULDBLOCK ? -1 : ioq__win_error_map((DWORD)e);
+    } else {
+        DWORD avail = 0;
+        if (!PeekNamedPipe(os_handle(h), NULL, 0, NULL, &avail, NULL)) {
+            DWORD e = GetLastError();
+            return e == ERROR_BROKEN_PIPE ? 0 : ioq__win_error_map(e);
+        }
+        return avail ? 1 : -1;
+    }
+}
+
 static void on_recv_pool(ioq_loop *loop, ioq__op *op, DWORD err)
 {
     ioq__handle *h = op->h;
@@ -575,7 +599,14 @@ static void on_recv_pool(ioq_loop *loop, ioq__op *op, DWORD err)
     }
     id = ioq__pool_take(pool);
     if (id == UINT32_MAX) {
-        finish(loop, op, IOQ_ENOBUFS, 0, 0);
+        int rc;
+        n = pool_peek(h);
+        if (n == -1 && !op->cancelled && (rc = issue(loop, op)) != 0)
+            n = rc;
+        if (n != -1)
+            finish(loop, op, n == 1 ? IOQ_ENOBUFS : n, 0, 0);
+        else if (op->cancelled)
+            finish(loop, op, IOQ_ECANCELED, 0, 0);
         return;
     }
     n = pool_read_now(loop, h, ioq__pool_buf(pool, id), pool->size);
