@@ -140,7 +140,8 @@ enum {
 #define IOQ__R_REG      0x08u /* registered with the kernel multiplexer / completion port */
 #define IOQ__R_EOF      0x20u /* end of stream or an error is pending behind the data */
 
-/* A handle value: the loop's tag (16 bits), the slot's generation and its index. */
+/* A handle value: the loop's tag (16 bits), the slot's generation and its index (see
+ * core/handle.c for why neither a tag nor a generation is ever shared or reused). */
 #define IOQ__INDEX_BITS 24
 #define IOQ__GEN_BITS 24
 #define IOQ__INDEX_MASK ((1u << IOQ__INDEX_BITS) - 1)
@@ -148,7 +149,8 @@ enum {
 
 struct ioq__handle {
     uint32_t index;
-    uint32_t gen;       /* bumped when the handle is closed: old values become stale */
+    uint32_t gen;       /* bumped when the handle is closed: old values become stale;
+                         * above IOQ__GEN_MASK the slot is retired */
     uint8_t kind;       /* IOQ__K_* */
     uint8_t family;     /* IOQ_AF_* for sockets, 0 otherwise */
     uint16_t rstate;    /* IOQ__R_* */
@@ -229,6 +231,9 @@ void ioq__backend_data_set(ioq_loop *loop, void *data);
 /* ioq_loop_fd() was called: a host sleeps on that descriptor instead of in ioq_poll, so
  * work queued for the next wait must reach the kernel now. */
 bool ioq__loop_embedded(const ioq_loop *loop);
+/* Test builds only: loops created from now on keep pools in the core as on kernels
+ * without provided buffers (ioq__test_emulate_pools, core/loop.h). */
+bool ioq__test_pools_emulated(void);
 /* The timer armed through arm_timer is gone (a one-shot fired): the next poll arms the
  * earliest deadline again. */
 void ioq__timer_disarmed(ioq_loop *loop);

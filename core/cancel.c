@@ -91,7 +91,7 @@ int ioq_close(ioq_loop *loop, ioq_handle hv, uint64_t token)
     h = ioq__handle_get(loop, hv, ~0u);
     if (!h || h->kind == IOQ__K_CONNECTING)
         return IOQ_EBADHANDLE;
-    if (h->kind == IOQ__K_POOL && h->pool->users > 0)
+    if (h->kind == IOQ__K_POOL && ioq__pool_busy(loop, h->pool))
         return IOQ_EBUSY;
     op = ioq__op_new(loop, IOQ_OP_CLOSE, token);
     if (!op)

@@ -8,7 +8,47 @@
 #include <stdlib.h>
 #include <string.h>
 
-static _Atomic uint32_t loop_tags;
+/* Loop tags. A handle value carries its loop's 16-bit tag, so no two live loops may hold
+ * the same tag: a handle of one would name a slot of the other. The bitmap says which tags
+ * live loops hold; the cursor hands them out in turn, so that a freed tag comes back only
+ * after every other free one has been used (a handle of a freed loop that meets the new
+ * holder of its tag must then also match a generation, which starts per loop at
+ * gen_base). */
+#define TAGS 65536u
+static _Atomic uint64_t tags_used[TAGS / 64];
+static _Atomic uint32_t tags_cursor;
+
+static bool tag_take(ioq_loop *loop)
+{
+    uint32_t start = atomic_fetch_add(&tags_cursor, 1);
+    for (uint32_t i = 0; i < TAGS - 1; i++) {
+        uint32_t t = (start + i) % (TAGS - 1) + 1; /* 0 is never a tag: no value is 0 */
+        uint64_t bit = 1ull << (t % 64);
+        if (!(atomic_fetch_or(&tags_used[t / 64], bit) & bit)) {
+            uint64_t x = (uint64_t)start * 0x9E3779B97F4A7C15ull;
+            loop->tag = (uint16_t)t;
+            /* In the lower half of the generations: every slot has 2^23 uses or more
+             * before it is retired (ioq__handle_invalidate). */
+            loop->gen_base = 1 + (uint32_t)(x >> 41);
+            return true;
+        }
+    }
+    return false; /* 65,535 live loops */
+}
+
+static void tag_give(ioq_loop *loop)
+{
+    if (loop->tag)
+        atomic_fetch_and(&tags_used[loop->tag / 64], ~(1ull << (loop->tag % 64)));
+}
+
+/* Test builds only (not in the ABI): as if n more loops had been created and freed; pools
+ * as on kernels without provided buffers (io_uring before 5.19). */
+void ioq__test_loop_tags_skip(uint32_t n) { atomic_fetch_add(&tags_cursor, n); }
+
+static _Atomic int pools_emulated;
+void ioq__test_emulate_pools(int on) { atomic_store(&pools_emulated, on); }
+bool ioq__test_pools_emulated(void) { return atomic_load(&pools_emulated) != 0; }
 
 /* --- small helpers ------------------------------------------------------------------------ */
 
@@ -48,6 +88,7 @@ static int backend_from_env(uint32_t *id)
  * ioq_loop_free end with this. */
 static void free_loop_memory(ioq_loop *loop)
 {
+    tag_give(loop);
     ioq__posts_fini(loop);
     free(loop->cq);
     free(loop->tbuckets);
@@ -86,7 +127,6 @@ int ioq_loop_new(const ioq_loop_options *opts, ioq_loop **out)
     loop = calloc(1, sizeof *loop);
     if (!loop)
         return IOQ_ENOMEM;
-    loop->tag = (uint16_t)(atomic_fetch_add(&loop_tags, 1) % 0xffff + 1);
     /* First: free_loop_memory takes the posts' queue down whatever failed after it. */
     posts_ok = ioq__posts_init(loop);
     loop->cq = malloc(256 * sizeof *loop->cq);
@@ -96,7 +136,8 @@ int ioq_loop_new(const ioq_loop_options *opts, ioq_loop **out)
     loop->cq_mask = 255;
     loop->threadpool_size = o.threadpool_size ? o.threadpool_size : 4;
     loop->armed_deadline = UINT64_MAX;
-    if (!posts_ok || !loop->cq || !loop->tbuckets || ioq__tp_init(loop) != 0) {
+    if (!posts_ok || !loop->cq || !loop->tbuckets || !tag_take(loop) ||
+        ioq__tp_init(loop) != 0) {
         free_loop_memory(loop);
         return IOQ_ENOMEM;
     }
@@ -138,6 +179,7 @@ void ioq_loop_free(ioq_loop *loop)
     ioq__tp_fini(loop);
     free(loop->cq);
     free(loop->tbuckets);
+    tag_give(loop);
     free(loop);
 }
 

@@ -77,13 +77,22 @@ void ioq__timer_remove(ioq_loop *loop, ioq__op *op);
 /* --- pools (pool.c), helpers ------------------------------------------------------------- */
 
 void ioq__pool_destroy(ioq_loop *loop, ioq__pool *pool);
+/* Whether ioq_close must refuse the pool (IOQ_EBUSY): see pool.c. */
+bool ioq__pool_busy(const ioq_loop *loop, const ioq__pool *pool);
 char *ioq__strdup(const char *s);
+
+/* An entry of the descriptor index (handle.c). */
+typedef struct ioq__fdent {
+    int64_t fd;                     /* IOQ__FD_EMPTY, IOQ__FD_DELETED or a descriptor */
+    uint32_t index;                 /* its handle's slot */
+} ioq__fdent;
 
 /* --- the loop ---------------------------------------------------------------------------- */
 struct ioq_loop {
     const ioq__backend *backend;
     void *be;                       /* backend state */
-    uint16_t tag;                   /* handle tag: tells this loop's handles from others' */
+    uint16_t tag;                   /* handle tag: unique among live loops (loop.c) */
+    uint32_t gen_base;              /* first generation of this loop's slots */
 
     /* completion ring */
     ioq_cqe *cq;
@@ -93,6 +102,8 @@ struct ioq_loop {
     ioq__handle **hchunks;
     uint32_t nchunks, nhandles;     /* chunks allocated; slots handed out so far */
     ioq__handle *hfree;
+    ioq__fdent *fdtab;              /* descriptor -> handle (handle.c), fdmask + 1 entries */
+    uint32_t fdmask, fdused;        /* fdused: entries not empty (live and deleted) */
 
     /* op slab */
     ioq__op **ochunks;
@@ -194,6 +205,16 @@ void ioq__handle_invalidate(ioq__handle *h);
 void ioq__handle_free(ioq_loop *loop, ioq__handle *h);
 /* ioq_loop_free: close every descriptor, free every pool and the table. */
 void ioq__handles_fini(ioq_loop *loop);
+/* The live handle whose descriptor is fd, or NULL. */
+ioq__handle *ioq__handle_by_fd(ioq_loop *loop, int64_t fd);
+
+/* Test builds reach these hidden functions through the static library; they are not part
+ * of the ABI. As if n more loops had been created and freed (loop.c); as if the slot that
+ * value v named had been reused n more times (handle.c): 0, or IOQ_EINVAL when that slot
+ * is in use. */
+void ioq__test_loop_tags_skip(uint32_t n);
+void ioq__test_emulate_pools(int on);
+int ioq__test_handle_reuse(ioq_loop *loop, ioq_handle v, uint32_t n);
 
 /* --- ops (opslab.c) ------------------------------------------------------------------------ */
 

@@ -478,6 +478,9 @@ int ioq_adopt(ioq_loop *loop, uint64_t os_handle, uint32_t kind, ioq_handle *out
         return IOQ_EINVAL;
     if (loop->in_free)
         return IOQ_EMISUSE;
+    /* Before ioq__os_adopt changes the descriptor's flags under the handle that owns it. */
+    if (ioq__handle_by_fd(loop, (int64_t)os_handle))
+        return IOQ_EEXIST;
     rc = ioq__os_adopt((int64_t)os_handle, kind, &family);
     if (rc != 0)
         return rc;

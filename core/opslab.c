@@ -197,6 +197,10 @@ void ioq__complete(ioq_loop *loop, ioq__op *op, int64_t result, uint64_t value, 
     ioq__handle *h = op->h;
 
     ioq__cq_push(loop, op->token, result, value, op->code, flags);
+    /* A receive's records name their pool until ioq_poll hands them out (and zeroes the
+     * field): the pool is busy till then (ioq__pool_busy). */
+    if (op->code == IOQ_OP_RECV_POOL)
+        loop->cq[(loop->cq_tail - 1) & loop->cq_mask].reserved = op->pool->h->index + 1;
     if (flags & IOQ_CQE_MORE)
         return;
     op->at = IOQ__AT_NONE;

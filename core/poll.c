@@ -177,8 +177,10 @@ int ioq_poll(ioq_loop *loop, ioq_cqe *cqes, uint32_t max, int64_t timeout_ns)
 
     count = ioq__cq_count(loop);
     n = count < max ? count : max;
-    for (uint32_t i = 0; i < n; i++)
+    for (uint32_t i = 0; i < n; i++) {
         cqes[i] = loop->cq[(loop->cq_head + i) & loop->cq_mask];
+        cqes[i].reserved = 0; /* see ioq__pool_busy */
+    }
     loop->cq_head += n;
     loop->in_poll = false;
     ioq__leave_poll(loop);

@@ -59,6 +59,24 @@ int ioq_pool_new(ioq_loop *loop, uint32_t count, uint32_t size, ioq_handle *out)
     return 0;
 }
 
+/* A pool is in use while a receive on it is pending, and after that while any of the
+ * receive's records waits in the ring: the caller has not seen the buffers it was given
+ * yet, nor the final completion that ends the receive for it (contract rules 2 and 3).
+ * Records of recv_pool name their pool in `reserved` until ioq_poll copies them out. Pool
+ * closes are rare and the ring short, so a scan costs nothing that matters. */
+bool ioq__pool_busy(const ioq_loop *loop, const ioq__pool *pool)
+{
+    uint32_t tag = pool->h->index + 1;
+    if (pool->users > 0)
+        return true;
+    for (uint32_t i = loop->cq_head; i != loop->cq_tail; i++) {
+        const ioq_cqe *c = &loop->cq[i & loop->cq_mask];
+        if (c->op == IOQ_OP_RECV_POOL && c->reserved == tag)
+            return true;
+    }
+    return false;
+}
+
 void ioq__pool_destroy(ioq_loop *loop, ioq__pool *pool)
 {
     if (loop->backend->pool_free)

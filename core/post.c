@@ -96,15 +96,22 @@ bool ioq__posts_init(ioq_loop *loop)
     return true;
 }
 
-/* Posters have stopped (the contract): what is still queued is dropped. */
+/* Posters have stopped (the contract): what is still queued is dropped. Finished
+ * thread-pool work is dropped too, but a file it opened is nobody's handle yet: it would
+ * leak, so it is closed here. */
 void ioq__posts_fini(ioq_loop *loop)
 {
     ioq__mpsc_node *n;
     if (loop->mpsc_held && loop->mpsc_held->kind == IOQ__MPSC_POST)
         free(loop->mpsc_held);
     while ((n = ioq__mpsc_pop(&loop->mpsc)) != NULL) {
-        if (n->kind == IOQ__MPSC_POST)
+        if (n->kind == IOQ__MPSC_POST) {
             free(n);
+        } else if (n->kind == IOQ__MPSC_OP) {
+            ioq__op *op = (ioq__op *)((char *)n - offsetof(ioq__op, node));
+            if (op->code == IOQ_OP_OPEN && op->res == 0)
+                ioq__os_close(op->res_fd);
+        }
     }
     ioq__idxq_fini(&loop->post_free);
     free(loop->posts);

@@ -284,7 +284,10 @@ IOQ_API int ioq_loop_new(const ioq_loop_options *opts, ioq_loop **out);
 
 /* ioq_loop_free - end every operation without handing out completions, wait until no
  * caller memory is referenced by the OS or the thread pool, close every handle and free
- * the loop. Call it on the loop's thread. NULL is ignored.
+ * the loop. Call it on the loop's thread, after every other thread has stopped calling
+ * ioq_post() and ioq_wake() on it (a call that overlaps or follows it touches freed
+ * memory). Descriptors made by operations that finished but whose completions were never
+ * returned by ioq_poll() (open, accept, connect) are closed too. NULL is ignored.
  * Since: 1.0 */
 IOQ_API void ioq_loop_free(ioq_loop *loop);
 
@@ -321,17 +324,21 @@ IOQ_API uint64_t ioq_now(const ioq_loop *loop);
 IOQ_API int ioq_poll(ioq_loop *loop, ioq_cqe *cqes, uint32_t max, int64_t timeout_ns);
 
 /* ioq_submit - flush queued submissions to the kernel without waiting.
- * Returns 0 or IOQ_EINVAL.
+ * Returns 0, IOQ_EINVAL (NULL), IOQ_EMISUSE (called while ioq_poll() or ioq_loop_free()
+ * runs on the loop, which only another thread can do: a broken rule 6).
  * Since: 1.0 */
 IOQ_API int ioq_submit(ioq_loop *loop);
 
 /* ioq_wake - make a blocked (or the next) ioq_poll() return, even with no completion.
- * Any thread. Wake-ups coalesce. Returns 0 or IOQ_EINVAL.
+ * Any thread, while the loop lives: stop calling it before ioq_loop_free(). Wake-ups
+ * coalesce. Returns 0 or IOQ_EINVAL.
  * Since: 1.0 */
 IOQ_API int ioq_wake(ioq_loop *loop);
 
 /* ioq_post - enqueue a user completion {token, result, value 0, op IOQ_OP_POST}. Any
- * thread; lock-free; costs a system call only when the loop is blocked in ioq_poll().
+ * thread, while the loop lives: posters stop before ioq_loop_free() (posts not yet
+ * polled are then dropped). Lock-free; costs a system call only when the loop is blocked
+ * in ioq_poll().
  * Posts from one thread complete in the order they were posted.
  * Returns 0, IOQ_EINVAL, IOQ_ENOMEM.
  * Since: 1.0 */
@@ -385,7 +392,11 @@ IOQ_API int ioq_connect(ioq_loop *loop, const ioq_addr *addr, uint32_t flags,
                         uint64_t token);
 
 /* ioq_local_connect - connect to an AF_UNIX listener (named pipe on Windows) at path.
- * Completion: result 0, value the new handle; or IOQ_ENOENT, IOQ_ECONNREFUSED ...
+ * Completion: result 0, value the new handle; or IOQ_ENOENT, IOQ_ECONNREFUSED,
+ * IOQ_EAGAIN ... IOQ_EAGAIN, on every backend, when the listener's backlog is full: the
+ * connect ends at once rather than wait, since no OS tells when a local backlog has room
+ * again; try again later. On Windows the listener keeps one free pipe instance and makes
+ * the next when an accept takes a connection, so its backlog is one connection.
  * Since: 1.0 */
 IOQ_API int ioq_local_connect(ioq_loop *loop, const char *path, uint32_t flags,
                               uint64_t token);
@@ -400,8 +411,10 @@ IOQ_API int ioq_recv(ioq_loop *loop, ioq_handle h, void *buf, size_t len, uint64
  * flags: IOQ_MULTISHOT keeps receiving (IOQ_CQE_MORE on all but the last completion).
  * Completion: result bytes (> 0), value the buffer id, flag IOQ_CQE_BUFFER: the buffer
  * (ioq_buf) belongs to the caller until ioq_buf_release(). result 0 (no buffer) means end
- * of stream. IOQ_ENOBUFS when the pool was empty as data arrived: no data is lost (it
- * stays in the socket); the operation ends and may be submitted again after releasing.
+ * of stream. An empty pool at submission is no error: the receive waits for data, and a
+ * buffer released before the data arrives serves it. IOQ_ENOBUFS when the pool was empty
+ * as data arrived: no data is lost (it stays in the socket); the operation ends and may
+ * be submitted again after releasing.
  * Since: 1.0 */
 IOQ_API int ioq_recv_pool(ioq_loop *loop, ioq_handle h, ioq_handle pool, uint32_t flags,
                           uint64_t token);
@@ -442,7 +455,8 @@ IOQ_API int ioq_shutdown(ioq_loop *loop, ioq_handle h, uint64_t token);
 /* ioq_close - close a handle of any kind (socket, listener, file, pool). h is invalid as
  * soon as this returns. Every pending operation on h completes with IOQ_ECANCELED (or
  * with its result, if it had already finished) before this operation's own completion
- * (result 0). A pool may be closed only when no ioq_recv_pool on it is pending: IOQ_EBUSY.
+ * (result 0). A pool may be closed only when no ioq_recv_pool on it is pending, that is
+ * until ioq_poll() has returned the final completion of each: IOQ_EBUSY.
  * Since: 1.0 */
 IOQ_API int ioq_close(ioq_loop *loop, ioq_handle h, uint64_t token);
 
@@ -479,7 +493,9 @@ IOQ_API int ioq_timeout(ioq_loop *loop, uint64_t ns, uint64_t token);
 /* ioq_cancel - cancel every in-flight operation whose token is target. Each of them still
  * completes exactly once: with IOQ_ECANCELED, or with its own result if it had already
  * finished in the kernel or thread pool. Completion (op IOQ_OP_CANCEL): result the number
- * of operations found (0 if none).
+ * of operations this call asked to end: those with token target not yet completed, other
+ * than closes and than those an earlier ioq_cancel or ioq_close already asked to end
+ * (0 if none).
  * Since: 1.0 */
 IOQ_API int ioq_cancel(ioq_loop *loop, uint64_t target, uint64_t token);
 
@@ -497,7 +513,8 @@ IOQ_API int ioq_resolve(ioq_loop *loop, const char *host, const char *service,
 
 /* ioq_pool_new - a pool of count (1..32768) buffers of size bytes (1..IOQ_MAX_LEN, and
  * count*size at most 1 GiB) for ioq_recv_pool. Buffers are handed to receives only when
- * data arrives. Close the pool with ioq_close (or it goes with the loop).
+ * data arrives. Close the pool with ioq_close (or it goes with the loop). Every backend
+ * has pools; IOQ_CAP_PROVIDED_BUFFERS says the kernel picks the buffers itself.
  * Returns 0, IOQ_EINVAL, IOQ_ENOMEM.
  * Since: 1.0 */
 IOQ_API int ioq_pool_new(ioq_loop *loop, uint32_t count, uint32_t size, ioq_handle *out);
@@ -534,12 +551,13 @@ IOQ_API int ioq_setopt(ioq_loop *loop, ioq_handle h, uint32_t opt, int64_t value
 /* ioq_adopt - bring an OS descriptor (fd, SOCKET or HANDLE) into the loop as a handle of
  * kind (IOQ_KIND_*). ioq owns it from now on and closes it with ioq_close; it is made
  * non-blocking where the kind needs it.
- * Returns 0, IOQ_EINVAL (bad kind or descriptor), IOQ_ENOMEM.
+ * Returns 0, IOQ_EINVAL (bad kind or descriptor), IOQ_EEXIST (the descriptor is already a
+ * handle of this loop: one descriptor is never two handles), IOQ_ENOMEM.
  * Since: 1.0 */
 IOQ_API int ioq_adopt(ioq_loop *loop, uint64_t os_handle, uint32_t kind, ioq_handle *out);
 
 /* ioq_os_handle - the OS descriptor behind h, still owned by ioq (do not close it).
- * Returns 0, IOQ_EINVAL, IOQ_EBADHANDLE.
+ * Returns 0, IOQ_EINVAL, IOQ_EBADHANDLE, IOQ_ENOTSUP (a pool: no descriptor).
  * Since: 1.0 */
 IOQ_API int ioq_os_handle(ioq_loop *loop, ioq_handle h, uint64_t *out);
 

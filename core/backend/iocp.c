@@ -29,7 +29,6 @@
 /* op->be_u64 bits */
 #define IN_KERNEL 1u
 #define CANCEL_SENT 2u
-#define RETRY 4u /* local connect waiting for a free pipe instance */
 
 typedef ULONG(WINAPI *status_to_error_fn)(LONG);
 
@@ -41,7 +40,6 @@ typedef struct {
     status_to_error_fn status_to_error;
     HANDLE read_event; /* for the short synchronous pipe reads of ioq_recv_pool */
     uint32_t inflight; /* ops with a packet still to come */
-    ioq__opq retry;    /* local connects that found every pipe instance busy */
     int64_t on_port;   /* an accepted pipe instance, already on the port as the listener's */
 } iocp_state;
 
@@ -337,8 +335,10 @@ static void finish(ioq_loop *loop, ioq__op *op, int64_t res, uint64_t value, uin
 
 /* --- local connect ------------------------------------------------------------------------ */
 
-/* One attempt to open the pipe. false: every instance is busy, try again later. */
-static bool try_local_connect(ioq_loop *loop, ioq__op *op)
+/* Open the pipe: opening never waits, so the result goes through the port at once. Every
+ * instance taken is the Windows form of a full backlog: IOQ_EAGAIN, as on every backend
+ * (ioq.h), rather than a wait that no event would end. */
+static void local_connect(ioq_loop *loop, ioq__op *op)
 {
     iocp_args *a = op->be;
     ioq__handle *h = op->h;
@@ -347,8 +347,10 @@ static bool try_local_connect(ioq_loop *loop, ioq__op *op)
     DWORD err = 0;
     if (p == INVALID_HANDLE_VALUE) {
         err = GetLastError();
-        if (err == ERROR_PIPE_BUSY)
-            return false;
+        if (err == ERROR_PIPE_BUSY) {
+            ioq__complete(loop, op, IOQ_EAGAIN, 0, 0);
+            return;
+        }
     } else if (ioq__handle_attach(loop, h, (int64_t)(intptr_t)p) != 0) {
         CloseHandle(p);
         err = ERROR_NOT_ENOUGH_MEMORY;
@@ -360,22 +362,6 @@ static bool try_local_connect(ioq_loop *loop, ioq__op *op)
         op->be_u64 = 0;
         st(loop)->inflight--;
         ioq__complete(loop, op, err ? ioq__win_error_map(err) : IOQ_ENOMEM, 0, 0);
-    }
-    return true;
-}
-
-static void retry_local_connects(ioq_loop *loop)
-{
-    iocp_state *s = st(loop);
-    ioq__op *op = s->retry.head, *next;
-    for (; op; op = next) {
-        next = op->qnext;
-        ioq__opq_remove(&s->retry, op);
-        op->be_u64 = 0;
-        if (!try_local_connect(loop, op)) {
-            ioq__opq_push(&s->retry, op);
-            op->be_u64 = RETRY;
-        }
     }
 }
 
@@ -426,10 +412,7 @@ static int iocp_start(ioq_loop *loop, ioq__op *op)
         }
         memcpy(a->pipe, name, n);
         free(name);
-        if (!try_local_connect(loop, op)) {
-            ioq__opq_push(&st(loop)->retry, op);
-            op->be_u64 = RETRY;
-        }
+        local_connect(loop, op);
         return 0;
     }
     default:
@@ -440,12 +423,6 @@ static int iocp_start(ioq_loop *loop, ioq__op *op)
 
 static void iocp_cancel(ioq_loop *loop, ioq__op *op)
 {
-    if (op->be_u64 & RETRY) {
-        ioq__opq_remove(&st(loop)->retry, op);
-        op->be_u64 = 0;
-        ioq__complete(loop, op, IOQ_ECANCELED, 0, 0);
-        return;
-    }
     if (op->be_u64 & IN_KERNEL) {
         iocp_args *a = op->be;
         if (op->be_u64 & CANCEL_SENT)
@@ -578,6 +555,30 @@ static int64_t pool_read_now(ioq_loop *loop, ioq__handle *h, void *buf, uint32_t
     }
 }
 
+/* With no buffer in the pool, look without taking, so that the data stays where it is and
+ * the end of the stream is told from data (as the other backends do): 1 data, 0 end of
+ * stream, -1 nothing after all, or < -1 an IOQ_E* code (as pool_read_now). */
+static int64_t pool_peek(ioq__handle *h)
+{
+    if (is_sock(h)) {
+        char c;
+        int n = recv((SOCKET)h->fd, &c, 1, MSG_PEEK), e;
+        if (n >= 0)
+            return n;
+        e = WSAGetLastError();
+        if (e == WSAEMSGSIZE)
+            return 1; /* a datagram longer than the byte peeked */
+        return e == WSAEWOULDBLOCK ? -1 : ioq__win_error_map((DWORD)e);
+    } else {
+        DWORD avail = 0;
+        if (!PeekNamedPipe(os_handle(h), NULL, 0, NULL, &avail, NULL)) {
+            DWORD e = GetLastError();
+            return e == ERROR_BROKEN_PIPE ? 0 : ioq__win_error_map(e);
+        }
+        return avail ? 1 : -1;
+    }
+}
+
 static void on_recv_pool(ioq_loop *loop, ioq__op *op, DWORD err)
 {
     ioq__handle *h = op->h;
@@ -598,7 +599,14 @@ static void on_recv_pool(ioq_loop *loop, ioq__op *op, DWORD err)
     }
     id = ioq__pool_take(pool);
     if (id == UINT32_MAX) {
-        finish(loop, op, IOQ_ENOBUFS, 0, 0);
+        int rc;
+        n = pool_peek(h);
+        if (n == -1 && !op->cancelled && (rc = issue(loop, op)) != 0)
+            n = rc;
+        if (n != -1)
+            finish(loop, op, n == 1 ? IOQ_ENOBUFS : n, 0, 0);
+        else if (op->cancelled)
+            finish(loop, op, IOQ_ECANCELED, 0, 0);
         return;
     }
     n = pool_read_now(loop, h, ioq__pool_buf(pool, id), pool->size);
@@ -707,12 +715,6 @@ static int iocp_wait(ioq_loop *loop, int64_t timeout_ns)
     DWORD ms;
     int total = 0;
 
-    if (s->retry.head) {
-        retry_local_connects(loop);
-        /* A busy pipe gives no signal when an instance frees up: poll for it. */
-        if (s->retry.head && (timeout_ns < 0 || timeout_ns > 1000000))
-            timeout_ns = 1000000;
-    }
     if (timeout_ns < 0)
         ms = INFINITE;
     else if ((uint64_t)timeout_ns / 1000000u >= INFINITE - 1)
@@ -842,7 +844,6 @@ static void iocp_fini(ioq_loop *loop)
         if ((op->be_u64 & IN_KERNEL) && op->h)
             CancelIoEx(os_handle(op->h), &((iocp_args *)op->be)->ov);
     }
-    s->retry.head = s->retry.tail = NULL;
     while (s->inflight) {
         OVERLAPPED_ENTRY e[BATCH];
         ULONG n = 0;

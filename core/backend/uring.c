@@ -7,9 +7,11 @@
  * next one starts) and receives fill in submission order. Files and connects need no queue.
  *
  * Wake-ups: an eventfd watched by a multishot poll SQE; ioq_wake()/ioq_post() write it only
- * when the loop is (about to be) blocked. ioq_loop_fd() is the ring's own descriptor: the
- * kernel reports it readable while completions or deferred task work are pending, which
- * with DEFER_TASKRUN is exactly "ioq_poll has work", and reading it costs nothing.
+ * when the loop is (about to be) blocked. ioq_loop_fd() is another eventfd, registered with
+ * the ring (io_uring_register_eventfd) so that the kernel signals it for every completion it
+ * posts; the ring is rebuilt without DEFER_TASKRUN first, because with it completions are
+ * posted only when the loop's thread enters the ring, which a host asleep in its own poll
+ * never does (see uring_loop_fd). ioq_poll() reads the eventfd to re-arm it.
  */
 #include "fault.h"
 #include "posix.h"
@@ -35,6 +37,8 @@
 /* op->be_u64 bits */
 #define IN_KERNEL 1u
 #define CANCEL_SENT 2u
+#define POLL_WAIT 4u   /* recv_pool: a poll for data is in the kernel, not the receive */
+#define AFTER_POLL 8u  /* recv_pool: the poll said data is there */
 
 typedef struct {
     struct io_uring ring;
@@ -64,6 +68,7 @@ typedef struct {
     struct io_uring_buf_ring *br;
     size_t bytes;
     uint32_t entries;
+    uint32_t avail;   /* buffers in the kernel's ring */
 } uring_pool;
 
 static uring_state *st(ioq_loop *loop) { return ioq__backend_data(loop); }
@@ -142,6 +147,7 @@ static int issue(ioq_loop *loop, ioq__op *op)
     ioq__handle *h = op->h;
     int fd = h ? (int)h->fd : -1;
     uring_args *a = NULL;
+    uint64_t extra = 0;
 
     if (op->code == IOQ_OP_CONNECT || op->code == IOQ_OP_SENDTO ||
         op->code == IOQ_OP_RECVFROM || op->code == IOQ_OP_SENDV ||
@@ -175,7 +181,18 @@ static int issue(ioq_loop *loop, ioq__op *op)
     case IOQ_OP_RECV:
         io_uring_prep_recv(sqe, fd, op->buf, ioq__f_sqe_len(op, op->len), 0);
         break;
-    case IOQ_OP_RECV_POOL:
+    case IOQ_OP_RECV_POOL: {
+        /* The kernel fails a buffer-select receive at once when its ring is empty, before
+         * any data. The contract wants the receive to wait for data and then take a
+         * buffer (one released meanwhile serves it): with no buffer in the kernel, or a
+         * pool without a kernel ring, wait for data with a poll first (pool_poll_done). */
+        uring_pool *up = op->pool->be;
+        if (!up || (up->avail == 0 && !(op->be_u64 & AFTER_POLL))) {
+            io_uring_prep_poll_add(sqe, fd, POLLIN);
+            extra = POLL_WAIT;
+            break;
+        }
+        extra = op->be_u64 & AFTER_POLL;
         if ((op->flags & IOQ_MULTISHOT) && !s->emulate_multishot_recv)
             io_uring_prep_recv_multishot(sqe, fd, NULL, 0, 0);
         else
@@ -183,6 +200,7 @@ static int issue(ioq_loop *loop, ioq__op *op)
         sqe->flags |= IOSQE_BUFFER_SELECT;
         sqe->buf_group = (uint16_t)op->pool->bgid;
         break;
+    }
     case IOQ_OP_RECVFROM:
         msg_one(a, op->buf, op->len, sizeof a->ss);
         io_uring_prep_recvmsg(sqe, fd, &a->msg, 0);
@@ -225,7 +243,7 @@ static int issue(ioq_loop *loop, ioq__op *op)
         break;
     }
     io_uring_sqe_set_data(sqe, op);
-    op->be_u64 = IN_KERNEL;
+    op->be_u64 = IN_KERNEL | extra;
     s->inflight++;
     /* A host sleeping on the ring fd only learns of work that was submitted. */
     if (ioq__loop_embedded(loop) && enable(s) == 0)
@@ -240,18 +258,44 @@ static void finish(ioq_loop *loop, ioq__op *op, int64_t res, uint64_t value, uin
 
 /* --- backend entry points ------------------------------------------------------------------ */
 
+/* An AF_UNIX connect never waits in the kernel: it succeeds or fails at once, EAGAIN when
+ * the listener's backlog is full, which ends the connect as on every backend (ioq.h). A
+ * connect SQE would instead park on a poll that nothing ends. So it is made here on a
+ * non-blocking socket, and completes before ioq_local_connect returns. */
+static int local_connect(ioq_loop *loop, ioq__op *op)
+{
+    struct sockaddr_storage ss;
+    socklen_t len;
+    int fd, rc, err = 0;
+    if ((rc = ioq__px_unix_addr(op->path, &ss, &len)) != 0)
+        return rc;
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0)
+        return ioq__os_errno_map(errno);
+    do
+        rc = connect(fd, (struct sockaddr *)&ss, len);
+    while (rc < 0 && errno == EINTR);
+    if (rc < 0)
+        err = errno;
+    /* Attached even when it failed: the op completes through its handle either way (and
+     * handle_open makes the socket blocking, as every socket in the ring is). */
+    if ((rc = ioq__handle_attach(loop, op->h, fd)) != 0) {
+        close(fd);
+        return rc;
+    }
+    ioq__connect_done(loop, op, err ? ioq__os_errno_map(err) : 0);
+    return 0;
+}
+
 static int uring_start(ioq_loop *loop, ioq__op *op)
 {
     ioq__handle *h = op->h;
-    if (op->code == IOQ_OP_CONNECT || op->code == IOQ_OP_LOCAL_CONNECT) {
-        int domain = op->code == IOQ_OP_CONNECT ? ioq__px_family(op->addr.family) : AF_UNIX;
-        struct sockaddr_storage ss;
-        socklen_t len;
+    if (op->code == IOQ_OP_LOCAL_CONNECT)
+        return local_connect(loop, op);
+    if (op->code == IOQ_OP_CONNECT) {
         int fd, rc;
-        if (op->code == IOQ_OP_LOCAL_CONNECT && (rc = ioq__px_unix_addr(op->path, &ss, &len)))
-            return rc;
         /* Blocking socket: io_uring waits for the connect itself. */
-        fd = socket(domain, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        fd = socket(ioq__px_family(op->addr.family), SOCK_STREAM | SOCK_CLOEXEC, 0);
         if (fd < 0)
             return ioq__os_errno_map(errno);
         if ((rc = ioq__handle_attach(loop, h, fd)) == 0 && (rc = issue(loop, op)) != 0)
@@ -296,6 +340,83 @@ static void recycle_buf(ioq__pool *pool, uint32_t bid)
     io_uring_buf_ring_add(up->br, ioq__pool_buf(pool, bid), pool->size, (unsigned short)bid,
                           io_uring_buf_ring_mask(up->entries), 0);
     io_uring_buf_ring_advance(up->br, 1);
+    up->avail++;
+}
+
+/* The socket of a recv_pool was reported readable and the pool has no buffer: look
+ * without taking (as the readiness engine does), so that the data stays in the socket and
+ * an end of stream or an error is told from data: IOQ_ENOBUFS only for data. */
+static void pool_empty(ioq_loop *loop, ioq__op *op)
+{
+    char c;
+    ssize_t n;
+    int rc;
+    do
+        n = recv((int)op->h->fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    while (n < 0 && errno == EINTR);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        if ((rc = issue(loop, op)) != 0) /* nothing there after all: wait again */
+            finish(loop, op, rc, 0, 0);
+        return;
+    }
+    finish(loop, op, n < 0 ? ioq__os_errno_map(errno) : n == 0 ? 0 : IOQ_ENOBUFS, 0, 0);
+}
+
+/* A recv_pool's poll for data ended (POLL_WAIT): take a buffer now, as the readiness
+ * backends do. A pool with a kernel ring: issue the receive if the ring has a buffer,
+ * else see what is there (pool_empty). A pool without one (kernels without buffer rings):
+ * take a buffer from the pool and receive into it here. */
+static void pool_poll_done(ioq_loop *loop, ioq__op *op, int res)
+{
+    ioq__pool *pool = op->pool;
+    ioq__handle *h = op->h;
+    bool multi = op->flags & IOQ_MULTISHOT;
+    uint32_t id;
+    int rc;
+    ssize_t n;
+
+    if (res < 0) {
+        finish(loop, op, map_res(op, res), 0, 0);
+        return;
+    }
+    if (op->cancelled) {
+        finish(loop, op, IOQ_ECANCELED, 0, 0);
+        return;
+    }
+    if (pool->be) {
+        if (((uring_pool *)pool->be)->avail == 0) {
+            pool_empty(loop, op);
+            return;
+        }
+        op->be_u64 |= AFTER_POLL;
+        if ((rc = issue(loop, op)) != 0)
+            finish(loop, op, rc, 0, 0);
+        return;
+    }
+    if (multi && !ioq__cq_room(loop, 2)) {
+        finish(loop, op, IOQ_ENOMEM, 0, 0);
+        return;
+    }
+    if ((id = ioq__pool_take(pool)) == UINT32_MAX) {
+        pool_empty(loop, op);
+        return;
+    }
+    do
+        n = recv((int)h->fd, ioq__pool_buf(pool, id), pool->size, MSG_DONTWAIT);
+    while (n < 0 && errno == EINTR);
+    if (n <= 0) {
+        int e = n < 0 ? errno : 0;
+        ioq__pool_put(pool, id);
+        if (n < 0 && (e == EAGAIN || e == EWOULDBLOCK)) {
+            if ((rc = issue(loop, op)) != 0) /* nothing after all: wait again */
+                finish(loop, op, rc, 0, 0);
+            return;
+        }
+        finish(loop, op, n == 0 ? 0 : ioq__os_errno_map(e), 0, 0);
+        return;
+    }
+    rc = multi ? issue(loop, op) : 1;
+    finish(loop, op, n, id, (uint16_t)(IOQ_CQE_BUFFER | (rc == 0 ? IOQ_CQE_MORE : 0)));
 }
 
 static void on_cqe(ioq_loop *loop, ioq__op *op, int res, uint32_t cflags)
@@ -343,8 +464,23 @@ static void on_cqe(ioq_loop *loop, ioq__op *op, int res, uint32_t cflags)
         return;
     case IOQ_OP_RECV_POOL: {
         ioq__pool *pool = op->pool;
+        if (op->be_u64 & POLL_WAIT) {
+            op->be_u64 &= ~(uint64_t)POLL_WAIT;
+            pool_poll_done(loop, op, res);
+            return;
+        }
+        if (res == -ENOBUFS && !more && !(op->be_u64 & AFTER_POLL) && !op->cancelled) {
+            /* The kernel's ring ran dry, maybe before any data: wait for data, then see
+             * whether a buffer has come back meanwhile (pool_poll_done). */
+            int rc = issue(loop, op);
+            if (rc != 0)
+                finish(loop, op, rc, 0, 0);
+            return;
+        }
+        op->be_u64 &= ~(uint64_t)AFTER_POLL;
         if (cflags & IORING_CQE_F_BUFFER) {
             uint32_t bid = cflags >> IORING_CQE_BUFFER_SHIFT;
+            ((uring_pool *)pool->be)->avail--;
             if (res > 0) {
                 pool->held[bid] = 1;
                 if (multi && !more && !op->cancelled && issue(loop, op) == 0)
@@ -583,7 +719,7 @@ static int uring_pool_new(ioq_loop *loop, ioq__pool *pool)
     int rc;
 
     if (!(s->caps & IOQ_CAP_PROVIDED_BUFFERS))
-        return IOQ_ENOTSUP;
+        return 0; /* no buffer rings (before 5.19): the pool is the core's, see issue() */
     while (entries < pool->count)
         entries <<= 1;
     up = calloc(1, sizeof *up);
@@ -614,6 +750,7 @@ static int uring_pool_new(ioq_loop *loop, ioq__pool *pool)
     }
     pool->bgid = reg.bgid;
     pool->be = up;
+    up->avail = pool->count;
     s->npools++;
     for (uint32_t i = 0; i < pool->count; i++)
         io_uring_buf_ring_add(up->br, ioq__pool_buf(pool, i), pool->size, (unsigned short)i,
@@ -637,7 +774,10 @@ static void uring_pool_free(ioq_loop *loop, ioq__pool *pool)
 static void uring_buf_release(ioq_loop *loop, ioq__pool *pool, uint32_t id)
 {
     (void)loop;
-    recycle_buf(pool, id);
+    if (pool->be)
+        recycle_buf(pool, id);
+    else
+        ioq__pool_put(pool, id);
 }
 
 static uint32_t uring_caps(ioq_loop *loop) { return st(loop)->caps; }
@@ -717,7 +857,7 @@ static int uring_init(ioq_loop *loop)
         free(s);
         return rc;
     }
-    {
+    if (!ioq__test_pools_emulated()) {
         /* Buffer rings (5.19): try one to know whether pools can be kernel-provided. */
         struct io_uring_buf_reg reg;
         void *mem = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
@@ -763,13 +903,12 @@ static void uring_fini(ioq_loop *loop)
                 io_uring_sqe_set_data64(sqe, UD_CANCEL);
             }
         }
-        while (s->inflight) {
-            struct io_uring_cqe *cqe;
+        /* Reap first: CQEs the fault layer held back count as in flight but will never
+         * come from the kernel again, so waiting for them would never end. */
+        while (reap(loop, true), s->inflight) {
             int rc = io_uring_submit_and_wait(&s->ring, 1);
-            (void)cqe;
             if (rc < 0 && rc != -EINTR && rc != -ETIME)
                 break;
-            reap(loop, true);
         }
     }
     for (uint32_t i = 0; (h = ioq__handle_slot(loop, i)) != NULL; i++) {

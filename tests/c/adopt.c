@@ -208,6 +208,54 @@ static void test_unconnected_tcp(void **state)
     h_finish(loop);
 }
 
+/* A descriptor the loop already owns is refused with IOQ_EEXIST, whoever made it: two
+ * handles on one descriptor would break each other at the first close. */
+static void test_owned_twice(void **state)
+{
+    (void)state;
+    ioq_loop *loop = h_loop_new();
+    int sv[2];
+    ioq_handle h = 0, again = 0, lis, file, pool;
+    uint64_t os;
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    assert_int_equal(ioq_adopt(loop, (uint64_t)sv[0], IOQ_KIND_LOCAL, &h), 0);
+    assert_int_equal(ioq_adopt(loop, (uint64_t)sv[0], IOQ_KIND_LOCAL, &again), IOQ_EEXIST);
+    assert_int_equal(ioq_adopt(loop, (uint64_t)sv[0], IOQ_KIND_TCP, &again), IOQ_EEXIST);
+    assert_int_equal(again, 0);
+    /* The first handle is untouched by the refusal. */
+    h_plain_write_all(sv[1], "ping", 4);
+    char buf[8];
+    h_recv_exact(loop, h, buf, 4);
+    assert_memory_equal(buf, "ping", 4);
+    /* Descriptors ioq made itself: a listener, a file. */
+    lis = h_listen(loop, NULL);
+    assert_int_equal(ioq_os_handle(loop, lis, &os), 0);
+    assert_int_equal(ioq_adopt(loop, os, IOQ_KIND_TCP_LISTENER, &again), IOQ_EEXIST);
+    uint64_t t = h_tok();
+    assert_int_equal(h_open(loop, h_path("owned"), IOQ_OPEN_READ | IOQ_OPEN_WRITE |
+                            IOQ_OPEN_CREATE, 0644, t), 0);
+    ioq_cqe c = h_wait(loop, t);
+    assert_int_equal(c.result, 0);
+    file = c.value;
+    assert_int_equal(ioq_os_handle(loop, file, &os), 0);
+    assert_int_equal(ioq_adopt(loop, os, IOQ_KIND_FILE, &again), IOQ_EEXIST);
+    /* A pool has no descriptor. */
+    assert_int_equal(ioq_pool_new(loop, 1, 16, &pool), 0);
+    assert_int_equal(ioq_os_handle(loop, pool, &os), IOQ_ENOTSUP);
+    /* Once closed, the number is free again: a new descriptor with it is adopted. */
+    h_close_wait(loop, h);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(fd >= 0);
+    assert_int_equal(fd, sv[0]); /* the lowest free number */
+    assert_int_equal(ioq_adopt(loop, (uint64_t)fd, IOQ_KIND_LOCAL, &again), 0);
+    h_close_wait(loop, again);
+    h_close_wait(loop, lis);
+    h_close_wait(loop, file);
+    h_close_wait(loop, pool);
+    close(sv[1]);
+    h_finish(loop);
+}
+
 static const struct CMUnitTest adopt_tests[] = {
     H_TEST(socketpair_local),
     H_TEST(bad_kind),
@@ -217,6 +265,7 @@ static const struct CMUnitTest adopt_tests[] = {
     H_TEST(udp),
     H_TEST(os_handle_kinds),
     H_TEST(unconnected_tcp),
+    H_TEST(owned_twice),
 };
 
 H_MAIN(adopt_tests)

@@ -15,6 +15,39 @@ static void cancel_one(ioq_loop *loop, uint64_t target)
     assert_int_equal(h_wait(loop, ct).result, 1);
 }
 
+/* What ioq_cancel counts (ioq.h): the operations with the token that it asked to end, not
+ * the ones an earlier cancel or close already asked, and never a close. */
+static void test_count(void **state)
+{
+    (void)state;
+    ioq_loop *loop = h_loop_new();
+    ioq_handle c, s, lis;
+    char buf[3][8];
+    h_pair(loop, &c, &s);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(h_recv(loop, s, buf[i], sizeof buf[i], 50), 0);
+    assert_int_equal(h_timeout(loop, 60ull * 1000 * 1000 * 1000, 60), 0);
+    assert_int_equal(h_cancel(loop, 50, 51), 0);
+    /* Asked once already: whether or not they have completed yet, not counted again. */
+    assert_int_equal(h_cancel(loop, 50, 52), 0);
+    assert_int_equal(h_wait(loop, 51).result, 3);
+    assert_int_equal(h_wait(loop, 52).result, 0);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(h_next(loop, 50).result, IOQ_ECANCELED);
+    assert_int_equal(h_cancel(loop, 60, 61), 0);
+    assert_int_equal(h_wait(loop, 61).result, 1);
+    assert_int_equal(h_wait(loop, 60).result, IOQ_ECANCELED);
+    /* A close is not cancelled, so not counted. */
+    lis = h_listen(loop, NULL);
+    assert_int_equal(h_close(loop, lis, 70), 0);
+    assert_int_equal(h_cancel(loop, 70, 71), 0);
+    assert_int_equal(h_wait(loop, 71).result, 0);
+    assert_int_equal(h_wait(loop, 70).result, 0);
+    h_close_wait(loop, c);
+    h_close_wait(loop, s);
+    h_finish(loop);
+}
+
 static void test_recv(void **state)
 {
     (void)state;
@@ -382,6 +415,7 @@ static void test_close_while_flowing(void **state)
 }
 
 static const struct CMUnitTest cancel_tests[] = {
+    H_TEST(count),
     H_TEST(recv),
     H_TEST(accept),
     H_TEST(connect),

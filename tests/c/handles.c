@@ -1,6 +1,7 @@
 /* Bad input on every entry point: each call returns its pinned code and completes nothing
  * (the tracker fails the test on any completion of a call that was refused). */
 #include "harness.h"
+#include "internal.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -533,6 +534,94 @@ static void test_copied_at_submit(void **state)
     h_finish(loop);
 }
 
+/* --- handle identity: foreign loops and long-lived slots ---------------------------------- */
+
+/* v is not a live handle of loop: every entry point that takes one refuses it. */
+static void assert_refused(ioq_loop *loop, ioq_handle v)
+{
+    uint64_t os;
+    ioq_addr a;
+    assert_int_equal(ioq_close(loop, v, h_tok()), IOQ_EBADHANDLE);
+    assert_int_equal(ioq_accept(loop, v, 0, h_tok()), IOQ_EBADHANDLE);
+    assert_null(ioq_buf(loop, v, 0));
+    assert_int_equal(ioq_buf_release(loop, v, 0), IOQ_EBADHANDLE);
+    assert_int_equal(ioq_os_handle(loop, v, &os), IOQ_EBADHANDLE);
+    assert_int_equal(ioq_sockname(loop, v, &a), IOQ_EBADHANDLE);
+}
+
+static void test_foreign_after_65536_loops(void **state)
+{
+    (void)state;
+    ioq_loop *a = h_loop_new();
+    ioq_handle alis = h_listen(a, NULL), apool;
+    assert_int_equal(ioq_pool_new(a, 1, 64, &apool), 0);
+    /* The loops b below are the 65,533rd to the 65,540th created after a: the 16-bit loop
+     * tag of handle values came back to a's among them. Each must refuse a's handles, and
+     * a must refuse b's. */
+    ioq__test_loop_tags_skip(65532);
+    for (int i = 0; i < 8; i++) {
+        ioq_loop *b = h_loop_new();
+        ioq_handle blis = h_listen(b, NULL), bpool;
+        assert_int_equal(ioq_pool_new(b, 1, 64, &bpool), 0);
+        assert_refused(b, alis);
+        assert_refused(b, apool);
+        assert_refused(a, blis);
+        assert_refused(a, bpool);
+        h_finish(b);
+    }
+    /* a's own handles still work. */
+    assert_non_null(ioq_buf(a, apool, 0));
+    h_close_wait(a, apool);
+    h_close_wait(a, alis);
+    h_finish(a);
+}
+
+/* Pools are the cheapest handles: a slot reused n times, its values kept in seen[]. */
+static ioq_handle reuse_slot(ioq_loop *loop)
+{
+    ioq_handle p;
+    assert_int_equal(ioq_pool_new(loop, 1, 16, &p), 0);
+    h_close_wait(loop, p);
+    return p;
+}
+
+static void test_generation_wrap(void **state)
+{
+    (void)state;
+    ioq_loop *loop = h_loop_new();
+    ioq_handle seen[10];
+    seen[0] = reuse_slot(loop);
+    /* As if the slot had served 2^24 - 3 more handles: with the 24-bit generation that
+     * wrapped, the slot came back to seen[0]'s value within the next three. */
+    assert_int_equal(ioq__test_handle_reuse(loop, seen[0], (1u << 24) - 3), 0);
+    for (int i = 1; i < 10; i++) {
+        seen[i] = reuse_slot(loop);
+        for (int j = 0; j < i; j++) {
+            assert_int_not_equal(seen[i], seen[j]);
+            assert_refused(loop, seen[j]);
+        }
+    }
+    assert_refused(loop, seen[9]);
+    h_finish(loop);
+}
+
+static void test_slot_reused_long(void **state)
+{
+    (void)state;
+    ioq_loop *loop = h_loop_new();
+    ioq_handle first = reuse_slot(loop), prev = first;
+    /* One slot serves 20,000 handles in turn: each value is new, none comes back. */
+    for (int i = 0; i < 20000; i++) {
+        ioq_handle p = reuse_slot(loop);
+        assert_int_not_equal(p, first);
+        assert_int_not_equal(p, prev);
+        prev = p;
+    }
+    assert_refused(loop, first);
+    assert_refused(loop, prev);
+    h_finish(loop);
+}
+
 static const struct CMUnitTest handles_tests[] = {
     H_TEST(null_loop),
     H_TEST(null_out),
@@ -548,6 +637,9 @@ static const struct CMUnitTest handles_tests[] = {
     H_TEST(close_pool_and_file),
     H_TEST(many_handles),
     H_TEST(copied_at_submit),
+    H_TEST(foreign_after_65536_loops),
+    H_TEST(generation_wrap),
+    H_TEST(slot_reused_long),
 };
 
 H_MAIN(handles_tests)

@@ -175,6 +175,46 @@ static void test_peer_close_eof(void **state)
     h_finish(loop);
 }
 
+/* A connect to a listener whose backlog is full ends at once with IOQ_EAGAIN on every
+ * backend (on Windows: every pipe instance is taken), and succeeds again once an accept
+ * has made room. */
+static void test_backlog_full(void **state)
+{
+    (void)state;
+    ioq_loop *loop = h_loop_new();
+    const char *path = h_path("full.sock");
+    ioq_handle lis, conns[256];
+    int n = 0, full = 0;
+    assert_int_equal(ioq_local_listen(loop, path, 1, 0, &lis), 0);
+    while (n < 256 && !full) {
+        uint64_t t = h_tok();
+        assert_int_equal(h_local_connect(loop, path, 0, t), 0);
+        ioq_cqe c = h_wait(loop, t);
+        if (c.result == IOQ_EAGAIN) {
+            full = 1;
+        } else {
+            assert_int_equal(c.result, 0);
+            conns[n++] = c.value;
+        }
+    }
+    assert_true(full);
+    assert_true(n >= 1);
+    /* An accept makes room. */
+    uint64_t ta = h_tok(), tc = h_tok();
+    assert_int_equal(h_accept(loop, lis, 0, ta), 0);
+    ioq_cqe a = h_wait(loop, ta);
+    assert_int_equal(a.result, 0);
+    assert_int_equal(h_local_connect(loop, path, 0, tc), 0);
+    ioq_cqe c = h_wait(loop, tc);
+    assert_int_equal(c.result, 0);
+    h_close_wait(loop, c.value);
+    h_close_wait(loop, a.value);
+    for (int i = 0; i < n; i++)
+        h_close_wait(loop, conns[i]);
+    h_close_wait(loop, lis);
+    h_finish(loop);
+}
+
 static const struct CMUnitTest local_tests[] = {
     H_TEST(echo),
     H_TEST(addrinuse_unlink),
@@ -182,6 +222,7 @@ static const struct CMUnitTest local_tests[] = {
     H_TEST(refused),
     H_TEST(path_too_long),
     H_TEST(peer_close_eof),
+    H_TEST(backlog_full),
 };
 
 H_MAIN(local_tests)

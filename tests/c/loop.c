@@ -497,6 +497,95 @@ static void test_addr_format(void **state)
     assert_memory_equal(&b, &c, sizeof b);
 }
 
+/* --- ioq_loop_free with results finished but never collected ------------------------------
+ * Each test lets the thread pool or the kernel finish operations that create a descriptor,
+ * collects some of them (so that others sit in the completion ring) and none of the rest,
+ * then frees the loop: the harness's descriptor count must come back to where it was. */
+
+static void uncollected_pause(void)
+{
+    struct timespec ts = {0, 100 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+}
+
+/* One poll that collects at most one record, leaving the others in the ring. */
+static void uncollected_poll_one(ioq_loop *loop)
+{
+    ioq_cqe c[1];
+    assert_true(ioq_poll(loop, c, 1, 0) >= 0);
+}
+
+static void test_free_uncollected_open(void **state)
+{
+    (void)state;
+    ioq_loop *loop = h_loop_new();
+    const char *path = h_path("uncollected");
+    for (int round = 0; round < 2; round++) {
+        for (uint64_t i = 0; i < 4; i++)
+            assert_int_equal(ioq_open(loop, path,
+                                      IOQ_OPEN_READ | IOQ_OPEN_WRITE | IOQ_OPEN_CREATE, 0644,
+                                      100 + i),
+                             0);
+        assert_int_equal(ioq_submit(loop), 0);
+        uncollected_pause();
+        /* First round: one record collected, the others drained into the ring; second
+         * round: finished by the workers or the kernel and never seen by a poll. */
+        if (round == 0)
+            uncollected_poll_one(loop);
+    }
+    ioq_loop_free(loop);
+    h_forget(loop);
+}
+
+static void test_free_uncollected_accept(void **state)
+{
+    (void)state;
+    ioq_loop *loop = h_loop_new();
+    uint16_t port;
+    ioq_handle lis = h_listen(loop, &port);
+    int clients[6];
+    assert_int_equal(ioq_accept(loop, lis, IOQ_MULTISHOT, 1), 0);
+    assert_int_equal(ioq_accept(loop, lis, 0, 2), 0);
+    for (int i = 0; i < 3; i++)
+        clients[i] = h_plain_connect(port);
+    assert_int_equal(ioq_submit(loop), 0);
+    uncollected_pause();
+    uncollected_poll_one(loop);
+    for (int i = 3; i < 6; i++)
+        clients[i] = h_plain_connect(port);
+    assert_int_equal(ioq_submit(loop), 0);
+    uncollected_pause();
+    ioq_loop_free(loop);
+    h_forget(loop);
+    for (int i = 0; i < 6; i++)
+        h_plain_close(clients[i]);
+}
+
+static void test_free_uncollected_connect(void **state)
+{
+    (void)state;
+    ioq_loop *loop = h_loop_new();
+    uint16_t port;
+    int lfd = h_plain_listen(&port);
+    ioq_addr a = h_addr4(port);
+    ioq_handle llis;
+    const char *path = h_path("uncollected.sock");
+    assert_int_equal(ioq_local_listen(loop, path, 0, IOQ_UNLINK, &llis), 0);
+    for (int round = 0; round < 2; round++) {
+        for (uint64_t i = 0; i < 3; i++) {
+            assert_int_equal(ioq_connect(loop, &a, 0, 10 + i), 0);
+            assert_int_equal(ioq_local_connect(loop, path, 0, 20 + i), 0);
+        }
+        assert_int_equal(ioq_submit(loop), 0);
+        uncollected_pause();
+        if (round == 0)
+            uncollected_poll_one(loop);
+    }
+    ioq_loop_free(loop);
+    h_forget(loop);
+    h_plain_close(lfd);
+}
+
 static const struct CMUnitTest loop_tests[] = {
     H_TEST(new_free),
     H_TEST(many_loops),
@@ -517,6 +606,9 @@ static const struct CMUnitTest loop_tests[] = {
     H_TEST(loop_fd_after_submit),
     H_TEST(addr_parse),
     H_TEST(addr_format),
+    H_TEST(free_uncollected_open),
+    H_TEST(free_uncollected_accept),
+    H_TEST(free_uncollected_connect),
 };
 
 H_MAIN(loop_tests)

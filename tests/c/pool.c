@@ -1,9 +1,11 @@
 /* Provided-buffer pools and ioq_recv_pool. */
 #include "harness.h"
+#include "internal.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static void test_new_bounds(void **state)
 {
@@ -389,6 +391,165 @@ static void test_many_connections_one_pool(void **state)
     h_finish(loop);
 }
 
+/* A pool whose receives have completed, but whose records ioq_poll has not handed out
+ * yet, is still busy: the caller owns buffers it has not seen. */
+static void test_close_undelivered(void **state)
+{
+    (void)state;
+    ioq_loop *loop = h_loop_new();
+    uint16_t port;
+    ioq_handle lis = h_listen(loop, &port), srv[2], pool;
+    int cli[2];
+    for (int i = 0; i < 2; i++) {
+        uint64_t t = h_tok();
+        cli[i] = h_plain_connect(port);
+        assert_int_equal(h_accept(loop, lis, 0, t), 0);
+        ioq_cqe c = h_wait(loop, t);
+        assert_int_equal(c.result, 0);
+        srv[i] = c.value;
+    }
+    assert_int_equal(ioq_pool_new(loop, 2, 16, &pool), 0);
+    assert_int_equal(h_recv_pool(loop, srv[0], pool, 0, 100), 0);
+    assert_int_equal(h_recv_pool(loop, srv[1], pool, 0, 101), 0);
+    assert_int_equal(ioq_submit(loop), 0);
+    h_plain_write_all(cli[0], "first", 5);
+    h_plain_write_all(cli[1], "other", 5);
+    /* With the data there, one poll finishes both receives and hands out one record. */
+    struct timespec ts = {0, 50 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+    ioq_cqe got[2];
+    int n = 0;
+    for (int tries = 0; n == 0 && tries < 200; tries++)
+        n = h_poll_into(loop, got, 1, tries ? 10 * 1000 * 1000 : 0);
+    assert_int_equal(n, 1);
+    /* The other record waits in the ring (or its receive is still in flight): either way
+     * the caller has not seen its buffer, so the pool cannot go. */
+    assert_int_equal(ioq_close(loop, pool, h_tok()), IOQ_EBUSY);
+    assert_int_equal(h_poll_into(loop, got + 1, 1, 1000 * 1000 * 1000), 1);
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(got[i].result, 5);
+        assert_int_equal(got[i].flags, IOQ_CQE_BUFFER);
+        const char *p = ioq_buf(loop, pool, (uint32_t)got[i].value);
+        assert_non_null(p);
+        assert_memory_equal(p, got[i].token == 100 ? "first" : "other", 5);
+        assert_int_equal(ioq_buf_release(loop, pool, (uint32_t)got[i].value), 0);
+    }
+    h_close_wait(loop, pool);
+    for (int i = 0; i < 2; i++) {
+        h_close_wait(loop, srv[i]);
+        h_plain_close(cli[i]);
+    }
+    h_close_wait(loop, lis);
+    h_finish(loop);
+}
+
+/* An empty pool at submission is no error: the receive waits for data, and a buffer
+ * released before the data arrives serves it (single and multishot). */
+static void empty_waits(void)
+{
+    ioq_loop *loop = h_loop_new();
+    ioq_handle c, s, pool;
+    h_pair(loop, &c, &s);
+    assert_int_equal(ioq_pool_new(loop, 1, 16, &pool), 0);
+    h_send_wait(loop, c, "held", 4);
+    assert_int_equal(h_recv_pool(loop, s, pool, 0, 1), 0);
+    ioq_cqe r = h_wait(loop, 1);
+    assert_int_equal(r.result, 4);
+    uint32_t held = (uint32_t)r.value;
+    for (int multi = 0; multi < 2; multi++) {
+        uint64_t t = 10 + (uint64_t)multi;
+        assert_int_equal(h_recv_pool(loop, s, pool, multi ? IOQ_MULTISHOT : 0, t), 0);
+        h_assert_quiet(loop, 50); /* the pool is empty: it waits, no IOQ_ENOBUFS */
+        assert_int_equal(ioq_buf_release(loop, pool, held), 0);
+        h_assert_quiet(loop, 20);
+        h_send_wait(loop, c, multi ? "again" : "later", 5);
+        r = h_next(loop, t);
+        assert_int_equal(r.result, 5);
+        assert_true(r.flags & IOQ_CQE_BUFFER);
+        held = (uint32_t)r.value;
+        assert_memory_equal(ioq_buf(loop, pool, held), multi ? "again" : "later", 5);
+        if (multi) {
+            /* Still going, with the only buffer held: more data ends it with ENOBUFS and
+             * nothing lost. */
+            assert_int_equal(r.flags, IOQ_CQE_BUFFER | IOQ_CQE_MORE);
+            h_send_wait(loop, c, "rest", 4);
+            r = h_wait(loop, t);
+            assert_int_equal(r.result, IOQ_ENOBUFS);
+            assert_int_equal(ioq_buf_release(loop, pool, held), 0);
+            assert_int_equal(h_recv_pool(loop, s, pool, 0, 20), 0);
+            r = h_wait(loop, 20);
+            assert_int_equal(r.result, 4);
+            assert_memory_equal(ioq_buf(loop, pool, (uint32_t)r.value), "rest", 4);
+            assert_int_equal(ioq_buf_release(loop, pool, (uint32_t)r.value), 0);
+        } else {
+            assert_int_equal(r.flags, IOQ_CQE_BUFFER);
+        }
+    }
+    /* A waiting receive is cancelled like any other. */
+    assert_int_equal(h_recv_pool(loop, s, pool, 0, 30), 0);
+    h_poll(loop, 0);
+    assert_int_equal(h_cancel(loop, 30, 31), 0);
+    assert_int_equal(h_wait(loop, 30).result, IOQ_ECANCELED);
+    assert_int_equal(h_wait(loop, 31).result, 1);
+    h_close_wait(loop, pool);
+    h_close_wait(loop, c);
+    h_close_wait(loop, s);
+    h_finish(loop);
+}
+
+static void test_empty_waits(void **state)
+{
+    (void)state;
+    empty_waits();
+}
+
+/* A receive waiting on an empty pool sees the end of the stream as 0, not IOQ_ENOBUFS. */
+static void test_empty_eof(void **state)
+{
+    (void)state;
+    ioq_loop *loop = h_loop_new();
+    ioq_handle c, s, pool;
+    h_pair(loop, &c, &s);
+    assert_int_equal(ioq_pool_new(loop, 1, 16, &pool), 0);
+    h_send_wait(loop, c, "held", 4);
+    assert_int_equal(h_recv_pool(loop, s, pool, 0, 1), 0);
+    ioq_cqe r = h_wait(loop, 1);
+    assert_int_equal(r.result, 4);
+    assert_int_equal(h_recv_pool(loop, s, pool, 0, 2), 0);
+    h_assert_quiet(loop, 20);
+    assert_int_equal(h_shutdown(loop, c, 3), 0);
+    assert_int_equal(h_wait(loop, 3).result, 0);
+    assert_int_equal(h_wait(loop, 2).result, 0);
+    assert_int_equal(ioq_buf_release(loop, pool, (uint32_t)r.value), 0);
+    h_close_wait(loop, pool);
+    h_close_wait(loop, c);
+    h_close_wait(loop, s);
+    h_finish(loop);
+}
+
+/* io_uring on kernels without buffer rings (before 5.19) keeps pools in the core, as the
+ * readiness backends do: every pool case holds there too. */
+static void test_emulated(void **state)
+{
+    ioq__test_emulate_pools(1);
+    ioq_loop *loop = h_loop_new();
+    if (strcmp(h_backend(), "io_uring") == 0)
+        assert_false(ioq_loop_caps(loop) & IOQ_CAP_PROVIDED_BUFFERS);
+    h_finish(loop);
+    test_single(state);
+    test_multishot(state);
+    test_multishot_stream(state);
+    test_empty_single(state);
+    test_empty_multishot(state);
+    test_eof(state);
+    test_close_busy(state);
+    test_close_socket_pending(state);
+    test_close_with_held_buffers(state);
+    empty_waits();
+    test_empty_eof(state);
+    ioq__test_emulate_pools(0);
+}
+
 static const struct CMUnitTest pool_tests[] = {
     H_TEST(new_bounds),
     H_TEST(single),
@@ -402,6 +563,10 @@ static const struct CMUnitTest pool_tests[] = {
     H_TEST(close_with_held_buffers),
     H_TEST(free_with_multishot),
     H_TEST(many_connections_one_pool),
+    H_TEST(close_undelivered),
+    H_TEST(empty_waits),
+    H_TEST(empty_eof),
+    H_TEST(emulated),
 };
 
 H_MAIN(pool_tests)

@@ -565,7 +565,10 @@ static void on_cqe(const ioq_cqe *c)
         if (c->result == 0) {
             n_connected++;
             close_handle(c->value);
-        } else if (c->result != IOQ_ECONNREFUSED && c->result != IOQ_ECANCELED) {
+        } else if (c->result != IOQ_ECONNREFUSED && c->result != IOQ_ECANCELED &&
+                   !(c->result == IOQ_ECONNRESET && listener_closed)) {
+            /* Closing the listener resets the connections still in its backlog: a connect
+             * whose success had not been seen yet then ends with ECONNRESET. */
             die("connect: %s", ioq_errname(c->result));
         }
         break;
