@@ -37,7 +37,7 @@ typedef struct ioq__post {
 
 /* Bytes of a timer op: the head and the timer body, rounded up to the op's alignment. */
 #define IOQ__TIMER_OP_SIZE \
-    ((offsetof(ioq__op, heap_idx) + sizeof(uint32_t) + _Alignof(ioq__op) - 1) & \
+    ((offsetof(ioq__op, seq) + sizeof(uint64_t) + _Alignof(ioq__op) - 1) & \
      ~(_Alignof(ioq__op) - 1))
 
 #define IOQ__POST_POOL 1024 /* posts in flight before ioq_post falls back to malloc */
@@ -109,9 +109,10 @@ struct ioq_loop {
     uint32_t tcount;
     uint32_t tshift;
 
-    /* timers: 4-ary min-heap on (deadline, seq), see timer.c */
+    /* timers: 4-ary min-heap on (deadline, seq) with tombstones, see timer.c */
     ioq__timer_ent *heap;
     uint32_t heap_len, heap_cap;
+    uint32_t heap_dead;             /* entries of cancelled timers (op NULL), never the root */
     uint64_t timer_seq;
     uint64_t armed_deadline;        /* embedded mode: deadline armed in the backend */
 

@@ -1,10 +1,18 @@
 /*
  * Timers: a 4-ary min-heap of timeout ops keyed on (deadline, submission order), so that
- * insert and cancel are O(log n) and equal deadlines fire in the order they were asked for.
+ * insert is O(log n) and equal deadlines fire in the order they were asked for.
  * Each heap entry carries its op's deadline: sifting compares entries that sit side by side
  * in the array (a node's four children share one cache line) instead of following a pointer
  * per comparison into ops scattered over the slab, which is what made a heap of a million
  * timers slow. The op keeps its position in op->heap_idx for cancellation.
+ *
+ * A cancelled timer is decided at the call: it completes at once and its op goes back to
+ * the slab, but its heap entry stays as a tombstone (op NULL) instead of being sifted out.
+ * Taking an entry out of the middle of a large heap is a walk over cache lines nobody else
+ * needs; a tombstone costs one store. Tombstones are dropped when they reach the root (the
+ * root is always a live timer, so poll's wait and the embedded timer need no change) and
+ * all at once, by rebuilding the heap in O(n), when they outnumber the live entries: the
+ * heap never holds more than twice the pending timers, and each cancel stays O(1) amortised.
  */
 #include "loop.h"
 
@@ -12,16 +20,21 @@
 
 #define ARITY 4
 
+/* Tombstones (op NULL) sort first among equal deadlines; nothing depends on their order. */
 static bool before(const ioq__timer_ent *a, const ioq__timer_ent *b)
 {
-    return a->deadline < b->deadline ||
-           (a->deadline == b->deadline && a->op->seq < b->op->seq);
+    if (a->deadline != b->deadline)
+        return a->deadline < b->deadline;
+    if (!a->op || !b->op)
+        return !a->op && b->op;
+    return a->op->seq < b->op->seq;
 }
 
 static void place(ioq_loop *loop, uint32_t i, ioq__timer_ent e)
 {
     loop->heap[i] = e;
-    e.op->heap_idx = i;
+    if (e.op)
+        e.op->heap_idx = i;
 }
 
 static void sift_up(ioq_loop *loop, uint32_t i)
@@ -80,11 +93,10 @@ int ioq__timer_add(ioq_loop *loop, ioq__op *op)
     return 0;
 }
 
-void ioq__timer_remove(ioq_loop *loop, ioq__op *op)
+/* Take entry i out for real: the last entry fills the hole and moves up or down. */
+static void heap_delete(ioq_loop *loop, uint32_t i)
 {
-    uint32_t i = op->heap_idx;
     ioq__timer_ent last = loop->heap[--loop->heap_len];
-    op->at = IOQ__AT_NONE;
     if (i == loop->heap_len)
         return;
     loop->heap[i] = last;
@@ -92,6 +104,37 @@ void ioq__timer_remove(ioq_loop *loop, ioq__op *op)
         sift_up(loop, i);
     else
         sift_down(loop, i);
+}
+
+/* Drop every tombstone and restore the heap bottom-up (Floyd): O(n). */
+static void heap_rebuild(ioq_loop *loop)
+{
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < loop->heap_len; i++)
+        if (loop->heap[i].op)
+            place(loop, n++, loop->heap[i]);
+    loop->heap_len = n;
+    loop->heap_dead = 0;
+    for (uint32_t i = n > 1 ? (n - 2) / ARITY + 1 : 0; i-- > 0;)
+        sift_down(loop, i);
+}
+
+void ioq__timer_remove(ioq_loop *loop, ioq__op *op)
+{
+    uint32_t i = op->heap_idx;
+    op->at = IOQ__AT_NONE;
+    if (i != 0) {
+        loop->heap[i].op = NULL;
+        if (++loop->heap_dead > loop->heap_len / 2)
+            heap_rebuild(loop);
+        return;
+    }
+    /* The root: due, or cancelled while it is the next to fire. Keep the root live. */
+    heap_delete(loop, 0);
+    while (loop->heap_len && !loop->heap[0].op) {
+        loop->heap_dead--;
+        heap_delete(loop, 0);
+    }
 }
 
 void ioq__timer_disarmed(ioq_loop *loop) { loop->armed_deadline = UINT64_MAX; }
