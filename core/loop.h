@@ -109,10 +109,9 @@ struct ioq_loop {
     uint32_t tcount;
     uint32_t tshift;
 
-    /* timers: 4-ary min-heap on (deadline, seq) with tombstones, see timer.c */
+    /* timers: 4-ary min-heap on (deadline, seq), see timer.c */
     ioq__timer_ent *heap;
     uint32_t heap_len, heap_cap;
-    uint32_t heap_dead;             /* entries of cancelled timers (op NULL), never the root */
     uint64_t timer_seq;
     uint64_t armed_deadline;        /* embedded mode: deadline armed in the backend */
 
