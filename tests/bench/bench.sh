@@ -13,7 +13,10 @@
 # servers (asyncio, uvloop, ioq.aio; 10 connections, 1 KiB to 100 KiB); HTTP hello under
 # wrk -c 100; 1,000,000 timers fired and cancelled (time and peak RSS); cross-thread
 # wake-ups (round trips and a flood). Every TCP and UDP server is loaded by the same
-# client, tests/bench/loadgen (plain epoll). Every program prints lines
+# client, tests/bench/loadgen (plain epoll). libuv has two echo servers: "libuv" copies
+# libuv's own benchmark (a 64 KiB malloc per read, a malloc'ed request per write),
+# "libuv-conn-buf" is what a performance-minded libuv user writes (a buffer per connection,
+# uv_try_write first). Every program prints lines
 # "<name> <metric> <value>". Within a workload the variants run interleaved (A B C A B C
 # ...) and the first round is a warm-up that is thrown away, so that a slow phase of the
 # machine hits every variant alike.
@@ -218,6 +221,7 @@ if have loadgen && [ -x "$ex/echo_server" ]; then
       vs+=("ioq-$be|run_echo ioq-$be $1 $2 env IOQ_BACKEND=$be $ex/echo_server")
     done
     have echo_uv && vs+=("libuv|run_echo libuv $1 $2 $bin/echo_uv")
+    have echo_uv_buf && vs+=("libuv-conn-buf|run_echo libuv-conn-buf $1 $2 $bin/echo_uv_buf")
     have echo_ev && vs+=("libev|run_echo libev $1 $2 $bin/echo_ev")
     have echo_event && vs+=("libevent|run_echo libevent $1 $2 $bin/echo_event")
     workload "echo-c$1-${2}B" "${vs[@]}"
@@ -229,6 +233,7 @@ if have loadgen && [ -x "$ex/echo_server" ]; then
     vs+=("ioq-$be|run_pound ioq-$be env IOQ_BACKEND=$be $ex/echo_server")
   done
   have echo_uv && vs+=("libuv|run_pound libuv $bin/echo_uv")
+  have echo_uv_buf && vs+=("libuv-conn-buf|run_pound libuv-conn-buf $bin/echo_uv_buf")
   have echo_ev && vs+=("libev|run_pound libev $bin/echo_ev")
   have echo_event && vs+=("libevent|run_pound libevent $bin/echo_event")
   workload pound "${vs[@]}"
@@ -417,8 +422,8 @@ def lower_better(metric):
             or metric.startswith("syscalls") or metric.endswith("_per_rt"))
 
 refs = ["ioq-epoll", "ioq-io_uring"]
-PEERS = ("libuv", "libev", "libevent", "luv", "blocking", "raw-write", "asyncio-streams",
-         "asyncio-protocol",
+PEERS = ("libuv", "libuv-conn-buf", "libev", "libevent", "luv", "blocking", "raw-write",
+         "asyncio-streams", "asyncio-protocol",
          "uvloop-streams", "uvloop-protocol", "tokio")
 table = []
 doc = {"quick": quick == "1", "repetitions": int(reps), "seconds_per_run": float(secs),
