@@ -96,17 +96,36 @@ run_pingpong() { # LABEL COMMAND...
   local line; line=$("$@" "$secs")
   echo "$label pingpong_rt_per_s ${line##* }"
 }
+cpu_split() { # PID: "utime stime" of a process so far, in clock ticks (0 0 if gone)
+  awk '{ sub(/^.*\) /, ""); print $12, $13 }' "/proc/$1/stat" 2>/dev/null || echo 0 0
+}
+hz=$(getconf CLK_TCK 2>/dev/null || echo 100)
+# split_rows LABEL METRIC-PREFIX RATE-METRIC UNIT T0 T1 SECONDS < loadgen output: the
+# server's user and system time (from /proc, so no perf needed) per unit of work, printed
+# after the rows themselves, so that a regression has its user/kernel split attached.
+split_rows() {
+  awk -v l="$1" -v m="$2" -v rate="$3" -v unit="$4" -v t0="$5" -v t1="$6" -v s="$7" \
+      -v hz="$hz" '
+    NF == 3 { sub(/^[a-z]+_/, "", $2); print l, m $2, $3
+              if ($2 == rate && $3 > 0) {
+                split(t0, a, " "); split(t1, b, " "); n = $3 * s
+                printf "%s %suser_us_per_%s %.3f\n", l, m, unit, (b[1] - a[1]) * 1e6 / hz / n
+                printf "%s %ssys_us_per_%s %.3f\n", l, m, unit, (b[2] - a[2]) * 1e6 / hz / n } }'
+}
 run_echo() { # LABEL CONNS SIZE SERVER-COMMAND...
   local label=$1 conns=$2 size=$3; shift 3
-  local port out rc=0
+  local port out rc=0 t0 t1 secs_run=${run_secs:-$secs}
   start_server "$@" || return 1
-  out=$("$bin/loadgen" echo -c "$conns" -s "$size" -d "${run_secs:-$secs}" \
+  t0=$(cpu_split "$server_pid")
+  out=$("$bin/loadgen" echo -c "$conns" -s "$size" -d "$secs_run" \
         "127.0.0.1:$port" 2>"$work/loadgen.err") || rc=$?
+  t1=$(cpu_split "$server_pid")
   stop_server
   if [ "$rc" -ne 0 ]; then cat "$work/loadgen.err" >&2; return 1; fi
-  # loadgen echo_rt_per_s X -> LABEL echo_c100_64B_rt_per_s X (and _p50_us, _p99_us)
-  echo "$out" | awk -v l="$label" -v m="echo_c${conns}_${size}B_" \
-    'NF == 3 { sub(/^echo_/, "", $2); print l, m $2, $3 }'
+  # loadgen echo_rt_per_s X -> LABEL echo_c100_64B_rt_per_s X (and _p50_us, _p99_us, and
+  # the server's _user_us_per_rt and _sys_us_per_rt)
+  echo "$out" | split_rows "$label" "echo_c${conns}_${size}B_" rt_per_s rt "$t0" "$t1" \
+    "$secs_run"
 }
 cpu_ticks() { # PID: user + system time of a process so far, in clock ticks
   awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat" 2>/dev/null || echo 0
@@ -129,13 +148,15 @@ run_echo_cpu() { # LABEL CONNS SIZE SERVER-COMMAND...: run_echo plus the server'
 }
 run_pound() { # LABEL SERVER-COMMAND...: 100 clients connect, write, read, close, again
   local label=$1; shift
-  local port out rc=0
+  local port out rc=0 t0 t1
   start_server "$@" || return 1
+  t0=$(cpu_split "$server_pid")
   out=$("$bin/loadgen" pound -c 100 -s 64 -d "$psecs" "127.0.0.1:$port" \
         2>"$work/loadgen.err") || rc=$?
+  t1=$(cpu_split "$server_pid")
   stop_server
   if [ "$rc" -ne 0 ]; then cat "$work/loadgen.err" >&2; return 1; fi
-  echo "$out" | awk -v l="$label" 'NF == 3 { print l, $2, $3 }'
+  echo "$out" | split_rows "$label" pound_ conn_per_s conn "$t0" "$t1" "$psecs"
 }
 run_udp() { # LABEL SERVER-COMMAND...: ping-pong, then pummel, against one server process
   local label=$1; shift
@@ -372,6 +393,16 @@ for mode in fire cancel; do
   done
   workload "timers-$mode-$timers" "${vs[@]}"
 done
+# Many timers with one token (one ioq_cancel ends them all) against distinct tokens: the
+# ratio stays near 1 at any count when completing and cancelling are O(1) per timer.
+for mode in fire cancel; do
+  vs=()
+  for be in "${backends[@]}"; do
+    vs+=("ioq-$be|env IOQ_BACKEND=$be $bin/timers_ioq $mode $timers")
+    vs+=("ioq-$be-shared|env IOQ_BACKEND=$be $bin/timers_ioq $mode $timers shared")
+  done
+  workload "timers-shared-$mode-$timers" "${vs[@]}"
+done
 
 # 6. cross-thread wake-ups
 if have xthread_ioq; then
@@ -419,7 +450,8 @@ for line in open(path):
 def lower_better(metric):
     return ((metric.endswith("_s") and not metric.endswith("_per_s")) or "maxrss" in metric
             or metric.endswith("wakeups") or metric.endswith("_us") or "loss" in metric
-            or metric.startswith("syscalls") or metric.endswith("_per_rt"))
+            or metric.startswith("syscalls") or metric.endswith("_per_rt")
+            or metric.endswith(("_per_conn", "_per_timer")))
 
 refs = ["ioq-epoll", "ioq-io_uring"]
 PEERS = ("libuv", "libuv-conn-buf", "libev", "libevent", "luv", "blocking", "raw-write",
