@@ -497,6 +497,40 @@ static void test_shared_token_cancel(void **state)
     h_finish(loop);
 }
 
+/* The completion ring grows while its records wrap around its end: they must come out in
+ * order, each once. Timers of delay 0 complete in submission order. */
+static void test_ring_grows_wrapped(void **state)
+{
+    (void)state;
+    ioq_loop *loop = h_loop_new();
+    ioq_cqe c[64];
+    uint64_t next = 1, tok = 1;
+    /* Fill most of the ring, take some out, fill past its end, then grow it. */
+    for (int i = 0; i < 200; i++)
+        assert_int_equal(h_timeout(loop, 0, tok++), 0);
+    while (next <= 150) {
+        int n = h_poll_into(loop, c, 50, 100 * (int64_t)MS);
+        for (int k = 0; k < n; k++)
+            assert_int_equal(c[k].token, next++);
+    }
+    for (int i = 0; i < 150; i++)
+        assert_int_equal(h_timeout(loop, 0, tok++), 0);
+    assert_int_equal(h_poll_into(loop, c, 1, 0), 1); /* the 150 fire into the ring */
+    assert_int_equal(c[0].token, next++);
+    for (int i = 0; i < 3000; i++)
+        assert_int_equal(h_timeout(loop, 0, tok++), 0);
+    uint64_t end = h_mono_ns() + H_DEADLINE_MS * MS;
+    while (next < tok) {
+        if (h_mono_ns() > end)
+            fail_msg("only %llu of %llu", (unsigned long long)next, (unsigned long long)tok);
+        int n = h_poll_into(loop, c, 64, 100 * (int64_t)MS);
+        for (int k = 0; k < n; k++)
+            assert_int_equal(c[k].token, next++);
+    }
+    assert_int_equal(h_pending(loop), 0);
+    h_finish(loop);
+}
+
 static const struct CMUnitTest timer_tests[] = {
     H_TEST(deadline_order),
     H_TEST(equal_deadlines),
@@ -514,6 +548,7 @@ static const struct CMUnitTest timer_tests[] = {
     H_TEST(cancel_most),
     H_TEST(shared_token_many),
     H_TEST(shared_token_cancel),
+    H_TEST(ring_grows_wrapped),
 };
 
 H_MAIN(timer_tests)
