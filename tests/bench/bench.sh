@@ -424,6 +424,8 @@ if { [ -z "${BENCH_ONLY:-}" ] || [[ " $BENCH_ONLY " == *" syscalls "* ]]; } &&
   sc_variants=()
   for be in "${backends[@]}"; do sc_variants+=("ioq-$be"); done
   have echo_uv && sc_variants+=(libuv)
+  have echo_uv_buf && sc_variants+=(libuv-conn-buf)
+  have echo_ev && sc_variants+=(libev)
   if out=$(SYSCALLS_SECS=$sc_secs "$here/syscalls.sh" "$build" "${sc_variants[@]}" \
            2>"$work/err"); then
     echo "$out" | awk 'NF == 3 { print "syscalls", $2, $1, $3 }' >> "$work/results"
