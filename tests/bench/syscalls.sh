@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # System calls an echo server makes per round trip: ioq's echo_server on epoll and on
-# io_uring against libuv's echo_uv and echo_uv_buf and libev's echo_ev, each run under `strace -c -f` while
-# examples/c/echo_client loads it over loopback.
+# io_uring against libuv's echo_uv and echo_uv_buf and libev's echo_ev, each run under
+# `strace -c -f` while examples/c/echo_client loads it over loopback.
 #
 #   tests/bench/syscalls.sh BUILD-DIR [VARIANT...]
 #
