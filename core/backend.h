@@ -47,7 +47,7 @@ typedef struct ioq__opq {
 typedef void (*ioq__work_fn)(ioq__op *op);
 
 /* An op is a common head and one of two bodies. Timers, the most numerous ops, use only the
- * short body and come from their own slab of short records (a fifth of a full op):
+ * short body and come from their own slab of short records (a sixth of a full op):
  * code that may see a timer touches nothing past the timer body. Timers never reach a
  * backend. */
 struct ioq__op {
@@ -63,9 +63,10 @@ struct ioq__op {
     ioq__op **tpprev;
 
     union {
-        struct {                /* IOQ_OP_TIMEOUT */
-            uint64_t deadline;  /* ns on the loop's clock */
-            uint64_t seq;       /* submission order among equal deadlines */
+        union {                 /* IOQ_OP_TIMEOUT: 8 bytes, one field at a time */
+            uint64_t deadline;  /* ns on the loop's clock: ioq_timeout's input to
+                                 * ioq__timer_add, which copies it into the heap entry */
+            uint64_t seq;       /* from then on: submission order among equal deadlines */
         };
         struct {                /* every other op */
             uint8_t tp_running; /* a worker runs it (written under the pool's lock) */

@@ -67,6 +67,7 @@ static void sift_down(ioq_loop *loop, uint32_t i)
 
 int ioq__timer_add(ioq_loop *loop, ioq__op *op)
 {
+    uint64_t deadline;
     if (loop->heap_len == loop->heap_cap) {
         uint32_t ncap = loop->heap_cap ? loop->heap_cap * 2 : 64;
         ioq__timer_ent *nh = realloc(loop->heap, ncap * sizeof *nh);
@@ -75,15 +76,17 @@ int ioq__timer_add(ioq_loop *loop, ioq__op *op)
         loop->heap = nh;
         loop->heap_cap = ncap;
     }
+    /* The deadline lives in the heap entry from here on; its field in the op becomes seq. */
+    deadline = op->deadline;
     op->seq = loop->timer_seq++;
     op->at = IOQ__AT_TIMER;
-    loop->heap[loop->heap_len] = (ioq__timer_ent){ op->deadline, op };
+    loop->heap[loop->heap_len] = (ioq__timer_ent){ deadline, op };
     sift_up(loop, loop->heap_len++);
     /* A host sleeping on ioq_loop_fd() needs the new earliest deadline armed now. */
-    if (loop->embedded && op->heap_idx == 0 && op->deadline < loop->armed_deadline &&
+    if (loop->embedded && op->heap_idx == 0 && deadline < loop->armed_deadline &&
         loop->backend->arm_timer) {
-        loop->armed_deadline = op->deadline;
-        loop->backend->arm_timer(loop, op->deadline);
+        loop->armed_deadline = deadline;
+        loop->backend->arm_timer(loop, deadline);
     }
     return 0;
 }
