@@ -47,7 +47,7 @@ typedef struct ioq__opq {
 typedef void (*ioq__work_fn)(ioq__op *op);
 
 /* An op is a common head and one of two bodies. Timers, the most numerous ops, use only the
- * short body and come from their own slab of short records (about a third of a full op):
+ * short body and come from their own slab of short records (a sixth of a full op):
  * code that may see a timer touches nothing past the timer body. Timers never reach a
  * backend. */
 struct ioq__op {
@@ -55,22 +55,25 @@ struct ioq__op {
     uint16_t code;      /* IOQ_OP_* */
     uint8_t at;         /* IOQ__AT_* */
     uint8_t cancelled;  /* a cancel was requested; complete with IOQ_ECANCELED if possible */
-    uint8_t tp_running; /* a worker runs it (written under the pool's lock) */
-    uint8_t indexed;    /* in the token index */
-    uint8_t pad_[2];
-    uint32_t flags;     /* submission flags (IOQ_MULTISHOT, open flags, ...) */
-    ioq__handle *h;     /* the handle it works on (a new one for connect), or NULL */
-    ioq__op *hnext, *hprev;  /* list of the handle's pending ops */
-    ioq__op *qnext, *qprev;  /* readiness queue / thread-pool queue / slab free list links */
-    ioq__op *tnext;          /* token hash chain */
+    uint32_t heap_idx;  /* timeout: index in the timer heap */
+    /* Token index: a doubly linked bucket chain, so that an op leaves it in O(1) however
+     * many ops share its token. tpprev points at whatever points at this op (the bucket or
+     * the previous op's tnext); NULL when the op is not in the index. */
+    ioq__op *tnext;
+    ioq__op **tpprev;
 
     union {
-        struct {                /* IOQ_OP_TIMEOUT */
-            uint64_t deadline;  /* ns on the loop's clock */
-            uint64_t seq;       /* submission order among equal deadlines */
-            uint32_t heap_idx;  /* index in the heap */
+        union {                 /* IOQ_OP_TIMEOUT: 8 bytes, one field at a time */
+            uint64_t deadline;  /* ns on the loop's clock: ioq_timeout's input to
+                                 * ioq__timer_add, which copies it into the heap entry */
+            uint64_t seq;       /* from then on: submission order among equal deadlines */
         };
         struct {                /* every other op */
+            uint8_t tp_running; /* a worker runs it (written under the pool's lock) */
+            uint32_t flags;     /* submission flags (IOQ_MULTISHOT, open flags, ...) */
+            ioq__handle *h;     /* the handle it works on (a new one for connect), or NULL */
+            ioq__op *hnext, *hprev;  /* list of the handle's pending ops */
+            ioq__op *qnext, *qprev;  /* readiness / thread-pool queue links */
             void *buf;          /* recv/send/read/write buffer */
             size_t len;
             size_t done;        /* bytes moved so far (partial sends, gather sends) */

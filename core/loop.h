@@ -37,7 +37,7 @@ typedef struct ioq__post {
 
 /* Bytes of a timer op: the head and the timer body, rounded up to the op's alignment. */
 #define IOQ__TIMER_OP_SIZE \
-    ((offsetof(ioq__op, heap_idx) + sizeof(uint32_t) + _Alignof(ioq__op) - 1) & \
+    ((offsetof(ioq__op, seq) + sizeof(uint64_t) + _Alignof(ioq__op) - 1) & \
      ~(_Alignof(ioq__op) - 1))
 
 #define IOQ__POST_POOL 1024 /* posts in flight before ioq_post falls back to malloc */

@@ -6,6 +6,7 @@
 #include "loop.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 bool ioq__cq_grow(ioq_loop *loop, uint32_t extra)
 {
@@ -19,16 +20,24 @@ bool ioq__cq_grow(ioq_loop *loop, uint32_t extra)
             return false;
         ncap *= 2;
     }
-    ncq = malloc((size_t)ncap * sizeof *ncq);
+    /* realloc: a large ring moves by remapping its pages, without copying or touching the
+     * records (and the reservation of a million timers grows it before any is written).
+     * Only the wrapped-around part of the records has to move, to the new end. */
+    ncq = realloc(loop->cq, (size_t)ncap * sizeof *ncq);
     if (!ncq)
         return false;
-    for (uint32_t i = 0; i < count; i++)
-        ncq[i] = loop->cq[(loop->cq_head + i) & loop->cq_mask];
-    free(loop->cq);
-    loop->cq = ncq;
-    loop->cq_head = 0;
-    loop->cq_tail = count;
-    loop->cq_mask = ncap - 1;
+    {
+        uint32_t h = loop->cq_head & loop->cq_mask;
+        if (count > cap - h) {
+            uint32_t first = cap - h; /* records from h to the old end */
+            memmove(ncq + (ncap - first), ncq + h, (size_t)first * sizeof *ncq);
+            h = ncap - first;
+        }
+        loop->cq = ncq;
+        loop->cq_head = h;
+        loop->cq_tail = h + count;
+        loop->cq_mask = ncap - 1;
+    }
     return true;
 }
 

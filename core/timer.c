@@ -18,47 +18,56 @@ static bool before(const ioq__timer_ent *a, const ioq__timer_ent *b)
            (a->deadline == b->deadline && a->op->seq < b->op->seq);
 }
 
-static void place(ioq_loop *loop, uint32_t i, ioq__timer_ent e)
+/* The heap and its length live in locals: every move stores into an op (heap_idx), which
+ * the compiler must otherwise assume may change loop->heap and reload it each level. */
+static void sift_up(ioq_loop *loop, uint32_t i)
 {
-    loop->heap[i] = e;
+    ioq__timer_ent *h = loop->heap, e = h[i];
+    while (i > 0) {
+        uint32_t parent = (i - 1) / ARITY;
+        if (!before(&e, &h[parent]))
+            break;
+        h[i] = h[parent];
+        h[i].op->heap_idx = i;
+        i = parent;
+    }
+    h[i] = e;
     e.op->heap_idx = i;
 }
 
-static void sift_up(ioq_loop *loop, uint32_t i)
-{
-    ioq__timer_ent e = loop->heap[i];
-    while (i > 0) {
-        uint32_t parent = (i - 1) / ARITY;
-        if (!before(&e, &loop->heap[parent]))
-            break;
-        place(loop, i, loop->heap[parent]);
-        i = parent;
-    }
-    place(loop, i, e);
-}
-
+/* A node with all four children (every level but the last) picks the least of them with
+ * three comparisons and no loop. */
 static void sift_down(ioq_loop *loop, uint32_t i)
 {
-    ioq__timer_ent e = loop->heap[i];
+    ioq__timer_ent *h = loop->heap, e = h[i];
+    uint32_t n = loop->heap_len;
     for (;;) {
-        uint32_t c = ARITY * i + 1, end = c + ARITY, best = c;
-        if (c >= loop->heap_len)
+        uint32_t c = ARITY * i + 1, best;
+        if (c + ARITY <= n) {
+            uint32_t b1 = before(&h[c + 1], &h[c]) ? c + 1 : c;
+            uint32_t b2 = before(&h[c + 3], &h[c + 2]) ? c + 3 : c + 2;
+            best = before(&h[b2], &h[b1]) ? b2 : b1;
+        } else if (c < n) {
+            best = c;
+            for (uint32_t k = c + 1; k < n; k++)
+                if (before(&h[k], &h[best]))
+                    best = k;
+        } else {
             break;
-        if (end > loop->heap_len)
-            end = loop->heap_len;
-        for (uint32_t k = c + 1; k < end; k++)
-            if (before(&loop->heap[k], &loop->heap[best]))
-                best = k;
-        if (!before(&loop->heap[best], &e))
+        }
+        if (!before(&h[best], &e))
             break;
-        place(loop, i, loop->heap[best]);
+        h[i] = h[best];
+        h[i].op->heap_idx = i;
         i = best;
     }
-    place(loop, i, e);
+    h[i] = e;
+    e.op->heap_idx = i;
 }
 
 int ioq__timer_add(ioq_loop *loop, ioq__op *op)
 {
+    uint64_t deadline;
     if (loop->heap_len == loop->heap_cap) {
         uint32_t ncap = loop->heap_cap ? loop->heap_cap * 2 : 64;
         ioq__timer_ent *nh = realloc(loop->heap, ncap * sizeof *nh);
@@ -67,15 +76,17 @@ int ioq__timer_add(ioq_loop *loop, ioq__op *op)
         loop->heap = nh;
         loop->heap_cap = ncap;
     }
+    /* The deadline lives in the heap entry from here on; its field in the op becomes seq. */
+    deadline = op->deadline;
     op->seq = loop->timer_seq++;
     op->at = IOQ__AT_TIMER;
-    loop->heap[loop->heap_len] = (ioq__timer_ent){ op->deadline, op };
+    loop->heap[loop->heap_len] = (ioq__timer_ent){ deadline, op };
     sift_up(loop, loop->heap_len++);
     /* A host sleeping on ioq_loop_fd() needs the new earliest deadline armed now. */
-    if (loop->embedded && op->heap_idx == 0 && op->deadline < loop->armed_deadline &&
+    if (loop->embedded && op->heap_idx == 0 && deadline < loop->armed_deadline &&
         loop->backend->arm_timer) {
-        loop->armed_deadline = op->deadline;
-        loop->backend->arm_timer(loop, op->deadline);
+        loop->armed_deadline = deadline;
+        loop->backend->arm_timer(loop, deadline);
     }
     return 0;
 }

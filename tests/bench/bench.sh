@@ -13,7 +13,10 @@
 # servers (asyncio, uvloop, ioq.aio; 10 connections, 1 KiB to 100 KiB); HTTP hello under
 # wrk -c 100; 1,000,000 timers fired and cancelled (time and peak RSS); cross-thread
 # wake-ups (round trips and a flood). Every TCP and UDP server is loaded by the same
-# client, tests/bench/loadgen (plain epoll). Every program prints lines
+# client, tests/bench/loadgen (plain epoll). libuv has two echo servers: "libuv" copies
+# libuv's own benchmark (a 64 KiB malloc per read, a malloc'ed request per write),
+# "libuv-conn-buf" is what a performance-minded libuv user writes (a buffer per connection,
+# uv_try_write first). Every program prints lines
 # "<name> <metric> <value>". Within a workload the variants run interleaved (A B C A B C
 # ...) and the first round is a warm-up that is thrown away, so that a slow phase of the
 # machine hits every variant alike.
@@ -93,17 +96,36 @@ run_pingpong() { # LABEL COMMAND...
   local line; line=$("$@" "$secs")
   echo "$label pingpong_rt_per_s ${line##* }"
 }
+cpu_split() { # PID: "utime stime" of a process so far, in clock ticks (0 0 if gone)
+  awk '{ sub(/^.*\) /, ""); print $12, $13 }' "/proc/$1/stat" 2>/dev/null || echo 0 0
+}
+hz=$(getconf CLK_TCK 2>/dev/null || echo 100)
+# split_rows LABEL METRIC-PREFIX RATE-METRIC UNIT T0 T1 SECONDS < loadgen output: the
+# server's user and system time (from /proc, so no perf needed) per unit of work, printed
+# after the rows themselves, so that a regression has its user/kernel split attached.
+split_rows() {
+  awk -v l="$1" -v m="$2" -v rate="$3" -v unit="$4" -v t0="$5" -v t1="$6" -v s="$7" \
+      -v hz="$hz" '
+    NF == 3 { sub(/^[a-z]+_/, "", $2); print l, m $2, $3
+              if ($2 == rate && $3 > 0) {
+                split(t0, a, " "); split(t1, b, " "); n = $3 * s
+                printf "%s %suser_us_per_%s %.3f\n", l, m, unit, (b[1] - a[1]) * 1e6 / hz / n
+                printf "%s %ssys_us_per_%s %.3f\n", l, m, unit, (b[2] - a[2]) * 1e6 / hz / n } }'
+}
 run_echo() { # LABEL CONNS SIZE SERVER-COMMAND...
   local label=$1 conns=$2 size=$3; shift 3
-  local port out rc=0
+  local port out rc=0 t0 t1 secs_run=${run_secs:-$secs}
   start_server "$@" || return 1
-  out=$("$bin/loadgen" echo -c "$conns" -s "$size" -d "${run_secs:-$secs}" \
+  t0=$(cpu_split "$server_pid")
+  out=$("$bin/loadgen" echo -c "$conns" -s "$size" -d "$secs_run" \
         "127.0.0.1:$port" 2>"$work/loadgen.err") || rc=$?
+  t1=$(cpu_split "$server_pid")
   stop_server
   if [ "$rc" -ne 0 ]; then cat "$work/loadgen.err" >&2; return 1; fi
-  # loadgen echo_rt_per_s X -> LABEL echo_c100_64B_rt_per_s X (and _p50_us, _p99_us)
-  echo "$out" | awk -v l="$label" -v m="echo_c${conns}_${size}B_" \
-    'NF == 3 { sub(/^echo_/, "", $2); print l, m $2, $3 }'
+  # loadgen echo_rt_per_s X -> LABEL echo_c100_64B_rt_per_s X (and _p50_us, _p99_us, and
+  # the server's _user_us_per_rt and _sys_us_per_rt)
+  echo "$out" | split_rows "$label" "echo_c${conns}_${size}B_" rt_per_s rt "$t0" "$t1" \
+    "$secs_run"
 }
 cpu_ticks() { # PID: user + system time of a process so far, in clock ticks
   awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat" 2>/dev/null || echo 0
@@ -126,13 +148,15 @@ run_echo_cpu() { # LABEL CONNS SIZE SERVER-COMMAND...: run_echo plus the server'
 }
 run_pound() { # LABEL SERVER-COMMAND...: 100 clients connect, write, read, close, again
   local label=$1; shift
-  local port out rc=0
+  local port out rc=0 t0 t1
   start_server "$@" || return 1
+  t0=$(cpu_split "$server_pid")
   out=$("$bin/loadgen" pound -c 100 -s 64 -d "$psecs" "127.0.0.1:$port" \
         2>"$work/loadgen.err") || rc=$?
+  t1=$(cpu_split "$server_pid")
   stop_server
   if [ "$rc" -ne 0 ]; then cat "$work/loadgen.err" >&2; return 1; fi
-  echo "$out" | awk -v l="$label" 'NF == 3 { print l, $2, $3 }'
+  echo "$out" | split_rows "$label" pound_ conn_per_s conn "$t0" "$t1" "$psecs"
 }
 run_udp() { # LABEL SERVER-COMMAND...: ping-pong, then pummel, against one server process
   local label=$1; shift
@@ -218,6 +242,7 @@ if have loadgen && [ -x "$ex/echo_server" ]; then
       vs+=("ioq-$be|run_echo ioq-$be $1 $2 env IOQ_BACKEND=$be $ex/echo_server")
     done
     have echo_uv && vs+=("libuv|run_echo libuv $1 $2 $bin/echo_uv")
+    have echo_uv_buf && vs+=("libuv-conn-buf|run_echo libuv-conn-buf $1 $2 $bin/echo_uv_buf")
     have echo_ev && vs+=("libev|run_echo libev $1 $2 $bin/echo_ev")
     have echo_event && vs+=("libevent|run_echo libevent $1 $2 $bin/echo_event")
     workload "echo-c$1-${2}B" "${vs[@]}"
@@ -229,6 +254,7 @@ if have loadgen && [ -x "$ex/echo_server" ]; then
     vs+=("ioq-$be|run_pound ioq-$be env IOQ_BACKEND=$be $ex/echo_server")
   done
   have echo_uv && vs+=("libuv|run_pound libuv $bin/echo_uv")
+  have echo_uv_buf && vs+=("libuv-conn-buf|run_pound libuv-conn-buf $bin/echo_uv_buf")
   have echo_ev && vs+=("libev|run_pound libev $bin/echo_ev")
   have echo_event && vs+=("libevent|run_pound libevent $bin/echo_event")
   workload pound "${vs[@]}"
@@ -367,6 +393,16 @@ for mode in fire cancel; do
   done
   workload "timers-$mode-$timers" "${vs[@]}"
 done
+# Many timers with one token (one ioq_cancel ends them all) against distinct tokens: the
+# ratio stays near 1 at any count when completing and cancelling are O(1) per timer.
+for mode in fire cancel; do
+  vs=()
+  for be in "${backends[@]}"; do
+    vs+=("ioq-$be|env IOQ_BACKEND=$be $bin/timers_ioq $mode $timers")
+    vs+=("ioq-$be-shared|env IOQ_BACKEND=$be $bin/timers_ioq $mode $timers shared")
+  done
+  workload "timers-shared-$mode-$timers" "${vs[@]}"
+done
 
 # 6. cross-thread wake-ups
 if have xthread_ioq; then
@@ -388,6 +424,8 @@ if { [ -z "${BENCH_ONLY:-}" ] || [[ " $BENCH_ONLY " == *" syscalls "* ]]; } &&
   sc_variants=()
   for be in "${backends[@]}"; do sc_variants+=("ioq-$be"); done
   have echo_uv && sc_variants+=(libuv)
+  have echo_uv_buf && sc_variants+=(libuv-conn-buf)
+  have echo_ev && sc_variants+=(libev)
   if out=$(SYSCALLS_SECS=$sc_secs "$here/syscalls.sh" "$build" "${sc_variants[@]}" \
            2>"$work/err"); then
     echo "$out" | awk 'NF == 3 { print "syscalls", $2, $1, $3 }' >> "$work/results"
@@ -414,11 +452,12 @@ for line in open(path):
 def lower_better(metric):
     return ((metric.endswith("_s") and not metric.endswith("_per_s")) or "maxrss" in metric
             or metric.endswith("wakeups") or metric.endswith("_us") or "loss" in metric
-            or metric.startswith("syscalls") or metric.endswith("_per_rt"))
+            or metric.startswith("syscalls") or metric.endswith("_per_rt")
+            or metric.endswith(("_per_conn", "_per_timer")))
 
 refs = ["ioq-epoll", "ioq-io_uring"]
-PEERS = ("libuv", "libev", "libevent", "luv", "blocking", "raw-write", "asyncio-streams",
-         "asyncio-protocol",
+PEERS = ("libuv", "libuv-conn-buf", "libev", "libevent", "luv", "blocking", "raw-write",
+         "asyncio-streams", "asyncio-protocol",
          "uvloop-streams", "uvloop-protocol", "tokio")
 table = []
 doc = {"quick": quick == "1", "repetitions": int(reps), "seconds_per_run": float(secs),

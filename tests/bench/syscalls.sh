@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # System calls an echo server makes per round trip: ioq's echo_server on epoll and on
-# io_uring against libuv's echo_uv, each run under `strace -c -f` while
-# examples/c/echo_client loads it over loopback.
+# io_uring against libuv's echo_uv and echo_uv_buf and libev's echo_ev, each run under
+# `strace -c -f` while examples/c/echo_client loads it over loopback.
 #
 #   tests/bench/syscalls.sh BUILD-DIR [VARIANT...]
 #
-# VARIANT: ioq-epoll, ioq-io_uring, libuv (default: all three, in that order).
+# VARIANT: ioq-epoll, ioq-io_uring, libuv, libuv-conn-buf, libev (default: all, in that
+# order).
 # Workloads: c1 = ping-pong (1 connection, one 64-byte message in flight) and
 # c100 = echo (100 connections, 64 bytes each, one message in flight per connection).
 # stdout, one line per variant and workload, in bench.sh's "<name> <metric> <value>" form:
@@ -25,17 +26,20 @@
 set -euo pipefail
 
 if [ $# -lt 1 ]; then
-  echo "usage: syscalls.sh BUILD-DIR [ioq-epoll|ioq-io_uring|libuv...]" >&2; exit 1
+  echo "usage: syscalls.sh BUILD-DIR [ioq-epoll|ioq-io_uring|libuv|libuv-conn-buf|libev...]" >&2
+  exit 1
 fi
 build=$1; shift
 variants=("$@")
-[ ${#variants[@]} -gt 0 ] || variants=(ioq-epoll ioq-io_uring libuv)
+[ ${#variants[@]} -gt 0 ] || variants=(ioq-epoll ioq-io_uring libuv libuv-conn-buf libev)
 if [ "${BENCH_QUICK:-0}" = 1 ]; then secs=${SYSCALLS_SECS:-1}; else secs=${SYSCALLS_SECS:-2}; fi
 workloads=${SYSCALLS_WORKLOADS:-c1 c100}
 size=64
 client="$build/examples/c/echo_client"
 ioq_server="$build/examples/c/echo_server"
 uv_server="$build/tests/bench/echo_uv"
+uvbuf_server="$build/tests/bench/echo_uv_buf"
+ev_server="$build/tests/bench/echo_ev"
 
 [ -x "$client" ] || { echo "syscalls.sh: $client not built" >&2; exit 1; }
 if ! command -v strace >/dev/null; then
@@ -66,6 +70,8 @@ start_server() {
     case $v in
       ioq-*) IOQ_BACKEND=${v#ioq-} "$ioq_server" "127.0.0.1:$port" >"$work/server.log" 2>&1 & ;;
       libuv) "$uv_server" "127.0.0.1:$port" >"$work/server.log" 2>&1 & ;;
+      libuv-conn-buf) "$uvbuf_server" "127.0.0.1:$port" >"$work/server.log" 2>&1 & ;;
+      libev) "$ev_server" "127.0.0.1:$port" >"$work/server.log" 2>&1 & ;;
     esac
     server_pid=$!
     for _ in $(seq 100); do
@@ -148,7 +154,10 @@ for v in "${variants[@]}"; do
   case $v in
     ioq-epoll|ioq-io_uring) bin=$ioq_server ;;
     libuv) bin=$uv_server ;;
-    *) echo "syscalls.sh: unknown variant $v (ioq-epoll, ioq-io_uring, libuv)" >&2; exit 1 ;;
+    libuv-conn-buf) bin=$uvbuf_server ;;
+    libev) bin=$ev_server ;;
+    *) echo "syscalls.sh: unknown variant $v (ioq-epoll, ioq-io_uring, libuv," \
+            "libuv-conn-buf, libev)" >&2; exit 1 ;;
   esac
   if [ ! -x "$bin" ]; then
     echo "syscalls.sh: skipping $v: $bin not built" >&2

@@ -27,6 +27,7 @@ int main(int argc, char **argv)
     struct ev_loop *loop = ev_default_loop(0);
     ev_timer *timers;
     double t0, t1;
+    bench_cpu c0, c1;
 
     if (mode < 0) {
         fprintf(stderr, "usage: timers_ev fire|cancel [count]\n");
@@ -36,6 +37,7 @@ int main(int argc, char **argv)
     if (!timers)
         return 1;
     t0 = bench_now();
+    c0 = bench_cpu_now();
     for (i = 0; i < n; i++) {
         ev_timer_init(&timers[i], on_timer, bench_timer_ms(i) / 1000.0, 0.);
         ev_timer_start(loop, &timers[i]);
@@ -46,12 +48,18 @@ int main(int argc, char **argv)
     }
     ev_run(loop, 0);
     t1 = bench_now();
+    c1 = bench_cpu_now();
     if (mode == 0 && fired != n) {
         fprintf(stderr, "timers_ev: %u of %u fired\n", fired, n);
         return 1;
     }
     printf("libev timers_%s_s %.4f\n", argv[1], t1 - t0);
     printf("libev timers_%s_maxrss_kb %ld\n", argv[1], bench_maxrss_kb());
+    {
+        char metric[32];
+        snprintf(metric, sizeof metric, "timers_%s", argv[1]);
+        bench_print_cpu("libev", metric, c0, c1, n, "timer");
+    }
     free(timers);
     return 0;
 }

@@ -27,6 +27,7 @@ int main(int argc, char **argv)
     struct event_base *base;
     struct event **timers;
     double t0, t1;
+    bench_cpu c0, c1;
 
     if (mode < 0) {
         fprintf(stderr, "usage: timers_event fire|cancel [count]\n");
@@ -37,6 +38,7 @@ int main(int argc, char **argv)
     if (!base || !timers)
         return 1;
     t0 = bench_now();
+    c0 = bench_cpu_now();
     for (i = 0; i < n; i++) {
         struct timeval tv = {0, (long)bench_timer_ms(i) * 1000};
         timers[i] = evtimer_new(base, on_timer, NULL);
@@ -48,12 +50,18 @@ int main(int argc, char **argv)
     }
     event_base_dispatch(base);
     t1 = bench_now();
+    c1 = bench_cpu_now();
     if (mode == 0 && fired != n) {
         fprintf(stderr, "timers_event: %u of %u fired\n", fired, n);
         return 1;
     }
     printf("libevent timers_%s_s %.4f\n", argv[1], t1 - t0);
     printf("libevent timers_%s_maxrss_kb %ld\n", argv[1], bench_maxrss_kb());
+    {
+        char metric[32];
+        snprintf(metric, sizeof metric, "timers_%s", argv[1]);
+        bench_print_cpu("libevent", metric, c0, c1, n, "timer");
+    }
     for (i = 0; i < n; i++)
         event_free(timers[i]);
     free(timers);

@@ -1,12 +1,15 @@
 /*
  * timers_ioq - schedule N timeouts, then let them fire (or cancel them all); prints the
- * elapsed time and the peak RSS. IOQ_BACKEND picks the backend.
+ * elapsed time, the peak RSS and the user and system time per timer. IOQ_BACKEND picks the
+ * backend. With "shared" every timer has the same token (the header allows it) and one
+ * ioq_cancel ends them all: the time must stay linear in N, as with distinct tokens.
  *
- *   timers_ioq fire|cancel [N]      (default 1000000)
+ *   timers_ioq fire|cancel [N [shared]]      (default 1000000)
  */
 #include <ioq.h>
 
 #include <stdio.h>
+#include <string.h>
 
 #include "bench_common.h"
 
@@ -19,10 +22,14 @@ int main(int argc, char **argv)
     uint32_t n, i;
     uint64_t want, got = 0;
     int mode = bench_timer_args(argc, argv, &n), rc;
+    int shared = argc > 3 && strcmp(argv[3], "shared") == 0;
+    const char *sfx = shared ? "-shared" : "";
+    char name[64], metric[48];
     double t0, t1;
+    bench_cpu c0, c1;
 
     if (mode < 0) {
-        fprintf(stderr, "usage: timers_ioq fire|cancel [count]\n");
+        fprintf(stderr, "usage: timers_ioq fire|cancel [count [shared]]\n");
         return 2;
     }
     if ((rc = ioq_loop_new(NULL, &loop)) != 0) {
@@ -30,15 +37,23 @@ int main(int argc, char **argv)
         return 1;
     }
     t0 = bench_now();
+    c0 = bench_cpu_now();
     for (i = 0; i < n; i++) {
-        rc = ioq_timeout(loop, (uint64_t)bench_timer_ms(i) * 1000000u, i + 1u);
+        rc = ioq_timeout(loop, (uint64_t)bench_timer_ms(i) * 1000000u, shared ? 1u : i + 1u);
         if (rc != 0) {
             fprintf(stderr, "timers_ioq: timeout %u: %s\n", i, ioq_strerror(rc));
             return 1;
         }
     }
     want = n;
-    if (mode == 1) {
+    if (mode == 1 && shared) {
+        rc = ioq_cancel(loop, 1u, CANCEL_TOKEN_BIT);
+        if (rc != 0) {
+            fprintf(stderr, "timers_ioq: cancel: %s\n", ioq_strerror(rc));
+            return 1;
+        }
+        want = (uint64_t)n + 1u;
+    } else if (mode == 1) {
         for (i = 0; i < n; i++) {
             rc = ioq_cancel(loop, i + 1u, CANCEL_TOKEN_BIT | i);
             if (rc != 0) {
@@ -57,9 +72,12 @@ int main(int argc, char **argv)
         got += (uint64_t)rc;
     }
     t1 = bench_now();
-    printf("ioq-%s timers_%s_s %.4f\n", ioq_loop_backend(loop), argv[1], t1 - t0);
-    printf("ioq-%s timers_%s_maxrss_kb %ld\n", ioq_loop_backend(loop), argv[1],
-           bench_maxrss_kb());
+    c1 = bench_cpu_now();
+    snprintf(name, sizeof name, "ioq-%s%s", ioq_loop_backend(loop), sfx);
+    snprintf(metric, sizeof metric, "timers_%s", argv[1]);
+    printf("%s %s_s %.4f\n", name, metric, t1 - t0);
+    printf("%s %s_maxrss_kb %ld\n", name, metric, bench_maxrss_kb());
+    bench_print_cpu(name, metric, c0, c1, n, "timer");
     ioq_loop_free(loop);
     return 0;
 }

@@ -325,6 +325,212 @@ static void test_huge_delay(void **state)
     h_finish(loop);
 }
 
+/* Most of a large heap cancelled, in a scrambled order, with timers added in between: the
+ * cancelled entries may linger in the heap and be swept out in bulk, and none of that may
+ * change what fires, its order, or how often anything completes. */
+static void test_cancel_most(void **state)
+{
+    (void)state;
+    ioq_loop *loop = h_loop_new();
+    enum { N = 20000, LATE = 2000, CANCEL_BASE = 1000000 };
+    uint64_t *lo = malloc((N + LATE) * sizeof *lo), *hi = malloc((N + LATE) * sizeof *hi);
+    assert_non_null(lo);
+    assert_non_null(hi);
+    for (int i = 0; i < N; i++) {
+        uint64_t ns = (uint64_t)((i * 7919) % 60) * MS;
+        lo[i] = ioq_now(loop) + ns;
+        assert_int_equal(h_timeout(loop, ns, (uint64_t)i + 1), 0);
+        hi[i] = ioq_now(loop) + ns;
+    }
+    /* Cancel three of every four (the earliest deadlines among them), adding a timer after
+     * every tenth cancel. */
+    int cancels = 0, late = 0;
+    for (int j = 0; j < N; j++) {
+        int i = (int)(((long)j * 4001) % N);
+        if (i % 4 == 0)
+            continue;
+        assert_int_equal(h_cancel(loop, (uint64_t)i + 1, CANCEL_BASE + (uint64_t)i), 0);
+        if (++cancels % 10 == 0 && late < LATE) {
+            int k = N + late++;
+            uint64_t ns = (uint64_t)((k * 31) % 60) * MS;
+            lo[k] = ioq_now(loop) + ns;
+            assert_int_equal(h_timeout(loop, ns, (uint64_t)k + 1), 0);
+            hi[k] = ioq_now(loop) + ns;
+        }
+    }
+    int fired = 0, cancelled = 0, cancel_done = 0;
+    uint64_t max_lo = 0;
+    uint64_t end = h_mono_ns() + H_DEADLINE_MS * MS;
+    while (fired + cancelled + cancel_done < N + late + cancels) {
+        if (h_mono_ns() > end)
+            fail_msg("only %d fired, %d cancelled of %d", fired, cancelled, N + late);
+        ioq_cqe c[256];
+        int n = h_poll_into(loop, c, 256, 100 * (int64_t)MS);
+        uint64_t now = ioq_now(loop);
+        for (int k = 0; k < n; k++) {
+            if (c[k].token >= CANCEL_BASE) {
+                assert_int_equal(c[k].op, IOQ_OP_CANCEL);
+                assert_int_equal(c[k].result, 1);
+                cancel_done++;
+                continue;
+            }
+            uint64_t i = c[k].token - 1;
+            assert_true(i < (uint64_t)(N + late));
+            if (i < N && i % 4 != 0) {
+                assert_int_equal(c[k].result, IOQ_ECANCELED);
+                cancelled++;
+                continue;
+            }
+            assert_int_equal(c[k].result, 0);
+            if (now < lo[i])
+                fail_msg("timer %llu fired early", (unsigned long long)i);
+            if (hi[i] < max_lo)
+                fail_msg("timer %llu fired after one with a later deadline",
+                         (unsigned long long)i);
+            if (lo[i] > max_lo)
+                max_lo = lo[i];
+            fired++;
+        }
+    }
+    assert_int_equal(cancelled, cancels);
+    assert_int_equal(cancel_done, cancels);
+    assert_int_equal(fired, N / 4 + late);
+    assert_int_equal(h_pending(loop), 0);
+    free(lo);
+    free(hi);
+    h_finish(loop);
+}
+
+/* Many timers sharing one token (the header allows it) fire, each exactly once, beside
+ * timers with tokens of their own. Completing one of them must not search the others:
+ * with a scan per completion this many would take minutes. */
+static void test_shared_token_many(void **state)
+{
+    (void)state;
+    ioq_loop *loop = h_loop_new();
+    enum { N = 50000, OWN = 1000, SHARED = 7 };
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(h_timeout(loop, (uint64_t)(i % 20) * MS, SHARED), 0);
+        if (i % (N / OWN) == 0)
+            assert_int_equal(h_timeout(loop, (uint64_t)(i % 20) * MS, 100 + (uint64_t)i), 0);
+    }
+    int shared = 0, own = 0;
+    uint64_t end = h_mono_ns() + H_DEADLINE_MS * MS;
+    while (shared + own < N + OWN) {
+        if (h_mono_ns() > end)
+            fail_msg("only %d + %d of %d + %d fired", shared, own, N, OWN);
+        ioq_cqe c[512];
+        int n = h_poll_into(loop, c, 512, 100 * (int64_t)MS);
+        for (int k = 0; k < n; k++) {
+            assert_int_equal(c[k].op, IOQ_OP_TIMEOUT);
+            assert_int_equal(c[k].result, 0);
+            if (c[k].token == SHARED)
+                shared++;
+            else
+                own++;
+        }
+    }
+    assert_int_equal(shared, N);
+    assert_int_equal(own, OWN);
+    assert_int_equal(h_pending(loop), 0);
+    h_finish(loop);
+}
+
+/* One cancel ends all of many timers that share a token and counts them; timers with
+ * other tokens (some in the same places of the token index) are left alone and can be
+ * cancelled one by one afterwards. */
+static void test_shared_token_cancel(void **state)
+{
+    (void)state;
+    ioq_loop *loop = h_loop_new();
+    enum { N = 50000, OWN = 1000, SHARED = 7, HOUR = 3600 };
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(h_timeout(loop, HOUR * 1000 * MS, SHARED), 0);
+        if (i % (N / OWN) == 0)
+            assert_int_equal(h_timeout(loop, HOUR * 1000 * MS, 100 + (uint64_t)i), 0);
+    }
+    /* A few of the shared timers fire first: the rest must still all be found. */
+    for (int i = 0; i < 10; i++)
+        assert_int_equal(h_timeout(loop, 0, SHARED), 0);
+    int early = 0;
+    while (early < 10) {
+        ioq_cqe c[16];
+        int n = h_poll_into(loop, c, 16, 100 * (int64_t)MS);
+        for (int k = 0; k < n; k++) {
+            assert_int_equal(c[k].token, SHARED);
+            assert_int_equal(c[k].result, 0);
+        }
+        early += n;
+    }
+    assert_int_equal(early, 10);
+    assert_int_equal(h_cancel(loop, SHARED, 1), 0);
+    int cancelled = 0, count = -1;
+    uint64_t end = h_mono_ns() + H_DEADLINE_MS * MS;
+    while (cancelled < N || count < 0) {
+        if (h_mono_ns() > end)
+            fail_msg("only %d of %d cancelled", cancelled, N);
+        ioq_cqe c[512];
+        int n = h_poll_into(loop, c, 512, 100 * (int64_t)MS);
+        for (int k = 0; k < n; k++) {
+            if (c[k].token == 1) {
+                assert_int_equal(c[k].op, IOQ_OP_CANCEL);
+                count = (int)c[k].result;
+                continue;
+            }
+            assert_int_equal(c[k].token, SHARED);
+            assert_int_equal(c[k].result, IOQ_ECANCELED);
+            cancelled++;
+        }
+    }
+    assert_int_equal(count, N);
+    assert_int_equal(cancelled, N);
+    /* Nothing left under the shared token; the others are all still there. */
+    assert_int_equal(h_cancel(loop, SHARED, 2), 0);
+    assert_int_equal(h_wait(loop, 2).result, 0);
+    assert_int_equal(h_pending(loop), OWN);
+    for (int i = 0; i < N; i += N / OWN) {
+        assert_int_equal(h_cancel(loop, 100 + (uint64_t)i, 3), 0);
+        assert_int_equal(h_wait(loop, 100 + (uint64_t)i).result, IOQ_ECANCELED);
+        assert_int_equal(h_wait(loop, 3).result, 1);
+    }
+    assert_int_equal(h_pending(loop), 0);
+    h_finish(loop);
+}
+
+/* The completion ring grows while its records wrap around its end: they must come out in
+ * order, each once. Timers of delay 0 complete in submission order. */
+static void test_ring_grows_wrapped(void **state)
+{
+    (void)state;
+    ioq_loop *loop = h_loop_new();
+    ioq_cqe c[64];
+    uint64_t next = 1, tok = 1;
+    /* Fill most of the ring, take some out, fill past its end, then grow it. */
+    for (int i = 0; i < 200; i++)
+        assert_int_equal(h_timeout(loop, 0, tok++), 0);
+    while (next <= 150) {
+        int n = h_poll_into(loop, c, 50, 100 * (int64_t)MS);
+        for (int k = 0; k < n; k++)
+            assert_int_equal(c[k].token, next++);
+    }
+    for (int i = 0; i < 150; i++)
+        assert_int_equal(h_timeout(loop, 0, tok++), 0);
+    assert_int_equal(h_poll_into(loop, c, 1, 0), 1); /* the 150 fire into the ring */
+    assert_int_equal(c[0].token, next++);
+    for (int i = 0; i < 3000; i++)
+        assert_int_equal(h_timeout(loop, 0, tok++), 0);
+    uint64_t end = h_mono_ns() + H_DEADLINE_MS * MS;
+    while (next < tok) {
+        if (h_mono_ns() > end)
+            fail_msg("only %llu of %llu", (unsigned long long)next, (unsigned long long)tok);
+        int n = h_poll_into(loop, c, 64, 100 * (int64_t)MS);
+        for (int k = 0; k < n; k++)
+            assert_int_equal(c[k].token, next++);
+    }
+    assert_int_equal(h_pending(loop), 0);
+    h_finish(loop);
+}
+
 static const struct CMUnitTest timer_tests[] = {
     H_TEST(deadline_order),
     H_TEST(equal_deadlines),
@@ -339,6 +545,10 @@ static const struct CMUnitTest timer_tests[] = {
     H_TEST(cancel_after_fire),
     H_TEST(long_and_short),
     H_TEST(huge_delay),
+    H_TEST(cancel_most),
+    H_TEST(shared_token_many),
+    H_TEST(shared_token_cancel),
+    H_TEST(ring_grows_wrapped),
 };
 
 H_MAIN(timer_tests)
