@@ -651,12 +651,21 @@ static int probe(uring_state *s)
                                  IORING_OP_SHUTDOWN, IORING_OP_OPENAT,   IORING_OP_READ,
                                  IORING_OP_WRITE,    IORING_OP_FSYNC,    IORING_OP_ASYNC_CANCEL,
                                  IORING_OP_POLL_ADD};
-    struct io_uring_probe *p = io_uring_get_probe_ring(&s->ring);
+    /* Not io_uring_get_probe_ring(): its NULL does not tell an allocation that failed
+     * (IOQ_ENOMEM, the caller must not fall back to another backend) from a kernel
+     * without the probe (5.6+; older ones lack operations we need anyway). */
+    size_t size = sizeof(struct io_uring_probe) + 256 * sizeof(struct io_uring_probe_op);
+    struct io_uring_probe *p = calloc(1, size);
+    int rc;
     if (!p)
-        return IOQ_ENOSYS;
+        return IOQ_ENOMEM;
+    if ((rc = io_uring_register_probe(&s->ring, p, 256)) < 0) {
+        free(p);
+        return rc == -ENOMEM ? IOQ_ENOMEM : IOQ_ENOSYS;
+    }
     for (size_t i = 0; i < sizeof needed / sizeof needed[0]; i++) {
         if (!io_uring_opcode_supported(p, needed[i])) {
-            io_uring_free_probe(p);
+            free(p);
             return IOQ_ENOSYS;
         }
     }
@@ -666,7 +675,7 @@ static int probe(uring_state *s)
         s->caps |= IOQ_CAP_MULTISHOT_ACCEPT;
     if (io_uring_opcode_supported(p, IORING_OP_SEND_ZC))
         s->caps |= IOQ_CAP_MULTISHOT_RECV | IOQ_CAP_ZEROCOPY_SEND;
-    io_uring_free_probe(p);
+    free(p);
     s->emulate_multishot_accept = !(s->caps & IOQ_CAP_MULTISHOT_ACCEPT);
     s->emulate_multishot_recv = !(s->caps & IOQ_CAP_MULTISHOT_RECV);
     return 0;

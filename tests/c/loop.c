@@ -1,6 +1,9 @@
 /* Loops: creation, options, backend selection, capabilities, versions, error text, clock,
  * the pollable descriptor and wake-ups. */
 #include "harness.h"
+#ifdef IOQ_TEST_FAILALLOC
+#include "failalloc.h"
+#endif
 
 #include <poll.h>
 #include <pthread.h>
@@ -497,6 +500,44 @@ static void test_addr_format(void **state)
     assert_memory_equal(&b, &c, sizeof b);
 }
 
+/* Every allocation ioq_loop_new makes, failed in turn: the answer is IOQ_ENOMEM (never
+ * another error, which would send AUTO to the next backend), or a working loop of the
+ * backend asked for when the allocation was optional. */
+static void test_new_nomem(void **state)
+{
+    (void)state;
+#ifdef IOQ_TEST_FAILALLOC
+    ioq_loop_options o;
+    unsigned long injected = 0;
+    memset(&o, 0, sizeof o);
+    o.size = sizeof o;
+    o.backend = backend_const(h_backend());
+    for (unsigned long k = 0;; k++) {
+        ioq_loop *loop = NULL;
+        int rc;
+        unsigned long failed;
+        fa_arm(k, 1);
+        rc = ioq_loop_new(&o, &loop);
+        fa_disarm();
+        failed = fa_failed();
+        injected += failed;
+        if (rc != 0 && rc != IOQ_ENOMEM)
+            fail_msg("allocation %lu failed: ioq_loop_new returned %s", k, ioq_strerror(rc));
+        if (rc == 0) {
+            assert_string_equal(ioq_loop_backend(loop), h_backend());
+            ioq_loop_free(loop);
+        }
+        if (!failed)
+            break; /* every allocation has had its turn */
+        assert_true(k < 10000);
+    }
+    if (!injected)
+        h_skip("libioq's allocations cannot be failed from here");
+#else
+    h_skip("allocation failure is not injected on this platform");
+#endif
+}
+
 static const struct CMUnitTest loop_tests[] = {
     H_TEST(new_free),
     H_TEST(many_loops),
@@ -517,6 +558,7 @@ static const struct CMUnitTest loop_tests[] = {
     H_TEST(loop_fd_after_submit),
     H_TEST(addr_parse),
     H_TEST(addr_format),
+    H_TEST(new_nomem),
 };
 
 H_MAIN(loop_tests)
