@@ -106,8 +106,10 @@ int ioq_poll(ioq_loop *loop, ioq_cqe *cqes, uint32_t max, int64_t timeout_ns)
     loop->in_poll = true;
     if (loop->embedded)
         atomic_store(&loop->blocked, 0); /* set by leave_poll() for the host's sleep */
-    if (timeout_ns > 0)
-        deadline = ioq__os_now() + (uint64_t)timeout_ns;
+    if (timeout_ns > 0) {
+        uint64_t now = ioq__os_now();
+        deadline = (uint64_t)timeout_ns > UINT64_MAX - now ? UINT64_MAX : now + (uint64_t)timeout_ns;
+    }
 
     for (;;) {
         int64_t wait_ns;
@@ -145,15 +147,19 @@ int ioq_poll(ioq_loop *loop, ioq_cqe *cqes, uint32_t max, int64_t timeout_ns)
                     break;
                 wait_ns = 0;
             } else {
-                wait_ns = (int64_t)(deadline - now);
+                uint64_t left = deadline - now;
+                wait_ns = left > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)left;
             }
         }
         if (loop->heap_len && wait_ns != 0) {
-            uint64_t d = loop->heap[0].deadline;
+            /* Unsigned until clamped: a deadline more than 2^63 ns away (a timeout near
+             * UINT64_MAX) must not turn negative, which the backends take as "forever". */
+            uint64_t d = loop->heap[0].deadline, left;
             int64_t t;
             if (now == 0)
                 now = ioq__os_now();
-            t = d > now ? (int64_t)(d - now) : 0;
+            left = d > now ? d - now : 0;
+            t = left > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)left;
             if (wait_ns < 0 || t < wait_ns)
                 wait_ns = t;
         }
