@@ -98,6 +98,7 @@ int ioq_poll(ioq_loop *loop, ioq_cqe *cqes, uint32_t max, int64_t timeout_ns)
     uint64_t deadline = 0;
     bool waited = false;
     uint32_t n, count;
+    int err = 0;
 
     if (!loop || !cqes || max == 0 || timeout_ns < -1)
         return IOQ_EINVAL;
@@ -171,7 +172,7 @@ int ioq_poll(ioq_loop *loop, ioq_cqe *cqes, uint32_t max, int64_t timeout_ns)
             if (ioq__posts_pending(loop) || atomic_load(&loop->wake_requested))
                 wait_ns = 0;
         }
-        loop->backend->wait(loop, wait_ns);
+        err = loop->backend->wait(loop, wait_ns);
         if (published) {
             /* Only a loop that published `blocked` can have been sent a wake. */
             atomic_store(&loop->blocked, 0);
@@ -179,8 +180,22 @@ int ioq_poll(ioq_loop *loop, ioq_cqe *cqes, uint32_t max, int64_t timeout_ns)
         }
         waited = true;
         loop->skipped_wait = false;
+        if (err < 0) {
+            /* The kernel's wait failed for a reason of its own: waiting again would only
+             * fail again (a spin). Report it, after any record that is ready. */
+            ioq__posts_drain(loop);
+            run_timers(loop);
+            if (ioq__cq_count(loop) == 0)
+                break;
+        }
+        err = 0;
     }
 
+    if (err < 0) {
+        loop->in_poll = false;
+        ioq__leave_poll(loop);
+        return err;
+    }
     count = ioq__cq_count(loop);
     n = count < max ? count : max;
     for (uint32_t i = 0; i < n; i++)

@@ -18,6 +18,7 @@
 #include <fcntl.h>
 #include <liburing.h>
 #include <poll.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -35,6 +36,9 @@
 /* op->be_u64 bits */
 #define IN_KERNEL 1u
 #define CANCEL_SENT 2u
+#define MOVE 4u      /* in the ring being left behind: issue again in the new one */
+#define STARTED 8u   /* a connect the socket has begun: wait for it, do not connect again */
+#define POLLED 16u   /* the SQE in the kernel is a poll for that connect's end */
 
 typedef struct {
     struct io_uring ring;
@@ -42,6 +46,9 @@ typedef struct {
     int tfd;
     int lfd;          /* embedded mode: eventfd registered with the ring, see loop_fd */
     bool enabled;     /* set up with R_DISABLED: enabled by the first submitter thread */
+    bool moving;      /* in move_ring() */
+    uint64_t owner;   /* with SINGLE_ISSUER: the thread that enabled the ring (thread_id) */
+    ioq_loop *loop;
     bool deferred;    /* DEFER_TASKRUN: completions are posted only when we enter */
     bool timer_armed;
     bool emulate_multishot_accept;
@@ -68,14 +75,43 @@ typedef struct {
 
 static uring_state *st(ioq_loop *loop) { return ioq__backend_data(loop); }
 static int ring_setup(uring_state *s, size_t first);
+static int move_ring(ioq_loop *loop);
+
+/* This thread's number, never reused (a pthread_t is: a thread created after another was
+ * joined often gets the same one). */
+static uint64_t thread_id(void)
+{
+    static atomic_uint_fast64_t next = 1;
+    static _Thread_local uint64_t id;
+    if (!id)
+        id = atomic_fetch_add(&next, 1);
+    return id;
+}
+
+/* Contract rule 6: a loop may change the thread that polls it between polls. The ring of
+ * the common case is set up with DEFER_TASKRUN, which needs SINGLE_ISSUER: the kernel then
+ * refuses every thread but the one that enabled it (EEXIST, from io_uring_enter and
+ * io_uring_register alike), and has no call to hand a ring over. So the first time another
+ * thread enters, the loop moves to a ring that any thread may enter (see move_ring). A
+ * loop that stays on one thread pays a thread-local read per entry for this. */
+static int own(uring_state *s)
+{
+    if (!s->deferred || !s->enabled || s->moving || s->owner == thread_id())
+        return 0;
+    return move_ring(s->loop);
+}
 
 static int enable(uring_state *s)
 {
+    int rc;
+    if ((rc = own(s)) != 0)
+        return rc;
     if (!s->enabled) {
-        int rc = io_uring_enable_rings(&s->ring);
+        rc = io_uring_enable_rings(&s->ring);
         if (rc < 0)
             return ioq__os_errno_map(-rc);
         s->enabled = true;
+        s->owner = thread_id();
     }
     return 0;
 }
@@ -165,6 +201,16 @@ static int issue(ioq_loop *loop, ioq__op *op)
     case IOQ_OP_CONNECT:
     case IOQ_OP_LOCAL_CONNECT: {
         socklen_t len;
+        if (op->be_u64 & STARTED) {
+            /* Issued again after a move (its first request was cancelled with the old
+             * ring, or with the thread that made it): the socket is still connecting, and
+             * a second connect would only say EALREADY. Wait for the end instead. */
+            io_uring_prep_poll_add(sqe, fd, POLLOUT);
+            io_uring_sqe_set_data(sqe, op);
+            op->be_u64 = IN_KERNEL | STARTED | POLLED;
+            s->inflight++;
+            break;
+        }
         if (op->code == IOQ_OP_CONNECT)
             ioq__to_sockaddr(&op->addr, &a->ss, &len);
         else
@@ -224,9 +270,12 @@ static int issue(ioq_loop *loop, ioq__op *op)
         io_uring_prep_nop(sqe);
         break;
     }
-    io_uring_sqe_set_data(sqe, op);
-    op->be_u64 = IN_KERNEL;
-    s->inflight++;
+    if (!(op->be_u64 & POLLED)) {
+        io_uring_sqe_set_data(sqe, op);
+        op->be_u64 = IN_KERNEL |
+                     (op->code == IOQ_OP_CONNECT || op->code == IOQ_OP_LOCAL_CONNECT ? STARTED : 0);
+        s->inflight++;
+    }
     /* A host sleeping on the ring fd only learns of work that was submitted. */
     if (ioq__loop_embedded(loop) && enable(s) == 0)
         io_uring_submit(&s->ring);
@@ -303,11 +352,18 @@ static void on_cqe(ioq_loop *loop, ioq__op *op, int res, uint32_t cflags)
     uring_state *s = st(loop);
     bool more = cflags & IORING_CQE_F_MORE;
     bool multi = op->flags & IOQ_MULTISHOT;
+    bool polled = (op->be_u64 & POLLED) != 0;
     ioq__handle *h = op->h;
 
     if (!more) {
-        op->be_u64 &= ~(uint64_t)IN_KERNEL;
+        op->be_u64 &= ~(uint64_t)(IN_KERNEL | POLLED);
         s->inflight--;
+        /* Cancelled though nobody asked: the kernel cancels the requests of a thread that
+         * exits, and the loop has moved to another thread since it submitted this one
+         * (contract rule 6). Issue it again from here. */
+        if (res == -ECANCELED && !op->cancelled && !(op->be_u64 & CANCEL_SENT) &&
+            issue(loop, op) == 0)
+            return;
     }
     switch (op->code) {
     case IOQ_OP_ACCEPT: {
@@ -331,6 +387,14 @@ static void on_cqe(ioq_loop *loop, ioq__op *op, int res, uint32_t cflags)
     }
     case IOQ_OP_CONNECT:
     case IOQ_OP_LOCAL_CONNECT:
+        if (polled && res >= 0) {
+            /* The poll of a connect issued again: the socket says how it ended. */
+            int err = 0;
+            socklen_t len = sizeof err;
+            if (getsockopt((int)h->fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
+                err = errno;
+            res = -err;
+        }
         ioq__connect_done(loop, op, res < 0 ? map_res(op, res) : 0);
         return;
     case IOQ_OP_RECV:
@@ -454,10 +518,100 @@ static int reap(ioq_loop *loop, bool teardown)
     return total;
 }
 
+/* A pool's buffer ring in a new ring: the same memory, every buffer the program does not
+ * hold offered again (the new ring's head starts at 0). */
+static int pool_register_again(uring_state *s, ioq__pool *pool)
+{
+    uring_pool *up = pool->be;
+    struct io_uring_buf_reg reg;
+    int n = 0, rc;
+    io_uring_buf_ring_init(up->br);
+    memset(&reg, 0, sizeof reg);
+    reg.ring_addr = (uint64_t)(uintptr_t)up->br;
+    reg.ring_entries = up->entries;
+    reg.bgid = (uint16_t)pool->bgid;
+    if ((rc = io_uring_register_buf_ring(&s->ring, &reg, 0)) < 0)
+        return rc;
+    for (uint32_t i = 0; i < pool->count; i++)
+        if (!pool->held[i])
+            io_uring_buf_ring_add(up->br, ioq__pool_buf(pool, i), pool->size,
+                                  (unsigned short)i, io_uring_buf_ring_mask(up->entries), n++);
+    io_uring_buf_ring_advance(up->br, n);
+    return 0;
+}
+
+/* The loop has moved to another thread (own) and its ring refuses that thread: move
+ * everything to a ring without SINGLE_ISSUER (the kernel's second choice of ring_setup),
+ * which any thread may enter, and keep it from then on. Completions already posted are
+ * taken from the old ring's memory first (no system call needed); closing the old ring
+ * makes the kernel cancel what it still held there, which the thread that left (or its
+ * exit) had already done for requests it owned: cancelled requests moved no data. Each
+ * op that was in the old ring, submitted or not, is issued again in the new one (a
+ * connect waits for its socket instead of connecting again); an op whose cancellation was
+ * asked for completes with IOQ_ECANCELED. */
+static int move_ring(ioq_loop *loop)
+{
+    uring_state *s = st(loop);
+    struct io_uring old;
+    ioq__op_iter it = {0, 0};
+    ioq__handle *h;
+    int rc;
+
+    s->moving = true;
+    reap(loop, false);
+    old = s->ring;
+    if ((rc = ring_setup(s, 1)) < 0) {
+        s->ring = old;
+        s->deferred = true;
+        s->enabled = true;
+        s->moving = false;
+        return ioq__os_errno_map(-rc);
+    }
+    io_uring_queue_exit(&old);
+    for (uint32_t i = 0; (h = ioq__handle_slot(loop, i)) != NULL; i++) {
+        if (h->kind == IOQ__K_POOL && h->pool->be && pool_register_again(s, h->pool) < 0) {
+            /* Without its buffers the pool cannot serve a receive: its receives end with
+             * IOQ_ENOBUFS rather than hang. */
+            munmap(((uring_pool *)h->pool->be)->br, ((uring_pool *)h->pool->be)->bytes);
+            free(h->pool->be);
+            h->pool->be = NULL;
+            s->npools--;
+        }
+    }
+    arm_poll(s, s->evfd, UD_WAKE);
+    if (s->timer_armed)
+        arm_poll(s, s->tfd, UD_TIMER);
+    /* Mark first, then issue: completing an op may issue the next one of its queue. */
+    s->inflight = 0;
+    for (ioq__op *op; (op = ioq__op_iter_next(loop, &it)) != NULL;)
+        if (op->be_u64 & IN_KERNEL)
+            op->be_u64 = MOVE | (op->be_u64 & (STARTED | CANCEL_SENT));
+    it = (ioq__op_iter){0, 0};
+    for (ioq__op *op; (op = ioq__op_iter_next(loop, &it)) != NULL;) {
+        bool cancel;
+        if (!(op->be_u64 & MOVE))
+            continue;
+        cancel = op->cancelled || (op->code == IOQ_OP_RECV_POOL && !op->pool->be);
+        op->be_u64 &= STARTED;
+        if (!cancel && issue(loop, op) == 0)
+            continue;
+        /* As if the kernel had answered: on_cqe finishes it the usual way. */
+        op->be_u64 |= IN_KERNEL;
+        s->inflight++;
+        on_cqe(loop, op,
+               op->cancelled                                ? -ECANCELED
+               : op->code == IOQ_OP_RECV_POOL && !op->pool->be ? -ENOBUFS
+                                                            : -ENOMEM,
+               0);
+    }
+    s->moving = false;
+    return 0;
+}
+
 static int uring_wait(ioq_loop *loop, int64_t timeout_ns)
 {
     uring_state *s = st(loop);
-    int rc;
+    int rc, err = 0;
 
     if ((rc = enable(s)) != 0)
         return rc;
@@ -472,7 +626,7 @@ static int uring_wait(ioq_loop *loop, int64_t timeout_ns)
         /* Enter only when there is something to submit or deferred work to run. */
         if (io_uring_sq_ready(&s->ring) ||
             (IO_URING_READ_ONCE(*s->ring.sq.kflags) & (IORING_SQ_TASKRUN | IORING_SQ_CQ_OVERFLOW)))
-            io_uring_submit_and_get_events(&s->ring);
+            err = io_uring_submit_and_get_events(&s->ring);
     } else if (!io_uring_cq_ready(&s->ring)) {
         struct io_uring_cqe *cqe;
         struct __kernel_timespec ts, *tsp = NULL;
@@ -481,16 +635,20 @@ static int uring_wait(ioq_loop *loop, int64_t timeout_ns)
             ts.tv_nsec = timeout_ns % 1000000000;
             tsp = &ts;
         }
-        rc = io_uring_submit_and_wait_timeout(&s->ring, &cqe, 1, tsp, NULL);
-        (void)rc; /* -ETIME and -EINTR are ordinary: the caller loops */
+        err = io_uring_submit_and_wait_timeout(&s->ring, &cqe, 1, tsp, NULL);
     } else if (io_uring_sq_ready(&s->ring)) {
-        io_uring_submit(&s->ring);
+        err = io_uring_submit(&s->ring);
     }
     rc = reap(loop, false);
     /* Reaping may queue SQEs (a re-armed wake poll, the rest of a short send). A host that
      * sleeps on the loop fd would wait for them forever: submit them now. */
     if (ioq__loop_embedded(loop) && io_uring_sq_ready(&s->ring))
         io_uring_submit(&s->ring);
+    /* -ETIME and -EINTR are ordinary (the caller loops), and so is -EBUSY (the kernel's
+     * CQ overflowed: reaping made room) and -EAGAIN. Anything else would fail again at
+     * once: report it instead of letting ioq_poll spin on it. */
+    if (err < 0 && err != -ETIME && err != -EINTR && err != -EBUSY && err != -EAGAIN && rc == 0)
+        return ioq__os_errno_map(-err);
     return rc;
 }
 
@@ -596,6 +754,11 @@ static int uring_pool_new(ioq_loop *loop, ioq__pool *pool)
         free(up);
         return IOQ_ENOMEM;
     }
+    if ((rc = own(s)) != 0) {
+        munmap(up->br, up->bytes);
+        free(up);
+        return rc;
+    }
     io_uring_buf_ring_init(up->br);
     memset(&reg, 0, sizeof reg);
     reg.ring_addr = (uint64_t)(uintptr_t)up->br;
@@ -627,6 +790,7 @@ static void uring_pool_free(ioq_loop *loop, ioq__pool *pool)
     uring_pool *up = pool->be;
     if (!up)
         return;
+    own(st(loop));
     io_uring_unregister_buf_ring(&st(loop)->ring, (int)pool->bgid);
     st(loop)->npools--;
     munmap(up->br, up->bytes);
@@ -714,6 +878,7 @@ static int uring_init(ioq_loop *loop)
     if (!s)
         return IOQ_ENOMEM;
     s->evfd = s->tfd = s->lfd = -1;
+    s->loop = loop;
     rc = ring_setup(s, 0);
     if (rc < 0) {
         free(s);

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 static uint32_t backend_const(const char *name)
 {
@@ -500,6 +501,78 @@ static void test_addr_format(void **state)
     assert_memory_equal(&b, &c, sizeof b);
 }
 
+/* Contract rule 6: a loop may change the thread that polls it between polls. Thread A
+ * creates the loop, connects, leaves a receive and a timer in flight after polling (on
+ * io_uring that flushed them to the kernel from A) and ends; thread B then owns the loop;
+ * then the test's own thread. Each must see the work of the one before complete. */
+typedef struct {
+    ioq_loop *loop;
+    ioq_handle c, s;
+    char buf[16], buf2[16];
+} handoff;
+
+#define HANDOFF_MS 1000000ll
+
+static uint64_t thread_cpu_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void *handoff_a(void *arg)
+{
+    handoff *x = arg;
+    x->loop = h_loop_new();
+    h_pair(x->loop, &x->c, &x->s);
+    assert_int_equal(h_recv(x->loop, x->s, x->buf, sizeof x->buf, 11), 0);
+    assert_int_equal(h_timeout(x->loop, 30 * HANDOFF_MS, 12), 0);
+    assert_int_equal(h_poll(x->loop, 0), 0);
+    return NULL;
+}
+
+static void *handoff_b(void *arg)
+{
+    handoff *x = arg;
+    ioq_cqe c;
+    uint64_t cpu;
+
+    h_send_wait(x->loop, x->c, "handoff", 7);
+    c = h_wait(x->loop, 11);
+    assert_int_equal(c.result, 7);
+    assert_memory_equal(x->buf, "handoff", 7);
+    assert_int_equal(h_wait(x->loop, 12).result, 0);
+    /* Waiting for a timer costs no CPU: the poll sleeps in the kernel, it does not spin. */
+    assert_int_equal(h_timeout(x->loop, 300 * HANDOFF_MS, 13), 0);
+    cpu = thread_cpu_ns();
+    while (!h_logged(x->loop, 13))
+        assert_true(h_poll(x->loop, -1) >= 0);
+    assert_true(thread_cpu_ns() - cpu < 150 * (uint64_t)HANDOFF_MS);
+    assert_int_equal(h_wait(x->loop, 13).result, 0);
+    /* Left in flight for the next thread. */
+    assert_int_equal(h_recv(x->loop, x->s, x->buf2, sizeof x->buf2, 14), 0);
+    assert_int_equal(h_poll(x->loop, 0), 0);
+    return NULL;
+}
+
+static void test_thread_handoff(void **state)
+{
+    (void)state;
+    handoff x;
+    pthread_t t;
+    memset(&x, 0, sizeof x);
+    assert_int_equal(pthread_create(&t, NULL, handoff_a, &x), 0);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    assert_int_equal(pthread_create(&t, NULL, handoff_b, &x), 0);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    h_send_wait(x.loop, x.c, "again", 5);
+    assert_int_equal(h_wait(x.loop, 14).result, 5);
+    assert_memory_equal(x.buf2, "again", 5);
+    h_close_wait(x.loop, x.c);
+    h_close_wait(x.loop, x.s);
+    h_finish(x.loop);
+}
+
 /* Every allocation ioq_loop_new makes, failed in turn: the answer is IOQ_ENOMEM (never
  * another error, which would send AUTO to the next backend), or a working loop of the
  * backend asked for when the allocation was optional. */
@@ -559,6 +632,7 @@ static const struct CMUnitTest loop_tests[] = {
     H_TEST(addr_parse),
     H_TEST(addr_format),
     H_TEST(new_nomem),
+    H_TEST(thread_handoff),
 };
 
 H_MAIN(loop_tests)
