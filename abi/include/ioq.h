@@ -409,6 +409,8 @@ IOQ_API int ioq_recv(ioq_loop *loop, ioq_handle h, void *buf, size_t len, uint64
  * (ioq_buf) belongs to the caller until ioq_buf_release(). result 0 (no buffer) means end
  * of stream. IOQ_ENOBUFS when the pool was empty as data arrived: no data is lost (it
  * stays in the socket); the operation ends and may be submitted again after releasing.
+ * IOQ_ENOMEM ends a multishot receive when the completion queue cannot grow to hold its
+ * records; no data is lost either (the receive ends before taking any).
  * Since: 1.0 */
 IOQ_API int ioq_recv_pool(ioq_loop *loop, ioq_handle h, ioq_handle pool, uint32_t flags,
                           uint64_t token);

@@ -39,6 +39,8 @@
 #define MOVE 4u      /* in the ring being left behind: issue again in the new one */
 #define STARTED 8u   /* a connect the socket has begun: wait for it, do not connect again */
 #define POLLED 16u   /* the SQE in the kernel is a poll for that connect's end */
+#define HOLDS 32u    /* a multishot receive counted in its pool's ms_ops (pool_hold) */
+#define NOMEM 64u    /* a multishot accept ending with IOQ_ENOMEM: the ring cannot grow */
 
 typedef struct {
     struct io_uring ring;
@@ -71,6 +73,7 @@ typedef struct {
     struct io_uring_buf_ring *br;
     size_t bytes;
     uint32_t entries;
+    uint32_t ms_ops; /* multishot receives on the pool, holding pool->count records */
 } uring_pool;
 
 static uring_state *st(ioq_loop *loop) { return ioq__backend_data(loop); }
@@ -170,6 +173,34 @@ static void sendv_msg(ioq__op *op, uring_args *a)
     a->msg.msg_iovlen = cnt;
 }
 
+/* A multishot receive into a pool: the kernel posts a record per buffer it fills, with no
+ * chance for us to check for room first, and the completion ring must then take each one
+ * (else records are lost or overwritten). At most pool->count of them can be outstanding
+ * (each holds a buffer until the program releases it, after polling its record), so while
+ * a pool has multishot receives that many records are promised to it. Without the memory
+ * the receive ends with IOQ_ENOMEM before the kernel takes any data. */
+static int pool_hold(ioq_loop *loop, ioq__op *op)
+{
+    uring_pool *up = op->pool->be;
+    if ((op->be_u64 & HOLDS) || !up)
+        return 0;
+    if (up->ms_ops == 0 && !ioq__cq_hold(loop, op->pool->count))
+        return IOQ_ENOMEM;
+    up->ms_ops++;
+    op->be_u64 |= HOLDS;
+    return 0;
+}
+
+static void pool_unhold(ioq_loop *loop, ioq__op *op)
+{
+    uring_pool *up = op->pool->be;
+    if (!(op->be_u64 & HOLDS))
+        return;
+    op->be_u64 &= ~(uint64_t)HOLDS;
+    if (up && --up->ms_ops == 0)
+        ioq__cq_unhold(loop, op->pool->count);
+}
+
 /* Put op into the kernel. Returns 0 or a negative IOQ_E* (nothing was queued). */
 static int issue(ioq_loop *loop, ioq__op *op)
 {
@@ -186,9 +217,14 @@ static int issue(ioq_loop *loop, ioq__op *op)
         if (!a)
             return IOQ_ENOMEM;
     }
+    if (op->code == IOQ_OP_RECV_POOL && (op->flags & IOQ_MULTISHOT) && pool_hold(loop, op) != 0)
+        return IOQ_ENOMEM;
     sqe = get_sqe(s);
-    if (!sqe)
+    if (!sqe) {
+        if (op->code == IOQ_OP_RECV_POOL)
+            pool_unhold(loop, op);
         return IOQ_EBUSY;
+    }
     fd = ioq__f_sqe_fd(op, fd);
 
     switch (op->code) {
@@ -207,7 +243,7 @@ static int issue(ioq_loop *loop, ioq__op *op)
              * a second connect would only say EALREADY. Wait for the end instead. */
             io_uring_prep_poll_add(sqe, fd, POLLOUT);
             io_uring_sqe_set_data(sqe, op);
-            op->be_u64 = IN_KERNEL | STARTED | POLLED;
+            op->be_u64 = IN_KERNEL | STARTED | POLLED | (op->be_u64 & HOLDS);
             s->inflight++;
             break;
         }
@@ -272,7 +308,7 @@ static int issue(ioq_loop *loop, ioq__op *op)
     }
     if (!(op->be_u64 & POLLED)) {
         io_uring_sqe_set_data(sqe, op);
-        op->be_u64 = IN_KERNEL |
+        op->be_u64 = IN_KERNEL | (op->be_u64 & HOLDS) |
                      (op->code == IOQ_OP_CONNECT || op->code == IOQ_OP_LOCAL_CONNECT ? STARTED : 0);
         s->inflight++;
     }
@@ -372,12 +408,29 @@ static void on_cqe(ioq_loop *loop, ioq__op *op, int res, uint32_t cflags)
         if (res < 0) {
             if (more)
                 return; /* a failed connection inside a live multishot: skip it */
-            finish(loop, op, map_res(op, res), 0, 0);
+            finish(loop, op, (op->be_u64 & NOMEM) ? IOQ_ENOMEM : map_res(op, res), 0, 0);
             return;
         }
         if ((rc = ioq__accepted(loop, h, res, &c)) != 0) {
             if (!more)
-                finish(loop, op, rc, 0, 0);
+                finish(loop, op, (op->be_u64 & NOMEM) ? IOQ_ENOMEM : rc, 0, 0);
+            return;
+        }
+        if (multi && !(op->be_u64 & NOMEM) && !ioq__cq_room(loop, 2)) {
+            /* The completion ring cannot grow for the records of this multishot: end it
+             * with IOQ_ENOMEM, as the readiness engine does. The kernel may still post a
+             * few connections before the cancel lands. */
+            op->be_u64 |= NOMEM;
+            if (more)
+                uring_cancel(loop, op);
+        }
+        if (op->be_u64 & NOMEM) {
+            if (ioq__cq_room(loop, 1))
+                finish(loop, op, 0, ioq__handle_value(loop, c), IOQ_CQE_MORE);
+            else
+                ioq__handle_destroy(loop, c); /* no record for it: the peer sees a close */
+            if (!more)
+                finish(loop, op, IOQ_ENOMEM, 0, 0);
             return;
         }
         if (multi && !more && !op->cancelled && issue(loop, op) == 0)
@@ -413,6 +466,8 @@ static void on_cqe(ioq_loop *loop, ioq__op *op, int res, uint32_t cflags)
                 pool->held[bid] = 1;
                 if (multi && !more && !op->cancelled && issue(loop, op) == 0)
                     more = true;
+                if (!more)
+                    pool_unhold(loop, op);
                 finish(loop, op, res, bid,
                        (uint16_t)(IOQ_CQE_BUFFER | (more ? IOQ_CQE_MORE : 0)));
                 return;
@@ -421,6 +476,7 @@ static void on_cqe(ioq_loop *loop, ioq__op *op, int res, uint32_t cflags)
         }
         if (more)
             return;
+        pool_unhold(loop, op);
         finish(loop, op, res < 0 ? map_res(op, res) : 0, 0, 0);
         return;
     }
@@ -572,6 +628,8 @@ static int move_ring(ioq_loop *loop)
         if (h->kind == IOQ__K_POOL && h->pool->be && pool_register_again(s, h->pool) < 0) {
             /* Without its buffers the pool cannot serve a receive: its receives end with
              * IOQ_ENOBUFS rather than hang. */
+            if (((uring_pool *)h->pool->be)->ms_ops)
+                ioq__cq_unhold(loop, h->pool->count);
             munmap(((uring_pool *)h->pool->be)->br, ((uring_pool *)h->pool->be)->bytes);
             free(h->pool->be);
             h->pool->be = NULL;
@@ -585,14 +643,14 @@ static int move_ring(ioq_loop *loop)
     s->inflight = 0;
     for (ioq__op *op; (op = ioq__op_iter_next(loop, &it)) != NULL;)
         if (op->be_u64 & IN_KERNEL)
-            op->be_u64 = MOVE | (op->be_u64 & (STARTED | CANCEL_SENT));
+            op->be_u64 = MOVE | (op->be_u64 & (STARTED | HOLDS | NOMEM));
     it = (ioq__op_iter){0, 0};
     for (ioq__op *op; (op = ioq__op_iter_next(loop, &it)) != NULL;) {
         bool cancel;
         if (!(op->be_u64 & MOVE))
             continue;
-        cancel = op->cancelled || (op->code == IOQ_OP_RECV_POOL && !op->pool->be);
-        op->be_u64 &= STARTED;
+        cancel = op->cancelled || (op->be_u64 & NOMEM) || (op->code == IOQ_OP_RECV_POOL && !op->pool->be);
+        op->be_u64 &= STARTED | HOLDS | NOMEM;
         if (!cancel && issue(loop, op) == 0)
             continue;
         /* As if the kernel had answered: on_cqe finishes it the usual way. */

@@ -1,5 +1,8 @@
 /* TCP: listen, connect, accept, stream I/O, errors, options, IPv6. */
 #include "harness.h"
+#ifdef IOQ_TEST_FAILALLOC
+#include "failalloc.h"
+#endif
 
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -826,6 +829,74 @@ static void test_recv_max_len(void **state)
     h_finish(loop);
 }
 
+/* A multishot accept when the completion ring cannot grow (every allocation of libioq
+ * fails) and more connections wait than the ring holds: it ends with IOQ_ENOMEM, no record
+ * is overwritten or repeated, and every connection handed out is a live, distinct handle. */
+static void test_accept_multishot_nomem(void **state)
+{
+    (void)state;
+#ifdef IOQ_TEST_FAILALLOC
+    enum { N = 400 }; /* more than the ring's first 256 records, fewer than the backlog */
+    ioq_loop *loop = h_loop_new();
+    ioq_addr a = h_addr4(0);
+    ioq_handle lis = 0;
+    ioq_handle *got = calloc(N, sizeof *got);
+    int peers[N], ngot = 0, ended = 0;
+    uint64_t at = h_tok();
+    uint16_t port;
+
+    assert_non_null(got);
+    assert_int_equal(ioq_tcp_listen(loop, &a, 2048, 0, &lis), 0);
+    assert_int_equal(ioq_sockname(loop, lis, &a), 0);
+    port = a.port;
+    assert_int_equal(h_accept(loop, lis, IOQ_MULTISHOT, at), 0);
+    for (int i = 0; i < N; i++)
+        peers[i] = h_plain_connect(port);
+    fa_arm(0, 0);
+    while (!ended) {
+        ioq_cqe c[8];
+        int n = h_poll_into(loop, c, 8, 100 * 1000000ll);
+        assert_true(n >= 0);
+        for (int i = 0; i < n; i++) {
+            assert_int_equal(c[i].token, at);
+            if (c[i].flags & IOQ_CQE_MORE) {
+                assert_int_equal(c[i].result, 0);
+                for (int k = 0; k < ngot; k++)
+                    assert_true(got[k] != (ioq_handle)c[i].value);
+                assert_true(ngot < N);
+                got[ngot++] = (ioq_handle)c[i].value;
+            } else {
+                assert_int_equal(c[i].result, IOQ_ENOMEM);
+                ended = 1;
+            }
+        }
+        if (!ended && ngot == N)
+            break; /* the ring held them all after all */
+    }
+    fa_disarm();
+    if (!ended) {
+        assert_int_equal(h_cancel(loop, at, h_tok()), 0);
+        assert_int_equal(h_wait(loop, at).result, IOQ_ECANCELED);
+    }
+    print_message("%d of %d connections handed out before the end\n", ngot, N);
+    if (!fa_failed() && !ended)
+        h_skip("libioq's allocations cannot be failed from here");
+    assert_true(ended);
+    for (int k = 0; k < ngot; k++) {
+        ioq_addr a;
+        assert_int_equal(ioq_peername(loop, got[k], &a), 0);
+        h_close_wait(loop, got[k]);
+    }
+    for (int i = 0; i < N; i++)
+        h_plain_close(peers[i]);
+    h_close_wait(loop, lis);
+    free(got);
+    h_finish(loop);
+#else
+    h_skip("allocation failure is not injected on this platform");
+#endif
+}
+
 static const struct CMUnitTest tcp_tests[] = {
     H_TEST(echo),
     H_TEST(recv_before_send),
@@ -852,6 +923,7 @@ static const struct CMUnitTest tcp_tests[] = {
     H_TEST(reset_mid_send),
     H_TEST(shutdown_after_big_send),
     H_TEST(recv_max_len),
+    H_TEST(accept_multishot_nomem),
 };
 
 H_MAIN(tcp_tests)
