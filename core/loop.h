@@ -142,6 +142,14 @@ static inline uint32_t ioq__cq_count(const ioq_loop *loop)
     return loop->cq_tail - loop->cq_head;
 }
 
+/* Test builds with the fault layer (fault.c): whether this check for room fails as if the
+ * ring could not grow. */
+#ifdef IOQ_FAULT_INJECTION
+int ioq__fault_alloc(void);
+#else
+#  define ioq__fault_alloc() 0
+#endif
+
 /* Grow the ring for `extra` more records: out of line, the rare case of ioq__cq_reserve. */
 bool ioq__cq_grow(ioq_loop *loop, uint32_t extra);
 

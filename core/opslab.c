@@ -211,7 +211,10 @@ void ioq__complete(ioq_loop *loop, ioq__op *op, int64_t result, uint64_t value, 
     ioq__op_free(loop, op);
 }
 
-bool ioq__cq_room(ioq_loop *loop, uint32_t n) { return ioq__cq_reserve(loop, loop->nops_live + n); }
+bool ioq__cq_room(ioq_loop *loop, uint32_t n)
+{
+    return !ioq__fault_alloc() && ioq__cq_reserve(loop, loop->nops_live + n);
+}
 
 bool ioq__cq_hold(ioq_loop *loop, uint32_t n)
 {
