@@ -99,29 +99,37 @@ void *realloc(void *p, size_t n)
     return real_realloc(p, n);
 }
 
+/* Whether libioq's allocations come here: fail its first one and see ioq_loop_new say so.
+ * Not when libioq is linked statically or an allocator goes first (valgrind's). */
 int fa_available(void)
 {
     Dl_info info;
-    void *p;
+    ioq_loop *loop = NULL;
+    int rc;
     if (!lib_base && dladdr((void *)(uintptr_t)ioq_loop_new, &info))
         lib_base = info.dli_fbase;
     if (!lib_base)
         return 0;
     {
-        /* The program's own symbol must be the one libioq calls: a static libioq, or a
-         * sanitizer that does not let us stand in front of it, is not ours to fail. */
         Dl_info self;
         if (!dladdr((void *)(uintptr_t)fa_available, &self) || self.dli_fbase == lib_base)
             return 0;
     }
-    p = malloc(1);
-    free(p);
-    return real_malloc != NULL;
+    fa_arm(0, 1);
+    rc = ioq_loop_new(NULL, &loop);
+    fa_disarm();
+    if (rc == 0)
+        ioq_loop_free(loop);
+    return rc == IOQ_ENOMEM && fa_failed() > 0;
 }
 
 void fa_arm(unsigned long skip, int once)
 {
-    fa_available();
+    if (!lib_base) {
+        Dl_info info;
+        if (dladdr((void *)(uintptr_t)ioq_loop_new, &info))
+            lib_base = info.dli_fbase;
+    }
     atomic_store(&failed, 0);
     atomic_store(&skip_left, skip);
     fail_once = once;

@@ -10,7 +10,8 @@
 #include <stddef.h>
 
 /* Whether failures can be injected here (libioq is a shared library we stand in front
- * of). A test that needs them skips (exit code 77) when not. */
+ * of, and no other allocator does). A test that needs them skips (exit code 77) when not:
+ * ask first, before allocating anything. */
 int fa_available(void);
 /* Let `skip` allocations of libioq through, then fail: only the next one (once != 0) or
  * every one from then on (once == 0), until fa_disarm(). */
