@@ -421,15 +421,17 @@ static void test_thread_handoff(void **state)
     enum { LEN = 64 * 1024 };
     pool_handoff x;
     pthread_t t;
-    char *src = malloc(LEN), *dst = malloc(LEN);
+    char *src, *dst;
     size_t got = 0;
     int ended = 0;
 
-    assert_non_null(src);
-    assert_non_null(dst);
     memset(&x, 0, sizeof x);
     assert_int_equal(pthread_create(&t, NULL, pool_handoff_first, &x), 0);
     assert_int_equal(pthread_join(t, NULL), 0);
+    src = malloc(LEN);
+    dst = malloc(LEN);
+    assert_non_null(src);
+    assert_non_null(dst);
     h_fill(src, LEN, 11, 0);
     assert_int_equal(h_send(x.loop, x.c, src, LEN, 2), 0);
     while (!ended) {
