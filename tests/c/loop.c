@@ -11,6 +11,14 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#if defined(__linux__)
+#  include <errno.h>
+#  include <linux/filter.h>
+#  include <linux/seccomp.h>
+#  include <stddef.h>
+#  include <sys/prctl.h>
+#  include <sys/syscall.h>
+#endif
 
 static uint32_t backend_const(const char *name)
 {
@@ -573,6 +581,52 @@ static void test_thread_handoff(void **state)
     h_finish(x.loop);
 }
 
+/* When the kernel's wait itself fails (here: every wait call made to return ENOMEM by a
+ * seccomp filter), ioq_poll says so instead of trying again forever. */
+static void test_wait_error(void **state)
+{
+    (void)state;
+#if defined(__linux__) && defined(SYS_epoll_pwait2) && defined(SYS_io_uring_enter)
+    static const int calls[] = {
+#  ifdef SYS_epoll_wait
+        SYS_epoll_wait,
+#  endif
+        SYS_epoll_pwait, SYS_epoll_pwait2, SYS_io_uring_enter};
+    struct sock_filter f[2 + 2 * (sizeof calls / sizeof calls[0])];
+    struct sock_fprog prog;
+    ioq_loop *loop = h_loop_new();
+    ioq_cqe c[4];
+    unsigned n = 0;
+    int rc;
+
+    f[n++] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS,
+                                          offsetof(struct seccomp_data, nr));
+    for (size_t i = 0; i < sizeof calls / sizeof calls[0]; i++) {
+        f[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (unsigned)calls[i], 0, 1);
+        f[n++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOMEM);
+    }
+    f[n++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
+    prog.len = (unsigned short)n;
+    prog.filter = f;
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 ||
+        prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) != 0) {
+        ioq_loop_free(loop);
+        h_forget(loop);
+        h_skip("cannot install a seccomp filter here");
+    }
+    rc = ioq_poll(loop, c, 4, -1);
+    assert_int_equal(rc, IOQ_ENOMEM);
+    /* Still usable: a post is there without waiting. */
+    assert_int_equal(ioq_post(loop, 5, 0), 0);
+    assert_int_equal(ioq_poll(loop, c, 4, 0), 1);
+    assert_int_equal(c[0].token, 5);
+    ioq_loop_free(loop);
+    h_forget(loop);
+#else
+    h_skip("the kernel's wait cannot be made to fail here");
+#endif
+}
+
 /* Every allocation ioq_loop_new makes, failed in turn: the answer is IOQ_ENOMEM (never
  * another error, which would send AUTO to the next backend), or a working loop of the
  * backend asked for when the allocation was optional. */
@@ -631,6 +685,7 @@ static const struct CMUnitTest loop_tests[] = {
     H_TEST(addr_format),
     H_TEST(new_nomem),
     H_TEST(thread_handoff),
+    H_TEST(wait_error),
 };
 
 H_MAIN(loop_tests)
