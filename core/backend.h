@@ -249,6 +249,12 @@ void ioq__complete(ioq_loop *loop, ioq__op *op, int64_t result, uint64_t value,
 /* Room in the completion ring for n records beyond those the live ops have reserved (a
  * multishot op checks before each IOQ_CQE_MORE record). false: out of memory. */
 bool ioq__cq_room(ioq_loop *loop, uint32_t n);
+/* Promise n records to a backend whose kernel may post that many multishot records with no
+ * chance to check first (io_uring's multishot receive into a pool: one per buffer). Room
+ * for them is made now and kept from everyone else until ioq__cq_unhold(n). false: out of
+ * memory, nothing promised. */
+bool ioq__cq_hold(ioq_loop *loop, uint32_t n);
+void ioq__cq_unhold(ioq_loop *loop, uint32_t n);
 
 /* Iterate over the live ops (accepted, no final completion yet) for fini:
  *     ioq__op_iter it = {0, 0};

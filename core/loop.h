@@ -110,6 +110,7 @@ struct ioq_loop {
     uint32_t nochunks;
     ioq__op *ofree;
     uint32_t nops_live;             /* ops of both slabs */
+    uint32_t cq_held;               /* records promised to backends (ioq__cq_hold) */
     unsigned char **tmchunks;       /* timer ops: IOQ__OP_CHUNK records of IOQ__TIMER_OP_SIZE */
     uint32_t ntmchunks;
     ioq__op *tmfree;
@@ -152,15 +153,25 @@ static inline uint32_t ioq__cq_count(const ioq_loop *loop)
     return loop->cq_tail - loop->cq_head;
 }
 
+/* Test builds with the fault layer (fault.c): whether this check for room fails as if the
+ * ring could not grow. */
+#ifdef IOQ_FAULT_INJECTION
+int ioq__fault_alloc(void);
+#else
+#  define ioq__fault_alloc() 0
+#endif
+
 /* Grow the ring for `extra` more records: out of line, the rare case of ioq__cq_reserve. */
 bool ioq__cq_grow(ioq_loop *loop, uint32_t extra);
 
-/* Make room for `extra` more records. The ring never shrinks; growth keeps records in order. */
+/* Make room for `extra` more records, beyond those promised to backends (ioq__cq_hold),
+ * which nobody else may take. The ring never shrinks; growth keeps records in order. */
 static inline bool ioq__cq_reserve(ioq_loop *loop, uint32_t extra)
 {
-    if ((uint64_t)ioq__cq_count(loop) + extra <= (uint64_t)loop->cq_mask + 1)
+    uint64_t want = (uint64_t)extra + loop->cq_held;
+    if (ioq__cq_count(loop) + want <= (uint64_t)loop->cq_mask + 1)
         return true;
-    return ioq__cq_grow(loop, extra);
+    return want <= UINT32_MAX && ioq__cq_grow(loop, (uint32_t)want);
 }
 
 static inline void ioq__cq_push(ioq_loop *loop, uint64_t token, int64_t result, uint64_t value,

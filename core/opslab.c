@@ -237,7 +237,20 @@ void ioq__complete(ioq_loop *loop, ioq__op *op, int64_t result, uint64_t value, 
     ioq__op_free(loop, op);
 }
 
-bool ioq__cq_room(ioq_loop *loop, uint32_t n) { return ioq__cq_reserve(loop, loop->nops_live + n); }
+bool ioq__cq_room(ioq_loop *loop, uint32_t n)
+{
+    return !ioq__fault_alloc() && ioq__cq_reserve(loop, loop->nops_live + n);
+}
+
+bool ioq__cq_hold(ioq_loop *loop, uint32_t n)
+{
+    if ((uint64_t)loop->cq_held + n > UINT32_MAX / 2 || !ioq__cq_room(loop, n))
+        return false;
+    loop->cq_held += n;
+    return true;
+}
+
+void ioq__cq_unhold(ioq_loop *loop, uint32_t n) { loop->cq_held -= n; }
 
 ioq__op *ioq__token_chain(const ioq_loop *loop, uint64_t token)
 {

@@ -107,6 +107,7 @@ int ioq_poll(ioq_loop *loop, ioq_cqe *cqes, uint32_t max, int64_t timeout_ns)
     uint64_t deadline = 0;
     bool waited = false;
     uint32_t n, count;
+    int err = 0;
 
     if (!loop || !cqes || max == 0 || timeout_ns < -1)
         return IOQ_EINVAL;
@@ -115,8 +116,10 @@ int ioq_poll(ioq_loop *loop, ioq_cqe *cqes, uint32_t max, int64_t timeout_ns)
     loop->in_poll = true;
     if (loop->embedded)
         atomic_store(&loop->blocked, 0); /* set by leave_poll() for the host's sleep */
-    if (timeout_ns > 0)
-        deadline = ioq__os_now() + (uint64_t)timeout_ns;
+    if (timeout_ns > 0) {
+        uint64_t now = ioq__os_now();
+        deadline = (uint64_t)timeout_ns > UINT64_MAX - now ? UINT64_MAX : now + (uint64_t)timeout_ns;
+    }
 
     for (;;) {
         int64_t wait_ns;
@@ -154,15 +157,19 @@ int ioq_poll(ioq_loop *loop, ioq_cqe *cqes, uint32_t max, int64_t timeout_ns)
                     break;
                 wait_ns = 0;
             } else {
-                wait_ns = (int64_t)(deadline - now);
+                uint64_t left = deadline - now;
+                wait_ns = left > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)left;
             }
         }
         if (loop->heap_len && wait_ns != 0) {
-            uint64_t d = loop->heap[0].deadline;
+            /* Unsigned until clamped: a deadline more than 2^63 ns away (a timeout near
+             * UINT64_MAX) must not turn negative, which the backends take as "forever". */
+            uint64_t d = loop->heap[0].deadline, left;
             int64_t t;
             if (now == 0)
                 now = ioq__os_now();
-            t = d > now ? (int64_t)(d - now) : 0;
+            left = d > now ? d - now : 0;
+            t = left > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)left;
             if (wait_ns < 0 || t < wait_ns)
                 wait_ns = t;
         }
@@ -174,7 +181,7 @@ int ioq_poll(ioq_loop *loop, ioq_cqe *cqes, uint32_t max, int64_t timeout_ns)
             if (ioq__posts_pending(loop) || atomic_load(&loop->wake_requested))
                 wait_ns = 0;
         }
-        loop->backend->wait(loop, wait_ns);
+        err = loop->backend->wait(loop, wait_ns);
         if (published) {
             /* Only a loop that published `blocked` can have been sent a wake. */
             atomic_store(&loop->blocked, 0);
@@ -182,8 +189,22 @@ int ioq_poll(ioq_loop *loop, ioq_cqe *cqes, uint32_t max, int64_t timeout_ns)
         }
         waited = true;
         loop->skipped_wait = false;
+        if (err < 0) {
+            /* The kernel's wait failed for a reason of its own: waiting again would only
+             * fail again (a spin). Report it, after any record that is ready. */
+            ioq__posts_drain(loop);
+            run_timers(loop);
+            if (ioq__cq_count(loop) == 0)
+                break;
+        }
+        err = 0;
     }
 
+    if (err < 0) {
+        loop->in_poll = false;
+        ioq__leave_poll(loop);
+        return err;
+    }
     count = ioq__cq_count(loop);
     n = count < max ? count : max;
     for (uint32_t i = 0; i < n; i++) {

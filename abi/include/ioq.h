@@ -20,7 +20,9 @@
  *     IOQ_EBADHANDLE. 0 is never a valid handle.
  *  5. Bad input gets a negative error code, never a crash.
  *  6. A loop belongs to the thread that polls it; ioq_post() and ioq_wake() may be called
- *     from any thread.
+ *     from any thread while the loop lives (posters stop before ioq_loop_free()). A loop
+ *     may change the thread that polls it between polls (a runtime moving work between
+ *     threads, even after the old thread has ended), never two at once.
  *  7. Sends on one stream go out in submission order and never interleave; receives on
  *     one stream are filled in submission order.
  *  8. Errors are negative IOQ_E* integers, pinned forever, identical on every platform.
@@ -207,7 +209,7 @@ extern "C" {
  * Types.
  * ------------------------------------------------------------------------------------ */
 
-/* A loop: opaque, owned by the thread that polls it. */
+/* A loop: opaque, owned by the thread that polls it (which may change between polls). */
 typedef struct ioq_loop ioq_loop;
 
 /* An I/O object or buffer pool of one loop: a generation-checked 64-bit value; 0 = none. */
@@ -317,9 +319,14 @@ IOQ_API uint64_t ioq_now(const ioq_loop *loop);
 /* ioq_poll - submit queued work, wait for completions and copy them out.
  * cqes: array of at least max records. max: 1 or more.
  * timeout_ns: -1 waits until at least one completion (or ioq_wake), 0 does not wait, > 0
- *   waits at most that long.
+ *   waits at most that long (any value up to INT64_MAX; timers due sooner end it sooner).
+ * Any thread may poll, one at a time: work submitted from the thread that polled before
+ * completes here (contract rule 6).
  * Returns the number of records written (0 on timeout or wake-up), or IOQ_EINVAL (NULL,
- * max 0, timeout below -1), IOQ_EMISUSE (called from inside ioq_loop_free).
+ * max 0, timeout below -1), IOQ_EMISUSE (called from inside ioq_loop_free), or the
+ * IOQ_E* error of the kernel's wait when it fails for a reason of its own (such as
+ * IOQ_ENOMEM) and no record is ready: the loop stays usable, and every operation still
+ * completes exactly once.
  * Since: 1.0 */
 IOQ_API int ioq_poll(ioq_loop *loop, ioq_cqe *cqes, uint32_t max, int64_t timeout_ns);
 
@@ -415,6 +422,8 @@ IOQ_API int ioq_recv(ioq_loop *loop, ioq_handle h, void *buf, size_t len, uint64
  * buffer released before the data arrives serves it. IOQ_ENOBUFS when the pool was empty
  * as data arrived: no data is lost (it stays in the socket); the operation ends and may
  * be submitted again after releasing.
+ * IOQ_ENOMEM ends a multishot receive when the completion queue cannot grow to hold its
+ * records; no data is lost either (the receive ends before taking any).
  * Since: 1.0 */
 IOQ_API int ioq_recv_pool(ioq_loop *loop, ioq_handle h, ioq_handle pool, uint32_t flags,
                           uint64_t token);

@@ -9,6 +9,7 @@
 #include "readiness.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -97,6 +98,17 @@ static void epoll_handle_close(ioq_loop *loop, ioq__handle *h)
     (void)h;
 }
 
+/* epoll_wait's timeout: milliseconds rounded up (a timer must never fire early), at most
+ * INT_MAX (some 24 days: a longer wait ends early and ioq_poll waits again). */
+static int epoll_ms(int64_t timeout_ns)
+{
+    int64_t ms;
+    if (timeout_ns < 0)
+        return -1;
+    ms = timeout_ns / 1000000 + (timeout_ns % 1000000 != 0);
+    return ms > INT_MAX ? INT_MAX : (int)ms;
+}
+
 static int epoll_wait_ns(epoll_state *s, int64_t timeout_ns)
 {
     int n;
@@ -118,9 +130,7 @@ static int epoll_wait_ns(epoll_state *s, int64_t timeout_ns)
 #endif
         s->no_pwait2 = true;
     }
-    /* Round up: a timer must never fire early. */
-    return epoll_wait(s->epfd, s->events, MAX_EVENTS,
-                      timeout_ns < 0 ? -1 : (int)((timeout_ns + 999999) / 1000000));
+    return epoll_wait(s->epfd, s->events, MAX_EVENTS, epoll_ms(timeout_ns));
 }
 
 static int epoll_poll(ioq_loop *loop, int64_t timeout_ns)

@@ -50,6 +50,8 @@ static _Thread_local struct {
     uint64_t gen;
     fake_ent fake[FAKE_MAX];
     uint32_t nfake;
+    uint64_t arng;       /* the allocation failures' own stream */
+    uint32_t alloc_rate; /* per mille */
 } T;
 
 static _Atomic uint64_t counts[IOQ__F_KINDS];
@@ -78,6 +80,9 @@ static void init(void)
     T.rate = s ? (uint32_t)strtoul(s, NULL, 10) : 10;
     s = getenv("IOQ_FAULT_ERRORS");
     T.errors = !(s && strcmp(s, "0") == 0);
+    s = getenv("IOQ_FAULT_ALLOC_RATE");
+    T.alloc_rate = s ? (uint32_t)strtoul(s, NULL, 10) : 5;
+    T.arng = T.rng ^ 0xa0761d6478bd642full;
 }
 
 /* A fault among the allowed kinds, or -1 for none. */
@@ -402,6 +407,21 @@ void ioq__fault_forget(ioq_loop *loop)
         if (T.held[i].loop != loop)
             T.held[keep++] = T.held[i];
     T.nheld = keep;
+}
+
+int ioq__fault_alloc(void)
+{
+    uint64_t z;
+    init();
+    if (!T.errors || T.alloc_rate == 0)
+        return 0;
+    z = (T.arng += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    if ((z ^ (z >> 31)) % 1000 >= T.alloc_rate)
+        return 0;
+    atomic_fetch_add(&counts[IOQ__F_ALLOC], 1);
+    return 1;
 }
 
 void ioq__fault_stats(uint64_t out[IOQ__F_KINDS])

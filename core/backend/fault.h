@@ -11,7 +11,12 @@
  *  - ECONNRESET, ENOBUFS, ENOMEM: real error results of the operation, with nothing
  *    moved by the failing call;
  *  - io_uring: an SQE turned into a failing one (the error arrives in its CQE), and CQEs
- *    whose handling is delayed to the next poll.
+ *    whose handling is delayed to the next poll;
+ *  - allocation failure where ioq checks for room in its completion ring before a
+ *    multishot record (the core's ioq__cq_room and ioq__cq_hold, as if the ring could not
+ *    grow): the multishot operation ends with IOQ_ENOMEM. Drawn from a stream of its own
+ *    (IOQ_FAULT_ALLOC_RATE in per mille, default 5), so that a seed injects the other
+ *    faults as it did before.
  * Every fault is one the contract allows, so any lost, duplicated or inconsistent
  * completion under it is a bug of ioq. The generator is per thread: a single-threaded run
  * with the same seed injects the same faults at the same calls.
@@ -33,6 +38,7 @@ enum {
     IOQ__F_RESET,
     IOQ__F_NOMEM, /* ENOBUFS or ENOMEM */
     IOQ__F_DELAY,
+    IOQ__F_ALLOC, /* an allocation that fails (ioq__fault_alloc) */
     IOQ__F_KINDS
 };
 

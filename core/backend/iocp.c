@@ -505,7 +505,9 @@ static void on_accept(ioq_loop *loop, ioq__op *op, iocp_args *a, DWORD err)
         }
     }
     if (multi && h->fd >= 0) {
-        rc = issue(loop, op);
+        /* Going on needs room in the completion ring for this record and the next: without
+         * it the accept ends with IOQ_ENOMEM, as the readiness engine's does. */
+        rc = ioq__cq_room(loop, 2) ? issue(loop, op) : IOQ_ENOMEM;
         if (rc == 0) {
             more = true;
         } else if (ioq__cq_room(loop, 1)) {
@@ -595,6 +597,12 @@ static void on_recv_pool(ioq_loop *loop, ioq__op *op, DWORD err)
     }
     if (err && err != ERROR_MORE_DATA && err != WSAEMSGSIZE) {
         finish(loop, op, map_err(op, err), 0, 0);
+        return;
+    }
+    if (multi && !ioq__cq_room(loop, 2)) {
+        /* No room in the completion ring for another record: end before reading, so that
+         * the data stays in the socket (as the readiness engine does). */
+        finish(loop, op, IOQ_ENOMEM, 0, 0);
         return;
     }
     id = ioq__pool_take(pool);

@@ -20,6 +20,7 @@
 #include <fcntl.h>
 #include <liburing.h>
 #include <poll.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -37,8 +38,13 @@
 /* op->be_u64 bits */
 #define IN_KERNEL 1u
 #define CANCEL_SENT 2u
-#define POLL_WAIT 4u   /* recv_pool: a poll for data is in the kernel, not the receive */
-#define AFTER_POLL 8u  /* recv_pool: the poll said data is there */
+#define MOVE 4u      /* in the ring being left behind: issue again in the new one */
+#define STARTED 8u   /* a connect the socket has begun: wait for it, do not connect again */
+#define POLLED 16u   /* the SQE in the kernel is a poll for that connect's end */
+#define HOLDS 32u    /* a multishot receive counted in its pool's ms_ops (pool_hold) */
+#define NOMEM 64u    /* a multishot accept ending with IOQ_ENOMEM: the ring cannot grow */
+#define POLL_WAIT 128u  /* recv_pool: a poll for data is in the kernel, not the receive */
+#define AFTER_POLL 256u /* recv_pool: the poll said data is there */
 
 typedef struct {
     struct io_uring ring;
@@ -46,6 +52,9 @@ typedef struct {
     int tfd;
     int lfd;          /* embedded mode: eventfd registered with the ring, see loop_fd */
     bool enabled;     /* set up with R_DISABLED: enabled by the first submitter thread */
+    bool moving;      /* in move_ring() */
+    uint64_t owner;   /* with SINGLE_ISSUER: the thread that enabled the ring (thread_id) */
+    ioq_loop *loop;
     bool deferred;    /* DEFER_TASKRUN: completions are posted only when we enter */
     bool timer_armed;
     bool emulate_multishot_accept;
@@ -68,19 +77,49 @@ typedef struct {
     struct io_uring_buf_ring *br;
     size_t bytes;
     uint32_t entries;
-    uint32_t avail;   /* buffers in the kernel's ring */
+    uint32_t avail;  /* buffers in the kernel's ring */
+    uint32_t ms_ops; /* multishot receives on the pool, holding pool->count records */
 } uring_pool;
 
 static uring_state *st(ioq_loop *loop) { return ioq__backend_data(loop); }
 static int ring_setup(uring_state *s, size_t first);
+static int move_ring(ioq_loop *loop);
+
+/* This thread's number, never reused (a pthread_t is: a thread created after another was
+ * joined often gets the same one). */
+static uint64_t thread_id(void)
+{
+    static atomic_uint_fast64_t next = 1;
+    static _Thread_local uint64_t id;
+    if (!id)
+        id = atomic_fetch_add(&next, 1);
+    return id;
+}
+
+/* Contract rule 6: a loop may change the thread that polls it between polls. The ring of
+ * the common case is set up with DEFER_TASKRUN, which needs SINGLE_ISSUER: the kernel then
+ * refuses every thread but the one that enabled it (EEXIST, from io_uring_enter and
+ * io_uring_register alike), and has no call to hand a ring over. So the first time another
+ * thread enters, the loop moves to a ring that any thread may enter (see move_ring). A
+ * loop that stays on one thread pays a thread-local read per entry for this. */
+static int own(uring_state *s)
+{
+    if (!s->deferred || !s->enabled || s->moving || s->owner == thread_id())
+        return 0;
+    return move_ring(s->loop);
+}
 
 static int enable(uring_state *s)
 {
+    int rc;
+    if ((rc = own(s)) != 0)
+        return rc;
     if (!s->enabled) {
-        int rc = io_uring_enable_rings(&s->ring);
+        rc = io_uring_enable_rings(&s->ring);
         if (rc < 0)
             return ioq__os_errno_map(-rc);
         s->enabled = true;
+        s->owner = thread_id();
     }
     return 0;
 }
@@ -139,6 +178,34 @@ static void sendv_msg(ioq__op *op, uring_args *a)
     a->msg.msg_iovlen = cnt;
 }
 
+/* A multishot receive into a pool: the kernel posts a record per buffer it fills, with no
+ * chance for us to check for room first, and the completion ring must then take each one
+ * (else records are lost or overwritten). At most pool->count of them can be outstanding
+ * (each holds a buffer until the program releases it, after polling its record), so while
+ * a pool has multishot receives that many records are promised to it. Without the memory
+ * the receive ends with IOQ_ENOMEM before the kernel takes any data. */
+static int pool_hold(ioq_loop *loop, ioq__op *op)
+{
+    uring_pool *up = op->pool->be;
+    if ((op->be_u64 & HOLDS) || !up)
+        return 0;
+    if (up->ms_ops == 0 && !ioq__cq_hold(loop, op->pool->count))
+        return IOQ_ENOMEM;
+    up->ms_ops++;
+    op->be_u64 |= HOLDS;
+    return 0;
+}
+
+static void pool_unhold(ioq_loop *loop, ioq__op *op)
+{
+    uring_pool *up = op->pool->be;
+    if (!(op->be_u64 & HOLDS))
+        return;
+    op->be_u64 &= ~(uint64_t)HOLDS;
+    if (up && --up->ms_ops == 0)
+        ioq__cq_unhold(loop, op->pool->count);
+}
+
 /* Put op into the kernel. Returns 0 or a negative IOQ_E* (nothing was queued). */
 static int issue(ioq_loop *loop, ioq__op *op)
 {
@@ -156,9 +223,14 @@ static int issue(ioq_loop *loop, ioq__op *op)
         if (!a)
             return IOQ_ENOMEM;
     }
+    if (op->code == IOQ_OP_RECV_POOL && (op->flags & IOQ_MULTISHOT) && pool_hold(loop, op) != 0)
+        return IOQ_ENOMEM;
     sqe = get_sqe(s);
-    if (!sqe)
+    if (!sqe) {
+        if (op->code == IOQ_OP_RECV_POOL)
+            pool_unhold(loop, op);
         return IOQ_EBUSY;
+    }
     fd = ioq__f_sqe_fd(op, fd);
 
     switch (op->code) {
@@ -171,6 +243,16 @@ static int issue(ioq_loop *loop, ioq__op *op)
     case IOQ_OP_CONNECT:
     case IOQ_OP_LOCAL_CONNECT: {
         socklen_t len;
+        if (op->be_u64 & STARTED) {
+            /* Issued again after a move (its first request was cancelled with the old
+             * ring, or with the thread that made it): the socket is still connecting, and
+             * a second connect would only say EALREADY. Wait for the end instead. */
+            io_uring_prep_poll_add(sqe, fd, POLLOUT);
+            io_uring_sqe_set_data(sqe, op);
+            op->be_u64 = IN_KERNEL | STARTED | POLLED | (op->be_u64 & HOLDS);
+            s->inflight++;
+            break;
+        }
         if (op->code == IOQ_OP_CONNECT)
             ioq__to_sockaddr(&op->addr, &a->ss, &len);
         else
@@ -242,17 +324,26 @@ static int issue(ioq_loop *loop, ioq__op *op)
         io_uring_prep_nop(sqe);
         break;
     }
-    io_uring_sqe_set_data(sqe, op);
-    op->be_u64 = IN_KERNEL | extra;
-    s->inflight++;
+    if (!(op->be_u64 & POLLED)) {
+        io_uring_sqe_set_data(sqe, op);
+        op->be_u64 = IN_KERNEL | extra | (op->be_u64 & HOLDS) |
+                     (op->code == IOQ_OP_CONNECT || op->code == IOQ_OP_LOCAL_CONNECT ? STARTED : 0);
+        s->inflight++;
+    }
     /* A host sleeping on the ring fd only learns of work that was submitted. */
     if (ioq__loop_embedded(loop) && enable(s) == 0)
         io_uring_submit(&s->ring);
     return 0;
 }
 
+static void pool_unhold(ioq_loop *loop, ioq__op *op);
+
 static void finish(ioq_loop *loop, ioq__op *op, int64_t res, uint64_t value, uint16_t flags)
 {
+    /* A pool receive's final completion gives back the records it held, on every path
+     * (the receive's own, the poll for data before it, an empty pool). */
+    if (op->code == IOQ_OP_RECV_POOL && !(flags & IOQ_CQE_MORE))
+        pool_unhold(loop, op);
     ioq__order_finish(loop, op, res, value, flags, issue);
 }
 
@@ -424,11 +515,18 @@ static void on_cqe(ioq_loop *loop, ioq__op *op, int res, uint32_t cflags)
     uring_state *s = st(loop);
     bool more = cflags & IORING_CQE_F_MORE;
     bool multi = op->flags & IOQ_MULTISHOT;
+    bool polled = (op->be_u64 & POLLED) != 0;
     ioq__handle *h = op->h;
 
     if (!more) {
-        op->be_u64 &= ~(uint64_t)IN_KERNEL;
+        op->be_u64 &= ~(uint64_t)(IN_KERNEL | POLLED);
         s->inflight--;
+        /* Cancelled though nobody asked: the kernel cancels the requests of a thread that
+         * exits, and the loop has moved to another thread since it submitted this one
+         * (contract rule 6). Issue it again from here. */
+        if (res == -ECANCELED && !op->cancelled && !(op->be_u64 & CANCEL_SENT) &&
+            issue(loop, op) == 0)
+            return;
     }
     switch (op->code) {
     case IOQ_OP_ACCEPT: {
@@ -437,12 +535,29 @@ static void on_cqe(ioq_loop *loop, ioq__op *op, int res, uint32_t cflags)
         if (res < 0) {
             if (more)
                 return; /* a failed connection inside a live multishot: skip it */
-            finish(loop, op, map_res(op, res), 0, 0);
+            finish(loop, op, (op->be_u64 & NOMEM) ? IOQ_ENOMEM : map_res(op, res), 0, 0);
             return;
         }
         if ((rc = ioq__accepted(loop, h, res, &c)) != 0) {
             if (!more)
-                finish(loop, op, rc, 0, 0);
+                finish(loop, op, (op->be_u64 & NOMEM) ? IOQ_ENOMEM : rc, 0, 0);
+            return;
+        }
+        if (multi && !(op->be_u64 & NOMEM) && !ioq__cq_room(loop, 2)) {
+            /* The completion ring cannot grow for the records of this multishot: end it
+             * with IOQ_ENOMEM, as the readiness engine does. The kernel may still post a
+             * few connections before the cancel lands. */
+            op->be_u64 |= NOMEM;
+            if (more)
+                uring_cancel(loop, op);
+        }
+        if (op->be_u64 & NOMEM) {
+            if (ioq__cq_room(loop, 1))
+                finish(loop, op, 0, ioq__handle_value(loop, c), IOQ_CQE_MORE);
+            else
+                ioq__handle_destroy(loop, c); /* no record for it: the peer sees a close */
+            if (!more)
+                finish(loop, op, IOQ_ENOMEM, 0, 0);
             return;
         }
         if (multi && !more && !op->cancelled && issue(loop, op) == 0)
@@ -452,6 +567,14 @@ static void on_cqe(ioq_loop *loop, ioq__op *op, int res, uint32_t cflags)
     }
     case IOQ_OP_CONNECT:
     case IOQ_OP_LOCAL_CONNECT:
+        if (polled && res >= 0) {
+            /* The poll of a connect issued again: the socket says how it ended. */
+            int err = 0;
+            socklen_t len = sizeof err;
+            if (getsockopt((int)h->fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
+                err = errno;
+            res = -err;
+        }
         ioq__connect_done(loop, op, res < 0 ? map_res(op, res) : 0);
         return;
     case IOQ_OP_RECV:
@@ -485,6 +608,8 @@ static void on_cqe(ioq_loop *loop, ioq__op *op, int res, uint32_t cflags)
                 pool->held[bid] = 1;
                 if (multi && !more && !op->cancelled && issue(loop, op) == 0)
                     more = true;
+                if (!more)
+                    pool_unhold(loop, op);
                 finish(loop, op, res, bid,
                        (uint16_t)(IOQ_CQE_BUFFER | (more ? IOQ_CQE_MORE : 0)));
                 return;
@@ -493,6 +618,7 @@ static void on_cqe(ioq_loop *loop, ioq__op *op, int res, uint32_t cflags)
         }
         if (more)
             return;
+        pool_unhold(loop, op);
         finish(loop, op, res < 0 ? map_res(op, res) : 0, 0, 0);
         return;
     }
@@ -590,10 +716,104 @@ static int reap(ioq_loop *loop, bool teardown)
     return total;
 }
 
+/* A pool's buffer ring in a new ring: the same memory, every buffer the program does not
+ * hold offered again (the new ring's head starts at 0). */
+static int pool_register_again(uring_state *s, ioq__pool *pool)
+{
+    uring_pool *up = pool->be;
+    struct io_uring_buf_reg reg;
+    int n = 0, rc;
+    io_uring_buf_ring_init(up->br);
+    memset(&reg, 0, sizeof reg);
+    reg.ring_addr = (uint64_t)(uintptr_t)up->br;
+    reg.ring_entries = up->entries;
+    reg.bgid = (uint16_t)pool->bgid;
+    if ((rc = io_uring_register_buf_ring(&s->ring, &reg, 0)) < 0)
+        return rc;
+    for (uint32_t i = 0; i < pool->count; i++)
+        if (!pool->held[i])
+            io_uring_buf_ring_add(up->br, ioq__pool_buf(pool, i), pool->size,
+                                  (unsigned short)i, io_uring_buf_ring_mask(up->entries), n++);
+    io_uring_buf_ring_advance(up->br, n);
+    up->avail = (uint32_t)n;
+    return 0;
+}
+
+/* The loop has moved to another thread (own) and its ring refuses that thread: move
+ * everything to a ring without SINGLE_ISSUER (the kernel's second choice of ring_setup),
+ * which any thread may enter, and keep it from then on. Completions already posted are
+ * taken from the old ring's memory first (no system call needed); closing the old ring
+ * makes the kernel cancel what it still held there, which the thread that left (or its
+ * exit) had already done for requests it owned: cancelled requests moved no data. Each
+ * op that was in the old ring, submitted or not, is issued again in the new one (a
+ * connect waits for its socket instead of connecting again); an op whose cancellation was
+ * asked for completes with IOQ_ECANCELED. */
+static int move_ring(ioq_loop *loop)
+{
+    uring_state *s = st(loop);
+    struct io_uring old;
+    ioq__op_iter it = {0, 0};
+    ioq__handle *h;
+    int rc;
+
+    s->moving = true;
+    reap(loop, false);
+    old = s->ring;
+    if ((rc = ring_setup(s, 1)) < 0) {
+        s->ring = old;
+        s->deferred = true;
+        s->enabled = true;
+        s->moving = false;
+        return ioq__os_errno_map(-rc);
+    }
+    io_uring_queue_exit(&old);
+    for (uint32_t i = 0; (h = ioq__handle_slot(loop, i)) != NULL; i++) {
+        if (h->kind == IOQ__K_POOL && h->pool->be && pool_register_again(s, h->pool) < 0) {
+            /* Without its buffers the pool cannot serve a receive: its receives end with
+             * IOQ_ENOBUFS rather than hang. */
+            if (((uring_pool *)h->pool->be)->ms_ops)
+                ioq__cq_unhold(loop, h->pool->count);
+            munmap(((uring_pool *)h->pool->be)->br, ((uring_pool *)h->pool->be)->bytes);
+            free(h->pool->be);
+            h->pool->be = NULL;
+            s->npools--;
+        }
+    }
+    arm_poll(s, s->evfd, UD_WAKE);
+    if (s->timer_armed)
+        arm_poll(s, s->tfd, UD_TIMER);
+    /* Mark first, then issue: completing an op may issue the next one of its queue. */
+    s->inflight = 0;
+    for (ioq__op *op; (op = ioq__op_iter_next(loop, &it)) != NULL;)
+        if (op->be_u64 & IN_KERNEL)
+            op->be_u64 = MOVE | (op->be_u64 & (STARTED | HOLDS | NOMEM));
+    it = (ioq__op_iter){0, 0};
+    for (ioq__op *op; (op = ioq__op_iter_next(loop, &it)) != NULL;) {
+        bool cancel, dropped;
+        if (!(op->be_u64 & MOVE))
+            continue;
+        /* A pool that lost its kernel ring in the move (not one that never had one: the
+         * core serves those) cannot serve the receive. */
+        dropped = op->code == IOQ_OP_RECV_POOL && !op->pool->be &&
+                  (s->caps & IOQ_CAP_PROVIDED_BUFFERS);
+        cancel = op->cancelled || (op->be_u64 & NOMEM) || dropped;
+        op->be_u64 &= STARTED | HOLDS | NOMEM;
+        if (!cancel && issue(loop, op) == 0)
+            continue;
+        /* As if the kernel had answered: on_cqe finishes it the usual way. */
+        /* AFTER_POLL: an IOQ_ENOBUFS here ends the receive, it does not wait again. */
+        op->be_u64 |= IN_KERNEL | (dropped ? AFTER_POLL : 0);
+        s->inflight++;
+        on_cqe(loop, op, op->cancelled ? -ECANCELED : dropped ? -ENOBUFS : -ENOMEM, 0);
+    }
+    s->moving = false;
+    return 0;
+}
+
 static int uring_wait(ioq_loop *loop, int64_t timeout_ns)
 {
     uring_state *s = st(loop);
-    int rc;
+    int rc, err = 0;
 
     if ((rc = enable(s)) != 0)
         return rc;
@@ -608,7 +828,7 @@ static int uring_wait(ioq_loop *loop, int64_t timeout_ns)
         /* Enter only when there is something to submit or deferred work to run. */
         if (io_uring_sq_ready(&s->ring) ||
             (IO_URING_READ_ONCE(*s->ring.sq.kflags) & (IORING_SQ_TASKRUN | IORING_SQ_CQ_OVERFLOW)))
-            io_uring_submit_and_get_events(&s->ring);
+            err = io_uring_submit_and_get_events(&s->ring);
     } else if (!io_uring_cq_ready(&s->ring)) {
         struct io_uring_cqe *cqe;
         struct __kernel_timespec ts, *tsp = NULL;
@@ -617,16 +837,20 @@ static int uring_wait(ioq_loop *loop, int64_t timeout_ns)
             ts.tv_nsec = timeout_ns % 1000000000;
             tsp = &ts;
         }
-        rc = io_uring_submit_and_wait_timeout(&s->ring, &cqe, 1, tsp, NULL);
-        (void)rc; /* -ETIME and -EINTR are ordinary: the caller loops */
+        err = io_uring_submit_and_wait_timeout(&s->ring, &cqe, 1, tsp, NULL);
     } else if (io_uring_sq_ready(&s->ring)) {
-        io_uring_submit(&s->ring);
+        err = io_uring_submit(&s->ring);
     }
     rc = reap(loop, false);
     /* Reaping may queue SQEs (a re-armed wake poll, the rest of a short send). A host that
      * sleeps on the loop fd would wait for them forever: submit them now. */
     if (ioq__loop_embedded(loop) && io_uring_sq_ready(&s->ring))
         io_uring_submit(&s->ring);
+    /* -ETIME and -EINTR are ordinary (the caller loops), and so is -EBUSY (the kernel's
+     * CQ overflowed: reaping made room) and -EAGAIN. Anything else would fail again at
+     * once: report it instead of letting ioq_poll spin on it. */
+    if (err < 0 && err != -ETIME && err != -EINTR && err != -EBUSY && err != -EAGAIN && rc == 0)
+        return ioq__os_errno_map(-err);
     return rc;
 }
 
@@ -732,6 +956,11 @@ static int uring_pool_new(ioq_loop *loop, ioq__pool *pool)
         free(up);
         return IOQ_ENOMEM;
     }
+    if ((rc = own(s)) != 0) {
+        munmap(up->br, up->bytes);
+        free(up);
+        return rc;
+    }
     io_uring_buf_ring_init(up->br);
     memset(&reg, 0, sizeof reg);
     reg.ring_addr = (uint64_t)(uintptr_t)up->br;
@@ -764,6 +993,7 @@ static void uring_pool_free(ioq_loop *loop, ioq__pool *pool)
     uring_pool *up = pool->be;
     if (!up)
         return;
+    own(st(loop));
     io_uring_unregister_buf_ring(&st(loop)->ring, (int)pool->bgid);
     st(loop)->npools--;
     munmap(up->br, up->bytes);
@@ -791,12 +1021,21 @@ static int probe(uring_state *s)
                                  IORING_OP_SHUTDOWN, IORING_OP_OPENAT,   IORING_OP_READ,
                                  IORING_OP_WRITE,    IORING_OP_FSYNC,    IORING_OP_ASYNC_CANCEL,
                                  IORING_OP_POLL_ADD};
-    struct io_uring_probe *p = io_uring_get_probe_ring(&s->ring);
+    /* Not io_uring_get_probe_ring(): its NULL does not tell an allocation that failed
+     * (IOQ_ENOMEM, the caller must not fall back to another backend) from a kernel
+     * without the probe (5.6+; older ones lack operations we need anyway). */
+    size_t size = sizeof(struct io_uring_probe) + 256 * sizeof(struct io_uring_probe_op);
+    struct io_uring_probe *p = calloc(1, size);
+    int rc;
     if (!p)
-        return IOQ_ENOSYS;
+        return IOQ_ENOMEM;
+    if ((rc = io_uring_register_probe(&s->ring, p, 256)) < 0) {
+        free(p);
+        return rc == -ENOMEM ? IOQ_ENOMEM : IOQ_ENOSYS;
+    }
     for (size_t i = 0; i < sizeof needed / sizeof needed[0]; i++) {
         if (!io_uring_opcode_supported(p, needed[i])) {
-            io_uring_free_probe(p);
+            free(p);
             return IOQ_ENOSYS;
         }
     }
@@ -806,7 +1045,7 @@ static int probe(uring_state *s)
         s->caps |= IOQ_CAP_MULTISHOT_ACCEPT;
     if (io_uring_opcode_supported(p, IORING_OP_SEND_ZC))
         s->caps |= IOQ_CAP_MULTISHOT_RECV | IOQ_CAP_ZEROCOPY_SEND;
-    io_uring_free_probe(p);
+    free(p);
     s->emulate_multishot_accept = !(s->caps & IOQ_CAP_MULTISHOT_ACCEPT);
     s->emulate_multishot_recv = !(s->caps & IOQ_CAP_MULTISHOT_RECV);
     return 0;
@@ -845,6 +1084,7 @@ static int uring_init(ioq_loop *loop)
     if (!s)
         return IOQ_ENOMEM;
     s->evfd = s->tfd = s->lfd = -1;
+    s->loop = loop;
     rc = ring_setup(s, 0);
     if (rc < 0) {
         free(s);

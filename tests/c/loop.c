@@ -1,12 +1,24 @@
 /* Loops: creation, options, backend selection, capabilities, versions, error text, clock,
  * the pollable descriptor and wake-ups. */
 #include "harness.h"
+#ifdef IOQ_TEST_FAILALLOC
+#include "failalloc.h"
+#endif
 
 #include <poll.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
+#if defined(__linux__)
+#  include <errno.h>
+#  include <linux/filter.h>
+#  include <linux/seccomp.h>
+#  include <stddef.h>
+#  include <sys/prctl.h>
+#  include <sys/syscall.h>
+#endif
 
 static uint32_t backend_const(const char *name)
 {
@@ -586,6 +598,160 @@ static void test_free_uncollected_connect(void **state)
     h_plain_close(lfd);
 }
 
+/* Contract rule 6: a loop may change the thread that polls it between polls. Thread A
+ * creates the loop, connects, leaves a receive and a timer in flight after polling (on
+ * io_uring that flushed them to the kernel from A) and ends; thread B then owns the loop;
+ * then the test's own thread. Each must see the work of the one before complete. */
+typedef struct {
+    ioq_loop *loop;
+    ioq_handle c, s;
+    char buf[16], buf2[16];
+} handoff;
+
+#define HANDOFF_MS 1000000ll
+
+static uint64_t thread_cpu_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void *handoff_a(void *arg)
+{
+    handoff *x = arg;
+    x->loop = h_loop_new();
+    h_pair(x->loop, &x->c, &x->s);
+    assert_int_equal(h_recv(x->loop, x->s, x->buf, sizeof x->buf, 11), 0);
+    assert_int_equal(h_timeout(x->loop, 30 * HANDOFF_MS, 12), 0);
+    assert_int_equal(h_poll(x->loop, 0), 0);
+    return NULL;
+}
+
+static void *handoff_b(void *arg)
+{
+    handoff *x = arg;
+    ioq_cqe c;
+    uint64_t cpu;
+
+    h_send_wait(x->loop, x->c, "handoff", 7);
+    c = h_wait(x->loop, 11);
+    assert_int_equal(c.result, 7);
+    assert_memory_equal(x->buf, "handoff", 7);
+    assert_int_equal(h_wait(x->loop, 12).result, 0);
+    /* Waiting for a timer costs no CPU: the poll sleeps in the kernel, it does not spin. */
+    assert_int_equal(h_timeout(x->loop, 300 * HANDOFF_MS, 13), 0);
+    cpu = thread_cpu_ns();
+    while (!h_logged(x->loop, 13))
+        assert_true(h_poll(x->loop, -1) >= 0);
+    assert_true(thread_cpu_ns() - cpu < 150 * (uint64_t)HANDOFF_MS);
+    assert_int_equal(h_wait(x->loop, 13).result, 0);
+    /* Left in flight for the next thread. */
+    assert_int_equal(h_recv(x->loop, x->s, x->buf2, sizeof x->buf2, 14), 0);
+    assert_int_equal(h_poll(x->loop, 0), 0);
+    return NULL;
+}
+
+static void test_thread_handoff(void **state)
+{
+    (void)state;
+    handoff x;
+    pthread_t t;
+    memset(&x, 0, sizeof x);
+    assert_int_equal(pthread_create(&t, NULL, handoff_a, &x), 0);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    assert_int_equal(pthread_create(&t, NULL, handoff_b, &x), 0);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    h_send_wait(x.loop, x.c, "again", 5);
+    assert_int_equal(h_wait(x.loop, 14).result, 5);
+    assert_memory_equal(x.buf2, "again", 5);
+    h_close_wait(x.loop, x.c);
+    h_close_wait(x.loop, x.s);
+    h_finish(x.loop);
+}
+
+/* When the kernel's wait itself fails (here: every wait call made to return ENOMEM by a
+ * seccomp filter), ioq_poll says so instead of trying again forever. */
+static void test_wait_error(void **state)
+{
+    (void)state;
+#if defined(__linux__) && defined(SYS_epoll_pwait2) && defined(SYS_io_uring_enter)
+    static const int calls[] = {
+#  ifdef SYS_epoll_wait
+        SYS_epoll_wait,
+#  endif
+        SYS_epoll_pwait, SYS_epoll_pwait2, SYS_io_uring_enter};
+    struct sock_filter f[2 + 2 * (sizeof calls / sizeof calls[0])];
+    struct sock_fprog prog;
+    ioq_loop *loop = h_loop_new();
+    ioq_cqe c[4];
+    unsigned n = 0;
+    int rc;
+
+    f[n++] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS,
+                                          offsetof(struct seccomp_data, nr));
+    for (size_t i = 0; i < sizeof calls / sizeof calls[0]; i++) {
+        f[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (unsigned)calls[i], 0, 1);
+        f[n++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOMEM);
+    }
+    f[n++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
+    prog.len = (unsigned short)n;
+    prog.filter = f;
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 ||
+        prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) != 0) {
+        ioq_loop_free(loop);
+        h_forget(loop);
+        h_skip("cannot install a seccomp filter here");
+    }
+    rc = ioq_poll(loop, c, 4, -1);
+    assert_int_equal(rc, IOQ_ENOMEM);
+    /* Still usable: a post is there without waiting. */
+    assert_int_equal(ioq_post(loop, 5, 0), 0);
+    assert_int_equal(ioq_poll(loop, c, 4, 0), 1);
+    assert_int_equal(c[0].token, 5);
+    ioq_loop_free(loop);
+    h_forget(loop);
+#else
+    h_skip("the kernel's wait cannot be made to fail here");
+#endif
+}
+
+/* Every allocation ioq_loop_new makes, failed in turn: the answer is IOQ_ENOMEM (never
+ * another error, which would send AUTO to the next backend), or a working loop of the
+ * backend asked for when the allocation was optional. */
+static void test_new_nomem(void **state)
+{
+    (void)state;
+#ifdef IOQ_TEST_FAILALLOC
+    ioq_loop_options o;
+    if (!fa_available())
+        h_skip("libioq's allocations cannot be failed from here");
+    memset(&o, 0, sizeof o);
+    o.size = sizeof o;
+    o.backend = backend_const(h_backend());
+    for (unsigned long k = 0;; k++) {
+        ioq_loop *loop = NULL;
+        int rc;
+        unsigned long failed;
+        fa_arm(k, 1);
+        rc = ioq_loop_new(&o, &loop);
+        fa_disarm();
+        failed = fa_failed();
+        if (rc != 0 && rc != IOQ_ENOMEM)
+            fail_msg("allocation %lu failed: ioq_loop_new returned %s", k, ioq_strerror(rc));
+        if (rc == 0) {
+            assert_string_equal(ioq_loop_backend(loop), h_backend());
+            ioq_loop_free(loop);
+        }
+        if (!failed)
+            break; /* every allocation has had its turn */
+        assert_true(k < 10000);
+    }
+#else
+    h_skip("allocation failure is not injected on this platform");
+#endif
+}
+
 static const struct CMUnitTest loop_tests[] = {
     H_TEST(new_free),
     H_TEST(many_loops),
@@ -609,6 +775,9 @@ static const struct CMUnitTest loop_tests[] = {
     H_TEST(free_uncollected_open),
     H_TEST(free_uncollected_accept),
     H_TEST(free_uncollected_connect),
+    H_TEST(new_nomem),
+    H_TEST(thread_handoff),
+    H_TEST(wait_error),
 };
 
 H_MAIN(loop_tests)

@@ -1,5 +1,8 @@
 /* TCP: listen, connect, accept, stream I/O, errors, options, IPv6. */
 #include "harness.h"
+#ifdef IOQ_TEST_FAILALLOC
+#include "failalloc.h"
+#endif
 
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -826,6 +829,178 @@ static void test_recv_max_len(void **state)
     h_finish(loop);
 }
 
+/* A multishot accept when the completion ring cannot grow (every allocation of libioq
+ * fails) and more connections wait than the ring holds: it ends with IOQ_ENOMEM, no record
+ * is overwritten or repeated, and every connection handed out is a live, distinct handle. */
+static void test_accept_multishot_nomem(void **state)
+{
+    (void)state;
+#ifdef IOQ_TEST_FAILALLOC
+    enum { N = 400 }; /* more than the ring's first 256 records, fewer than the backlog */
+    ioq_loop *loop;
+    ioq_addr a = h_addr4(0);
+    ioq_handle lis = 0;
+    ioq_handle *got;
+    int peers[N], ngot = 0, ended = 0;
+    uint64_t at = h_tok();
+    uint16_t port;
+
+    if (!fa_available())
+        h_skip("libioq's allocations cannot be failed from here");
+    loop = h_loop_new();
+    got = calloc(N, sizeof *got);
+    assert_non_null(got);
+    assert_int_equal(ioq_tcp_listen(loop, &a, 2048, 0, &lis), 0);
+    assert_int_equal(ioq_sockname(loop, lis, &a), 0);
+    port = a.port;
+    assert_int_equal(h_accept(loop, lis, IOQ_MULTISHOT, at), 0);
+    for (int i = 0; i < N; i++)
+        peers[i] = h_plain_connect(port);
+    fa_arm(0, 0);
+    while (!ended) {
+        ioq_cqe c[8];
+        int n = h_poll_into(loop, c, 8, 100 * 1000000ll);
+        assert_true(n >= 0);
+        for (int i = 0; i < n; i++) {
+            assert_int_equal(c[i].token, at);
+            if (c[i].flags & IOQ_CQE_MORE) {
+                assert_int_equal(c[i].result, 0);
+                for (int k = 0; k < ngot; k++)
+                    assert_true(got[k] != (ioq_handle)c[i].value);
+                assert_true(ngot < N);
+                got[ngot++] = (ioq_handle)c[i].value;
+            } else {
+                assert_int_equal(c[i].result, IOQ_ENOMEM);
+                ended = 1;
+            }
+        }
+        if (!ended && ngot == N)
+            break; /* the ring held them all after all */
+    }
+    fa_disarm();
+    if (!ended) {
+        assert_int_equal(h_cancel(loop, at, h_tok()), 0);
+        assert_int_equal(h_wait(loop, at).result, IOQ_ECANCELED);
+    }
+    print_message("%d of %d connections handed out before the end\n", ngot, N);
+    assert_true(ended);
+    for (int k = 0; k < ngot; k++) {
+        ioq_addr a;
+        assert_int_equal(ioq_peername(loop, got[k], &a), 0);
+        h_close_wait(loop, got[k]);
+    }
+    for (int i = 0; i < N; i++)
+        h_plain_close(peers[i]);
+    h_close_wait(loop, lis);
+    free(got);
+    h_finish(loop);
+#else
+    h_skip("allocation failure is not injected on this platform");
+#endif
+}
+
+/* A multishot receive when the completion ring cannot grow (every allocation of libioq
+ * fails): its records are never overwritten or repeated, and it ends with IOQ_ENOMEM
+ * rather than lose data; what it did not take is still in the socket. Two rounds: a pool
+ * whose receive was set up before allocations failed, and one submitted after. */
+static void test_recv_pool_multishot_nomem(void **state)
+{
+    (void)state;
+#ifdef IOQ_TEST_FAILALLOC
+    enum { ROUND = 1 << 15 };
+    ioq_loop *loop;
+    ioq_handle lis, s, pools[2];
+    uint16_t port;
+    char *sent, *got;
+    size_t have = 0;
+    int peer, enomem = 0;
+    uint64_t at = h_tok();
+
+    if (!fa_available())
+        h_skip("libioq's allocations cannot be failed from here");
+    loop = h_loop_new();
+    sent = malloc(2 * ROUND);
+    got = malloc(2 * ROUND);
+    assert_non_null(sent);
+    assert_non_null(got);
+    h_fill(sent, 2 * ROUND, 5, 0);
+    lis = h_listen(loop, &port);
+    assert_int_equal(h_accept(loop, lis, 0, at), 0);
+    peer = h_plain_connect(port);
+    s = (ioq_handle)h_wait(loop, at).value;
+    assert_int_equal(ioq_pool_new(loop, 1024, 64, &pools[0]), 0);
+    assert_int_equal(ioq_pool_new(loop, 8192, 64, &pools[1]), 0);
+    for (int round = 0; round < 2; round++) {
+        ioq_handle pool = pools[round];
+        uint64_t rt = h_tok();
+        size_t want = (size_t)(round + 1) * ROUND;
+        int rc, ended = 0;
+
+        if (round == 1)
+            fa_arm(0, 0);
+        rc = h_recv_pool(loop, s, pool, IOQ_MULTISHOT, rt);
+        fa_arm(0, 0);
+        h_plain_write_all(peer, sent + (size_t)round * ROUND, ROUND);
+        if (rc == IOQ_ENOMEM) {
+            enomem++; /* refused at once: nothing accepted, nothing taken */
+            ended = 1;
+        } else {
+            assert_int_equal(rc, 0);
+        }
+        while (!ended) {
+            ioq_cqe c[8];
+            int n = h_poll_into(loop, c, 8, 100 * 1000000ll);
+            assert_true(n >= 0);
+            for (int i = 0; i < n; i++) {
+                if (c[i].op == IOQ_OP_CANCEL)
+                    continue; /* the cancel below, done */
+                assert_int_equal(c[i].token, rt);
+                if (c[i].flags & IOQ_CQE_BUFFER) {
+                    assert_true(c[i].result > 0);
+                    assert_true(have + (size_t)c[i].result <= want);
+                    memcpy(got + have, ioq_buf(loop, pool, (uint32_t)c[i].value),
+                           (size_t)c[i].result);
+                    have += (size_t)c[i].result;
+                    assert_int_equal(ioq_buf_release(loop, pool, (uint32_t)c[i].value), 0);
+                }
+                if (!(c[i].flags & IOQ_CQE_MORE)) {
+                    if (c[i].result == IOQ_ENOMEM)
+                        enomem++;
+                    else
+                        assert_int_equal(c[i].result, IOQ_ECANCELED);
+                    assert_false(c[i].flags & IOQ_CQE_BUFFER);
+                    ended = 1;
+                }
+            }
+            /* Room was promised to it: it took everything. */
+            if (!ended && have == want && !h_done(loop, rt) && h_pending(loop) == 1) {
+                fa_disarm();
+                assert_int_equal(h_cancel(loop, rt, h_tok()), 0);
+                fa_arm(0, 0);
+            }
+        }
+        fa_disarm();
+        /* No byte lost, none twice, in order: the rest is read plainly. */
+        if (have < want)
+            h_recv_exact(loop, s, got + have, want - have);
+        have = want;
+        assert_memory_equal(got, sent, want);
+        while (h_pending(loop))
+            h_poll(loop, 10 * 1000000ll);
+    }
+    print_message("ended with IOQ_ENOMEM %d times\n", enomem);
+    assert_true(enomem > 0);
+    h_plain_close(peer);
+    h_close_wait(loop, s);
+    h_close_wait(loop, lis);
+    free(sent);
+    free(got);
+    h_finish(loop);
+#else
+    h_skip("allocation failure is not injected on this platform");
+#endif
+}
+
 static const struct CMUnitTest tcp_tests[] = {
     H_TEST(echo),
     H_TEST(recv_before_send),
@@ -852,6 +1027,8 @@ static const struct CMUnitTest tcp_tests[] = {
     H_TEST(reset_mid_send),
     H_TEST(shutdown_after_big_send),
     H_TEST(recv_max_len),
+    H_TEST(accept_multishot_nomem),
+    H_TEST(recv_pool_multishot_nomem),
 };
 
 H_MAIN(tcp_tests)

@@ -1,7 +1,18 @@
 /* Timeouts: order, ties, never early, cancellation, many timers. */
 #include "harness.h"
 
+#include <pthread.h>
+#include <stddef.h>
 #include <stdlib.h>
+#include <time.h>
+#if defined(__linux__)
+#  include <errno.h>
+#  include <linux/filter.h>
+#  include <linux/seccomp.h>
+#  include <sys/prctl.h>
+#  include <sys/syscall.h>
+#  include <unistd.h>
+#endif
 
 #define MS 1000000ull
 
@@ -531,6 +542,126 @@ static void test_ring_grows_wrapped(void **state)
     h_finish(loop);
 }
 
+/* A watchdog that wakes the loop if a poll sleeps far longer than it asked, so that the
+ * bug it catches fails the test instead of hanging it. */
+typedef struct {
+    ioq_loop *loop;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int stop;
+    int fired;
+} watchdog;
+
+#define WATCHDOG_MS 5000
+
+static void *watchdog_run(void *arg)
+{
+    watchdog *w = arg;
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += WATCHDOG_MS / 1000;
+    pthread_mutex_lock(&w->mu);
+    while (!w->stop)
+        if (pthread_cond_timedwait(&w->cv, &w->mu, &until) != 0)
+            break;
+    if (!w->stop) {
+        w->fired = 1;
+        ioq_wake(w->loop);
+    }
+    pthread_mutex_unlock(&w->mu);
+    return NULL;
+}
+
+/* One ioq_poll(timeout_ns) under the watchdog: its count, and how long it took. */
+static int poll_watched(ioq_loop *loop, int64_t timeout_ns, uint64_t *took_ns)
+{
+    watchdog w = {loop, PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0};
+    pthread_t t;
+    uint64_t t0;
+    int n;
+    assert_int_equal(pthread_create(&t, NULL, watchdog_run, &w), 0);
+    t0 = h_mono_ns();
+    n = h_poll(loop, timeout_ns);
+    *took_ns = h_mono_ns() - t0;
+    pthread_mutex_lock(&w.mu);
+    w.stop = 1;
+    pthread_cond_signal(&w.cv);
+    pthread_mutex_unlock(&w.mu);
+    pthread_join(t, NULL);
+    if (w.fired)
+        fail_msg("ioq_poll(%lld ns) was still asleep after %d ms", (long long)timeout_ns,
+                 WATCHDOG_MS);
+    return n;
+}
+
+/* Timers whose time to deadline does not fit in a signed 64-bit count of nanoseconds,
+ * alone in the heap: a poll with a short timeout still returns after that timeout. And a
+ * poll with the longest timeout the header allows returns when a short timer fires. */
+static void huge_timeouts(void)
+{
+    static const uint64_t delays[] = {(uint64_t)INT64_MAX + 1, (uint64_t)INT64_MAX + 1000 * MS,
+                                      UINT64_MAX - 1, UINT64_MAX};
+    ioq_loop *loop = h_loop_new();
+    uint64_t took;
+
+    for (size_t i = 0; i < sizeof delays / sizeof delays[0]; i++) {
+        assert_int_equal(h_timeout(loop, delays[i], 1), 0);
+        assert_int_equal(poll_watched(loop, 100 * MS, &took), 0);
+        assert_true(took >= 100 * MS);
+        assert_int_equal(h_cancel(loop, 1, 2), 0);
+        assert_int_equal(h_wait(loop, 1).result, IOQ_ECANCELED);
+        assert_int_equal(h_wait(loop, 2).result, 1);
+    }
+    /* The huge timer stays; the short one must still end the longest poll. */
+    assert_int_equal(h_timeout(loop, UINT64_MAX, 1), 0);
+    assert_int_equal(h_timeout(loop, 20 * MS, 3), 0);
+    while (!h_logged(loop, 3))
+        poll_watched(loop, INT64_MAX, &took);
+    assert_int_equal(h_wait(loop, 3).result, 0);
+    /* Every other long poll timeout: a wake-up ends it at once. */
+    {
+        static const int64_t waits[] = {INT64_MAX - 1, (int64_t)((1ull << 31) + 5) * (int64_t)MS,
+                                        (int64_t)((1ull << 32) + 5) * (int64_t)MS, -1};
+        for (size_t i = 0; i < sizeof waits / sizeof waits[0]; i++) {
+            ioq_wake(loop);
+            assert_int_equal(poll_watched(loop, waits[i], &took), 0);
+        }
+    }
+    assert_int_equal(h_cancel(loop, 1, 2), 0);
+    assert_int_equal(h_wait(loop, 1).result, IOQ_ECANCELED);
+    h_finish(loop);
+}
+
+static void test_huge_timeout(void **state)
+{
+    (void)state;
+    huge_timeouts();
+}
+
+/* The same where the kernel lacks epoll_pwait2 (before 5.11, or a seccomp profile that
+ * refuses it): epoll waits in milliseconds then. */
+static void test_huge_timeout_ms_wait(void **state)
+{
+    (void)state;
+#if defined(__linux__) && defined(SYS_epoll_pwait2)
+    struct sock_filter f[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_epoll_pwait2, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    };
+    struct sock_fprog prog = {(unsigned short)(sizeof f / sizeof f[0]), f};
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 ||
+        prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) != 0)
+        h_skip("cannot install a seccomp filter here");
+    assert_int_equal(syscall(SYS_epoll_pwait2, -1, NULL, 0, NULL, NULL, 0), -1);
+    assert_int_equal(errno, ENOSYS);
+    huge_timeouts();
+#else
+    h_skip("epoll_pwait2 cannot be taken away here");
+#endif
+}
+
 static const struct CMUnitTest timer_tests[] = {
     H_TEST(deadline_order),
     H_TEST(equal_deadlines),
@@ -549,6 +680,8 @@ static const struct CMUnitTest timer_tests[] = {
     H_TEST(shared_token_many),
     H_TEST(shared_token_cancel),
     H_TEST(ring_grows_wrapped),
+    H_TEST(huge_timeout),
+    H_TEST(huge_timeout_ms_wait),
 };
 
 H_MAIN(timer_tests)

@@ -4,7 +4,8 @@
  * Tens of thousands of random operations (send, recv, recv_pool, timeouts, cancels, closes
  * and shutdowns) on loopback TCP and AF_UNIX stream pairs, while the fault layer under the
  * backend injects EINTR, EAGAIN storms, short counts, resets, ENOBUFS/ENOMEM and delayed
- * completions. Checked for every token: exactly one final completion (and IOQ_CQE_MORE only
+ * completions, and allocations that fail (multishot operations then end with IOQ_ENOMEM).
+ * Checked for every token: exactly one final completion (and IOQ_CQE_MORE only
  * on multishot operations); results consistent with the operation (a full send or an error
  * with the bytes sent before it, a receive within its length, a timeout never early); every
  * byte received is the byte sent at that stream offset; and, with canary bytes around every
@@ -29,7 +30,7 @@
 #include <unistd.h>
 
 /* From the library built with the fault layer (linked statically for it). */
-void ioq__fault_stats(uint64_t out[6]);
+void ioq__fault_stats(uint64_t out[7]);
 
 enum {
     NPAIRS = 12,
@@ -727,21 +728,21 @@ int main(int argc, char **argv)
     }
     free(toks);
 
-    uint64_t f[6];
+    uint64_t f[7];
     ioq__fault_stats(f);
     printf("fault stress %s seed %llu: %llu operations, %llu completions (%llu final, "
            "%llu errors, %llu cancels hit, %llu accepted, %llu connected), "
            "%llu bytes checked, %llu buffers checked; faults: "
-           "%llu EINTR, %llu EAGAIN, %llu short, %llu reset, %llu nomem, %llu delayed "
-           "(%llu in all); lost 0, duplicated 0%s\n",
+           "%llu EINTR, %llu EAGAIN, %llu short, %llu reset, %llu nomem, %llu delayed, "
+           "%llu failed allocations (%llu in all); lost 0, duplicated 0%s\n",
            backend, (unsigned long long)seed, (unsigned long long)n_ops,
            (unsigned long long)n_completions, (unsigned long long)n_final,
            (unsigned long long)n_errors, (unsigned long long)n_cancel_hits,
            (unsigned long long)n_accepted, (unsigned long long)n_connected,
            (unsigned long long)n_bytes, (unsigned long long)nbufs, (unsigned long long)f[0],
            (unsigned long long)f[1], (unsigned long long)f[2], (unsigned long long)f[3],
-           (unsigned long long)f[4], (unsigned long long)f[5],
-           (unsigned long long)(f[0] + f[1] + f[2] + f[3] + f[4] + f[5]),
+           (unsigned long long)f[4], (unsigned long long)f[5], (unsigned long long)f[6],
+           (unsigned long long)(f[0] + f[1] + f[2] + f[3] + f[4] + f[5] + f[6]),
            use_sendv ? "" : "; sendv left out (IOQ_STRESS_SENDV=0)");
     return 0;
 }
