@@ -622,7 +622,8 @@ IOQ_API int ioq_addr_format(const ioq_addr *addr, char *buf, size_t len);
 /* ioq_watch - report the readiness of a descriptor that someone else reads, writes and
  * closes (asyncio's add_reader/add_writer; c-ares, libpq, X11 descriptors).
  * h: a handle of kind IOQ_KIND_WATCH, made with ioq_adopt(loop, fd, IOQ_KIND_WATCH, &h).
- *   Adopting as WATCH a descriptor the loop already has a handle for gives IOQ_EEXIST.
+ *   Adopting as WATCH a descriptor the loop already has a handle for gives IOQ_EEXIST; a
+ *   regular file or a directory (always "ready") gives IOQ_EINVAL.
  *   ioq never reads, writes, closes or changes the flags of a watched descriptor;
  *   ioq_close(h) ends its watches (IOQ_ECANCELED) and forgets it, leaving it open. Close
  *   the handle before closing the descriptor.
@@ -635,7 +636,8 @@ IOQ_API int ioq_addr_format(const ioq_addr *addr, char *buf, size_t len);
  *   value 0. Level-triggered: a multishot watch reports again (IOQ_CQE_MORE) at a later
  *   ioq_poll() while the condition still holds, at most one record per watch per
  *   ioq_poll() call; read or write until the descriptor would block to quiet it.
- *   IOQ_ECANCELED after ioq_cancel/ioq_close.
+ *   A cancelled or closed watch always ends with IOQ_ECANCELED (a report it may have had
+ *   is dropped: it would come again).
  * Returns 0, IOQ_EINVAL (no or unknown events, unknown flags), IOQ_EBADHANDLE (not a live
  *   WATCH handle), IOQ_ENOMEM, IOQ_ENOTSUP (IOCP: the descriptor is not a socket, or the
  *   backend cannot watch).
