@@ -48,6 +48,7 @@ static int backend_from_env(uint32_t *id)
  * ioq_loop_free end with this. */
 static void free_loop_memory(ioq_loop *loop)
 {
+    ioq__notify_fini(loop);
     ioq__posts_fini(loop);
     free(loop->cq);
     free(loop->tbuckets);

@@ -13,3 +13,8 @@ int ioq_signal(ioq_loop *loop, int signum, uint32_t flags, uint64_t token)
         return IOQ_EMISUSE;
     return IOQ_ENOTSUP; /* not built yet */
 }
+
+void ioq__signal_cancel(ioq_loop *loop, ioq__op *op)
+{
+    ioq__complete(loop, op, IOQ_ECANCELED, 0, 0);
+}
