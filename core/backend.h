@@ -89,6 +89,7 @@ struct ioq__op {
                 uint32_t mode;   /* open: permission bits for a created file */
                 uint32_t max;    /* resolve: entries of addr_out */
                 uint32_t events; /* watch: IOQ_WATCH_READABLE / WRITABLE asked for */
+                uint32_t signum; /* signal */
             };
             ioq__pool *pool;    /* recv_pool */
             union {

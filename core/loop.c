@@ -129,6 +129,8 @@ void ioq_loop_free(ioq_loop *loop)
     loop->in_free = true;
     /* Workers first: after this no thread touches caller memory or pushes to the queue. */
     ioq__tp_stop(loop);
+    /* Then signal handlers: after this none reaches the loop. */
+    ioq__signal_fini(loop);
     /* The backend makes the kernel let go of every buffer before we close descriptors. */
     loop->backend->fini(loop);
     ioq__handles_fini(loop);

@@ -139,8 +139,18 @@ struct ioq_loop {
 
     /* notifiers (notify.c) */
     _Atomic(ioq__nmid *) nroot[IOQ__NREC_LEVEL];
-    _Atomic int notify_pending;     /* some notifier's count went from 0 to 1 */
+    /* Some notifier's count went from 0 to 1. Padded to a cache line of its own:
+     * producers write it once per batch, and the loop's busier fields must not bounce
+     * with it (the loop is only 16-byte aligned, hence padding rather than _Alignas). */
+    char pad_notify_[64];
+    _Atomic int notify_pending;
+    char pad_notify2_[64];
     ioq__notifier *notifiers;       /* live ones, for the drain */
+
+    /* signals (signal.c) */
+    _Atomic int signal_pending;     /* a signal this loop watches was delivered */
+    ioq__opq sigops;                /* live ioq_signal ops (qnext/qprev) */
+    uint32_t sig_slot;              /* 1 + index in the process's list of loops, or 0 */
 
     uint32_t threadpool_size;
     bool in_poll;
@@ -239,6 +249,9 @@ void ioq__close_finish(ioq_loop *loop, ioq__handle *h);
 /* Notifications are waiting (notify.c): ioq_notify saw a count of 0. */
 void ioq__notify_drain(ioq_loop *loop);
 void ioq__notify_fini(ioq_loop *loop);
+/* Signals delivered (signal.c); ioq_loop_free: end the loop's signal ops, no completions. */
+void ioq__signal_drain(ioq_loop *loop);
+void ioq__signal_fini(ioq_loop *loop);
 /* A parked op (IOQ__AT_CORE) is cancelled: it completes here. */
 void ioq__notify_cancel(ioq_loop *loop, ioq__op *op);
 void ioq__signal_cancel(ioq_loop *loop, ioq__op *op);
@@ -255,7 +268,7 @@ void ioq__wake_if_blocked(ioq_loop *loop);
 static inline bool ioq__posts_pending(ioq_loop *loop)
 {
     return loop->mpsc_held || !ioq__mpsc_empty(&loop->mpsc) ||
-           atomic_load(&loop->notify_pending);
+           atomic_load(&loop->notify_pending) || atomic_load(&loop->signal_pending);
 }
 /* Turn what the queue holds into completions: posts, and finished thread-pool work. */
 void ioq__posts_drain(ioq_loop *loop);
