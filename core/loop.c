@@ -137,6 +137,7 @@ void ioq_loop_free(ioq_loop *loop)
     /* Before the ops: finished thread-pool work in the queue points into the slab. */
     ioq__posts_fini(loop);
     ioq__ops_fini(loop);
+    ioq__notify_fini(loop);
     free(loop->heap);
     ioq__tp_fini(loop);
     free(loop->cq);
