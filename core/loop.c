@@ -89,6 +89,7 @@ static int backend_from_env(uint32_t *id)
 static void free_loop_memory(ioq_loop *loop)
 {
     tag_give(loop);
+    ioq__notify_fini(loop);
     ioq__posts_fini(loop);
     free(loop->cq);
     free(loop->tbuckets);
@@ -141,6 +142,7 @@ int ioq_loop_new(const ioq_loop_options *opts, ioq_loop **out)
         free_loop_memory(loop);
         return IOQ_ENOMEM;
     }
+    loop->ntag = loop->tag;
     for (size_t i = 0; ioq__os_backends[i]; i++) {
         const ioq__backend *b = ioq__os_backends[i];
         if (o.backend != IOQ_BACKEND_AUTO && b->id != o.backend)
@@ -169,12 +171,15 @@ void ioq_loop_free(ioq_loop *loop)
     loop->in_free = true;
     /* Workers first: after this no thread touches caller memory or pushes to the queue. */
     ioq__tp_stop(loop);
+    /* Then signal handlers: after this none reaches the loop. */
+    ioq__signal_fini(loop);
     /* The backend makes the kernel let go of every buffer before we close descriptors. */
     loop->backend->fini(loop);
     ioq__handles_fini(loop);
     /* Before the ops: finished thread-pool work in the queue points into the slab. */
     ioq__posts_fini(loop);
     ioq__ops_fini(loop);
+    ioq__notify_fini(loop);
     free(loop->heap);
     ioq__tp_fini(loop);
     free(loop->cq);

@@ -473,14 +473,21 @@ int ioq_adopt(ioq_loop *loop, uint64_t os_handle, uint32_t kind, ioq_handle *out
 {
     uint8_t family = 0;
     int rc;
-    if (!loop || !out || kind < IOQ_KIND_TCP || kind > IOQ_KIND_FILE ||
+    if (!loop || !out || kind < IOQ_KIND_TCP || kind > IOQ_KIND_TTY ||
         !ioq__os_valid_fd(os_handle))
         return IOQ_EINVAL;
     if (loop->in_free)
         return IOQ_EMISUSE;
-    /* Before ioq__os_adopt changes the descriptor's flags under the handle that owns it. */
-    if (ioq__handle_by_fd(loop, (int64_t)os_handle))
-        return IOQ_EEXIST;
+    /* Before ioq__os_adopt changes the descriptor's flags under the handle that owns it. A
+     * watch being closed does not own its descriptor: it may be watched again at once. */
+    {
+        ioq__handle *old = ioq__handle_by_fd(loop, (int64_t)os_handle);
+        if (old && !(kind == IOQ_KIND_WATCH && old->kind == IOQ__K_WATCH &&
+                     (old->rstate & IOQ__R_CLOSING)))
+            return IOQ_EEXIST;
+    }
+    if (kind == IOQ_KIND_PIPE || kind == IOQ_KIND_TTY)
+        return ioq__adopt_stream(loop, os_handle, kind, out);
     rc = ioq__os_adopt((int64_t)os_handle, kind, &family);
     if (rc != 0)
         return rc;

@@ -5,6 +5,7 @@
 #include "win.h"
 
 #include <limits.h>
+#include <signal.h>
 #include <mstcpip.h>
 #include <stdlib.h>
 #include <string.h>
@@ -472,6 +473,8 @@ int ioq__os_adopt(int64_t fd, uint32_t kind, uint8_t *family)
     u_long one = 1;
 
     *family = 0;
+    if (kind == IOQ_KIND_WATCH)
+        return ioq__win_is_socket(fd) ? 0 : IOQ_ENOTSUP; /* AFD polls sockets only */
     if (kind == IOQ_KIND_FILE)
         return GetFileType((HANDLE)(intptr_t)fd) == FILE_TYPE_DISK ? 0 : IOQ_EINVAL;
     if (kind == IOQ_KIND_LOCAL)
@@ -606,4 +609,47 @@ void ioq__os_resolve_work(ioq__op *op)
         return;
     }
     ioq__resolve_results(op, res);
+}
+
+/* --- signals ---------------------------------------------------------------------------- */
+
+/* Windows has no POSIX signals: the console's control events stand for three of them,
+ * Ctrl-C for SIGINT, Ctrl-Break for SIGBREAK and closing the console for SIGHUP. The
+ * handler runs on a thread of its own, where counting and waking loops is allowed. */
+#define IOQ__SIGHUP 1
+#ifndef SIGBREAK
+#define SIGBREAK 21
+#endif
+static volatile LONG caught[IOQ__NSIG];
+static volatile LONG ctrl_installed;
+
+static BOOL WINAPI on_console_event(DWORD type)
+{
+    int sig = type == CTRL_C_EVENT       ? SIGINT
+              : type == CTRL_BREAK_EVENT ? SIGBREAK
+              : type == CTRL_CLOSE_EVENT ? IOQ__SIGHUP
+                                         : 0;
+    if (sig == 0 || !caught[sig])
+        return FALSE; /* not ours: the next handler (or the default) decides */
+    ioq__signal_raised(sig);
+    return TRUE;
+}
+
+int ioq__os_signal_check(int signum)
+{
+    if (signum <= 0 || signum >= IOQ__NSIG)
+        return IOQ_EINVAL;
+    return signum == SIGINT || signum == SIGBREAK || signum == IOQ__SIGHUP ? 0 : IOQ_ENOTSUP;
+}
+
+int ioq__os_signal_catch(int signum, bool on)
+{
+    /* Installed once for good: removing it could race an event being handled. */
+    if (on && !ctrl_installed) {
+        if (!SetConsoleCtrlHandler(on_console_event, TRUE))
+            return ioq__os_errno_map((int)GetLastError());
+        ctrl_installed = 1;
+    }
+    caught[signum] = on;
+    return 0;
 }
