@@ -139,6 +139,10 @@ enum {
 #define IOQ__R_CLOSING  0x04u /* ioq_close was called: the value is already stale */
 #define IOQ__R_REG      0x08u /* registered with the kernel multiplexer / completion port */
 #define IOQ__R_EOF      0x20u /* end of stream or an error is pending behind the data */
+#define IOQ__R_NOREAD   0x40u /* PIPE/TTY: opened write-only (recv refused) */
+#define IOQ__R_NOWRITE  0x80u /* PIPE/TTY: opened read-only (send, shutdown refused) */
+#define IOQ__R_SHUTWR   0x100u /* PIPE/TTY: shut down: the write end is closed, sends fail */
+#define IOQ__PIPE_KINDS (IOQ__KIND_BIT(IOQ__K_PIPE) | IOQ__KIND_BIT(IOQ__K_TTY))
 
 /* A handle value: the loop's tag (16 bits), the slot's generation and its index. */
 #define IOQ__INDEX_BITS 24
@@ -296,6 +300,7 @@ static inline ioq__opq *ioq__order_queue(ioq__op *op)
     case IOQ_OP_RECV:
     case IOQ_OP_RECV_POOL:
     case IOQ_OP_RECVFROM:
+    case IOQ_OP_PROCESS_WAIT: /* a receive of the child's end, one at a time */
         return &op->h->readq;
     case IOQ_OP_SEND:
     case IOQ_OP_SENDV:

@@ -134,6 +134,83 @@ static void sendv_msg(ioq__op *op, uring_args *a)
     a->msg.msg_iovlen = cnt;
 }
 
+static void issued(ioq_loop *loop, ioq__op *op, struct io_uring_sqe *sqe)
+{
+    uring_state *s = st(loop);
+    io_uring_sqe_set_data(sqe, op);
+    op->be_u64 = IN_KERNEL;
+    s->inflight++;
+    /* A host sleeping on the ring fd only learns of work that was submitted. */
+    if (ioq__loop_embedded(loop) && enable(s) == 0)
+        io_uring_submit(&s->ring);
+}
+
+/* Pipes, terminals and a child's wait descriptor: read and write, not the socket calls
+ * (recv/send fail with ENOTSOCK on them). Writes go to an io-wq worker (IOSQE_ASYNC): a
+ * write to a pipe without a reader raises SIGPIPE in the thread that runs it, and only a
+ * worker (which blocks every signal) keeps it from the host. Multishot receives are
+ * re-armed one read at a time. A shutdown, and a wait whose child has already ended,
+ * finish here: IOQ__ORDER_NEXT. */
+static int issue_pipe(ioq_loop *loop, ioq__op *op, struct io_uring_sqe *sqe, int fd,
+                      uring_args *a)
+{
+    ioq__handle *h = op->h;
+    int rc = 0;
+    int64_t res;
+    switch (op->code) {
+    case IOQ_OP_RECV:
+        io_uring_prep_read(sqe, fd, op->buf, (unsigned)ioq__f_sqe_len(op, op->len), (uint64_t)-1);
+        break;
+    case IOQ_OP_RECV_POOL:
+        io_uring_prep_read(sqe, fd, NULL, op->pool->size, (uint64_t)-1);
+        sqe->flags |= IOSQE_BUFFER_SELECT;
+        sqe->buf_group = (uint16_t)op->pool->bgid;
+        break;
+    case IOQ_OP_SEND:
+    case IOQ_OP_SENDV:
+        if (h->rstate & IOQ__R_SHUTWR) {
+            rc = IOQ_EPIPE;
+            break;
+        }
+        if (op->code == IOQ_OP_SEND)
+            io_uring_prep_write(sqe, fd, (char *)op->buf + op->done,
+                                (unsigned)ioq__f_sqe_len(op, op->len - op->done), (uint64_t)-1);
+        else {
+            sendv_msg(op, a);
+            io_uring_prep_writev(sqe, fd, a->iov, (unsigned)a->msg.msg_iovlen, (uint64_t)-1);
+        }
+        sqe->flags |= IOSQE_ASYNC;
+        break;
+    case IOQ_OP_SHUTDOWN:
+        rc = ioq__px_pipe_shutdown(h);
+        break;
+    case IOQ_OP_PROCESS_WAIT:
+        if ((rc = ioq__os_process_reap(h->obj, &res)) != 0)
+            break;
+        io_uring_prep_poll_add(sqe, fd, POLLIN);
+        break;
+    default:
+        rc = IOQ_ENOTSUP;
+        break;
+    }
+    if (rc == 0) {
+        issued(loop, op, sqe);
+        return 0;
+    }
+    /* Finished without the kernel: the SQE taken above becomes a no-op nobody waits for. */
+    io_uring_prep_nop(sqe);
+    io_uring_sqe_set_data64(sqe, UD_CANCEL);
+    if (op->code == IOQ_OP_PROCESS_WAIT && rc == 1) {
+        ioq__order_complete(loop, op, res, 0, 0);
+        return IOQ__ORDER_NEXT;
+    }
+    if (op->code == IOQ_OP_SHUTDOWN && rc == 0) {
+        ioq__order_complete(loop, op, 0, 0, 0);
+        return IOQ__ORDER_NEXT;
+    }
+    return rc;
+}
+
 /* Put op into the kernel. Returns 0 or a negative IOQ_E* (nothing was queued). */
 static int issue(ioq_loop *loop, ioq__op *op)
 {
@@ -155,6 +232,8 @@ static int issue(ioq_loop *loop, ioq__op *op)
         return IOQ_EBUSY;
     fd = ioq__f_sqe_fd(op, fd);
 
+    if (h && (IOQ__KIND_BIT(h->kind) & (IOQ__PIPE_KINDS | IOQ__KIND_BIT(IOQ__K_PROCESS))))
+        return issue_pipe(loop, op, sqe, fd, a);
     switch (op->code) {
     case IOQ_OP_ACCEPT:
         if ((op->flags & IOQ_MULTISHOT) && !s->emulate_multishot_accept)
@@ -224,12 +303,7 @@ static int issue(ioq_loop *loop, ioq__op *op)
         io_uring_prep_nop(sqe);
         break;
     }
-    io_uring_sqe_set_data(sqe, op);
-    op->be_u64 = IN_KERNEL;
-    s->inflight++;
-    /* A host sleeping on the ring fd only learns of work that was submitted. */
-    if (ioq__loop_embedded(loop) && enable(s) == 0)
-        io_uring_submit(&s->ring);
+    issued(loop, op, sqe);
     return 0;
 }
 
@@ -373,6 +447,22 @@ static void on_cqe(ioq_loop *loop, ioq__op *op, int res, uint32_t cflags)
     case IOQ_OP_OPEN:
         ioq__open_done(loop, op, res < 0 ? map_res(op, res) : 0, res);
         return;
+    case IOQ_OP_PROCESS_WAIT: {
+        /* The wait descriptor polled readable: the child has ended. */
+        int64_t status = 0;
+        int rc;
+        if (res < 0) {
+            finish(loop, op, map_res(op, res), 0, 0);
+            return;
+        }
+        rc = ioq__os_process_reap(h->obj, &status);
+        if (rc == 0 && !op->cancelled) {
+            if ((rc = issue(loop, op)) == 0 || rc == IOQ__ORDER_NEXT)
+                return; /* polled again, or finished by the reap in issue */
+        }
+        finish(loop, op, rc == 1 ? status : rc == 0 ? IOQ_ECANCELED : rc, 0, 0);
+        return;
+    }
     case IOQ_OP_WRITE:
         ioq__write_result(loop, op, res > 0 ? (size_t)res : 0, res < 0 ? map_res(op, res) : 0,
                           issue);
