@@ -77,7 +77,7 @@ static int epoll_handle_open(ioq_loop *loop, ioq__handle *h)
 {
     epoll_state *s = ioq__backend_data(loop);
     struct epoll_event ev;
-    if (h->kind == IOQ__K_FILE)
+    if (h->kind == IOQ__K_FILE || h->kind == IOQ__K_WATCH)
         return 0; /* regular files are always "ready": they go to the thread pool */
     memset(&ev, 0, sizeof ev);
     ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;

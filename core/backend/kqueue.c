@@ -162,7 +162,7 @@ static int kq_handle_open(ioq_loop *loop, ioq__handle *h)
     int n = 0, rc;
     void *cookie;
 
-    if (h->kind == IOQ__K_FILE)
+    if (h->kind == IOQ__K_FILE || h->kind == IOQ__K_WATCH)
         return 0; /* regular files are always "ready": they go to the thread pool */
     cookie = cookie_of(loop, h);
     /* A listener is never written to, and some systems refuse EVFILT_WRITE on one. WRITE

@@ -337,6 +337,11 @@ int ioq__os_adopt(int64_t fd64, uint32_t kind, uint8_t *family)
     socklen_t slen = sizeof ss;
     struct stat st;
 
+    if (kind == IOQ_KIND_WATCH) {
+        /* Only watched: any open descriptor will do, and nothing about it changes. */
+        *family = 0;
+        return fcntl(fd, F_GETFD) < 0 ? IOQ_EINVAL : 0;
+    }
     if (kind == IOQ_KIND_FILE) {
         if (fstat(fd, &st) < 0 || S_ISSOCK(st.st_mode) || S_ISDIR(st.st_mode))
             return IOQ_EINVAL;

@@ -317,6 +317,8 @@ static void finish(ioq_loop *loop, ioq__op *op, int64_t res, uint64_t value, uin
 static int uring_start(ioq_loop *loop, ioq__op *op)
 {
     ioq__handle *h = op->h;
+    if (op->code == IOQ_OP_WATCH)
+        return IOQ_ENOTSUP;
     if (op->code == IOQ_OP_CONNECT || op->code == IOQ_OP_LOCAL_CONNECT) {
         int domain = op->code == IOQ_OP_CONNECT ? ioq__px_family(op->addr.family) : AF_UNIX;
         struct sockaddr_storage ss;
@@ -653,7 +655,8 @@ static int uring_handle_open(ioq_loop *loop, ioq__handle *h)
 {
     int fl;
     (void)loop;
-    if (h->kind == IOQ__K_FILE || h->fd < 0)
+    /* A watched descriptor is the caller's: its flags stay as they are. */
+    if (h->kind == IOQ__K_FILE || h->kind == IOQ__K_WATCH || h->fd < 0)
         return 0;
     /* io_uring waits for sockets itself. An O_NONBLOCK socket (from listen, bind or adopt)
      * would make an operation that the kernel hands to an io-wq worker fail with EAGAIN
