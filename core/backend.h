@@ -168,7 +168,8 @@ struct ioq__handle {
     ioq__op *close_op;  /* the close waiting for ops to drain */
     ioq__opq readq, writeq; /* stream order: see ioq__order_* */
     ioq__pool *pool;    /* kind POOL */
-    void *obj;          /* the core's object of kinds without a descriptor (NOTIFIER) */
+    void *obj;          /* the core's object of kinds without a descriptor (NOTIFIER), the
+                         * OS layer's record of a PROCESS, a TTY's saved mode */
     ioq__handle *next_free;
     void *be;           /* backend private */
 };

@@ -169,7 +169,7 @@ static int issue_pipe(ioq_loop *loop, ioq__op *op, struct io_uring_sqe *sqe, int
     case IOQ_OP_SEND:
     case IOQ_OP_SENDV:
         if (h->rstate & IOQ__R_SHUTWR) {
-            rc = IOQ_EPIPE;
+            rc = IOQ_EPIPE; /* behind a shutdown: completes with EPIPE, as on a socket */
             break;
         }
         if (op->code == IOQ_OP_SEND)
@@ -204,8 +204,8 @@ static int issue_pipe(ioq_loop *loop, ioq__op *op, struct io_uring_sqe *sqe, int
         ioq__order_complete(loop, op, res, 0, 0);
         return IOQ__ORDER_NEXT;
     }
-    if (op->code == IOQ_OP_SHUTDOWN && rc == 0) {
-        ioq__order_complete(loop, op, 0, 0, 0);
+    if ((op->code == IOQ_OP_SHUTDOWN && rc == 0) || rc == IOQ_EPIPE) {
+        ioq__order_complete(loop, op, rc, op->done, 0);
         return IOQ__ORDER_NEXT;
     }
     return rc;
