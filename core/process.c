@@ -103,7 +103,7 @@ int ioq_tty_get_size(ioq_loop *loop, ioq_handle tty, uint32_t *cols, uint32_t *r
 /* What an IOQ_STDIO_HANDLE may name: anything with a descriptor a child can use. */
 #define STDIO_KINDS                                                                        \
     (IOQ__KIND_BIT(IOQ__K_PIPE) | IOQ__KIND_BIT(IOQ__K_TTY) | IOQ__KIND_BIT(IOQ__K_TCP) |  \
-     IOQ__KIND_BIT(IOQ__K_LOCAL) | IOQ__KIND_BIT(IOQ__K_UDP) | IOQ__KIND_BIT(IOQ__K_FILE))
+     IOQ__KIND_BIT(IOQ__K_LOCAL) | IOQ__KIND_BIT(IOQ__K_FILE))
 
 int ioq_spawn(ioq_loop *loop, const ioq_process_options *opts, ioq_handle *process,
               ioq_handle pipes[3])

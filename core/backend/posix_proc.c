@@ -381,7 +381,7 @@ static void child(const ioq_process_options *o, int src[3], char *const *envp,
         execve(o->file, (char *const *)o->argv, envp);
         goto fail;
     }
-    /* PATH search (the parent's PATH, read before fork). An entry that cannot be searched
+    /* PATH search (PATH read before fork). An entry that cannot be searched
      * is passed over; EACCES is reported if no entry had the program. */
     {
         const char *p = path;
@@ -441,7 +441,14 @@ int ioq__os_spawn(const ioq_process_options *o, const int64_t fds[3], void **pro
         src[i] = fds[i] == IOQ__OS_DEVNULL ? devnull : (int)fds[i];
     }
     if ((o->flags & IOQ_SPAWN_SEARCH_PATH) && !strchr(o->file, '/')) {
-        path = getenv("PATH");
+        /* The child's PATH when its environment is given, else ours. */
+        if (o->env) {
+            for (const char *const *e = o->env; *e; e++)
+                if (strncmp(*e, "PATH=", 5) == 0)
+                    path = *e + 5;
+        } else {
+            path = getenv("PATH");
+        }
         if (!path || !*path)
             path = "/usr/local/bin:/bin:/usr/bin";
         if (!(pathbuf = malloc(strlen(path) + strlen(o->file) + 2))) {
