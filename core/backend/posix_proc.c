@@ -7,12 +7,14 @@
  * never installs a SIGCHLD handler: each child has a "wait descriptor" that turns readable
  * when it ends, and the backends wait on it like on any descriptor.
  *  - Linux 5.3 and later: a pidfd (pidfd_open), readable once the child has exited.
- *  - Elsewhere, or when pidfd_open is refused: the read end of a pipe whose write end a
- *    small thread closes once waitid(WNOWAIT) says the child ended (the thread reaps
- *    nothing: the loop does, so the exit status reaches ioq_process_wait).
- * The loop reaps with waitid(WNOHANG) when the descriptor is readable. A process handle
- * closed before its child ended hands the child to a detached thread that blocks in
- * waitpid for it: no zombie is ever left by ioq. A host that reaps every child itself
+ *    The loop reaps with waitid(WNOHANG) when it is readable; a process handle closed
+ *    before its child ended hands the child to a detached thread that blocks in waitpid
+ *    for it.
+ *  - Elsewhere, or when pidfd_open is refused (older kernels, valgrind): a small thread
+ *    per child blocks in waitpid, leaves the status for the loop, then closes the write
+ *    end of a pipe whose read end is the wait descriptor. It reaps the child whether or
+ *    not its handle is still open.
+ * Either way no zombie is ever left by ioq. A host that reaps every child itself
  * (waitpid(-1) in a SIGCHLD handler) takes the status away: the wait then ends with
  * IOQ_ESRCH.
  *
@@ -28,6 +30,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -251,11 +254,26 @@ int ioq__os_tty_size(int64_t fd, uint32_t *cols, uint32_t *rows)
 
 /* --- child processes ---------------------------------------------------------------------- */
 
+/* Without pidfd, the thread that waits for a child reaps it and leaves the status here for
+ * the loop (refs: the thread and the process handle, whichever lets go last frees it). */
+typedef struct {
+    atomic_int refs;
+    atomic_int done;  /* set (release) once result is written */
+    int64_t result;
+} px_shared;
+
 typedef struct {
     pid_t pid;
     bool reaped;
-    int64_t result;  /* once reaped: exit code, or 256 + signal */
+    int64_t result;   /* once reaped: exit code, or 256 + signal */
+    px_shared *sh;    /* without pidfd: the waiting thread's record */
 } px_proc;
+
+static void shared_unref(px_shared *sh)
+{
+    if (atomic_fetch_sub_explicit(&sh->refs, 1, memory_order_acq_rel) == 1)
+        free(sh);
+}
 
 /* Run fn(arg) on a detached thread with every signal blocked (the host's handlers must never
  * run there) and a small stack. */
@@ -279,21 +297,31 @@ static int detached(void *(*fn)(void *), void *arg)
 typedef struct {
     pid_t pid;
     int wfd;
+    px_shared *sh;
 } watch_arg;
 
-/* Without pidfd: wait until the child ends, without reaping it, then close the write end so
- * the loop's read end turns readable. */
+/* Without pidfd: reap the child when it ends, leave its status, then close the write end so
+ * that the loop's read end turns readable (the status is there before the loop looks). A
+ * child whose handle was closed is reaped all the same. */
 static void *exit_watch(void *p)
 {
     watch_arg *a = p;
-    siginfo_t si;
-    while (waitid(P_PID, (id_t)a->pid, &si, WEXITED | WNOWAIT) < 0 && errno == EINTR)
+    int st = 0;
+    pid_t r;
+    while ((r = waitpid(a->pid, &st, 0)) < 0 && errno == EINTR)
         ;
+    a->sh->result = r < 0                 ? IOQ_ESRCH
+                    : WIFEXITED(st)       ? (int64_t)WEXITSTATUS(st)
+                    : WIFSIGNALED(st)     ? 256 + (int64_t)WTERMSIG(st)
+                                          : IOQ_EUNKNOWN;
+    atomic_store_explicit(&a->sh->done, 1, memory_order_release);
     close(a->wfd);
+    shared_unref(a->sh);
     free(a);
     return NULL;
 }
 
+/* With pidfd, a child whose handle is closed before it ends gets a thread that reaps it. */
 static void *orphan_reap(void *p)
 {
     pid_t pid = (pid_t)(intptr_t)p;
@@ -303,13 +331,13 @@ static void *orphan_reap(void *p)
 }
 
 /* A descriptor readable once the child has ended: 0 and *out, or IOQ_E*. */
-static int wait_fd(pid_t pid, int64_t *out)
+static int wait_fd(px_proc *p, int64_t *out)
 {
     int fds[2], rc;
     watch_arg *a;
 #if defined(__linux__) && defined(SYS_pidfd_open)
     if (!getenv("IOQ_NO_PIDFD")) { /* the tests' way to run the fallback below */
-        int fd = (int)syscall(SYS_pidfd_open, pid, 0);
+        int fd = (int)syscall(SYS_pidfd_open, p->pid, 0);
         if (fd >= 0) {
             fcntl(fd, F_SETFD, FD_CLOEXEC);
             *out = fd;
@@ -321,15 +349,25 @@ static int wait_fd(pid_t pid, int64_t *out)
 #endif
     if ((rc = cloexec_pipe(fds)) != 0)
         return rc;
-    if (!(a = malloc(sizeof *a))) {
+    a = malloc(sizeof *a);
+    p->sh = calloc(1, sizeof *p->sh);
+    if (!a || !p->sh) {
+        free(a);
+        free(p->sh);
+        p->sh = NULL;
         close(fds[0]);
         close(fds[1]);
         return IOQ_ENOMEM;
     }
-    a->pid = pid;
+    atomic_init(&p->sh->refs, 2);
+    atomic_init(&p->sh->done, 0);
+    a->pid = p->pid;
     a->wfd = fds[1];
+    a->sh = p->sh;
     if ((rc = detached(exit_watch, a)) != 0) {
         free(a);
+        free(p->sh);
+        p->sh = NULL;
         close(fds[0]);
         close(fds[1]);
         return ioq__os_errno_map(rc);
@@ -493,7 +531,7 @@ int ioq__os_spawn(const ioq_process_options *o, const int64_t fds[3], void **pro
         goto out;
     }
     p->pid = pid;
-    if ((rc = wait_fd(pid, wfd)) != 0) {
+    if ((rc = wait_fd(p, wfd)) != 0) {
         /* The child runs but cannot be waited for: end it rather than lose it. */
         kill(pid, SIGKILL);
         while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
@@ -514,7 +552,14 @@ int ioq__os_process_reap(void *proc, int64_t *result)
 {
     px_proc *p = proc;
     siginfo_t si;
-    if (!p->reaped) {
+    if (!p->reaped && p->sh) {
+        if (!atomic_load_explicit(&p->sh->done, memory_order_acquire))
+            return 0;
+        if (p->sh->result < 0)
+            return (int)p->sh->result;
+        p->result = p->sh->result;
+        p->reaped = true;
+    } else if (!p->reaped) {
         int r;
         memset(&si, 0, sizeof si);
         do
@@ -537,7 +582,7 @@ int ioq__os_process_kill(void *proc, int sig)
     if (sig < 0 || sig >= NSIG)
         return IOQ_EINVAL;
     /* Once reaped the pid may belong to another process: never signal it. */
-    if (p->reaped)
+    if (p->reaped || (p->sh && atomic_load_explicit(&p->sh->done, memory_order_acquire)))
         return IOQ_ESRCH;
     if (kill(p->pid, sig) < 0)
         return errno == ESRCH ? IOQ_ESRCH : ioq__os_errno_map(errno);
@@ -552,11 +597,14 @@ void ioq__os_process_free(void *proc, bool kill_it)
     int64_t res;
     if (!p)
         return;
-    if (kill_it && !p->reaped)
-        kill(p->pid, SIGKILL);
-    /* Still running: a thread waits for it, so that it never stays a zombie. Without a
-     * thread to spare it would (blocking the loop instead is worse). */
-    if (ioq__os_process_reap(p, &res) == 0)
+    if (kill_it)
+        ioq__os_process_kill(p, SIGKILL);
+    if (p->sh) {
+        shared_unref(p->sh); /* its thread reaps the child */
+    } else if (ioq__os_process_reap(p, &res) == 0) {
+        /* Still running: a thread waits for it, so that it never stays a zombie. Without a
+         * thread to spare it would (blocking the loop instead is worse). */
         (void)detached(orphan_reap, (void *)(intptr_t)p->pid);
+    }
     free(p);
 }
