@@ -86,6 +86,8 @@ static void os_obj_free(ioq__handle *h)
 void ioq__handle_destroy(ioq_loop *loop, ioq__handle *h)
 {
     os_obj_free(h);
+    if (h->kind == IOQ__K_NOTIFIER)
+        ioq__notifier_free(loop, h);
     if (h->fd >= 0 || h->kind == IOQ__K_CONNECTING) {
         if (loop->backend->handle_close)
             loop->backend->handle_close(loop, h);

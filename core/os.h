@@ -65,5 +65,15 @@ int64_t ioq__os_process_pid(void *proc);
 /* The handle is gone: free the record (kill: end the child first). A child still running
  * is reaped when it ends, never left a zombie. */
 void ioq__os_process_free(void *proc, bool kill);
+/* Signals (signal.c). Signal numbers below IOQ__NSIG only. */
+#define IOQ__NSIG 65
+/* 0 if ioq can catch signum here; IOQ_EINVAL (no such signal, SIGKILL, SIGSTOP) or
+ * IOQ_ENOTSUP. */
+int ioq__os_signal_check(int signum);
+/* Catch signum with a handler that calls ioq__signal_raised (on), or give the signal back
+ * the action it had before (off). 0 or IOQ_E*. */
+int ioq__os_signal_catch(int signum, bool on);
+/* Called by the OS layer's handler, in signal context: async-signal-safe. */
+void ioq__signal_raised(int signum);
 
 #endif /* IOQ_OS_H */

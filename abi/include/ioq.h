@@ -629,7 +629,8 @@ IOQ_API int ioq_addr_format(const ioq_addr *addr, char *buf, size_t len);
 /* ioq_watch - report the readiness of a descriptor that someone else reads, writes and
  * closes (asyncio's add_reader/add_writer; c-ares, libpq, X11 descriptors).
  * h: a handle of kind IOQ_KIND_WATCH, made with ioq_adopt(loop, fd, IOQ_KIND_WATCH, &h).
- *   Adopting as WATCH a descriptor the loop already has a handle for gives IOQ_EEXIST.
+ *   Adopting as WATCH a descriptor the loop already has a handle for gives IOQ_EEXIST; a
+ *   regular file or a directory (always "ready") gives IOQ_EINVAL.
  *   ioq never reads, writes, closes or changes the flags of a watched descriptor;
  *   ioq_close(h) ends its watches (IOQ_ECANCELED) and forgets it, leaving it open. Close
  *   the handle before closing the descriptor.
@@ -642,10 +643,11 @@ IOQ_API int ioq_addr_format(const ioq_addr *addr, char *buf, size_t len);
  *   value 0. Level-triggered: a multishot watch reports again (IOQ_CQE_MORE) at a later
  *   ioq_poll() while the condition still holds, at most one record per watch per
  *   ioq_poll() call; read or write until the descriptor would block to quiet it.
- *   IOQ_ECANCELED after ioq_cancel/ioq_close.
+ *   A cancelled or closed watch always ends with IOQ_ECANCELED (a report it may have had
+ *   is dropped: it would come again).
  * Returns 0, IOQ_EINVAL (no or unknown events, unknown flags), IOQ_EBADHANDLE (not a live
- *   WATCH handle), IOQ_ENOMEM, IOQ_ENOTSUP (IOCP: the descriptor is not a socket, or the
- *   backend cannot watch).
+ *   WATCH handle), IOQ_ENOMEM, IOQ_ENOTSUP (the backend cannot watch: IOCP for now; once
+ *   AFD polling is built there, a descriptor that is not a socket).
  * Since: 1.1 */
 IOQ_API int ioq_watch(ioq_loop *loop, ioq_handle h, uint32_t events, uint32_t flags,
                       uint64_t token);
@@ -688,8 +690,8 @@ IOQ_API int ioq_notify_wait(ioq_loop *loop, ioq_handle notifier, uint32_t flags,
  * Completion: result the number of deliveries since the previous completion (>= 1;
  *   deliveries that arrive together coalesce); value signum. IOQ_ECANCELED.
  * Returns 0, IOQ_EINVAL (bad signum, SIGKILL, SIGSTOP, unknown flags), IOQ_ENOTSUP (the
- *   platform cannot catch it: on Windows only SIGINT, SIGBREAK and SIGHUP, as console
- *   control events), IOQ_ENOMEM.
+ *   platform cannot catch it: Windows for now; SIGINT, SIGBREAK and SIGHUP as console
+ *   control events are planned), IOQ_ENOMEM (more than 64 loops watch signals).
  * Since: 1.1 */
 IOQ_API int ioq_signal(ioq_loop *loop, int signum, uint32_t flags, uint64_t token);
 

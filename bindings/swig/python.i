@@ -371,6 +371,10 @@ static int ioq_py_text(PyObject *obj, const char **out, int allow_none)
 %ignore ioq_addr;
 %ignore ioq_iov;
 %ignore ioq_loop_options;
+/* Since 1.1; struct proxies inside the ioq package would reach the C module through a
+ * name Python mangles in class bodies (__ioq), as for the structs above. */
+%ignore ioq_stdio;
+%ignore ioq_process_options;
 
 /* Writable buffers (recv, recvfrom, read) and readable ones (send, sendto, write). */
 %typemap(in) (void *buf, size_t len) (PyObject *pin = NULL) {

@@ -684,3 +684,17 @@ void ioq__os_process_free(void *proc, bool kill)
     (void)proc;
     (void)kill;
 }
+/* --- signals ---------------------------------------------------------------------------- */
+
+/* Console control events (SIGINT, SIGBREAK, SIGHUP) are not built yet. */
+int ioq__os_signal_check(int signum)
+{
+    return signum <= 0 || signum >= IOQ__NSIG ? IOQ_EINVAL : IOQ_ENOTSUP;
+}
+
+int ioq__os_signal_catch(int signum, bool on)
+{
+    (void)signum;
+    (void)on;
+    return IOQ_ENOTSUP;
+}
