@@ -146,10 +146,11 @@ static void test_cancel_close(void **state)
     h_close_wait(loop, p[1]);
     ioq_cqe sc = h_wait(loop, s);
     assert_int_equal(sc.result, IOQ_ECANCELED);
-    /* The receive still waiting sees the data that went out, or its close. */
+    /* The receive still waiting sees the data that went out, the end of the stream (if the
+     * send was cancelled before it wrote anything), or its own close. */
     h_close_wait(loop, p[0]);
     ioq_cqe rc = h_wait(loop, r2);
-    assert_true(rc.result == IOQ_ECANCELED || rc.result > 0);
+    assert_true(rc.result == IOQ_ECANCELED || rc.result >= 0);
     h_finish(loop);
 }
 
