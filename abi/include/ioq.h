@@ -591,9 +591,9 @@ IOQ_API int ioq_setopt(ioq_loop *loop, ioq_handle h, uint32_t opt, int64_t value
  * non-blocking where the kind needs it.
  * Since 1.1, IOQ_KIND_PIPE takes a pipe, FIFO, character device or stream socket (stdin,
  * stdout...) and IOQ_KIND_TTY a terminal; they become streams as described at ioq_pipe().
- * The descriptor is made close-on-exec, and non-blocking on epoll and kqueue (blocking on
- * io_uring): its file status flags are shared with every copy of it (a shell's terminal,
- * a parent's pipe). A descriptor open for reading only refuses sends, one open for writing
+ * The descriptor is made non-blocking on epoll and kqueue (blocking on io_uring): its file
+ * status flags are shared with every copy of it (a shell's terminal, a parent's pipe). Its
+ * close-on-exec flag is left as it is. A descriptor open for reading only refuses sends, one open for writing
  * only refuses receives (IOQ_EBADHANDLE).
  * Returns 0, IOQ_EINVAL (bad kind or descriptor, a regular file as PIPE), IOQ_ENOTTY (not
  *   a terminal, as TTY), IOQ_ENOMEM.

@@ -182,7 +182,8 @@ int ioq__os_stream_adopt(int64_t fd64, uint32_t kind, uint16_t *rstate)
         *rstate |= IOQ__R_NOREAD;
     if ((fl & O_ACCMODE) == O_RDONLY)
         *rstate |= IOQ__R_NOWRITE;
-    fcntl(fd, F_SETFD, FD_CLOEXEC);
+    /* Close-on-exec stays as the caller had it: stdin or stdout adopted here may still be
+     * meant for the children the host starts itself. */
     no_sigpipe_fd(fd);
     return ioq__px_set_nonblock(fd);
 }
@@ -402,8 +403,11 @@ static void child(const ioq_process_options *o, int src[3], char *const *envp,
             goto fail;
     }
     for (int i = 0; i < 3; i++) {
-        if (src[i] < 0)
-            continue; /* inherited as it is */
+        if (src[i] < 0) {
+            /* Inherited: also when ioq made it close-on-exec (a closed one stays closed). */
+            fcntl(i, F_SETFD, 0);
+            continue;
+        }
         if (src[i] == i) {
             if (fcntl(i, F_SETFD, 0) < 0)
                 goto fail;

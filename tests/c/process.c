@@ -392,6 +392,39 @@ static void test_stdio_kinds(void **state)
     h_finish(loop);
 }
 
+/* An inherited stdio descriptor reaches the child even when it is close-on-exec in the
+ * parent (as a descriptor ioq made or a host marked). */
+static void test_inherit_cloexec(void **state)
+{
+    (void)state;
+    ioq_loop *loop = h_loop_new();
+    int raw[2], saved = dup(1);
+    assert_true(saved >= 0);
+    assert_int_equal(pipe(raw), 0);
+    assert_int_equal(dup2(raw[1], 1), 1);
+    assert_int_equal(fcntl(1, F_SETFD, FD_CLOEXEC), 0);
+    close(raw[1]);
+    const char *argv[4];
+    ioq_process_options o = sh_opts("echo inherited", argv);
+    ioq_handle p;
+    int rc = ioq_spawn(loop, &o, &p, NULL);
+    dup2(saved, 1); /* stdout back before any assertion may print */
+    close(saved);
+    assert_int_equal(rc, 0);
+    char buf[32];
+    ssize_t n, got = 0;
+    while ((n = read(raw[0], buf + got, sizeof buf - (size_t)got)) > 0)
+        got += n;
+    close(raw[0]);
+    assert_int_equal(got, 10);
+    assert_memory_equal(buf, "inherited\n", 10);
+    uint64_t t = h_tok();
+    assert_int_equal(h_wait_proc(loop, p, t), 0);
+    assert_int_equal(h_wait(loop, t).result, 0);
+    h_close_wait(loop, p);
+    h_finish(loop);
+}
+
 static void test_new_session(void **state)
 {
     (void)state;
@@ -563,6 +596,7 @@ int main(int argc, char **argv)
         H_TEST(close_no_kill), H_TEST(wait_cancel),  H_TEST(env_cwd),
         H_TEST(stdio_kinds),  H_TEST(new_session),   H_TEST(bad_args),
         H_TEST(exactly_once), H_TEST(no_pidfd),      H_TEST(loop_free),
+        H_TEST(inherit_cloexec),
     };
     return h_main(argc, argv, "process", group, sizeof group / sizeof group[0]);
 }
