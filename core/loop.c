@@ -88,6 +88,7 @@ int ioq_loop_new(const ioq_loop_options *opts, ioq_loop **out)
     if (!loop)
         return IOQ_ENOMEM;
     loop->tag = (uint16_t)(atomic_fetch_add(&loop_tags, 1) % 0xffff + 1);
+    loop->ntag = loop->tag;
     /* First: free_loop_memory takes the posts' queue down whatever failed after it. */
     posts_ok = ioq__posts_init(loop);
     loop->cq = malloc(256 * sizeof *loop->cq);

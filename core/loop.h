@@ -138,6 +138,9 @@ struct ioq_loop {
     ioq__tpool tp;
 
     /* notifiers (notify.c) */
+    uint16_t ntag;                  /* tag again, for ioq_notify: the line of tag is also
+                                       the completion ring's, which the loop writes at
+                                       every completion */
     _Atomic(ioq__nmid *) nroot[IOQ__NREC_LEVEL];
     /* Some notifier's count went from 0 to 1. Padded to a cache line of its own:
      * producers write it once per batch, and the loop's busier fields must not bounce

@@ -107,7 +107,7 @@ int ioq_notify(ioq_loop *loop, ioq_handle v)
     if (!loop)
         return IOQ_EINVAL;
     /* The tag is set once at loop creation: safe to read from any thread. */
-    if ((uint16_t)(v >> 48) != loop->tag || !(rec = rec_find(loop, index)))
+    if ((uint16_t)(v >> 48) != loop->ntag || !(rec = rec_find(loop, index)))
         return IOQ_EBADHANDLE;
     w = atomic_load(rec);
     for (;;) {

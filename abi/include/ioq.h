@@ -690,8 +690,9 @@ IOQ_API int ioq_notify_wait(ioq_loop *loop, ioq_handle notifier, uint32_t flags,
  * Completion: result the number of deliveries since the previous completion (>= 1;
  *   deliveries that arrive together coalesce); value signum. IOQ_ECANCELED.
  * Returns 0, IOQ_EINVAL (bad signum, SIGKILL, SIGSTOP, unknown flags), IOQ_ENOTSUP (the
- *   platform cannot catch it: Windows for now; SIGINT, SIGBREAK and SIGHUP as console
- *   control events are planned), IOQ_ENOMEM (more than 64 loops watch signals).
+ *   platform cannot catch it: on Windows all but SIGINT (Ctrl-C), SIGBREAK (Ctrl-Break) and
+ *   SIGHUP (the console closes), which come from the console control handler), IOQ_ENOMEM
+ *   (more than 64 loops watch signals).
  * Since: 1.1 */
 IOQ_API int ioq_signal(ioq_loop *loop, int signum, uint32_t flags, uint64_t token);
 

@@ -5,6 +5,7 @@
 #include "win.h"
 
 #include <limits.h>
+#include <signal.h>
 #include <mstcpip.h>
 #include <stdlib.h>
 #include <string.h>
@@ -686,15 +687,43 @@ void ioq__os_process_free(void *proc, bool kill)
 }
 /* --- signals ---------------------------------------------------------------------------- */
 
-/* Console control events (SIGINT, SIGBREAK, SIGHUP) are not built yet. */
+/* Windows has no POSIX signals: the console's control events stand for three of them,
+ * Ctrl-C for SIGINT, Ctrl-Break for SIGBREAK and closing the console for SIGHUP. The
+ * handler runs on a thread of its own, where counting and waking loops is allowed. */
+#define IOQ__SIGHUP 1
+#ifndef SIGBREAK
+#define SIGBREAK 21
+#endif
+static volatile LONG caught[IOQ__NSIG];
+static volatile LONG ctrl_installed;
+
+static BOOL WINAPI on_console_event(DWORD type)
+{
+    int sig = type == CTRL_C_EVENT       ? SIGINT
+              : type == CTRL_BREAK_EVENT ? SIGBREAK
+              : type == CTRL_CLOSE_EVENT ? IOQ__SIGHUP
+                                         : 0;
+    if (sig == 0 || !caught[sig])
+        return FALSE; /* not ours: the next handler (or the default) decides */
+    ioq__signal_raised(sig);
+    return TRUE;
+}
+
 int ioq__os_signal_check(int signum)
 {
-    return signum <= 0 || signum >= IOQ__NSIG ? IOQ_EINVAL : IOQ_ENOTSUP;
+    if (signum <= 0 || signum >= IOQ__NSIG)
+        return IOQ_EINVAL;
+    return signum == SIGINT || signum == SIGBREAK || signum == IOQ__SIGHUP ? 0 : IOQ_ENOTSUP;
 }
 
 int ioq__os_signal_catch(int signum, bool on)
 {
-    (void)signum;
-    (void)on;
-    return IOQ_ENOTSUP;
+    /* Installed once for good: removing it could race an event being handled. */
+    if (on && !ctrl_installed) {
+        if (!SetConsoleCtrlHandler(on_console_event, TRUE))
+            return ioq__os_errno_map((int)GetLastError());
+        ctrl_installed = 1;
+    }
+    caught[signum] = on;
+    return 0;
 }
