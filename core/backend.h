@@ -150,6 +150,10 @@ enum {
 #define IOQ__R_CLOSING  0x04u /* ioq_close was called: the value is already stale */
 #define IOQ__R_REG      0x08u /* registered with the kernel multiplexer / completion port */
 #define IOQ__R_EOF      0x20u /* end of stream or an error is pending behind the data */
+#define IOQ__R_NOREAD   0x40u /* PIPE/TTY: opened write-only (recv refused) */
+#define IOQ__R_NOWRITE  0x80u /* PIPE/TTY: opened read-only (send, shutdown refused) */
+#define IOQ__R_SHUTWR   0x100u /* PIPE/TTY: shut down: the write end is closed, sends fail */
+#define IOQ__PIPE_KINDS (IOQ__KIND_BIT(IOQ__K_PIPE) | IOQ__KIND_BIT(IOQ__K_TTY))
 
 /* A handle value: the loop's tag (16 bits), the slot's generation and its index (see
  * core/handle.c for why neither a tag nor a generation is ever shared or reused). */
@@ -171,7 +175,8 @@ struct ioq__handle {
     ioq__op *close_op;  /* the close waiting for ops to drain */
     ioq__opq readq, writeq; /* stream order: see ioq__order_* */
     ioq__pool *pool;    /* kind POOL */
-    void *obj;          /* the core's object of kinds without a descriptor (NOTIFIER) */
+    void *obj;          /* the core's object of kinds without a descriptor (NOTIFIER), the
+                         * OS layer's record of a PROCESS, a TTY's saved mode */
     ioq__handle *next_free;
     void *be;           /* backend private */
 };
@@ -324,6 +329,7 @@ static inline ioq__opq *ioq__order_queue(ioq__op *op)
     case IOQ_OP_RECV:
     case IOQ_OP_RECV_POOL:
     case IOQ_OP_RECVFROM:
+    case IOQ_OP_PROCESS_WAIT: /* a receive of the child's end, one at a time */
         return &op->h->readq;
     case IOQ_OP_SEND:
     case IOQ_OP_SENDV:

@@ -195,9 +195,23 @@ int ioq__test_handle_reuse(ioq_loop *loop, ioq_handle v, uint32_t n)
     return 0;
 }
 
+/* What the OS layer keeps for a handle: a child's record (a child still running is reaped
+ * when it ends), a terminal's mode before ioq changed it (restored if left raw). */
+static void os_obj_free(ioq__handle *h)
+{
+    if (h->kind == IOQ__K_PROCESS)
+        ioq__os_process_free(h->obj, false);
+    else if (h->kind == IOQ__K_TTY)
+        ioq__os_tty_free(h->fd, h->obj);
+    else
+        return;
+    h->obj = NULL;
+}
+
 void ioq__handle_destroy(ioq_loop *loop, ioq__handle *h)
 {
     fd_remove(loop, h);
+    os_obj_free(h);
     if (h->kind == IOQ__K_NOTIFIER)
         ioq__notifier_free(loop, h);
     if (h->fd >= 0 || h->kind == IOQ__K_CONNECTING) {
@@ -291,6 +305,7 @@ void ioq__handles_fini(ioq_loop *loop)
 {
     for (uint32_t i = 0; i < loop->nhandles; i++) {
         ioq__handle *h = ioq__handle_at(loop, i);
+        os_obj_free(h);
         if (h->kind == IOQ__K_POOL)
             ioq__pool_destroy(loop, h->pool);
         else if (h->kind != IOQ__K_FREE && h->kind != IOQ__K_WATCH && h->fd >= 0)

@@ -196,6 +196,8 @@ static int buf_op(ioq_loop *loop, uint16_t code, ioq_handle hv, uint32_t kinds, 
         return rc;
     if (!buf || len == 0 || len > IOQ_MAX_LEN || offset > (uint64_t)INT64_MAX)
         return IOQ_EINVAL;
+    if (h->rstate & (code == IOQ_OP_RECV ? IOQ__R_NOREAD : IOQ__R_NOWRITE))
+        return IOQ_EBADHANDLE; /* the other end of a pipe */
     if (!(op = ioq__op_new(loop, code, token)))
         return IOQ_ENOMEM;
     op->buf = buf;
@@ -206,12 +208,13 @@ static int buf_op(ioq_loop *loop, uint16_t code, ioq_handle hv, uint32_t kinds, 
 
 int ioq_recv(ioq_loop *loop, ioq_handle h, void *buf, size_t len, uint64_t token)
 {
-    return buf_op(loop, IOQ_OP_RECV, h, IOQ__SOCKET_KINDS, buf, len, 0, token);
+    return buf_op(loop, IOQ_OP_RECV, h, IOQ__SOCKET_KINDS | IOQ__PIPE_KINDS, buf, len, 0, token);
 }
 
 int ioq_send(ioq_loop *loop, ioq_handle h, const void *buf, size_t len, uint64_t token)
 {
-    return buf_op(loop, IOQ_OP_SEND, h, IOQ__SOCKET_KINDS, (void *)buf, len, 0, token);
+    return buf_op(loop, IOQ_OP_SEND, h, IOQ__SOCKET_KINDS | IOQ__PIPE_KINDS, (void *)buf, len, 0,
+                  token);
 }
 
 int ioq_read(ioq_loop *loop, ioq_handle h, void *buf, size_t len, uint64_t offset,
@@ -232,9 +235,11 @@ int ioq_recv_pool(ioq_loop *loop, ioq_handle hv, ioq_handle pool_h, uint32_t fla
 {
     ioq__handle *h, *ph;
     ioq__op *op;
-    int rc = get(loop, hv, IOQ__SOCKET_KINDS, &h);
+    int rc = get(loop, hv, IOQ__SOCKET_KINDS | IOQ__PIPE_KINDS, &h);
     if (rc != 0)
         return rc;
+    if (h->rstate & IOQ__R_NOREAD)
+        return IOQ_EBADHANDLE;
     if (!(ph = ioq__handle_get(loop, pool_h, IOQ__KIND_BIT(IOQ__K_POOL))))
         return IOQ_EBADHANDLE;
     if (flags & ~(uint32_t)IOQ_MULTISHOT)
@@ -255,9 +260,11 @@ int ioq_sendv(ioq_loop *loop, ioq_handle hv, const ioq_iov *iov, uint32_t n, uin
     ioq__handle *h;
     ioq__op *op;
     uint64_t total = 0;
-    int rc = get(loop, hv, IOQ__SOCKET_KINDS, &h);
+    int rc = get(loop, hv, IOQ__SOCKET_KINDS | IOQ__PIPE_KINDS, &h);
     if (rc != 0)
         return rc;
+    if (h->rstate & IOQ__R_NOWRITE)
+        return IOQ_EBADHANDLE;
     if (!iov || n == 0 || n > IOQ_MAX_IOV)
         return IOQ_EINVAL;
     for (uint32_t i = 0; i < n; i++) {
@@ -321,9 +328,15 @@ int ioq_shutdown(ioq_loop *loop, ioq_handle hv, uint64_t token)
 {
     ioq__handle *h;
     ioq__op *op;
-    int rc = get(loop, hv, IOQ__STREAM_KINDS, &h);
+    int rc = get(loop, hv, IOQ__STREAM_KINDS | IOQ__PIPE_KINDS, &h);
     if (rc != 0)
         return rc;
+    if (h->rstate & IOQ__R_NOWRITE)
+        return IOQ_EBADHANDLE; /* the read end of a pipe */
+    /* A pipe's shutdown closes its descriptor's writing side, which for a descriptor that
+     * is also read (a terminal, a FIFO opened for both) would end the reading too. */
+    if ((IOQ__KIND_BIT(h->kind) & IOQ__PIPE_KINDS) && !(h->rstate & IOQ__R_NOREAD))
+        return IOQ_ENOTSUP;
     if (!(op = ioq__op_new(loop, IOQ_OP_SHUTDOWN, token)))
         return IOQ_ENOMEM;
     return start(loop, op, h);

@@ -35,6 +35,36 @@ bool ioq__os_valid_fd(uint64_t os_handle);
 void ioq__os_file_work(ioq__op *op);
 void ioq__os_resolve_work(ioq__op *op);
 
+/* Pipes and terminals (since 1.1). A pipe: out[0] the read end, out[1] the write end, both
+ * close-on-exec; the ends whose bit is set in `ours` (1: read end, 2: write end) become
+ * ioq's (non-blocking, SIGPIPE-free where the OS can), the others stay as a child expects
+ * its stdio. */
+int ioq__os_pipe(int64_t out[2], unsigned ours);
+/* Check a foreign descriptor for kind PIPE or TTY and make it fit for ioq; *rstate gets
+ * IOQ__R_NOREAD / IOQ__R_NOWRITE from its access mode. */
+int ioq__os_stream_adopt(int64_t fd, uint32_t kind, uint16_t *rstate);
+/* Terminal mode; *saved keeps the mode before the first change (freed by tty_free, which
+ * restores it if the terminal was left raw). */
+int ioq__os_tty_mode(int64_t fd, void **saved, uint32_t mode);
+int ioq__os_tty_size(int64_t fd, uint32_t *cols, uint32_t *rows);
+void ioq__os_tty_free(int64_t fd, void *saved);
+
+/* Child processes (since 1.1). fds[i] is what the child gets as stdio i: -1 the parent's
+ * own, IOQ__OS_DEVNULL the null device, else a descriptor (left open). 0 once the child
+ * runs, with *proc (the OS layer's record) and *wait_fd (readable when the child has
+ * ended), or IOQ_E* with no child left (an exec failure is reported here). */
+#define IOQ__OS_DEVNULL (-2)
+int ioq__os_spawn(const ioq_process_options *opts, const int64_t fds[3], void **proc,
+                  int64_t *wait_fd);
+/* Reap the child if it has ended: 1 and *result (exit code, or 256 + signal; kept, so a
+ * later call says the same), 0 while it runs, or IOQ_E* (IOQ_ESRCH: reaped by someone
+ * else). */
+int ioq__os_process_reap(void *proc, int64_t *result);
+int ioq__os_process_kill(void *proc, int signum);
+int64_t ioq__os_process_pid(void *proc);
+/* The handle is gone: free the record (kill: end the child first). A child still running
+ * is reaped when it ends, never left a zombie. */
+void ioq__os_process_free(void *proc, bool kill);
 /* Signals (signal.c). Signal numbers below IOQ__NSIG only. */
 #define IOQ__NSIG 65
 /* 0 if ioq can catch signum here; IOQ_EINVAL (no such signal, SIGKILL, SIGSTOP) or

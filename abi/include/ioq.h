@@ -615,8 +615,15 @@ IOQ_API int ioq_setopt(ioq_loop *loop, ioq_handle h, uint32_t opt, int64_t value
 /* ioq_adopt - bring an OS descriptor (fd, SOCKET or HANDLE) into the loop as a handle of
  * kind (IOQ_KIND_*). ioq owns it from now on and closes it with ioq_close; it is made
  * non-blocking where the kind needs it.
- * Returns 0, IOQ_EINVAL (bad kind or descriptor), IOQ_EEXIST (the descriptor is already a
- * handle of this loop: one descriptor is never two handles), IOQ_ENOMEM.
+ * Since 1.1, IOQ_KIND_PIPE takes a pipe, FIFO, character device or stream socket (stdin,
+ * stdout...) and IOQ_KIND_TTY a terminal; they become streams as described at ioq_pipe().
+ * The descriptor is made non-blocking on epoll and kqueue (blocking on io_uring): its file
+ * status flags are shared with every copy of it (a shell's terminal, a parent's pipe). Its
+ * close-on-exec flag is left as it is. A descriptor open for reading only refuses sends,
+ * one open for writing only refuses receives (IOQ_EBADHANDLE).
+ * Returns 0, IOQ_EINVAL (bad kind or descriptor, a regular file as PIPE), IOQ_EEXIST (the
+ *   descriptor is already a handle of this loop: one descriptor is never two handles),
+ *   IOQ_ENOTTY (not a terminal, as TTY), IOQ_ENOMEM.
  * Since: 1.0 */
 IOQ_API int ioq_adopt(ioq_loop *loop, uint64_t os_handle, uint32_t kind, ioq_handle *out);
 
@@ -717,18 +724,29 @@ IOQ_API int ioq_notify_wait(ioq_loop *loop, ioq_handle notifier, uint32_t flags,
 IOQ_API int ioq_signal(ioq_loop *loop, int signum, uint32_t flags, uint64_t token);
 
 /* ioq_pipe - a new anonymous pipe as two handles of kind IOQ_KIND_PIPE: out[0] the read
- * end, out[1] the write end. ioq_recv, ioq_recv_pool, ioq_send, ioq_sendv, ioq_shutdown
- * (write end) and ioq_close work on them with the stream order rules; a receive gets
- * result 0 at end of stream (every write end closed). Pipes and terminals of the process
- * (stdin, stdout) join a loop with ioq_adopt(fd, IOQ_KIND_PIPE or IOQ_KIND_TTY).
+ * end, out[1] the write end (close-on-exec both). ioq_recv, ioq_recv_pool, ioq_send,
+ * ioq_sendv, ioq_shutdown and ioq_close work on PIPE and TTY handles as on a connected
+ * socket, with the same stream order rules: sends go out whole and in order, receives
+ * fill in order; a receive gets result 0 at end of stream (every write end closed).
+ * Pipes and terminals of the process (stdin, stdout) join a loop with ioq_adopt(fd,
+ * IOQ_KIND_PIPE or IOQ_KIND_TTY).
+ * Each end goes one way: a receive on a write end, or a send or shutdown on a read end, is
+ *   refused with IOQ_EBADHANDLE.
+ * ioq_shutdown on a write end closes its writing side at once (the descriptor is swapped
+ *   for the null device until ioq_close): the reader sees end of stream once what was sent
+ *   before it is read; sends behind it complete with IOQ_EPIPE. On a descriptor that is
+ *   also read (a terminal, a FIFO opened for both): IOQ_ENOTSUP.
+ * A send whose reader is gone completes with IOQ_EPIPE: SIGPIPE is never raised.
  * flags: 0.
- * Returns 0, IOQ_EINVAL, IOQ_EMFILE, IOQ_ENFILE, IOQ_ENOMEM, IOQ_ENOTSUP (not built yet
- *   for this backend).
+ * Returns 0, IOQ_EINVAL, IOQ_EMFILE, IOQ_ENFILE, IOQ_ENOMEM, IOQ_ENOTSUP (IOCP: not built
+ *   yet).
  * Since: 1.1 */
 IOQ_API int ioq_pipe(ioq_loop *loop, uint32_t flags, ioq_handle out[2]);
 
 /* ioq_tty_set_mode - put a terminal in IOQ_TTY_MODE_RAW or back to IOQ_TTY_MODE_NORMAL
- * (the mode it had when ioq first changed it). Synchronous.
+ * (the mode it had when ioq first changed it). Synchronous. Raw: bytes arrive as typed,
+ * no echo, no line editing, no signals from keys (^C is a byte). A terminal still raw when
+ * its handle is closed is put back in its normal mode first.
  * Returns 0, IOQ_EINVAL (unknown mode), IOQ_EBADHANDLE (not a TTY handle), IOQ_ENOTTY,
  *   IOQ_ENOTSUP.
  * Since: 1.1 */
@@ -748,7 +766,12 @@ IOQ_API int ioq_tty_get_size(ioq_loop *loop, ioq_handle tty, uint32_t *cols,
  * pipes: pipes[i] receives the parent's end of stdio[i] when its mode is IOQ_STDIO_PIPE
  *   (a PIPE handle: the write end for stdin, the read end for stdout and stderr), else 0;
  *   may be NULL when no stream is a PIPE.
- * The child inherits no other descriptor of ioq. ioq never installs a SIGCHLD handler.
+ * The child inherits no other descriptor of ioq. Its signal dispositions are reset to the
+ * defaults and its signal mask is empty. An IOQ_STDIO_HANDLE descriptor is shared with the
+ * child as it is (it may be non-blocking: see ioq_adopt). ioq never installs a SIGCHLD
+ * handler (POSIX: a pidfd on Linux 5.3 and later, else a small thread per child waits
+ * without reaping); a host that reaps every child itself (waitpid(-1)) takes the status
+ * away from ioq_process_wait, which then ends with IOQ_ESRCH.
  * Returns 0, IOQ_EINVAL (bad options), IOQ_ENOENT, IOQ_EACCES, IOQ_ENOEXEC, IOQ_EBADHANDLE
  *   (a stdio handle), IOQ_EMFILE, IOQ_ENOMEM, IOQ_ENOTSUP.
  * Since: 1.1 */
@@ -758,7 +781,8 @@ IOQ_API int ioq_spawn(ioq_loop *loop, const ioq_process_options *opts,
 /* ioq_process_wait - wait for a child of ioq_spawn() to end. One wait per process at a
  * time. Completion: result the exit code (0..255) if it exited, 256 + the signal number if
  * a signal ended it; value 0. IOQ_ECANCELED after ioq_cancel/ioq_close. A wait submitted
- * after the child ended completes at once with its status.
+ * after the child ended completes at once with its status. IOQ_ESRCH: someone else reaped
+ * the child.
  * Returns 0, IOQ_EBADHANDLE (not a live process handle), IOQ_EBUSY (a wait is pending),
  *   IOQ_ENOMEM.
  * Since: 1.1 */

@@ -2008,3 +2008,156 @@ IOQ_LUA_PINNED(ioq_resolve, IOQ_OP_RESOLVE, 5, 0, arg7)
 }
 
 %constant int ADDR_SIZE = sizeof(ioq_addr);
+
+/* ---- since 1.1: pipes, terminals, child processes ------------------------------------- */
+
+/* pipe(loop, flags) -> rc, read_end, write_end */
+%typemap(in, numinputs=0) ioq_handle out[2] (ioq_handle temp[2]) {
+  temp[0] = temp[1] = 0;
+  $1 = temp;
+}
+%typemap(argout) ioq_handle out[2] {
+  lua_pushinteger(L, (lua_Integer)$1[0]);
+  lua_pushinteger(L, (lua_Integer)$1[1]);
+  SWIG_arg += 2;
+}
+
+/* spawn(loop, opts) -> rc, process, stdin, stdout, stderr (0 for a stream not a PIPE), with
+ * opts a table {file = str, argv = {str...}, env = {str...} or nil, cwd = str or nil,
+ * flags = int, stdio = {{mode, value}, {mode, value}, {mode, value}}}. The strings stay the
+ * table's for the call. */
+%typemap(in, checkfn="lua_istable") const ioq_process_options *opts (ioq_lua_spawn temp) {
+  memset(&temp, 0, sizeof temp);
+  if (ioq_lua_spawn_opts(L, $input, &temp) != 0) {
+    ioq_lua_spawn_free(&temp);
+    SWIG_fail;
+  }
+  $1 = &temp.o;
+}
+%typemap(freearg) const ioq_process_options *opts {
+  ioq_lua_spawn_free(&temp$argnum);
+}
+%typemap(in, numinputs=0) ioq_handle *process (ioq_handle temp) {
+  temp = 0;
+  $1 = &temp;
+}
+%typemap(argout) ioq_handle *process {
+  lua_pushinteger(L, (lua_Integer)*$1);
+  SWIG_arg++;
+}
+%typemap(in, numinputs=0) ioq_handle pipes[3] (ioq_handle temp[3]) {
+  temp[0] = temp[1] = temp[2] = 0;
+  $1 = temp;
+}
+%typemap(argout) ioq_handle pipes[3] {
+  for (int i_ = 0; i_ < 3; i_++)
+    lua_pushinteger(L, (lua_Integer)$1[i_]);
+  SWIG_arg += 3;
+}
+/* process_pid(loop, p) -> rc, pid; tty_get_size(loop, t) -> rc, cols, rows */
+%typemap(in, numinputs=0) int64_t *pid (int64_t temp) {
+  temp = 0;
+  $1 = &temp;
+}
+%typemap(argout) int64_t *pid {
+  lua_pushinteger(L, (lua_Integer)*$1);
+  SWIG_arg++;
+}
+%typemap(in, numinputs=0) uint32_t *cols (uint32_t temp), uint32_t *rows (uint32_t temp) {
+  temp = 0;
+  $1 = &temp;
+}
+%typemap(argout) uint32_t *cols, uint32_t *rows {
+  lua_pushinteger(L, (lua_Integer)*$1);
+  SWIG_arg++;
+}
+%ignore ioq_process_options;
+%ignore ioq_stdio;
+
+%{
+typedef struct {
+  ioq_process_options o;
+  const char **argv, **env;
+} ioq_lua_spawn;
+
+static void ioq_lua_spawn_free(ioq_lua_spawn *s)
+{
+  free(s->argv);
+  free(s->env);
+  s->argv = s->env = NULL;
+}
+
+/* The sequence of strings at field `name` of table t as a NULL-terminated array. */
+static int ioq_lua_strv(lua_State *L, int t, const char *name, const char ***out, int required)
+{
+  lua_Integer n, i;
+  lua_getfield(L, t, name);
+  if (lua_isnil(L, -1) && !required) {
+    lua_pop(L, 1);
+    return 0;
+  }
+  if (!lua_istable(L, -1)) {
+    lua_pop(L, 1);
+    SWIG_Lua_pushferrstring(L, "spawn option '%s' must be a table of strings", name);
+    return -1;
+  }
+  n = (lua_Integer)lua_rawlen(L, -1);
+  if (!(*out = (const char **)calloc((size_t)n + 1, sizeof **out))) {
+    lua_pop(L, 1);
+    SWIG_Lua_pushferrstring(L, "out of memory");
+    return -1;
+  }
+  for (i = 1; i <= n; i++) {
+    lua_rawgeti(L, -1, i);
+    if (lua_type(L, -1) != LUA_TSTRING) {
+      lua_pop(L, 2);
+      SWIG_Lua_pushferrstring(L, "spawn option '%s'[%d] is not a string", name, (int)i);
+      return -1;
+    }
+    (*out)[i - 1] = lua_tostring(L, -1); /* kept alive by the table */
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+  return 0;
+}
+
+static int ioq_lua_spawn_opts(lua_State *L, int t, ioq_lua_spawn *s)
+{
+  s->o.size = sizeof s->o;
+  lua_getfield(L, t, "file");
+  if (lua_type(L, -1) != LUA_TSTRING) {
+    lua_pop(L, 1);
+    SWIG_Lua_pushferrstring(L, "spawn option 'file' (a string) is required");
+    return -1;
+  }
+  s->o.file = lua_tostring(L, -1);
+  lua_pop(L, 1);
+  if (ioq_lua_strv(L, t, "argv", &s->argv, 1) != 0 || ioq_lua_strv(L, t, "env", &s->env, 0) != 0)
+    return -1;
+  s->o.argv = s->argv;
+  s->o.env = s->env;
+  lua_getfield(L, t, "cwd");
+  if (lua_type(L, -1) == LUA_TSTRING)
+    s->o.cwd = lua_tostring(L, -1);
+  lua_pop(L, 1);
+  lua_getfield(L, t, "flags");
+  s->o.flags = (uint32_t)lua_tointeger(L, -1);
+  lua_pop(L, 1);
+  lua_getfield(L, t, "stdio");
+  if (lua_istable(L, -1)) {
+    for (int i = 0; i < 3; i++) {
+      lua_rawgeti(L, -1, i + 1);
+      if (lua_istable(L, -1)) {
+        lua_rawgeti(L, -1, 1);
+        lua_rawgeti(L, -2, 2);
+        s->o.stdio[i].mode = (uint32_t)lua_tointeger(L, -2);
+        s->o.stdio[i].value = (uint64_t)lua_tointeger(L, -1);
+        lua_pop(L, 2);
+      }
+      lua_pop(L, 1);
+    }
+  }
+  lua_pop(L, 1);
+  return 0;
+}
+%}

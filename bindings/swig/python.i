@@ -976,3 +976,154 @@ static PyObject *ioq_py_buf_read(ioq_loop *loop, ioq_handle pool, uint32_t id, u
     return PyBytes_FromStringAndSize((const char *)p, (Py_ssize_t)length);
 }
 %}
+
+/* --- since 1.1: pipes, terminals, child processes --------------------------------------- */
+
+/* ioq_pipe: [rc, read_end, write_end]. */
+%typemap(in, numinputs=0) ioq_handle out[2] (ioq_handle tmp[2]) {
+    tmp[0] = tmp[1] = 0;
+    $1 = tmp;
+}
+%typemap(argout) ioq_handle out[2] {
+    $result = SWIG_Python_AppendOutput($result, PyLong_FromUnsignedLongLong($1[0]));
+    $result = SWIG_Python_AppendOutput($result, PyLong_FromUnsignedLongLong($1[1]));
+}
+
+/* ioq_spawn: the options are a dict (see ioq_py_spawn_opts); the call gives
+ * [rc, process, (stdin, stdout, stderr)] with 0 for a stream that is not a PIPE. */
+%typemap(in, numinputs=0) ioq_handle *process (ioq_handle tmp = 0) {
+    $1 = &tmp;
+}
+%typemap(argout) ioq_handle *process {
+    $result = SWIG_Python_AppendOutput($result, PyLong_FromUnsignedLongLong(*$1));
+}
+%typemap(in, numinputs=0) ioq_handle pipes[3] (ioq_handle tmp[3]) {
+    tmp[0] = tmp[1] = tmp[2] = 0;
+    $1 = tmp;
+}
+%typemap(argout) ioq_handle pipes[3] {
+    $result = SWIG_Python_AppendOutput($result, Py_BuildValue("(KKK)",
+        (unsigned long long)$1[0], (unsigned long long)$1[1], (unsigned long long)$1[2]));
+}
+%typemap(in) const ioq_process_options *opts (ioq_py_spawn tmp) {
+    memset(&tmp, 0, sizeof tmp);
+    if (ioq_py_spawn_opts($input, &tmp) < 0) {
+        ioq_py_spawn_free(&tmp);
+        SWIG_fail;
+    }
+    $1 = &tmp.o;
+}
+%typemap(freearg) const ioq_process_options *opts {
+    ioq_py_spawn_free(&tmp$argnum);
+}
+
+/* ioq_process_pid: [rc, pid]; ioq_tty_get_size: [rc, cols, rows]. */
+%typemap(in, numinputs=0) int64_t *pid (int64_t tmp = 0) {
+    $1 = &tmp;
+}
+%typemap(argout) int64_t *pid {
+    $result = SWIG_Python_AppendOutput($result, PyLong_FromLongLong(*$1));
+}
+%typemap(in, numinputs=0) uint32_t *cols (uint32_t tmp = 0), uint32_t *rows (uint32_t tmp = 0) {
+    $1 = &tmp;
+}
+%typemap(argout) uint32_t *cols, uint32_t *rows {
+    $result = SWIG_Python_AppendOutput($result, PyLong_FromUnsignedLong(*$1));
+}
+
+/* The option structs are built from the dict: no proxy classes for them. */
+%ignore ioq_process_options;
+%ignore ioq_stdio;
+
+%{
+/* ioq_spawn's options as a Python dict:
+ *   {"file": str, "argv": [str, ...], "env": [str, ...] or None, "cwd": str or None,
+ *    "flags": int, "stdio": [(mode, value), (mode, value), (mode, value)]}
+ * file and argv are required; the rest default to 0 / None / inherit. The strings stay
+ * owned by their Python objects, which the dict keeps alive for the call. */
+typedef struct {
+    ioq_process_options o;
+    const char **argv, **env;
+} ioq_py_spawn;
+
+static void ioq_py_spawn_free(ioq_py_spawn *s)
+{
+    free(s->argv);
+    free(s->env);
+    s->argv = s->env = NULL;
+}
+
+/* A list of str as a NULL-terminated array (malloc'ed) into *out. */
+static int ioq_py_strv(PyObject *list, const char ***out, const char *what)
+{
+    Py_ssize_t n;
+    if (!PyList_Check(list) && !PyTuple_Check(list)) {
+        PyErr_Format(PyExc_TypeError, "spawn option '%s' must be a list of str", what);
+        return -1;
+    }
+    n = PySequence_Size(list);
+    if ((*out = calloc((size_t)n + 1, sizeof **out)) == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *item = PySequence_Fast_GET_ITEM(list, i);
+        if (ioq_py_text(item, &(*out)[i], 0) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+static int ioq_py_spawn_opts(PyObject *d, ioq_py_spawn *s)
+{
+    PyObject *v;
+    s->o.size = sizeof s->o;
+    if (!PyDict_Check(d)) {
+        PyErr_SetString(PyExc_TypeError, "spawn options must be a dict");
+        return -1;
+    }
+    if ((v = PyDict_GetItemString(d, "file")) == NULL || ioq_py_text(v, &s->o.file, 0) < 0) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_ValueError, "spawn option 'file' is required");
+        return -1;
+    }
+    if ((v = PyDict_GetItemString(d, "argv")) == NULL) {
+        PyErr_SetString(PyExc_ValueError, "spawn option 'argv' is required");
+        return -1;
+    }
+    if (ioq_py_strv(v, &s->argv, "argv") < 0)
+        return -1;
+    s->o.argv = s->argv;
+    if ((v = PyDict_GetItemString(d, "env")) != NULL && v != Py_None) {
+        if (ioq_py_strv(v, &s->env, "env") < 0)
+            return -1;
+        s->o.env = s->env;
+    }
+    if ((v = PyDict_GetItemString(d, "cwd")) != NULL && ioq_py_text(v, &s->o.cwd, 1) < 0)
+        return -1;
+    if ((v = PyDict_GetItemString(d, "flags")) != NULL) {
+        unsigned long f = PyLong_AsUnsignedLong(v);
+        if (f == (unsigned long)-1 && PyErr_Occurred())
+            return -1;
+        s->o.flags = (uint32_t)f;
+    }
+    if ((v = PyDict_GetItemString(d, "stdio")) != NULL && v != Py_None) {
+        if (!PySequence_Check(v) || PySequence_Size(v) != 3) {
+            PyErr_SetString(PyExc_TypeError, "spawn option 'stdio' must hold 3 (mode, value)");
+            return -1;
+        }
+        for (Py_ssize_t i = 0; i < 3; i++) {
+            PyObject *e = PySequence_GetItem(v, i);
+            unsigned int mode = 0;
+            unsigned long long value = 0;
+            int ok = e && PyArg_ParseTuple(e, "I|K", &mode, &value);
+            Py_XDECREF(e);
+            if (!ok)
+                return -1;
+            s->o.stdio[i].mode = mode;
+            s->o.stdio[i].value = value;
+        }
+    }
+    return 0;
+}
+%}

@@ -87,8 +87,15 @@ static int epoll_handle_open(ioq_loop *loop, ioq__handle *h)
     memset(&ev, 0, sizeof ev);
     ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
     ev.data.u64 = ioq__handle_value(loop, h);
-    if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, (int)h->fd, &ev) < 0)
+    if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, (int)h->fd, &ev) < 0) {
+        /* A character device that cannot be polled (/dev/null, /dev/zero) never blocks
+         * either: always ready, like a file. */
+        if (errno == EPERM && (IOQ__KIND_BIT(h->kind) & IOQ__PIPE_KINDS)) {
+            h->rstate |= IOQ__R_READABLE | IOQ__R_WRITABLE;
+            return 0;
+        }
         return ioq__os_errno_map(errno);
+    }
     /* Optimistic until the first EAGAIN: a fresh socket may already have data. */
     h->rstate |= IOQ__R_REG | IOQ__R_READABLE | IOQ__R_WRITABLE;
     return 0;

@@ -87,6 +87,9 @@ int ioq__os_errno_map(int e)
     case EDESTADDRREQ: return IOQ_EDESTADDRREQ;
     case ESHUTDOWN: return IOQ_ESHUTDOWN;
     case ENOTSOCK: return IOQ_EBADHANDLE;
+    case ESRCH: return IOQ_ESRCH;
+    case ENOEXEC: return IOQ_ENOEXEC;
+    case ENOTTY: return IOQ_ENOTTY;
     default: return IOQ_EUNKNOWN;
     }
 }

@@ -12,6 +12,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 
 #include "sockaddr.h"
 
@@ -40,6 +41,13 @@ int ioq__px_open_flags(uint32_t flags);
  * Returns the count received (>= 1; fewer than n means the socket was found empty), or -1
  * with errno when none was. */
 int ioq__px_recv_batch(int fd, struct msghdr *msg, size_t *got, unsigned n);
+/* Pipes and terminals (posix_proc.c). A write that never raises SIGPIPE (EPIPE instead);
+ * whether a non-blocking pipe holds data (1), has ended (0) or is empty (-EAGAIN); the end of
+ * a write end: its descriptor is replaced by the null device, so the reader sees the end of
+ * the stream while the handle keeps a valid descriptor until its close (0 or IOQ_E*). */
+ssize_t ioq__px_write(int fd, const struct iovec *iov, int cnt);
+int ioq__px_pipe_peek(int fd);
+int ioq__px_pipe_shutdown(ioq__handle *h);
 #if defined(__linux__)
 /* Arm a timerfd at an absolute CLOCK_MONOTONIC deadline (UINT64_MAX disarms). */
 void ioq__px_timerfd_arm(int tfd, uint64_t deadline);

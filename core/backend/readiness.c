@@ -37,6 +37,21 @@ static bool short_read_drains(const ioq__handle *h)
     return (h->kind == IOQ__K_TCP || h->kind == IOQ__K_LOCAL) && !(h->rstate & IOQ__R_EOF);
 }
 
+/* Pipes and terminals are read and written with read/write (recv and send are for sockets):
+ * without the fault layer, which speaks sockets, and never with SIGPIPE (ioq__px_write). */
+static bool is_pipe(const ioq__handle *h)
+{
+    return (IOQ__KIND_BIT(h->kind) & IOQ__PIPE_KINDS) != 0;
+}
+
+static ssize_t stream_read(ioq_loop *loop, ioq__handle *h, void *buf, size_t len)
+{
+    (void)loop; /* used by the fault layer only */
+    if (is_pipe(h))
+        return read((int)h->fd, buf, len);
+    return ioq__f_recv(loop, h, (int)h->fd, buf, len, 0);
+}
+
 /* --- reads ------------------------------------------------------------------------------- */
 
 static int do_accept(ioq_loop *loop, ioq__handle *h, ioq__op *op)
@@ -73,7 +88,7 @@ static int do_recv(ioq_loop *loop, ioq__handle *h, ioq__op *op)
 {
     ssize_t n;
     do
-        n = ioq__f_recv(loop, h, (int)h->fd, op->buf, op->len, 0);
+        n = stream_read(loop, h, op->buf, op->len);
     while (n < 0 && errno == EINTR);
     if (n < 0) {
         if (errno == EAGAIN || errno == EWOULDBLOCK)
@@ -148,6 +163,13 @@ static int do_recv_pool(ioq_loop *loop, ioq__handle *h, ioq__op *op)
         /* No buffer: look without taking, so that the data stays in the socket and a bare
          * edge without data is not reported as an error. */
         char c;
+        if (is_pipe(h)) {
+            int r = ioq__px_pipe_peek((int)h->fd);
+            if (r < 0)
+                return AGAIN;
+            ioq__order_complete(loop, op, r ? IOQ_ENOBUFS : 0, 0, 0);
+            return DONE;
+        }
         do
             n = ioq__f_recv(loop, h, (int)h->fd, &c, 1, MSG_PEEK);
         while (n < 0 && errno == EINTR);
@@ -162,7 +184,7 @@ static int do_recv_pool(ioq_loop *loop, ioq__handle *h, ioq__op *op)
         return DONE;
     }
     do
-        n = ioq__f_recv(loop, h, (int)h->fd, ioq__pool_buf(op->pool, id), op->pool->size, 0);
+        n = stream_read(loop, h, ioq__pool_buf(op->pool, id), op->pool->size);
     while (n < 0 && errno == EINTR);
     if (n <= 0) {
         int e = errno;
@@ -180,6 +202,17 @@ static int do_recv_pool(ioq_loop *loop, ioq__handle *h, ioq__op *op)
     }
 }
 
+/* A child's wait descriptor was readable (or is tried at submission): reap it. */
+static int do_process_wait(ioq_loop *loop, ioq__handle *h, ioq__op *op)
+{
+    int64_t res;
+    int rc = ioq__os_process_reap(h->obj, &res);
+    if (rc == 0)
+        return AGAIN;
+    ioq__order_complete(loop, op, rc < 0 ? rc : res, 0, 0);
+    return DONE;
+}
+
 /* The head of h's read queue (an ioq__issue_fn): tried while the socket may have data. */
 static int try_read(ioq_loop *loop, ioq__op *op)
 {
@@ -191,6 +224,7 @@ static int try_read(ioq_loop *loop, ioq__op *op)
     case IOQ_OP_ACCEPT: r = do_accept(loop, h, op); break;
     case IOQ_OP_RECV: r = do_recv(loop, h, op); break;
     case IOQ_OP_RECV_POOL: r = do_recv_pool(loop, h, op); break;
+    case IOQ_OP_PROCESS_WAIT: r = do_process_wait(loop, h, op); break;
     default: r = do_recvfrom(loop, h); break;
     }
     if (r == AGAIN || r == DRAINED) {
@@ -231,8 +265,39 @@ static int send_error(ioq_loop *loop, ioq__op *op, int e)
     return DONE;
 }
 
+/* A send or sendv on a pipe or terminal. */
+static int do_pipe_write(ioq_loop *loop, ioq__handle *h, ioq__op *op)
+{
+    enum { BATCH = 64 };
+    struct iovec v[BATCH];
+    if (h->rstate & IOQ__R_SHUTWR) {
+        ioq__order_complete(loop, op, IOQ_EPIPE, op->done, 0);
+        return DONE;
+    }
+    while (op->done < op->len) {
+        uint32_t cnt = 0, pos = op->iovpos;
+        ssize_t n;
+        if (op->code == IOQ_OP_SENDV) {
+            while (cnt < BATCH && ioq__sendv_piece(op, &pos, &v[cnt].iov_base, &v[cnt].iov_len))
+                cnt++;
+        } else {
+            v[0].iov_base = (char *)op->buf + op->done;
+            v[0].iov_len = op->len - op->done;
+            cnt = 1;
+        }
+        n = ioq__px_write((int)h->fd, v, (int)cnt);
+        if (n < 0)
+            return send_error(loop, op, errno);
+        ioq__op_moved(op, (size_t)n);
+    }
+    ioq__order_complete(loop, op, (int64_t)op->done, 0, 0);
+    return DONE;
+}
+
 static int do_send(ioq_loop *loop, ioq__handle *h, ioq__op *op)
 {
+    if (is_pipe(h))
+        return do_pipe_write(loop, h, op);
     while (op->done < op->len) {
         ssize_t n = ioq__f_send(loop, h, (int)h->fd, (char *)op->buf + op->done,
                                 op->len - op->done, IOQ__SEND_FLAGS);
@@ -253,6 +318,8 @@ static int do_sendv(ioq_loop *loop, ioq__handle *h, ioq__op *op)
 {
     enum { BATCH = 64 };
     struct iovec v[BATCH];
+    if (is_pipe(h))
+        return do_pipe_write(loop, h, op);
     while (op->done < op->len) {
         struct msghdr msg;
         uint32_t cnt = 0, pos = op->iovpos;
@@ -295,7 +362,9 @@ static int do_sendto(ioq_loop *loop, ioq__handle *h, ioq__op *op)
 
 static int do_shutdown(ioq_loop *loop, ioq__handle *h, ioq__op *op)
 {
-    int rc = shutdown((int)h->fd, SHUT_WR) < 0 ? ioq__os_errno_map(errno) : 0;
+    int rc = is_pipe(h)                               ? ioq__px_pipe_shutdown(h)
+             : shutdown((int)h->fd, SHUT_WR) < 0 ? ioq__os_errno_map(errno)
+                                                 : 0;
     ioq__order_complete(loop, op, rc, 0, 0);
     return DONE;
 }

@@ -212,6 +212,95 @@ static void pool_unhold(ioq_loop *loop, ioq__op *op)
         ioq__cq_unhold(loop, op->pool->count);
 }
 
+/* sqe carries op now; bits: what else the op's state must say (POLL_WAIT, HOLDS ...). */
+static void issued(ioq_loop *loop, ioq__op *op, struct io_uring_sqe *sqe, uint64_t bits)
+{
+    uring_state *s = st(loop);
+    io_uring_sqe_set_data(sqe, op);
+    op->be_u64 = IN_KERNEL | bits;
+    s->inflight++;
+    /* A host sleeping on the ring fd only learns of work that was submitted. */
+    if (ioq__loop_embedded(loop) && enable(s) == 0)
+        io_uring_submit(&s->ring);
+}
+
+/* Pipes, terminals and a child's wait descriptor: read and write, not the socket calls
+ * (recv/send fail with ENOTSOCK on them). Writes go to an io-wq worker (IOSQE_ASYNC): a
+ * write to a pipe without a reader raises SIGPIPE in the thread that runs it, and only a
+ * worker (which blocks every signal) keeps it from the host. Multishot receives are
+ * re-armed one read at a time. A shutdown, and a wait whose child has already ended,
+ * finish here: IOQ__ORDER_NEXT. */
+static int issue_pipe(ioq_loop *loop, ioq__op *op, struct io_uring_sqe *sqe, int fd,
+                      uring_args *a)
+{
+    ioq__handle *h = op->h;
+    int rc = 0;
+    int64_t res;
+    uint64_t bits = op->be_u64 & HOLDS;
+    switch (op->code) {
+    case IOQ_OP_RECV:
+        io_uring_prep_read(sqe, fd, op->buf, (unsigned)ioq__f_sqe_len(op, op->len), (uint64_t)-1);
+        break;
+    case IOQ_OP_RECV_POOL: {
+        /* As for sockets (issue): with no buffer in the kernel's ring, or a pool the core
+         * serves, wait for data first (pool_poll_done). */
+        uring_pool *up = op->pool->be;
+        if (!up || (up->avail == 0 && !(op->be_u64 & AFTER_POLL))) {
+            io_uring_prep_poll_add(sqe, fd, POLLIN);
+            bits |= POLL_WAIT;
+            break;
+        }
+        bits |= op->be_u64 & AFTER_POLL;
+        io_uring_prep_read(sqe, fd, NULL, op->pool->size, (uint64_t)-1);
+        sqe->flags |= IOSQE_BUFFER_SELECT;
+        sqe->buf_group = (uint16_t)op->pool->bgid;
+        break;
+    }
+    case IOQ_OP_SEND:
+    case IOQ_OP_SENDV:
+        if (h->rstate & IOQ__R_SHUTWR) {
+            rc = IOQ_EPIPE; /* behind a shutdown: completes with EPIPE, as on a socket */
+            break;
+        }
+        if (op->code == IOQ_OP_SEND)
+            io_uring_prep_write(sqe, fd, (char *)op->buf + op->done,
+                                (unsigned)ioq__f_sqe_len(op, op->len - op->done), (uint64_t)-1);
+        else {
+            sendv_msg(op, a);
+            io_uring_prep_writev(sqe, fd, a->iov, (unsigned)a->msg.msg_iovlen, (uint64_t)-1);
+        }
+        sqe->flags |= IOSQE_ASYNC;
+        break;
+    case IOQ_OP_SHUTDOWN:
+        rc = ioq__px_pipe_shutdown(h);
+        break;
+    case IOQ_OP_PROCESS_WAIT:
+        if ((rc = ioq__os_process_reap(h->obj, &res)) != 0)
+            break;
+        io_uring_prep_poll_add(sqe, fd, POLLIN);
+        break;
+    default:
+        rc = IOQ_ENOTSUP;
+        break;
+    }
+    if (rc == 0) {
+        issued(loop, op, sqe, bits);
+        return 0;
+    }
+    /* Finished without the kernel: the SQE taken above becomes a no-op nobody waits for. */
+    io_uring_prep_nop(sqe);
+    io_uring_sqe_set_data64(sqe, UD_CANCEL);
+    if (op->code == IOQ_OP_PROCESS_WAIT && rc == 1) {
+        ioq__order_complete(loop, op, res, 0, 0);
+        return IOQ__ORDER_NEXT;
+    }
+    if ((op->code == IOQ_OP_SHUTDOWN && rc == 0) || rc == IOQ_EPIPE) {
+        ioq__order_complete(loop, op, rc, op->done, 0);
+        return IOQ__ORDER_NEXT;
+    }
+    return rc;
+}
+
 /* Put op into the kernel. Returns 0 or a negative IOQ_E* (nothing was queued). */
 static int issue(ioq_loop *loop, ioq__op *op)
 {
@@ -239,6 +328,8 @@ static int issue(ioq_loop *loop, ioq__op *op)
     }
     fd = ioq__f_sqe_fd(op, fd);
 
+    if (h && (IOQ__KIND_BIT(h->kind) & (IOQ__PIPE_KINDS | IOQ__KIND_BIT(IOQ__K_PROCESS))))
+        return issue_pipe(loop, op, sqe, fd, a);
     switch (op->code) {
     case IOQ_OP_ACCEPT:
         if ((op->flags & IOQ_MULTISHOT) && !s->emulate_multishot_accept)
@@ -335,15 +426,12 @@ static int issue(ioq_loop *loop, ioq__op *op)
         io_uring_prep_nop(sqe);
         break;
     }
-    if (!(op->be_u64 & POLLED)) {
-        io_uring_sqe_set_data(sqe, op);
-        op->be_u64 = IN_KERNEL | extra | (op->be_u64 & HOLDS) |
-                     (op->code == IOQ_OP_CONNECT || op->code == IOQ_OP_LOCAL_CONNECT ? STARTED : 0);
-        s->inflight++;
-    }
-    /* A host sleeping on the ring fd only learns of work that was submitted. */
-    if (ioq__loop_embedded(loop) && enable(s) == 0)
-        io_uring_submit(&s->ring);
+    if (!(op->be_u64 & POLLED))
+        issued(loop, op, sqe,
+               extra | (op->be_u64 & HOLDS) |
+                   (op->code == IOQ_OP_CONNECT || op->code == IOQ_OP_LOCAL_CONNECT ? STARTED : 0));
+    else if (ioq__loop_embedded(loop) && enable(s) == 0)
+        io_uring_submit(&s->ring); /* a host sleeping on the ring fd sees submitted work only */
     return 0;
 }
 
@@ -459,6 +547,17 @@ static void pool_empty(ioq_loop *loop, ioq__op *op)
     char c;
     ssize_t n;
     int rc;
+    if (IOQ__KIND_BIT(op->h->kind) & IOQ__PIPE_KINDS) {
+        /* A pipe cannot be peeked: data is POLLIN, the end without data only POLLHUP. */
+        struct pollfd p = {(int)op->h->fd, POLLIN, 0};
+        if (poll(&p, 1, 0) > 0 && (p.revents & (POLLIN | POLLHUP | POLLERR))) {
+            finish(loop, op, (p.revents & POLLIN) ? IOQ_ENOBUFS : 0, 0, 0);
+            return;
+        }
+        if ((rc = issue(loop, op)) != 0)
+            finish(loop, op, rc, 0, 0);
+        return;
+    }
     do
         n = recv((int)op->h->fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
     while (n < 0 && errno == EINTR);
@@ -510,7 +609,9 @@ static void pool_poll_done(ioq_loop *loop, ioq__op *op, int res)
         return;
     }
     do
-        n = recv((int)h->fd, ioq__pool_buf(pool, id), pool->size, MSG_DONTWAIT);
+        n = (IOQ__KIND_BIT(h->kind) & IOQ__PIPE_KINDS)
+                ? read((int)h->fd, ioq__pool_buf(pool, id), pool->size) /* readable: no wait */
+                : recv((int)h->fd, ioq__pool_buf(pool, id), pool->size, MSG_DONTWAIT);
     while (n < 0 && errno == EINTR);
     if (n <= 0) {
         int e = n < 0 ? errno : 0;
@@ -652,6 +753,22 @@ static void on_cqe(ioq_loop *loop, ioq__op *op, int res, uint32_t cflags)
     case IOQ_OP_OPEN:
         ioq__open_done(loop, op, res < 0 ? map_res(op, res) : 0, res);
         return;
+    case IOQ_OP_PROCESS_WAIT: {
+        /* The wait descriptor polled readable: the child has ended. */
+        int64_t status = 0;
+        int rc;
+        if (res < 0) {
+            finish(loop, op, map_res(op, res), 0, 0);
+            return;
+        }
+        rc = ioq__os_process_reap(h->obj, &status);
+        if (rc == 0 && !op->cancelled) {
+            if ((rc = issue(loop, op)) == 0 || rc == IOQ__ORDER_NEXT)
+                return; /* polled again, or finished by the reap in issue */
+        }
+        finish(loop, op, rc == 1 ? status : rc == 0 ? IOQ_ECANCELED : rc, 0, 0);
+        return;
+    }
     case IOQ_OP_WATCH: {
         uint32_t r;
         if (res < 0) {

@@ -611,6 +611,80 @@ void ioq__os_resolve_work(ioq__op *op)
     ioq__resolve_results(op, res);
 }
 
+/* --- pipes, terminals, child processes (since 1.1): not built on Windows yet ------------- */
+
+int ioq__os_pipe(int64_t out[2], unsigned ours)
+{
+    (void)out;
+    (void)ours;
+    return IOQ_ENOTSUP;
+}
+
+int ioq__os_stream_adopt(int64_t fd, uint32_t kind, uint16_t *rstate)
+{
+    (void)fd;
+    (void)kind;
+    (void)rstate;
+    return IOQ_ENOTSUP;
+}
+
+int ioq__os_tty_mode(int64_t fd, void **saved, uint32_t mode)
+{
+    (void)fd;
+    (void)saved;
+    (void)mode;
+    return IOQ_ENOTSUP;
+}
+
+int ioq__os_tty_size(int64_t fd, uint32_t *cols, uint32_t *rows)
+{
+    (void)fd;
+    (void)cols;
+    (void)rows;
+    return IOQ_ENOTSUP;
+}
+
+void ioq__os_tty_free(int64_t fd, void *saved)
+{
+    (void)fd;
+    (void)saved;
+}
+
+int ioq__os_spawn(const ioq_process_options *opts, const int64_t fds[3], void **proc,
+                  int64_t *wait_fd)
+{
+    (void)opts;
+    (void)fds;
+    (void)proc;
+    (void)wait_fd;
+    return IOQ_ENOTSUP;
+}
+
+int ioq__os_process_reap(void *proc, int64_t *result)
+{
+    (void)proc;
+    (void)result;
+    return IOQ_ENOTSUP;
+}
+
+int ioq__os_process_kill(void *proc, int signum)
+{
+    (void)proc;
+    (void)signum;
+    return IOQ_ENOTSUP;
+}
+
+int64_t ioq__os_process_pid(void *proc)
+{
+    (void)proc;
+    return -1;
+}
+
+void ioq__os_process_free(void *proc, bool kill)
+{
+    (void)proc;
+    (void)kill;
+}
 /* --- signals ---------------------------------------------------------------------------- */
 
 /* Windows has no POSIX signals: the console's control events stand for three of them,

@@ -602,7 +602,11 @@ static void one_call(state *s, input *in)
             po.flags = in_u8(in) & 7 ? 0 : in_u32(in);
             po.stdio[in_u8(in) % 3].mode = in_u8(in) % 6;
             ioq_spawn(L, in_u8(in) & 1 ? &po : NULL, &out, three); /* no file: refused */
-            ioq_pipe(L, in_u8(in) & 1 ? in_u32(in) : 0, in_u8(in) & 1 ? two : NULL);
+            /* A pipe that is made joins the handles: the stream calls then meet PIPE ends. */
+            if (ioq_pipe(L, in_u8(in) & 1 ? in_u32(in) : 0, in_u8(in) & 1 ? two : NULL) == 0) {
+                add_handle(s, two[0]);
+                add_handle(s, two[1]);
+            }
             ioq_tty_set_mode(L, h, in_u8(in) % 3);
             ioq_tty_get_size(L, h, in_u8(in) & 1 ? &c : NULL, &r);
             ioq_process_pid(L, h, in_u8(in) & 1 ? &pid : NULL);

@@ -1,0 +1,464 @@
+/* Pipes and terminals as streams: ioq_pipe, adopted pipes, FIFOs and character devices,
+ * and ioq_tty_* on a pseudo-terminal. */
+#include "harness.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <termios.h>
+#include <unistd.h>
+
+static ioq_cqe wait_ok(ioq_loop *l, uint64_t tok, int64_t want)
+{
+    ioq_cqe c = h_wait(l, tok);
+    if (c.result != want)
+        fail_msg("token %llu: result %lld (%s), want %lld", (unsigned long long)tok,
+                 (long long)c.result, c.result < 0 ? ioq_errname((int)c.result) : "",
+                 (long long)want);
+    return c;
+}
+
+static void test_both_ways(void **state)
+{
+    (void)state;
+    ioq_loop *loop = h_loop_new();
+    ioq_handle a[2], b[2];
+    char buf[64];
+    assert_int_equal(ioq_pipe(loop, 0, a), 0);
+    assert_int_equal(ioq_pipe(loop, 0, b), 0);
+    assert_int_not_equal(a[0], a[1]);
+    /* One way through a, the answer back through b, as between a parent and a child. */
+    h_send_wait(loop, a[1], "ping", 4);
+    h_recv_exact(loop, a[0], buf, 4);
+    assert_memory_equal(buf, "ping", 4);
+    h_send_wait(loop, b[1], "pong!", 5);
+    h_recv_exact(loop, b[0], buf, 5);
+    assert_memory_equal(buf, "pong!", 5);
+    /* A receive waits for the data sent after it. */
+    uint64_t t = h_tok();
+    assert_int_equal(h_recv(loop, a[0], buf, sizeof buf, t), 0);
+    h_assert_quiet(loop, 20);
+    ioq_iov iov[3] = {{"ga", 2}, {"th", 2}, {"er", 2}};
+    uint64_t s = h_tok();
+    assert_int_equal(h_sendv(loop, a[1], iov, 3, s), 0);
+    wait_ok(loop, s, 6);
+    wait_ok(loop, t, 6);
+    assert_memory_equal(buf, "gather", 6);
+    /* The descriptors are real pipes, close-on-exec. */
+    uint64_t fd;
+    struct stat st;
+    assert_int_equal(ioq_os_handle(loop, a[0], &fd), 0);
+    assert_int_equal(fstat((int)fd, &st), 0);
+    assert_true(S_ISFIFO(st.st_mode));
+    assert_true(fcntl((int)fd, F_GETFD) & FD_CLOEXEC);
+    for (int i = 0; i < 2; i++) {
+        h_close_wait(loop, a[i]);
+        h_close_wait(loop, b[i]);
+    }
+    h_finish(loop);
+}
+
+static void test_eof(void **state)
+{
+    (void)state;
+    ioq_loop *loop = h_loop_new();
+    ioq_handle p[2], q[2];
+    char buf[16];
+    assert_int_equal(ioq_pipe(loop, 0, p), 0);
+    /* shutdown of the write end: what was sent still arrives, then the end of the stream. */
+    uint64_t r = h_tok();
+    h_send_wait(loop, p[1], "last", 4);
+    uint64_t sd = h_tok();
+    assert_int_equal(h_shutdown(loop, p[1], sd), 0);
+    wait_ok(loop, sd, 0);
+    h_recv_exact(loop, p[0], buf, 4);
+    assert_memory_equal(buf, "last", 4);
+    assert_int_equal(h_recv(loop, p[0], buf, sizeof buf, r), 0);
+    wait_ok(loop, r, 0);
+    /* A send after the shutdown fails with EPIPE; a second shutdown is harmless. */
+    uint64_t s = h_tok();
+    assert_int_equal(h_send(loop, p[1], "x", 1, s), 0);
+    wait_ok(loop, s, IOQ_EPIPE);
+    sd = h_tok();
+    assert_int_equal(h_shutdown(loop, p[1], sd), 0);
+    wait_ok(loop, sd, 0);
+    h_close_wait(loop, p[0]);
+    h_close_wait(loop, p[1]);
+    /* Closing the write end ends the stream too, also for a receive already waiting. */
+    assert_int_equal(ioq_pipe(loop, 0, q), 0);
+    r = h_tok();
+    assert_int_equal(h_recv(loop, q[0], buf, sizeof buf, r), 0);
+    h_assert_quiet(loop, 20);
+    h_close_wait(loop, q[1]);
+    wait_ok(loop, r, 0);
+    h_close_wait(loop, q[0]);
+    h_finish(loop);
+}
+
+static void test_epipe(void **state)
+{
+    (void)state;
+    ioq_loop *loop = h_loop_new();
+    ioq_handle p[2];
+    /* SIGPIPE keeps its default action: if ioq let it through, it would end this test. */
+    signal(SIGPIPE, SIG_DFL);
+    assert_int_equal(ioq_pipe(loop, 0, p), 0);
+    h_close_wait(loop, p[0]);
+    uint64_t s = h_tok();
+    assert_int_equal(h_send(loop, p[1], "lost", 4, s), 0);
+    wait_ok(loop, s, IOQ_EPIPE);
+    ioq_iov iov[2] = {{"a", 1}, {"b", 1}};
+    s = h_tok();
+    assert_int_equal(h_sendv(loop, p[1], iov, 2, s), 0);
+    wait_ok(loop, s, IOQ_EPIPE);
+    /* No SIGPIPE is left pending for the host either. */
+    sigset_t pend;
+    sigpending(&pend);
+    assert_false(sigismember(&pend, SIGPIPE));
+    h_close_wait(loop, p[1]);
+    h_finish(loop);
+}
+
+static void test_cancel_close(void **state)
+{
+    (void)state;
+    ioq_loop *loop = h_loop_new();
+    ioq_handle p[2];
+    char buf[16];
+    assert_int_equal(ioq_pipe(loop, 0, p), 0);
+    uint64_t r1 = h_tok(), r2 = h_tok();
+    assert_int_equal(h_recv(loop, p[0], buf, sizeof buf, r1), 0);
+    assert_int_equal(h_recv(loop, p[0], buf, sizeof buf, r2), 0);
+    h_poll(loop, 0);
+    uint64_t c = h_tok();
+    assert_int_equal(h_cancel(loop, r1, c), 0);
+    wait_ok(loop, r1, IOQ_ECANCELED);
+    /* A full pipe: a send that cannot finish, ended by the close of its handle. */
+    static char big[1 << 20];
+    uint64_t s = h_tok();
+    assert_int_equal(h_send(loop, p[1], big, sizeof big, s), 0);
+    h_poll(loop, 10 * 1000000);
+    h_close_wait(loop, p[1]);
+    ioq_cqe sc = h_wait(loop, s);
+    assert_int_equal(sc.result, IOQ_ECANCELED);
+    /* The receive still waiting sees the data that went out, the end of the stream (if the
+     * send was cancelled before it wrote anything), or its own close. */
+    h_close_wait(loop, p[0]);
+    ioq_cqe rc = h_wait(loop, r2);
+    assert_true(rc.result == IOQ_ECANCELED || rc.result >= 0);
+    h_finish(loop);
+}
+
+/* Many sends queued at once on a pipe much smaller than them: they arrive whole, in order. */
+static void test_big_order(void **state)
+{
+    (void)state;
+    ioq_loop *loop = h_loop_new();
+    ioq_handle p[2];
+    enum { N = 16, LEN = 256 * 1024 };
+    static char out[N][LEN], in[N * LEN];
+    uint64_t tok[N];
+    assert_int_equal(ioq_pipe(loop, 0, p), 0);
+    for (int i = 0; i < N; i++) {
+        h_fill(out[i], LEN, 7, (uint64_t)i * LEN);
+        tok[i] = h_tok();
+        if (i % 3 == 2) {
+            ioq_iov iov[3] = {{out[i], 1000}, {NULL, 0}, {out[i] + 1000, LEN - 1000}};
+            assert_int_equal(h_sendv(loop, p[1], iov, 3, tok[i]), 0);
+        } else {
+            assert_int_equal(h_send(loop, p[1], out[i], LEN, tok[i]), 0);
+        }
+    }
+    size_t got = 0;
+    while (got < sizeof in) {
+        size_t want = sizeof in - got < 100000 ? sizeof in - got : 100000;
+        int64_t n = h_recv_once(loop, p[0], in + got, want);
+        assert_true(n > 0);
+        got += (size_t)n;
+    }
+    for (int i = 0; i < N; i++)
+        wait_ok(loop, tok[i], LEN);
+    assert_true(h_check(in, sizeof in, 7, 0));
+    h_close_wait(loop, p[0]);
+    h_close_wait(loop, p[1]);
+    h_finish(loop);
+}
+
+static void test_recv_pool(void **state)
+{
+    (void)state;
+    ioq_loop *loop = h_loop_new();
+    ioq_handle p[2], pool;
+    assert_int_equal(ioq_pipe(loop, 0, p), 0);
+    assert_int_equal(ioq_pool_new(loop, 4, 4096, &pool), 0);
+    uint64_t t = h_tok();
+    assert_int_equal(h_recv_pool(loop, p[0], pool, IOQ_MULTISHOT, t), 0);
+    size_t total = 0, got = 0;
+    char msg[100];
+    /* Each message is taken (and its buffer given back) before the next: the pool of four
+     * never runs dry. */
+    for (int i = 0; i < 10; i++) {
+        snprintf(msg, sizeof msg, "message %d;", i);
+        h_send_wait(loop, p[1], msg, strlen(msg));
+        total += strlen(msg);
+        while (got < total) {
+            ioq_cqe c = h_next(loop, t);
+            assert_true(c.flags & IOQ_CQE_MORE);
+            assert_true(c.flags & IOQ_CQE_BUFFER);
+            assert_true(c.result > 0);
+            assert_memory_equal(ioq_buf(loop, pool, (uint32_t)c.value),
+                                msg + (got - (total - strlen(msg))), (size_t)c.result);
+            got += (size_t)c.result;
+            assert_int_equal(ioq_buf_release(loop, pool, (uint32_t)c.value), 0);
+        }
+    }
+    /* The end of the stream ends the multishot receive. */
+    h_close_wait(loop, p[1]);
+    ioq_cqe c = h_next(loop, t);
+    assert_false(c.flags & IOQ_CQE_MORE);
+    assert_int_equal(c.result, 0);
+    assert_int_equal(got, total);
+    h_close_wait(loop, p[0]);
+    h_close_wait(loop, pool);
+    h_finish(loop);
+}
+
+/* A pipe receive into an empty pool waits for data, as on a socket: a buffer released
+ * before the data arrives serves it; with the pool still empty when data comes, the
+ * receive ends with IOQ_ENOBUFS and the data stays in the pipe; the end of the stream is 0. */
+static void test_recv_pool_empty(void **state)
+{
+    (void)state;
+    ioq_loop *loop = h_loop_new();
+    ioq_handle p[2], pool;
+    char buf[16];
+    assert_int_equal(ioq_pipe(loop, 0, p), 0);
+    assert_int_equal(ioq_pool_new(loop, 1, 64, &pool), 0);
+    /* Take the pool's only buffer. */
+    h_send_wait(loop, p[1], "first", 5);
+    assert_int_equal(h_recv_pool(loop, p[0], pool, 0, 1), 0);
+    ioq_cqe c = h_wait(loop, 1);
+    assert_int_equal(c.result, 5);
+    uint32_t id = (uint32_t)c.value;
+    /* Empty pool, no data: the receive waits. */
+    assert_int_equal(h_recv_pool(loop, p[0], pool, 0, 2), 0);
+    h_assert_quiet(loop, 20);
+    assert_int_equal(ioq_buf_release(loop, pool, id), 0);
+    h_send_wait(loop, p[1], "second", 6);
+    c = h_wait(loop, 2);
+    assert_int_equal(c.result, 6);
+    assert_memory_equal(ioq_buf(loop, pool, (uint32_t)c.value), "second", 6);
+    id = (uint32_t)c.value;
+    /* Empty pool when data arrives: IOQ_ENOBUFS, and the data is still there. */
+    assert_int_equal(h_recv_pool(loop, p[0], pool, 0, 3), 0);
+    h_send_wait(loop, p[1], "third", 5);
+    assert_int_equal(h_wait(loop, 3).result, IOQ_ENOBUFS);
+    assert_int_equal(h_recv(loop, p[0], buf, sizeof buf, 4), 0);
+    assert_int_equal(h_wait(loop, 4).result, 5);
+    assert_memory_equal(buf, "third", 5);
+    /* Empty pool at the end of the stream: 0. */
+    assert_int_equal(h_recv_pool(loop, p[0], pool, 0, 5), 0);
+    h_close_wait(loop, p[1]);
+    assert_int_equal(h_wait(loop, 5).result, 0);
+    assert_int_equal(ioq_buf_release(loop, pool, id), 0);
+    h_close_wait(loop, p[0]);
+    h_close_wait(loop, pool);
+    h_finish(loop);
+}
+
+static void test_adopt(void **state)
+{
+    (void)state;
+    ioq_loop *loop = h_loop_new();
+    int fds[2];
+    ioq_handle r, w;
+    char buf[8];
+    assert_int_equal(pipe(fds), 0);
+    assert_int_equal(ioq_adopt(loop, (uint64_t)fds[0], IOQ_KIND_PIPE, &r), 0);
+    assert_int_equal(ioq_adopt(loop, (uint64_t)fds[1], IOQ_KIND_PIPE, &w), 0);
+    h_send_wait(loop, w, "adopted", 7);
+    h_recv_exact(loop, r, buf, 7);
+    assert_memory_equal(buf, "adopted", 7);
+    /* Each end goes one way only: the other direction is refused at submission. */
+    assert_int_equal(ioq_recv(loop, w, buf, sizeof buf, h_tok()), IOQ_EBADHANDLE);
+    assert_int_equal(ioq_send(loop, r, "x", 1, h_tok()), IOQ_EBADHANDLE);
+    assert_int_equal(ioq_shutdown(loop, r, h_tok()), IOQ_EBADHANDLE);
+    /* Not sockets: no addresses, no socket options. */
+    ioq_addr a;
+    assert_int_equal(ioq_sockname(loop, r, &a), IOQ_ENOTSUP);
+    assert_int_equal(ioq_setopt(loop, w, IOQ_OPT_SNDBUF, 4096), IOQ_ENOTSUP);
+    /* ioq owns them now: close closes them. */
+    h_close_wait(loop, r);
+    h_close_wait(loop, w);
+    assert_int_equal(fcntl(fds[0], F_GETFD), -1);
+    assert_int_equal(fcntl(fds[1], F_GETFD), -1);
+    /* A character device that cannot be polled works too: /dev/null ends at once and takes
+     * anything. */
+    int nul = open("/dev/null", O_RDWR | O_CLOEXEC);
+    ioq_handle n;
+    assert_int_equal(ioq_adopt(loop, (uint64_t)nul, IOQ_KIND_PIPE, &n), 0);
+    assert_int_equal(h_recv_once(loop, n, buf, sizeof buf), 0);
+    h_send_wait(loop, n, "void", 4);
+    h_close_wait(loop, n);
+    /* A FIFO. */
+    const char *path = h_path("fifo");
+    assert_int_equal(mkfifo(path, 0600), 0);
+    int fr = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    int fw = open(path, O_WRONLY | O_CLOEXEC);
+    assert_true(fr >= 0 && fw >= 0);
+    assert_int_equal(ioq_adopt(loop, (uint64_t)fr, IOQ_KIND_PIPE, &r), 0);
+    assert_int_equal(ioq_adopt(loop, (uint64_t)fw, IOQ_KIND_PIPE, &w), 0);
+    h_send_wait(loop, w, "fifo", 4);
+    h_recv_exact(loop, r, buf, 4);
+    assert_memory_equal(buf, "fifo", 4);
+    h_close_wait(loop, w);
+    assert_int_equal(h_recv_once(loop, r, buf, sizeof buf), 0);
+    h_close_wait(loop, r);
+    h_finish(loop);
+}
+
+static void test_bad_args(void **state)
+{
+    (void)state;
+    ioq_loop *loop = h_loop_new();
+    ioq_handle p[2] = {0, 0};
+    assert_int_equal(ioq_pipe(NULL, 0, p), IOQ_EINVAL);
+    assert_int_equal(ioq_pipe(loop, 0, NULL), IOQ_EINVAL);
+    assert_int_equal(ioq_pipe(loop, 1, p), IOQ_EINVAL);
+    assert_int_equal(p[0], 0);
+    /* A regular file is not a pipe; a socket is not a terminal. */
+    int f = open(h_path("plain"), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    ioq_handle h = 0;
+    assert_int_equal(ioq_adopt(loop, (uint64_t)f, IOQ_KIND_PIPE, &h), IOQ_EINVAL);
+    assert_int_equal(ioq_adopt(loop, (uint64_t)f, IOQ_KIND_TTY, &h), IOQ_ENOTTY);
+    assert_int_equal(h, 0);
+    close(f);
+    assert_int_equal(ioq_pipe(loop, 0, p), 0);
+    char buf[4];
+    assert_int_equal(ioq_recv(loop, p[0], NULL, 4, h_tok()), IOQ_EINVAL);
+    assert_int_equal(ioq_recv(loop, p[0], buf, 0, h_tok()), IOQ_EINVAL);
+    assert_int_equal(ioq_send(loop, p[1], NULL, 1, h_tok()), IOQ_EINVAL);
+    assert_int_equal(ioq_sendv(loop, p[1], NULL, 1, h_tok()), IOQ_EINVAL);
+    /* Stream calls of other kinds are refused on pipes. */
+    assert_int_equal(ioq_recvfrom(loop, p[0], buf, 4, NULL, h_tok()), IOQ_EBADHANDLE);
+    assert_int_equal(ioq_read(loop, p[0], buf, 4, 0, h_tok()), IOQ_EBADHANDLE);
+    assert_int_equal(ioq_accept(loop, p[0], 0, h_tok()), IOQ_EBADHANDLE);
+    uint32_t cols, rows;
+    assert_int_equal(ioq_tty_get_size(loop, p[0], &cols, &rows), IOQ_EBADHANDLE);
+    assert_int_equal(ioq_tty_set_mode(loop, p[1], IOQ_TTY_MODE_RAW), IOQ_EBADHANDLE);
+    h_close_wait(loop, p[0]);
+    h_close_wait(loop, p[1]);
+    assert_int_equal(ioq_send(loop, p[1], "x", 1, h_tok()), IOQ_EBADHANDLE);
+    h_finish(loop);
+}
+
+/* A pseudo-terminal: the slave is the terminal ioq adopts, the master plays the user. */
+static int open_pty(int *master)
+{
+    int m = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (m < 0 || grantpt(m) < 0 || unlockpt(m) < 0) {
+        if (m >= 0)
+            close(m);
+        return -1;
+    }
+    int s = open(ptsname(m), O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (s < 0) {
+        close(m);
+        return -1;
+    }
+    *master = m;
+    return s;
+}
+
+static void test_tty_mode_size(void **state)
+{
+    (void)state;
+    int m, s = open_pty(&m);
+    if (s < 0) {
+        h_skip("no pseudo-terminal here");
+        return;
+    }
+    ioq_loop *loop = h_loop_new();
+    struct winsize ws = {.ws_row = 33, .ws_col = 101};
+    assert_int_equal(ioctl(m, TIOCSWINSZ, &ws), 0);
+    ioq_handle t;
+    assert_int_equal(ioq_adopt(loop, (uint64_t)s, IOQ_KIND_TTY, &t), 0);
+    uint32_t cols = 0, rows = 0;
+    assert_int_equal(ioq_tty_get_size(loop, t, &cols, &rows), 0);
+    assert_int_equal(cols, 101);
+    assert_int_equal(rows, 33);
+    assert_int_equal(ioq_tty_get_size(loop, t, NULL, &rows), IOQ_EINVAL);
+    assert_int_equal(ioq_tty_set_mode(loop, t, 7), IOQ_EINVAL);
+    struct termios before, now;
+    assert_int_equal(tcgetattr(s, &before), 0);
+    assert_true(before.c_lflag & ICANON);
+    assert_int_equal(ioq_tty_set_mode(loop, t, IOQ_TTY_MODE_RAW), 0);
+    assert_int_equal(tcgetattr(s, &now), 0);
+    assert_false(now.c_lflag & (ICANON | ECHO | ISIG));
+    /* Raw: a key arrives at once, without a newline. */
+    char buf[16];
+    uint64_t r = h_tok();
+    assert_int_equal(h_recv(loop, t, buf, sizeof buf, r), 0);
+    assert_int_equal(write(m, "k", 1), 1);
+    ioq_cqe c = h_wait(loop, r);
+    assert_int_equal(c.result, 1);
+    assert_int_equal(buf[0], 'k');
+    /* Output reaches the master. */
+    h_send_wait(loop, t, "out", 3);
+    size_t got = 0;
+    while (got < 3) {
+        ssize_t n = read(m, buf + got, sizeof buf - got);
+        assert_true(n > 0);
+        got += (size_t)n;
+    }
+    assert_memory_equal(buf, "out", 3);
+    assert_int_equal(ioq_tty_set_mode(loop, t, IOQ_TTY_MODE_NORMAL), 0);
+    assert_int_equal(tcgetattr(s, &now), 0);
+    assert_int_equal(now.c_lflag, before.c_lflag);
+    assert_int_equal(now.c_iflag, before.c_iflag);
+    /* Left raw, a terminal is put back as it was by its close. */
+    int s2 = dup(s);
+    assert_int_equal(ioq_tty_set_mode(loop, t, IOQ_TTY_MODE_RAW), 0);
+    h_close_wait(loop, t);
+    assert_int_equal(tcgetattr(s2, &now), 0);
+    assert_true(now.c_lflag & ICANON);
+    close(s2);
+    close(m);
+    h_finish(loop);
+}
+
+static void test_enotty(void **state)
+{
+    (void)state;
+    ioq_loop *loop = h_loop_new();
+    int fds[2];
+    ioq_handle h = 0;
+    assert_int_equal(pipe(fds), 0);
+    /* A pipe is no terminal: refused, and left with the caller. */
+    assert_int_equal(ioq_adopt(loop, (uint64_t)fds[0], IOQ_KIND_TTY, &h), IOQ_ENOTTY);
+    assert_int_equal(h, 0);
+    assert_int_not_equal(fcntl(fds[0], F_GETFD), -1);
+    /* As a pipe it is fine, but the terminal calls are not for it. */
+    assert_int_equal(ioq_adopt(loop, (uint64_t)fds[0], IOQ_KIND_PIPE, &h), 0);
+    assert_int_equal(ioq_tty_set_mode(loop, h, IOQ_TTY_MODE_RAW), IOQ_EBADHANDLE);
+    h_close_wait(loop, h);
+    close(fds[1]);
+    h_finish(loop);
+}
+
+int main(int argc, char **argv)
+{
+    const struct CMUnitTest group[] = {
+        H_TEST(both_ways),    H_TEST(eof),        H_TEST(epipe),
+        H_TEST(cancel_close), H_TEST(big_order),  H_TEST(recv_pool),
+        H_TEST(recv_pool_empty),
+        H_TEST(adopt),        H_TEST(bad_args),   H_TEST(tty_mode_size),
+        H_TEST(enotty),
+    };
+    return h_main(argc, argv, "pipe", group, sizeof group / sizeof group[0]);
+}
