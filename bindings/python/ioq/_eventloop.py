@@ -1,0 +1,345 @@
+"""ioq as an asyncio event loop (``ioq.aio.EventLoop``).
+
+The loop is asyncio's own Unix selector loop with its selector replaced by
+:class:`IoqSelector`, which blocks in ioq_poll: every method and argument of
+``asyncio.AbstractEventLoop`` keeps asyncio's semantics (transports, SSL, subprocesses,
+signals, executors, debug mode), while readiness comes from ioq watches and the ioq
+operations of ``ioq.aio`` (its transports and awaitables) complete in the same poll.
+"""
+import asyncio
+import math
+import selectors
+import sys
+from asyncio import unix_events as _unix_events
+from selectors import EVENT_READ, EVENT_WRITE
+
+import ioq as _ioq
+from ioq import _ioq as _swig
+
+_raw = getattr(_swig, "__ioq", _swig)
+
+__all__ = ["IoqSelector", "EventLoop", "EventLoopPolicy", "new_event_loop", "install", "run"]
+
+# ABI 1.1: readiness of descriptors ioq does not own. Without it (an ioq 1.0 library) the
+# selector falls back to an epoll selector that also watches the ioq loop's descriptor.
+_HAS_WATCH = hasattr(_raw, "ioq_watch") and hasattr(_raw, "IOQ_KIND_WATCH")
+
+# Tokens of the selector's own operations (watches, their cancels and closes) lie above
+# this; ioq.aio's operations count up from 1 and never get there.
+_WATCH_BASE = 1 << 62
+_QUIET_TOKEN = _WATCH_BASE - 1   # cancels and closes whose completion nobody waits for
+_MORE = _ioq.CQE_MORE
+_ECANCELED = _ioq.ECANCELED
+_BATCH = 256
+
+
+def _timeout_ns(timeout):
+    if timeout is None:
+        return -1
+    if timeout <= 0:
+        return 0
+    # Never wake before the deadline asyncio asked for (it would spin once more).
+    return min(math.ceil(timeout * 1e9), (1 << 62))
+
+
+class IoqSelector(selectors._BaseSelectorImpl):
+    """A ``selectors`` selector over an :class:`ioq.Loop`: ``select()`` blocks in ioq_poll.
+
+    Each registered descriptor gets one ioq WATCH handle (ioq_adopt(fd, IOQ_KIND_WATCH),
+    which never reads, writes or closes the descriptor) and a multishot, level-triggered
+    ioq_watch per direction asked for; unregister closes the handle. The other completions
+    of the ioq loop (ioq.aio's operations) are handed to their owners in the same poll:
+    ``cbs`` maps tokens to callbacks run by the C dispatcher, and ``on_other(record)`` gets
+    every other record.
+    """
+
+    def __init__(self, loop=None, *, backend=None):
+        super().__init__()
+        self._own = loop is None
+        self.ioq = loop if loop is not None else _ioq.Loop(backend)
+        self._p = self.ioq._ptr
+        self.cbs = {}
+        self.on_other = None
+        self.pool = 0
+        self._watches = {}   # token -> (fd, EVENT_READ or EVENT_WRITE)
+        self._handles = {}   # fd -> [watch handle, read token, write token]
+        self._next = _WATCH_BASE
+        self._inner = None
+        if not _HAS_WATCH:
+            self._inner = selectors.DefaultSelector()
+            self._ioq_fd = self.ioq.fileno()
+            self._inner.register(self._ioq_fd, EVENT_READ)
+
+    @property
+    def backend(self):
+        """The ioq backend's name ("epoll", "io_uring", ...)."""
+        return self.ioq.backend
+
+    # -- registration --------------------------------------------------------------------
+    def register(self, fileobj, events, data=None):
+        key = super().register(fileobj, events, data)
+        try:
+            if self._inner is not None:
+                self._inner.register(key.fd, events)
+            else:
+                self._adopt(key.fd, events)
+        except BaseException:
+            super().unregister(fileobj)
+            raise
+        return key
+
+    def _adopt(self, fd, events):
+        p = self._p
+        if p is None:
+            raise ValueError("the selector is closed")
+        rc, h = _raw.ioq_adopt(p, fd, _raw.IOQ_KIND_WATCH)
+        if rc == _ioq.EEXIST:
+            # The close of an earlier watch handle of this descriptor number is still queued
+            # (the descriptor was closed and its number reused): flush it and try again.
+            _raw.ioq_submit(p)
+            rc, h = _raw.ioq_adopt(p, fd, _raw.IOQ_KIND_WATCH)
+        if rc < 0:
+            raise _ioq.error(rc)
+        ent = [h, 0, 0]
+        self._handles[fd] = ent
+        try:
+            self._arm(fd, ent, 0, events)
+        except BaseException:
+            self._handles.pop(fd, None)
+            _raw.ioq_close(p, h, _QUIET_TOKEN)
+            raise
+
+    def _arm(self, fd, ent, old, new):
+        p = self._p
+        for i, ev, bit in ((1, EVENT_READ, _raw.IOQ_WATCH_READABLE),
+                           (2, EVENT_WRITE, _raw.IOQ_WATCH_WRITABLE)):
+            if new & ev and not ent[i]:
+                self._next += 1
+                token = self._next
+                rc = _raw.ioq_watch(p, ent[0], bit, _ioq.MULTISHOT, token)
+                if rc < 0:
+                    raise _ioq.error(rc)
+                ent[i] = token
+                self._watches[token] = (fd, ev)
+            elif not new & ev and ent[i]:
+                token = ent[i]
+                ent[i] = 0
+                self._watches.pop(token, None)
+                _raw.ioq_cancel(p, token, _QUIET_TOKEN)
+
+    def unregister(self, fileobj):
+        key = super().unregister(fileobj)
+        if self._inner is not None:
+            try:
+                self._inner.unregister(key.fd)
+            except (KeyError, ValueError, OSError):
+                pass
+            return key
+        ent = self._handles.pop(key.fd, None)
+        if ent is not None:
+            self._watches.pop(ent[1], None)
+            self._watches.pop(ent[2], None)
+            p = self._p
+            if p is not None:
+                # Ends its watches (ECANCELED, ignored) and forgets the descriptor without
+                # closing it: the caller owns it and usually closes it right after.
+                _raw.ioq_close(p, ent[0], _QUIET_TOKEN)
+                _raw.ioq_submit(p)
+        return key
+
+    def modify(self, fileobj, events, data=None):
+        try:
+            key = self._fd_to_key[self._fileobj_lookup(fileobj)]
+        except KeyError:
+            raise KeyError(f"{fileobj!r} is not registered") from None
+        if events != key.events:
+            if (not events) or (events & ~(EVENT_READ | EVENT_WRITE)):
+                raise ValueError(f"Invalid events: {events!r}")
+            if self._inner is not None:
+                self._inner.modify(key.fd, events)
+            else:
+                self._arm(key.fd, self._handles[key.fd], key.events, events)
+        if events != key.events or data is not key.data:
+            key = key._replace(events=events, data=data)
+            self._fd_to_key[key.fd] = key
+        return key
+
+    # -- polling -------------------------------------------------------------------------
+    def select(self, timeout=None):
+        if self._inner is not None:
+            return self._select_inner(timeout)
+        p = self._p
+        if p is None:
+            raise ValueError("the selector is closed")
+        got = _raw.ioq_py_dispatch_wait(p, self.cbs, _BATCH, self.pool, _timeout_ns(timeout))
+        if type(got) is int:
+            raise _ioq.error(got)
+        rest = got[1]
+        if rest is None:
+            return []
+        ready = {}
+        watches = self._watches
+        for t in rest:
+            token = t[0]
+            w = watches.get(token)
+            if w is None:
+                if token < _QUIET_TOKEN and self.on_other is not None:
+                    self.on_other(t)
+                continue
+            fd, ev = w
+            if t[1] > 0:
+                ready[fd] = ready.get(fd, 0) | ev
+            if not t[4] & _MORE:
+                self._watch_ended(token, fd, ev, t[1])
+        out = []
+        fd_to_key = self._fd_to_key
+        for fd, ev in ready.items():
+            key = fd_to_key.get(fd)
+            if key is not None:
+                ev &= key.events
+                if ev:
+                    out.append((key, ev))
+        return out
+
+    def _watch_ended(self, token, fd, ev, result):
+        # A multishot watch ended although nobody cancelled it (the backend may end one at
+        # any time, e.g. on an error): watch again while the descriptor is registered.
+        del self._watches[token]
+        ent = self._handles.get(fd)
+        if ent is None:
+            return
+        i = 1 if ev == EVENT_READ else 2
+        if ent[i] != token:
+            return
+        ent[i] = 0
+        if result == _ECANCELED:
+            return
+        key = self._fd_to_key.get(fd)
+        if key is not None and key.events & ev:
+            try:
+                self._arm(fd, ent, key.events & ~ev, key.events)
+            except _ioq.Error:
+                pass
+
+    def _select_inner(self, timeout):
+        p = self._p
+        if p is None:
+            raise ValueError("the selector is closed")
+        # Submit what ioq.aio queued and collect what already completed.
+        n = self._dispatch(0)
+        events = self._inner.select(0 if n else timeout)
+        out = []
+        fd_to_key = self._fd_to_key
+        for k, ev in events:
+            if k.fd == self._ioq_fd:
+                self._dispatch(0)
+                continue
+            key = fd_to_key.get(k.fd)
+            if key is not None:
+                out.append((key, ev & key.events))
+        return out
+
+    def _dispatch(self, ns):
+        got = _raw.ioq_py_dispatch_wait(self._p, self.cbs, _BATCH, self.pool, ns)
+        if type(got) is int:
+            raise _ioq.error(got)
+        n, rest = got
+        if rest is not None and self.on_other is not None:
+            for t in rest:
+                if t[0] < _QUIET_TOKEN:
+                    self.on_other(t)
+        return n
+
+    def wake(self):
+        """Make a blocked select() return (any thread)."""
+        p = self._p
+        if p is not None:
+            _raw.ioq_wake(p)
+
+    def close(self):
+        super().close()
+        self._handles.clear()
+        self._watches.clear()
+        self.cbs.clear()
+        if self._inner is not None:
+            self._inner.close()
+        self._p = None
+        if self._own and self.ioq is not None:
+            self.ioq.close()
+
+
+class EventLoop(_unix_events.SelectorEventLoop):
+    """An asyncio event loop run by ioq (a complete ``asyncio.AbstractEventLoop``).
+
+    ``EventLoop(backend=None)`` picks ioq's best backend (IOQ_BACKEND in the environment
+    may choose); ``backend="epoll"`` or ``"io_uring"`` forces one. ``ioq.aio.get_loop()``
+    inside it returns an AsyncLoop that shares the loop's ioq loop, so ioq.aio's operations
+    and transports complete in the loop's own poll.
+    """
+
+    def __init__(self, selector=None, *, backend=None):
+        if selector is None:
+            selector = IoqSelector(backend=backend)
+        super().__init__(selector)
+        self._ioq_async = None
+
+    @property
+    def ioq(self):
+        """The :class:`ioq.Loop` this event loop polls."""
+        return self._selector.ioq
+
+    def _ioq_asyncloop(self):
+        al = self._ioq_async
+        if al is None or al.closed:
+            from . import aio
+            al = aio.AsyncLoop(self._selector.ioq, asyncio_loop=self, _selector=self._selector)
+            self._ioq_async = al
+        return al
+
+    def close(self):
+        super().close()
+        al, self._ioq_async = self._ioq_async, None
+        if al is not None:
+            al.close()
+
+    def __repr__(self):
+        backend = "closed" if self.is_closed() else self._selector.ioq.backend
+        return "<%s running=%s closed=%s debug=%s backend=%s>" % (
+            type(self).__name__, self.is_running(), self.is_closed(), self.get_debug(),
+            backend)
+
+
+class EventLoopPolicy(_unix_events.DefaultEventLoopPolicy):
+    """asyncio's Unix policy (child watchers included) making :class:`EventLoop` loops."""
+
+    _loop_factory = EventLoop
+
+
+def new_event_loop():
+    """A new :class:`EventLoop` (for ``asyncio.Runner(loop_factory=...)``)."""
+    return EventLoop()
+
+
+def install():
+    """Make asyncio create ioq loops: ``asyncio.set_event_loop_policy(EventLoopPolicy())``."""
+    asyncio.set_event_loop_policy(EventLoopPolicy())
+
+
+def run(main, *, debug=None):
+    """``asyncio.run(main)`` on a new :class:`EventLoop`."""
+    if sys.version_info >= (3, 11):
+        with asyncio.Runner(debug=debug, loop_factory=new_event_loop) as runner:
+            return runner.run(main)
+    loop = new_event_loop()
+    try:
+        asyncio.set_event_loop(loop)
+        if debug is not None:
+            loop.set_debug(debug)
+        return loop.run_until_complete(main)
+    finally:
+        try:
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.run_until_complete(loop.shutdown_default_executor())
+        finally:
+            asyncio.set_event_loop(None)
+            loop.close()
