@@ -113,9 +113,22 @@ class AsyncLoop:
                 aloop.remove_reader(self._fd)
             except Exception:
                 pass
-        self._p = None
+        p, self._p = self._p, None
         if self._own:
             io.close()
+        elif p is not None and io._ptr is not None:
+            # The ioq loop lives on (it is an EventLoop's): end what this AsyncLoop started.
+            # Buffers stay held until the final completions come (the loop's next poll).
+            for token in self._waiters:
+                _raw.ioq_cancel(p, token, 0)
+            for tr in self._transports:
+                if not tr._closed:
+                    tr._closed = True
+                    _raw.ioq_close(p, tr._h, 0)
+            if self._pool:
+                _raw.ioq_close(p, self._pool, 0)
+                if self._selector is not None and self._selector.pool == self._pool:
+                    self._selector.pool = 0
         self._pool = 0
         self._cbs.clear()
         waiters, self._waiters = self._waiters, {}
