@@ -24,7 +24,8 @@
 # CPU time per round trip (utime + stime from /proc). Finally the echo servers' system calls
 # per round trip (ping-pong and 100 connections) under strace, for ioq and libuv.
 # BENCH_ONLY="pump echo" runs only the named workloads (pingpong pump echo pound udp python
-# lua rust http timers xthread syscalls).
+# lua rust http timers xthread syscalls; "python" includes aiohttp's hello world under wrk on
+# ioq.aio.EventLoop, uvloop and asyncio).
 # BENCH_QUICK=1: 3 repetitions of short runs and only two echo rows (whole suite under 2
 # minutes; the Rust rows only with BENCH_ONLY=rust), else 5.
 # Prints a table of medians with the ratio ioq/peer per row, writes
@@ -261,6 +262,11 @@ if have loadgen && command -v "$py" >/dev/null; then
       for be in "${backends[@]}"; do
         vs+=("ioq-$be|run_secs=$lang_secs run_echo ioq-$be 10 $size env IOQ_BACKEND=$be $py \
 $here/echo_py.py ioq-aio")
+        # asyncio's own Protocol and streams code on ioq's event loop (ioq.aio.EventLoop)
+        for st in protocol streams; do
+          vs+=("ioq-loop-$be-$st|run_secs=$lang_secs run_echo ioq-loop-$be-$st 10 $size \
+env IOQ_BACKEND=$be $py $here/echo_py.py ioq-loop-$st")
+        done
       done
     else
       echo "bench.sh: the ioq Python package is not importable by $py: ioq.aio left out" >&2
@@ -272,6 +278,22 @@ $here/echo_py.py ioq-aio")
     done
     workload "python-echo-c10-${size}B" "${vs[@]}"
   done
+fi
+
+# 9a. aiohttp's hello world under wrk on each event loop (ioq.aio.EventLoop, uvloop, asyncio)
+if command -v wrk >/dev/null && command -v "$py" >/dev/null && "$py" -c "import aiohttp" \
+   2>/dev/null; then
+  vs=()
+  if "$py" -c "import ioq.aio; ioq.aio.EventLoop" 2>/dev/null; then
+    for be in "${backends[@]}"; do
+      vs+=("ioq-loop-$be|run_http ioq-loop-$be env IOQ_BACKEND=$be $py $here/http_aiohttp.py ioq")
+    done
+  fi
+  "$py" -c "import uvloop" 2>/dev/null && vs+=("uvloop|run_http uvloop $py $here/http_aiohttp.py uvloop")
+  vs+=("asyncio|run_http asyncio $py $here/http_aiohttp.py asyncio")
+  workload python-aiohttp "${vs[@]}"
+else
+  echo "bench.sh: wrk or aiohttp (python3-aiohttp) missing: aiohttp left out" >&2
 fi
 
 # 9b. Lua echo servers: luv against the ioq Lua binding (its plain loop and its coroutines)
@@ -475,6 +497,26 @@ if co_rows:
             r["ratios"]["ioq-co/luv"] = round(ratio, 4)
             print("%-22s %-26s ioq-co/luv %6.3f" % (wl, metric, ratio))
     print("(ioq-co/luv: the ioq.co coroutine server against luv; above 1 is better for ioq.co)")
+# Python rows: ioq's asyncio event loop against uvloop and asyncio's default loop running
+# the same code (same client, interleaved); above 1 is better for ioq.
+for (wl, metric), res in ((k, rows[k]) for k in order):
+    if not wl.startswith("python-") or metric.endswith(("_p50_us", "_p99_us")):
+        continue
+    med = {l: statistics.median(v) for l, v in res.items()}
+    row = next(r for r in doc["rows"] if r["workload"] == wl and r["metric"] == metric)
+    parts = []
+    for l in sorted(med):
+        if not l.startswith("ioq-loop-") or med[l] <= 0:
+            continue
+        style = l.rsplit("-", 1)[1] if l.endswith(("-protocol", "-streams")) else ""
+        for peer in (("uvloop-" + style, "asyncio-" + style) if style else
+                     ("uvloop", "asyncio")):
+            if peer in med and med[peer] > 0:
+                r = med[l] / med[peer]
+                row["ratios"]["%s/%s" % (l, peer)] = round(r, 4)
+                parts.append("%s/%s %.2f" % (l, peer, r))
+    if parts:
+        print("%s %s: %s" % (wl, metric, ", ".join(parts)))
 # Rust rows: every ioq variant against tokio (above 1 = ioq better), and the adapters' copy
 # (the traits variant against owned buffers on the same runtime).
 for (wl, metric), res in ((k, rows[k]) for k in order):

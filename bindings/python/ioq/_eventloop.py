@@ -8,8 +8,11 @@ operations of ``ioq.aio`` (its transports and awaitables) complete in the same p
 """
 import asyncio
 import math
+import os
 import selectors
+import socket
 import sys
+from asyncio import selector_events as _selector_events
 from asyncio import unix_events as _unix_events
 from selectors import EVENT_READ, EVENT_WRITE
 
@@ -268,6 +271,202 @@ class IoqSelector(selectors._BaseSelectorImpl):
             self.ioq.close()
 
 
+class _IoqSocketTransport(_selector_events._SelectorSocketTransport):
+    """asyncio's socket transport with the read side on ioq: one multishot ioq receive
+    into the loop's buffer pool per connection, whose chunks the C dispatcher hands to
+    data_received() inside the loop's poll (no selector event, handle or recv() call per
+    chunk). Everything else (writes, close, flow control, sendfile, start_tls, extra info)
+    is asyncio's own. ioq reads through a duplicate of the socket's descriptor, closed with
+    the transport.
+    """
+
+    def __init__(self, loop, sock, protocol, waiter=None, extra=None, server=None):
+        self._h = 0
+        self._recv_token = 0
+        self._stash = []
+        self._reading_wanted = False
+        self._ioq_loop = loop
+        al = loop._ioq_asyncloop()
+        self._al = al
+        kind = _raw.IOQ_KIND_LOCAL if sock.family == socket.AF_UNIX else _raw.IOQ_KIND_TCP
+        fd = os.dup(sock.fileno())
+        rc, h = _raw.ioq_adopt(al._p, fd, kind)
+        if rc < 0:
+            os.close(fd)
+            raise _ioq.error(rc)
+        self._h = h
+        super().__init__(loop, sock, protocol, waiter, extra, server)
+
+    # asyncio starts and stops reading through these two.
+    def _add_reader(self, fd, callback, *args):
+        if self._closing:
+            return
+        if fd != self._sock_fd:
+            self._loop._add_reader(fd, callback, *args)
+            return
+        self._reading_wanted = True
+        if self._stash:
+            self._loop.call_soon(self._deliver_stash)
+        elif not self._recv_token:
+            self._start_reading()
+        else:
+            self._set_reader()
+
+    def _ioq_stop_reading(self):
+        self._reading_wanted = False
+        if self._recv_token:
+            self._set_reader()
+            p = self._al._p
+            if p is not None:
+                _raw.ioq_cancel(p, self._recv_token, _QUIET_TOKEN)
+
+    def _start_reading(self):
+        al = self._al
+        p = al._p
+        if p is None or self._conn_lost:
+            return
+        al._next_token += 1
+        token = al._next_token
+        rc = _raw.ioq_recv_pool(p, self._h, al._recv_pool(), _ioq.MULTISHOT, token)
+        if rc < 0:
+            self._fatal_error(_ioq.error(rc), "Fatal read error on socket transport")
+            return
+        self._recv_token = token
+        self._set_reader()
+
+    def _set_reader(self):
+        if self._recv_token:
+            if (self._reading_wanted and not self._stash and not self._closing
+                    and self._data_fast is not None):
+                self._al._cbs[self._recv_token] = (self._data_fast, self._on_data)
+            else:
+                self._al._cbs[self._recv_token] = self._on_data
+
+    def set_protocol(self, protocol):
+        super().set_protocol(protocol)
+        if isinstance(protocol, asyncio.BufferedProtocol):
+            self._data_fast = None
+        else:
+            self._data_fast = protocol.data_received
+        if getattr(self, "_recv_token", 0):
+            self._set_reader()
+
+    def _on_data(self, result, data, flags):
+        if flags == -1:
+            self._fatal_error(data, "Fatal error: protocol.data_received() call failed.")
+            return
+        if result > 0:
+            if not flags & _MORE:
+                self._recv_token = 0
+                if self._reading_wanted and not self._closing:
+                    self._start_reading()
+            if self._closing or self._conn_lost:
+                return
+            if not self._reading_wanted or self._stash:
+                self._stash.append(data)
+                return
+            self._deliver(data)
+            return
+        self._recv_token = 0
+        if self._closing or self._conn_lost:
+            return
+        if result == 0:
+            if not self._reading_wanted or self._stash:
+                self._stash.append(b"")
+            else:
+                self._read_ready__on_eof()
+        elif result == _ioq.ENOBUFS or result == _ECANCELED:
+            # An emptied pool or pause_reading() ended the receive; no data was lost.
+            if self._reading_wanted:
+                self._start_reading()
+        else:
+            self._fatal_error(_ioq.error(result), "Fatal read error on socket transport")
+
+    def _deliver(self, data):
+        protocol = self._protocol
+        if self._data_fast is not None:
+            try:
+                protocol.data_received(data)
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException as exc:
+                self._fatal_error(exc, "Fatal error: protocol.data_received() call failed.")
+            return
+        # A BufferedProtocol: the chunk is copied into the buffers it hands out.
+        view = memoryview(data)
+        while view:
+            try:
+                buf = protocol.get_buffer(len(view))
+                if not len(buf):
+                    raise RuntimeError("get_buffer() returned an empty buffer")
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException as exc:
+                self._fatal_error(exc, "Fatal error: protocol.get_buffer() call failed.")
+                return
+            with memoryview(buf) as dst:
+                dst = dst.cast("B")
+                n = min(len(dst), len(view))
+                dst[:n] = view[:n]
+            view = view[n:]
+            try:
+                protocol.buffer_updated(n)
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException as exc:
+                self._fatal_error(exc, "Fatal error: protocol.buffer_updated() call failed.")
+                return
+            if self._closing or self._conn_lost:
+                return
+            if not self._reading_wanted:
+                if view:
+                    self._stash.insert(0, bytes(view))
+                return
+
+    def _deliver_stash(self):
+        while self._stash and self._reading_wanted and not self._closing \
+                and not self._conn_lost:
+            data = self._stash.pop(0)
+            if not data:
+                self._read_ready__on_eof()
+                return
+            self._deliver(data)
+        if self._reading_wanted and not self._closing and not self._stash:
+            if self._recv_token:
+                self._set_reader()
+            else:
+                self._start_reading()
+
+    def _call_connection_lost(self, exc):
+        try:
+            super()._call_connection_lost(exc)
+        finally:
+            self._release()
+
+    def _release(self):
+        h, self._h = self._h, 0
+        token, self._recv_token = self._recv_token, 0
+        al = self._al
+        if self._ioq_loop._ioq_readers.get(self._sock_fd) is self:
+            del self._ioq_loop._ioq_readers[self._sock_fd]
+        if token:
+            al._cbs.pop(token, None)
+        if h and al._p is not None:
+            _raw.ioq_close(al._p, h, _QUIET_TOKEN)
+
+    def __del__(self, _warn=None):
+        if self._h:
+            try:
+                self._release()
+            except Exception:
+                pass
+        sock = self._sock
+        if sock is not None:
+            import warnings
+            warnings.warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
+            sock.close()
+
+
 class EventLoop(_unix_events.SelectorEventLoop):
     """An asyncio event loop run by ioq (a complete ``asyncio.AbstractEventLoop``).
 
@@ -277,11 +476,35 @@ class EventLoop(_unix_events.SelectorEventLoop):
     and transports complete in the loop's own poll.
     """
 
-    def __init__(self, selector=None, *, backend=None):
+    def __init__(self, selector=None, *, backend=None, native_transports=None):
         if selector is None:
             selector = IoqSelector(backend=backend)
         super().__init__(selector)
         self._ioq_async = None
+        if native_transports is None:
+            native_transports = os.environ.get("IOQ_AIO_NATIVE", "1") != "0"
+        self._ioq_native = bool(native_transports) and isinstance(selector, IoqSelector)
+        self._ioq_readers = {}   # fd -> _IoqSocketTransport reading through ioq
+
+    def _make_socket_transport(self, sock, protocol, waiter=None, *, extra=None,
+                               server=None):
+        if (self._ioq_native and sock.type == socket.SOCK_STREAM
+                and sock.family in (socket.AF_INET, socket.AF_INET6, socket.AF_UNIX)):
+            tr = _IoqSocketTransport(self, sock, protocol, waiter, extra, server)
+            self._ioq_readers[tr._sock_fd] = tr
+            return tr
+        return super()._make_socket_transport(sock, protocol, waiter, extra=extra,
+                                              server=server)
+
+    def _remove_reader(self, fd):
+        tr = self._ioq_readers.get(fd)
+        if tr is not None:
+            if tr._h:
+                was = tr._reading_wanted
+                tr._ioq_stop_reading()
+                return was
+            del self._ioq_readers[fd]
+        return super()._remove_reader(fd)
 
     @property
     def ioq(self):
