@@ -345,3 +345,63 @@ def test_aiohttp_hello_world(loop):
         return True
 
     assert run(loop, main())
+
+
+def test_task_from_connection_made_runs_before_data_received(loop):
+    async def main():
+        lp = asyncio.get_running_loop()
+        order = []
+        done = lp.create_future()
+
+        class P(asyncio.Protocol):
+            def connection_made(self, transport):
+                async def first():
+                    order.append("task")
+                lp.create_task(first())
+
+            def data_received(self, data):
+                order.append("data")
+                if not done.done():
+                    done.set_result(None)
+
+        srv = await lp.create_server(P, "127.0.0.1", 0)
+        c = socket.create_connection(srv.sockets[0].getsockname())
+        c.sendall(b"x" * 100)
+        await done
+        c.close()
+        srv.close()
+        return order[:2]
+
+    assert run(loop, main()) == ["task", "data"]
+
+
+def test_pause_resume_reading_keeps_every_byte(loop):
+    async def main():
+        lp = asyncio.get_running_loop()
+        got = bytearray()
+        done = lp.create_future()
+
+        class P(asyncio.Protocol):
+            def connection_made(self, transport):
+                self.t = transport
+
+            def data_received(self, data):
+                got.extend(data)
+                self.t.pause_reading()
+                assert not self.t.is_reading()
+                lp.call_later(0.001, self.t.resume_reading)
+
+            def eof_received(self):
+                done.set_result(None)
+
+        srv = await lp.create_server(P, "127.0.0.1", 0)
+        payload = os.urandom(300000)
+        r, w = await asyncio.open_connection(*srv.sockets[0].getsockname())
+        w.write(payload)
+        w.write_eof()
+        await done
+        w.close()
+        srv.close()
+        return bytes(got) == payload
+
+    assert run(loop, main())

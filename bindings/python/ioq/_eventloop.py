@@ -285,6 +285,7 @@ class _IoqSocketTransport(_selector_events._SelectorSocketTransport):
         self._recv_token = 0
         self._stash = []
         self._reading_wanted = False
+        self._started = False
         self._ioq_loop = loop
         al = loop._ioq_asyncloop()
         self._al = al
@@ -305,6 +306,19 @@ class _IoqSocketTransport(_selector_events._SelectorSocketTransport):
             self._loop._add_reader(fd, callback, *args)
             return
         self._reading_wanted = True
+        if not self._started:
+            # The first read, scheduled right after connection_made(): start it one
+            # callback later, so that a task made in connection_made() takes its first
+            # step before data_received() (the poll hands data out before the callbacks
+            # that are ready, where asyncio's selector loop queues a read callback after
+            # them).
+            self._started = True
+            self._loop.call_soon(self._add_reader, fd, callback)
+            return
+        if self._paused:
+            # pause_reading() came before the first read started
+            self._reading_wanted = False
+            return
         if self._stash:
             self._loop.call_soon(self._deliver_stash)
         elif not self._recv_token:

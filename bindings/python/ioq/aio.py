@@ -582,7 +582,13 @@ class Transport(asyncio.Transport):
         except BaseException as e:
             self._callback_failed(e, "connection_made() failed")
             return
-        if self._reading and not self._closing:
+        # As asyncio: reading starts in a callback after connection_made(), so that a task
+        # it created takes its first step before data_received() (data may have come with
+        # the connection and would otherwise be handed out in the same dispatch).
+        self._al._aloop.call_soon(self._first_read)
+
+    def _first_read(self):
+        if self._reading and not self._closing and not self._recv_token and self._al._p:
             self._start_reading()
 
     # -- reading -----------------------------------------------------------------------
