@@ -122,7 +122,7 @@ bench: deps
 	$(MAKE) build
 	tests/bench/bench.sh $(BUILD)
 
-# Rewrites abi/ioq.abi from the current build: only when the ABI is meant to change.
+# Rewrites abi/ioq-1.<minor>.abi (the current minor version) from the current build: only when the ABI is meant to change.
 abi-baseline: build
 	$(CMAKE) --build $(BUILD) --target abi-baseline
 

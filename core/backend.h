@@ -87,6 +87,7 @@ struct ioq__op {
             union {
                 uint32_t mode;   /* open: permission bits for a created file */
                 uint32_t max;    /* resolve: entries of addr_out */
+                uint32_t events; /* watch: IOQ_WATCH_READABLE / WRITABLE asked for */
             };
             ioq__pool *pool;    /* recv_pool */
             union {
@@ -121,8 +122,13 @@ enum {
     IOQ__K_LOCAL = IOQ_KIND_LOCAL,
     IOQ__K_LOCAL_LISTENER = IOQ_KIND_LOCAL_LISTENER,
     IOQ__K_FILE = IOQ_KIND_FILE,
-    IOQ__K_POOL = 7,
-    IOQ__K_CONNECTING = 8 /* a socket being connected: not visible until its completion */
+    IOQ__K_WATCH = IOQ_KIND_WATCH,       /* a descriptor ioq only watches: never closed */
+    IOQ__K_PIPE = IOQ_KIND_PIPE,
+    IOQ__K_TTY = IOQ_KIND_TTY,
+    IOQ__K_PROCESS = IOQ_KIND_PROCESS,
+    IOQ__K_NOTIFIER = IOQ_KIND_NOTIFIER, /* no descriptor: see notify.c */
+    IOQ__K_POOL = 16,
+    IOQ__K_CONNECTING = 17 /* a socket being connected: not visible until its completion */
 };
 
 #define IOQ__KIND_BIT(k) (1u << (k))
@@ -158,6 +164,7 @@ struct ioq__handle {
     ioq__op *close_op;  /* the close waiting for ops to drain */
     ioq__opq readq, writeq; /* stream order: see ioq__order_* */
     ioq__pool *pool;    /* kind POOL */
+    void *obj;          /* the core's object of kinds without a descriptor (NOTIFIER) */
     ioq__handle *next_free;
     void *be;           /* backend private */
 };
@@ -214,6 +221,11 @@ struct ioq__backend {
     void (*buf_release)(ioq_loop *loop, ioq__pool *pool, uint32_t id);
     /* IOQ_CAP_* of this loop. */
     uint32_t (*caps)(ioq_loop *loop);
+    /* Since 1.1. A handle of kind WATCH is registered through handle_open (its descriptor
+     * is the caller's: never change its flags) and unregistered through handle_close (it
+     * is not closed by ioq). Its IOQ_OP_WATCH ops reach start and cancel like any other;
+     * a backend that cannot watch returns IOQ_ENOTSUP from start. The readiness services
+     * ioq__watch_events / ioq__watch_report below do the bookkeeping. */
 };
 
 extern const ioq__backend ioq__backend_epoll;
@@ -348,6 +360,19 @@ int ioq__accepted(ioq_loop *loop, const ioq__handle *listener, int64_t fd, ioq__
 /* An open ended with res (0, or IOQ_E*) and, on success, descriptor fd: complete op with
  * the new file handle (fd is closed if none can be made). */
 void ioq__open_done(ioq_loop *loop, ioq__op *op, int64_t res, int64_t fd);
+
+/* --- core services: watches (watch.c) ------------------------------------------------------ */
+
+/* The IOQ_WATCH_READABLE / WRITABLE bits that the live, uncancelled watches of h ask for. */
+uint32_t ioq__watch_events(const ioq__handle *h);
+/* The descriptor of watch handle h showed `seen` (IOQ_WATCH_* bits, ERROR and HANGUP
+ * included): every live watch of h that asked for one of them, or any watch for ERROR or
+ * HANGUP, completes (a multishot one with IOQ_CQE_MORE, staying live). Returns true when
+ * a watch ended (the events asked for may have changed). h stays valid: a watch handle's
+ * close never waits for its watches. */
+bool ioq__watch_report(ioq_loop *loop, ioq__handle *h, uint32_t seen);
+/* The result bits of op (a watch) for `seen`, 0 when none concerns it. */
+uint32_t ioq__watch_result(const ioq__op *op, uint32_t seen);
 
 /* --- core services: pools ------------------------------------------------------------------ */
 

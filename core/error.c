@@ -49,6 +49,9 @@ static const ioq__errdesc errs[] = {
     [-IOQ_EMISUSE] = {IOQ_EMISUSE, "EMISUSE", "call breaks a rule of the API"},
     [-IOQ_EDESTADDRREQ] = {IOQ_EDESTADDRREQ, "EDESTADDRREQ", "destination address required"},
     [-IOQ_ESHUTDOWN] = {IOQ_ESHUTDOWN, "ESHUTDOWN", "cannot send after the write side was shut down"},
+    [-IOQ_ESRCH] = {IOQ_ESRCH, "ESRCH", "no such process"},
+    [-IOQ_ENOEXEC] = {IOQ_ENOEXEC, "ENOEXEC", "exec format error: not an executable"},
+    [-IOQ_ENOTTY] = {IOQ_ENOTTY, "ENOTTY", "not a terminal"},
 };
 
 static const ioq__errdesc unknown = {IOQ_EUNKNOWN, "EUNKNOWN", "unknown error"};

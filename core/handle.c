@@ -46,6 +46,7 @@ ioq__handle *ioq__handle_new(ioq_loop *loop, uint8_t kind, int64_t fd)
     h->readq.head = h->readq.tail = NULL;
     h->writeq.head = h->writeq.tail = NULL;
     h->pool = NULL;
+    h->obj = NULL;
     h->next_free = NULL;
     h->be = NULL;
     return h;
@@ -74,7 +75,8 @@ void ioq__handle_destroy(ioq_loop *loop, ioq__handle *h)
     if (h->fd >= 0 || h->kind == IOQ__K_CONNECTING) {
         if (loop->backend->handle_close)
             loop->backend->handle_close(loop, h);
-        if (h->fd >= 0)
+        /* A watched descriptor belongs to the caller: unregistered, never closed. */
+        if (h->fd >= 0 && h->kind != IOQ__K_WATCH)
             ioq__os_close(h->fd);
         h->fd = -1;
     }
@@ -159,7 +161,7 @@ void ioq__handles_fini(ioq_loop *loop)
         ioq__handle *h = ioq__handle_at(loop, i);
         if (h->kind == IOQ__K_POOL)
             ioq__pool_destroy(loop, h->pool);
-        else if (h->kind != IOQ__K_FREE && h->fd >= 0)
+        else if (h->kind != IOQ__K_FREE && h->kind != IOQ__K_WATCH && h->fd >= 0)
             ioq__os_close(h->fd);
     }
     for (uint32_t c = 0; c < loop->nchunks; c++)

@@ -219,6 +219,11 @@ void ioq__op_cancel(ioq_loop *loop, ioq__op *op);
 /* The last op of a closing handle is done: destroy the handle, complete the close. */
 void ioq__close_finish(ioq_loop *loop, ioq__handle *h);
 
+/* --- 1.1 objects (notify.c, signal.c, process.c) ------------------------------------------ */
+
+/* ioq_adopt of a pipe or terminal (process.c). */
+int ioq__adopt_stream(ioq_loop *loop, uint64_t os_handle, uint32_t kind, ioq_handle *out);
+
 /* --- cross-thread (post.c) ---------------------------------------------------------------- */
 
 /* A producer queued something: wake the loop if it is (about to be) blocked. */

@@ -469,15 +469,31 @@ int ioq_setopt(ioq_loop *loop, ioq_handle hv, uint32_t opt, int64_t value)
     return ioq__os_setopt(h->fd, h->kind, opt, value);
 }
 
+/* A descriptor the loop already has a handle for (a second WATCH of one fd would make the
+ * kernel multiplexers refuse or mix up its registrations). Adoption is rare: a scan. */
+static bool fd_known(const ioq_loop *loop, int64_t fd)
+{
+    for (uint32_t i = 0; i < loop->nhandles; i++) {
+        const ioq__handle *h = ioq__handle_at(loop, i);
+        if (h->kind != IOQ__K_FREE && !(h->rstate & IOQ__R_CLOSING) && h->fd == fd)
+            return true;
+    }
+    return false;
+}
+
 int ioq_adopt(ioq_loop *loop, uint64_t os_handle, uint32_t kind, ioq_handle *out)
 {
     uint8_t family = 0;
     int rc;
-    if (!loop || !out || kind < IOQ_KIND_TCP || kind > IOQ_KIND_FILE ||
+    if (!loop || !out || kind < IOQ_KIND_TCP || kind > IOQ_KIND_TTY ||
         !ioq__os_valid_fd(os_handle))
         return IOQ_EINVAL;
     if (loop->in_free)
         return IOQ_EMISUSE;
+    if (kind == IOQ_KIND_PIPE || kind == IOQ_KIND_TTY)
+        return ioq__adopt_stream(loop, os_handle, kind, out);
+    if (kind == IOQ_KIND_WATCH && fd_known(loop, (int64_t)os_handle))
+        return IOQ_EEXIST;
     rc = ioq__os_adopt((int64_t)os_handle, kind, &family);
     if (rc != 0)
         return rc;

@@ -59,10 +59,10 @@ extern "C" {
  * grows: new functions and new constants are added, nothing is renumbered or removed.
  * ------------------------------------------------------------------------------------ */
 #define IOQ_VERSION_MAJOR 1
-#define IOQ_VERSION_MINOR 0
+#define IOQ_VERSION_MINOR 1
 #define IOQ_VERSION_PATCH 0
-#define IOQ_VERSION_NUMBER 10000 /* MAJOR*10000 + MINOR*100 + PATCH */
-#define IOQ_VERSION_STRING "1.0.0"
+#define IOQ_VERSION_NUMBER 10100 /* MAJOR*10000 + MINOR*100 + PATCH */
+#define IOQ_VERSION_STRING "1.1.0"
 
 /* ---------------------------------------------------------------------------------------
  * Error codes. Values are pinned forever and identical on every platform; they are not
@@ -108,6 +108,9 @@ extern "C" {
 #define IOQ_EMISUSE       -37  /* call breaks a rule of the API (e.g. poll during free) */
 #define IOQ_EDESTADDRREQ  -38  /* destination address required */
 #define IOQ_ESHUTDOWN     -39  /* write side already shut down */
+#define IOQ_ESRCH         -40  /* no such process (already reaped, or gone); since 1.1 */
+#define IOQ_ENOEXEC       -41  /* not an executable (exec format error); since 1.1 */
+#define IOQ_ENOTTY        -42  /* not a terminal; since 1.1 */
 #define IOQ_EUNKNOWN      -99  /* an OS error with no mapping; the text names it */
 
 /* ---------------------------------------------------------------------------------------
@@ -133,12 +136,16 @@ extern "C" {
 #define IOQ_OP_TIMEOUT       17
 #define IOQ_OP_CANCEL        18
 #define IOQ_OP_RESOLVE       19
+#define IOQ_OP_WATCH         20 /* since 1.1 */
+#define IOQ_OP_SIGNAL        21 /* since 1.1 */
+#define IOQ_OP_PROCESS_WAIT  22 /* since 1.1 */
+#define IOQ_OP_NOTIFY_WAIT   23 /* since 1.1 */
 
 /* ioq_cqe.flags */
 #define IOQ_CQE_MORE    0x0001 /* more completions follow for this multishot operation */
 #define IOQ_CQE_BUFFER  0x0002 /* value is a pool buffer id owned by the caller now */
 
-/* Flags for ioq_accept() and ioq_recv_pool(). */
+/* Flags for ioq_accept(), ioq_recv_pool(), ioq_watch(), ioq_signal(), ioq_notify_wait(). */
 #define IOQ_MULTISHOT   0x0001 /* keep going until cancelled, closed or failed */
 
 /* Flags for ioq_tcp_listen(), ioq_udp_bind(), ioq_local_listen(). */
@@ -197,6 +204,35 @@ extern "C" {
 #define IOQ_KIND_LOCAL          4 /* connected AF_UNIX stream / named pipe */
 #define IOQ_KIND_LOCAL_LISTENER 5
 #define IOQ_KIND_FILE           6 /* regular file: positional read/write */
+#define IOQ_KIND_WATCH          7 /* since 1.1: a descriptor ioq only watches (ioq_watch):
+                                     never reads, writes or closes it */
+#define IOQ_KIND_PIPE           8 /* since 1.1: pipe, FIFO or character device as a byte
+                                     stream (recv, send, sendv, shutdown, close) */
+#define IOQ_KIND_TTY            9 /* since 1.1: a terminal: a PIPE plus ioq_tty_* */
+#define IOQ_KIND_PROCESS       10 /* since 1.1: a child process (ioq_spawn); not adoptable */
+#define IOQ_KIND_NOTIFIER      11 /* since 1.1: ioq_notifier_new; not adoptable */
+
+/* ioq_watch() events, and the bits of its completion's result. Since 1.1. */
+#define IOQ_WATCH_READABLE 0x0001 /* reading would not block (data, end of stream, error) */
+#define IOQ_WATCH_WRITABLE 0x0002 /* writing would not block */
+#define IOQ_WATCH_ERROR    0x0004 /* an error is pending: reported, never needs asking */
+#define IOQ_WATCH_HANGUP   0x0008 /* the peer hung up (end of stream, no writer left):
+                                     reported, never needs asking */
+
+/* ioq_tty_set_mode() modes. Since 1.1. */
+#define IOQ_TTY_MODE_NORMAL 0 /* the mode the terminal had when ioq first changed it */
+#define IOQ_TTY_MODE_RAW    1 /* no echo, no line editing, no signal keys, bytes as typed */
+
+/* ioq_stdio.mode: what a child of ioq_spawn() gets as stdin, stdout, stderr. Since 1.1. */
+#define IOQ_STDIO_INHERIT 0 /* the parent's descriptor */
+#define IOQ_STDIO_NULL    1 /* /dev/null (NUL on Windows) */
+#define IOQ_STDIO_PIPE    2 /* a new pipe; the parent's end comes back as a PIPE handle */
+#define IOQ_STDIO_HANDLE  3 /* value = an ioq handle (PIPE, TTY, TCP, LOCAL, FILE) */
+#define IOQ_STDIO_OS      4 /* value = an OS descriptor (fd, HANDLE) the caller owns */
+
+/* ioq_process_options.flags. Since 1.1. */
+#define IOQ_SPAWN_SEARCH_PATH 0x0001 /* look file up in PATH (of env, else of the parent) */
+#define IOQ_SPAWN_NEW_SESSION 0x0002 /* the child leads a new session (setsid) / group */
 
 /* Largest length of one buffer, and of the sum of an iovec array (fits every OS). */
 #define IOQ_MAX_LEN 0x7ffff000
@@ -245,6 +281,25 @@ typedef struct ioq_loop_options {
     uint32_t threadpool_size; /* worker threads for blocking work; 0 = default (4) */
     uint32_t reserved[8];     /* must be 0 */
 } ioq_loop_options;
+
+/* One stdio stream of a child process (ioq_spawn). Since 1.1. */
+typedef struct ioq_stdio {
+    uint32_t mode;     /* IOQ_STDIO_* */
+    uint32_t reserved; /* must be 0 */
+    uint64_t value;    /* IOQ_STDIO_HANDLE: an ioq handle; IOQ_STDIO_OS: a descriptor */
+} ioq_stdio;
+
+/* Options for ioq_spawn(). Set size to sizeof(ioq_process_options); zero what is unused.
+ * Since 1.1. */
+typedef struct ioq_process_options {
+    uint32_t size;             /* sizeof(ioq_process_options) as the caller knew it */
+    uint32_t flags;            /* IOQ_SPAWN_* */
+    const char *file;          /* the program (a path, or a name with SEARCH_PATH) */
+    const char *const *argv;   /* NULL-terminated, argv[0] included */
+    const char *const *env;    /* NULL-terminated "KEY=VALUE" list, or NULL to inherit */
+    const char *cwd;           /* working directory, or NULL for the parent's */
+    ioq_stdio stdio[3];        /* stdin, stdout, stderr */
+} ioq_process_options;
 
 /* ---------------------------------------------------------------------------------------
  * Version and errors.
@@ -558,6 +613,141 @@ IOQ_API int ioq_addr_parse(const char *text, ioq_addr *out);
  * too small (64 bytes always suffice).
  * Since: 1.0 */
 IOQ_API int ioq_addr_format(const ioq_addr *addr, char *buf, size_t len);
+
+/* ---------------------------------------------------------------------------------------
+ * Since 1.1: what host event loops need. Readiness of descriptors ioq does not own, a
+ * coalescing cross-thread notifier, signals, pipes and terminals, child processes.
+ * ------------------------------------------------------------------------------------ */
+
+/* ioq_watch - report the readiness of a descriptor that someone else reads, writes and
+ * closes (asyncio's add_reader/add_writer; c-ares, libpq, X11 descriptors).
+ * h: a handle of kind IOQ_KIND_WATCH, made with ioq_adopt(loop, fd, IOQ_KIND_WATCH, &h).
+ *   Adopting as WATCH a descriptor the loop already has a handle for gives IOQ_EEXIST; a
+ *   regular file or a directory (always "ready") gives IOQ_EINVAL.
+ *   ioq never reads, writes, closes or changes the flags of a watched descriptor;
+ *   ioq_close(h) ends its watches (IOQ_ECANCELED) and forgets it, leaving it open. Close
+ *   the handle before closing the descriptor.
+ * events: IOQ_WATCH_READABLE and/or IOQ_WATCH_WRITABLE (at least one).
+ * flags: 0 (one completion) or IOQ_MULTISHOT (keeps watching until cancelled or closed).
+ * Several watches may live on one handle (a READABLE one and a WRITABLE one, say).
+ * Completion: result the IOQ_WATCH_* bits seen (> 0): those asked for that hold, plus
+ *   IOQ_WATCH_ERROR (an error is pending on the descriptor) and IOQ_WATCH_HANGUP (the
+ *   peer hung up: end of stream, or no writer left on a pipe), which are always reported;
+ *   value 0. Level-triggered: a multishot watch reports again (IOQ_CQE_MORE) at a later
+ *   ioq_poll() while the condition still holds, at most one record per watch per
+ *   ioq_poll() call; read or write until the descriptor would block to quiet it.
+ *   A cancelled or closed watch always ends with IOQ_ECANCELED (a report it may have had
+ *   is dropped: it would come again).
+ * Returns 0, IOQ_EINVAL (no or unknown events, unknown flags), IOQ_EBADHANDLE (not a live
+ *   WATCH handle), IOQ_ENOMEM, IOQ_ENOTSUP (IOCP: the descriptor is not a socket, or the
+ *   backend cannot watch).
+ * Since: 1.1 */
+IOQ_API int ioq_watch(ioq_loop *loop, ioq_handle h, uint32_t events, uint32_t flags,
+                      uint64_t token);
+
+/* ioq_notifier_new - a notifier: a handle that any thread may signal with ioq_notify(),
+ * like libuv's uv_async. Call it on the loop's thread; close it with ioq_close.
+ * Returns 0, IOQ_EINVAL (NULL), IOQ_ENOMEM.
+ * Since: 1.1 */
+IOQ_API int ioq_notifier_new(ioq_loop *loop, ioq_handle *out);
+
+/* ioq_notify - signal a notifier. Any thread; lock-free; costs a system call only when
+ * the loop is blocked in ioq_poll() (and then one for any number of notifications).
+ * Every ioq_notify() between two completions of the notifier's wait counts towards the
+ * next one. On a notifier that is closed (or being closed): IOQ_EBADHANDLE, safely, from
+ * any thread, for as long as the loop lives.
+ * Returns 0, IOQ_EINVAL (NULL loop), IOQ_EBADHANDLE.
+ * Since: 1.1 */
+IOQ_API int ioq_notify(ioq_loop *loop, ioq_handle notifier);
+
+/* ioq_notify_wait - wait for ioq_notify() on notifier. One wait per notifier at a time.
+ * flags: 0 or IOQ_MULTISHOT (stays armed: one completion with IOQ_CQE_MORE per batch).
+ * Completion: result the number of ioq_notify() calls it covers (>= 1): every call made
+ * since the previous completion (also before this wait was submitted) coalesces into one
+ * record; value 0. IOQ_ECANCELED after ioq_cancel/ioq_close.
+ * Returns 0, IOQ_EINVAL (unknown flags), IOQ_EBADHANDLE (not a live notifier), IOQ_EBUSY
+ *   (a wait is already pending on it), IOQ_ENOMEM.
+ * Since: 1.1 */
+IOQ_API int ioq_notify_wait(ioq_loop *loop, ioq_handle notifier, uint32_t flags,
+                            uint64_t token);
+
+/* ioq_signal - wait for deliveries of the POSIX signal signum to the process.
+ * While any ioq_signal operation for signum lives (in any loop), ioq catches the signal:
+ * its default action or the host's handler is replaced, and restored when the last one
+ * ends. Several loops may watch one signal: each gets every delivery.
+ * Signal mask (POSIX): ioq catches signum with a handler of its own and never changes
+ * any thread's signal mask; a thread that blocks signum does not receive it, so leave it
+ * unblocked in at least one thread (any thread will do). Do not install another handler
+ * for signum while an ioq_signal operation lives.
+ * flags: 0 or IOQ_MULTISHOT (one completion with IOQ_CQE_MORE per batch of deliveries).
+ * Completion: result the number of deliveries since the previous completion (>= 1;
+ *   deliveries that arrive together coalesce); value signum. IOQ_ECANCELED.
+ * Returns 0, IOQ_EINVAL (bad signum, SIGKILL, SIGSTOP, unknown flags), IOQ_ENOTSUP (the
+ *   platform cannot catch it: on Windows only SIGINT, SIGBREAK and SIGHUP, as console
+ *   control events), IOQ_ENOMEM.
+ * Since: 1.1 */
+IOQ_API int ioq_signal(ioq_loop *loop, int signum, uint32_t flags, uint64_t token);
+
+/* ioq_pipe - a new anonymous pipe as two handles of kind IOQ_KIND_PIPE: out[0] the read
+ * end, out[1] the write end. ioq_recv, ioq_recv_pool, ioq_send, ioq_sendv, ioq_shutdown
+ * (write end) and ioq_close work on them with the stream order rules; a receive gets
+ * result 0 at end of stream (every write end closed). Pipes and terminals of the process
+ * (stdin, stdout) join a loop with ioq_adopt(fd, IOQ_KIND_PIPE or IOQ_KIND_TTY).
+ * flags: 0.
+ * Returns 0, IOQ_EINVAL, IOQ_EMFILE, IOQ_ENFILE, IOQ_ENOMEM, IOQ_ENOTSUP (not built yet
+ *   for this backend).
+ * Since: 1.1 */
+IOQ_API int ioq_pipe(ioq_loop *loop, uint32_t flags, ioq_handle out[2]);
+
+/* ioq_tty_set_mode - put a terminal in IOQ_TTY_MODE_RAW or back to IOQ_TTY_MODE_NORMAL
+ * (the mode it had when ioq first changed it). Synchronous.
+ * Returns 0, IOQ_EINVAL (unknown mode), IOQ_EBADHANDLE (not a TTY handle), IOQ_ENOTTY,
+ *   IOQ_ENOTSUP.
+ * Since: 1.1 */
+IOQ_API int ioq_tty_set_mode(ioq_loop *loop, ioq_handle tty, uint32_t mode);
+
+/* ioq_tty_get_size - the terminal's window size in character cells. Synchronous.
+ * Returns 0, IOQ_EINVAL (NULL cols or rows), IOQ_EBADHANDLE (not a TTY handle),
+ *   IOQ_ENOTTY, IOQ_ENOTSUP.
+ * Since: 1.1 */
+IOQ_API int ioq_tty_get_size(ioq_loop *loop, ioq_handle tty, uint32_t *cols,
+                             uint32_t *rows);
+
+/* ioq_spawn - start a child process. Synchronous: returns once the child runs (its exec
+ * succeeded) or with the reason it could not start; a failed exec leaves no process.
+ * opts: size set; file, argv required. Copied: nothing is referenced after the call.
+ * process: receives the process handle (kind IOQ_KIND_PROCESS).
+ * pipes: pipes[i] receives the parent's end of stdio[i] when its mode is IOQ_STDIO_PIPE
+ *   (a PIPE handle: the write end for stdin, the read end for stdout and stderr), else 0;
+ *   may be NULL when no stream is a PIPE.
+ * The child inherits no other descriptor of ioq. ioq never installs a SIGCHLD handler.
+ * Returns 0, IOQ_EINVAL (bad options), IOQ_ENOENT, IOQ_EACCES, IOQ_ENOEXEC, IOQ_EBADHANDLE
+ *   (a stdio handle), IOQ_EMFILE, IOQ_ENOMEM, IOQ_ENOTSUP.
+ * Since: 1.1 */
+IOQ_API int ioq_spawn(ioq_loop *loop, const ioq_process_options *opts,
+                      ioq_handle *process, ioq_handle pipes[3]);
+
+/* ioq_process_wait - wait for a child of ioq_spawn() to end. One wait per process at a
+ * time. Completion: result the exit code (0..255) if it exited, 256 + the signal number if
+ * a signal ended it; value 0. IOQ_ECANCELED after ioq_cancel/ioq_close. A wait submitted
+ * after the child ended completes at once with its status.
+ * Returns 0, IOQ_EBADHANDLE (not a live process handle), IOQ_EBUSY (a wait is pending),
+ *   IOQ_ENOMEM.
+ * Since: 1.1 */
+IOQ_API int ioq_process_wait(ioq_loop *loop, ioq_handle process, uint64_t token);
+
+/* ioq_kill - send signal signum to a child of ioq_spawn() (on Windows any signum ends the
+ * process). Returns 0, IOQ_ESRCH (it has ended and was reaped), IOQ_EINVAL (bad signum),
+ * IOQ_EBADHANDLE.
+ * ioq_close() of a process handle does not kill the child: ioq reaps it when it ends and
+ * never leaves a zombie behind; a pending wait ends with IOQ_ECANCELED.
+ * Since: 1.1 */
+IOQ_API int ioq_kill(ioq_loop *loop, ioq_handle process, int signum);
+
+/* ioq_process_pid - the OS process id of a child of ioq_spawn().
+ * Returns 0, IOQ_EINVAL (NULL pid), IOQ_EBADHANDLE.
+ * Since: 1.1 */
+IOQ_API int ioq_process_pid(ioq_loop *loop, ioq_handle process, int64_t *pid);
 
 #ifdef __cplusplus
 }

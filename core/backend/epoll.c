@@ -3,6 +3,10 @@
  * both directions, when it joins the loop; the readiness engine (readiness.c) does the rest.
  * An eventfd carries wake-ups and posts; a timerfd is armed only when the loop is embedded
  * in a foreign loop through ioq_loop_fd(), so that ioq's timers make the epoll fd readable.
+ *
+ * Watched descriptors (ioq_watch) are the exception: level-triggered, registered only
+ * while a watch asks for something (a hung-up pipe would otherwise wake every wait), with
+ * the union of what their watches ask for.
  */
 #include "fault.h"
 #include "posix.h"
@@ -77,7 +81,7 @@ static int epoll_handle_open(ioq_loop *loop, ioq__handle *h)
 {
     epoll_state *s = ioq__backend_data(loop);
     struct epoll_event ev;
-    if (h->kind == IOQ__K_FILE)
+    if (h->kind == IOQ__K_FILE || h->kind == IOQ__K_WATCH)
         return 0; /* regular files are always "ready": they go to the thread pool */
     memset(&ev, 0, sizeof ev);
     ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
@@ -92,9 +96,85 @@ static int epoll_handle_open(ioq_loop *loop, ioq__handle *h)
 static void epoll_handle_close(ioq_loop *loop, ioq__handle *h)
 {
     /* close() drops the registration unless the descriptor was duplicated elsewhere (an
-     * adopted fd); its late events then carry a stale generation and are ignored. */
-    (void)loop;
-    (void)h;
+     * adopted fd); its late events then carry a stale generation and are ignored. A
+     * watched descriptor stays open: its registration must go now. */
+    if (h->kind == IOQ__K_WATCH && h->be) {
+        epoll_state *s = ioq__backend_data(loop);
+        struct epoll_event ev;
+        memset(&ev, 0, sizeof ev);
+        epoll_ctl(s->epfd, EPOLL_CTL_DEL, (int)h->fd, &ev);
+        h->be = NULL;
+    }
+}
+
+/* --- watches ------------------------------------------------------------------------------ */
+
+/* h->be of a WATCH handle: the IOQ_WATCH_* bits registered (0: not registered). */
+static void watch_sync(ioq_loop *loop, ioq__handle *h)
+{
+    epoll_state *s = ioq__backend_data(loop);
+    uint32_t want = (h->rstate & IOQ__R_CLOSING) ? 0 : ioq__watch_events(h);
+    uint32_t have = (uint32_t)(uintptr_t)h->be;
+    struct epoll_event ev;
+    int rc;
+
+    if (want == have)
+        return;
+    memset(&ev, 0, sizeof ev);
+    ev.events = ((want & IOQ_WATCH_READABLE) ? EPOLLIN | EPOLLRDHUP : 0u) |
+                ((want & IOQ_WATCH_WRITABLE) ? EPOLLOUT : 0u);
+    ev.data.u64 = ioq__handle_value(loop, h);
+    rc = epoll_ctl(s->epfd, !want ? EPOLL_CTL_DEL : !have ? EPOLL_CTL_ADD : EPOLL_CTL_MOD,
+                   (int)h->fd, &ev);
+    if (rc == 0 || !want)
+        h->be = (void *)(uintptr_t)want;
+}
+
+static int epoll_start(ioq_loop *loop, ioq__op *op)
+{
+    epoll_state *s = ioq__backend_data(loop);
+    ioq__handle *h = op->h;
+    uint32_t have;
+
+    if (op->code != IOQ_OP_WATCH)
+        return ioq__rd_start(loop, op);
+    have = (uint32_t)(uintptr_t)h->be;
+    if ((have | op->events) != have) {
+        struct epoll_event ev;
+        uint32_t want = have | op->events;
+        memset(&ev, 0, sizeof ev);
+        ev.events = ((want & IOQ_WATCH_READABLE) ? EPOLLIN | EPOLLRDHUP : 0u) |
+                    ((want & IOQ_WATCH_WRITABLE) ? EPOLLOUT : 0u);
+        ev.data.u64 = ioq__handle_value(loop, h);
+        /* The first watch is where a descriptor epoll cannot watch (a regular file: EPERM)
+         * or one that is closed already (EBADF) gets its error. */
+        if (epoll_ctl(s->epfd, have ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, (int)h->fd, &ev) < 0)
+            return ioq__os_errno_map(errno);
+        h->be = (void *)(uintptr_t)want;
+    }
+    return 0;
+}
+
+static void epoll_cancel(ioq_loop *loop, ioq__op *op)
+{
+    ioq__handle *h = op->h;
+    if (op->code != IOQ_OP_WATCH) {
+        ioq__rd_cancel(loop, op);
+        return;
+    }
+    /* A watch is never in progress: it ends here. */
+    ioq__complete(loop, op, IOQ_ECANCELED, 0, 0);
+    watch_sync(loop, h);
+}
+
+static void watch_event(ioq_loop *loop, ioq__handle *h, uint32_t e)
+{
+    uint32_t seen = ((e & EPOLLIN) ? IOQ_WATCH_READABLE : 0u) |
+                    ((e & EPOLLOUT) ? IOQ_WATCH_WRITABLE : 0u) |
+                    ((e & EPOLLERR) ? IOQ_WATCH_ERROR : 0u) |
+                    ((e & (EPOLLHUP | EPOLLRDHUP)) ? IOQ_WATCH_HANGUP : 0u);
+    if (ioq__watch_report(loop, h, seen))
+        watch_sync(loop, h);
 }
 
 static int epoll_wait_ns(epoll_state *s, int64_t timeout_ns)
@@ -147,6 +227,10 @@ static int epoll_poll(ioq_loop *loop, int64_t timeout_ns)
         h = ioq__handle_find(loop, cookie);
         if (!h)
             continue;
+        if (h->kind == IOQ__K_WATCH) {
+            watch_event(loop, h, e);
+            continue;
+        }
         if (e & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
             bits |= IOQ__R_READABLE;
         if (e & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
@@ -202,8 +286,8 @@ const ioq__backend ioq__backend_epoll = {
     .id = IOQ_BACKEND_EPOLL,
     .init = epoll_init,
     .fini = epoll_fini,
-    .start = ioq__rd_start,
-    .cancel = ioq__rd_cancel,
+    .start = epoll_start,
+    .cancel = epoll_cancel,
     .wait = epoll_poll,
     .wake = epoll_wake,
     .handle_open = epoll_handle_open,

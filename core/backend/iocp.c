@@ -387,6 +387,8 @@ static int iocp_start(ioq_loop *loop, ioq__op *op)
     int rc;
 
     switch (op->code) {
+    case IOQ_OP_WATCH:
+        return IOQ_ENOTSUP; /* readiness of sockets through AFD polling: not built */
     case IOQ_OP_OPEN:
     case IOQ_OP_FSYNC:
         op->res_fd = h ? h->fd : -1;
@@ -739,7 +741,10 @@ static void iocp_wake(ioq_loop *loop)
 
 static int iocp_handle_open(ioq_loop *loop, ioq__handle *h)
 {
-    int rc = associate(loop, h);
+    int rc;
+    if (h->kind == IOQ__K_WATCH)
+        return 0; /* never associated: the socket is the caller's */
+    rc = associate(loop, h);
     if (rc != 0)
         return rc;
     if (h->kind == IOQ__K_LOCAL_LISTENER) {

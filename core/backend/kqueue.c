@@ -5,6 +5,10 @@
  * call. The readiness engine (readiness.c) does the rest. EVFILT_USER carries wake-ups and
  * posts; a one-shot EVFILT_TIMER is armed only when the loop is embedded in a foreign loop
  * through ioq_loop_fd(), so that ioq's own timers make the kqueue descriptor readable.
+ *
+ * Watched descriptors (ioq_watch) get level-triggered filters (no EV_CLEAR), applied at
+ * once, only for what their watches ask for; READ and WRITE of one descriptor in one wait
+ * make one report.
  */
 #include "fault.h"
 #include "posix.h"
@@ -42,6 +46,10 @@ typedef struct {
     struct kevent *changes; /* registrations the next kevent() wait submits */
     int nchanges, cap;
     struct kevent events[MAX_EVENTS];
+    /* Watch reports of the wait being dispatched, one per handle. */
+    ioq__handle *wh[MAX_EVENTS];
+    uint32_t wseen[MAX_EVENTS];
+    int nw;
 } kq_state;
 
 /* udata is a pointer. A 64-bit one holds the handle value itself; a 32-bit one holds the slot
@@ -97,6 +105,79 @@ static int apply_now(kq_state *s, struct kevent *ch, int n)
         }
     }
     return rc;
+}
+
+/* --- watches ------------------------------------------------------------------------------ */
+
+/* Make the filters of watch handle h those of `want` (h->be: the bits registered). */
+static int watch_set(ioq_loop *loop, ioq__handle *h, uint32_t want)
+{
+    kq_state *s = ioq__backend_data(loop);
+    uint32_t have = (uint32_t)(uintptr_t)h->be;
+    struct kevent ch[2];
+    int n = 0, rc;
+
+    /* WRITE first, as in kq_handle_open. */
+    if ((want ^ have) & IOQ_WATCH_WRITABLE)
+        EV_SET(&ch[n++], (uintptr_t)h->fd, EVFILT_WRITE,
+               (want & IOQ_WATCH_WRITABLE) ? EV_ADD : EV_DELETE, 0, 0, cookie_of(loop, h));
+    if ((want ^ have) & IOQ_WATCH_READABLE)
+        EV_SET(&ch[n++], (uintptr_t)h->fd, EVFILT_READ,
+               (want & IOQ_WATCH_READABLE) ? EV_ADD : EV_DELETE, 0, 0, cookie_of(loop, h));
+    if (n == 0)
+        return 0;
+    rc = apply_now(s, ch, n);
+    if (rc == 0 || (want & ~have) == 0)
+        h->be = (void *)(uintptr_t)want;
+    return rc;
+}
+
+static void watch_sync(ioq_loop *loop, ioq__handle *h)
+{
+    watch_set(loop, h, (h->rstate & IOQ__R_CLOSING) ? 0 : ioq__watch_events(h));
+}
+
+static int kq_start(ioq_loop *loop, ioq__op *op)
+{
+    if (op->code != IOQ_OP_WATCH)
+        return ioq__rd_start(loop, op);
+    return watch_set(loop, op->h, (uint32_t)(uintptr_t)op->h->be | op->events);
+}
+
+static void kq_cancel(ioq_loop *loop, ioq__op *op)
+{
+    ioq__handle *h = op->h;
+    if (op->code != IOQ_OP_WATCH) {
+        ioq__rd_cancel(loop, op);
+        return;
+    }
+    /* A watch is never in progress: it ends here. */
+    ioq__complete(loop, op, IOQ_ECANCELED, 0, 0);
+    watch_sync(loop, h);
+}
+
+static void watch_event(kq_state *s, ioq__handle *h, const struct kevent *ev)
+{
+    uint32_t seen = ev->filter == EVFILT_READ ? IOQ_WATCH_READABLE : IOQ_WATCH_WRITABLE;
+    int i;
+    if (ev->flags & EV_EOF)
+        seen |= IOQ_WATCH_HANGUP | (ev->fflags ? IOQ_WATCH_ERROR : 0u);
+    for (i = 0; i < s->nw && s->wh[i] != h; i++)
+        ;
+    if (i == s->nw) {
+        s->wh[s->nw] = h;
+        s->wseen[s->nw++] = 0;
+    }
+    s->wseen[i] |= seen;
+}
+
+static void watch_flush(ioq_loop *loop, kq_state *s)
+{
+    for (int i = 0; i < s->nw; i++) {
+        if (ioq__watch_report(loop, s->wh[i], s->wseen[i]))
+            watch_sync(loop, s->wh[i]);
+    }
+    s->nw = 0;
 }
 
 static int kq_init(ioq_loop *loop)
@@ -162,7 +243,7 @@ static int kq_handle_open(ioq_loop *loop, ioq__handle *h)
     int n = 0, rc;
     void *cookie;
 
-    if (h->kind == IOQ__K_FILE)
+    if (h->kind == IOQ__K_FILE || h->kind == IOQ__K_WATCH)
         return 0; /* regular files are always "ready": they go to the thread pool */
     cookie = cookie_of(loop, h);
     /* A listener is never written to, and some systems refuse EVFILT_WRITE on one. WRITE
@@ -193,6 +274,11 @@ static void kq_handle_close(ioq_loop *loop, ioq__handle *h)
 {
     kq_state *s = ioq__backend_data(loop);
     int j = 0;
+    if (h->kind == IOQ__K_WATCH) {
+        /* The descriptor stays open: its filters must go now. */
+        watch_set(loop, h, 0);
+        return;
+    }
     /* close() removes the descriptor's filters; changes still queued for it would fail with
      * EBADF, or worse, land on a new socket that reuses the number. */
     for (int i = 0; i < s->nchanges; i++)
@@ -238,7 +324,9 @@ static void dispatch(ioq_loop *loop, kq_state *s, const struct kevent *ev)
         return; /* EVFILT_USER: a wake; EV_CLEAR has already reset it */
     }
     h = handle_of(loop, ev->udata);
-    if (h && (uintptr_t)h->fd == ev->ident)
+    if (h && h->kind == IOQ__K_WATCH && (uintptr_t)h->fd == ev->ident)
+        watch_event(s, h, ev);
+    else if (h && (uintptr_t)h->fd == ev->ident)
         ioq__rd_event(loop, h, bits); /* EV_EOF too: the next call reports what happened */
 }
 
@@ -278,6 +366,7 @@ static int kq_poll(ioq_loop *loop, int64_t timeout_ns)
         replayed = true;
         for (int i = 0; i < n; i++)
             dispatch(loop, s, &s->events[i]);
+        watch_flush(loop, s);
         total += n;
         if (last)
             return total;
@@ -344,8 +433,8 @@ const ioq__backend ioq__backend_kqueue = {
     .id = IOQ_BACKEND_KQUEUE,
     .init = kq_init,
     .fini = kq_fini,
-    .start = ioq__rd_start,
-    .cancel = ioq__rd_cancel,
+    .start = kq_start,
+    .cancel = kq_cancel,
     .wait = kq_poll,
     .wake = kq_wake,
     .handle_open = kq_handle_open,

@@ -337,6 +337,14 @@ int ioq__os_adopt(int64_t fd64, uint32_t kind, uint8_t *family)
     socklen_t slen = sizeof ss;
     struct stat st;
 
+    if (kind == IOQ_KIND_WATCH) {
+        /* Only watched: nothing about it changes. A regular file or directory is always
+         * "ready", and epoll refuses them: not watchable on any backend. */
+        *family = 0;
+        if (fstat(fd, &st) < 0 || S_ISREG(st.st_mode) || S_ISDIR(st.st_mode))
+            return IOQ_EINVAL;
+        return 0;
+    }
     if (kind == IOQ_KIND_FILE) {
         if (fstat(fd, &st) < 0 || S_ISSOCK(st.st_mode) || S_ISDIR(st.st_mode))
             return IOQ_EINVAL;

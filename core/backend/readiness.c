@@ -374,6 +374,8 @@ int ioq__rd_start(ioq_loop *loop, ioq__op *op)
     case IOQ_OP_CONNECT:
     case IOQ_OP_LOCAL_CONNECT:
         return start_connect(loop, op);
+    case IOQ_OP_WATCH:
+        return IOQ_ENOTSUP; /* a backend that watches takes these before the engine */
     default:
         break;
     }

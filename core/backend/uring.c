@@ -10,6 +10,11 @@
  * when the loop is (about to be) blocked. ioq_loop_fd() is the ring's own descriptor: the
  * kernel reports it readable while completions or deferred task work are pending, which
  * with DEFER_TASKRUN is exactly "ioq_poll has work", and reading it costs nothing.
+ *
+ * Watches (ioq_watch) are one-shot POLL_ADDs. A multishot watch that reported is polled
+ * again only after the reaping of that wait: a one-shot poll completes at once while the
+ * condition holds, so it is level-triggered with at most one report per ioq_poll (the
+ * kernel's multishot poll is edge-triggered, and its level flag would report in a loop).
  */
 #include "fault.h"
 #include "posix.h"
@@ -51,6 +56,7 @@ typedef struct {
     uint32_t next_bgid;
     uint32_t npools;  /* buffer rings registered */
     uint64_t wake_buf, timer_buf;
+    ioq__opq rearm;   /* multishot watches that reported: polled again at the next wait */
 } uring_state;
 
 /* Per-op kernel argument storage for connect / sendto / recvfrom / sendv. */
@@ -218,6 +224,11 @@ static int issue(ioq_loop *loop, ioq__op *op)
     case IOQ_OP_FSYNC:
         io_uring_prep_fsync(sqe, fd, 0);
         break;
+    case IOQ_OP_WATCH:
+        io_uring_prep_poll_add(sqe, fd,
+                               ((op->events & IOQ_WATCH_READABLE) ? POLLIN | POLLRDHUP : 0u) |
+                                   ((op->events & IOQ_WATCH_WRITABLE) ? POLLOUT : 0u));
+        break;
     default:
         /* Cannot happen: every code that reaches a backend is listed above. Turn the SQE
          * into a no-op so the ring stays consistent. */
@@ -278,6 +289,12 @@ static void uring_cancel(ioq_loop *loop, ioq__op *op)
         op->be_u64 |= CANCEL_SENT;
         if (ioq__loop_embedded(loop) && enable(s) == 0)
             io_uring_submit(&s->ring);
+        return;
+    }
+    if (op->code == IOQ_OP_WATCH) {
+        /* Between two polls: waiting to be armed again. */
+        ioq__opq_remove(&s->rearm, op);
+        ioq__complete(loop, op, IOQ_ECANCELED, 0, 0);
         return;
     }
     ioq__order_cancel_queued(loop, op);
@@ -373,6 +390,29 @@ static void on_cqe(ioq_loop *loop, ioq__op *op, int res, uint32_t cflags)
     case IOQ_OP_OPEN:
         ioq__open_done(loop, op, res < 0 ? map_res(op, res) : 0, res);
         return;
+    case IOQ_OP_WATCH: {
+        uint32_t r;
+        if (res < 0) {
+            ioq__complete(loop, op, map_res(op, res), 0, 0);
+            return;
+        }
+        r = ioq__watch_result(op, ((res & POLLIN) ? IOQ_WATCH_READABLE : 0u) |
+                                      ((res & POLLOUT) ? IOQ_WATCH_WRITABLE : 0u) |
+                                      ((res & (POLLERR | POLLNVAL)) ? IOQ_WATCH_ERROR : 0u) |
+                                      ((res & (POLLHUP | POLLRDHUP)) ? IOQ_WATCH_HANGUP : 0u));
+        if (op->cancelled) {
+            /* A readiness report is no result to keep: it would come again at the next
+             * poll. A cancelled watch always ends with IOQ_ECANCELED, on every backend. */
+            ioq__complete(loop, op, IOQ_ECANCELED, 0, 0);
+        } else if (r == 0 || ((op->flags & IOQ_MULTISHOT) && ioq__cq_room(loop, 1))) {
+            if (r)
+                ioq__complete(loop, op, r, 0, IOQ_CQE_MORE);
+            ioq__opq_push(&s->rearm, op);
+        } else {
+            ioq__complete(loop, op, r, 0, 0);
+        }
+        return;
+    }
     case IOQ_OP_WRITE:
         ioq__write_result(loop, op, res > 0 ? (size_t)res : 0, res < 0 ? map_res(op, res) : 0,
                           issue);
@@ -487,6 +527,15 @@ static int uring_wait(ioq_loop *loop, int64_t timeout_ns)
         io_uring_submit(&s->ring);
     }
     rc = reap(loop, false);
+    /* Watches that reported are polled again now, after the reaping: a condition that still
+     * holds reports at the next wait, never twice in this one. */
+    while (s->rearm.head) {
+        ioq__op *op = s->rearm.head;
+        int irc;
+        ioq__opq_remove(&s->rearm, op);
+        if ((irc = issue(loop, op)) != 0)
+            ioq__complete(loop, op, irc, 0, 0);
+    }
     /* Reaping may queue SQEs (a re-armed wake poll, the rest of a short send). A host that
      * sleeps on the loop fd would wait for them forever: submit them now. */
     if (ioq__loop_embedded(loop) && io_uring_sq_ready(&s->ring))
@@ -563,7 +612,8 @@ static int uring_handle_open(ioq_loop *loop, ioq__handle *h)
 {
     int fl;
     (void)loop;
-    if (h->kind == IOQ__K_FILE || h->fd < 0)
+    /* A watched descriptor is the caller's: its flags stay as they are. */
+    if (h->kind == IOQ__K_FILE || h->kind == IOQ__K_WATCH || h->fd < 0)
         return 0;
     /* io_uring waits for sockets itself. An O_NONBLOCK socket (from listen, bind or adopt)
      * would make an operation that the kernel hands to an io-wq worker fail with EAGAIN

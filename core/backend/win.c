@@ -472,6 +472,8 @@ int ioq__os_adopt(int64_t fd, uint32_t kind, uint8_t *family)
     u_long one = 1;
 
     *family = 0;
+    if (kind == IOQ_KIND_WATCH)
+        return ioq__win_is_socket(fd) ? 0 : IOQ_ENOTSUP; /* AFD polls sockets only */
     if (kind == IOQ_KIND_FILE)
         return GetFileType((HANDLE)(intptr_t)fd) == FILE_TYPE_DISK ? 0 : IOQ_EINVAL;
     if (kind == IOQ_KIND_LOCAL)

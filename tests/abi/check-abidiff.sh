@@ -1,5 +1,5 @@
 #!/bin/sh
-# Compares the built library's ABI with the committed baseline abi/ioq.abi.
+# Compares the built library's ABI with a committed baseline abi/ioq-MAJOR.MINOR.abi.
 # Within a major version the ABI may only grow: added functions are listed and accepted,
 # any other change (removed symbols, changed types or signatures) fails.
 # Regenerate the baseline on purpose with `make abi-baseline`.

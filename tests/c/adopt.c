@@ -50,7 +50,10 @@ static void test_bad_kind(void **state)
     assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
     ioq_handle h = 0;
     assert_int_equal(ioq_adopt(loop, (uint64_t)sv[0], 0, &h), IOQ_EINVAL);
-    assert_int_equal(ioq_adopt(loop, (uint64_t)sv[0], 7, &h), IOQ_EINVAL);
+    /* Kinds that are not descriptors, and the first number past the last kind. */
+    assert_int_equal(ioq_adopt(loop, (uint64_t)sv[0], IOQ_KIND_PROCESS, &h), IOQ_EINVAL);
+    assert_int_equal(ioq_adopt(loop, (uint64_t)sv[0], IOQ_KIND_NOTIFIER, &h), IOQ_EINVAL);
+    assert_int_equal(ioq_adopt(loop, (uint64_t)sv[0], IOQ_KIND_NOTIFIER + 1, &h), IOQ_EINVAL);
     assert_int_equal(ioq_adopt(loop, (uint64_t)sv[0], UINT32_MAX, &h), IOQ_EINVAL);
     assert_int_equal(h, 0);
     /* A refused adoption leaves the descriptor with the caller. */

@@ -189,6 +189,7 @@ static const struct {
     {IOQ_EFBIG, "EFBIG"}, {IOQ_EROFS, "EROFS"}, {IOQ_ELOOP, "ELOOP"},
     {IOQ_EAFNOSUPPORT, "EAFNOSUPPORT"}, {IOQ_EMISUSE, "EMISUSE"},
     {IOQ_EDESTADDRREQ, "EDESTADDRREQ"}, {IOQ_ESHUTDOWN, "ESHUTDOWN"},
+    {IOQ_ESRCH, "ESRCH"}, {IOQ_ENOEXEC, "ENOEXEC"}, {IOQ_ENOTTY, "ENOTTY"},
     {IOQ_EUNKNOWN, "EUNKNOWN"},
 };
 
@@ -201,7 +202,7 @@ static void test_errname(void **state)
         assert_string_equal(n, errnames[i].name);
     }
     assert_string_equal(ioq_errname(-1000), "UNKNOWN");
-    assert_string_equal(ioq_errname(-40), "UNKNOWN");
+    assert_string_equal(ioq_errname(-43), "UNKNOWN");
     assert_string_equal(ioq_errname(INT64_MIN), "UNKNOWN");
     assert_string_equal(ioq_errname(-98), "UNKNOWN");
 }

@@ -53,6 +53,9 @@ enum IoqError : int {
     misuse = ioq_raw.IOQ_EMISUSE,
     destAddrReq = ioq_raw.IOQ_EDESTADDRREQ,
     shutdown = ioq_raw.IOQ_ESHUTDOWN,
+    noSuchProcess = ioq_raw.IOQ_ESRCH,
+    noExec = ioq_raw.IOQ_ENOEXEC,
+    notTty = ioq_raw.IOQ_ENOTTY,
     unknown = ioq_raw.IOQ_EUNKNOWN,
 }
 

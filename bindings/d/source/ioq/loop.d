@@ -51,6 +51,10 @@ enum Op : ushort {
     timeout = ioq_raw.IOQ_OP_TIMEOUT,
     cancel = ioq_raw.IOQ_OP_CANCEL,
     resolve = ioq_raw.IOQ_OP_RESOLVE,
+    watch = ioq_raw.IOQ_OP_WATCH,
+    signal = ioq_raw.IOQ_OP_SIGNAL,
+    processWait = ioq_raw.IOQ_OP_PROCESS_WAIT,
+    notifyWait = ioq_raw.IOQ_OP_NOTIFY_WAIT,
 }
 
 /** Flags of accept() and recvPool(). */
@@ -112,6 +116,41 @@ enum Kind : uint {
     local = ioq_raw.IOQ_KIND_LOCAL,
     localListener = ioq_raw.IOQ_KIND_LOCAL_LISTENER,
     file = ioq_raw.IOQ_KIND_FILE,
+    watch = ioq_raw.IOQ_KIND_WATCH,
+    pipe = ioq_raw.IOQ_KIND_PIPE,
+    tty = ioq_raw.IOQ_KIND_TTY,
+    process = ioq_raw.IOQ_KIND_PROCESS,
+    notifier = ioq_raw.IOQ_KIND_NOTIFIER,
+}
+
+/** Since 1.1: watch() events and the bits of its results. */
+enum WatchEvents : uint {
+    readable = ioq_raw.IOQ_WATCH_READABLE,
+    writable = ioq_raw.IOQ_WATCH_WRITABLE,
+    error = ioq_raw.IOQ_WATCH_ERROR,
+    hangup = ioq_raw.IOQ_WATCH_HANGUP,
+}
+
+/** Since 1.1: terminal modes. */
+enum TtyMode : uint {
+    normal = ioq_raw.IOQ_TTY_MODE_NORMAL,
+    raw = ioq_raw.IOQ_TTY_MODE_RAW,
+}
+
+/** Since 1.1: what a child process gets as stdin, stdout, stderr. */
+enum StdioMode : uint {
+    inherit = ioq_raw.IOQ_STDIO_INHERIT,
+    devNull = ioq_raw.IOQ_STDIO_NULL,
+    pipe = ioq_raw.IOQ_STDIO_PIPE,
+    handle = ioq_raw.IOQ_STDIO_HANDLE,
+    os = ioq_raw.IOQ_STDIO_OS,
+}
+
+/** Since 1.1: spawn flags. */
+enum SpawnFlags : uint {
+    none = 0,
+    searchPath = ioq_raw.IOQ_SPAWN_SEARCH_PATH,
+    newSession = ioq_raw.IOQ_SPAWN_NEW_SESSION,
 }
 
 /** The library's version number (MAJOR*10000 + MINOR*100 + PATCH). */
