@@ -371,6 +371,11 @@ static int ioq_py_text(PyObject *obj, const char **out, int allow_none)
 %ignore ioq_addr;
 %ignore ioq_iov;
 %ignore ioq_loop_options;
+/* ABI 1.1 process options: a struct proxy class would name the compiled module __ioq
+ * inside its class body, which Python mangles; the Python binding does not spawn through
+ * SWIG structs. */
+%ignore ioq_stdio;
+%ignore ioq_process_options;
 
 /* Writable buffers (recv, recvfrom, read) and readable ones (send, sendto, write). */
 %typemap(in) (void *buf, size_t len) (PyObject *pin = NULL) {

@@ -339,8 +339,8 @@ class _IoqSocketTransport(_selector_events._SelectorSocketTransport):
         p = al._p
         if p is None or self._conn_lost:
             return
-        al._next_token += 1
         token = al._next_token
+        al._next_token = token + 1
         rc = _raw.ioq_recv_pool(p, self._h, al._recv_pool(), _ioq.MULTISHOT, token)
         if rc < 0:
             self._fatal_error(_ioq.error(rc), "Fatal read error on socket transport")

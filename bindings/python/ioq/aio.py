@@ -74,7 +74,7 @@ class AsyncLoop:
         self._flush_pending = False
         self._draining = False
         self._pool = 0
-        self._fd = self.ioq.fileno()
+        self._fd = self.ioq.fileno() if _selector is None else -1
         # The raw loop for the hot paths; None once closed, also when the ioq.Loop given to
         # us is closed directly.
         self._p = self.ioq._ptr
