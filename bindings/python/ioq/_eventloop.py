@@ -7,12 +7,16 @@ signals, executors, debug mode), while readiness comes from ioq watches and the 
 operations of ``ioq.aio`` (its transports and awaitables) complete in the same poll.
 """
 import asyncio
+import io
 import math
 import os
 import selectors
 import socket
 import sys
+from asyncio import constants as _constants
+from asyncio import exceptions as _exceptions
 from asyncio import selector_events as _selector_events
+from asyncio.log import logger as _log
 from asyncio import unix_events as _unix_events
 from selectors import EVENT_READ, EVENT_WRITE
 
@@ -296,6 +300,11 @@ class _IoqSocketTransport(_selector_events._SelectorSocketTransport):
             os.close(fd)
             raise _ioq.error(rc)
         self._h = h
+        self._acct = [0, 0, False, self._on_sent]
+        # The backend may make the socket blocking (io_uring waits for sockets itself, and
+        # the duplicate shares the flags): then nothing may call send() or sendfile() on it
+        # from the loop thread (EventLoop._sendfile_native runs sendfile() in a thread).
+        self._blocking = os.get_blocking(fd)
         super().__init__(loop, sock, protocol, waiter, extra, server)
 
     # asyncio starts and stops reading through these two.
@@ -451,6 +460,107 @@ class _IoqSocketTransport(_selector_events._SelectorSocketTransport):
             else:
                 self._start_reading()
 
+    # -- writing through ioq ------------------------------------------------------------
+    # write() submits an ioq send of the bytes (pinned, not copied; a bytearray or memoryview
+    # is copied once, as asyncio's buffer would) instead of calling send() at once: the
+    # sends of a loop iteration go out with the next poll (on io_uring, in the same system
+    # call as the wait). ioq keeps a stream's sends in order. acct = [sends in flight, their
+    # bytes, notify, callback]: the C dispatcher keeps the counts and calls _on_sent only on
+    # an error or while notify is set (flow control, close, write_eof, sendfile wait on it).
+
+    def get_write_buffer_size(self):
+        return self._acct[1] + len(self._buffer)
+
+    def write(self, data):
+        if type(data) is not bytes:
+            if not isinstance(data, (bytes, bytearray, memoryview)):
+                raise TypeError(f"data argument must be a bytes-like object, "
+                                f"not {type(data).__name__!r}")
+            data = bytes(data)
+        if self._eof:
+            raise RuntimeError("Cannot call write() after write_eof()")
+        if self._empty_waiter is not None:
+            raise RuntimeError("unable to write; sendfile is in progress")
+        if not data:
+            return
+        if self._conn_lost:
+            if self._conn_lost >= _constants.LOG_THRESHOLD_FOR_CONNLOST_WRITES:
+                _log.warning("socket.send() raised exception.")
+            self._conn_lost += 1
+            return
+        al = self._al
+        token = al._next_token
+        al._next_token = token + 1
+        rc = _raw.ioq_py_send_bytes(al._p, self._h, data, token, al._cbs, self._acct)
+        if rc < 0:
+            self._fatal_error(_ioq.error(rc), "Fatal write error on socket transport")
+            return
+        if self._acct[1] > self._high_water:
+            self._acct[2] = True
+            self._maybe_pause_protocol()
+
+    def _on_sent(self, result, value, flags):
+        acct = self._acct
+        if result < 0:
+            if self._conn_lost or result == _ECANCELED:
+                return
+            exc = _ioq.error(result)
+            self._fatal_error(exc, "Fatal write error on socket transport")
+            if self._empty_waiter is not None and not self._empty_waiter.done():
+                self._empty_waiter.set_exception(exc)
+            return
+        if self._protocol_paused:
+            self._maybe_resume_protocol()
+        if acct[0]:
+            return
+        # Everything written has gone out.
+        acct[2] = self._protocol_paused
+        if self._empty_waiter is not None and not self._empty_waiter.done():
+            self._empty_waiter.set_result(None)
+        if self._conn_lost:
+            return
+        if self._closing:
+            self._conn_lost += 1
+            self._loop.call_soon(self._call_connection_lost, None)
+        elif self._eof:
+            self._shutdown_write()
+
+    def _shutdown_write(self):
+        try:
+            self._sock.shutdown(socket.SHUT_WR)
+        except OSError as exc:
+            self._fatal_error(exc, "Fatal error on socket transport")
+
+    def write_eof(self):
+        if self._closing or self._eof:
+            return
+        self._eof = True
+        if self._acct[0]:
+            self._acct[2] = True
+        else:
+            self._shutdown_write()
+
+    def close(self):
+        if self._closing:
+            return
+        self._closing = True
+        self._loop._remove_reader(self._sock_fd)
+        if self._acct[0]:
+            self._acct[2] = True  # _on_sent ends the connection once the sends are out
+        else:
+            self._conn_lost += 1
+            self._loop.call_soon(self._call_connection_lost, None)
+
+    def _make_empty_waiter(self):
+        if self._empty_waiter is not None:
+            raise RuntimeError("Empty waiter is already set")
+        self._empty_waiter = self._loop.create_future()
+        if self._acct[0]:
+            self._acct[2] = True
+        else:
+            self._empty_waiter.set_result(None)
+        return self._empty_waiter
+
     def _call_connection_lost(self, exc):
         try:
             super()._call_connection_lost(exc)
@@ -509,6 +619,56 @@ class EventLoop(_unix_events.SelectorEventLoop):
             return tr
         return super()._make_socket_transport(sock, protocol, waiter, extra=extra,
                                               server=server)
+
+    async def _sendfile_native(self, transp, file, offset, count):
+        if not getattr(transp, "_blocking", False):
+            return await super()._sendfile_native(transp, file, offset, count)
+        # As asyncio's, with the socket's sendfile() in the default executor: the socket is
+        # blocking (see _IoqSocketTransport), and the loop must not wait for the peer.
+        del self._transports[transp._sock_fd]
+        resume_reading = transp.is_reading()
+        transp.pause_reading()
+        await transp._make_empty_waiter()
+        try:
+            return await self._sendfile_in_thread(transp._sock, file, offset, count)
+        finally:
+            transp._reset_empty_waiter()
+            if resume_reading:
+                transp.resume_reading()
+            self._transports[transp._sock_fd] = transp
+
+    async def _sendfile_in_thread(self, sock, file, offset, count):
+        try:
+            fileno = file.fileno()
+            fsize = os.fstat(fileno).st_size
+        except (AttributeError, io.UnsupportedOperation, OSError) as err:
+            raise _exceptions.SendfileNotAvailableError("not a regular file") from err
+        blocksize = count if count else fsize
+        if not blocksize:
+            return 0
+        total = 0
+        fd = sock.fileno()
+
+        def send():
+            nonlocal total
+            while not count or total < count:
+                n = os.sendfile(fd, fileno, offset + total,
+                                (count - total) if count else blocksize)
+                if not n:
+                    break
+                total += n
+
+        try:
+            await self.run_in_executor(None, send)
+        except OSError as exc:
+            if total == 0:
+                raise _exceptions.SendfileNotAvailableError("os.sendfile call failed") \
+                    from exc
+            raise
+        finally:
+            if total > 0:
+                file.seek(offset + total)
+        return total
 
     def _remove_reader(self, fd):
         tr = self._ioq_readers.get(fd)
