@@ -405,3 +405,53 @@ def test_pause_resume_reading_keeps_every_byte(loop):
         return bytes(got) == payload
 
     assert run(loop, main())
+
+
+def test_write_flow_control_and_close_flushes(loop):
+    async def main():
+        lp = asyncio.get_running_loop()
+        events = []
+        received = bytearray()
+        done = lp.create_future()
+
+        class Sink(asyncio.Protocol):
+            def connection_made(self, transport):
+                self.t = transport
+                transport.pause_reading()  # the writer's buffer must fill up
+
+            def data_received(self, data):
+                received.extend(data)
+
+            def eof_received(self):
+                done.set_result(None)
+
+        class Source(asyncio.Protocol):
+            def connection_made(self, transport):
+                self.t = transport
+
+            def pause_writing(self):
+                events.append("pause")
+
+            def resume_writing(self):
+                events.append("resume")
+
+        sinks = []
+        srv = await lp.create_server(lambda: sinks.append(Sink()) or sinks[-1], "127.0.0.1", 0)
+        tr, src = await lp.create_connection(Source, *srv.sockets[0].getsockname())
+        tr.set_write_buffer_limits(high=65536)
+        payload = os.urandom(8 << 20)
+        tr.write(payload)
+        assert tr.get_write_buffer_size() > 0
+        assert events == ["pause"]
+        while not sinks:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.05)
+        sinks[0].t.resume_reading()
+        tr.close()  # the queued bytes still go out, then the connection ends
+        await done
+        assert events == ["pause", "resume"]
+        assert tr.get_write_buffer_size() == 0
+        srv.close()
+        return bytes(received) == payload
+
+    assert run(loop, main())
