@@ -36,7 +36,8 @@ enum {
     IOQ__AT_BACKEND, /* owned by the backend (a readiness queue, the ring, an OVERLAPPED) */
     IOQ__AT_TIMER,   /* in the core's timer heap */
     IOQ__AT_POOL,    /* queued for, or running on, a thread-pool worker (see tp_running) */
-    IOQ__AT_CLOSE    /* a close waiting for its handle's ops to drain */
+    IOQ__AT_CLOSE,   /* a close waiting for its handle's ops to drain */
+    IOQ__AT_CORE     /* parked in a core object (a notifier's or a signal's wait) */
 };
 
 /* A FIFO of ops linked through qnext/qprev (opq.h). */
@@ -88,6 +89,7 @@ struct ioq__op {
                 uint32_t mode;   /* open: permission bits for a created file */
                 uint32_t max;    /* resolve: entries of addr_out */
                 uint32_t events; /* watch: IOQ_WATCH_READABLE / WRITABLE asked for */
+                uint32_t signum; /* signal */
             };
             ioq__pool *pool;    /* recv_pool */
             union {

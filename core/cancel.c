@@ -33,6 +33,12 @@ void ioq__op_cancel(ioq_loop *loop, ioq__op *op)
     case IOQ__AT_BACKEND:
         loop->backend->cancel(loop, op);
         break;
+    case IOQ__AT_CORE:
+        if (op->code == IOQ_OP_NOTIFY_WAIT)
+            ioq__notify_cancel(loop, op);
+        else
+            ioq__signal_cancel(loop, op);
+        break;
     default:
         break;
     }

@@ -72,6 +72,8 @@ void ioq__handle_free(ioq_loop *loop, ioq__handle *h)
 
 void ioq__handle_destroy(ioq_loop *loop, ioq__handle *h)
 {
+    if (h->kind == IOQ__K_NOTIFIER)
+        ioq__notifier_free(loop, h);
     if (h->fd >= 0 || h->kind == IOQ__K_CONNECTING) {
         if (loop->backend->handle_close)
             loop->backend->handle_close(loop, h);

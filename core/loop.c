@@ -48,6 +48,7 @@ static int backend_from_env(uint32_t *id)
  * ioq_loop_free end with this. */
 static void free_loop_memory(ioq_loop *loop)
 {
+    ioq__notify_fini(loop);
     ioq__posts_fini(loop);
     free(loop->cq);
     free(loop->tbuckets);
@@ -128,12 +129,15 @@ void ioq_loop_free(ioq_loop *loop)
     loop->in_free = true;
     /* Workers first: after this no thread touches caller memory or pushes to the queue. */
     ioq__tp_stop(loop);
+    /* Then signal handlers: after this none reaches the loop. */
+    ioq__signal_fini(loop);
     /* The backend makes the kernel let go of every buffer before we close descriptors. */
     loop->backend->fini(loop);
     ioq__handles_fini(loop);
     /* Before the ops: finished thread-pool work in the queue points into the slab. */
     ioq__posts_fini(loop);
     ioq__ops_fini(loop);
+    ioq__notify_fini(loop);
     free(loop->heap);
     ioq__tp_fini(loop);
     free(loop->cq);

@@ -79,6 +79,16 @@ void ioq__timer_remove(ioq_loop *loop, ioq__op *op);
 void ioq__pool_destroy(ioq_loop *loop, ioq__pool *pool);
 char *ioq__strdup(const char *s);
 
+/* Notifier records: what ioq_notify (any thread) reaches without the handle table. Three
+ * levels of 256 indexed by the notifier handle's slot index; every level is allocated
+ * once and kept until the loop is freed, so a late ioq_notify never touches freed memory.
+ * A record: bit 63 open, bits 32..55 the handle's generation, bits 0..31 the count. */
+#define IOQ__NREC_LEVEL 256
+typedef struct ioq__nmid {
+    _Atomic(_Atomic uint64_t *) leaf[IOQ__NREC_LEVEL];
+} ioq__nmid;
+typedef struct ioq__notifier ioq__notifier;
+
 /* --- the loop ---------------------------------------------------------------------------- */
 struct ioq_loop {
     const ioq__backend *backend;
@@ -126,6 +136,21 @@ struct ioq_loop {
     _Atomic int wake_sent;          /* a backend wake is in flight: coalesce */
     _Atomic int wake_requested;     /* ioq_wake(): the next poll returns */
     ioq__tpool tp;
+
+    /* notifiers (notify.c) */
+    _Atomic(ioq__nmid *) nroot[IOQ__NREC_LEVEL];
+    /* Some notifier's count went from 0 to 1. Padded to a cache line of its own:
+     * producers write it once per batch, and the loop's busier fields must not bounce
+     * with it (the loop is only 16-byte aligned, hence padding rather than _Alignas). */
+    char pad_notify_[64];
+    _Atomic int notify_pending;
+    char pad_notify2_[64];
+    ioq__notifier *notifiers;       /* live ones, for the drain */
+
+    /* signals (signal.c) */
+    _Atomic int signal_pending;     /* a signal this loop watches was delivered */
+    ioq__opq sigops;                /* live ioq_signal ops (qnext/qprev) */
+    uint32_t sig_slot;              /* 1 + index in the process's list of loops, or 0 */
 
     uint32_t threadpool_size;
     bool in_poll;
@@ -221,6 +246,18 @@ void ioq__close_finish(ioq_loop *loop, ioq__handle *h);
 
 /* --- 1.1 objects (notify.c, signal.c, process.c) ------------------------------------------ */
 
+/* Notifications are waiting (notify.c): ioq_notify saw a count of 0. */
+void ioq__notify_drain(ioq_loop *loop);
+void ioq__notify_fini(ioq_loop *loop);
+/* Signals delivered (signal.c); ioq_loop_free: end the loop's signal ops, no completions. */
+void ioq__signal_drain(ioq_loop *loop);
+void ioq__signal_fini(ioq_loop *loop);
+/* A parked op (IOQ__AT_CORE) is cancelled: it completes here. */
+void ioq__notify_cancel(ioq_loop *loop, ioq__op *op);
+void ioq__signal_cancel(ioq_loop *loop, ioq__op *op);
+/* The notifier handle h goes: its record closes, its object is freed. */
+void ioq__notifier_free(ioq_loop *loop, ioq__handle *h);
+
 /* ioq_adopt of a pipe or terminal (process.c). */
 int ioq__adopt_stream(ioq_loop *loop, uint64_t os_handle, uint32_t kind, ioq_handle *out);
 
@@ -230,7 +267,8 @@ int ioq__adopt_stream(ioq_loop *loop, uint64_t os_handle, uint32_t kind, ioq_han
 void ioq__wake_if_blocked(ioq_loop *loop);
 static inline bool ioq__posts_pending(ioq_loop *loop)
 {
-    return loop->mpsc_held || !ioq__mpsc_empty(&loop->mpsc);
+    return loop->mpsc_held || !ioq__mpsc_empty(&loop->mpsc) ||
+           atomic_load(&loop->notify_pending) || atomic_load(&loop->signal_pending);
 }
 /* Turn what the queue holds into completions: posts, and finished thread-pool work. */
 void ioq__posts_drain(ioq_loop *loop);

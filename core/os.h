@@ -35,4 +35,15 @@ bool ioq__os_valid_fd(uint64_t os_handle);
 void ioq__os_file_work(ioq__op *op);
 void ioq__os_resolve_work(ioq__op *op);
 
+/* Signals (signal.c). Signal numbers below IOQ__NSIG only. */
+#define IOQ__NSIG 65
+/* 0 if ioq can catch signum here; IOQ_EINVAL (no such signal, SIGKILL, SIGSTOP) or
+ * IOQ_ENOTSUP. */
+int ioq__os_signal_check(int signum);
+/* Catch signum with a handler that calls ioq__signal_raised (on), or give the signal back
+ * the action it had before (off). 0 or IOQ_E*. */
+int ioq__os_signal_catch(int signum, bool on);
+/* Called by the OS layer's handler, in signal context: async-signal-safe. */
+void ioq__signal_raised(int signum);
+
 #endif /* IOQ_OS_H */

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs the threaded parts of the C suite (posts and wake-ups, the thread pool behind files
+# Runs the threaded parts of the C suite (posts, notifiers and wake-ups, the thread pool behind files
 # and name resolution, the loop) under ThreadSanitizer on every backend built here.
 # Usage: scripts/tsan.sh [BUILD_DIR]   (default build-tsan)
 set -euo pipefail
@@ -13,4 +13,4 @@ cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DIOQ_TSAN=ON \
 cmake --build "$build" -j"$jobs"
 TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
     ctest --test-dir "$build" --output-on-failure --no-tests=error -j"$jobs" \
-    --timeout 300 -R '^(epoll|io_uring)/(post|loop|file|resolve|pool)-'
+    --timeout 300 -R '^(epoll|io_uring)/(post|loop|file|resolve|pool|notify)-'

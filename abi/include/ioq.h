@@ -639,8 +639,8 @@ IOQ_API int ioq_addr_format(const ioq_addr *addr, char *buf, size_t len);
  *   A cancelled or closed watch always ends with IOQ_ECANCELED (a report it may have had
  *   is dropped: it would come again).
  * Returns 0, IOQ_EINVAL (no or unknown events, unknown flags), IOQ_EBADHANDLE (not a live
- *   WATCH handle), IOQ_ENOMEM, IOQ_ENOTSUP (IOCP: the descriptor is not a socket, or the
- *   backend cannot watch).
+ *   WATCH handle), IOQ_ENOMEM, IOQ_ENOTSUP (the backend cannot watch: IOCP for now; once
+ *   AFD polling is built there, a descriptor that is not a socket).
  * Since: 1.1 */
 IOQ_API int ioq_watch(ioq_loop *loop, ioq_handle h, uint32_t events, uint32_t flags,
                       uint64_t token);
@@ -683,8 +683,8 @@ IOQ_API int ioq_notify_wait(ioq_loop *loop, ioq_handle notifier, uint32_t flags,
  * Completion: result the number of deliveries since the previous completion (>= 1;
  *   deliveries that arrive together coalesce); value signum. IOQ_ECANCELED.
  * Returns 0, IOQ_EINVAL (bad signum, SIGKILL, SIGSTOP, unknown flags), IOQ_ENOTSUP (the
- *   platform cannot catch it: on Windows only SIGINT, SIGBREAK and SIGHUP, as console
- *   control events), IOQ_ENOMEM.
+ *   platform cannot catch it: Windows for now; SIGINT, SIGBREAK and SIGHUP as console
+ *   control events are planned), IOQ_ENOMEM (more than 64 loops watch signals).
  * Since: 1.1 */
 IOQ_API int ioq_signal(ioq_loop *loop, int signum, uint32_t flags, uint64_t token);
 

@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <limits.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -513,4 +514,36 @@ void ioq__os_resolve_work(ioq__op *op)
         return;
     }
     ioq__resolve_results(op, res);
+}
+
+/* --- signals ---------------------------------------------------------------------------- */
+
+static struct sigaction old_actions[IOQ__NSIG];
+
+static void on_signal(int signum)
+{
+    int saved = errno; /* the interrupted code may be between a call and its errno check */
+    ioq__signal_raised(signum);
+    errno = saved;
+}
+
+int ioq__os_signal_check(int signum)
+{
+    if (signum <= 0 || signum >= NSIG || signum >= IOQ__NSIG || signum == SIGKILL ||
+        signum == SIGSTOP)
+        return IOQ_EINVAL;
+    return 0;
+}
+
+int ioq__os_signal_catch(int signum, bool on)
+{
+    struct sigaction sa;
+    if (!on)
+        return sigaction(signum, &old_actions[signum], NULL) < 0 ? ioq__os_errno_map(errno) : 0;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    /* SA_RESTART: the host's blocking calls go on as if nothing happened. */
+    sa.sa_flags = SA_RESTART;
+    return sigaction(signum, &sa, &old_actions[signum]) < 0 ? ioq__os_errno_map(errno) : 0;
 }

@@ -609,3 +609,18 @@ void ioq__os_resolve_work(ioq__op *op)
     }
     ioq__resolve_results(op, res);
 }
+
+/* --- signals ---------------------------------------------------------------------------- */
+
+/* Console control events (SIGINT, SIGBREAK, SIGHUP) are not built yet. */
+int ioq__os_signal_check(int signum)
+{
+    return signum <= 0 || signum >= IOQ__NSIG ? IOQ_EINVAL : IOQ_ENOTSUP;
+}
+
+int ioq__os_signal_catch(int signum, bool on)
+{
+    (void)signum;
+    (void)on;
+    return IOQ_ENOTSUP;
+}

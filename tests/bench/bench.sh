@@ -390,11 +390,13 @@ for mode in fire cancel; do
   workload "timers-$mode-$timers" "${vs[@]}"
 done
 
-# 6. cross-thread wake-ups
+# 6. cross-thread wake-ups: ioq-<backend> is a notifier (ioq_notify, coalescing like
+# uv_async), ioq-post-<backend> one ioq_post per message.
 if have xthread_ioq; then
   vs=()
   for be in "${backends[@]}"; do
     vs+=("ioq-$be|env IOQ_BACKEND=$be $bin/xthread_ioq $xt_rt $xt_flood")
+    vs+=("ioq-post-$be|env IOQ_BACKEND=$be IOQ_XT_MODE=post $bin/xthread_ioq $xt_rt $xt_flood")
   done
   for p in uv:libuv ev:libev event:libevent; do
     have "xthread_${p%%:*}" && vs+=("${p#*:}|$bin/xthread_${p%%:*} $xt_rt $xt_flood")

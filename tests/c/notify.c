@@ -1,0 +1,374 @@
+/* Notifiers: ioq_notify from any thread, coalesced into ioq_notify_wait completions. */
+#include "harness.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <time.h>
+
+#define MS 1000000ll
+
+static int h_notify_wait(ioq_loop *l, ioq_handle n, uint32_t flags, uint64_t tok)
+{
+    return h_track(l, ioq_notify_wait(l, n, flags, tok), tok, IOQ_OP_NOTIFY_WAIT,
+                   flags & IOQ_MULTISHOT);
+}
+
+static ioq_handle notifier(ioq_loop *loop)
+{
+    ioq_handle n = 0;
+    assert_int_equal(ioq_notifier_new(loop, &n), 0);
+    assert_true(n != 0);
+    return n;
+}
+
+static void test_basic(void **state)
+{
+    (void)state;
+    ioq_loop *loop = h_loop_new();
+    ioq_handle n = notifier(loop);
+    uint64_t t = h_tok();
+    assert_int_equal(h_notify_wait(loop, n, 0, t), 0);
+    h_assert_quiet(loop, 20);
+    assert_int_equal(ioq_notify(loop, n), 0);
+    ioq_cqe c = h_wait(loop, t);
+    assert_int_equal(c.result, 1);
+    assert_int_equal(c.value, 0);
+    assert_int_equal(c.flags, 0);
+    assert_int_equal(c.op, IOQ_OP_NOTIFY_WAIT);
+    h_close_wait(loop, n);
+    h_finish(loop);
+}
+
+static void test_coalescing(void **state)
+{
+    (void)state;
+    ioq_loop *loop = h_loop_new();
+    ioq_handle n = notifier(loop);
+    uint64_t t = h_tok();
+    assert_int_equal(h_notify_wait(loop, n, IOQ_MULTISHOT, t), 0);
+    for (int i = 0; i < 1000; i++)
+        assert_int_equal(ioq_notify(loop, n), 0);
+    /* One record for the thousand. */
+    ioq_cqe c[8];
+    int got = 0;
+    for (int i = 0; i < 100 && got == 0; i++)
+        got = h_poll_into(loop, c, 8, 10 * MS);
+    assert_int_equal(got, 1);
+    assert_int_equal(c[0].token, t);
+    assert_int_equal(c[0].result, 1000);
+    assert_int_equal(c[0].flags, IOQ_CQE_MORE);
+    h_assert_quiet(loop, 20);
+    h_close_wait(loop, n);
+    assert_int_equal(h_wait(loop, t).result, IOQ_ECANCELED);
+    h_finish(loop);
+}
+
+static void test_before_wait(void **state)
+{
+    (void)state;
+    ioq_loop *loop = h_loop_new();
+    ioq_handle n = notifier(loop);
+    assert_int_equal(ioq_notify(loop, n), 0);
+    assert_int_equal(ioq_notify(loop, n), 0);
+    h_assert_quiet(loop, 10); /* no wait yet: nothing completes, nothing is lost */
+    assert_int_equal(ioq_notify(loop, n), 0);
+    uint64_t t = h_tok();
+    assert_int_equal(h_notify_wait(loop, n, 0, t), 0);
+    assert_int_equal(h_wait(loop, t).result, 3);
+    /* Counted since the last completion: a new wait starts from zero. */
+    t = h_tok();
+    assert_int_equal(h_notify_wait(loop, n, 0, t), 0);
+    h_assert_quiet(loop, 20);
+    assert_int_equal(ioq_notify(loop, n), 0);
+    assert_int_equal(h_wait(loop, t).result, 1);
+    h_close_wait(loop, n);
+    h_finish(loop);
+}
+
+static void test_multishot(void **state)
+{
+    (void)state;
+    ioq_loop *loop = h_loop_new();
+    ioq_handle n = notifier(loop);
+    uint64_t t = h_tok();
+    assert_int_equal(h_notify_wait(loop, n, IOQ_MULTISHOT, t), 0);
+    for (int round = 1; round <= 3; round++) {
+        for (int i = 0; i < round; i++)
+            assert_int_equal(ioq_notify(loop, n), 0);
+        ioq_cqe c = h_next(loop, t);
+        assert_int_equal(c.result, round);
+        assert_int_equal(c.flags, IOQ_CQE_MORE);
+        h_assert_quiet(loop, 10);
+    }
+    uint64_t ct = h_tok();
+    assert_int_equal(h_cancel(loop, t, ct), 0);
+    assert_int_equal(h_wait(loop, t).result, IOQ_ECANCELED);
+    assert_int_equal(h_wait(loop, ct).result, 1);
+    /* The notifier lives on: a new wait works. */
+    t = h_tok();
+    assert_int_equal(h_notify_wait(loop, n, 0, t), 0);
+    assert_int_equal(ioq_notify(loop, n), 0);
+    assert_int_equal(h_wait(loop, t).result, 1);
+    h_close_wait(loop, n);
+    h_finish(loop);
+}
+
+enum { THREADS = 4, PER_THREAD = 100000 };
+
+typedef struct {
+    ioq_loop *loop;
+    ioq_handle n;
+    atomic_int *go;
+    int count;      /* calls to make; 0 = until stop */
+    atomic_int *stop;
+    long ok, bad, other;
+} notifier_arg;
+
+static void *notifier_thread(void *p)
+{
+    notifier_arg *a = p;
+    while (!atomic_load(a->go))
+        ;
+    for (long i = 0; a->count ? i < a->count : !atomic_load(a->stop); i++) {
+        int rc = ioq_notify(a->loop, a->n);
+        if (rc == 0)
+            a->ok++;
+        else if (rc == IOQ_EBADHANDLE)
+            a->bad++;
+        else
+            a->other++;
+        if (i % 5000 == 4999) {
+            struct timespec ts = {0, 100000};
+            nanosleep(&ts, NULL); /* now and then find the loop asleep */
+        }
+    }
+    return NULL;
+}
+
+static void test_any_thread(void **state)
+{
+    (void)state;
+    ioq_loop *loop = h_loop_new();
+    ioq_handle n = notifier(loop);
+    uint64_t t = h_tok();
+    atomic_int go = 0;
+    pthread_t th[THREADS];
+    notifier_arg a[THREADS] = {{0}};
+    assert_int_equal(h_notify_wait(loop, n, IOQ_MULTISHOT, t), 0);
+    for (int i = 0; i < THREADS; i++) {
+        a[i].loop = loop;
+        a[i].n = n;
+        a[i].go = &go;
+        a[i].count = PER_THREAD;
+        pthread_create(&th[i], NULL, notifier_thread, &a[i]);
+    }
+    atomic_store(&go, 1);
+    long total = 0, records = 0;
+    uint64_t deadline = (uint64_t)time(NULL) + 60;
+    while (total < (long)THREADS * PER_THREAD) {
+        ioq_cqe c[16];
+        int got = h_poll_into(loop, c, 16, 100 * MS);
+        for (int i = 0; i < got; i++) {
+            assert_int_equal(c[i].token, t);
+            assert_true(c[i].result >= 1);
+            assert_int_equal(c[i].flags, IOQ_CQE_MORE);
+            total += (long)c[i].result;
+            records++;
+        }
+        assert_true((uint64_t)time(NULL) < deadline);
+    }
+    for (int i = 0; i < THREADS; i++) {
+        pthread_join(th[i], NULL);
+        assert_int_equal(a[i].ok, PER_THREAD);
+    }
+    assert_int_equal(total, (long)THREADS * PER_THREAD);
+    assert_true(records <= total);
+    print_message("%ld notifications in %ld completions\n", total, records);
+    h_assert_quiet(loop, 10);
+    h_close_wait(loop, n);
+    assert_int_equal(h_wait(loop, t).result, IOQ_ECANCELED);
+    h_finish(loop);
+}
+
+/* A loop blocked in ioq_poll(-1) is woken by another thread's ioq_notify. */
+static void *late_notify(void *p)
+{
+    notifier_arg *a = p;
+    struct timespec ts = {0, 30 * 1000000};
+    nanosleep(&ts, NULL);
+    a->ok = ioq_notify(a->loop, a->n) == 0;
+    return NULL;
+}
+
+static void test_wakes_blocked_loop(void **state)
+{
+    (void)state;
+    ioq_loop *loop = h_loop_new();
+    ioq_handle n = notifier(loop);
+    uint64_t t = h_tok();
+    assert_int_equal(h_notify_wait(loop, n, 0, t), 0);
+    notifier_arg a = {.loop = loop, .n = n};
+    pthread_t th;
+    pthread_create(&th, NULL, late_notify, &a);
+    ioq_cqe c;
+    assert_int_equal(h_poll_into(loop, &c, 1, -1), 1);
+    assert_int_equal(c.token, t);
+    assert_int_equal(c.result, 1);
+    pthread_join(th, NULL);
+    assert_int_equal(a.ok, 1);
+    h_close_wait(loop, n);
+    h_finish(loop);
+}
+
+/* Threads keep notifying while the loop closes the notifier and makes new ones (which may
+ * take the same slot): the old value only ever gives IOQ_EBADHANDLE, never a crash, and
+ * never counts towards a new notifier. */
+static void test_close_while_notifying(void **state)
+{
+    (void)state;
+    ioq_loop *loop = h_loop_new();
+    for (int round = 0; round < 20; round++) {
+        ioq_handle n = notifier(loop);
+        uint64_t t = h_tok();
+        atomic_int go = 0, stop = 0;
+        pthread_t th[2];
+        notifier_arg a[2] = {{0}};
+        assert_int_equal(h_notify_wait(loop, n, IOQ_MULTISHOT, t), 0);
+        for (int i = 0; i < 2; i++) {
+            a[i].loop = loop;
+            a[i].n = n;
+            a[i].go = &go;
+            a[i].stop = &stop;
+            pthread_create(&th[i], NULL, notifier_thread, &a[i]);
+        }
+        atomic_store(&go, 1);
+        h_poll(loop, 1 * MS);
+        h_poll(loop, 0);
+        uint64_t tc = h_tok();
+        assert_int_equal(h_close(loop, n, tc), 0);
+        assert_int_equal(h_wait(loop, tc).result, 0);
+        assert_true(h_done(loop, t));
+        /* A new notifier, maybe in the same slot, while the threads still hit the old. */
+        ioq_handle n2 = notifier(loop);
+        uint64_t t2 = h_tok();
+        assert_int_equal(h_notify_wait(loop, n2, 0, t2), 0);
+        h_assert_quiet(loop, 2);
+        atomic_store(&stop, 1);
+        for (int i = 0; i < 2; i++) {
+            pthread_join(th[i], NULL);
+            assert_int_equal(a[i].other, 0);
+        }
+        assert_int_equal(ioq_notify(loop, n), IOQ_EBADHANDLE);
+        assert_int_equal(ioq_notify(loop, n2), 0);
+        assert_int_equal(h_wait(loop, t2).result, 1);
+        h_close_wait(loop, n2);
+    }
+    h_finish(loop);
+}
+
+static void test_close_pending(void **state)
+{
+    (void)state;
+    ioq_loop *loop = h_loop_new();
+    ioq_handle n = notifier(loop);
+    uint64_t t = h_tok(), tc = h_tok();
+    assert_int_equal(h_notify_wait(loop, n, 0, t), 0);
+    assert_int_equal(h_close(loop, n, tc), 0);
+    assert_int_equal(ioq_notify(loop, n), IOQ_EBADHANDLE);
+    assert_int_equal(ioq_notify_wait(loop, n, 0, h_tok()), IOQ_EBADHANDLE);
+    ioq_cqe a = h_next_any(loop), b = h_next_any(loop);
+    assert_int_equal(a.token, t);
+    assert_int_equal(a.result, IOQ_ECANCELED);
+    assert_int_equal(b.token, tc);
+    assert_int_equal(b.result, 0);
+    h_finish(loop);
+}
+
+static void test_loop_free(void **state)
+{
+    (void)state;
+    ioq_loop *loop = h_loop_new();
+    ioq_handle n = notifier(loop), n2 = notifier(loop);
+    assert_int_equal(ioq_notify_wait(loop, n, IOQ_MULTISHOT, 1), 0);
+    assert_int_equal(ioq_notify(loop, n), 0);
+    assert_int_equal(ioq_notify(loop, n2), 0);
+    ioq_loop_free(loop);
+    h_forget(loop);
+}
+
+static void test_bad_args(void **state)
+{
+    (void)state;
+    ioq_loop *loop = h_loop_new(), *other = h_loop_new();
+    ioq_handle n = notifier(loop), x = 0;
+    assert_int_equal(ioq_notifier_new(NULL, &x), IOQ_EINVAL);
+    assert_int_equal(ioq_notifier_new(loop, NULL), IOQ_EINVAL);
+    assert_int_equal(ioq_notify(NULL, n), IOQ_EINVAL);
+    assert_int_equal(ioq_notify(loop, 0), IOQ_EBADHANDLE);
+    assert_int_equal(ioq_notify(loop, n + 1), IOQ_EBADHANDLE);
+    assert_int_equal(ioq_notify(loop, ~(uint64_t)0), IOQ_EBADHANDLE);
+    assert_int_equal(ioq_notify(other, n), IOQ_EBADHANDLE);
+    assert_int_equal(ioq_notify_wait(NULL, n, 0, 1), IOQ_EINVAL);
+    assert_int_equal(ioq_notify_wait(loop, n, 2, 1), IOQ_EINVAL);
+    assert_int_equal(ioq_notify_wait(loop, 0, 0, 1), IOQ_EBADHANDLE);
+    assert_int_equal(ioq_notify_wait(other, n, 0, 1), IOQ_EBADHANDLE);
+    /* Not a notifier. */
+    ioq_handle pool = 0;
+    assert_int_equal(ioq_pool_new(loop, 1, 64, &pool), 0);
+    assert_int_equal(ioq_notify(loop, pool), IOQ_EBADHANDLE);
+    assert_int_equal(ioq_notify_wait(loop, pool, 0, 1), IOQ_EBADHANDLE);
+    /* One wait at a time. */
+    uint64_t t = h_tok();
+    assert_int_equal(h_notify_wait(loop, n, 0, t), 0);
+    assert_int_equal(ioq_notify_wait(loop, n, 0, h_tok()), IOQ_EBUSY);
+    uint64_t os = 0;
+    assert_int_equal(ioq_os_handle(loop, n, &os), IOQ_ENOTSUP);
+    h_close_wait(loop, pool);
+    h_close_wait(loop, n);
+    assert_int_equal(h_wait(loop, t).result, IOQ_ECANCELED);
+    h_finish(other);
+    h_finish(loop);
+}
+
+/* Many notifiers, waits one-shot and multishot, notifications, cancels and closes: each
+ * wait completes exactly once and the counts add up. */
+static void test_exactly_once(void **state)
+{
+    (void)state;
+    enum { N = 100 };
+    ioq_loop *loop = h_loop_new();
+    ioq_handle n[N];
+    uint64_t t[N];
+    for (int i = 0; i < N; i++) {
+        n[i] = notifier(loop);
+        t[i] = h_tok();
+        assert_int_equal(h_notify_wait(loop, n[i], (i & 1) ? IOQ_MULTISHOT : 0, t[i]), 0);
+    }
+    for (int i = 0; i < N; i += 2)
+        assert_int_equal(ioq_notify(loop, n[i]), 0);
+    for (int k = 0; k < 3; k++)
+        h_poll(loop, 5 * MS);
+    for (int i = 0; i < N; i++) {
+        if (i % 3 == 0)
+            assert_int_equal(h_cancel(loop, t[i], h_tok()), 0);
+        assert_int_equal(h_close(loop, n[i], h_tok()), 0);
+    }
+    h_finish(loop);
+}
+
+static const struct CMUnitTest notify_tests[] = {
+    H_TEST(basic),
+    H_TEST(coalescing),
+    H_TEST(before_wait),
+    H_TEST(multishot),
+    H_TEST(any_thread),
+    H_TEST(wakes_blocked_loop),
+    H_TEST(close_while_notifying),
+    H_TEST(close_pending),
+    H_TEST(loop_free),
+    H_TEST(bad_args),
+    H_TEST(exactly_once),
+};
+
+H_MAIN(notify_tests)
