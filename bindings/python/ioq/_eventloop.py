@@ -13,6 +13,7 @@ import os
 import selectors
 import socket
 import sys
+import threading
 from asyncio import constants as _constants
 from asyncio import exceptions as _exceptions
 from asyncio import selector_events as _selector_events
@@ -30,11 +31,14 @@ __all__ = ["IoqSelector", "EventLoop", "EventLoopPolicy", "new_event_loop", "ins
 # ABI 1.1: readiness of descriptors ioq does not own. Without it (an ioq 1.0 library) the
 # selector falls back to an epoll selector that also watches the ioq loop's descriptor.
 _HAS_WATCH = hasattr(_raw, "ioq_watch") and hasattr(_raw, "IOQ_KIND_WATCH")
+# ABI 1.1: a coalescing cross-thread wake-up for call_soon_threadsafe.
+_HAS_NOTIFIER = hasattr(_raw, "ioq_notifier_new") and hasattr(_raw, "ioq_notify")
 
 # Tokens of the selector's own operations (watches, their cancels and closes) lie above
 # this; ioq.aio's operations count up from 1 and never get there.
 _WATCH_BASE = 1 << 62
 _QUIET_TOKEN = _WATCH_BASE - 1   # cancels and closes whose completion nobody waits for
+_NOTIFY_TOKEN = _WATCH_BASE - 2  # the event loop's notifier wait
 _MORE = _ioq.CQE_MORE
 _ECANCELED = _ioq.ECANCELED
 _BATCH = 256
@@ -68,6 +72,7 @@ class IoqSelector(selectors._BaseSelectorImpl):
         self.cbs = {}
         self.on_other = None
         self.pool = 0
+        self.notifier = 0
         self._watches = {}   # token -> (fd, EVENT_READ or EVENT_WRITE)
         self._handles = {}   # fd -> [watch handle, read token, write token]
         self._next = _WATCH_BASE
@@ -190,8 +195,11 @@ class IoqSelector(selectors._BaseSelectorImpl):
             token = t[0]
             w = watches.get(token)
             if w is None:
-                if token < _QUIET_TOKEN and self.on_other is not None:
-                    self.on_other(t)
+                if token < _NOTIFY_TOKEN:
+                    if self.on_other is not None:
+                        self.on_other(t)
+                elif token == _NOTIFY_TOKEN and not t[4] & _MORE and self.notifier:
+                    self._arm_notifier()
                 continue
             fd, ev = w
             if t[1] > 0:
@@ -257,6 +265,27 @@ class IoqSelector(selectors._BaseSelectorImpl):
                     self.on_other(t)
         return n
 
+    def new_notifier(self):
+        """Make the notifier that notify() signals; False where ioq has none (ABI 1.0)."""
+        if not _HAS_NOTIFIER or self._inner is not None or self._p is None:
+            return False
+        rc, h = _raw.ioq_notifier_new(self._p)
+        if rc < 0:
+            return False
+        self.notifier = h
+        if not self._arm_notifier():
+            _raw.ioq_close(self._p, h, _QUIET_TOKEN)
+            self.notifier = 0
+            return False
+        return True
+
+    def _arm_notifier(self):
+        return _raw.ioq_notify_wait(self._p, self.notifier, _ioq.MULTISHOT, _NOTIFY_TOKEN) == 0
+
+    def notify(self):
+        """Make select() return soon (any thread; the caller serializes it with close())."""
+        _raw.ioq_notify(self._p, self.notifier)
+
     def wake(self):
         """Make a blocked select() return (any thread)."""
         p = self._p
@@ -271,6 +300,7 @@ class IoqSelector(selectors._BaseSelectorImpl):
         if self._inner is not None:
             self._inner.close()
         self._p = None
+        self.notifier = 0
         if self._own and self.ioq is not None:
             self.ioq.close()
 
@@ -609,6 +639,21 @@ class EventLoop(_unix_events.SelectorEventLoop):
             native_transports = os.environ.get("IOQ_AIO_NATIVE", "1") != "0"
         self._ioq_native = bool(native_transports) and isinstance(selector, IoqSelector)
         self._ioq_readers = {}   # fd -> _IoqSocketTransport reading through ioq
+        # call_soon_threadsafe wakes the loop with an ioq notifier (no system call while the
+        # loop is busy) instead of the self-pipe. The lock keeps close() from freeing the
+        # ioq loop while another thread is inside ioq_notify (reentrant: a signal handler
+        # may wake the loop from inside close()).
+        self._ioq_notify_lock = threading.RLock()
+        self._ioq_notify = (isinstance(selector, IoqSelector) and selector.new_notifier()
+                            and os.environ.get("IOQ_AIO_NOTIFIER", "1") != "0")
+
+    def _write_to_self(self):
+        if self._ioq_notify:
+            with self._ioq_notify_lock:
+                if self._ioq_notify:
+                    self._selector.notify()
+                    return
+        super()._write_to_self()
 
     def _make_socket_transport(self, sock, protocol, waiter=None, *, extra=None,
                                server=None):
@@ -694,6 +739,9 @@ class EventLoop(_unix_events.SelectorEventLoop):
         return al
 
     def close(self):
+        if not self.is_running():
+            with self._ioq_notify_lock:
+                self._ioq_notify = False
         super().close()
         al, self._ioq_async = self._ioq_async, None
         if al is not None:
