@@ -455,3 +455,52 @@ def test_write_flow_control_and_close_flushes(loop):
         return bytes(received) == payload
 
     assert run(loop, main())
+
+
+def test_call_soon_threadsafe_from_many_threads(loop):
+    async def main():
+        lp = asyncio.get_running_loop()
+        n, per = 4, 2000
+        seen = []
+        done = lp.create_future()
+
+        def cb(i):
+            seen.append(i)
+            if len(seen) == n * per and not done.done():
+                done.set_result(None)
+
+        def post():
+            for i in range(per):
+                lp.call_soon_threadsafe(cb, i)
+
+        threads = [threading.Thread(target=post) for _ in range(n)]
+        for t in threads:
+            t.start()
+        await done
+        for t in threads:
+            t.join()
+        return len(seen)
+
+    assert run(loop, main()) == 4 * 2000
+
+
+def test_close_while_other_threads_post(backend):
+    # call_soon_threadsafe racing close(): RuntimeError("Event loop is closed") or nothing,
+    # never a crash.
+    for _ in range(20):
+        lp = ioq.aio.EventLoop(backend=backend)
+        stop = threading.Event()
+
+        def post():
+            while not stop.is_set():
+                try:
+                    lp.call_soon_threadsafe(lambda: None)
+                except RuntimeError:
+                    return
+
+        t = threading.Thread(target=post)
+        t.start()
+        lp.run_until_complete(asyncio.sleep(0.001))
+        lp.close()
+        stop.set()
+        t.join()
