@@ -306,12 +306,12 @@ class IoqSelector(selectors._BaseSelectorImpl):
 
 
 class _IoqSocketTransport(_selector_events._SelectorSocketTransport):
-    """asyncio's socket transport with the read side on ioq: one multishot ioq receive
+    """asyncio's socket transport with reads and writes on ioq: one multishot ioq receive
     into the loop's buffer pool per connection, whose chunks the C dispatcher hands to
     data_received() inside the loop's poll (no selector event, handle or recv() call per
-    chunk). Everything else (writes, close, flow control, sendfile, start_tls, extra info)
-    is asyncio's own. ioq reads through a duplicate of the socket's descriptor, closed with
-    the transport.
+    chunk), and one ioq send per write() (see write()). Closing, extra info, start_tls and
+    the rest are asyncio's own. ioq works on a duplicate of the socket's descriptor, closed
+    with the transport.
     """
 
     def __init__(self, loop, sock, protocol, waiter=None, extra=None, server=None):
