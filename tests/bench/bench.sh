@@ -167,6 +167,21 @@ run_http() { # LABEL SERVER-COMMAND...: wrk, 100 connections, one thread (2-core
   echo "$label http_req_per_s $(echo "$out" | awk '/^Requests\/sec:/ { print $2 }')"
 }
 
+run_http_cpu() { # LABEL SERVER-COMMAND...: run_http plus the server's CPU time per request
+  local label=$1; shift
+  local port out rc=0 t0 t1 rps
+  start_server "$@" || return 1
+  t0=$(cpu_ticks "$server_pid")
+  out=$(wrk -t1 -c100 -d"${hsecs}s" "http://127.0.0.1:$port/" 2>&1) || rc=$?
+  t1=$(cpu_ticks "$server_pid")
+  stop_server
+  if [ "$rc" -ne 0 ] || echo "$out" | grep -q "Non-2xx"; then echo "$out" >&2; return 1; fi
+  rps=$(echo "$out" | awk '/^Requests\/sec:/ { print $2 }')
+  echo "$label http_req_per_s $rps"
+  awk -v l="$label" -v r="$rps" -v t=$((t1 - t0)) -v hz="$(getconf CLK_TCK)" -v s="$hsecs" \
+    'BEGIN { if (r > 0) printf "%s http_cpu_us_per_req %.3f\n", l, t * 1e6 / hz / (r * s) }'
+}
+
 # workload WORKLOAD VARIANT...: each variant is "label|command words"; runs warm-up + reps
 # rounds interleaved and records every line the commands print under the variant's label.
 workload() {
@@ -250,7 +265,9 @@ if have loadgen && have udp_ioq; then
 fi
 
 # 9. Python echo servers, 10 connections (ioq.aio needs the ioq package: make test-python
-# installs it into <build-dir>/python-venv-test; BENCH_PYTHON picks another interpreter)
+# installs it into <build-dir>/python-venv-test; BENCH_PYTHON picks another interpreter).
+# Besides round trips/s, the server's CPU time per round trip (less sensitive to a busy
+# machine than throughput).
 py=${BENCH_PYTHON:-python3}
 [ -z "${BENCH_PYTHON:-}" ] && [ -x "$build/python-venv-test/bin/python" ] &&
   py="$build/python-venv-test/bin/python"
@@ -260,11 +277,11 @@ if have loadgen && command -v "$py" >/dev/null; then
     vs=()
     if "$py" -c "import ioq.aio" 2>/dev/null; then
       for be in "${backends[@]}"; do
-        vs+=("ioq-$be|run_secs=$lang_secs run_echo ioq-$be 10 $size env IOQ_BACKEND=$be $py \
+        vs+=("ioq-$be|run_secs=$lang_secs run_echo_cpu ioq-$be 10 $size env IOQ_BACKEND=$be $py \
 $here/echo_py.py ioq-aio")
         # asyncio's own Protocol and streams code on ioq's event loop (ioq.aio.EventLoop)
         for st in protocol streams; do
-          vs+=("ioq-loop-$be-$st|run_secs=$lang_secs run_echo ioq-loop-$be-$st 10 $size \
+          vs+=("ioq-loop-$be-$st|run_secs=$lang_secs run_echo_cpu ioq-loop-$be-$st 10 $size \
 env IOQ_BACKEND=$be $py $here/echo_py.py ioq-loop-$st")
         done
       done
@@ -274,7 +291,7 @@ env IOQ_BACKEND=$be $py $here/echo_py.py ioq-loop-$st")
     styles="asyncio-streams asyncio-protocol"
     "$py" -c "import uvloop" 2>/dev/null && styles+=" uvloop-streams uvloop-protocol"
     for st in $styles; do
-      vs+=("$st|run_secs=$lang_secs run_echo $st 10 $size $py $here/echo_py.py $st")
+      vs+=("$st|run_secs=$lang_secs run_echo_cpu $st 10 $size $py $here/echo_py.py $st")
     done
     workload "python-echo-c10-${size}B" "${vs[@]}"
   done
@@ -286,11 +303,11 @@ if command -v wrk >/dev/null && command -v "$py" >/dev/null && "$py" -c "import 
   vs=()
   if "$py" -c "import ioq.aio; ioq.aio.EventLoop" 2>/dev/null; then
     for be in "${backends[@]}"; do
-      vs+=("ioq-loop-$be|run_http ioq-loop-$be env IOQ_BACKEND=$be $py $here/http_aiohttp.py ioq")
+      vs+=("ioq-loop-$be|run_http_cpu ioq-loop-$be env IOQ_BACKEND=$be $py $here/http_aiohttp.py ioq")
     done
   fi
-  "$py" -c "import uvloop" 2>/dev/null && vs+=("uvloop|run_http uvloop $py $here/http_aiohttp.py uvloop")
-  vs+=("asyncio|run_http asyncio $py $here/http_aiohttp.py asyncio")
+  "$py" -c "import uvloop" 2>/dev/null && vs+=("uvloop|run_http_cpu uvloop $py $here/http_aiohttp.py uvloop")
+  vs+=("asyncio|run_http_cpu asyncio $py $here/http_aiohttp.py asyncio")
   workload python-aiohttp "${vs[@]}"
 else
   echo "bench.sh: wrk or aiohttp (python3-aiohttp) missing: aiohttp left out" >&2
@@ -438,7 +455,7 @@ for line in open(path):
 def lower_better(metric):
     return ((metric.endswith("_s") and not metric.endswith("_per_s")) or "maxrss" in metric
             or metric.endswith("wakeups") or metric.endswith("_us") or "loss" in metric
-            or metric.startswith("syscalls") or metric.endswith("_per_rt"))
+            or metric.startswith("syscalls") or metric.endswith(("_per_rt", "_per_req")))
 
 refs = ["ioq-epoll", "ioq-io_uring"]
 PEERS = ("libuv", "libev", "libevent", "luv", "blocking", "raw-write", "asyncio-streams",
@@ -507,6 +524,7 @@ for (wl, metric), res in ((k, rows[k]) for k in order):
     med = {l: statistics.median(v) for l, v in res.items()}
     row = next(r for r in doc["rows"] if r["workload"] == wl and r["metric"] == metric)
     parts = []
+    lb = lower_better(metric)
     for l in sorted(med):
         if not l.startswith("ioq-loop-") or med[l] <= 0:
             continue
@@ -514,7 +532,7 @@ for (wl, metric), res in ((k, rows[k]) for k in order):
         for peer in (("uvloop-" + style, "asyncio-" + style) if style else
                      ("uvloop", "asyncio")):
             if peer in med and med[peer] > 0:
-                r = med[l] / med[peer]
+                r = med[peer] / med[l] if lb else med[l] / med[peer]
                 row["ratios"]["%s/%s" % (l, peer)] = round(r, 4)
                 parts.append("%s/%s %.2f" % (l, peer, r))
     if parts:
