@@ -16,7 +16,7 @@ CTEST      ?= ctest
 CTEST_ARGS ?= --output-on-failure --no-tests=error -j$(JOBS) --timeout 300
 
 # The C suite (tests/c registers <backend>/<area>-<case>), the ABI checks and packaging.
-C_TESTS    ?= ^(epoll|io_uring|kqueue|iocp|abi|packaging|examples)/
+C_TESTS    ?= ^(epoll|io_uring|kqueue|iocp|abi|packaging|examples|bindings)/
 VALGRIND   := valgrind;--error-exitcode=99;--leak-check=full;--errors-for-leak-kinds=definite,indirect;--track-fds=no;--quiet
 
 # Suites of the bindings join `make test` here as they become part of it.

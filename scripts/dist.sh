@@ -14,6 +14,7 @@
 # OUT/rust/ioq-sys-<v>.crate, ioq-<v>.crate   (ioq-sys carries the C sources in csrc/)
 # OUT/d/ioq-d-<v>.zip          dub package: D sources, raw layer, C sources (csrc/)
 # OUT/SHA256SUMS
+# Each artifact carries the MIT LICENSE file of the tree and says "MIT" in its metadata.
 #
 # Every artifact after the tarball is made from the unpacked tarball, not from the
 # checkout, so each one holds only what the release holds. SWIG runs once, for the
@@ -167,7 +168,8 @@ fi
 if [[ $parts == *" rust "* ]]; then
     log "Rust crates"
     mkdir -p "$out/rust"
-    cp -r "$tree/bindings/rust" "$work/rust"
+    # -L: each crate's LICENSE is a link to the tree's, and must become a file.
+    cp -rL "$tree/bindings/rust" "$work/rust"
     csrc="$work/rust/ioq-sys/csrc"
     mkdir -p "$csrc/abi"
     cp -r "$tree/abi/include" "$csrc/abi/"
@@ -199,7 +201,7 @@ if [[ $parts == *" d "* ]]; then
     pkg="$work/d/ioq-d-$version"
     mkdir -p "$pkg/generated" "$pkg/csrc/abi" "$pkg/csrc/scripts"
     cp -r "$tree/bindings/d/source" "$pkg/"
-    cp "$tree/bindings/d/build-native.sh" "$tree/bindings/d/README.md" "$pkg/"
+    cp "$tree/bindings/d/build-native.sh" "$tree/bindings/d/README.md" "$tree/LICENSE" "$pkg/"
     cp "$tree"/bindings/generated/d/* "$pkg/generated/"
     cp -r "$tree/abi/include" "$pkg/csrc/abi/"
     cp -r "$tree/core" "$pkg/csrc/"

@@ -62,7 +62,7 @@ step() { # name command...: runs a step, its output in $t/logs/<name>.log
     set -e
     if [ "$rc" = 0 ]; then
         passed=$((passed + 1))
-        lines="$(grep -h 'echo ok: \|^python package: \|^note: ' "$t/logs/$name.log" || true)"
+        lines="$(grep -h 'echo ok: \|^python package: \|^note: \|^license ok: ' "$t/logs/$name.log" || true)"
         if [ -n "$lines" ]; then
             printf '%s\n' "$lines" | sed "s/^/ok   $name: /"
         else
@@ -93,6 +93,84 @@ check_no_source_path() { # file...
         fi
     done
 }
+
+# ---------------------------------------------------------------------------------------
+# The MIT license travels with every artifact: the LICENSE file (the tarball's, byte for
+# byte) inside it, and "MIT" in the metadata each ecosystem reads.
+license_check() {
+    "$py" - "$tree/LICENSE" "$a" "$version" <<'PY'
+import io, json, os, re, sys, tarfile, zipfile
+
+license_path, a, version = sys.argv[1:4]
+ref = open(license_path, "rb").read()
+assert ref.startswith(b"MIT License"), "the tarball's LICENSE is not the MIT license"
+failures = []
+
+def member(archive, name):
+    """The bytes of member name of a .tar.gz, .crate, .zip, .whl or .rock, or None."""
+    if zipfile.is_zipfile(archive) if isinstance(archive, str) else False:
+        with zipfile.ZipFile(archive) as z:
+            return z.read(name) if name in z.namelist() else None
+    with tarfile.open(archive if isinstance(archive, str) else None,
+                      fileobj=None if isinstance(archive, str) else archive) as t:
+        try:
+            f = t.extractfile(name)
+        except KeyError:
+            return None
+        return f.read() if f else None
+
+def need(what, archive, name, metadata=None):
+    data = member(archive, name)
+    if data != ref:
+        failures.append("%s: %s %s" % (what, name, "differs from LICENSE" if data else "missing"))
+    else:
+        print("license ok: %s has %s" % (what, name))
+    if metadata is not None:
+        meta_name, pattern = metadata
+        text = (member(archive, meta_name) or b"").decode("utf-8", "replace")
+        if not re.search(pattern, text, re.M):
+            failures.append("%s: %s does not say %r" % (what, meta_name, pattern))
+        else:
+            print("license ok: %s metadata %s says MIT" % (what, meta_name))
+
+name = "ioq-%s" % version
+need("tarball", os.path.join(a, name + ".tar.gz"), name + "/LICENSE")
+need("sdist", os.path.join(a, "python", name + ".tar.gz"), name + "/LICENSE",
+     (name + "/PKG-INFO", r"^License: MIT$"))
+wheel = [f for f in os.listdir(os.path.join(a, "python")) if f.endswith(".whl")][0]
+wheel = os.path.join(a, "python", wheel)
+with zipfile.ZipFile(wheel) as z:
+    lic = [n for n in z.namelist() if re.match(r"ioq-[^/]*\.dist-info/(licenses/)?LICENSE$", n)]
+need("wheel", wheel, lic[0] if lic else "ioq-%s.dist-info/LICENSE" % version,
+     ("ioq-%s.dist-info/METADATA" % version, r"^License: MIT$"))
+src_rock = os.path.join(a, "lua", name + "-1.src.rock")
+with zipfile.ZipFile(src_rock) as z:
+    inner = io.BytesIO(z.read(name + ".tar.gz"))
+need("src.rock (its tarball)", inner, name + "/LICENSE")
+spec = member(src_rock, name + "-1.rockspec").decode()
+if not re.search(r'^\s*license = "MIT"', spec, re.M):
+    failures.append("src.rock: the rockspec does not say license = \"MIT\"")
+bin_rock = [f for f in os.listdir(os.path.join(a, "lua"))
+            if f.endswith(".rock") and not f.endswith(".src.rock")][0]
+need("binary rock", os.path.join(a, "lua", bin_rock), "doc/LICENSE",
+     (name + "-1.rockspec", r'^\s*license = "MIT"'))
+for crate in ("ioq-sys", "ioq"):
+    c = "%s-%s" % (crate, version)
+    need("crate " + crate, os.path.join(a, "rust", c + ".crate"), c + "/LICENSE",
+         (c + "/Cargo.toml", r'^license = "MIT"$'))
+d = "ioq-d-%s" % version
+dzip = os.path.join(a, "d", d + ".zip")
+need("D package", dzip, d + "/LICENSE")
+if json.loads(member(dzip, d + "/dub.json")).get("license") != "MIT":
+    failures.append("D package: dub.json has no \"license\": \"MIT\"")
+else:
+    print("license ok: D package metadata dub.json says MIT")
+for f in failures:
+    print("FAIL: " + f)
+sys.exit(1 if failures else 0)
+PY
+}
+step license license_check
 
 # ---------------------------------------------------------------------------------------
 c_install() {

@@ -237,9 +237,19 @@ function Loop:__tostring()
   return "ioq.loop(" .. (self.raw and core.loop_backend(self.raw) or "freed") .. ")"
 end
 
+-- The error for a self without a live loop: a loop that was freed, or no loop at all.
+local function no_loop(self, level)
+  if getmetatable(self) ~= Loop then
+    local mt = getmetatable(self)
+    local name = type(mt) == "table" and rawget(mt, "__name") or type(self)
+    error("ioq loop expected, got " .. tostring(name), level + 1)
+  end
+  error("ioq loop used after free", level + 1)
+end
+
 local function raw(self)
-  local r = self.raw
-  if not r then error("ioq loop used after free", 3) end
+  local r = type(self) == "table" and self.raw
+  if not r then no_loop(self, 3) end
   return r
 end
 
@@ -707,8 +717,8 @@ local FIX = {} -- complete() leaves completion, description pairs here
 function Loop:poll(timeout)
   local ns = -1
   if timeout ~= nil then ns = seconds_to_ns(timeout, "poll", 1) end
-  local r = self.raw
-  if not r then error("ioq loop used after free", 2) end
+  local r = type(self) == "table" and self.raw
+  if not r then no_loop(self, 2) end
   if self.dispatching then error("ioq: poll inside a dispatch of the same loop", 2) end
   local cq = self.cq
   local n = c_poll(r, cq, ns)
@@ -738,7 +748,7 @@ local FIXD = {} -- co_dispatch() leaves completion, description pairs here
 function Loop:_dispatch(timeout, waiting, wait, events)
   local ns = -1
   if timeout ~= nil then ns = seconds_to_ns(timeout, "step", 1, 3) end
-  if not self.raw then error("ioq loop used after free", 3) end
+  if not (type(self) == "table" and self.raw) then no_loop(self, 3) end
   if self.dispatching then error("ioq: poll inside a dispatch of the same loop", 3) end
   self.dispatching = true
   local n, nfix, nev = c_dispatch(self.cq, self, FIXD, COMPLETION, waiting, events, wait, ns)

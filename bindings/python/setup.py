@@ -128,7 +128,7 @@ def run_swig():
         return wrap, proxy
     wrap = os.path.join(SWIG_DIR, "ioq_wrap.c")
     proxy = os.path.join(SWIG_DIR, "_ioq.py")
-    inputs = [os.path.join(SOURCE, "bindings", "swig", n) for n in ("ioq.i", "python.i")]
+    inputs = [os.path.join(SOURCE, "bindings", "swig", n) for n in ("ioq.i", "python.i", "pins.h")]
     inputs.append(os.path.join(SOURCE, "abi", "include", "ioq.h"))
     if os.path.exists(wrap) and os.path.exists(proxy):
         newest = max(os.path.getmtime(p) for p in inputs)
@@ -251,6 +251,10 @@ setup(
     description="Completion-based asynchronous I/O (Python binding of the ioq C library)",
     long_description=open(os.path.join(HERE, "README.md"), encoding="utf-8").read(),
     long_description_content_type="text/markdown",
+    # LICENSE here is a link to the repository's; an sdist holds the file itself.
+    license="MIT",
+    license_files=["LICENSE"],
+    classifiers=["License :: OSI Approved :: MIT License"],
     python_requires=">=3.8",
     packages=["ioq"],
     package_data={"ioq": ["py.typed", "*.pyi"]},

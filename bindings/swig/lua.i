@@ -13,11 +13,12 @@
  *    error code: local rc, h = ioq_core.tcp_listen(loop, addr, 0, 0).
  *  - Memory an in-flight operation refers to must outlive it (contract rule 3) although
  *    Lua's collector knows nothing of ioq. Each data operation that is accepted pins its
- *    string, buffer, iovec strings or address object in a registry table of its loop, keyed
- *    by token, and the completion that ends it (returned by poll) unpins it. Tokens may be
- *    shared by several operations: a token's pins are then held until the last of them
- *    has completed, which is never too early. The ioq module keeps these values in its
- *    own table of operations and says so (loop_unpinned): its loops are not pinned twice.
+ *    string, buffer, iovec strings or address object (registry references) in the pin
+ *    table of its loop, keyed by token (pins.h, shared with the Python binding), and the
+ *    completion that ends it (returned by poll) unpins it. Tokens may be shared by several
+ *    operations: a token's pins are then held until the last of them has completed, which
+ *    is never too early. The ioq module keeps these values in its own table of operations
+ *    and says so (loop_unpinned): its loops are not pinned twice.
  *  - ioq.lua's hot paths are C functions here (loop_recv and loop_send, which are its
  *    Loop:recv and Loop:send, and complete), because a VM instruction costs far more than
  *    a C statement: every completion table is built by complete(), every byte-count
@@ -28,6 +29,8 @@
  *    returns token, result, value, op, flags as plain integers, without a table per call.
  */
 
+%insert("header") "pins.h"
+
 %{
 #include <stdlib.h>
 #include <string.h>
@@ -35,6 +38,54 @@
 
 #define IOQ_LUA_BUFFER "ioq.buffer"
 #define IOQ_LUA_CQES "ioq.cqes"
+
+/* SWIG's Lua runtime takes every full userdata for one of its own (a swig_lua_userdata)
+ * and reads its type pointer, so an io.stdout or an ioq.buffer passed where a loop is
+ * expected crashed it; and it takes a light userdata for a pointer of any type. Here a
+ * value is converted only when it is a SWIG object of this module (its size and its type
+ * pointer say so), or nil, and an error names what was passed instead. */
+static int ioq_lua_isswig(lua_State *L, int idx) {
+  const swig_lua_userdata *u;
+  size_t i;
+  if (lua_type(L, idx) != LUA_TUSERDATA || lua_rawlen(L, idx) != sizeof(swig_lua_userdata))
+    return 0;
+  u = (const swig_lua_userdata *)lua_touserdata(L, idx);
+  for (i = 0; i < sizeof(swig_types) / sizeof(swig_types[0]); i++)
+    if (swig_types[i] && u->type == swig_types[i])
+      return 1;
+  return 0;
+}
+
+static int ioq_lua_convertptr(lua_State *L, int idx, void **ptr, swig_type_info *type,
+                              int flags) {
+  int untyped = type == NULL || type == SWIGTYPE_p_void;
+  if (!lua_isnil(L, idx) && !ioq_lua_isswig(L, idx) &&
+      !(untyped && lua_islightuserdata(L, idx)))
+    return SWIG_ERROR;
+  return SWIG_Lua_ConvertPtr(L, idx, ptr, type, flags);
+}
+
+/* What the value at idx is, for an error message: a SWIG type, a metatable's __name
+ * (FILE*, ioq.buffer), else the Lua type. */
+static const char *ioq_lua_typename(lua_State *L, int idx) {
+  const char *name;
+  if (ioq_lua_isswig(L, idx))
+    return SWIG_Lua_typename(L, idx);
+  if (luaL_getmetafield(L, idx, "__name") == LUA_TSTRING) {
+    name = lua_tostring(L, -1); /* still referenced by the metatable */
+    lua_pop(L, 1);
+    return name;
+  }
+  return luaL_typename(L, idx);
+}
+
+#undef SWIG_ConvertPtr
+#define SWIG_ConvertPtr(L, idx, ptr, type, flags) ioq_lua_convertptr(L, idx, ptr, type, flags)
+#undef SWIG_fail_arg
+#define SWIG_fail_arg(func_name, argnum, type) \
+  { SWIG_Lua_pushferrstring(L, "Error in %s (arg %d), expected '%s' got '%s'", func_name, \
+                            argnum, type, ioq_lua_typename(L, argnum)); \
+    goto fail; }
 
 typedef struct ioq_lua_buffer {
   size_t cap;
@@ -100,145 +151,141 @@ static lua_Integer ioq_lua_checkint(lua_State *L, int idx, lua_Integer lo, lua_I
   return v;
 }
 
-/* Registry key of the table {loop lightuserdata -> {token -> {[0] = count, values...}}}.
- * A loop whose entry is false keeps its values itself (ioq.lua does: loop_unpinned). */
+/* Registry keys of the table {loop lightuserdata -> ioq.pins userdata (the loop's pin
+ * table, pins.h) or false} and of the table of the pinned values themselves (luaL_ref
+ * references: what a pin table holds). A loop whose entry is false keeps its values itself
+ * (ioq.lua does: loop_unpinned). */
 static const char ioq_lua_pins_key = 0;
+static const char ioq_lua_refs_key = 0;
+#define IOQ_LUA_PINS "ioq.pins"
 
-static void ioq_lua_pintable(lua_State *L, const void *loop, int create) {
-  lua_rawgetp(L, LUA_REGISTRYINDEX, &ioq_lua_pins_key);
-  if (lua_isnil(L, -1)) {
+/* Pushes the registry table at key, made on first use. */
+static void ioq_lua_regtable(lua_State *L, const char *key) {
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, key) == LUA_TNIL) {
     lua_pop(L, 1);
     lua_newtable(L);
     lua_pushvalue(L, -1);
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &ioq_lua_pins_key);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, key);
   }
-  lua_rawgetp(L, -1, loop);
-  if (lua_isnil(L, -1) && create) {
-    lua_pop(L, 1);
-    lua_newtable(L);
-    lua_pushvalue(L, -1);
-    lua_rawsetp(L, -3, loop);
-  }
-  lua_remove(L, -2);
 }
 
-/* Pin the Lua values at stack indices a and b (0 = none, nil is skipped) under token. */
-static void ioq_lua_pin(lua_State *L, const void *loop, uint64_t token, int a, int b) {
-  int idx[2];
-  int i;
-  lua_Integer n;
+/* Release callback of pins.h: drop reference ref (ctx is the lua_State). A buffer is no
+ * longer held by that operation. */
+static void ioq_lua_unref(void *ctx, uintptr_t ref) {
+  lua_State *L = (lua_State *)ctx;
+  ioq_lua_buffer *buf;
+  ioq_lua_regtable(L, &ioq_lua_refs_key);
+  lua_rawgeti(L, -1, (lua_Integer)ref);
+  buf = ioq_lua_tobuffer(L, -1);
+  if (buf && buf->busy > 0)
+    buf->busy--;
+  lua_pop(L, 1);
+  luaL_unref(L, -1, (int)ref);
+  lua_pop(L, 1);
+}
+
+static void ioq_lua_noref(void *ctx, uintptr_t ref) {
+  (void)ctx;
+  (void)ref;
+}
+
+/* The table itself goes with its userdata; its references go with the registry (this
+ * runs only after unpin_all, or when the Lua state closes). */
+static int ioq_lua_pins_gc(lua_State *L) {
+  ioq_pins *t = (ioq_pins *)lua_touserdata(L, 1);
+  if (t)
+    ioq_pins_clear(t, ioq_lua_noref, NULL);
+  return 0;
+}
+
+/* The pin table of loop, or NULL: none yet and create is 0, or the caller keeps the
+ * loop's values itself (*unpinned set). Leaves the stack as it was. */
+static ioq_pins *ioq_lua_pins(lua_State *L, const void *loop, int create, int *unpinned) {
+  ioq_pins *t = NULL;
+  int type;
+  *unpinned = 0;
+  ioq_lua_regtable(L, &ioq_lua_pins_key);
+  type = lua_rawgetp(L, -1, loop);
+  if (type == LUA_TUSERDATA) {
+    t = (ioq_pins *)lua_touserdata(L, -1);
+  } else if (type == LUA_TBOOLEAN) {
+    *unpinned = 1;
+  } else if (create) {
+    t = (ioq_pins *)lua_newuserdatauv(L, sizeof(*t), 0);
+    ioq_pins_init(t);
+    if (luaL_newmetatable(L, IOQ_LUA_PINS)) {
+      lua_pushcfunction(L, ioq_lua_pins_gc);
+      lua_setfield(L, -2, "__gc");
+    }
+    lua_setmetatable(L, -2);
+    lua_rawsetp(L, -3, loop);
+  }
+  lua_pop(L, 2);
+  return t;
+}
+
+/* After an accepted operation op: pin the Lua values at stack indices a and b (0 = none,
+ * nil is skipped) under token. */
+static void ioq_lua_pin(lua_State *L, const void *loop, uint16_t op, uint64_t token, int a,
+                        int b) {
+  int idx[2], i, unpinned;
+  uintptr_t ref[2] = { 0, 0 };
+  ioq_pins *t;
   idx[0] = a;
   idx[1] = b;
-  ioq_lua_pintable(L, loop, 1);
-  if (!lua_istable(L, -1)) {
-    /* The caller keeps the values referenced (loop_unpinned): only mark the buffers. */
-    lua_pop(L, 1);
-    for (i = 0; i < 2; i++) {
-      ioq_lua_buffer *buf = idx[i] ? ioq_lua_tobuffer(L, idx[i]) : NULL;
-      if (buf && !buf->spare)
-        buf->busy++;
-    }
-    return;
-  }
-  if (lua_rawgeti(L, -1, (lua_Integer)token) == LUA_TNIL) {
-    lua_pop(L, 1);
-    lua_createtable(L, 2, 0);
-    lua_pushvalue(L, -1);
-    lua_rawseti(L, -3, (lua_Integer)token);
-  }
-  /* Slot 0 counts the operations of the token; the values follow from slot 1. */
-  lua_rawgeti(L, -1, 0);
-  n = lua_tointeger(L, -1);
-  lua_pop(L, 1);
-  lua_pushinteger(L, n + 1);
-  lua_rawseti(L, -2, 0);
+  t = ioq_lua_pins(L, loop, 1, &unpinned);
   for (i = 0; i < 2; i++) {
     ioq_lua_buffer *buf;
     if (idx[i] == 0 || lua_isnoneornil(L, idx[i]))
       continue;
     buf = ioq_lua_tobuffer(L, idx[i]);
-    if (buf)
+    if (buf && !(unpinned && buf->spare))
       buf->busy++;
+    if (unpinned)
+      continue; /* the caller keeps the values referenced (loop_unpinned) */
+    ioq_lua_regtable(L, &ioq_lua_refs_key);
     lua_pushvalue(L, idx[i]);
-    lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
-  }
-  lua_pop(L, 2);
-}
-
-/* Drop every value of the pin entry on top of the stack (pops it). */
-static void ioq_lua_release_entry(lua_State *L) {
-  lua_Integer i, k = (lua_Integer)lua_rawlen(L, -1);
-  for (i = 1; i <= k; i++) {
-    ioq_lua_buffer *buf;
-    lua_rawgeti(L, -1, i);
-    buf = ioq_lua_tobuffer(L, -1);
-    if (buf && buf->busy > 0)
-      buf->busy--;
+    ref[i] = (uintptr_t)luaL_ref(L, -2);
     lua_pop(L, 1);
   }
-  lua_pop(L, 1);
-}
-
-static int ioq_lua_op_pins(uint16_t op) {
-  switch (op) {
-  case IOQ_OP_RECV: case IOQ_OP_SEND: case IOQ_OP_SENDV: case IOQ_OP_SENDTO:
-  case IOQ_OP_RECVFROM: case IOQ_OP_READ: case IOQ_OP_WRITE: case IOQ_OP_RESOLVE:
-    return 1;
-  default:
-    return 0;
-  }
+  /* Out of memory: the references stay in the registry for good, since the operation is
+   * in flight and its memory must outlive it; leaking is the safe side. */
+  if (t)
+    (void)ioq_pins_add(t, token, op, ref[0], ref[1]);
 }
 
 static void ioq_lua_after_poll(lua_State *L, const void *loop, ioq_cqe *cqe, int n) {
   ioq_lua_cqes *cq = (ioq_lua_cqes *)((char *)cqe - offsetof(ioq_lua_cqes, cqe));
-  int i;
+  ioq_pins *t;
+  int i, unpinned;
   cq->n = n > 0 ? (uint32_t)n : 0;
   if (n <= 0)
     return;
-  ioq_lua_pintable(L, loop, 0);
-  if (!lua_istable(L, -1)) {
-    lua_pop(L, 1);
+  t = ioq_lua_pins(L, loop, 0, &unpinned);
+  if (!t || ioq_pins_held(t) == 0)
     return;
-  }
   for (i = 0; i < n; i++) {
-    lua_Integer left;
-    if (!ioq_lua_op_pins(cqe[i].op) || (cqe[i].flags & IOQ_CQE_MORE))
+    uintptr_t out[2];
+    if (cqe[i].flags & IOQ_CQE_MORE)
       continue;
-    if (lua_rawgeti(L, -1, (lua_Integer)cqe[i].token) == LUA_TNIL) {
-      lua_pop(L, 1);
-      continue;
+    if (ioq_pins_done(t, cqe[i].token, cqe[i].op, out, ioq_lua_unref, L) == IOQ_PINS_ENDED) {
+      if (out[0])
+        ioq_lua_unref(L, out[0]);
+      if (out[1])
+        ioq_lua_unref(L, out[1]);
     }
-    lua_rawgeti(L, -1, 0);
-    left = lua_tointeger(L, -1) - 1;
-    lua_pop(L, 1);
-    if (left > 0) {
-      lua_pushinteger(L, left);
-      lua_rawseti(L, -2, 0);
-      lua_pop(L, 1);
-      continue;
-    }
-    ioq_lua_release_entry(L);
-    lua_pushnil(L);
-    lua_rawseti(L, -2, (lua_Integer)cqe[i].token);
   }
-  lua_pop(L, 1);
 }
 
 /* After ioq_loop_free nothing refers to caller memory: drop the loop's pins. */
 static void ioq_lua_unpin_all(lua_State *L, const void *loop) {
-  ioq_lua_pintable(L, loop, 0);
-  if (lua_istable(L, -1)) {
-    lua_pushnil(L);
-    while (lua_next(L, -2)) {
-      ioq_lua_release_entry(L);
-    }
-  }
-  lua_pop(L, 1);
-  lua_rawgetp(L, LUA_REGISTRYINDEX, &ioq_lua_pins_key);
-  if (!lua_isnil(L, -1)) {
-    lua_pushnil(L);
-    lua_rawsetp(L, -2, loop);
-  }
+  int unpinned;
+  ioq_pins *t = ioq_lua_pins(L, loop, 0, &unpinned);
+  if (t)
+    ioq_pins_clear(t, ioq_lua_unref, L);
+  ioq_lua_regtable(L, &ioq_lua_pins_key);
+  lua_pushnil(L);
+  lua_rawsetp(L, -2, loop);
   lua_pop(L, 1);
 }
 
@@ -429,20 +476,13 @@ static int ioq_lua_addr_at(lua_State *L) {
   return 1;
 }
 
-/* pinned(loop) -> number of values pinned for the loop's in-flight operations. */
+/* pinned(loop) -> number of operations whose values are held (one that is over counts
+ * while another operation of its token is in flight). */
 static int ioq_lua_pinned(lua_State *L) {
   ioq_loop *loop = ioq_lua_checkloop(L, 1);
-  lua_Integer total = 0;
-  ioq_lua_pintable(L, loop, 0);
-  if (lua_istable(L, -1)) {
-    lua_pushnil(L);
-    while (lua_next(L, -2)) {
-      total += (lua_Integer)lua_rawlen(L, -1);
-      lua_pop(L, 1);
-    }
-  }
-  lua_pop(L, 1);
-  lua_pushinteger(L, total);
+  int unpinned;
+  ioq_pins *t = ioq_lua_pins(L, loop, 0, &unpinned);
+  lua_pushinteger(L, t ? (lua_Integer)ioq_pins_held(t) : 0);
   return 1;
 }
 
@@ -462,13 +502,7 @@ static int ioq_lua_loop_id(lua_State *L) {
 static int ioq_lua_loop_unpinned(lua_State *L) {
   ioq_loop *loop = ioq_lua_checkloop(L, 1);
   ioq_lua_unpin_all(L, loop);
-  lua_rawgetp(L, LUA_REGISTRYINDEX, &ioq_lua_pins_key);
-  if (lua_isnil(L, -1)) {
-    lua_pop(L, 1);
-    lua_newtable(L);
-    lua_pushvalue(L, -1);
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &ioq_lua_pins_key);
-  }
+  ioq_lua_regtable(L, &ioq_lua_pins_key);
   lua_pushboolean(L, 0);
   lua_rawsetp(L, -2, loop);
   lua_pop(L, 1);
@@ -1159,6 +1193,16 @@ IOQ_LUA_INT(unsigned long long, LUA_MININTEGER, LUA_MAXINTEGER)
   SWIG_arg++;
 }
 
+/* Addresses passed in: SWIG's own typemap numbers the argument by its C position, which is
+ * not the Lua one after a (buffer, length) pair. nil stays NULL (ioq: IOQ_EINVAL). */
+%typemap(in, checkfn="ioq_lua_any") const ioq_addr *addr, ioq_addr *addr_out {
+  if (!SWIG_IsOK(SWIG_ConvertPtr(L, $input, (void **)&$1, $descriptor, 0))) {
+    SWIG_Lua_pushferrstring(L, "Error in $symname (arg %d), expected 'ioq_addr' got '%s'",
+                            $input, ioq_lua_typename(L, $input));
+    SWIG_fail;
+  }
+}
+
 %typemap(in, numinputs=0) ioq_addr *out {
   $1 = (ioq_addr *)calloc(1, sizeof(ioq_addr));
   if (!$1) {
@@ -1276,7 +1320,8 @@ static int ioq_lua_any(lua_State *L, int idx) {
 /* The loop of a SWIG ioq_loop object, for the hand-written functions. */
 static ioq_loop *ioq_lua_checkloop(lua_State *L, int idx) {
   void *p = NULL;
-  if (!SWIG_IsOK(SWIG_ConvertPtr(L, idx, &p, SWIGTYPE_p_ioq_loop, 0)))
+  if (lua_isnoneornil(L, idx) ||
+      !SWIG_IsOK(SWIG_ConvertPtr(L, idx, &p, SWIGTYPE_p_ioq_loop, 0)))
     luaL_typeerror(L, idx, "ioq_loop");
   return (ioq_loop *)p;
 }
@@ -1396,6 +1441,8 @@ static ioq_lua_state *ioq_lua_method_args(lua_State *L, ioq_loop **loop, lua_Int
   lua_rawgeti(L, 1, IOQ_LUA_L_PIN);
   lua_rawgeti(L, 1, IOQ_LUA_L_SPARE);
   lua_rawgeti(L, 1, IOQ_LUA_L_STATE);
+  if (lua_type(L, 9) != LUA_TUSERDATA) /* a loop keeps its state after free too */
+    luaL_typeerror(L, 1, "ioq loop");
   *loop = ioq_lua_liveloop(L, 5);
   *h = ioq_lua_checkint(L, 2, LUA_MININTEGER, LUA_MAXINTEGER, "handle");
   s = ioq_lua_tostate(L, 9);
@@ -1928,23 +1975,23 @@ static int ioq_lua_co_methods(lua_State *L) {
 
 /* ---- pinning and unpinning ----------------------------------------------------------- */
 
-%define IOQ_LUA_PINNED(FN, A, B, TOKEN)
+%define IOQ_LUA_PINNED(FN, OP, A, B, TOKEN)
 %exception FN {
   $action
   if (result == 0)
-    ioq_lua_pin(L, arg1, TOKEN, A, B);
+    ioq_lua_pin(L, arg1, OP, TOKEN, A, B);
 }
 %enddef
 
-/* Lua argument positions of the pinned values; C argument of the token. */
-IOQ_LUA_PINNED(ioq_recv, 3, 0, arg5)
-IOQ_LUA_PINNED(ioq_send, 3, 0, arg5)
-IOQ_LUA_PINNED(ioq_sendv, 3, 0, arg5)
-IOQ_LUA_PINNED(ioq_sendto, 3, 0, arg6)
-IOQ_LUA_PINNED(ioq_recvfrom, 3, 4, arg6)
-IOQ_LUA_PINNED(ioq_read, 3, 0, arg6)
-IOQ_LUA_PINNED(ioq_write, 3, 0, arg6)
-IOQ_LUA_PINNED(ioq_resolve, 5, 0, arg7)
+/* The op, the Lua argument positions of the pinned values, the C argument of the token. */
+IOQ_LUA_PINNED(ioq_recv, IOQ_OP_RECV, 3, 0, arg5)
+IOQ_LUA_PINNED(ioq_send, IOQ_OP_SEND, 3, 0, arg5)
+IOQ_LUA_PINNED(ioq_sendv, IOQ_OP_SENDV, 3, 0, arg5)
+IOQ_LUA_PINNED(ioq_sendto, IOQ_OP_SENDTO, 3, 0, arg6)
+IOQ_LUA_PINNED(ioq_recvfrom, IOQ_OP_RECVFROM, 3, 4, arg6)
+IOQ_LUA_PINNED(ioq_read, IOQ_OP_READ, 3, 0, arg6)
+IOQ_LUA_PINNED(ioq_write, IOQ_OP_WRITE, 3, 0, arg6)
+IOQ_LUA_PINNED(ioq_resolve, IOQ_OP_RESOLVE, 5, 0, arg7)
 
 %exception ioq_poll {
   $action

@@ -8,20 +8,24 @@
  *
  * Here every buffer-taking call turns its buffer(s) into a "pin" (a capsule that owns the
  * Py_buffer views plus any out-memory such as a sender address). Before the C call the pin
- * is stored in a per-loop table under the operation's token; if the call refuses the
- * operation the pin is dropped at once. ioq_py_poll() drops a pin when it copies out the
- * final completion (no IOQ_CQE_MORE) of the same token and op; ioq_py_loop_free() drops
- * the loop's pins after ioq_loop_free() has returned, when ioq guarantees that nothing
- * references them any more. Dropping releases the views, so a pinned bytearray cannot be
- * resized until its operation is over.
+ * is filed in the loop's pin table (pins.h, shared with the Lua binding) under the
+ * operation's token; if the call refuses the operation the pin is dropped at once.
+ * ioq_py_poll() hands a pin back when it copies out a final completion (no IOQ_CQE_MORE)
+ * of the same token and op; ioq_py_loop_free() drops the loop's pins after ioq_loop_free()
+ * has returned, when ioq guarantees that nothing references them any more. Dropping
+ * releases the views, so a pinned bytearray cannot be resized until its operation is over.
  *
- * One rule follows: among the in-flight operations of a loop that pin memory, tokens must
- * be unique. A second pinning submit with a token still pinned raises ValueError before
- * anything is submitted. Operations that pin nothing may share tokens freely.
+ * Tokens may be shared, as in C: the pins of a token are held until the final completion
+ * of its last pinning operation (pins.h says why). The results carried by pinned memory (a
+ * recvfrom's sender, a resolve's addresses) come with each completion from the oldest
+ * operation of that kind and token still waiting: give such operations tokens of their own
+ * when their results must not be confused.
  *
  * The GIL is released only around an ioq_poll() that may block (timeout != 0) and around
  * ioq_loop_free(), which may wait for the thread pool.
  */
+
+%insert("header") "pins.h"
 
 %{
 #include <string.h>
@@ -29,7 +33,6 @@
 
 /* A pin: buffer views and out-memory of one in-flight operation. */
 typedef struct ioq_py_pin {
-    uint16_t op;        /* IOQ_OP_* whose final completion releases the pin */
     uint16_t out_kind;  /* IOQ_PY_OUT_* */
     uint32_t nout;      /* number of ioq_addr records in out */
     int nviews;
@@ -41,9 +44,6 @@ typedef struct ioq_py_pin {
 enum { IOQ_PY_OUT_NONE, IOQ_PY_OUT_ADDR, IOQ_PY_OUT_ADDRS };
 
 #define IOQ_PY_PIN_CAPSULE "ioq._ioq.pin"
-
-/* loop address -> {token: pin capsule} */
-static PyObject *ioq_py_tables = NULL;
 
 static void ioq_py_pin_destroy(PyObject *capsule)
 {
@@ -61,13 +61,12 @@ static void ioq_py_pin_destroy(PyObject *capsule)
     PyMem_Free(pin);
 }
 
-static PyObject *ioq_py_pin_new(uint16_t op, int nviews)
+static PyObject *ioq_py_pin_new(int nviews)
 {
     ioq_py_pin *pin = (ioq_py_pin *)PyMem_Calloc(1, sizeof(*pin));
     PyObject *capsule;
     if (pin == NULL)
         return PyErr_NoMemory();
-    pin->op = op;
     if (nviews > 0) {
         pin->views = (Py_buffer *)PyMem_Calloc((size_t)nviews, sizeof(Py_buffer));
         if (pin->views == NULL) {
@@ -122,11 +121,6 @@ static int ioq_py_pin_view(PyObject *capsule, PyObject *obj, int writable)
     return 0;
 }
 
-/* The table of the loop used last: a send or a completion should not pay for a dict lookup
- * keyed by a new int just to find it. Borrowed from ioq_py_tables; forgotten at loop free. */
-static ioq_loop *ioq_py_last_loop = NULL;
-static PyObject *ioq_py_last_table = NULL;
-
 /* The loops whose completions ioq_py_dispatch is handing out on this thread (callbacks may
  * nest dispatches of other loops), each with whether a callback freed it: the records still
  * in hand must then be dropped without touching the loop. A loop belongs to one thread, so
@@ -138,105 +132,115 @@ typedef struct ioq_py_dframe {
 } ioq_py_dframe;
 static _Thread_local ioq_py_dframe *ioq_py_dtop = NULL;
 
-static PyObject *ioq_py_table(ioq_loop *loop, int create)
+/* The pin table of each loop (pins.h). A table outlives its loop: ioq_py_loop_free() clears
+ * it and the next new loop takes it, so that a release callback that runs Python code in
+ * the middle of a table operation never finds the table freed. Guarded by the GIL. */
+typedef struct ioq_py_pins {
+    ioq_loop *loop; /* NULL: free for the next loop */
+    ioq_pins t;
+    struct ioq_py_pins *next;
+} ioq_py_pins;
+static ioq_py_pins *ioq_py_pins_all = NULL;
+static ioq_py_pins *ioq_py_pins_last = NULL; /* the loop used last: no walk for a send */
+
+static void ioq_py_release(void *ctx, uintptr_t obj)
 {
-    PyObject *key, *table;
-    if (loop == ioq_py_last_loop && ioq_py_last_table != NULL)
-        return ioq_py_last_table;
-    if (ioq_py_tables == NULL) {
-        if (!create)
-            return NULL;
-        ioq_py_tables = PyDict_New();
-        if (ioq_py_tables == NULL)
-            return NULL;
-    }
-    key = PyLong_FromVoidPtr(loop);
-    if (key == NULL)
-        return NULL;
-    table = PyDict_GetItemWithError(ioq_py_tables, key);
-    if (table == NULL && !PyErr_Occurred() && create) {
-        table = PyDict_New();
-        if (table != NULL) {
-            if (PyDict_SetItem(ioq_py_tables, key, table) < 0) {
-                Py_DECREF(table);
-                table = NULL;
-            } else {
-                Py_DECREF(table); /* borrowed from the dict from now on */
-            }
-        }
-    }
-    Py_DECREF(key);
-    if (table != NULL) {
-        ioq_py_last_loop = loop;
-        ioq_py_last_table = table;
-    }
-    return table;
+    (void)ctx;
+    Py_DECREF((PyObject *)obj);
 }
 
-/* Store the pin under token before the submit call: a token that already pins memory on
- * this loop would make the first final completion release the second operation's buffer. */
-static int ioq_py_pin_store(ioq_loop *loop, uint64_t token, PyObject *capsule)
+static ioq_pins *ioq_py_table(ioq_loop *loop, int create)
 {
-    PyObject *table, *key;
-    int rc;
+    ioq_py_pins *p, *unused = NULL;
+    if (ioq_py_pins_last != NULL && ioq_py_pins_last->loop == loop)
+        return &ioq_py_pins_last->t;
+    for (p = ioq_py_pins_all; p != NULL; p = p->next) {
+        if (p->loop == loop) {
+            ioq_py_pins_last = p;
+            return &p->t;
+        }
+        if (p->loop == NULL && unused == NULL)
+            unused = p;
+    }
+    if (!create)
+        return NULL;
+    if (unused == NULL) {
+        unused = (ioq_py_pins *)PyMem_RawCalloc(1, sizeof(*unused));
+        if (unused == NULL) {
+            PyErr_NoMemory();
+            return NULL;
+        }
+        ioq_pins_init(&unused->t);
+        unused->next = ioq_py_pins_all;
+        ioq_py_pins_all = unused;
+    }
+    unused->loop = loop;
+    ioq_py_pins_last = unused;
+    return &unused->t;
+}
+
+/* File the pin (a new reference) under token before the submit call, so that the operation
+ * is never in flight with its memory unpinned. */
+static int ioq_py_pin_store(ioq_loop *loop, uint64_t token, uint16_t op, PyObject *obj)
+{
+    ioq_pins *t;
     if (loop == NULL)
         return 0; /* ioq refuses the call with IOQ_EINVAL; the pin goes with the wrapper */
-    table = ioq_py_table(loop, 1);
-    if (table == NULL)
+    t = ioq_py_table(loop, 1);
+    if (t == NULL)
         return -1;
-    key = PyLong_FromUnsignedLongLong(token);
-    if (key == NULL)
+    Py_INCREF(obj);
+    if (ioq_pins_add(t, token, op, (uintptr_t)obj, 0) < 0) {
+        Py_DECREF(obj);
+        PyErr_NoMemory();
         return -1;
-    rc = PyDict_Contains(table, key);
-    if (rc == 1) {
-        PyErr_Format(PyExc_ValueError,
-                     "token %llu already pins the buffer of an operation in flight",
-                     (unsigned long long)token);
-        rc = -1;
-    } else if (rc == 0) {
-        rc = PyDict_SetItem(table, key, capsule);
     }
-    Py_DECREF(key);
-    return rc;
+    return 0;
 }
 
-/* Remove (and so release) the pin of token; returns it when the caller wants its results. */
+/* A final completion of op with token was polled: the pin of that operation (a new
+ * reference, to read its results from) or NULL when none. Pins of the token's other
+ * operations stay held while some are in flight, or are released here with it. */
 static PyObject *ioq_py_pin_take(ioq_loop *loop, uint64_t token, uint16_t op)
 {
-    PyObject *table = ioq_py_table(loop, 0), *key, *capsule;
-    ioq_py_pin *pin;
-    if (table == NULL)
+    ioq_pins *t = ioq_py_table(loop, 0);
+    uintptr_t out[2];
+    int rc;
+    if (t == NULL)
         return NULL;
-    key = PyLong_FromUnsignedLongLong(token);
-    if (key == NULL)
+    rc = ioq_pins_done(t, token, op, out, ioq_py_release, NULL);
+    if (rc == IOQ_PINS_NONE)
         return NULL;
-    capsule = PyDict_GetItemWithError(table, key);
-    if (capsule != NULL) {
-        pin = ioq_py_pin_of(capsule);
-        /* A completion of another, non-pinning op with the same token is not ours. */
-        if ((pin != NULL && pin->op == op) ||
-            (pin == NULL && PyBytes_CheckExact(capsule) && op == IOQ_OP_SEND)) {
-            Py_INCREF(capsule);
-            if (PyDict_DelItem(table, key) < 0) {
-                Py_DECREF(capsule);
-                capsule = NULL;
-            }
-        } else {
-            capsule = NULL;
-        }
-    }
-    Py_DECREF(key);
-    return capsule;
+    if (rc == IOQ_PINS_HELD)
+        Py_INCREF((PyObject *)out[0]); /* borrowed from the table */
+    return (PyObject *)out[0];
 }
 
-static void ioq_py_pin_drop(ioq_loop *loop, uint64_t token, uint16_t op)
+/* ioq refused the operation whose pin was filed last under token: take it back. */
+static void ioq_py_pin_drop(ioq_loop *loop, uint64_t token)
 {
-    PyObject *exc_type, *exc_value, *exc_tb, *capsule;
+    PyObject *exc_type, *exc_value, *exc_tb;
+    ioq_pins *t = loop == NULL ? NULL : ioq_py_table(loop, 0);
+    if (t == NULL)
+        return;
     PyErr_Fetch(&exc_type, &exc_value, &exc_tb);
-    capsule = ioq_py_pin_take(loop, token, op);
-    Py_XDECREF(capsule);
-    PyErr_Clear();
+    ioq_pins_undo(t, token, ioq_py_release, NULL);
     PyErr_Restore(exc_type, exc_value, exc_tb);
+}
+
+/* The loop was freed: release its pins and give its table to the next loop. */
+static void ioq_py_pins_forget(ioq_loop *loop)
+{
+    ioq_py_pins *p;
+    for (p = ioq_py_pins_all; p != NULL; p = p->next) {
+        if (p->loop == loop) {
+            p->loop = NULL;
+            if (ioq_py_pins_last == p)
+                ioq_py_pins_last = NULL;
+            ioq_pins_clear(&p->t, ioq_py_release, NULL);
+            return;
+        }
+    }
 }
 
 /* --- addresses ------------------------------------------------------------------------ */
@@ -379,14 +383,14 @@ static int ioq_py_text(PyObject *obj, const char **out, int allow_none)
 
 /* Writable buffers (recv, recvfrom, read) and readable ones (send, sendto, write). */
 %typemap(in) (void *buf, size_t len) (PyObject *pin = NULL) {
-    pin = ioq_py_pin_new(IOQ_OP_NONE, 1);
+    pin = ioq_py_pin_new(1);
     if (pin == NULL || ioq_py_pin_view(pin, $input, 1) < 0)
         SWIG_fail;
     $1 = ioq_py_pin_of(pin)->views[0].buf;
     $2 = (size_t)ioq_py_pin_of(pin)->views[0].len;
 }
 %typemap(in) (const void *buf, size_t len) (PyObject *pin = NULL) {
-    pin = ioq_py_pin_new(IOQ_OP_NONE, 1);
+    pin = ioq_py_pin_new(1);
     if (pin == NULL || ioq_py_pin_view(pin, $input, 0) < 0)
         SWIG_fail;
     $1 = ioq_py_pin_of(pin)->views[0].buf;
@@ -398,7 +402,7 @@ static int ioq_py_text(PyObject *obj, const char **out, int allow_none)
 
 /* recvfrom: the buffer and the sender address, which ioq fills at completion. */
 %typemap(in) (void *buf, size_t len, ioq_addr *addr_out) (PyObject *pin = NULL) {
-    pin = ioq_py_pin_new(IOQ_OP_NONE, 1);
+    pin = ioq_py_pin_new(1);
     if (pin == NULL || ioq_py_pin_view(pin, $input, 1) < 0)
         SWIG_fail;
     ioq_py_pin_of(pin)->out = (ioq_addr *)PyMem_Calloc(1, sizeof(ioq_addr));
@@ -428,7 +432,7 @@ static int ioq_py_text(PyObject *obj, const char **out, int allow_none)
         PyErr_Format(PyExc_ValueError, "at most %d buffers", IOQ_MAX_IOV);
         SWIG_fail;
     }
-    pin = ioq_py_pin_new(IOQ_OP_NONE, (int)count);
+    pin = ioq_py_pin_new((int)count);
     if (pin == NULL)
         SWIG_fail;
     p = ioq_py_pin_of(pin);
@@ -462,7 +466,7 @@ static int ioq_py_text(PyObject *obj, const char **out, int allow_none)
                         "max must be an int in 0-4096");
         SWIG_fail;
     }
-    pin = ioq_py_pin_new(IOQ_OP_NONE, 0);
+    pin = ioq_py_pin_new(0);
     if (pin == NULL)
         SWIG_fail;
     p = ioq_py_pin_of(pin);
@@ -485,13 +489,12 @@ static int ioq_py_text(PyObject *obj, const char **out, int allow_none)
  * the loop is always the first argument, arg1.) */
 %define IOQ_PY_PIN_TOKEN(PATTERN, OP, TOKEN)
 %typemap(check) PATTERN {
-    ioq_py_pin_of(pin$argnum)->op = OP;
-    if (ioq_py_pin_store(arg1, TOKEN, pin$argnum) < 0)
+    if (ioq_py_pin_store(arg1, TOKEN, OP, pin$argnum) < 0)
         SWIG_fail;
 }
 %typemap(argout) PATTERN {
     if (result != 0)
-        ioq_py_pin_drop(arg1, TOKEN, OP);
+        ioq_py_pin_drop(arg1, TOKEN);
 }
 %enddef
 
@@ -588,44 +591,26 @@ static PyObject *ioq_py_loop_new(uint32_t backend, uint32_t flags, uint32_t thre
 /* ioq_py_loop_free - free the loop, then release every buffer its operations pinned. */
 static void ioq_py_loop_free(ioq_loop *loop)
 {
-    PyObject *key, *table;
     if (loop == NULL)
         return;
     Py_BEGIN_ALLOW_THREADS
     ioq_loop_free(loop);
     Py_END_ALLOW_THREADS
-    if (loop == ioq_py_last_loop) {
-        ioq_py_last_loop = NULL;
-        ioq_py_last_table = NULL;
-    }
     {
         ioq_py_dframe *f;
         for (f = ioq_py_dtop; f != NULL; f = f->up)
             if (f->loop == loop)
                 f->freed = 1;
     }
-    if (ioq_py_tables == NULL)
-        return;
-    key = PyLong_FromVoidPtr(loop);
-    if (key == NULL)
-        return;
-    table = PyDict_GetItemWithError(ioq_py_tables, key);
-    if (table != NULL) {
-        Py_INCREF(table);
-        if (PyDict_DelItem(ioq_py_tables, key) == 0)
-            PyDict_Clear(table);
-        Py_DECREF(table);
-    }
-    PyErr_Clear();
-    Py_DECREF(key);
+    ioq_py_pins_forget(loop);
 }
 
-/* ioq_py_pinned - how many operations of loop pin memory now. */
+/* ioq_py_pinned - how many operations of loop have their memory held now (one that is over
+ * counts while other operations of its token are in flight). */
 static long ioq_py_pinned(ioq_loop *loop)
 {
-    PyObject *table = ioq_py_table(loop, 0);
-    PyErr_Clear();
-    return table == NULL ? 0 : (long)PyDict_Size(table);
+    ioq_pins *t = ioq_py_table(loop, 0);
+    return t == NULL ? 0 : (long)ioq_pins_held(t);
 }
 
 /* ioq_py_poll - poll up to max completions as a list of
@@ -954,7 +939,7 @@ static PyObject *ioq_py_dispatch(ioq_loop *loop, PyObject *cbs, uint32_t max, io
 static PyObject *ioq_py_send_bytes(ioq_loop *loop, ioq_handle h, PyObject *data, uint64_t token,
                                    PyObject *cbs, PyObject *acct)
 {
-    PyObject *table, *key, *v;
+    PyObject *key, *v;
     long long inflight, pending;
     Py_ssize_t len;
     int rc;
@@ -966,32 +951,16 @@ static PyObject *ioq_py_send_bytes(ioq_loop *loop, ioq_handle h, PyObject *data,
     if (loop == NULL)
         return PyLong_FromLong(IOQ_EINVAL);
     len = PyBytes_GET_SIZE(data);
-    table = ioq_py_table(loop, 1);
-    if (table == NULL)
+    if (ioq_py_pin_store(loop, token, IOQ_OP_SEND, data) < 0)
         return NULL;
-    key = PyLong_FromUnsignedLongLong(token);
-    if (key == NULL)
-        return NULL;
-    rc = PyDict_Contains(table, key);
-    if (rc != 0) {
-        if (rc == 1)
-            PyErr_Format(PyExc_ValueError,
-                         "token %llu already pins the buffer of an operation in flight",
-                         (unsigned long long)token);
-        Py_DECREF(key);
-        return NULL;
-    }
-    if (PyDict_SetItem(table, key, data) < 0) {
-        Py_DECREF(key);
-        return NULL;
-    }
     rc = ioq_send(loop, h, PyBytes_AS_STRING(data), (size_t)len, token);
     if (rc != 0) {
-        if (PyDict_DelItem(table, key) < 0)
-            PyErr_Clear();
-        Py_DECREF(key);
+        ioq_py_pin_drop(loop, token);
         return PyLong_FromLong(rc);
     }
+    key = PyLong_FromUnsignedLongLong(token);
+    if (key == NULL)
+        return NULL; /* the send is in flight and keeps its pin */
     if (PyDict_SetItem(cbs, key, acct) < 0)
         goto fail;
     Py_DECREF(key);

@@ -100,3 +100,123 @@ describe("argument errors", function()
     assert.matches("function expected", e[12])
   end)
 end)
+
+-- Values of the wrong type where a loop, a handle, a buffer or an address is expected: a
+-- file handle or an ioq.buffer is a full userdata too, which SWIG's runtime once read as
+-- its own object (and crashed). Each must raise an error that names what it got.
+describe("wrong types", function()
+  local WRONG = { io.stdout, {}, "x", 1.5, true, print, coroutine.create(print),
+                  core.buffer(4), core.cqes(1) }
+  -- For the ioq module's methods: no numbers (fractions are above; poll(1.5) would wait),
+  -- and no text for resolve (a lookup of "x" would wait for DNS in the thread pool).
+  local NONUM = { io.stdout, {}, "x", true, print, coroutine.create(print), core.buffer(4) }
+  local NOTEXT = { io.stdout, {}, true, print, core.buffer(4) }
+
+  local function no_crash(fn, ...)
+    -- The call may fail (the usual case) or return an error code; it must come back.
+    local ok, e = pcall(fn, ...)
+    if not ok then assert.is_string(e) end
+  end
+
+  it("never crash any ioq_core function, in any argument position", function()
+    local names = {}
+    for k, v in pairs(core) do
+      if type(v) == "function" then names[#names + 1] = k end
+    end
+    table.sort(names)
+    assert.is_true(#names > 50)
+    -- One live loop for all (rings are slow to make by the hundred): loop_free is called
+    -- with it last.
+    local rc, loop = core.loop_new(nil)
+    assert.are.equal(0, rc)
+    for _, name in ipairs(names) do
+      for _, w in ipairs(WRONG) do
+        no_crash(core[name], w, w, w, w, w, w, w, w)
+        -- (no lookup of the name "x": it would wait for DNS in the thread pool)
+        if name ~= "loop_free" and not (name:match("resolve") and w == "x") then
+          no_crash(core[name], loop, w, w, w, w, w, w, w)
+          for pos = 2, 8 do
+            local args = { loop, 1, 1, 1, 1, 1, 1, 1 }
+            args[pos] = w
+            no_crash(core[name], table.unpack(args, 1, 8))
+          end
+        end
+      end
+    end
+    assert.is_true(core.loop_backend(loop) ~= nil) -- still a working loop
+    core.loop_free(loop)
+  end)
+
+  it("name what was passed for a loop in ioq_core", function()
+    for _, w in ipairs({ io.stdout, core.buffer(4), core.cqes(1), {}, "x",
+                         select(2, core.addr_parse("1.2.3.4:5")) }) do
+      assert.matches("expected 'ioq_loop %*", err(function() core.recv(w, 1, core.buffer(4), 1) end))
+      assert.matches("expected 'ioq_loop %*", err(function() core.loop_free(w) end))
+      assert.matches("expected 'ioq_loop %*", err(function() core.poll(w, core.cqes(1), 0) end))
+      assert.matches("ioq_loop expected", err(function() core.pinned(w) end))
+      assert.matches("ioq_loop expected", err(function() core.buf_string(w, 1, 1, 1) end))
+    end
+    assert.matches("got 'FILE%*'", err(function() core.loop_free(io.stdout) end))
+    assert.matches("got 'ioq.buffer'", err(function() core.loop_free(core.buffer(1)) end))
+    assert.matches("ioq_loop expected, got nil", err(function() core.pinned(nil) end))
+  end)
+
+  it("name what was passed for a handle, a buffer or an address in ioq_core", function()
+    local rc, loop = core.loop_new(nil)
+    assert.are.equal(0, rc)
+    local buf = core.buffer(4)
+    assert.matches("arg 2.*got 'table'", err(function() core.recv(loop, {}, buf, 1) end))
+    assert.matches("arg 2.*got 'FILE%*'", err(function() core.send(loop, io.stdout, "x", 1) end))
+    assert.matches("ioq.buffer expected, got FILE%*",
+                   err(function() core.recv(loop, 1, io.stdout, 1) end))
+    assert.matches("ioq.buffer expected, got table", err(function() core.read(loop, 1, {}, 0, 1) end))
+    assert.matches("string or ioq.buffer", err(function() core.send(loop, 1, io.stdout, 1) end))
+    assert.matches("piece 1", err(function() core.sendv(loop, 1, { io.stdout }, 1) end))
+    assert.matches("arg 4%), expected 'ioq_addr' got 'FILE%*'",
+                   err(function() core.recvfrom(loop, 1, buf, io.stdout, 1) end))
+    assert.matches("arg 4%), expected 'ioq_addr' got 'table'",
+                   err(function() core.sendto(loop, 1, "x", {}, 1) end))
+    assert.matches("arg 2%), expected 'ioq_addr' got 'ioq.buffer'",
+                   err(function() core.connect(loop, buf, 0, 1) end))
+    assert.matches("ioq.cqes expected, got FILE%*", err(function() core.poll(loop, io.stdout, 0) end))
+    assert.matches("ioq.cqes expected", err(function() core.cqes(1).get(io.stdout, 1) end))
+    assert.matches("ioq.buffer expected", err(function() buf.tostring(core.cqes(1)) end))
+    assert.are.equal(0, core.pinned(loop))
+    core.loop_free(loop)
+  end)
+
+  it("name what was passed in the ioq module", function()
+    local loop = assert(ioq.loop())
+    local Loop = getmetatable(loop)
+    assert.matches("ioq loop expected, got FILE%*", err(function() Loop.poll(io.stdout) end))
+    assert.matches("ioq loop expected, got table", err(function() Loop.now({}) end))
+    assert.matches("ioq loop expected, got number", err(function() Loop.caps(5) end))
+    assert.matches("ioq loop expected", err(function() Loop.recv({}, 1, 4) end))
+    assert.matches("table expected, got FILE%*", err(function() Loop.send(io.stdout, 1, "x") end))
+    assert.matches("handle must be an integer, got a table", err(function() loop:send({}, "x") end))
+    assert.matches("handle must be an integer, got a userdata",
+                   err(function() loop:recv(io.stdout, 4) end))
+    assert.matches("string or ioq.buffer expected, got FILE%*",
+                   err(function() loop:send(1, io.stdout) end))
+    assert.matches("ioq.buffer or a byte count", err(function() loop:recv(1, io.stdout) end))
+    assert.matches("ioq.buffer expected, got FILE%*", err(function() loop:read(1, io.stdout) end))
+    assert.matches("expected 'ioq_addr' got 'FILE%*'",
+                   err(function() loop:sendto(1, "x", io.stdout) end))
+    for name, fn in pairs(Loop) do
+      if type(fn) == "function" and not name:match("^__") and name ~= "free" then
+        for _, w in ipairs(name:match("resolve") and NOTEXT or NONUM) do
+          no_crash(fn, w, 0, 0, 0)
+          no_crash(fn, loop, w, w, w, w)
+          for pos = 1, 4 do
+            local args = { 0, 0, 0, 0 } -- (0: poll must not wait a second each time)
+            args[pos] = w
+            no_crash(fn, loop, table.unpack(args, 1, 4))
+          end
+        end
+      end
+    end
+    loop:free()
+    assert.matches("ioq loop used after free", err(function() loop:poll(0) end))
+    assert.matches("ioq loop used after free", err(function() loop:recv(1, 4) end))
+  end)
+end)

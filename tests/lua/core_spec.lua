@@ -194,6 +194,67 @@ describe("ioq_core", function()
     assert.are.equal(0, a:busy() + b:busy())
   end)
 
+  it("holds two sends sharing a token until the last final completion, under GC", function()
+    local _, server, client = pair(loop, cq)
+    local weak = setmetatable({}, { __mode = "v" })
+    do
+      local a, b = core.buffer("abcd"), core.buffer("efgh")
+      weak[1], weak[2] = a, b
+      assert.are.equal(0, core.send(loop, client, a, 7))
+      assert.are.equal(0, core.send(loop, client, b, 7))
+      assert.are.equal(1, a:busy())
+      assert.are.equal(1, b:busy())
+    end
+    assert.are.equal(2, core.pinned(loop))
+    local function pressure()
+      for _ = 1, 3 do
+        local junk = {}
+        for i = 1, 2000 do junk[i] = core.buffer(256) end
+        junk = nil
+        collectgarbage()
+      end
+    end
+    pressure()
+    assert.is_not_nil(weak[1])
+    assert.is_not_nil(weak[2])
+    -- One completion at a time: ioq does not say which send the first one was, so both
+    -- buffers stay held until the second.
+    local one = core.cqes(1)
+    local r = collect(loop, one, 1)[1]
+    assert.are.same({ 7, 4, core.OP_SEND }, { r[1], r[2], r[4] })
+    pressure()
+    assert.are.equal(2, core.pinned(loop))
+    assert.are.equal(1, weak[1]:busy())
+    assert.are.equal(1, weak[2]:busy())
+    r = collect(loop, one, 1)[1]
+    assert.are.same({ 7, 4, core.OP_SEND }, { r[1], r[2], r[4] })
+    assert.are.equal(0, core.pinned(loop))
+    assert.are.equal(0, weak[1]:busy() + weak[2]:busy())
+    pressure()
+    assert.is_nil(weak[1])
+    assert.is_nil(weak[2])
+    local data, buf = "", core.buffer(8)
+    while #data < 8 do -- both sends are on the wire, in order
+      assert.are.equal(0, core.recv(loop, server, buf, 8))
+      local got = collect(loop, cq, 1)[1]
+      assert.is_true(got[2] > 0)
+      buf:setlen(got[2])
+      data = data .. buf:tostring()
+    end
+    assert.are.equal("abcdefgh", data)
+  end)
+
+  it("releases the pins of a shared token when the loop is freed", function()
+    local l2 = new_loop()
+    local _, server = pair(l2, cq)
+    local a, b = core.buffer(4), core.buffer(4)
+    assert.are.equal(0, core.recv(l2, server, a, 5))
+    assert.are.equal(0, core.recv(l2, server, b, 5))
+    assert.are.equal(2, core.pinned(l2))
+    core.loop_free(l2)
+    assert.are.equal(0, a:busy() + b:busy())
+  end)
+
   it("pins the pieces of a gather send, not the caller's table", function()
     local _, server, client = pair(loop, cq)
     local pieces = { "ab", core.buffer("cd"), "", "ef" }

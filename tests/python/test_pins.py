@@ -4,6 +4,7 @@ import gc
 import mmap
 import os
 import sys
+import weakref
 
 import pytest
 
@@ -34,6 +35,77 @@ def test_pin_until_final_completion(loop):
     assert sys.getrefcount(buf) == base
     assert resizable(buf)
     assert loop.pinned() == 0
+
+
+def poll_token(loop, token):
+    """Poll one completion at a time until the next final completion of token."""
+    while True:
+        for c in loop.poll(timeout=5, max=1):
+            if c.token == token and not c.more:
+                return c
+
+
+def test_shared_token_sends_pinned_until_last_final_completion(loop):
+    srv, cli, _ = pair(loop)
+    a, b = bytearray(b"abcd"), bytearray(b"efgh")
+    base = sys.getrefcount(a), sys.getrefcount(b)
+    loop.send(cli, a, 7)
+    loop.send(cli, b, 7)
+    assert loop.pinned() == 2
+    assert not resizable(a) and not resizable(b)
+    first = poll_token(loop, 7)
+    assert first.op == ioq.OP_SEND and first.result == 4
+    # ioq cannot say which send that was: both buffers stay held until the last one.
+    assert loop.pinned() == 2
+    assert not resizable(a) and not resizable(b)
+    second = poll_token(loop, 7)
+    assert second.op == ioq.OP_SEND and second.result == 4
+    assert loop.pinned() == 0
+    assert resizable(a) and resizable(b)
+    assert (sys.getrefcount(a), sys.getrefcount(b)) == base
+    got = bytearray(8)
+    loop.recv(srv, got, 8)
+    n = wait1(loop, 8).result
+    while n < 8:
+        more = bytearray(8 - n)
+        loop.recv(srv, more, 9)
+        k = wait1(loop, 9).result
+        got[n:n + k] = more[:k]
+        n += k
+    assert bytes(got) == b"abcdefgh"
+
+
+def test_shared_token_pins_survive_gc(loop):
+    srv, cli, _ = pair(loop)
+    a, b = array.array("b", b"abcd"), array.array("b", b"efgh")
+    ra, rb = weakref.ref(a), weakref.ref(b)
+    loop.send(cli, a, 7)
+    loop.send(cli, b, 7)
+    del a, b
+    for _ in range(3):
+        gc.collect()
+        junk = [bytearray(1024) for _ in range(1000)]  # pressure: reuse of freed memory
+        del junk
+    assert ra() is not None and rb() is not None
+    poll_token(loop, 7)
+    gc.collect()
+    assert ra() is not None and rb() is not None
+    assert loop.pinned() == 2
+    poll_token(loop, 7)
+    gc.collect()
+    assert ra() is None and rb() is None
+    assert loop.pinned() == 0
+
+
+def test_shared_token_released_on_loop_close(backend):
+    lp = ioq.Loop(backend)
+    srv, cli, _ = pair(lp)
+    bufs = [bytearray(4) for _ in range(3)]
+    for buf in bufs:
+        lp.recv(srv, buf, 11)
+    assert lp.pinned() == 3 and not any(resizable(b) for b in bufs)
+    lp.close()
+    assert all(resizable(b) for b in bufs)
 
 
 def test_buffer_kinds_in_place(loop, tmp_path):

@@ -7,9 +7,9 @@ result. No callback ever runs: the program asks, ioq answers.
 Buffers given to an operation (``recv``, ``send``, ``read``, ``write``, ``sendto``,
 ``recvfrom``, ``sendv``) are used in place, never copied: ioq holds them (the buffer stays
 exported, so a bytearray cannot be resized) until :meth:`Loop.poll` has returned the
-operation's final completion, or the loop is closed. Among the operations of one loop that
-hold a buffer, tokens must be unique; a duplicate raises ValueError. Operations without
-buffers may share tokens.
+operation's final completion, or the loop is closed. Operations may share a token, as in
+C; the buffers of a token are then held until the final completion of its last operation
+that holds one.
 
 ``ioq.aio`` integrates a loop with asyncio (and uvloop).
 """
@@ -363,7 +363,8 @@ class Loop:
         return _raw.ioq_now(self._p)
 
     def pinned(self):
-        """How many operations in flight hold a buffer (for tests and diagnostics)."""
+        """How many operations hold a buffer now (for tests and diagnostics); one that is over
+        counts while another operation of its token holds one."""
         return _raw.ioq_py_pinned(self._p)
 
     # -- polling -----------------------------------------------------------------------
