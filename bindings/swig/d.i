@@ -35,6 +35,8 @@ _Static_assert(sizeof(ioq_loop_options) == 48 && offsetof(ioq_loop_options, back
 %ignore ioq_addr;
 %ignore ioq_iov;
 %ignore ioq_loop_options;
+%ignore ioq_stdio;
+%ignore ioq_process_options;
 
 %pragma(d) imdmodulecode = %{
 /** The opaque loop of ioq.h. */

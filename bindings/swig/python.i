@@ -375,9 +375,8 @@ static int ioq_py_text(PyObject *obj, const char **out, int allow_none)
 %ignore ioq_addr;
 %ignore ioq_iov;
 %ignore ioq_loop_options;
-/* ABI 1.1 process options: a struct proxy class would name the compiled module __ioq
- * inside its class body, which Python mangles; the Python binding does not spawn through
- * SWIG structs. */
+/* Since 1.1; struct proxies inside the ioq package would reach the C module through a
+ * name Python mangles in class bodies (__ioq), as for the structs above. */
 %ignore ioq_stdio;
 %ignore ioq_process_options;
 

@@ -12,7 +12,9 @@
  * with the next owner of the slot.
  *
  * SIGINT / SIGTERM (Ctrl-C / Ctrl-Break on Windows) stop it cleanly: the listener and
- * every connection are closed, their completions drained, then the loop is freed.
+ * every connection are closed, their completions drained, then the loop is freed. The
+ * signals arrive as completions of ioq_signal(); where ioq cannot catch them (Windows, for
+ * now) a handler sets a flag that the loop looks at.
  */
 #include <ioq.h>
 
@@ -28,14 +30,14 @@
 
 #define BUF_SIZE   16384
 #define MAX_CQES   64
-/* POSIX signal handlers may not call ioq_wake() (it is not documented as async-signal-
- * safe), so the loop wakes up this often to look at the stop flag. */
+/* Without ioq_signal(): a POSIX signal handler may not call ioq_wake() (it is not
+ * documented as async-signal-safe), so the loop wakes up this often to look at the flag. */
 #define TICK_NS    (200 * 1000 * 1000LL)
 #define RETRY_NS   (100 * 1000 * 1000ULL)
 
 /* Token layout: bits 0..7 the operation, bits 8..63 the connection's slot. Slot 0 is the
  * listener (and the loop-wide operations). */
-enum { OP_ACCEPT = 1, OP_RECV, OP_SEND, OP_CLOSE, OP_RETRY, OP_CANCEL };
+enum { OP_ACCEPT = 1, OP_RECV, OP_SEND, OP_CLOSE, OP_RETRY, OP_CANCEL, OP_SIGNAL };
 
 static uint64_t token_make(uint64_t slot, unsigned op) { return (slot << 8) | op; }
 static uint64_t token_slot(uint64_t token) { return token >> 8; }
@@ -58,6 +60,7 @@ static uint32_t misc_pending; /* listener close, retry timer, cancel, orphan clo
 static uint64_t served;
 static int stopping;
 static volatile sig_atomic_t stop_requested;
+static int signals_by_ioq;  /* SIGINT and SIGTERM come as ioq_signal() completions */
 
 #ifdef _WIN32
 static BOOL WINAPI on_console_ctrl(DWORD type)
@@ -80,6 +83,17 @@ static void install_stop_handlers(void)
 #ifdef _WIN32
     SetConsoleCtrlHandler(on_console_ctrl, TRUE);
 #else
+    /* Both as multishot completions (one token), or both through a handler. */
+    if (ioq_signal(loop, SIGINT, IOQ_MULTISHOT, token_make(0, OP_SIGNAL)) == 0) {
+        misc_pending++;
+        if (ioq_signal(loop, SIGTERM, IOQ_MULTISHOT, token_make(0, OP_SIGNAL)) == 0) {
+            misc_pending++;
+            signals_by_ioq = 1;
+            return;
+        }
+        if (ioq_cancel(loop, token_make(0, OP_SIGNAL), token_make(0, OP_CANCEL)) == 0)
+            misc_pending++;
+    }
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
 #endif
@@ -168,6 +182,8 @@ static void begin_stop(void)
         misc_pending++;
     if (ioq_cancel(loop, token_make(0, OP_RETRY), token_make(0, OP_CANCEL)) == 0)
         misc_pending++;
+    if (ioq_cancel(loop, token_make(0, OP_SIGNAL), token_make(0, OP_CANCEL)) == 0)
+        misc_pending++;
     for (i = 1; i < nslots; i++)
         if (slots[i] != NULL)
             conn_close(i);
@@ -246,6 +262,14 @@ static void dispatch(const ioq_cqe *cqe)
     case OP_CANCEL:
         misc_pending--;
         break;
+    case OP_SIGNAL:
+        /* result > 0: SIGINT or SIGTERM arrived (value says which); IOQ_ECANCELED when
+         * begin_stop() ended the watch. */
+        if (!(cqe->flags & IOQ_CQE_MORE))
+            misc_pending--;
+        if (r > 0 && !stopping)
+            begin_stop();
+        break;
     default:
         fprintf(stderr, "echo_server: unexpected token %llu\n",
                 (unsigned long long)cqe->token);
@@ -284,7 +308,7 @@ int main(int argc, char **argv)
             begin_stop();
         if (stopping && live == 0 && misc_pending == 0)
             break;
-        n = ioq_poll(loop, cqes, MAX_CQES, stopping ? -1 : TICK_NS);
+        n = ioq_poll(loop, cqes, MAX_CQES, stopping || signals_by_ioq ? -1 : TICK_NS);
         if (n < 0)
             fail("poll", n);
         for (k = 0; k < n; k++)

@@ -291,7 +291,7 @@ static void one_call(state *s, input *in)
     void *buf;
     char path[160];
 
-    switch (op % 32) {
+    switch (op % 33) {
     case 0: /* tcp_listen */
         a = pick_addr(s, in, 1);
         rc = ioq_tcp_listen(L, &a, in_u32(in) % 1024, in_u8(in) & 7, &out);
@@ -499,8 +499,11 @@ static void one_call(state *s, input *in)
                 rc = ioq_adopt(L, (uint64_t)sv[0], kind, &out);
                 if (rc == 0)
                     add_handle(s, out);
-                else
+                /* A watched descriptor stays ours: closed at the end with the spares. */
+                if (rc != 0)
                     close(sv[0]);
+                else if (kind == IOQ_KIND_WATCH)
+                    s->spare_fds[s->nspare++] = sv[0];
             }
         } else {
             ioq_adopt(L, (sel & 2) ? UINT64_MAX : (uint64_t)1 << 40, kind, &out);
@@ -559,6 +562,54 @@ static void one_call(state *s, input *in)
         if (ioq_loop_new((in_u8(in) & 7) ? &o : NULL, &l2) == 0)
             ioq_loop_free(l2);
 #undef o
+        break;
+    }
+    case 31: { /* the 1.1 calls: watches, notifiers, signals, and the process calls' checks */
+        uint8_t sel = in_u8(in);
+        uint32_t flags = (in_u8(in) & 7) == 0 ? in_u32(in) : (sel & 0x80 ? IOQ_MULTISHOT : 0);
+        h = pick_handle(s, in);
+        switch (sel % 6) {
+        case 0:
+            rc = ioq_watch(L, h, in_u8(in) % 5, flags, tok);
+            submitted(s, tok, rc, flags & IOQ_MULTISHOT, NULL, NULL);
+            break;
+        case 1:
+            if (ioq_notifier_new(L, &out) == 0)
+                add_handle(s, out);
+            break;
+        case 2:
+            ioq_notify(L, h);
+            break;
+        case 3:
+            rc = ioq_notify_wait(L, h, flags, tok);
+            submitted(s, tok, rc, flags & IOQ_MULTISHOT, NULL, NULL);
+            break;
+        case 4: {
+            /* Never a signal that could arrive: only numbers ioq must refuse, and SIGURG
+             * (ignored by default, never sent here) to exercise catching and giving back. */
+            static const int sigs[] = {0, -1, 9, 19, 65, 1000, 23};
+            rc = ioq_signal(L, sigs[in_u8(in) % 7], flags, tok);
+            submitted(s, tok, rc, flags & IOQ_MULTISHOT, NULL, NULL);
+            break;
+        }
+        default: {
+            ioq_process_options po;
+            ioq_handle two[2], three[3];
+            uint32_t c = 0, r = 0;
+            int64_t pid;
+            memset(&po, 0, sizeof po);
+            po.size = in_u8(in) & 1 ? sizeof po : in_u8(in);
+            po.flags = in_u8(in) & 7 ? 0 : in_u32(in);
+            po.stdio[in_u8(in) % 3].mode = in_u8(in) % 6;
+            ioq_spawn(L, in_u8(in) & 1 ? &po : NULL, &out, three); /* no file: refused */
+            ioq_pipe(L, in_u8(in) & 1 ? in_u32(in) : 0, in_u8(in) & 1 ? two : NULL);
+            ioq_tty_set_mode(L, h, in_u8(in) % 3);
+            ioq_tty_get_size(L, h, in_u8(in) & 1 ? &c : NULL, &r);
+            ioq_process_pid(L, h, in_u8(in) & 1 ? &pid : NULL);
+            ioq_kill(L, h, 0); /* signal 0 only checks: never a real signal */
+            break;
+        }
+        }
         break;
     }
     default: { /* poll with odd arguments: EINVAL, never a crash */

@@ -46,7 +46,7 @@ describe("ioq_core", function()
   end)
 
   it("reports versions and integer constants", function()
-    assert.are.equal(10000, core.version())
+    assert.are.equal(10100, core.version())
     assert.are.equal("integer", math.type(core.version()))
     assert.are.equal("1.1.0", core.version_string())
     assert.are.equal(-1, core.EINVAL)

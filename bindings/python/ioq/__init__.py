@@ -121,7 +121,7 @@ def version():
 
 
 def version_string():
-    """The library's version as text, e.g. "1.0.0"."""
+    """The library's version as text, e.g. "1.1.0"."""
     return _raw.ioq_version_string()
 
 
