@@ -23,10 +23,10 @@ packages_of() {
         c)       echo cmake make gcc g++ clang pkg-config libcmocka-dev liburing-dev \
                       abigail-tools valgrind libclang-rt-14-dev binutils ;;
         bench)   echo libuv1-dev libev-dev libevent-dev wrk hyperfine gnuplot-nox python3 \
-                      python3-uvloop strace lua5.4 liblua5.4-dev lua-luv swig \
+                      python3-uvloop python3-aiohttp strace lua5.4 liblua5.4-dev lua-luv swig \
                       librust-tokio-dev librust-futures-util-dev ;;
         python)  echo python3 python3-dev python3-pytest python3-setuptools python3-wheel \
-                      python3-venv python3-uvloop swig ;;
+                      python3-venv python3-uvloop python3-aiohttp libpython3.11-testsuite swig ;;
         lua)     echo lua5.4 liblua5.4-dev luarocks lua-busted lua-luv swig ;;
         d)       echo ldc dub swig ;;
         # The Rust binding: bindgen, the cc crate (ioq-sys's build), and the crates of the

@@ -5,7 +5,8 @@
 #   bash bindings/python/run-tests.sh [pytest arguments...]
 #
 # Needs Debian's python3 (3.11) with python3-dev python3-venv python3-pytest
-# python3-setuptools python3-wheel python3-uvloop, swig, gcc, liburing-dev (optional).
+# python3-setuptools python3-wheel python3-uvloop, swig, gcc, liburing-dev (optional);
+# libpython3.11-testsuite for CPython's asyncio tests, python3-aiohttp (optional).
 # IOQ_PYTHON overrides the interpreter; IOQ_BACKEND picks the backend the tests use.
 set -euo pipefail
 
@@ -47,4 +48,13 @@ rc=0
 PYTHONDONTWRITEBYTECODE=1 "$venv_test/bin/python" -m pytest -q -p no:cacheprovider \
     --basetemp="$tmp" "$root/tests/python" "$@" || rc=$?
 rm -rf "$tmp"
+
+# CPython's own asyncio tests against ioq.aio.EventLoop on each backend, beside the default
+# loop (about a minute per loop; IOQ_CPYTHON_ASYNCIO=0 leaves them out, IOQ_ASYNCIO_BACKENDS
+# picks the backends).
+if [ "${IOQ_CPYTHON_ASYNCIO:-1}" != 0 ] && [ $# -eq 0 ]; then
+    echo "CPython's test.test_asyncio on ioq.aio.EventLoop:"
+    PYTHONDONTWRITEBYTECODE=1 "$venv_test/bin/python" "$root/tests/python/cpython_asyncio.py" \
+        || rc=1
+fi
 exit $rc

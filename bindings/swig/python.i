@@ -742,7 +742,10 @@ static PyObject *ioq_py_account(PyObject *acct, const ioq_cqe *c)
  * An Exception raised by a callback is reported as unraisable (the records after it were
  * already taken from ioq and must still reach their owners); any other BaseException
  * (KeyboardInterrupt) is raised once the whole batch has been handed out. */
-static PyObject *ioq_py_dispatch(ioq_loop *loop, PyObject *cbs, uint32_t max, ioq_handle pool)
+/* ioq_py_dispatch_wait - ioq_py_dispatch that may wait timeout_ns (-1: until a completion
+ * or a wake-up) for the first completion, without the GIL: the poll of ioq.aio.EventLoop. */
+static PyObject *ioq_py_dispatch_wait(ioq_loop *loop, PyObject *cbs, uint32_t max,
+                                      ioq_handle pool, int64_t timeout_ns)
 {
     ioq_cqe cqes[256];
     PyObject *rest = NULL, *item, *extra, *capsule, *key, *cb, *arg, *res, *out;
@@ -760,7 +763,13 @@ static PyObject *ioq_py_dispatch(ioq_loop *loop, PyObject *cbs, uint32_t max, io
         return PyLong_FromLong(IOQ_EINVAL);
     if (max == 0 || max > 256)
         max = 256;
-    n = ioq_poll(loop, cqes, max, 0);
+    if (timeout_ns != 0) {
+        Py_BEGIN_ALLOW_THREADS
+        n = ioq_poll(loop, cqes, max, timeout_ns);
+        Py_END_ALLOW_THREADS
+    } else {
+        n = ioq_poll(loop, cqes, max, 0);
+    }
     if (n < 0)
         return PyLong_FromLong(n);
     frame.loop = loop;
@@ -915,6 +924,11 @@ static PyObject *ioq_py_dispatch(ioq_loop *loop, PyObject *cbs, uint32_t max, io
     out = Py_BuildValue("(iO)", n, rest != NULL ? rest : Py_None);
     Py_XDECREF(rest);
     return out;
+}
+
+static PyObject *ioq_py_dispatch(ioq_loop *loop, PyObject *cbs, uint32_t max, ioq_handle pool)
+{
+    return ioq_py_dispatch_wait(loop, cbs, max, pool, 0);
 }
 
 /* ioq_py_send_bytes - the send of a transport: ioq_send of a bytes object, which stays

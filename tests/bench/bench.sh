@@ -27,7 +27,8 @@
 # CPU time per round trip (utime + stime from /proc). Finally the echo servers' system calls
 # per round trip (ping-pong and 100 connections) under strace, for ioq and libuv.
 # BENCH_ONLY="pump echo" runs only the named workloads (pingpong pump echo pound udp python
-# lua rust http timers xthread syscalls).
+# lua rust http timers xthread syscalls; "python" includes aiohttp's hello world under wrk on
+# ioq.aio.EventLoop, uvloop and asyncio).
 # BENCH_QUICK=1: 3 repetitions of short runs and only two echo rows (whole suite under 2
 # minutes; the Rust rows only with BENCH_ONLY=rust), else 5.
 # Prints a table of medians with the ratio ioq/peer per row, writes
@@ -190,6 +191,21 @@ run_http() { # LABEL SERVER-COMMAND...: wrk, 100 connections, one thread (2-core
   echo "$label http_req_per_s $(echo "$out" | awk '/^Requests\/sec:/ { print $2 }')"
 }
 
+run_http_cpu() { # LABEL SERVER-COMMAND...: run_http plus the server's CPU time per request
+  local label=$1; shift
+  local port out rc=0 t0 t1 rps
+  start_server "$@" || return 1
+  t0=$(cpu_ticks "$server_pid")
+  out=$(wrk -t1 -c100 -d"${hsecs}s" "http://127.0.0.1:$port/" 2>&1) || rc=$?
+  t1=$(cpu_ticks "$server_pid")
+  stop_server
+  if [ "$rc" -ne 0 ] || echo "$out" | grep -q "Non-2xx"; then echo "$out" >&2; return 1; fi
+  rps=$(echo "$out" | awk '/^Requests\/sec:/ { print $2 }')
+  echo "$label http_req_per_s $rps"
+  awk -v l="$label" -v r="$rps" -v t=$((t1 - t0)) -v hz="$(getconf CLK_TCK)" -v s="$hsecs" \
+    'BEGIN { if (r > 0) printf "%s http_cpu_us_per_req %.3f\n", l, t * 1e6 / hz / (r * s) }'
+}
+
 # workload WORKLOAD VARIANT...: each variant is "label|command words"; runs warm-up + reps
 # rounds interleaved and records every line the commands print under the variant's label.
 workload() {
@@ -275,7 +291,9 @@ if have loadgen && have udp_ioq; then
 fi
 
 # 9. Python echo servers, 10 connections (ioq.aio needs the ioq package: make test-python
-# installs it into <build-dir>/python-venv-test; BENCH_PYTHON picks another interpreter)
+# installs it into <build-dir>/python-venv-test; BENCH_PYTHON picks another interpreter).
+# Besides round trips/s, the server's CPU time per round trip (less sensitive to a busy
+# machine than throughput).
 py=${BENCH_PYTHON:-python3}
 [ -z "${BENCH_PYTHON:-}" ] && [ -x "$build/python-venv-test/bin/python" ] &&
   py="$build/python-venv-test/bin/python"
@@ -285,8 +303,13 @@ if have loadgen && command -v "$py" >/dev/null; then
     vs=()
     if "$py" -c "import ioq.aio" 2>/dev/null; then
       for be in "${backends[@]}"; do
-        vs+=("ioq-$be|run_secs=$lang_secs run_echo ioq-$be 10 $size env IOQ_BACKEND=$be $py \
+        vs+=("ioq-$be|run_secs=$lang_secs run_echo_cpu ioq-$be 10 $size env IOQ_BACKEND=$be $py \
 $here/echo_py.py ioq-aio")
+        # asyncio's own Protocol and streams code on ioq's event loop (ioq.aio.EventLoop)
+        for st in protocol streams; do
+          vs+=("ioq-loop-$be-$st|run_secs=$lang_secs run_echo_cpu ioq-loop-$be-$st 10 $size \
+env IOQ_BACKEND=$be $py $here/echo_py.py ioq-loop-$st")
+        done
       done
     else
       echo "bench.sh: the ioq Python package is not importable by $py: ioq.aio left out" >&2
@@ -294,10 +317,26 @@ $here/echo_py.py ioq-aio")
     styles="asyncio-streams asyncio-protocol"
     "$py" -c "import uvloop" 2>/dev/null && styles+=" uvloop-streams uvloop-protocol"
     for st in $styles; do
-      vs+=("$st|run_secs=$lang_secs run_echo $st 10 $size $py $here/echo_py.py $st")
+      vs+=("$st|run_secs=$lang_secs run_echo_cpu $st 10 $size $py $here/echo_py.py $st")
     done
     workload "python-echo-c10-${size}B" "${vs[@]}"
   done
+fi
+
+# 9a. aiohttp's hello world under wrk on each event loop (ioq.aio.EventLoop, uvloop, asyncio)
+if command -v wrk >/dev/null && command -v "$py" >/dev/null && "$py" -c "import aiohttp" \
+   2>/dev/null; then
+  vs=()
+  if "$py" -c "import ioq.aio; ioq.aio.EventLoop" 2>/dev/null; then
+    for be in "${backends[@]}"; do
+      vs+=("ioq-loop-$be|run_http_cpu ioq-loop-$be env IOQ_BACKEND=$be $py $here/http_aiohttp.py ioq")
+    done
+  fi
+  "$py" -c "import uvloop" 2>/dev/null && vs+=("uvloop|run_http_cpu uvloop $py $here/http_aiohttp.py uvloop")
+  vs+=("asyncio|run_http_cpu asyncio $py $here/http_aiohttp.py asyncio")
+  workload python-aiohttp "${vs[@]}"
+else
+  echo "bench.sh: wrk or aiohttp (python3-aiohttp) missing: aiohttp left out" >&2
 fi
 
 # 9b. Lua echo servers: luv against the ioq Lua binding (its plain loop and its coroutines)
@@ -454,7 +493,7 @@ for line in open(path):
 def lower_better(metric):
     return ((metric.endswith("_s") and not metric.endswith("_per_s")) or "maxrss" in metric
             or metric.endswith("wakeups") or metric.endswith("_us") or "loss" in metric
-            or metric.startswith("syscalls") or metric.endswith("_per_rt")
+            or metric.startswith("syscalls") or metric.endswith(("_per_rt", "_per_req"))
             or metric.endswith(("_per_conn", "_per_timer")))
 
 refs = ["ioq-epoll", "ioq-io_uring"]
@@ -516,6 +555,27 @@ if co_rows:
             r["ratios"]["ioq-co/luv"] = round(ratio, 4)
             print("%-22s %-26s ioq-co/luv %6.3f" % (wl, metric, ratio))
     print("(ioq-co/luv: the ioq.co coroutine server against luv; above 1 is better for ioq.co)")
+# Python rows: ioq's asyncio event loop against uvloop and asyncio's default loop running
+# the same code (same client, interleaved); above 1 is better for ioq.
+for (wl, metric), res in ((k, rows[k]) for k in order):
+    if not wl.startswith("python-") or metric.endswith(("_p50_us", "_p99_us")):
+        continue
+    med = {l: statistics.median(v) for l, v in res.items()}
+    row = next(r for r in doc["rows"] if r["workload"] == wl and r["metric"] == metric)
+    parts = []
+    lb = lower_better(metric)
+    for l in sorted(med):
+        if not l.startswith("ioq-loop-") or med[l] <= 0:
+            continue
+        style = l.rsplit("-", 1)[1] if l.endswith(("-protocol", "-streams")) else ""
+        for peer in (("uvloop-" + style, "asyncio-" + style) if style else
+                     ("uvloop", "asyncio")):
+            if peer in med and med[peer] > 0:
+                r = med[peer] / med[l] if lb else med[l] / med[peer]
+                row["ratios"]["%s/%s" % (l, peer)] = round(r, 4)
+                parts.append("%s/%s %.2f" % (l, peer, r))
+    if parts:
+        print("%s %s: %s" % (wl, metric, ", ".join(parts)))
 # Rust rows: every ioq variant against tokio (above 1 = ioq better), and the adapters' copy
 # (the traits variant against owned buffers on the same runtime).
 for (wl, metric), res in ((k, rows[k]) for k in order):

@@ -10,6 +10,8 @@ STYLE: asyncio-streams  (asyncio.start_server, reader.read / writer.write / drai
        ioq-aio          (ioq.aio.create_server with the same Protocol, under asyncio;
                          IOQ_BACKEND applies)
        ioq-aio-streams  (ioq.aio.start_server, reader.read / writer.write / drain)
+       ioq-loop-streams, ioq-loop-protocol (asyncio's two styles under ioq.aio.EventLoop,
+                         ioq's asyncio event loop; IOQ_BACKEND applies)
 """
 import asyncio
 import sys
@@ -71,7 +73,7 @@ async def serve(style, host, port):
 
 def main():
     styles = ("asyncio-streams", "asyncio-protocol", "uvloop-streams", "uvloop-protocol",
-              "ioq-aio", "ioq-aio-streams")
+              "ioq-aio", "ioq-aio-streams", "ioq-loop-streams", "ioq-loop-protocol")
     if len(sys.argv) < 2 or sys.argv[1] not in styles:
         sys.exit("usage: echo_py.py %s [addr:port]" % "|".join(styles))
     style = sys.argv[1]
@@ -79,6 +81,9 @@ def main():
     if style.startswith("uvloop-"):
         import uvloop
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    elif style.startswith("ioq-loop-"):
+        import ioq.aio
+        ioq.aio.install()
     try:
         asyncio.run(serve(style, host, int(port)))
     except KeyboardInterrupt:

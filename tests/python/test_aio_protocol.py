@@ -333,3 +333,35 @@ def test_protocol_tiny_pool_keeps_every_byte_in_order(run, monkeypatch):
         return True
 
     assert run(main)
+
+
+def test_task_from_connection_made_runs_before_data_received(run):
+    # asyncio's order: reading starts after connection_made(), so a task created there
+    # takes its first step before data that came with the connection is handed out.
+    async def main(al):
+        order = []
+        done = asyncio.get_running_loop().create_future()
+
+        class P(asyncio.Protocol):
+            def connection_made(self, transport):
+                self.transport = transport
+
+                async def first():
+                    order.append("task")
+                asyncio.get_running_loop().create_task(first())
+
+            def data_received(self, data):
+                order.append("data")
+                if not done.done():
+                    done.set_result(None)
+
+        srv = await al.create_server(P, "127.0.0.1", 0)
+        r, w = await asyncio.open_connection("127.0.0.1", srv.sockname[1])
+        w.write(b"x" * 100)
+        await asyncio.wait_for(done, 10)
+        assert order[:2] == ["task", "data"]
+        w.close()
+        srv.close()
+        return True
+
+    assert run(main)

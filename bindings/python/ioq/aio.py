@@ -56,25 +56,41 @@ _heap_primed = False
 class AsyncLoop:
     """An ioq loop driven by an asyncio event loop."""
 
-    def __init__(self, loop=None, *, backend=None, asyncio_loop=None):
-        self._aloop = asyncio_loop or asyncio.get_running_loop()
+    def __init__(self, loop=None, *, backend=None, asyncio_loop=None, _selector=None):
+        aloop = asyncio_loop or asyncio.get_running_loop()
+        # A weak reference: the registry of get_loop() maps asyncio loops weakly to their
+        # AsyncLoop, which must not keep its asyncio loop alive.
+        self._aloop_ref = weakref.ref(aloop)
         self.ioq = loop if loop is not None else _ioq.Loop(backend)
         self._own = loop is None
         self._waiters = {}  # internal token -> future (None once its awaiter gave up)
         # token -> callback(result, value, flags) of the transports' operations, run by the
-        # C dispatcher without a Completion object or a future in between.
-        self._cbs = {}
+        # C dispatcher without a Completion object or a future in between. Inside an
+        # ioq.aio.EventLoop the selector's table: its poll dispatches them.
+        self._selector = _selector
+        self._cbs = {} if _selector is None else _selector.cbs
         self._transports = set()
         self._next_token = 1
         self._flush_pending = False
         self._draining = False
         self._pool = 0
-        self._fd = self.ioq.fileno()
+        self._fd = self.ioq.fileno() if _selector is None else -1
         # The raw loop for the hot paths; None once closed, also when the ioq.Loop given to
         # us is closed directly.
         self._p = self.ioq._ptr
-        self.ioq._close_hooks.append(self._forget_ptr)
-        self._aloop.add_reader(self._fd, self._drain)
+        # Closing the ioq.Loop directly ends what waits on it, as close() does.
+        self.ioq._close_hooks.append(self.close)
+        if _selector is None:
+            aloop.add_reader(self._fd, self._drain)
+        else:
+            _selector.on_other = self._dispatch_record
+
+    @property
+    def _aloop(self):
+        aloop = self._aloop_ref()
+        if aloop is None:
+            raise RuntimeError("the asyncio loop of this AsyncLoop is gone")
+        return aloop
 
     # -- plumbing ----------------------------------------------------------------------
     @property
@@ -87,26 +103,47 @@ class AsyncLoop:
         pending operations get ioq.Error(ECANCELED)."""
         if self.ioq is None:
             return
-        try:
-            self._aloop.remove_reader(self._fd)
-        except Exception:
-            pass
-        self._p = None
+        io, self.ioq = self.ioq, None
+        aloop = self._aloop_ref()
+        if self._selector is not None:
+            if self._selector.on_other == self._dispatch_record:
+                self._selector.on_other = None
+        elif aloop is not None and not aloop.is_closed():
+            try:
+                aloop.remove_reader(self._fd)
+            except Exception:
+                pass
+        p, self._p = self._p, None
         if self._own:
-            self.ioq.close()
-        self.ioq = None
+            io.close()
+        elif p is not None and io._ptr is not None:
+            # The ioq loop lives on (it is an EventLoop's): end what this AsyncLoop started.
+            # Buffers stay held until the final completions come (the loop's next poll).
+            for token in self._waiters:
+                _raw.ioq_cancel(p, token, 0)
+            for tr in self._transports:
+                if not tr._closed:
+                    tr._closed = True
+                    _raw.ioq_close(p, tr._h, 0)
+            if self._pool:
+                _raw.ioq_close(p, self._pool, 0)
+                if self._selector is not None and self._selector.pool == self._pool:
+                    self._selector.pool = 0
         self._pool = 0
         self._cbs.clear()
-        for fut in self._waiters.values():
+        waiters, self._waiters = self._waiters, {}
+        for fut in waiters.values():
             if fut is not None and not fut.done():
-                fut.set_exception(_ioq.error(_ioq.ECANCELED))
-        self._waiters.clear()
+                try:
+                    fut.set_exception(_ioq.error(_ioq.ECANCELED))
+                except RuntimeError:
+                    pass  # its asyncio loop is closed: nothing can await it any more
         for tr in list(self._transports):
             tr._loop_closed()
         self._transports.clear()
 
-    def _forget_ptr(self):
-        self._p = None
+    def _dispatch_record(self, t):
+        self._dispatch(_ioq.Completion(*t))
 
     async def aclose(self):
         """Close the loop (as close(), for async with and await)."""
@@ -136,6 +173,8 @@ class AsyncLoop:
         global _heap_primed
         if not self._pool:
             self._pool = self._io.pool_new(_POOL_COUNT, _POOL_SIZE)
+            if self._selector is not None:
+                self._selector.pool = self._pool
             if not _heap_primed:
                 # Every chunk becomes a new bytes object of up to _POOL_SIZE. glibc trims its
                 # heap once 128 KiB lie free at the top, so chunks of ~100 KiB would grow
@@ -149,6 +188,8 @@ class AsyncLoop:
     def _schedule_flush(self):
         # Submissions are queued until ioq_poll() runs; one flush per event-loop turn. Inside
         # _drain the next poll flushes them anyway.
+        if self._selector is not None:
+            return  # the event loop's next poll submits them
         if not self._flush_pending and not self._draining:
             self._flush_pending = True
             self._aloop.call_soon(self._drain)
@@ -246,11 +287,17 @@ class AsyncLoop:
         return bytes(buf)
 
     async def send(self, h, data):
-        """Send all of data; returns its length."""
+        """Send all of data; returns its length (sending nothing does nothing, as in
+        asyncio)."""
+        if not memoryview(data).nbytes:
+            return 0
         return await self._result(_ioq.Loop.send, h, data)
 
     async def sendv(self, h, buffers):
         """Send the buffers in order as one gather write; returns the byte count."""
+        if (not isinstance(buffers, (bytes, bytearray, memoryview, str))
+                and all(not memoryview(b).nbytes for b in buffers)):
+            return 0
         return await self._result(_ioq.Loop.sendv, h, buffers)
 
     async def sendto(self, h, data, addr):
@@ -322,7 +369,9 @@ class AsyncLoop:
         return c
 
     async def _address(self, addr):
-        if isinstance(addr, tuple) and len(addr) in (2, 4) and isinstance(addr[0], str):
+        if isinstance(addr, tuple):
+            _check_addr(addr)
+        if isinstance(addr, tuple) and isinstance(addr[0], str):
             try:
                 _ioq.addr_format(addr)
                 return addr
@@ -384,6 +433,27 @@ class AsyncLoop:
         return _connected(self, h, protocol_factory)
 
 
+def _check_addr(addr):
+    # As asyncio's sockets: (host, port) or IPv6's (host, port, flowinfo, scope_id); a port
+    # outside 0-65535 raises OverflowError.
+    if len(addr) not in (2, 4):
+        raise TypeError("an address must be a (host, port) or (host, port, flowinfo, "
+                        "scope_id) tuple, not a %d-tuple" % len(addr))
+    host, port = addr[0], addr[1]
+    if host is not None and not isinstance(host, (str, bytes, bytearray)):
+        raise TypeError("host must be a str, not %s" % type(host).__name__)
+    if isinstance(port, bool) or not isinstance(port, (int, str)) :
+        raise TypeError("port must be an int, not %s" % type(port).__name__)
+    if isinstance(port, int) and not 0 <= port <= 65535:
+        raise OverflowError("port must be 0-65535")
+    if len(addr) == 4:
+        for v, what in ((addr[2], "flowinfo"), (addr[3], "scope_id")):
+            if isinstance(v, bool) or not isinstance(v, int):
+                raise TypeError("%s must be an int" % what)
+        if not 0 <= addr[2] <= 0xfffff:
+            raise OverflowError("flowinfo must be 0-1048575")
+
+
 def _positive(n):
     if isinstance(n, bool) or not isinstance(n, int):
         raise TypeError("size must be an int")
@@ -399,13 +469,29 @@ _by_loop = weakref.WeakKeyDictionary()
 
 
 def get_loop():
-    """The AsyncLoop of the running asyncio loop (made on first use)."""
+    """The AsyncLoop of the running asyncio loop (made on first use). Inside an
+    :class:`EventLoop` it shares the event loop's ioq loop; under another asyncio loop it
+    owns an ioq loop, closed when that asyncio loop is closed (at the next get_loop()) or
+    collected."""
     aloop = asyncio.get_running_loop()
+    if isinstance(aloop, EventLoop):
+        return aloop._ioq_asyncloop()
     al = _by_loop.get(aloop)
     if al is None or al.closed:
+        _sweep()
         al = AsyncLoop(asyncio_loop=aloop)
         _by_loop[aloop] = al
+        weakref.finalize(aloop, al.close)
     return al
+
+
+def _sweep():
+    # The AsyncLoops of asyncio loops closed since (asyncio.run() closes its loop but may
+    # leave it to the cycle collector) give their descriptors back now.
+    for aloop, al in list(_by_loop.items()):
+        if aloop.is_closed():
+            al.close()
+            _by_loop.pop(aloop, None)
 
 
 def _forward(name):
@@ -496,7 +582,13 @@ class Transport(asyncio.Transport):
         except BaseException as e:
             self._callback_failed(e, "connection_made() failed")
             return
-        if self._reading and not self._closing:
+        # As asyncio: reading starts in a callback after connection_made(), so that a task
+        # it created takes its first step before data_received() (data may have come with
+        # the connection and would otherwise be handed out in the same dispatch).
+        self._al._aloop.call_soon(self._first_read)
+
+    def _first_read(self):
+        if self._reading and not self._closing and not self._recv_token and self._al._p:
             self._start_reading()
 
     # -- reading -----------------------------------------------------------------------
@@ -760,7 +852,11 @@ class Transport(asyncio.Transport):
         self._closing = self._closed = True
         if not self._lost and self._exc is None:
             self._exc = _ioq.error(_ioq.ECANCELED)
-        self._al._aloop.call_soon(self._connection_lost)
+        aloop = self._al._aloop_ref()
+        try:
+            aloop.call_soon(self._connection_lost)
+        except (AttributeError, RuntimeError):
+            self._connection_lost()  # the asyncio loop is closed or gone
 
     def _connection_lost(self):
         if self._lost:
@@ -1206,3 +1302,8 @@ def _connected(al, h, protocol_factory):
     transport = Transport(al, h, protocol)
     transport._start()
     return transport, protocol
+
+
+from ._eventloop import (EventLoop, EventLoopPolicy, IoqSelector,  # noqa: E402
+                         install, new_event_loop, run)
+__all__ += ["EventLoop", "EventLoopPolicy", "IoqSelector", "new_event_loop", "install", "run"]

@@ -1,0 +1,506 @@
+"""ioq.aio.EventLoop: ioq as the asyncio event loop, on every backend."""
+import asyncio
+import inspect
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+
+import pytest
+
+import ioq
+import ioq.aio
+from conftest import PATIENCE
+
+
+@pytest.fixture
+def loop(backend):
+    lp = ioq.aio.EventLoop(backend=backend)
+    asyncio.set_event_loop(lp)
+    try:
+        yield lp
+    finally:
+        asyncio.set_event_loop(None)
+        lp.close()
+
+
+def run(lp, coro):
+    return lp.run_until_complete(asyncio.wait_for(coro, PATIENCE))
+
+
+def open_fds():
+    return len(os.listdir("/proc/self/fd")) if os.path.isdir("/proc/self/fd") else 0
+
+
+def test_is_a_complete_event_loop(loop, backend):
+    assert isinstance(loop, asyncio.AbstractEventLoop)
+    assert loop.ioq.backend == backend
+    missing = [name for name, _ in inspect.getmembers(asyncio.AbstractEventLoop,
+                                                      inspect.isfunction)
+               if getattr(type(loop), name) is getattr(asyncio.AbstractEventLoop, name)]
+    assert missing == []
+
+
+def test_entry_points(backend, monkeypatch):
+    monkeypatch.setenv("IOQ_BACKEND", backend)
+
+    async def main():
+        lp = asyncio.get_running_loop()
+        assert isinstance(lp, ioq.aio.EventLoop)
+        return lp.ioq.backend
+
+    assert ioq.aio.run(main()) == backend
+    with asyncio.Runner(loop_factory=ioq.aio.new_event_loop) as r:
+        assert r.run(main()) == backend
+    old = asyncio.get_event_loop_policy()
+    try:
+        ioq.aio.install()
+        assert isinstance(asyncio.get_event_loop_policy(), ioq.aio.EventLoopPolicy)
+        assert asyncio.run(main()) == backend
+    finally:
+        asyncio.set_event_loop_policy(old)
+
+
+def test_timers_and_order(loop):
+    seen = []
+
+    async def main():
+        lp = asyncio.get_running_loop()
+        lp.call_later(0.02, seen.append, "later")
+        lp.call_soon(seen.append, "soon")
+        t0 = lp.time()
+        await asyncio.sleep(0.05)
+        assert lp.time() - t0 >= 0.05
+        return seen
+
+    assert run(loop, main()) == ["soon", "later"]
+
+
+def test_reader_writer_callbacks(loop):
+    a, b = socket.socketpair()
+    a.setblocking(False)
+    b.setblocking(False)
+    try:
+        async def main():
+            lp = asyncio.get_running_loop()
+            got = lp.create_future()
+            lp.add_reader(a.fileno(), lambda: got.set_result(a.recv(100)) if not got.done()
+                          else None)
+            writable = lp.create_future()
+            lp.add_writer(b.fileno(), lambda: writable.done() or writable.set_result(True))
+            assert await writable
+            assert lp.remove_writer(b.fileno())
+            b.send(b"ping")
+            assert await got == b"ping"
+            assert lp.remove_reader(a.fileno())
+            assert not lp.remove_reader(a.fileno())
+            # Level-triggered: unread data keeps reporting, once per loop iteration.
+            b.send(b"xx")
+            count = 0
+
+            def cb():
+                nonlocal count
+                count += 1
+            lp.add_reader(a.fileno(), cb)
+            for _ in range(5):
+                await asyncio.sleep(0)
+            lp.remove_reader(a.fileno())
+            assert count >= 2
+            return True
+
+        assert run(loop, main())
+    finally:
+        a.close()
+        b.close()
+
+
+def test_descriptor_number_reused(loop):
+    # asyncio unregisters a socket and closes it; the next socket often gets its number.
+    async def main():
+        lp = asyncio.get_running_loop()
+        for _ in range(50):
+            a, b = socket.socketpair()
+            fut = lp.create_future()
+            lp.add_reader(a.fileno(), lambda f=fut: f.done() or f.set_result(True))
+            b.send(b"x")
+            assert await fut
+            lp.remove_reader(a.fileno())
+            a.close()
+            b.close()
+        return True
+
+    assert run(loop, main())
+
+
+def test_call_soon_threadsafe_wakes_blocked_loop(loop):
+    async def main():
+        lp = asyncio.get_running_loop()
+        fut = lp.create_future()
+        t0 = time.monotonic()
+        threading.Timer(0.05, lp.call_soon_threadsafe, (fut.set_result, 42)).start()
+        assert await fut == 42
+        return time.monotonic() - t0
+
+    assert run(loop, main()) < 5
+
+
+def test_run_in_executor_and_resolve(loop):
+    async def main():
+        lp = asyncio.get_running_loop()
+        assert await lp.run_in_executor(None, sum, [1, 2, 3]) == 6
+        infos = await lp.getaddrinfo("127.0.0.1", 80, type=socket.SOCK_STREAM)
+        assert infos[0][4] == ("127.0.0.1", 80)
+        return True
+
+    assert run(loop, main())
+
+
+class Echo(asyncio.Protocol):
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def data_received(self, data):
+        self.transport.write(data)
+
+
+class Buffered(asyncio.BufferedProtocol):
+    def __init__(self, want):
+        self.buf = bytearray(4096)
+        self.data = bytearray()
+        self.want = want
+        self.done = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def get_buffer(self, sizehint):
+        return self.buf
+
+    def buffer_updated(self, nbytes):
+        self.data += self.buf[:nbytes]
+        if len(self.data) >= self.want and not self.done.done():
+            self.done.set_result(bytes(self.data))
+
+    def connection_lost(self, exc):
+        pass
+
+
+def test_protocols_and_streams(loop):
+    async def main():
+        lp = asyncio.get_running_loop()
+        srv = await lp.create_server(Echo, "127.0.0.1", 0)
+        port = srv.sockets[0].getsockname()[1]
+        payload = os.urandom(100000)
+        tr, proto = await lp.create_connection(lambda: Buffered(len(payload)), "127.0.0.1",
+                                               port)
+        tr.write(payload)
+        assert await proto.done == payload
+        assert tr.get_extra_info("peername") == ("127.0.0.1", port)
+        tr.close()
+        r, w = await asyncio.open_connection("127.0.0.1", port)
+        w.write(b"line\n")
+        assert await r.readline() == b"line\n"
+        w.close()
+        await w.wait_closed()
+        srv.close()
+        await srv.wait_closed()
+        return True
+
+    assert run(loop, main())
+
+
+def test_ioq_aio_shares_the_loop(loop):
+    async def main():
+        lp = asyncio.get_running_loop()
+        al = ioq.aio.get_loop()
+        assert al.ioq is lp.ioq
+        srv = await ioq.aio.start_server(lambda r, w: w.write(b"hi"), "127.0.0.1", 0)
+        r, w = await asyncio.open_connection("127.0.0.1", srv.sockname[1])
+        assert await r.readexactly(2) == b"hi"
+        w.close()
+        srv.close()
+        await ioq.aio.sleep(0.001)
+        return True
+
+    assert run(loop, main())
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals and processes")
+def test_subprocess_and_signals(loop):
+    async def main():
+        lp = asyncio.get_running_loop()
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", "import sys; sys.stdout.write(sys.stdin.read().upper())",
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+        out, _ = await proc.communicate(b"abc")
+        assert out == b"ABC" and proc.returncode == 0
+        got = lp.create_future()
+        lp.add_signal_handler(signal.SIGUSR1, got.set_result, "usr1")
+        os.kill(os.getpid(), signal.SIGUSR1)
+        assert await got == "usr1"
+        assert lp.remove_signal_handler(signal.SIGUSR1)
+        return True
+
+    assert run(loop, main())
+
+
+def test_close_with_pending_ioq_operation(loop):
+    async def main():
+        al = ioq.aio.get_loop()
+        u = al.ioq.udp_bind(("127.0.0.1", 0))
+        task = asyncio.ensure_future(al.recvfrom(u, 8))
+        await asyncio.sleep(0.01)
+        return task
+
+    task = run(loop, main())
+    loop.close()
+    assert not task.done() or task.cancelled() or task.exception() is not None
+
+
+# -- what the review of ioq.aio found ------------------------------------------------------
+
+def test_asyncio_run_does_not_leak(backend, monkeypatch):
+    monkeypatch.setenv("IOQ_BACKEND", backend)
+
+    async def main():
+        await ioq.aio.sleep(0)
+
+    asyncio.run(main())
+    before = open_fds()
+    for _ in range(300):
+        asyncio.run(main())
+    assert open_fds() <= before + 6
+
+
+def test_port_out_of_range_and_address_shapes(loop):
+    async def main():
+        with pytest.raises(OverflowError):
+            await ioq.aio.open_connection("127.0.0.1", 70000)
+        with pytest.raises(OverflowError):
+            await asyncio.open_connection("127.0.0.1", 70000)
+        with pytest.raises(TypeError, match="3-tuple"):
+            await ioq.aio.connect(("127.0.0.1", 1, 2))
+        srv = await ioq.aio.start_server(lambda r, w: w.close(), "127.0.0.1", 0)
+        port = srv.sockname[1]
+        h = await ioq.aio.connect(("127.0.0.1", port))
+        assert await ioq.aio.send(h, b"") == 0
+        assert await ioq.aio.sendv(h, [b"", b""]) == 0
+        await ioq.aio.close(h)
+        srv.close()
+        if socket.has_ipv6:
+            try:
+                srv6 = await ioq.aio.start_server(lambda r, w: w.close(), "::1", 0)
+            except OSError:
+                return True  # no IPv6 loopback here
+            port6 = srv6.sockname[1]
+            h = await ioq.aio.connect(("::1", port6, 0, 0))
+            await ioq.aio.close(h)
+            srv6.close()
+        return True
+
+    assert run(loop, main())
+
+
+def test_closing_asyncloop_ioq_ends_awaits(backend):
+    async def main():
+        al = ioq.aio.AsyncLoop(backend=backend)
+        u = al.ioq.udp_bind(("127.0.0.1", 0))
+        task = asyncio.ensure_future(al.recvfrom(u, 8))
+        await asyncio.sleep(0.01)
+        al.ioq.close()
+        with pytest.raises(ioq.Error) as ei:
+            await asyncio.wait_for(task, 5)
+        assert ei.value.code == ioq.ECANCELED
+        assert al.closed
+        return True
+
+    assert asyncio.run(main())
+
+
+def test_aiohttp_hello_world(loop):
+    aiohttp = pytest.importorskip("aiohttp")
+    from aiohttp import web
+
+    async def hello(request):
+        return web.Response(text="Hello, world")
+
+    async def main():
+        app = web.Application()
+        app.router.add_get("/", hello)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]
+        try:
+            async with aiohttp.ClientSession() as s:
+                for _ in range(3):
+                    async with s.get("http://127.0.0.1:%d/" % port) as resp:
+                        assert resp.status == 200
+                        assert await resp.text() == "Hello, world"
+        finally:
+            await runner.cleanup()
+        return True
+
+    assert run(loop, main())
+
+
+def test_task_from_connection_made_runs_before_data_received(loop):
+    async def main():
+        lp = asyncio.get_running_loop()
+        order = []
+        done = lp.create_future()
+
+        class P(asyncio.Protocol):
+            def connection_made(self, transport):
+                async def first():
+                    order.append("task")
+                lp.create_task(first())
+
+            def data_received(self, data):
+                order.append("data")
+                if not done.done():
+                    done.set_result(None)
+
+        srv = await lp.create_server(P, "127.0.0.1", 0)
+        c = socket.create_connection(srv.sockets[0].getsockname())
+        c.sendall(b"x" * 100)
+        await done
+        c.close()
+        srv.close()
+        return order[:2]
+
+    assert run(loop, main()) == ["task", "data"]
+
+
+def test_pause_resume_reading_keeps_every_byte(loop):
+    async def main():
+        lp = asyncio.get_running_loop()
+        got = bytearray()
+        done = lp.create_future()
+
+        class P(asyncio.Protocol):
+            def connection_made(self, transport):
+                self.t = transport
+
+            def data_received(self, data):
+                got.extend(data)
+                self.t.pause_reading()
+                assert not self.t.is_reading()
+                lp.call_later(0.001, self.t.resume_reading)
+
+            def eof_received(self):
+                done.set_result(None)
+
+        srv = await lp.create_server(P, "127.0.0.1", 0)
+        payload = os.urandom(300000)
+        r, w = await asyncio.open_connection(*srv.sockets[0].getsockname())
+        w.write(payload)
+        w.write_eof()
+        await done
+        w.close()
+        srv.close()
+        return bytes(got) == payload
+
+    assert run(loop, main())
+
+
+def test_write_flow_control_and_close_flushes(loop):
+    async def main():
+        lp = asyncio.get_running_loop()
+        events = []
+        received = bytearray()
+        done = lp.create_future()
+
+        class Sink(asyncio.Protocol):
+            def connection_made(self, transport):
+                self.t = transport
+                transport.pause_reading()  # the writer's buffer must fill up
+
+            def data_received(self, data):
+                received.extend(data)
+
+            def eof_received(self):
+                done.set_result(None)
+
+        class Source(asyncio.Protocol):
+            def connection_made(self, transport):
+                self.t = transport
+
+            def pause_writing(self):
+                events.append("pause")
+
+            def resume_writing(self):
+                events.append("resume")
+
+        sinks = []
+        srv = await lp.create_server(lambda: sinks.append(Sink()) or sinks[-1], "127.0.0.1", 0)
+        tr, src = await lp.create_connection(Source, *srv.sockets[0].getsockname())
+        tr.set_write_buffer_limits(high=65536)
+        payload = os.urandom(8 << 20)
+        tr.write(payload)
+        assert tr.get_write_buffer_size() > 0
+        assert events == ["pause"]
+        while not sinks:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.05)
+        sinks[0].t.resume_reading()
+        tr.close()  # the queued bytes still go out, then the connection ends
+        await done
+        assert events == ["pause", "resume"]
+        assert tr.get_write_buffer_size() == 0
+        srv.close()
+        return bytes(received) == payload
+
+    assert run(loop, main())
+
+
+def test_call_soon_threadsafe_from_many_threads(loop):
+    async def main():
+        lp = asyncio.get_running_loop()
+        n, per = 4, 2000
+        seen = []
+        done = lp.create_future()
+
+        def cb(i):
+            seen.append(i)
+            if len(seen) == n * per and not done.done():
+                done.set_result(None)
+
+        def post():
+            for i in range(per):
+                lp.call_soon_threadsafe(cb, i)
+
+        threads = [threading.Thread(target=post) for _ in range(n)]
+        for t in threads:
+            t.start()
+        await done
+        for t in threads:
+            t.join()
+        return len(seen)
+
+    assert run(loop, main()) == 4 * 2000
+
+
+def test_close_while_other_threads_post(backend):
+    # call_soon_threadsafe racing close(): RuntimeError("Event loop is closed") or nothing,
+    # never a crash.
+    for _ in range(20):
+        lp = ioq.aio.EventLoop(backend=backend)
+        stop = threading.Event()
+
+        def post():
+            while not stop.is_set():
+                try:
+                    lp.call_soon_threadsafe(lambda: None)
+                except RuntimeError:
+                    return
+
+        t = threading.Thread(target=post)
+        t.start()
+        lp.run_until_complete(asyncio.sleep(0.001))
+        lp.close()
+        stop.set()
+        t.join()
