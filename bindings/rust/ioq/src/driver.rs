@@ -235,16 +235,15 @@ impl Slab {
                 (self.slots.len() - 1) as u32
             }
         };
+        // A free slot was emptied by `release` (more, fin, waker, keep and then_close are
+        // clear): only what differs per operation is written.
         let s = &mut self.slots[idx as usize];
+        debug_assert!(s.more.is_empty() && s.fin.is_none() && s.waker.is_none());
         s.gen = s.gen.wrapping_add(1).max(1);
         s.live = true;
-        s.more.clear();
-        s.fin = None;
         s.orphan = false;
-        s.waker = None;
         s.keep = keep;
         s.pool = pool;
-        s.then_close = None;
         ((s.gen as u64) << 32) | idx as u64
     }
 
@@ -260,9 +259,17 @@ impl Slab {
     /// Frees the slot and hands back what it kept, to be dropped outside the borrow.
     fn remove(&mut self, token: u64) -> Option<Keep> {
         let idx = (token & 0xffff_ffff) as u32;
-        let s = self.get(token)?;
+        self.get(token)?;
+        self.release(idx)
+    }
+
+    /// Frees live slot `idx` (already looked up) and hands back what it kept.
+    fn release(&mut self, idx: u32) -> Option<Keep> {
+        let s = &mut self.slots[idx as usize];
         s.live = false;
-        s.more.clear();
+        if !s.more.is_empty() {
+            s.more.clear();
+        }
         s.fin = None;
         s.waker = None;
         s.then_close = None;
@@ -429,7 +436,8 @@ impl Inner {
             None => return Poll::Ready((cqe(token, Error::CANCELED.code() as i64), None)),
         };
         if let Some(last) = slot.fin.take() {
-            let keep = ops.remove(token);
+            // The slot was just looked up: free it without a second lookup.
+            let keep = ops.release((token & 0xffff_ffff) as u32);
             return Poll::Ready((last, keep));
         }
         match &slot.waker {
