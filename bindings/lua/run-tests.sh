@@ -9,7 +9,7 @@ tree="$root/build/lua-tree"
 
 scripts/install-deps.sh lua
 
-luarocks --lua-version 5.4 make --tree "$tree" packaging/ioq-1.0.0-1.rockspec >/dev/null
+luarocks --lua-version 5.4 make --tree "$tree" packaging/ioq-1.1.0-1.rockspec >/dev/null
 
 export LUA_PATH="$tree/share/lua/5.4/?.lua;$tree/share/lua/5.4/?/init.lua;;"
 export LUA_CPATH="$tree/lib/lua/5.4/?.so;;"

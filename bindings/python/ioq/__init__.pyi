@@ -107,6 +107,7 @@ OP_RECV: int
 OP_RECVFROM: int
 OP_RECV_POOL: int
 OP_RESOLVE: int
+
 OP_SEND: int
 OP_SENDTO: int
 OP_SENDV: int
@@ -123,6 +124,33 @@ VERSION_MAJOR: int
 VERSION_MINOR: int
 VERSION_NUMBER: int
 VERSION_PATCH: int
+
+# ABI 1.1: watches, notifiers, signals, pipes, terminals and child processes
+ENOEXEC: int
+ENOTTY: int
+ESRCH: int
+KIND_NOTIFIER: int
+KIND_PIPE: int
+KIND_PROCESS: int
+KIND_TTY: int
+KIND_WATCH: int
+OP_NOTIFY_WAIT: int
+OP_PROCESS_WAIT: int
+OP_SIGNAL: int
+OP_WATCH: int
+SPAWN_NEW_SESSION: int
+SPAWN_SEARCH_PATH: int
+STDIO_HANDLE: int
+STDIO_INHERIT: int
+STDIO_NULL: int
+STDIO_OS: int
+STDIO_PIPE: int
+TTY_MODE_NORMAL: int
+TTY_MODE_RAW: int
+WATCH_ERROR: int
+WATCH_HANGUP: int
+WATCH_READABLE: int
+WATCH_WRITABLE: int
 VERSION_STRING: str
 OP_NAMES: Dict[int, str]
 

@@ -1,16 +1,16 @@
 rockspec_format = "3.0"
 package = "ioq"
-version = "1.0.0-1"
+version = "1.1.0-1"
 
 -- The source is the release tarball made by `make dist` (build/dist/ioq-<version>.tar.gz,
 -- with the SWIG wrapper already generated, so SWIG is not needed). `make dist` packs this
 -- rockspec with the tarball beside it into ioq-<version>.src.rock; publishing the rock
 -- elsewhere means giving source.url the tarball's download address. From a checkout,
--- `luarocks --lua-version 5.4 make packaging/ioq-1.0.0-1.rockspec` builds the tree as it is
+-- `luarocks --lua-version 5.4 make packaging/ioq-1.1.0-1.rockspec` builds the tree as it is
 -- (luarocks make never reads source).
 source = {
-   url = "ioq-1.0.0.tar.gz",
-   dir = "ioq-1.0.0",
+   url = "ioq-1.1.0.tar.gz",
+   dir = "ioq-1.1.0",
 }
 
 description = {
