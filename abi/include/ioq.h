@@ -623,7 +623,8 @@ IOQ_API int ioq_setopt(ioq_loop *loop, ioq_handle h, uint32_t opt, int64_t value
  * one open for writing only refuses receives (IOQ_EBADHANDLE).
  * Returns 0, IOQ_EINVAL (bad kind or descriptor, a regular file as PIPE), IOQ_EEXIST (the
  *   descriptor is already a handle of this loop: one descriptor is never two handles),
- *   IOQ_ENOTTY (not a terminal, as TTY), IOQ_ENOMEM.
+ *   IOQ_ENOTTY (not a terminal, as TTY), IOQ_ENOMEM, IOQ_ENOTSUP (what the platform cannot
+ *   take as that kind: on Windows, WATCH of anything but a socket, see ioq_watch).
  * Since: 1.0 */
 IOQ_API int ioq_adopt(ioq_loop *loop, uint64_t os_handle, uint32_t kind, ioq_handle *out);
 
@@ -672,9 +673,12 @@ IOQ_API int ioq_addr_format(const ioq_addr *addr, char *buf, size_t len);
  *   ioq_poll() call; read or write until the descriptor would block to quiet it.
  *   A cancelled or closed watch always ends with IOQ_ECANCELED (a report it may have had
  *   is dropped: it would come again).
+ * Windows (IOCP) watches sockets only, through AFD polling: ioq_adopt(..., IOQ_KIND_WATCH)
+ *   of anything else gives IOQ_ENOTSUP. There a socket that its owner closes under a live
+ *   watch (against the rule above) ends the watch with IOQ_WATCH_ERROR | IOQ_WATCH_HANGUP.
  * Returns 0, IOQ_EINVAL (no or unknown events, unknown flags), IOQ_EBADHANDLE (not a live
- *   WATCH handle), IOQ_ENOMEM, IOQ_ENOTSUP (the backend cannot watch: IOCP for now; once
- *   AFD polling is built there, a descriptor that is not a socket).
+ *   WATCH handle), IOQ_ENOMEM, IOQ_ENOTSUP (the system offers no way to watch: on Windows,
+ *   no AFD driver to poll).
  * Since: 1.1 */
 IOQ_API int ioq_watch(ioq_loop *loop, ioq_handle h, uint32_t events, uint32_t flags,
                       uint64_t token);

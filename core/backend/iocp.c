@@ -15,8 +15,18 @@
  * ioq_recv_pool waits with a zero-byte WSARecv (a zero-byte ReadFile on a named pipe) and
  * only then takes a pool buffer for a read that cannot block, so an idle connection pins no
  * buffer.
+ *
+ * ioq_watch polls sockets through AFD, the driver under Winsock, as wepoll and libuv do:
+ * an IOCTL_AFD_POLL for the socket's base handle, issued on one \Device\Afd handle per loop
+ * that sits on the loop's port, so the watched socket itself never joins the port (it is
+ * the caller's and may be on a port of its own). AFD reports what holds when asked, so a
+ * multishot watch that reported is polled again at the start of the next wait (after the
+ * caller had the chance to read or write): a condition that still holds reports then, at
+ * most once per wait.
  */
 #include "win.h"
+
+#include <winternl.h>
 
 #include <stdlib.h>
 #include <string.h>
@@ -41,7 +51,30 @@ typedef struct {
     HANDLE read_event; /* for the short synchronous pipe reads of ioq_recv_pool */
     uint32_t inflight; /* ops with a packet still to come */
     int64_t on_port;   /* an accepted pipe instance, already on the port as the listener's */
+    HANDLE afd;        /* \Device\Afd, opened at the first watch; on the port */
+    ioq__opq rearm;    /* multishot watches that reported: polled again at the next wait */
 } iocp_state;
+
+/* AFD's poll request (the layout of the driver's AFD_POLL_INFO, one socket). */
+#define IOCTL_AFD_POLL 0x00012024
+#define AFD_POLL_RECEIVE 0x0001u
+#define AFD_POLL_SEND 0x0004u
+#define AFD_POLL_DISCONNECT 0x0008u
+#define AFD_POLL_ABORT 0x0010u
+#define AFD_POLL_LOCAL_CLOSE 0x0020u
+#define AFD_POLL_ACCEPT 0x0080u
+#define AFD_POLL_CONNECT_FAIL 0x0100u
+
+typedef struct {
+    LARGE_INTEGER timeout;
+    ULONG count;
+    ULONG exclusive;
+    struct {
+        HANDLE handle;
+        ULONG events;
+        LONG status;
+    } sock;
+} afd_poll_info;
 
 typedef struct {
     OVERLAPPED ov; /* first: a packet's OVERLAPPED is the args */
@@ -53,12 +86,14 @@ typedef struct {
     wchar_t *pipe; /* local connect: the pipe name (stored after the WSABUFs) */
     struct sockaddr_storage ss;
     char abuf[2 * (sizeof(struct sockaddr_storage) + 16)]; /* AcceptEx; zero-byte reads */
+    afd_poll_info poll; /* watch: request in, what holds out */
     WSABUF wb[1]; /* more follow for sendv */
 } iocp_args;
 
-/* Per-handle storage: only pipe listeners have any. */
+/* Per-handle storage: only pipe listeners and watches have any. */
 typedef struct {
     wchar_t *pipe_name;
+    SOCKET base; /* watch: the socket under any layered provider, which AFD knows */
 } iocp_handle;
 
 static iocp_state *st(ioq_loop *loop) { return ioq__backend_data(loop); }
@@ -365,6 +400,143 @@ static void local_connect(ioq_loop *loop, ioq__op *op)
     }
 }
 
+/* --- watch: AFD polling ---------------------------------------------------------------------- */
+
+static int64_t map_err(ioq__op *op, DWORD err);
+
+typedef LONG(NTAPI *nt_create_file_fn)(PHANDLE, ACCESS_MASK, POBJECT_ATTRIBUTES, PIO_STATUS_BLOCK,
+                                       PLARGE_INTEGER, ULONG, ULONG, ULONG, ULONG, PVOID, ULONG);
+
+/* Open \Device\Afd (AFD ignores the name after the device; the bare device is tried too)
+ * and put it on the port. 0, or IOQ_ENOTSUP when the system has no AFD to poll with. */
+static int afd_open(iocp_state *s)
+{
+    static const wchar_t *const names[] = {L"\\Device\\Afd\\Ioq", L"\\Device\\Afd"};
+    HMODULE ntdll = GetModuleHandleW(L"ntdll.dll");
+    nt_create_file_fn create =
+        ntdll ? (nt_create_file_fn)(void (*)(void))GetProcAddress(ntdll, "NtCreateFile") : NULL;
+    if (!create)
+        return IOQ_ENOTSUP;
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        UNICODE_STRING name;
+        OBJECT_ATTRIBUTES attr;
+        IO_STATUS_BLOCK iosb;
+        HANDLE afd = NULL;
+        name.Buffer = (PWSTR)names[i];
+        name.Length = (USHORT)(wcslen(names[i]) * sizeof(wchar_t));
+        name.MaximumLength = (USHORT)(name.Length + sizeof(wchar_t));
+        InitializeObjectAttributes(&attr, &name, 0, NULL, NULL);
+        if (create(&afd, SYNCHRONIZE, &attr, &iosb, NULL, 0, FILE_SHARE_READ | FILE_SHARE_WRITE,
+                   1 /* FILE_OPEN */, 0, NULL, 0) < 0)
+            continue;
+        /* A poll that finishes at once still queues its packet: one path for all results. */
+        if (!CreateIoCompletionPort(afd, s->port, KEY_OP, 0)) {
+            int rc = ioq__win_error_map(GetLastError());
+            CloseHandle(afd);
+            return rc;
+        }
+        s->afd = afd;
+        return 0;
+    }
+    return IOQ_ENOTSUP;
+}
+
+/* Ask AFD what of op's events holds, or to tell when one does. 0, or IOQ_E* with nothing
+ * queued. */
+static int watch_issue(ioq_loop *loop, ioq__op *op)
+{
+    iocp_state *s = st(loop);
+    iocp_handle *hb = op->h->be;
+    iocp_args *a = args_of(op, 1, 0);
+    /* Hang-up and errors are reported without asking; a local close ends the watch. */
+    ULONG ev = AFD_POLL_DISCONNECT | AFD_POLL_ABORT | AFD_POLL_LOCAL_CLOSE | AFD_POLL_CONNECT_FAIL;
+    int rc;
+
+    if (!a || !hb)
+        return IOQ_ENOMEM;
+    if (!s->afd && (rc = afd_open(s)) != 0)
+        return rc;
+    if (op->events & IOQ_WATCH_READABLE)
+        ev |= AFD_POLL_RECEIVE | AFD_POLL_ACCEPT;
+    if (op->events & IOQ_WATCH_WRITABLE)
+        ev |= AFD_POLL_SEND;
+    memset(&a->ov, 0, sizeof a->ov);
+    a->poll.timeout.QuadPart = INT64_MAX;
+    a->poll.count = 1;
+    a->poll.exclusive = 0;
+    a->poll.sock.handle = (HANDLE)hb->base;
+    a->poll.sock.events = ev;
+    a->poll.sock.status = 0;
+    if (!DeviceIoControl(s->afd, IOCTL_AFD_POLL, &a->poll, sizeof a->poll, &a->poll,
+                         sizeof a->poll, NULL, &a->ov) &&
+        (rc = pending_or_synth(loop, a, GetLastError())) != 0)
+        return rc;
+    op->be_u64 = IN_KERNEL;
+    s->inflight++;
+    return 0;
+}
+
+static void on_watch(ioq_loop *loop, ioq__op *op, iocp_args *a, DWORD err)
+{
+    ULONG ev = a->poll.count ? a->poll.sock.events : 0;
+    uint32_t r;
+    int rc;
+
+    if (op->cancelled) {
+        /* A report is no result to keep: it would come again. */
+        ioq__complete(loop, op, IOQ_ECANCELED, 0, 0);
+        return;
+    }
+    if (err) {
+        ioq__complete(loop, op, map_err(op, err), 0, 0);
+        return;
+    }
+    if (ev & AFD_POLL_LOCAL_CLOSE) {
+        /* The owner closed the socket under the watch: nothing is left to watch. */
+        ioq__complete(loop, op, IOQ_WATCH_ERROR | IOQ_WATCH_HANGUP, 0, 0);
+        return;
+    }
+    /* End of stream and a reset are readable too, as on POSIX. */
+    r = ioq__watch_result(
+        op, ((ev & (AFD_POLL_RECEIVE | AFD_POLL_ACCEPT | AFD_POLL_DISCONNECT | AFD_POLL_ABORT))
+                 ? IOQ_WATCH_READABLE
+                 : 0u) |
+                ((ev & AFD_POLL_SEND) ? IOQ_WATCH_WRITABLE : 0u) |
+                ((ev & (AFD_POLL_ABORT | AFD_POLL_CONNECT_FAIL)) ? IOQ_WATCH_ERROR : 0u) |
+                ((ev & (AFD_POLL_DISCONNECT | AFD_POLL_ABORT)) ? IOQ_WATCH_HANGUP : 0u));
+    if (r == 0) {
+        /* Nothing this watch asked for (cannot happen with the events it asked AFD for):
+         * poll again, now. */
+        if ((rc = watch_issue(loop, op)) != 0)
+            ioq__complete(loop, op, rc, 0, 0);
+        return;
+    }
+    if ((op->flags & IOQ_MULTISHOT) && ioq__cq_room(loop, 1)) {
+        ioq__complete(loop, op, r, 0, IOQ_CQE_MORE);
+        ioq__opq_push(&st(loop)->rearm, op);
+        return;
+    }
+    ioq__complete(loop, op, r, 0, 0);
+}
+
+/* Poll again the multishot watches that reported at the last wait. True if one of them
+ * completed here instead (a record is ready: the wait must not sleep). */
+static bool watch_rearm(ioq_loop *loop)
+{
+    iocp_state *s = st(loop);
+    bool done = false;
+    while (s->rearm.head) {
+        ioq__op *op = s->rearm.head;
+        int rc;
+        ioq__opq_remove(&s->rearm, op);
+        if ((rc = watch_issue(loop, op)) != 0) {
+            ioq__complete(loop, op, rc, 0, 0);
+            done = true;
+        }
+    }
+    return done;
+}
+
 /* --- backend entry points ------------------------------------------------------------------ */
 
 static int iocp_start(ioq_loop *loop, ioq__op *op)
@@ -374,7 +546,7 @@ static int iocp_start(ioq_loop *loop, ioq__op *op)
 
     switch (op->code) {
     case IOQ_OP_WATCH:
-        return IOQ_ENOTSUP; /* readiness of sockets through AFD polling: not built */
+        return watch_issue(loop, op);
     case IOQ_OP_OPEN:
     case IOQ_OP_FSYNC:
         op->res_fd = h ? h->fd : -1;
@@ -423,6 +595,12 @@ static int iocp_start(ioq_loop *loop, ioq__op *op)
     return ioq__order_start(loop, op, issue);
 }
 
+/* The handle an op's call was made on: a watch's poll is on the loop's AFD handle. */
+static HANDLE op_file(ioq_loop *loop, ioq__op *op)
+{
+    return op->code == IOQ_OP_WATCH ? st(loop)->afd : os_handle(op->h);
+}
+
 static void iocp_cancel(ioq_loop *loop, ioq__op *op)
 {
     if (op->be_u64 & IN_KERNEL) {
@@ -430,8 +608,14 @@ static void iocp_cancel(ioq_loop *loop, ioq__op *op)
         if (op->be_u64 & CANCEL_SENT)
             return;
         /* A posted result cannot be recalled: it completes with what it carries. */
-        CancelIoEx(os_handle(op->h), &a->ov);
+        CancelIoEx(op_file(loop, op), &a->ov);
         op->be_u64 |= CANCEL_SENT;
+        return;
+    }
+    if (op->code == IOQ_OP_WATCH) {
+        /* Between two waits: reported, not yet polled again. */
+        ioq__opq_remove(&st(loop)->rearm, op);
+        ioq__complete(loop, op, IOQ_ECANCELED, 0, 0);
         return;
     }
     ioq__order_cancel_queued(loop, op);
@@ -652,6 +836,9 @@ static void on_done(ioq_loop *loop, ioq__op *op, DWORD err, DWORD bytes)
     case IOQ_OP_ACCEPT:
         on_accept(loop, op, a, err);
         return;
+    case IOQ_OP_WATCH:
+        on_watch(loop, op, a, err);
+        return;
     case IOQ_OP_CONNECT:
     case IOQ_OP_LOCAL_CONNECT:
         if (!err && op->code == IOQ_OP_CONNECT)
@@ -731,6 +918,8 @@ static int iocp_wait(ioq_loop *loop, int64_t timeout_ns)
         ms = INFINITE - 1;
     else
         ms = (DWORD)(((uint64_t)timeout_ns + 999999u) / 1000000u); /* never wake early */
+    if (s->rearm.head && watch_rearm(loop))
+        ms = 0;
     if (!GetQueuedCompletionStatusEx(s->port, e, BATCH, &n, ms, FALSE))
         return 0;
     for (ULONG i = 0; i < n; i++) {
@@ -752,8 +941,20 @@ static void iocp_wake(ioq_loop *loop)
 static int iocp_handle_open(ioq_loop *loop, ioq__handle *h)
 {
     int rc;
-    if (h->kind == IOQ__K_WATCH)
-        return 0; /* never associated: the socket is the caller's */
+    if (h->kind == IOQ__K_WATCH) {
+        /* Never on the port: the socket is the caller's. AFD is asked about its base
+         * socket, the one under any layered service provider. */
+        iocp_handle *hb = calloc(1, sizeof *hb);
+        DWORD n = 0;
+        if (!hb)
+            return IOQ_ENOMEM;
+        if (WSAIoctl((SOCKET)h->fd, SIO_BASE_HANDLE, NULL, 0, &hb->base, sizeof hb->base, &n,
+                     NULL, NULL) != 0 ||
+            hb->base == INVALID_SOCKET || hb->base == 0)
+            hb->base = (SOCKET)h->fd;
+        h->be = hb;
+        return 0;
+    }
     rc = associate(loop, h);
     if (rc != 0)
         return rc;
@@ -855,7 +1056,7 @@ static void iocp_fini(ioq_loop *loop)
      * let go of the buffers and OVERLAPPEDs. */
     for (ioq__op *op; (op = ioq__op_iter_next(loop, &it)) != NULL;) {
         if ((op->be_u64 & IN_KERNEL) && op->h)
-            CancelIoEx(os_handle(op->h), &((iocp_args *)op->be)->ov);
+            CancelIoEx(op_file(loop, op), &((iocp_args *)op->be)->ov);
     }
     while (s->inflight) {
         OVERLAPPED_ENTRY e[BATCH];
@@ -877,6 +1078,8 @@ static void iocp_fini(ioq_loop *loop)
     }
     for (uint32_t i = 0; (h = ioq__handle_slot(loop, i)) != NULL; i++)
         handle_release(h);
+    if (s->afd)
+        CloseHandle(s->afd);
     CloseHandle(s->port);
     CloseHandle(s->read_event);
     free(s);
