@@ -2034,6 +2034,11 @@ IOQ_LUA_PINNED(ioq_resolve, IOQ_OP_RESOLVE, 5, 0, arg7)
   }
   $1 = &temp.o;
 }
+/* Zeroed before any argument is checked: a wrong first argument jumps to the cleanup,
+ * which frees what temp holds. */
+%typemap(arginit) const ioq_process_options *opts {
+  memset(&temp$argnum, 0, sizeof temp$argnum);
+}
 %typemap(freearg) const ioq_process_options *opts {
   ioq_lua_spawn_free(&temp$argnum);
 }
