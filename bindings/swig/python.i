@@ -1027,6 +1027,11 @@ static PyObject *ioq_py_buf_read(ioq_loop *loop, ioq_handle pool, uint32_t id, u
     }
     $1 = &tmp.o;
 }
+/* Zeroed before any argument is checked: a bad loop argument jumps to the cleanup, which
+ * frees what tmp holds. */
+%typemap(arginit) const ioq_process_options *opts {
+    memset(&tmp$argnum, 0, sizeof tmp$argnum);
+}
 %typemap(freearg) const ioq_process_options *opts {
     ioq_py_spawn_free(&tmp$argnum);
 }

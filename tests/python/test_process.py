@@ -2,6 +2,8 @@
 dict of options, ioq_process_wait, ioq_process_pid, ioq_kill."""
 import signal
 
+import pytest
+
 import ioq
 from conftest import wait1
 
@@ -58,3 +60,11 @@ def test_spawn_kill_and_errors(loop):
     wait1(loop, 2)
     rc, proc, _ = raw.ioq_spawn(loop._p, {"file": "/nonexistent/x", "argv": ["x"]})
     assert rc == raw.IOQ_ENOENT and proc == 0
+
+
+def test_spawn_bad_loop_argument_raises():
+    # A wrong first argument is refused before the options are read; nothing is freed that
+    # was never allocated.
+    for bad in (1, "loop", object()):
+        with pytest.raises((TypeError, ValueError)):
+            raw.ioq_spawn(bad, {"file": "true", "argv": ["true"]})
