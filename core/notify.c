@@ -18,6 +18,7 @@
 #include "loop.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 #define OPEN_BIT ((uint64_t)1 << 63)
 #define GEN_SHIFT 32
@@ -33,11 +34,33 @@ struct ioq__notifier {
 
 static uint64_t rec_word(uint32_t gen) { return OPEN_BIT | (uint64_t)gen << GEN_SHIFT; }
 
-/* The record of slot index in its leaf, on a cache line of its own. */
+/* The record of slot index in its leaf (a line each). */
 static _Atomic uint64_t *rec_at(_Atomic uint64_t *leaf, uint32_t index)
 {
-    uintptr_t line = ((uintptr_t)leaf + IOQ__NREC_LINE - 1) & ~(uintptr_t)(IOQ__NREC_LINE - 1);
-    return (_Atomic uint64_t *)line + (index & 0xff) * IOQ__NREC_STRIDE;
+    return leaf + (index & 0xff) * IOQ__NREC_STRIDE;
+}
+
+/* A leaf of line-aligned records: one line more is allocated, and what malloc returned is
+ * kept in the spare bytes past the last record, for free (malloc aligns to 16 at least,
+ * so at least 16 bytes are spare). */
+static _Atomic uint64_t *leaf_new(void)
+{
+    char *raw = calloc(IOQ__NREC_LEVEL + 1, IOQ__NREC_LINE);
+    char *line;
+    if (!raw)
+        return NULL;
+    line = raw + (-(uintptr_t)raw & (IOQ__NREC_LINE - 1));
+    memcpy(line + IOQ__NREC_LEVEL * IOQ__NREC_LINE, &raw, sizeof raw);
+    return (_Atomic uint64_t *)line;
+}
+
+static void leaf_free(_Atomic uint64_t *leaf)
+{
+    char *raw;
+    if (!leaf)
+        return;
+    memcpy(&raw, (char *)leaf + IOQ__NREC_LEVEL * IOQ__NREC_LINE, sizeof raw);
+    free(raw);
 }
 
 /* The record of slot index, or NULL if none was ever made (any thread). */
@@ -63,7 +86,7 @@ static _Atomic uint64_t *rec_make(ioq_loop *loop, uint32_t index)
     }
     leaf = atomic_load_explicit(&mid->leaf[(index >> 8) & 0xff], memory_order_relaxed);
     if (!leaf) {
-        if (!(leaf = calloc(IOQ__NREC_LEVEL + 1, IOQ__NREC_LINE)))
+        if (!(leaf = leaf_new()))
             return NULL;
         atomic_store_explicit(&mid->leaf[(index >> 8) & 0xff], leaf, memory_order_release);
     }
@@ -243,7 +266,7 @@ void ioq__notify_fini(ioq_loop *loop)
         if (!mid)
             continue;
         for (uint32_t j = 0; j < IOQ__NREC_LEVEL; j++)
-            free((void *)atomic_load(&mid->leaf[j]));
+            leaf_free(atomic_load(&mid->leaf[j]));
         free(mid);
     }
 }
