@@ -41,8 +41,8 @@ static _Atomic uint64_t *rec_at(_Atomic uint64_t *leaf, uint32_t index)
 }
 
 /* A leaf of line-aligned records: one line more is allocated, and what malloc returned is
- * kept in the spare bytes past the last record, for free (malloc aligns to 16 at least,
- * so at least 16 bytes are spare). */
+ * kept in the spare bytes past the last record, for free (malloc aligns to at least a
+ * pointer's size, so at least that many bytes are spare). */
 static _Atomic uint64_t *leaf_new(void)
 {
     char *raw = calloc(IOQ__NREC_LEVEL + 1, IOQ__NREC_LINE);
