@@ -89,8 +89,13 @@ typedef struct ioq__fdent {
 /* Notifier records: what ioq_notify (any thread) reaches without the handle table. Three
  * levels of 256 indexed by the notifier handle's slot index; every level is allocated
  * once and kept until the loop is freed, so a late ioq_notify never touches freed memory.
- * A record: bit 63 open, bits 32..55 the handle's generation, bits 0..31 the count. */
+ * A record: bit 63 open, bits 32..55 the handle's generation, bits 0..31 the count. Each
+ * record has a cache line of its own (IOQ__NREC_STRIDE words): a thread flooding one
+ * notifier must not contend with one flooding its neighbour, nor with whatever malloc put
+ * next to it. A leaf starts on a line boundary (notify.c: leaf_new). */
 #define IOQ__NREC_LEVEL 256
+#define IOQ__NREC_LINE 64
+#define IOQ__NREC_STRIDE (IOQ__NREC_LINE / sizeof(uint64_t))
 typedef struct ioq__nmid {
     _Atomic(_Atomic uint64_t *) leaf[IOQ__NREC_LEVEL];
 } ioq__nmid;

@@ -4,15 +4,21 @@
  *
  * ioq_notify cannot use the handle table (the loop thread grows and rewrites it), so each
  * notifier has a record in a table of its own that is only ever added to: a 64-bit word
- * holding open bit, generation and count (loop.h). ioq_notify checks the generation and
- * bumps the count in one compare-and-swap; the one that finds the count at 0 raises the
- * loop's notify_pending flag and wakes the loop if it sleeps, so any number of calls
- * between two polls cost one flag and at most one system call. The loop thread, draining
+ * holding open bit, generation and count (loop.h), alone on its cache line. ioq_notify
+ * checks the generation and bumps the count in one compare-and-swap: one atomic
+ * read-modify-write per call, the least an exact count from any thread can cost (libuv's
+ * uv_async_send reads a flag only, but then the sender counts its messages itself). The
+ * check and the bump must be one operation: with a load then an add, a notifier closed
+ * in between whose slot a new notifier took would count a call that was refused. The
+ * call that finds the count at 0 raises the loop's notify_pending flag (unless it is up)
+ * and wakes the loop if it sleeps, so any number of calls between two polls cost one flag
+ * and at most one system call. The loop thread, draining
  * its cross-thread work, takes each live notifier's count and completes its wait.
  */
 #include "loop.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 #define OPEN_BIT ((uint64_t)1 << 63)
 #define GEN_SHIFT 32
@@ -28,6 +34,35 @@ struct ioq__notifier {
 
 static uint64_t rec_word(uint32_t gen) { return OPEN_BIT | (uint64_t)gen << GEN_SHIFT; }
 
+/* The record of slot index in its leaf (a line each). */
+static _Atomic uint64_t *rec_at(_Atomic uint64_t *leaf, uint32_t index)
+{
+    return leaf + (index & 0xff) * IOQ__NREC_STRIDE;
+}
+
+/* A leaf of line-aligned records: one line more is allocated, and what malloc returned is
+ * kept in the spare bytes past the last record, for free (malloc aligns to at least a
+ * pointer's size, so at least that many bytes are spare). */
+static _Atomic uint64_t *leaf_new(void)
+{
+    char *raw = calloc(IOQ__NREC_LEVEL + 1, IOQ__NREC_LINE);
+    char *line;
+    if (!raw)
+        return NULL;
+    line = raw + (-(uintptr_t)raw & (IOQ__NREC_LINE - 1));
+    memcpy(line + IOQ__NREC_LEVEL * IOQ__NREC_LINE, &raw, sizeof raw);
+    return (_Atomic uint64_t *)line;
+}
+
+static void leaf_free(_Atomic uint64_t *leaf)
+{
+    char *raw;
+    if (!leaf)
+        return;
+    memcpy(&raw, (char *)leaf + IOQ__NREC_LEVEL * IOQ__NREC_LINE, sizeof raw);
+    free(raw);
+}
+
 /* The record of slot index, or NULL if none was ever made (any thread). */
 static _Atomic uint64_t *rec_find(ioq_loop *loop, uint32_t index)
 {
@@ -36,7 +71,7 @@ static _Atomic uint64_t *rec_find(ioq_loop *loop, uint32_t index)
     if (!mid)
         return NULL;
     leaf = atomic_load_explicit(&mid->leaf[(index >> 8) & 0xff], memory_order_acquire);
-    return leaf ? &leaf[index & 0xff] : NULL;
+    return leaf ? rec_at(leaf, index) : NULL;
 }
 
 /* The record of slot index, made if needed (loop thread only: it alone adds levels). */
@@ -51,11 +86,11 @@ static _Atomic uint64_t *rec_make(ioq_loop *loop, uint32_t index)
     }
     leaf = atomic_load_explicit(&mid->leaf[(index >> 8) & 0xff], memory_order_relaxed);
     if (!leaf) {
-        if (!(leaf = calloc(IOQ__NREC_LEVEL, sizeof *leaf)))
+        if (!(leaf = leaf_new()))
             return NULL;
         atomic_store_explicit(&mid->leaf[(index >> 8) & 0xff], leaf, memory_order_release);
     }
-    return &leaf[index & 0xff];
+    return rec_at(leaf, index);
 }
 
 /* Take the count of n's record, leaving it open at 0. */
@@ -109,7 +144,7 @@ int ioq_notify(ioq_loop *loop, ioq_handle v)
     /* The tag is set once at loop creation: safe to read from any thread. */
     if ((uint16_t)(v >> 48) != loop->ntag || !(rec = rec_find(loop, index)))
         return IOQ_EBADHANDLE;
-    w = atomic_load(rec);
+    w = atomic_load_explicit(rec, memory_order_relaxed); /* checked by the exchange */
     for (;;) {
         if (!(w & OPEN_BIT) || ((w >> GEN_SHIFT) & IOQ__GEN_MASK) != gen)
             return IOQ_EBADHANDLE;
@@ -118,7 +153,10 @@ int ioq_notify(ioq_loop *loop, ioq_handle v)
         if (atomic_compare_exchange_weak(rec, &w, w + 1))
             break;
     }
-    if ((w & COUNT_MASK) == 0) {
+    /* The first count of a batch: make the loop look. The flag may be up already (another
+     * notifier's batch the loop has not taken): then the loop's exchange of the flag comes
+     * after this read, so its drain, after the exchange, sees the count raised above. */
+    if ((w & COUNT_MASK) == 0 && !atomic_load(&loop->notify_pending)) {
         atomic_store(&loop->notify_pending, 1);
         ioq__wake_if_blocked(loop);
     }
@@ -228,7 +266,7 @@ void ioq__notify_fini(ioq_loop *loop)
         if (!mid)
             continue;
         for (uint32_t j = 0; j < IOQ__NREC_LEVEL; j++)
-            free((void *)atomic_load(&mid->leaf[j]));
+            leaf_free(atomic_load(&mid->leaf[j]));
         free(mid);
     }
 }

@@ -35,6 +35,7 @@ int main(int argc, char **argv)
 {
     pthread_t th;
 
+    xt_count_sent = 1; /* the loop reads xt_sent: the wake-up does not count */
     xt_args(argc, argv);
     loop = ev_default_loop(0);
     ev_async_init(&async, on_async);

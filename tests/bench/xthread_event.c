@@ -39,6 +39,7 @@ int main(int argc, char **argv)
 {
     pthread_t th;
 
+    xt_count_sent = 1; /* the loop reads xt_sent: the wake-up does not count */
     xt_args(argc, argv);
     evthread_use_pthreads();
     base = event_base_new();

@@ -35,6 +35,7 @@ int main(int argc, char **argv)
     uv_loop_t *loop = uv_default_loop();
     pthread_t th;
 
+    xt_count_sent = 1; /* the loop reads xt_sent: the wake-up does not count */
     xt_args(argc, argv);
     uv_async_init(loop, &async, on_async);
     pthread_create(&th, NULL, xt_worker, NULL);
