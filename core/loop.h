@@ -267,6 +267,9 @@ ioq__op *ioq__op_new(ioq_loop *loop, uint16_t code, uint64_t token);
 void ioq__op_attach(ioq__op *op, ioq__handle *h);
 /* Register an accepted op in the token index (before the backend can complete it). */
 void ioq__op_register(ioq_loop *loop, ioq__op *op);
+/* Attach op to h (if any), register it and hand it to the backend; on rejection nothing
+ * remains of it (ops.c). Returns 0 or the backend's negative IOQ_E*. */
+int ioq__op_start(ioq_loop *loop, ioq__op *op, ioq__handle *h);
 /* Undo ioq__op_register + attach for a submission that was refused. */
 void ioq__op_reject(ioq_loop *loop, ioq__op *op);
 /* Return an op to the slab (no completion: refused submissions and loop teardown). */

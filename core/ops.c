@@ -46,8 +46,7 @@ static int path_op(ioq_loop *loop, uint16_t code, const char *path, uint64_t tok
     return 0;
 }
 
-/* Hand an op to the backend. On rejection nothing remains of it. */
-static int start(ioq_loop *loop, ioq__op *op, ioq__handle *h)
+int ioq__op_start(ioq_loop *loop, ioq__op *op, ioq__handle *h)
 {
     int rc;
     if (h)
@@ -143,7 +142,7 @@ int ioq_accept(ioq_loop *loop, ioq_handle listener, uint32_t flags, uint64_t tok
     if (!(op = ioq__op_new(loop, IOQ_OP_ACCEPT, token)))
         return IOQ_ENOMEM;
     op->flags = flags;
-    return start(loop, op, h);
+    return ioq__op_start(loop, op, h);
 }
 
 static int connect_common(ioq_loop *loop, uint8_t family, ioq__op *op)
@@ -155,7 +154,7 @@ static int connect_common(ioq_loop *loop, uint8_t family, ioq__op *op)
         return IOQ_ENOMEM;
     }
     h->family = family;
-    rc = start(loop, op, h);
+    rc = ioq__op_start(loop, op, h);
     if (rc != 0)
         ioq__handle_free(loop, h);
     return rc;
@@ -203,7 +202,7 @@ static int buf_op(ioq_loop *loop, uint16_t code, ioq_handle hv, uint32_t kinds, 
     op->buf = buf;
     op->len = len;
     op->offset = offset;
-    return start(loop, op, h);
+    return ioq__op_start(loop, op, h);
 }
 
 int ioq_recv(ioq_loop *loop, ioq_handle h, void *buf, size_t len, uint64_t token)
@@ -249,7 +248,7 @@ int ioq_recv_pool(ioq_loop *loop, ioq_handle hv, ioq_handle pool_h, uint32_t fla
     op->flags = flags;
     op->pool = ph->pool;
     ph->pool->users++;
-    rc = start(loop, op, h);
+    rc = ioq__op_start(loop, op, h);
     if (rc != 0)
         ph->pool->users--;
     return rc;
@@ -285,7 +284,7 @@ int ioq_sendv(ioq_loop *loop, ioq_handle hv, const ioq_iov *iov, uint32_t n, uin
     memcpy(op->iov, iov, n * sizeof *iov);
     op->iovcnt = n;
     op->len = (size_t)total;
-    return start(loop, op, h);
+    return ioq__op_start(loop, op, h);
 }
 
 int ioq_sendto(ioq_loop *loop, ioq_handle hv, const void *buf, size_t len, const ioq_addr *addr,
@@ -303,7 +302,7 @@ int ioq_sendto(ioq_loop *loop, ioq_handle hv, const void *buf, size_t len, const
     op->buf = (void *)buf;
     op->len = len;
     op->addr = *addr;
-    return start(loop, op, h);
+    return ioq__op_start(loop, op, h);
 }
 
 int ioq_recvfrom(ioq_loop *loop, ioq_handle hv, void *buf, size_t len, ioq_addr *addr_out,
@@ -321,7 +320,7 @@ int ioq_recvfrom(ioq_loop *loop, ioq_handle hv, void *buf, size_t len, ioq_addr 
     op->buf = buf;
     op->len = len;
     op->addr_out = addr_out;
-    return start(loop, op, h);
+    return ioq__op_start(loop, op, h);
 }
 
 int ioq_shutdown(ioq_loop *loop, ioq_handle hv, uint64_t token)
@@ -339,7 +338,7 @@ int ioq_shutdown(ioq_loop *loop, ioq_handle hv, uint64_t token)
         return IOQ_ENOTSUP;
     if (!(op = ioq__op_new(loop, IOQ_OP_SHUTDOWN, token)))
         return IOQ_ENOMEM;
-    return start(loop, op, h);
+    return ioq__op_start(loop, op, h);
 }
 
 /* --- files ------------------------------------------------------------------------------- */
@@ -357,7 +356,7 @@ int ioq_open(ioq_loop *loop, const char *path, uint32_t flags, uint32_t mode, ui
         return rc;
     op->flags = flags;
     op->mode = mode;
-    return start(loop, op, NULL);
+    return ioq__op_start(loop, op, NULL);
 }
 
 int ioq_fsync(ioq_loop *loop, ioq_handle hv, uint64_t token)
@@ -369,7 +368,7 @@ int ioq_fsync(ioq_loop *loop, ioq_handle hv, uint64_t token)
         return rc;
     if (!(op = ioq__op_new(loop, IOQ_OP_FSYNC, token)))
         return IOQ_ENOMEM;
-    return start(loop, op, h);
+    return ioq__op_start(loop, op, h);
 }
 
 /* --- timers, resolve ------------------------------------------------------------------------ */

@@ -206,12 +206,7 @@ int ioq_process_wait(ioq_loop *loop, ioq_handle process, uint64_t token)
         return IOQ_EBUSY;
     if (!(op = ioq__op_new(loop, IOQ_OP_PROCESS_WAIT, token)))
         return IOQ_ENOMEM;
-    ioq__op_attach(op, h);
-    ioq__op_register(loop, op);
-    op->at = IOQ__AT_BACKEND;
-    if ((rc = loop->backend->start(loop, op)) != 0)
-        ioq__op_reject(loop, op);
-    return rc;
+    return ioq__op_start(loop, op, h);
 }
 
 int ioq_kill(ioq_loop *loop, ioq_handle process, int signum)

@@ -46,7 +46,6 @@ int ioq_watch(ioq_loop *loop, ioq_handle hv, uint32_t events, uint32_t flags, ui
 {
     ioq__handle *h;
     ioq__op *op;
-    int rc;
     if (!loop)
         return IOQ_EINVAL;
     if (loop->in_free)
@@ -60,11 +59,5 @@ int ioq_watch(ioq_loop *loop, ioq_handle hv, uint32_t events, uint32_t flags, ui
         return IOQ_ENOMEM;
     op->flags = flags;
     op->events = events;
-    ioq__op_attach(op, h);
-    ioq__op_register(loop, op);
-    op->at = IOQ__AT_BACKEND;
-    rc = loop->backend->start(loop, op);
-    if (rc != 0)
-        ioq__op_reject(loop, op);
-    return rc;
+    return ioq__op_start(loop, op, h);
 }
