@@ -624,7 +624,8 @@ IOQ_API int ioq_setopt(ioq_loop *loop, ioq_handle h, uint32_t opt, int64_t value
  * Returns 0, IOQ_EINVAL (bad kind or descriptor, a regular file as PIPE), IOQ_EEXIST (the
  *   descriptor is already a handle of this loop: one descriptor is never two handles),
  *   IOQ_ENOTTY (not a terminal, as TTY), IOQ_ENOMEM, IOQ_ENOTSUP (what the platform cannot
- *   take as that kind: on Windows, WATCH of anything but a socket, see ioq_watch).
+ *   take as that kind: on Windows, WATCH of anything but a socket, see ioq_watch; PIPE of
+ *   a synchronous handle and TTY of a console, see ioq_pipe).
  * Since: 1.0 */
 IOQ_API int ioq_adopt(ioq_loop *loop, uint64_t os_handle, uint32_t kind, ioq_handle *out);
 
@@ -742,8 +743,16 @@ IOQ_API int ioq_signal(ioq_loop *loop, int signum, uint32_t flags, uint64_t toke
  *   also read (a terminal, a FIFO opened for both): IOQ_ENOTSUP.
  * A send whose reader is gone completes with IOQ_EPIPE: SIGPIPE is never raised.
  * flags: 0.
- * Returns 0, IOQ_EINVAL, IOQ_EMFILE, IOQ_ENFILE, IOQ_ENOMEM, IOQ_ENOTSUP (IOCP: not built
- *   yet).
+ * Windows (IOCP): a pipe is a named pipe with a unique name nobody else knows (as libuv's),
+ *   both ends opened for overlapped I/O, not inheritable, on the loop's port. A sendv goes
+ *   out in one WriteFile of up to 64 KiB (its pieces copied together). ioq_shutdown swaps
+ *   the write end for the NUL device. ioq_adopt(IOQ_KIND_PIPE) takes pipe HANDLEs opened
+ *   for overlapped I/O (FILE_FLAG_OVERLAPPED; the access rights say which way it goes); a
+ *   synchronous one (CreatePipe's, a console's or the NUL device) gives IOQ_ENOTSUP and
+ *   stays the caller's: every call on it would block the loop. A socket is adopted as TCP
+ *   there, not as PIPE (IOQ_EINVAL). Consoles are not served: IOQ_KIND_TTY gives
+ *   IOQ_ENOTSUP for a console handle, IOQ_ENOTTY for anything else.
+ * Returns 0, IOQ_EINVAL, IOQ_EMFILE, IOQ_ENFILE, IOQ_ENOMEM.
  * Since: 1.1 */
 IOQ_API int ioq_pipe(ioq_loop *loop, uint32_t flags, ioq_handle out[2]);
 
