@@ -785,6 +785,17 @@ IOQ_API int ioq_tty_get_size(ioq_loop *loop, ioq_handle tty, uint32_t *cols,
  * handler (POSIX: a pidfd on Linux 5.3 and later, else a small thread per child waits
  * without reaping); a host that reaps every child itself (waitpid(-1)) takes the status
  * away from ioq_process_wait, which then ends with IOQ_ESRCH.
+ * Windows (IOCP): CreateProcessW. argv is joined into one command line quoted by the rules
+ *   of the Microsoft C runtime (CommandLineToArgvW gives argv back); argv[0] is only the
+ *   child's name for itself, file is what runs: a path (".exe" included), or with
+ *   IOQ_SPAWN_SEARCH_PATH a bare name looked up with SearchPathW in the child's PATH (ours
+ *   when env is NULL), ".exe" added when it has no extension. env (UTF-8 "NAME=value")
+ *   becomes a UTF-16 block; SYSTEMROOT is added from ours when env lacks it. stdio:
+ *   inheritable copies of the handles are given to the child (ours for IOQ_STDIO_INHERIT,
+ *   none when we have none; the NUL device; the handle or HANDLE given), made and used
+ *   under a process-wide lock so that no other spawn of ioq picks them up; a new pipe's
+ *   child end is a synchronous handle, as a child expects. IOQ_SPAWN_NEW_SESSION is
+ *   CREATE_NEW_PROCESS_GROUP. A file that is no Windows program gives IOQ_ENOEXEC.
  * Returns 0, IOQ_EINVAL (bad options), IOQ_ENOENT, IOQ_EACCES, IOQ_ENOEXEC, IOQ_EBADHANDLE
  *   (a stdio handle), IOQ_EMFILE, IOQ_ENOMEM, IOQ_ENOTSUP.
  * Since: 1.1 */
@@ -796,14 +807,24 @@ IOQ_API int ioq_spawn(ioq_loop *loop, const ioq_process_options *opts,
  * a signal ended it; value 0. IOQ_ECANCELED after ioq_cancel/ioq_close. A wait submitted
  * after the child ended completes at once with its status. IOQ_ESRCH: someone else reaped
  * the child.
+ * Windows (IOCP): result is the child's 32-bit exit code (0..4294967295: an unhandled
+ *   exception gives its NTSTATUS, 0xC0000005 say). A child ended by ioq_kill reports
+ *   256 + signum, as on POSIX, because that is the code ioq_kill gives TerminateProcess;
+ *   a child that calls exit(256 + n) itself looks the same, and one ended by another
+ *   program reports the code that program chose. The wait is a thread-pool wait
+ *   (RegisterWaitForSingleObject) on the process handle, posting to the loop's port.
  * Returns 0, IOQ_EBADHANDLE (not a live process handle), IOQ_EBUSY (a wait is pending),
  *   IOQ_ENOMEM.
  * Since: 1.1 */
 IOQ_API int ioq_process_wait(ioq_loop *loop, ioq_handle process, uint64_t token);
 
-/* ioq_kill - send signal signum to a child of ioq_spawn() (on Windows any signum ends the
- * process). Returns 0, IOQ_ESRCH (it has ended and was reaped), IOQ_EINVAL (bad signum),
- * IOQ_EBADHANDLE.
+/* ioq_kill - send signal signum to a child of ioq_spawn().
+ * Windows (IOCP) has no signals: SIGINT (2), SIGQUIT (3), SIGKILL (9) and SIGTERM (15) end
+ * the child at once with TerminateProcess(exit code 256 + signum) (no handler of the child
+ * runs, not even for SIGINT); 0 tells whether it still runs; any other signum gives
+ * IOQ_ENOTSUP.
+ * Returns 0, IOQ_ESRCH (it has ended and was reaped), IOQ_EINVAL (bad signum),
+ * IOQ_EBADHANDLE, IOQ_ENOTSUP.
  * ioq_close() of a process handle does not kill the child: ioq reaps it when it ends and
  * never leaves a zombie behind; a pending wait ends with IOQ_ECANCELED.
  * Since: 1.1 */
