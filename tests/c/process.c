@@ -652,6 +652,53 @@ static void test_bad_args(void **state)
     h_finish(loop);
 }
 
+/* Arguments arrive as given, whatever they hold (on Windows: quoted into one command line
+ * by the C runtime rules, and split again by the child). */
+static void test_argv(void **state)
+{
+    (void)state;
+    ioq_loop *loop = h_loop_new();
+    static const char *const args[] = {
+        "plain", "two words", "", "quote\"inside", "back\\slash", "trail\\",
+        "trail\\\\\"q", "tab\there", " lead", "\xc3\xa9\xe2\x82\xac", NULL};
+    const char *argv[16];
+    size_t k = 0;
+#ifdef _WIN32
+    argv[k++] = "child";
+    argv[k++] = "args";
+    const char *file = child_exe();
+#else
+    argv[k++] = "sh";
+    argv[k++] = "-c";
+    argv[k++] = "for a in \"$@\"; do printf '%s\\n' \"$a\"; done";
+    argv[k++] = "sh";
+    const char *file = SH;
+#endif
+    for (size_t i = 0; args[i]; i++)
+        argv[k++] = args[i];
+    argv[k] = NULL;
+    ioq_process_options o;
+    memset(&o, 0, sizeof o);
+    o.size = sizeof o;
+    o.file = file;
+    o.argv = argv;
+    o.stdio[1].mode = IOQ_STDIO_PIPE;
+    ioq_handle p, pipes[3];
+    assert_int_equal(ioq_spawn(loop, &o, &p, pipes), 0);
+    char out[512], want[512];
+    size_t n = read_all(loop, pipes[1], out, sizeof out - 1), w = 0;
+    out[n] = 0;
+    for (size_t i = 0; args[i]; i++)
+        w += (size_t)snprintf(want + w, sizeof want - w, "%s\n", args[i]);
+    assert_string_equal(out, want);
+    uint64_t t = h_tok();
+    assert_int_equal(h_wait_proc(loop, p, t), 0);
+    assert_int_equal(h_wait(loop, t).result, 0);
+    h_close_wait(loop, pipes[1]);
+    h_close_wait(loop, p);
+    h_finish(loop);
+}
+
 /* Many children at once, each waited for: one completion each, with its own status. */
 static void test_exactly_once(void **state)
 {
@@ -746,7 +793,7 @@ int main(int argc, char **argv)
         H_TEST(close_no_kill), H_TEST(wait_cancel),  H_TEST(env_cwd),
         H_TEST(stdio_kinds),  H_TEST(new_session),   H_TEST(bad_args),
         H_TEST(exactly_once), H_TEST(no_pidfd),      H_TEST(loop_free),
-        H_TEST(inherit_cloexec),
+        H_TEST(inherit_cloexec), H_TEST(argv),
     };
     return h_main(argc, argv, "process", group, sizeof group / sizeof group[0]);
 }
