@@ -794,7 +794,10 @@ IOQ_API int ioq_tty_get_size(ioq_loop *loop, ioq_handle tty, uint32_t *cols,
  *   inheritable copies of the handles are given to the child (ours for IOQ_STDIO_INHERIT,
  *   none when we have none; the NUL device; the handle or HANDLE given), made and used
  *   under a process-wide lock so that no other spawn of ioq picks them up; a new pipe's
- *   child end is a synchronous handle, as a child expects. IOQ_SPAWN_NEW_SESSION is
+ *   child end is a synchronous handle, as a child expects (an IOQ_STDIO_HANDLE of an ioq
+ *   pipe is overlapped: a child's synchronous ReadFile/WriteFile on it works while the
+ *   call can finish at once, which is not promised for a full pipe; IOQ_STDIO_PIPE is the
+ *   safe choice). IOQ_SPAWN_NEW_SESSION is
  *   CREATE_NEW_PROCESS_GROUP. A file that is no Windows program gives IOQ_ENOEXEC.
  * Returns 0, IOQ_EINVAL (bad options), IOQ_ENOENT, IOQ_EACCES, IOQ_ENOEXEC, IOQ_EBADHANDLE
  *   (a stdio handle), IOQ_EMFILE, IOQ_ENOMEM, IOQ_ENOTSUP.
