@@ -296,6 +296,10 @@ int ioq__handle_open(ioq_loop *loop, uint8_t kind, uint8_t family, int64_t fd,
 /* A connect's new socket for its handle (kind CONNECTING), registered with the backend: 0,
  * or IOQ_E* with h->fd back at -1 and fd left to the caller, open. */
 int ioq__handle_attach(ioq_loop *loop, ioq__handle *h, int64_t fd);
+/* Put descriptor fd in the place of h's (the descriptor index follows; the backend is not
+ * asked): a pipe's shutdown swaps its write end for the null device. Returns the old
+ * descriptor, which the caller closes. */
+int64_t ioq__handle_swap_fd(ioq_loop *loop, ioq__handle *h, int64_t fd);
 /* Close the descriptor (backend, then OS) and free the slot. */
 void ioq__handle_destroy(ioq_loop *loop, ioq__handle *h);
 /* The caller's value for h. */

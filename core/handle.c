@@ -265,6 +265,16 @@ int ioq__handle_attach(ioq_loop *loop, ioq__handle *h, int64_t fd)
     return 0;
 }
 
+int64_t ioq__handle_swap_fd(ioq_loop *loop, ioq__handle *h, int64_t fd)
+{
+    int64_t old = h->fd;
+    fd_remove(loop, h);
+    h->fd = fd;
+    if (fd >= 0)
+        fd_add(loop, h);
+    return old;
+}
+
 ioq_handle ioq__handle_value(const ioq_loop *loop, const ioq__handle *h)
 {
     return (uint64_t)loop->tag << 48 | (uint64_t)(h->gen & IOQ__GEN_MASK) << IOQ__INDEX_BITS |

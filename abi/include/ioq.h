@@ -624,7 +624,8 @@ IOQ_API int ioq_setopt(ioq_loop *loop, ioq_handle h, uint32_t opt, int64_t value
  * Returns 0, IOQ_EINVAL (bad kind or descriptor, a regular file as PIPE), IOQ_EEXIST (the
  *   descriptor is already a handle of this loop: one descriptor is never two handles),
  *   IOQ_ENOTTY (not a terminal, as TTY), IOQ_ENOMEM, IOQ_ENOTSUP (what the platform cannot
- *   take as that kind: on Windows, WATCH of anything but a socket, see ioq_watch).
+ *   take as that kind: on Windows, WATCH of anything but a socket, see ioq_watch; PIPE of
+ *   a synchronous handle and TTY of a console, see ioq_pipe).
  * Since: 1.0 */
 IOQ_API int ioq_adopt(ioq_loop *loop, uint64_t os_handle, uint32_t kind, ioq_handle *out);
 
@@ -742,8 +743,16 @@ IOQ_API int ioq_signal(ioq_loop *loop, int signum, uint32_t flags, uint64_t toke
  *   also read (a terminal, a FIFO opened for both): IOQ_ENOTSUP.
  * A send whose reader is gone completes with IOQ_EPIPE: SIGPIPE is never raised.
  * flags: 0.
- * Returns 0, IOQ_EINVAL, IOQ_EMFILE, IOQ_ENFILE, IOQ_ENOMEM, IOQ_ENOTSUP (IOCP: not built
- *   yet).
+ * Windows (IOCP): a pipe is a named pipe with a unique name nobody else knows (as libuv's),
+ *   both ends opened for overlapped I/O, not inheritable, on the loop's port. A sendv goes
+ *   out in one WriteFile of up to 64 KiB (its pieces copied together). ioq_shutdown swaps
+ *   the write end for the NUL device. ioq_adopt(IOQ_KIND_PIPE) takes pipe HANDLEs opened
+ *   for overlapped I/O (FILE_FLAG_OVERLAPPED; the access rights say which way it goes); a
+ *   synchronous one (CreatePipe's, a console's or the NUL device) gives IOQ_ENOTSUP and
+ *   stays the caller's: every call on it would block the loop. A socket is adopted as TCP
+ *   there, not as PIPE (IOQ_EINVAL). Consoles are not served: IOQ_KIND_TTY gives
+ *   IOQ_ENOTSUP for a console handle, IOQ_ENOTTY for anything else.
+ * Returns 0, IOQ_EINVAL, IOQ_EMFILE, IOQ_ENFILE, IOQ_ENOMEM.
  * Since: 1.1 */
 IOQ_API int ioq_pipe(ioq_loop *loop, uint32_t flags, ioq_handle out[2]);
 
@@ -776,6 +785,20 @@ IOQ_API int ioq_tty_get_size(ioq_loop *loop, ioq_handle tty, uint32_t *cols,
  * handler (POSIX: a pidfd on Linux 5.3 and later, else a small thread per child waits
  * without reaping); a host that reaps every child itself (waitpid(-1)) takes the status
  * away from ioq_process_wait, which then ends with IOQ_ESRCH.
+ * Windows (IOCP): CreateProcessW. argv is joined into one command line quoted by the rules
+ *   of the Microsoft C runtime (CommandLineToArgvW gives argv back); argv[0] is only the
+ *   child's name for itself, file is what runs: a path (".exe" included), or with
+ *   IOQ_SPAWN_SEARCH_PATH a bare name looked up with SearchPathW in the child's PATH (ours
+ *   when env is NULL), ".exe" added when it has no extension. env (UTF-8 "NAME=value")
+ *   becomes a UTF-16 block; SYSTEMROOT is added from ours when env lacks it. stdio:
+ *   inheritable copies of the handles are given to the child (ours for IOQ_STDIO_INHERIT,
+ *   none when we have none; the NUL device; the handle or HANDLE given), made and used
+ *   under a process-wide lock so that no other spawn of ioq picks them up; a new pipe's
+ *   child end is a synchronous handle, as a child expects (an IOQ_STDIO_HANDLE of an ioq
+ *   pipe is overlapped: a child's synchronous ReadFile/WriteFile on it works while the
+ *   call can finish at once, which is not promised for a full pipe; IOQ_STDIO_PIPE is the
+ *   safe choice). IOQ_SPAWN_NEW_SESSION is
+ *   CREATE_NEW_PROCESS_GROUP. A file that is no Windows program gives IOQ_ENOEXEC.
  * Returns 0, IOQ_EINVAL (bad options), IOQ_ENOENT, IOQ_EACCES, IOQ_ENOEXEC, IOQ_EBADHANDLE
  *   (a stdio handle), IOQ_EMFILE, IOQ_ENOMEM, IOQ_ENOTSUP.
  * Since: 1.1 */
@@ -787,14 +810,24 @@ IOQ_API int ioq_spawn(ioq_loop *loop, const ioq_process_options *opts,
  * a signal ended it; value 0. IOQ_ECANCELED after ioq_cancel/ioq_close. A wait submitted
  * after the child ended completes at once with its status. IOQ_ESRCH: someone else reaped
  * the child.
+ * Windows (IOCP): result is the child's 32-bit exit code (0..4294967295: an unhandled
+ *   exception gives its NTSTATUS, 0xC0000005 say). A child ended by ioq_kill reports
+ *   256 + signum, as on POSIX, because that is the code ioq_kill gives TerminateProcess;
+ *   a child that calls exit(256 + n) itself looks the same, and one ended by another
+ *   program reports the code that program chose. The wait is a thread-pool wait
+ *   (RegisterWaitForSingleObject) on the process handle, posting to the loop's port.
  * Returns 0, IOQ_EBADHANDLE (not a live process handle), IOQ_EBUSY (a wait is pending),
  *   IOQ_ENOMEM.
  * Since: 1.1 */
 IOQ_API int ioq_process_wait(ioq_loop *loop, ioq_handle process, uint64_t token);
 
-/* ioq_kill - send signal signum to a child of ioq_spawn() (on Windows any signum ends the
- * process). Returns 0, IOQ_ESRCH (it has ended and was reaped), IOQ_EINVAL (bad signum),
- * IOQ_EBADHANDLE.
+/* ioq_kill - send signal signum to a child of ioq_spawn().
+ * Windows (IOCP) has no signals: SIGINT (2), SIGQUIT (3), SIGKILL (9) and SIGTERM (15) end
+ * the child at once with TerminateProcess(exit code 256 + signum) (no handler of the child
+ * runs, not even for SIGINT); 0 tells whether it still runs; any other signum gives
+ * IOQ_ENOTSUP.
+ * Returns 0, IOQ_ESRCH (it has ended and was reaped), IOQ_EINVAL (bad signum),
+ * IOQ_EBADHANDLE, IOQ_ENOTSUP.
  * ioq_close() of a process handle does not kill the child: ioq reaps it when it ends and
  * never leaves a zombie behind; a pending wait ends with IOQ_ECANCELED.
  * Since: 1.1 */

@@ -84,9 +84,14 @@ typedef struct {
     INT sslen;
     SOCKET acc;    /* AcceptEx: the socket of the new connection */
     wchar_t *pipe; /* local connect: the pipe name (stored after the WSABUFs) */
+    char *gather;  /* sendv on a pipe: its pieces copied into one write (after the WSABUFs) */
+    size_t gather_cap;
     struct sockaddr_storage ss;
     char abuf[2 * (sizeof(struct sockaddr_storage) + 16)]; /* AcceptEx; zero-byte reads */
     afd_poll_info poll; /* watch: request in, what holds out */
+    HANDLE wait;        /* process wait: the thread pool's wait on the process */
+    HANDLE port;        /* process wait: where the waiting callback posts */
+    volatile LONG fired; /* process wait: the callback has posted the packet */
     WSABUF wb[1]; /* more follow for sendv */
 } iocp_args;
 
@@ -105,6 +110,35 @@ static bool is_sock(const ioq__handle *h)
 }
 
 static HANDLE os_handle(const ioq__handle *h) { return (HANDLE)(intptr_t)h->fd; }
+
+static bool is_pipe_kind(const ioq__handle *h)
+{
+    return (IOQ__KIND_BIT(h->kind) & IOQ__PIPE_KINDS) != 0;
+}
+
+/* --- process waits ------------------------------------------------------------------------ */
+
+/* A thread-pool thread: the child has ended. The packet goes to the loop's port. */
+static VOID CALLBACK process_ended(PVOID arg, BOOLEAN timed_out)
+{
+    iocp_args *a = arg;
+    (void)timed_out;
+    a->synth_err = 0;
+    a->synth_bytes = 0;
+    InterlockedExchange(&a->fired, 1);
+    PostQueuedCompletionStatus(a->port, 0, KEY_SYNTH, &a->ov);
+}
+
+/* Stop the wait of a process-wait op (blocking until a callback that runs has returned).
+ * True if no packet was posted and none will be: the caller posts the op's end itself. */
+static bool process_unwait(iocp_args *a)
+{
+    if (!a->wait)
+        return false;
+    UnregisterWaitEx(a->wait, INVALID_HANDLE_VALUE);
+    a->wait = NULL;
+    return InterlockedCompareExchange(&a->fired, 0, 0) == 0;
+}
 
 static int associate(ioq_loop *loop, ioq__handle *h)
 {
@@ -133,8 +167,11 @@ static iocp_args *args_of(ioq__op *op, uint32_t nwb, size_t extra)
             return NULL;
         a->op = op;
         a->acc = INVALID_SOCKET;
-        if (extra)
+        if (extra) {
             a->pipe = (wchar_t *)((char *)a + n);
+            a->gather = (char *)a->pipe;
+            a->gather_cap = extra;
+        }
         op->be = a;
     }
     return op->be;
@@ -185,6 +222,21 @@ static DWORD sendv_bufs(ioq__op *op, iocp_args *a)
     return cnt;
 }
 
+/* The buffer a sendv on a pipe gathers its pieces in: what is left to send, at most the
+ * pipe's buffer (more goes in later writes). */
+#define GATHER_MAX 65536u
+static size_t gather_size(ioq__op *op)
+{
+    uint32_t pos = op->iovpos;
+    void *p;
+    size_t n, total = 0;
+    if (op->be)
+        return 0; /* allocated at the first issue */
+    while (total < GATHER_MAX && ioq__sendv_piece(op, &pos, &p, &n))
+        total += n;
+    return total < GATHER_MAX ? (total ? total : 1) : GATHER_MAX;
+}
+
 /* Put op into the kernel (or post its immediate result). 0, or IOQ_E* with nothing queued. */
 static int issue(ioq_loop *loop, ioq__op *op)
 {
@@ -193,9 +245,13 @@ static int issue(ioq_loop *loop, ioq__op *op)
     SOCKET sk = (SOCKET)h->fd;
     HANDLE fh = os_handle(h);
     bool sock = is_sock(h);
-    iocp_args *a = args_of(op, op->code == IOQ_OP_SENDV ? op->iovcnt : 1, 0);
+    iocp_args *a;
     int rc;
 
+    if (op->code == IOQ_OP_SENDV && !sock)
+        a = args_of(op, 1, gather_size(op));
+    else
+        a = args_of(op, op->code == IOQ_OP_SENDV ? op->iovcnt : 1, 0);
     if (!a)
         return IOQ_ENOMEM;
     memset(&a->ov, 0, sizeof a->ov);
@@ -278,6 +334,11 @@ static int issue(ioq_loop *loop, ioq__op *op)
         break;
     case IOQ_OP_SEND:
     case IOQ_OP_SENDV:
+        if (h->rstate & IOQ__R_SHUTWR) {
+            /* Behind a pipe's shutdown: the write end is gone. */
+            rc = post_synth(loop, a, ERROR_NO_DATA, 0);
+            break;
+        }
         if (h->kind == IOQ__K_UDP && op->done == 0) {
             /* Winsock calls a send on an unconnected datagram socket invalid. */
             struct sockaddr_storage peer;
@@ -292,12 +353,17 @@ static int issue(ioq_loop *loop, ioq__op *op)
                 DWORD cnt = sendv_bufs(op, a);
                 rc = sock_result(loop, a, WSASend(sk, a->wb, cnt, NULL, 0, &a->ov, NULL));
             } else {
-                /* WriteFile takes one buffer: the first unsent piece. */
+                /* WriteFile takes one buffer: the unsent pieces copied into one, as far as
+                 * it holds them, so that they go out in one write as writev's do. */
                 uint32_t pos = op->iovpos;
                 void *p = NULL;
-                size_t n = 0;
-                ioq__sendv_piece(op, &pos, &p, &n);
-                rc = file_result(loop, a, WriteFile(fh, p, (DWORD)n, NULL, &a->ov));
+                size_t n = 0, len = 0;
+                while (len < a->gather_cap && ioq__sendv_piece(op, &pos, &p, &n)) {
+                    size_t k = n < a->gather_cap - len ? n : a->gather_cap - len;
+                    memcpy(a->gather + len, p, k);
+                    len += k;
+                }
+                rc = file_result(loop, a, WriteFile(fh, a->gather, (DWORD)len, NULL, &a->ov));
             }
         } else if (sock) {
             a->wb[0].buf = (char *)op->buf + op->done;
@@ -331,8 +397,26 @@ static int issue(ioq_loop *loop, ioq__op *op)
         break;
     }
     case IOQ_OP_SHUTDOWN:
-        /* Pipes have no half-close. */
-        if (!sock)
+        if (is_pipe_kind(h)) {
+            /* A write end (ioq_shutdown refuses the others): closing it is the end of the
+             * stream for the reader. The null device takes its place until ioq_close, as
+             * on POSIX, so that the handle keeps a descriptor. */
+            DWORD e = 0;
+            if (!(h->rstate & IOQ__R_SHUTWR)) {
+                HANDLE nul = CreateFileW(L"NUL", GENERIC_READ | GENERIC_WRITE,
+                                         FILE_SHARE_READ | FILE_SHARE_WRITE, NULL,
+                                         OPEN_EXISTING, 0, NULL);
+                if (nul == INVALID_HANDLE_VALUE) {
+                    e = GetLastError();
+                } else {
+                    CloseHandle((HANDLE)(intptr_t)ioq__handle_swap_fd(
+                        loop, h, (int64_t)(intptr_t)nul));
+                    h->rstate |= IOQ__R_SHUTWR;
+                }
+            }
+            rc = post_synth(loop, a, e, 0);
+        } else if (!sock)
+            /* Local streams (named pipes) have no half-close. */
             rc = post_synth(loop, a, ERROR_NOT_SUPPORTED, 0);
         else if (shutdown(sk, SD_SEND) != 0)
             rc = post_synth(loop, a, (DWORD)WSAGetLastError(), 0);
@@ -344,6 +428,25 @@ static int issue(ioq_loop *loop, ioq__op *op)
         a->ov.OffsetHigh = (DWORD)(op->offset >> 32);
         rc = file_result(loop, a, ReadFile(fh, op->buf, (DWORD)op->len, NULL, &a->ov));
         break;
+    case IOQ_OP_PROCESS_WAIT: {
+        int64_t res;
+        int r = ioq__os_process_reap(h->obj, &res);
+        /* Ended already: the status goes through the port like any result. */
+        if (r != 0) {
+            rc = post_synth(loop, a, 0, 0);
+            break;
+        }
+        a->port = s->port;
+        a->fired = 0;
+        if (!RegisterWaitForSingleObject(&a->wait, fh, process_ended, a, INFINITE,
+                                         WT_EXECUTEONLYONCE | WT_EXECUTEINWAITTHREAD)) {
+            a->wait = NULL;
+            rc = ioq__win_error_map(GetLastError());
+        } else {
+            rc = 0;
+        }
+        break;
+    }
     case IOQ_OP_WRITE: {
         uint64_t off = op->offset + op->done;
         a->ov.Offset = (DWORD)off;
@@ -607,6 +710,18 @@ static void iocp_cancel(ioq_loop *loop, ioq__op *op)
         iocp_args *a = op->be;
         if (op->be_u64 & CANCEL_SENT)
             return;
+        if (op->code == IOQ_OP_PROCESS_WAIT) {
+            /* Not kernel I/O: stop the wait; a child that ended meanwhile has its packet
+             * on the way, which then completes the op with its status. */
+            if (process_unwait(a) && post_synth(loop, a, ERROR_OPERATION_ABORTED, 0) != 0) {
+                op->be_u64 = 0;
+                st(loop)->inflight--;
+                finish(loop, op, IOQ_ECANCELED, 0, 0);
+                return;
+            }
+            op->be_u64 |= CANCEL_SENT;
+            return;
+        }
         /* A posted result cannot be recalled: it completes with what it carries. */
         CancelIoEx(op_file(loop, op), &a->ov);
         op->be_u64 |= CANCEL_SENT;
@@ -876,6 +991,18 @@ static void on_done(ioq_loop *loop, ioq__op *op, DWORD err, DWORD bytes)
     case IOQ_OP_SHUTDOWN:
         finish(loop, op, err ? map_err(op, err) : 0, 0, 0);
         return;
+    case IOQ_OP_PROCESS_WAIT: {
+        int64_t res = 0;
+        int r;
+        process_unwait(a); /* the pool's wait object, spent: freed */
+        if (err) {
+            finish(loop, op, map_err(op, err), 0, 0);
+            return;
+        }
+        r = ioq__os_process_reap(h->obj, &res);
+        finish(loop, op, r == 1 ? res : r == 0 ? IOQ_EUNKNOWN : r, 0, 0);
+        return;
+    }
     case IOQ_OP_READ:
         if (err == ERROR_HANDLE_EOF)
             err = 0, bytes = 0;
@@ -955,6 +1082,8 @@ static int iocp_handle_open(ioq_loop *loop, ioq__handle *h)
         h->be = hb;
         return 0;
     }
+    if (h->kind == IOQ__K_PROCESS)
+        return 0; /* a process handle is waited on by the thread pool, not the port */
     rc = associate(loop, h);
     if (rc != 0)
         return rc;
@@ -1055,8 +1184,17 @@ static void iocp_fini(ioq_loop *loop)
     /* Cancel everything in the kernel and wait for every packet: only then has the kernel
      * let go of the buffers and OVERLAPPEDs. */
     for (ioq__op *op; (op = ioq__op_iter_next(loop, &it)) != NULL;) {
-        if ((op->be_u64 & IN_KERNEL) && op->h)
-            CancelIoEx(op_file(loop, op), &((iocp_args *)op->be)->ov);
+        if (!(op->be_u64 & IN_KERNEL) || !op->h)
+            continue;
+        if (op->code == IOQ_OP_PROCESS_WAIT) {
+            /* No packet will come for a wait stopped before its child ended. */
+            if (process_unwait(op->be)) {
+                op->be_u64 = 0;
+                s->inflight--;
+            }
+            continue;
+        }
+        CancelIoEx(op_file(loop, op), &((iocp_args *)op->be)->ov);
     }
     while (s->inflight) {
         OVERLAPPED_ENTRY e[BATCH];

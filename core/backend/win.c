@@ -7,6 +7,7 @@
 #include <limits.h>
 #include <signal.h>
 #include <mstcpip.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -611,23 +612,156 @@ void ioq__os_resolve_work(ioq__op *op)
     ioq__resolve_results(op, res);
 }
 
-/* --- pipes, terminals, child processes (since 1.1): not built on Windows yet ------------- */
+/* --- pipes and terminals (since 1.1) ------------------------------------------------------ */
+
+/* An anonymous pipe is a named pipe with a name nobody else knows, as libuv makes them: the
+ * server end is created with FILE_FLAG_OVERLAPPED so that the loop's port can serve it; the
+ * client end is overlapped too when it is ioq's, and a plain synchronous handle when it is
+ * a child's stdio (a child expects ordinary blocking ReadFile/WriteFile). Every end is
+ * non-inheritable ("close-on-exec"): ioq_spawn hands a child inheritable copies only. */
+static volatile LONG pipe_serial;
 
 int ioq__os_pipe(int64_t out[2], unsigned ours)
 {
-    (void)out;
-    (void)ours;
-    return IOQ_ENOTSUP;
+    /* The server end is one of ours (the read end if both are). */
+    bool server_reads = (ours & 1u) != 0;
+    DWORD open_mode = (server_reads ? PIPE_ACCESS_INBOUND : PIPE_ACCESS_OUTBOUND) |
+                      FILE_FLAG_OVERLAPPED | FILE_FLAG_FIRST_PIPE_INSTANCE;
+    DWORD client_access = server_reads ? GENERIC_WRITE | FILE_READ_ATTRIBUTES
+                                       : GENERIC_READ | FILE_WRITE_ATTRIBUTES;
+    DWORD client_flags = (ours & (server_reads ? 2u : 1u)) ? FILE_FLAG_OVERLAPPED : 0;
+    HANDLE server = INVALID_HANDLE_VALUE, client;
+    wchar_t name[96];
+    OVERLAPPED ov;
+    DWORD e = 0;
+
+    for (int tries = 0; tries < 32; tries++) {
+        _snwprintf(name, sizeof name / sizeof name[0], L"\\\\.\\pipe\\ioq-%lu-%ld-%p",
+                   (unsigned long)GetCurrentProcessId(), (long)InterlockedIncrement(&pipe_serial),
+                   (void *)&pipe_serial);
+        name[sizeof name / sizeof name[0] - 1] = 0;
+        server = CreateNamedPipeW(name, open_mode,
+                                  PIPE_TYPE_BYTE | PIPE_READMODE_BYTE | PIPE_WAIT |
+                                      PIPE_REJECT_REMOTE_CLIENTS,
+                                  1, PIPE_BUF_SIZE, PIPE_BUF_SIZE, 0, NULL);
+        if (server != INVALID_HANDLE_VALUE)
+            break;
+        e = GetLastError();
+        /* A name taken (by whom?) is tried again with the next number. */
+        if (e != ERROR_PIPE_BUSY && e != ERROR_ACCESS_DENIED)
+            return ioq__win_error_map(e);
+    }
+    if (server == INVALID_HANDLE_VALUE)
+        return ioq__win_error_map(e);
+    client = CreateFileW(name, client_access, 0, NULL, OPEN_EXISTING, client_flags, NULL);
+    if (client == INVALID_HANDLE_VALUE) {
+        e = GetLastError();
+        CloseHandle(server);
+        return ioq__win_error_map(e);
+    }
+    /* The client is there, so this finishes at once (ERROR_PIPE_CONNECTED). */
+    memset(&ov, 0, sizeof ov);
+    if (!(ov.hEvent = CreateEventW(NULL, TRUE, FALSE, NULL))) {
+        e = GetLastError();
+        goto fail;
+    }
+    if (!ConnectNamedPipe(server, &ov)) {
+        DWORD n;
+        e = GetLastError();
+        if (e == ERROR_IO_PENDING && GetOverlappedResult(server, &ov, &n, TRUE))
+            e = 0;
+        else if (e == ERROR_PIPE_CONNECTED)
+            e = 0;
+    }
+    CloseHandle(ov.hEvent);
+    if (e != 0)
+        goto fail;
+    out[server_reads ? 0 : 1] = (int64_t)(intptr_t)server;
+    out[server_reads ? 1 : 0] = (int64_t)(intptr_t)client;
+    return 0;
+fail:
+    CloseHandle(client);
+    CloseHandle(server);
+    return ioq__win_error_map(e);
+}
+
+/* NtQueryInformationFile and NtQueryObject, for what a foreign pipe HANDLE is. */
+typedef struct {
+    union {
+        LONG Status;
+        PVOID Pointer;
+    } u;
+    ULONG_PTR Information;
+} io_status;
+typedef LONG(NTAPI *nt_query_file_fn)(HANDLE, io_status *, PVOID, ULONG, int);
+typedef LONG(NTAPI *nt_query_object_fn)(HANDLE, int, PVOID, ULONG, PULONG);
+#define FILE_MODE_INFORMATION_CLASS 16
+#define OBJECT_BASIC_INFORMATION_CLASS 0
+#define FILE_SYNC_IO_ALERT 0x10u
+#define FILE_SYNC_IO_NONALERT 0x20u
+#define ACCESS_READ_DATA 0x1u
+#define ACCESS_WRITE_DATA 0x2u
+
+typedef struct {
+    ULONG Attributes;
+    ACCESS_MASK GrantedAccess;
+    ULONG rest[12]; /* the counts, lengths and times after it: 56 bytes in all */
+} object_basic_info;
+
+static FARPROC ntdll_fn(const char *name)
+{
+    HMODULE ntdll = GetModuleHandleW(L"ntdll.dll");
+    return ntdll ? GetProcAddress(ntdll, name) : NULL;
+}
+
+/* 1 if the handle was opened for overlapped I/O, 0 if synchronous, < 0 unknown. */
+static int overlapped_handle(HANDLE h)
+{
+    nt_query_file_fn q = (nt_query_file_fn)(void (*)(void))ntdll_fn("NtQueryInformationFile");
+    io_status iosb;
+    ULONG mode = 0;
+    if (!q || q(h, &iosb, &mode, sizeof mode, FILE_MODE_INFORMATION_CLASS) < 0)
+        return -1;
+    return (mode & (FILE_SYNC_IO_ALERT | FILE_SYNC_IO_NONALERT)) ? 0 : 1;
 }
 
 int ioq__os_stream_adopt(int64_t fd, uint32_t kind, uint16_t *rstate)
 {
-    (void)fd;
-    (void)kind;
-    (void)rstate;
-    return IOQ_ENOTSUP;
+    HANDLE h = (HANDLE)(intptr_t)fd;
+    DWORD mode, type;
+    nt_query_object_fn qo;
+    object_basic_info info;
+    ULONG len = 0;
+
+    *rstate = 0;
+    if (ioq__win_startup() == 0 && ioq__win_is_socket(fd))
+        return kind == IOQ_KIND_TTY ? IOQ_ENOTTY : IOQ_EINVAL; /* a socket is TCP here */
+    if (kind == IOQ_KIND_TTY)
+        /* Consoles are not served yet: their handles cannot be overlapped (see ioq.h). */
+        return GetConsoleMode(h, &mode) ? IOQ_ENOTSUP : IOQ_ENOTTY;
+    SetLastError(0);
+    type = GetFileType(h);
+    if (type == FILE_TYPE_UNKNOWN && GetLastError() != 0)
+        return IOQ_EINVAL;
+    if (type == FILE_TYPE_CHAR)
+        return IOQ_ENOTSUP; /* a console or the NUL device: no overlapped I/O */
+    if (type != FILE_TYPE_PIPE)
+        return IOQ_EINVAL; /* a disk file is IOQ_KIND_FILE */
+    /* A synchronous handle would stall the loop in every call (and cannot join a port):
+     * refused rather than served by threads. */
+    if (overlapped_handle(h) != 1)
+        return IOQ_ENOTSUP;
+    qo = (nt_query_object_fn)(void (*)(void))ntdll_fn("NtQueryObject");
+    if (qo && qo(h, OBJECT_BASIC_INFORMATION_CLASS, &info, sizeof info, &len) >= 0) {
+        if (!(info.GrantedAccess & ACCESS_READ_DATA))
+            *rstate |= IOQ__R_NOREAD;
+        if (!(info.GrantedAccess & ACCESS_WRITE_DATA))
+            *rstate |= IOQ__R_NOWRITE;
+    }
+    return 0;
 }
 
+/* No TTY handle is ever made on Windows (adopting a console gives IOQ_ENOTSUP). */
 int ioq__os_tty_mode(int64_t fd, void **saved, uint32_t mode)
 {
     (void)fd;
@@ -650,41 +784,359 @@ void ioq__os_tty_free(int64_t fd, void *saved)
     (void)saved;
 }
 
-int ioq__os_spawn(const ioq_process_options *opts, const int64_t fds[3], void **proc,
+/* --- child processes (since 1.1) ---------------------------------------------------------- */
+
+/* A child: its process handle (the handle's descriptor is a copy of it, closed by the
+ * core), its id, and its status once it ended. Windows leaves no zombies: closing the
+ * handles is all it takes, and does not end the child. */
+typedef struct {
+    HANDLE process;
+    DWORD pid;
+    bool ended;
+    int64_t result;
+} win_proc;
+
+/* Append one argument to the command line, quoted as the Microsoft C runtime parses it
+ * (CommandLineToArgvW): quotes only when needed; backslashes doubled only before a quote. */
+static size_t quote_arg(const wchar_t *a, wchar_t *out)
+{
+    size_t n = 0, len = wcslen(a);
+    bool quote = len == 0 || wcspbrk(a, L" \t\n\v\"") != NULL;
+    if (!quote) {
+        if (out)
+            memcpy(out, a, len * sizeof *a);
+        return len;
+    }
+    if (out)
+        out[n] = L'"';
+    n++;
+    for (size_t i = 0;; i++) {
+        size_t bs = 0;
+        while (i < len && a[i] == L'\\')
+            i++, bs++;
+        if (i == len) {
+            /* Before the closing quote: every backslash doubled. */
+            for (size_t k = 0; k < bs * 2; k++, n++)
+                if (out)
+                    out[n] = L'\\';
+            break;
+        }
+        if (a[i] == L'"') {
+            for (size_t k = 0; k < bs * 2 + 1; k++, n++)
+                if (out)
+                    out[n] = L'\\';
+        } else {
+            for (size_t k = 0; k < bs; k++, n++)
+                if (out)
+                    out[n] = L'\\';
+        }
+        if (out)
+            out[n] = a[i];
+        n++;
+    }
+    if (out)
+        out[n] = L'"';
+    return n + 1;
+}
+
+static wchar_t *command_line(const char *const *argv, int *rc)
+{
+    size_t total = 1, n = 0;
+    wchar_t *line, **w;
+    size_t argc = 0;
+    while (argv[argc])
+        argc++;
+    if (!(w = calloc(argc, sizeof *w))) {
+        *rc = IOQ_ENOMEM;
+        return NULL;
+    }
+    for (size_t i = 0; i < argc; i++) {
+        if (!(w[i] = utf16(argv[i], rc))) {
+            line = NULL;
+            goto out;
+        }
+        total += quote_arg(w[i], NULL) + 1;
+    }
+    if (!(line = malloc(total * sizeof *line))) {
+        *rc = IOQ_ENOMEM;
+        goto out;
+    }
+    for (size_t i = 0; i < argc; i++) {
+        if (i)
+            line[n++] = L' ';
+        n += quote_arg(w[i], line + n);
+    }
+    line[n] = 0;
+    *rc = 0;
+out:
+    for (size_t i = 0; i < argc; i++)
+        free(w[i]);
+    free(w);
+    return line;
+}
+
+/* A UTF-16 environment block from "NAME=value" strings. SYSTEMROOT is added from ours when
+ * missing: without it Winsock (and more) fails in the child. */
+static wchar_t *env_block(const char *const *env, int *rc)
+{
+    size_t total = 1, n = 0;
+    bool has_root = false;
+    wchar_t root[MAX_PATH + 12], *block;
+    DWORD rl;
+    for (const char *const *e = env; *e; e++) {
+        int k = MultiByteToWideChar(CP_UTF8, MB_ERR_INVALID_CHARS, *e, -1, NULL, 0);
+        if (k <= 0 || !strchr(*e, '=')) {
+            *rc = IOQ_EINVAL;
+            return NULL;
+        }
+        total += (size_t)k;
+        if (_strnicmp(*e, "SYSTEMROOT=", 11) == 0)
+            has_root = true;
+    }
+    root[0] = 0;
+    if (!has_root) {
+        memcpy(root, L"SYSTEMROOT=", 12 * sizeof(wchar_t));
+        rl = GetEnvironmentVariableW(L"SYSTEMROOT", root + 11, MAX_PATH);
+        if (rl == 0 || rl >= MAX_PATH)
+            root[0] = 0;
+        else
+            total += wcslen(root) + 1;
+    }
+    if (!(block = malloc(total * sizeof *block))) {
+        *rc = IOQ_ENOMEM;
+        return NULL;
+    }
+    for (const char *const *e = env; *e; e++)
+        n += (size_t)MultiByteToWideChar(CP_UTF8, MB_ERR_INVALID_CHARS, *e, -1, block + n,
+                                         (int)(total - n));
+    if (root[0]) {
+        memcpy(block + n, root, (wcslen(root) + 1) * sizeof *block);
+        n += wcslen(root) + 1;
+    }
+    block[n] = 0;
+    *rc = 0;
+    return block;
+}
+
+/* The program to run: file as given (a path, or a name in the current directory), or with
+ * IOQ_SPAWN_SEARCH_PATH a name without a directory looked up in the child's PATH (ours
+ * when env is NULL), ".exe" added when it has no extension. */
+static wchar_t *program_path(const ioq_process_options *o, int *rc)
+{
+    wchar_t *file = utf16(o->file, rc), *path = NULL, *found;
+    DWORD n;
+    if (!file)
+        return NULL;
+    if (!(o->flags & IOQ_SPAWN_SEARCH_PATH) || wcspbrk(file, L"/\\:"))
+        return file;
+    if (o->env) {
+        for (const char *const *e = o->env; *e; e++)
+            if (_strnicmp(*e, "PATH=", 5) == 0 && !(path = utf16(*e + 5, rc))) {
+                free(file);
+                return NULL;
+            }
+    } else if ((n = GetEnvironmentVariableW(L"PATH", NULL, 0)) > 0) {
+        if (!(path = malloc(n * sizeof *path))) {
+            free(file);
+            *rc = IOQ_ENOMEM;
+            return NULL;
+        }
+        GetEnvironmentVariableW(L"PATH", path, n);
+    }
+    found = NULL;
+    if (path && *path) {
+        n = SearchPathW(path, file, L".exe", 0, NULL, NULL);
+        if (n > 0 && (found = malloc(n * sizeof *found)) != NULL &&
+            SearchPathW(path, file, L".exe", n, found, NULL) == 0) {
+            free(found);
+            found = NULL;
+        }
+    }
+    free(path);
+    free(file);
+    *rc = found ? 0 : IOQ_ENOENT;
+    return found;
+}
+
+/* An inheritable copy of what the child gets as stdio i (std: the standard handle of
+ * ours). NULL when there is nothing to give (the child then has none). */
+static int stdio_handle(int64_t fd, DWORD std, HANDLE nul, HANDLE *out)
+{
+    HANDLE src = fd == -1                 ? GetStdHandle(std)
+                 : fd == IOQ__OS_DEVNULL ? nul
+                                          : (HANDLE)(intptr_t)fd;
+    *out = NULL;
+    if (src == NULL || src == INVALID_HANDLE_VALUE)
+        return 0;
+    if (!DuplicateHandle(GetCurrentProcess(), src, GetCurrentProcess(), out, 0, TRUE,
+                         DUPLICATE_SAME_ACCESS)) {
+        /* Our own standard handle may be gone or not duplicable: the child has none. */
+        if (fd == -1)
+            return 0;
+        return ioq__win_error_map(GetLastError());
+    }
+    return 0;
+}
+
+/* Handles become inheritable between DuplicateHandle and CreateProcessW: one spawn at a
+ * time, so that a child never picks up another spawn's stdio copies. */
+static SRWLOCK spawn_lock = SRWLOCK_INIT;
+
+int ioq__os_spawn(const ioq_process_options *o, const int64_t fds[3], void **proc,
                   int64_t *wait_fd)
 {
-    (void)opts;
-    (void)fds;
-    (void)proc;
-    (void)wait_fd;
-    return IOQ_ENOTSUP;
+    static const DWORD stds[3] = {STD_INPUT_HANDLE, STD_OUTPUT_HANDLE, STD_ERROR_HANDLE};
+    wchar_t *prog = NULL, *line = NULL, *env = NULL, *cwd = NULL;
+    HANDLE nul = INVALID_HANDLE_VALUE, child_std[3] = {NULL, NULL, NULL}, wait_h = NULL;
+    STARTUPINFOW si;
+    PROCESS_INFORMATION pi;
+    win_proc *p = NULL;
+    DWORD flags = CREATE_UNICODE_ENVIRONMENT;
+    int rc = 0;
+
+    if (!(prog = program_path(o, &rc)) || !(line = command_line(o->argv, &rc)))
+        goto out;
+    if (o->env && !(env = env_block(o->env, &rc)))
+        goto out;
+    if (o->cwd) {
+        DWORD a;
+        if (!(cwd = utf16(o->cwd, &rc)))
+            goto out;
+        /* CreateProcessW says ERROR_DIRECTORY for any bad directory: tell them apart. */
+        a = GetFileAttributesW(cwd);
+        if (a == INVALID_FILE_ATTRIBUTES) {
+            rc = IOQ_ENOENT;
+            goto out;
+        }
+        if (!(a & FILE_ATTRIBUTE_DIRECTORY)) {
+            rc = IOQ_ENOTDIR;
+            goto out;
+        }
+    }
+    if (!(p = calloc(1, sizeof *p))) {
+        rc = IOQ_ENOMEM;
+        goto out;
+    }
+    for (int i = 0; i < 3; i++) {
+        if (fds[i] == IOQ__OS_DEVNULL && nul == INVALID_HANDLE_VALUE) {
+            SECURITY_ATTRIBUTES sa = {sizeof sa, NULL, FALSE};
+            nul = CreateFileW(L"NUL", GENERIC_READ | GENERIC_WRITE,
+                              FILE_SHARE_READ | FILE_SHARE_WRITE, &sa, OPEN_EXISTING, 0, NULL);
+            if (nul == INVALID_HANDLE_VALUE) {
+                rc = ioq__win_error_map(GetLastError());
+                goto out;
+            }
+        }
+    }
+    memset(&si, 0, sizeof si);
+    si.cb = sizeof si;
+    si.dwFlags = STARTF_USESTDHANDLES;
+    if (o->flags & IOQ_SPAWN_NEW_SESSION)
+        flags |= CREATE_NEW_PROCESS_GROUP;
+    AcquireSRWLockExclusive(&spawn_lock);
+    for (int i = 0; i < 3 && rc == 0; i++)
+        rc = stdio_handle(fds[i], stds[i], nul, &child_std[i]);
+    if (rc == 0) {
+        si.hStdInput = child_std[0];
+        si.hStdOutput = child_std[1];
+        si.hStdError = child_std[2];
+        if (!CreateProcessW(prog, line, NULL, NULL, TRUE, flags, env, cwd, &si, &pi)) {
+            DWORD e = GetLastError();
+            rc = e == ERROR_BAD_EXE_FORMAT || e == ERROR_EXE_MACHINE_TYPE_MISMATCH ||
+                         e == ERROR_BAD_FORMAT
+                     ? IOQ_ENOEXEC
+                 : e == ERROR_DIRECTORY ? IOQ_ENOENT
+                                        : ioq__win_error_map(e);
+        }
+    }
+    for (int i = 0; i < 3; i++)
+        if (child_std[i])
+            CloseHandle(child_std[i]);
+    ReleaseSRWLockExclusive(&spawn_lock);
+    if (rc != 0)
+        goto out;
+    CloseHandle(pi.hThread);
+    /* The loop's copy (the handle's descriptor, which the core closes) and the record's. */
+    if (!DuplicateHandle(GetCurrentProcess(), pi.hProcess, GetCurrentProcess(), &wait_h, 0,
+                         FALSE, DUPLICATE_SAME_ACCESS)) {
+        rc = ioq__win_error_map(GetLastError());
+        TerminateProcess(pi.hProcess, 1);
+        CloseHandle(pi.hProcess);
+        goto out;
+    }
+    p->process = pi.hProcess;
+    p->pid = pi.dwProcessId;
+    *proc = p;
+    p = NULL;
+    *wait_fd = (int64_t)(intptr_t)wait_h;
+out:
+    if (nul != INVALID_HANDLE_VALUE)
+        CloseHandle(nul);
+    free(p);
+    free(prog);
+    free(line);
+    free(env);
+    free(cwd);
+    return rc;
 }
 
 int ioq__os_process_reap(void *proc, int64_t *result)
 {
-    (void)proc;
-    (void)result;
-    return IOQ_ENOTSUP;
+    win_proc *p = proc;
+    DWORD code;
+    if (!p->ended) {
+        if (WaitForSingleObject(p->process, 0) != WAIT_OBJECT_0)
+            return 0;
+        if (!GetExitCodeProcess(p->process, &code))
+            return ioq__win_error_map(GetLastError());
+        p->result = (int64_t)code;
+        p->ended = true;
+    }
+    *result = p->result;
+    return 1;
 }
+
+/* POSIX signal numbers (the same on every platform ioq runs on). */
+#define IOQ__SIGINT 2
+#define IOQ__SIGQUIT 3
+#define IOQ__SIGKILL 9
+#define IOQ__SIGTERM 15
 
 int ioq__os_process_kill(void *proc, int signum)
 {
-    (void)proc;
-    (void)signum;
-    return IOQ_ENOTSUP;
+    win_proc *p = proc;
+    int64_t res;
+    if (ioq__os_process_reap(p, &res) == 1)
+        return IOQ_ESRCH;
+    if (signum == 0)
+        return 0;
+    if (signum != IOQ__SIGINT && signum != IOQ__SIGQUIT && signum != IOQ__SIGKILL &&
+        signum != IOQ__SIGTERM)
+        return IOQ_ENOTSUP;
+    /* The exit code says which signal, as the POSIX status does: 256 + signum. */
+    if (!TerminateProcess(p->process, 256u + (UINT)signum)) {
+        DWORD e = GetLastError();
+        /* Ended meanwhile: TerminateProcess on a process going away is refused. */
+        if (ioq__os_process_reap(p, &res) == 1)
+            return IOQ_ESRCH;
+        return ioq__win_error_map(e);
+    }
+    return 0;
 }
 
-int64_t ioq__os_process_pid(void *proc)
-{
-    (void)proc;
-    return -1;
-}
+int64_t ioq__os_process_pid(void *proc) { return ((win_proc *)proc)->pid; }
 
 void ioq__os_process_free(void *proc, bool kill)
 {
-    (void)proc;
-    (void)kill;
+    win_proc *p = proc;
+    if (!p)
+        return;
+    if (kill)
+        ioq__os_process_kill(p, IOQ__SIGKILL);
+    CloseHandle(p->process);
+    free(p);
 }
+
 /* --- signals ---------------------------------------------------------------------------- */
 
 /* Windows has no POSIX signals: the console's control events stand for three of them,

@@ -2,13 +2,15 @@
  * spawn_pipe - run a program and stream its standard output through ioq as it comes.
  *
  *   spawn_pipe program [argument ...]
- *   (without arguments: /bin/sh -c 'for i in 1 2 3; do echo "line $i"; sleep 0.1; done')
+ *   (without arguments: /bin/sh -c 'for i in 1 2 3; do echo "line $i"; sleep 0.1; done',
+ *   on Windows cmd /c "echo line 1& echo line 2& echo line 3")
  *
  * The program is looked up in PATH. Its stdout is a pipe whose parent end is an ioq
  * handle: each chunk is received, numbered and printed as soon as it arrives, while a
  * process wait runs beside the receives. The example ends when both the stream has ended
  * (the child, and anything it started, closed its stdout) and the child has been waited
- * for, and exits with the child's status (128 + signal if a signal ended it, as shells do).
+ * for, and exits with the child's status (128 + signal if a signal ended it, as shells do;
+ * on Windows a status of 256 + n comes from ioq_kill, see ioq_process_wait).
  */
 #include <ioq.h>
 
@@ -20,8 +22,13 @@ enum { TOK_RECV = 1, TOK_WAIT, TOK_CLOSE };
 
 int main(int argc, char **argv)
 {
+#ifdef _WIN32
+    static const char *const demo[] = {"cmd", "/c", "echo line 1& echo line 2& echo line 3",
+                                       NULL};
+#else
     static const char *const demo[] = {
         "sh", "-c", "for i in 1 2 3; do echo \"line $i\"; sleep 0.1; done", NULL};
+#endif
     ioq_process_options opts;
     ioq_handle proc, pipes[3];
     ioq_loop *loop;
