@@ -303,6 +303,20 @@ pub(crate) struct Inner {
     /// dropped before ioq_loop_free closes that descriptor.
     pub(crate) foreign: RefCell<Option<Box<dyn Any>>>,
     pub(crate) shared: Arc<Shared>,
+    /// The loop was made with IOQ_LOOP_HOST_FLUSH and a host driver flushes it: what this
+    /// thread submits waits in ioq's queue until `flush` or the next poll.
+    pub(crate) host_flush: Cell<bool>,
+    /// Something was submitted since the last flush or poll (host_flush only).
+    unflushed: Cell<bool>,
+    /// The driver is running (it flushes before it returns): submissions need not wake it.
+    pub(crate) in_drive: Cell<bool>,
+    /// The driver's waker, woken at the first submission made outside the driver so that
+    /// it flushes once the tasks that run before it are done (see `queued`).
+    pub(crate) flush_waker: RefCell<Option<Waker>>,
+    /// The driver has been woken (for a flush or a poll it owes) and has not run since.
+    pub(crate) flush_woken: Cell<bool>,
+    /// The C loop was made with IOQ_LOOP_HOST_FLUSH (`Loop::with_host_flush`).
+    pub(crate) flush_flag: Cell<bool>,
 }
 
 fn cqe(token: u64, result: i64) -> sys::ioq_cqe {
@@ -329,6 +343,12 @@ impl Inner {
             free_tasks: RefCell::new(Vec::new()),
             batch: RefCell::new(VecDeque::new()),
             foreign: RefCell::new(None),
+            host_flush: Cell::new(false),
+            unflushed: Cell::new(false),
+            in_drive: Cell::new(false),
+            flush_waker: RefCell::new(None),
+            flush_woken: Cell::new(false),
+            flush_flag: Cell::new(false),
             shared: Arc::new(Shared {
                 raw: Mutex::new(raw as usize),
                 queue: Mutex::new(Queue::default()),
@@ -357,6 +377,37 @@ impl Inner {
         self.raw.get()
     }
 
+    /// A call that may have queued work for the kernel was made. On a host-flushed loop
+    /// the first one since the last flush wakes the driver (unless it is running or
+    /// already woken), which flushes when it runs: once per turn of the host's loop, after
+    /// the tasks that ran before it.
+    #[inline]
+    pub(crate) fn queued(&self) {
+        if self.host_flush.get() && !self.unflushed.replace(true) {
+            self.wake_flusher();
+        }
+    }
+
+    #[cold]
+    fn wake_flusher(&self) {
+        if self.in_drive.get() || self.flush_woken.get() {
+            return;
+        }
+        if let Some(w) = self.flush_waker.borrow().as_ref() {
+            self.flush_woken.set(true);
+            w.wake_by_ref();
+        }
+    }
+
+    /// Hands what was queued since the last flush or poll to the kernel (ioq_submit).
+    pub(crate) fn flush(&self) {
+        if self.unflushed.replace(false) {
+            if let Ok(raw) = self.raw() {
+                unsafe { sys::ioq_submit(raw) };
+            }
+        }
+    }
+
     /// Puts `keep` into a new slot and runs the submit call with the slot's token. On a
     /// refused submission nothing was accepted, so the kept values come straight back.
     pub(crate) fn submit<F>(
@@ -378,6 +429,7 @@ impl Inner {
             let keep = self.ops.borrow_mut().remove(token);
             return Err((Error::from_code(rc as i64), keep));
         }
+        self.queued();
         Ok(token)
     }
 
@@ -419,6 +471,7 @@ impl Inner {
             Ok(raw) => unsafe { sys::ioq_close(raw, h, token) },
             Err(e) => e.code(),
         };
+        self.queued();
         if rc < 0 && token != IGNORE {
             self.dispatch(&cqe(token, rc as i64));
         }
@@ -501,6 +554,7 @@ impl Inner {
             // A send that must finish before its stream closes: not cancelled.
         } else if let Ok(raw) = self.raw() {
             unsafe { sys::ioq_cancel(raw, token, IGNORE) };
+            self.queued();
         }
     }
 
@@ -518,9 +572,10 @@ impl Inner {
             sys::IOQ_OP_ACCEPT
             | sys::IOQ_OP_CONNECT
             | sys::IOQ_OP_LOCAL_CONNECT
-            | sys::IOQ_OP_OPEN => unsafe {
-                sys::ioq_close(raw, c.value, IGNORE);
-            },
+            | sys::IOQ_OP_OPEN => {
+                unsafe { sys::ioq_close(raw, c.value, IGNORE) };
+                self.queued();
+            }
             sys::IOQ_OP_RECV_POOL if c.flags as u32 & sys::IOQ_CQE_BUFFER != 0 => unsafe {
                 sys::ioq_buf_release(raw, pool, c.value as u32);
             },
@@ -535,6 +590,8 @@ impl Inner {
         let mut cqes = [std::mem::MaybeUninit::<sys::ioq_cqe>::uninit(); TURN_MAX];
         let n =
             unsafe { sys::ioq_poll(raw, cqes.as_mut_ptr().cast(), TURN_MAX as u32, timeout_ns) };
+        // A poll flushes too.
+        self.unflushed.set(false);
         if n < 0 {
             return Err(Error::from_code(n as i64));
         }

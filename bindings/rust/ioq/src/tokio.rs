@@ -114,6 +114,7 @@ impl Driver {
         })?;
         let afd = AsyncFd::with_interest(LoopFd(fd as RawFd), Interest::READABLE)?;
         *inner.foreign.borrow_mut() = Some(Box::new(afd));
+        inner.host_flush.set(inner.flush_flag.get());
         Ok(Driver {
             lp: lp.clone(),
             _driven: rt::set_driven(lp),
@@ -150,6 +151,13 @@ impl Driver {
     fn drive(&self, cx: &mut Context<'_>) {
         let inner = self.lp.inner();
         inner.shared.set_driver(Some(cx.waker()));
+        if inner.host_flush.get() {
+            let mut w = inner.flush_waker.borrow_mut();
+            match &*w {
+                Some(old) if old.will_wake(cx.waker()) => {}
+                _ => *w = Some(cx.waker().clone()),
+            }
+        }
         rt::run_ready(inner);
         for _ in 0..4 {
             let ready = {
@@ -177,6 +185,7 @@ impl Driver {
             let woken = inner.shared.woken.swap(false, Ordering::SeqCst);
             self.owed.set(n > 0 || woken);
             if self.owed.get() {
+                inner.flush_woken.set(true);
                 cx.waker().wake_by_ref();
                 return;
             }
@@ -185,7 +194,30 @@ impl Driver {
             }
             // Readiness was consumed and the kernel's queue seen empty: register again.
         }
+        inner.flush_woken.set(true);
         cx.waker().wake_by_ref();
+    }
+
+    /// Marks the driver as running for as long as the returned guard lives; the guard
+    /// flushes what was submitted meanwhile when it goes (host-flushed loops).
+    fn running(&self) -> Running<'_> {
+        let inner = self.lp.inner();
+        inner.in_drive.set(true);
+        inner.flush_woken.set(false);
+        Running { inner }
+    }
+}
+
+/// See [`Driver::running`]: the end of a driver's poll is the end of its turn, where the
+/// submissions of the turn go to the kernel.
+struct Running<'a> {
+    inner: &'a crate::driver::Inner,
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.inner.flush();
+        self.inner.in_drive.set(false);
     }
 }
 
@@ -200,6 +232,10 @@ impl Drop for Driver {
     fn drop(&mut self) {
         let inner = self.lp.inner();
         inner.shared.set_driver(None);
+        // Whoever polls the loop next flushes it (ioq_poll does): nothing waits for us.
+        inner.flush();
+        inner.host_flush.set(false);
+        inner.flush_waker.borrow_mut().take();
         let f = inner.foreign.borrow_mut().take();
         drop(f);
     }
@@ -211,6 +247,7 @@ impl Future for Driver {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.get_mut();
         let _enter = rt::enter(&this.lp);
+        let _running = this.running();
         for _ in 0..ROUNDS {
             if this.lp.inner().is_closed() {
                 return Poll::Ready(());
@@ -241,7 +278,7 @@ impl std::fmt::Debug for Driver {
 /// When the loop cannot be created, or at the first poll outside a tokio runtime (or in
 /// one without `enable_io`).
 pub fn run<F: Future>(fut: F) -> Run<F> {
-    let lp = Loop::new().unwrap_or_else(|e| panic!("ioq: cannot create a loop: {}", e));
+    let lp = Loop::with_host_flush(crate::Backend::Auto).unwrap_or_else(|e| panic!("ioq: cannot create a loop: {}", e));
     Run {
         driver: None,
         fut,
@@ -275,6 +312,7 @@ impl<F: Future> Future for Run<F> {
         }
         let driver = this.driver.as_ref().expect("driver made above");
         let _enter = rt::enter(&driver.lp);
+        let _running = driver.running();
         for _ in 0..ROUNDS {
             if let Poll::Ready(v) = unsafe { Pin::new_unchecked(&mut this.fut) }.poll(cx) {
                 return Poll::Ready(v);
