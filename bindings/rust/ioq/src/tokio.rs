@@ -278,7 +278,8 @@ impl std::fmt::Debug for Driver {
 /// When the loop cannot be created, or at the first poll outside a tokio runtime (or in
 /// one without `enable_io`).
 pub fn run<F: Future>(fut: F) -> Run<F> {
-    let lp = Loop::with_host_flush(crate::Backend::Auto).unwrap_or_else(|e| panic!("ioq: cannot create a loop: {}", e));
+    let lp = Loop::with_host_flush(crate::Backend::Auto)
+        .unwrap_or_else(|e| panic!("ioq: cannot create a loop: {}", e));
     Run {
         driver: None,
         fut,
