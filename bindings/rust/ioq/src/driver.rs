@@ -6,7 +6,7 @@
 //! once the operation's final completion has been polled, or after `ioq_loop_free`.
 
 use std::any::Any;
-use std::cell::{Cell, RefCell};
+use std::cell::{Cell, RefCell, UnsafeCell};
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
@@ -120,7 +120,19 @@ pub(crate) struct Shared {
     /// ioq_wake was called: the next ioq_poll may return at once, without looking at the
     /// kernel's queue (the tokio driver then polls once more).
     pub(crate) woken: AtomicBool,
+    /// Tasks woken on the loop's own thread while no driver is registered: the common
+    /// wake-up of the executor, made without the lock. Only the thread that made the loop
+    /// touches it (every access checks `this_thread`), and only while the loop is open.
+    pub(crate) local: UnsafeCell<Vec<usize>>,
+    /// A driver is registered (`set_driver`): wake-ups take the locked queue, which
+    /// notifies it.
+    pub(crate) has_driver: AtomicBool,
+    /// The loop is closed: wake-ups go to the locked queue (which drops them).
+    pub(crate) closed: AtomicBool,
 }
+
+// `local` is reached only from the loop's thread (see there); the rest is Sync.
+unsafe impl Sync for Shared {}
 
 impl Shared {
     pub(crate) fn wake_loop(&self) {
@@ -135,7 +147,27 @@ impl Shared {
         self.queue.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The lock-free list of wake-ups, when the caller is on the loop's thread.
+    #[inline]
+    #[allow(clippy::mut_from_ref)]
+    fn local(&self) -> Option<&mut Vec<usize>> {
+        if this_thread() == self.thread {
+            // Safety: only this thread ever reaches `local`, and never twice at once (no
+            // caller holds the reference across a call that could come back here).
+            Some(unsafe { &mut *self.local.get() })
+        } else {
+            None
+        }
+    }
+
     pub(crate) fn schedule(&self, id: usize) {
+        if !self.has_driver.load(Ordering::Relaxed) && !self.closed.load(Ordering::Relaxed) {
+            if let Some(l) = self.local() {
+                // The executor looks at its queue before it polls: no notification.
+                l.push(id);
+                return;
+            }
+        }
         let mut q = self.lock();
         q.ready.push_back(id);
         self.notify(q, false);
@@ -166,6 +198,9 @@ impl Shared {
         q.notified = false;
         into.clear();
         std::mem::swap(into, &mut q.ready);
+        if let Some(l) = self.local() {
+            into.extend(l.drain(..));
+        }
         if q.remote.is_empty() {
             VecDeque::new()
         } else {
@@ -174,6 +209,11 @@ impl Shared {
     }
 
     pub(crate) fn has_ready(&self) -> bool {
+        if let Some(l) = self.local() {
+            if !l.is_empty() {
+                return true;
+            }
+        }
         let q = self.lock();
         !q.ready.is_empty() || !q.remote.is_empty()
     }
@@ -190,6 +230,7 @@ impl Shared {
             }
             (None, _) => q.driver = None,
         }
+        self.has_driver.store(q.driver.is_some(), Ordering::Relaxed);
     }
 }
 
@@ -354,6 +395,9 @@ impl Inner {
                 queue: Mutex::new(Queue::default()),
                 thread: this_thread(),
                 woken: AtomicBool::new(false),
+                local: UnsafeCell::new(Vec::new()),
+                has_driver: AtomicBool::new(false),
+                closed: AtomicBool::new(false),
             }),
         }
     }
@@ -668,8 +712,13 @@ impl Inner {
         let (remote, driver) = {
             let mut q = self.shared.lock();
             q.closed = true;
+            self.shared.closed.store(true, Ordering::Relaxed);
+            self.shared.has_driver.store(false, Ordering::Relaxed);
             (std::mem::take(&mut q.remote), q.driver.take())
         };
+        if let Some(l) = self.shared.local() {
+            l.clear();
+        }
         drop(remote);
         // A driver task ends once it sees the loop closed.
         driver.into_iter().for_each(Waker::wake);
