@@ -220,6 +220,10 @@ struct ioq__backend {
     int (*handle_open)(ioq_loop *loop, ioq__handle *h);
     /* Optional: the handle's ops have drained and its descriptor is about to be closed. */
     void (*handle_close)(ioq_loop *loop, ioq__handle *h);
+    /* Optional: ioq_submit() of an embedded IOQ_LOOP_HOST_FLUSH loop: hand the queued
+     * submissions to the kernel, complete nothing, leave loop_fd as it is. Without it
+     * ioq_submit() runs wait(loop, 0). */
+    void (*flush)(ioq_loop *loop);
     /* Optional: ioq_loop_fd(); without it IOQ_ENOTSUP. */
     int64_t (*loop_fd)(ioq_loop *loop);
     /* Optional, embedded mode only: make loop_fd readable at deadline (UINT64_MAX: never). */
@@ -253,6 +257,10 @@ void ioq__backend_data_set(ioq_loop *loop, void *data);
 /* ioq_loop_fd() was called: a host sleeps on that descriptor instead of in ioq_poll, so
  * work queued for the next wait must reach the kernel now. */
 bool ioq__loop_embedded(const ioq_loop *loop);
+/* Embedded, and the host does not flush (IOQ_LOOP_HOST_FLUSH): a backend that queues
+ * submissions must hand each one to the kernel at once. With the flag the host calls
+ * ioq_submit() (the backend's flush) or ioq_poll() before it sleeps. */
+bool ioq__loop_submit_now(const ioq_loop *loop);
 /* Test builds only: loops created from now on keep pools in the core as on kernels
  * without provided buffers (ioq__test_emulate_pools, core/loop.h). */
 bool ioq__test_pools_emulated(void);

@@ -117,7 +117,7 @@ int ioq_loop_new(const ioq_loop_options *opts, ioq_loop **out)
             if (((const uint8_t *)opts)[i])
                 return IOQ_EINVAL;
     }
-    if (o.flags || o.backend > IOQ_BACKEND_IOCP || o.threadpool_size > 1024)
+    if ((o.flags & ~(uint32_t)IOQ_LOOP_HOST_FLUSH) || o.backend > IOQ_BACKEND_IOCP || o.threadpool_size > 1024)
         return IOQ_EINVAL;
     for (size_t i = 0; i < sizeof o.reserved / sizeof o.reserved[0]; i++)
         if (o.reserved[i])
@@ -137,6 +137,7 @@ int ioq_loop_new(const ioq_loop_options *opts, ioq_loop **out)
     loop->cq_mask = 255;
     loop->threadpool_size = o.threadpool_size ? o.threadpool_size : 4;
     loop->armed_deadline = UINT64_MAX;
+    loop->host_flush = (o.flags & IOQ_LOOP_HOST_FLUSH) != 0;
     if (!posts_ok || !loop->cq || !loop->tbuckets || !tag_take(loop) ||
         ioq__tp_init(loop) != 0) {
         free_loop_memory(loop);
@@ -220,3 +221,5 @@ void *ioq__backend_data(const ioq_loop *loop) { return loop->be; }
 void ioq__backend_data_set(ioq_loop *loop, void *data) { loop->be = data; }
 
 bool ioq__loop_embedded(const ioq_loop *loop) { return loop->embedded; }
+
+bool ioq__loop_submit_now(const ioq_loop *loop) { return loop->embedded && !loop->host_flush; }

@@ -175,6 +175,7 @@ struct ioq_loop {
     bool in_poll;
     bool in_free;
     bool embedded;                  /* ioq_loop_fd() was called */
+    bool host_flush;                /* IOQ_LOOP_HOST_FLUSH */
     bool skipped_wait;              /* last poll returned without asking the kernel */
 };
 

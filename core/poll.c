@@ -90,6 +90,13 @@ int ioq_submit(ioq_loop *loop)
         return IOQ_EINVAL;
     if (loop->in_free || loop->in_poll)
         return IOQ_EMISUSE;
+    if (loop->embedded && loop->host_flush && loop->backend->flush) {
+        /* The host's flush, once per turn of its loop: only the system call that submits.
+         * The loop stays "blocked" (a producer still signals the descriptor), and what
+         * completes is reaped by the host's next ioq_poll. */
+        loop->backend->flush(loop);
+        return 0;
+    }
     ioq__posts_drain(loop);
     /* For readiness backends submissions already ran; a completion backend flushes here. */
     loop->in_poll = true;

@@ -180,6 +180,18 @@ extern "C" {
 #define IOQ_BACKEND_KQUEUE 3
 #define IOQ_BACKEND_IOCP   4
 
+/* ioq_loop_options.flags. Since 1.1.
+ * IOQ_LOOP_HOST_FLUSH: for a loop embedded in a host's poll (ioq_loop_fd). Without it, a
+ *   backend that batches submissions (io_uring) hands each operation to the kernel as it
+ *   is submitted, since the host may go to sleep at any moment. With it, operations wait
+ *   in the submission queue until the host calls ioq_submit() or ioq_poll(), and the host
+ *   promises to call one of them before it sleeps on the descriptor (typically once at the
+ *   end of each turn of its loop): work that was never handed over completes never, and
+ *   the descriptor cannot say so. One system call then submits a whole turn's operations.
+ *   Loops not embedded, and backends that submit nothing in batches (epoll, kqueue, IOCP),
+ *   behave the same with or without it. */
+#define IOQ_LOOP_HOST_FLUSH 0x0001
+
 /* ioq_loop_caps() bits: what the backend does natively in the kernel. Every operation of
  * the ABI works on every backend; a missing bit means ioq emulates it in user space. */
 #define IOQ_CAP_MULTISHOT_ACCEPT 0x0001
@@ -279,7 +291,7 @@ typedef struct ioq_iov {
 typedef struct ioq_loop_options {
     uint32_t size;            /* sizeof(ioq_loop_options) as the caller knew it */
     uint32_t backend;         /* IOQ_BACKEND_* */
-    uint32_t flags;           /* none defined yet: must be 0 */
+    uint32_t flags;           /* IOQ_LOOP_* (1.1; 0 with a 1.0 library) */
     uint32_t threadpool_size; /* worker threads for blocking work; 0 = default (4) */
     uint32_t reserved[8];     /* must be 0 */
 } ioq_loop_options;
@@ -386,6 +398,9 @@ IOQ_API uint64_t ioq_now(const ioq_loop *loop);
 IOQ_API int ioq_poll(ioq_loop *loop, ioq_cqe *cqes, uint32_t max, int64_t timeout_ns);
 
 /* ioq_submit - flush queued submissions to the kernel without waiting.
+ * On an embedded IOQ_LOOP_HOST_FLUSH loop this is the host's flush (Since 1.1): it hands
+ * the queued operations over in at most one system call and completes nothing, so the
+ * loop's descriptor keeps telling of what completed since the last ioq_poll().
  * Returns 0, IOQ_EINVAL (NULL), IOQ_EMISUSE (called while ioq_poll() or ioq_loop_free()
  * runs on the loop, which only another thread can do: a broken rule 6).
  * Since: 1.0 */

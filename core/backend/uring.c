@@ -212,6 +212,14 @@ static void pool_unhold(ioq_loop *loop, ioq__op *op)
         ioq__cq_unhold(loop, op->pool->count);
 }
 
+/* A host sleeping on the ring fd only learns of work that was submitted: an embedded loop
+ * submits at once, unless its host flushes (IOQ_LOOP_HOST_FLUSH: uring_flush). */
+static void submit_now(ioq_loop *loop, uring_state *s)
+{
+    if (ioq__loop_submit_now(loop) && enable(s) == 0)
+        io_uring_submit(&s->ring);
+}
+
 /* sqe carries op now; bits: what else the op's state must say (POLL_WAIT, HOLDS ...). */
 static void issued(ioq_loop *loop, ioq__op *op, struct io_uring_sqe *sqe, uint64_t bits)
 {
@@ -219,9 +227,7 @@ static void issued(ioq_loop *loop, ioq__op *op, struct io_uring_sqe *sqe, uint64
     io_uring_sqe_set_data(sqe, op);
     op->be_u64 = IN_KERNEL | bits;
     s->inflight++;
-    /* A host sleeping on the ring fd only learns of work that was submitted. */
-    if (ioq__loop_embedded(loop) && enable(s) == 0)
-        io_uring_submit(&s->ring);
+    submit_now(loop, s);
 }
 
 /* Pipes, terminals and a child's wait descriptor: read and write, not the socket calls
@@ -430,8 +436,8 @@ static int issue(ioq_loop *loop, ioq__op *op)
         issued(loop, op, sqe,
                extra | (op->be_u64 & HOLDS) |
                    (op->code == IOQ_OP_CONNECT || op->code == IOQ_OP_LOCAL_CONNECT ? STARTED : 0));
-    else if (ioq__loop_embedded(loop) && enable(s) == 0)
-        io_uring_submit(&s->ring); /* a host sleeping on the ring fd sees submitted work only */
+    else
+        submit_now(loop, s);
     return 0;
 }
 
@@ -510,8 +516,7 @@ static void uring_cancel(ioq_loop *loop, ioq__op *op)
         io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)op, 0);
         io_uring_sqe_set_data64(sqe, UD_CANCEL);
         op->be_u64 |= CANCEL_SENT;
-        if (ioq__loop_embedded(loop) && enable(s) == 0)
-            io_uring_submit(&s->ring);
+        submit_now(loop, s);
         return;
     }
     if (op->code == IOQ_OP_WATCH) {
@@ -1020,6 +1025,16 @@ static int uring_wait(ioq_loop *loop, int64_t timeout_ns)
     return rc;
 }
 
+/* ioq_submit of an embedded HOST_FLUSH loop: one io_uring_enter for the host's turn, and
+ * none when nothing is queued. Completions stay in the kernel's queue for the next
+ * ioq_poll; the registered eventfd tells the host of them. */
+static void uring_flush(ioq_loop *loop)
+{
+    uring_state *s = st(loop);
+    if (io_uring_sq_ready(&s->ring) && enable(s) == 0)
+        io_uring_submit(&s->ring);
+}
+
 static void uring_wake(ioq_loop *loop)
 {
     uint64_t one = 1;
@@ -1343,6 +1358,7 @@ const ioq__backend ioq__backend_uring = {
     .wait = uring_wait,
     .wake = uring_wake,
     .handle_open = uring_handle_open,
+    .flush = uring_flush,
     .loop_fd = uring_loop_fd,
     .arm_timer = uring_arm_timer,
     .pool_new = uring_pool_new,

@@ -6,6 +6,7 @@
 #endif
 
 #include <poll.h>
+#include <stdio.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -89,8 +90,10 @@ static void test_options(void **state)
 
     memset(&o, 0, sizeof o);
     o.size = sizeof o;
-    o.flags = 1;
+    o.flags = 0x80000000u; /* not an IOQ_LOOP_* flag */
     loop = (ioq_loop *)1;
+    assert_int_equal(ioq_loop_new(&o, &loop), IOQ_EINVAL);
+    o.flags = IOQ_LOOP_HOST_FLUSH | 2u;
     assert_int_equal(ioq_loop_new(&o, &loop), IOQ_EINVAL);
 
     memset(&o, 0, sizeof o);
@@ -452,6 +455,205 @@ static void test_loop_fd_wake(void **state)
     h_finish(loop);
 }
 
+/* --- IOQ_LOOP_HOST_FLUSH: the host hands queued submissions over (ioq_submit) ---------- */
+
+/* An embedded loop whose host flushes; NULL (test skipped) where there is no loop fd. */
+static ioq_loop *host_flush_loop(int64_t *fd)
+{
+    ioq_loop_options o;
+    ioq_loop *loop = NULL;
+    memset(&o, 0, sizeof o);
+    o.size = sizeof o;
+    o.backend = backend_const(h_backend());
+    o.flags = IOQ_LOOP_HOST_FLUSH;
+    assert_int_equal(ioq_loop_new(&o, &loop), 0);
+    *fd = ioq_loop_fd(loop);
+    if (*fd == IOQ_ENOTSUP) {
+        ioq_loop_free(loop);
+        return NULL;
+    }
+    assert_true(*fd >= 0);
+    return loop;
+}
+
+static int fd_readable(int64_t fd, int ms)
+{
+    struct pollfd p = {(int)fd, POLLIN, 0};
+    int n = poll(&p, 1, ms);
+    assert_true(n >= 0);
+    return n == 1;
+}
+
+static int is_uring(void) { return strcmp(h_backend(), "io_uring") == 0; }
+
+/* Queued operations reach the kernel at ioq_submit, not before; the descriptor tells of
+ * their completions, and a flush does not take that readiness away. */
+static void test_host_flush_queued(void **state)
+{
+    (void)state;
+    int64_t fd;
+    ioq_loop *loop = host_flush_loop(&fd);
+    if (!loop)
+        h_skip("no loop fd on this backend");
+    ioq_handle a, b;
+    h_pair(loop, &a, &b);
+    assert_int_equal(ioq_submit(loop), 0); /* nothing queued: nothing to do */
+    /* A poll that waited may leave the descriptor readable (the kernel signals what it
+     * posts during the wait): take that. */
+    h_poll(loop, 0);
+    char buf[16];
+    assert_int_equal(h_recv(loop, b, buf, sizeof buf, 2), 0);
+    assert_int_equal(h_send(loop, a, "ping", 4, 3), 0);
+    if (is_uring()) {
+        /* In the submission queue only: nothing completes, the host is not woken. */
+        assert_false(fd_readable(fd, 100));
+        assert_int_equal(h_logged(loop, 2) + h_logged(loop, 3), 0);
+    }
+    assert_int_equal(ioq_submit(loop), 0);
+    /* Wait for the kernel's completions without polling the loop. */
+    assert_true(fd_readable(fd, H_DEADLINE_MS));
+    if (is_uring()) {
+        /* A flush with nothing queued leaves the descriptor readable. */
+        assert_int_equal(ioq_submit(loop), 0);
+        assert_true(fd_readable(fd, 0));
+    }
+    ioq_cqe c = wait_via_fd(loop, (int)fd, 3);
+    assert_int_equal(c.result, 4);
+    c = wait_via_fd(loop, (int)fd, 2);
+    assert_int_equal(c.result, 4);
+    assert_memory_equal(buf, "ping", 4);
+    h_close_wait(loop, a);
+    h_close_wait(loop, b);
+    h_finish(loop);
+}
+
+/* A poll flushes too: ioq_poll(0) is also a host's flush. */
+static void test_host_flush_poll(void **state)
+{
+    (void)state;
+    int64_t fd;
+    ioq_loop *loop = host_flush_loop(&fd);
+    if (!loop)
+        h_skip("no loop fd on this backend");
+    assert_int_equal(h_timeout(loop, 20 * 1000000ull, 1), 0);
+    h_poll(loop, 0);
+    ioq_cqe c = wait_via_fd(loop, (int)fd, 1);
+    assert_int_equal(c.result, 0);
+    h_finish(loop);
+}
+
+/* Many operations over several connections, one flush a round: each completes once (the
+ * harness checks), with the right bytes. */
+static void test_host_flush_exactly_once(void **state)
+{
+    (void)state;
+    enum { PAIRS = 8, ROUNDS = 20 };
+    int64_t fd;
+    ioq_loop *loop = host_flush_loop(&fd);
+    if (!loop)
+        h_skip("no loop fd on this backend");
+    ioq_handle a[PAIRS], b[PAIRS];
+    char in[PAIRS][8], out[PAIRS][8];
+    for (int i = 0; i < PAIRS; i++)
+        h_pair(loop, &a[i], &b[i]);
+    for (int r = 0; r < ROUNDS; r++) {
+        uint64_t base = 1000 + (uint64_t)r * 100;
+        for (int i = 0; i < PAIRS; i++) {
+            snprintf(out[i], sizeof out[i], "%02d-%02d", r, i);
+            assert_int_equal(h_recv(loop, b[i], in[i], 5, base + (uint64_t)i), 0);
+            assert_int_equal(h_send(loop, a[i], out[i], 5, base + 50 + (uint64_t)i), 0);
+        }
+        assert_int_equal(ioq_submit(loop), 0);
+        for (int i = 0; i < PAIRS; i++) {
+            ioq_cqe c = wait_via_fd(loop, (int)fd, base + (uint64_t)i);
+            assert_int_equal(c.result, 5);
+            assert_memory_equal(in[i], out[i], 5);
+            c = wait_via_fd(loop, (int)fd, base + 50 + (uint64_t)i);
+            assert_int_equal(c.result, 5);
+        }
+    }
+    for (int i = 0; i < PAIRS; i++) {
+        h_close_wait(loop, a[i]);
+        h_close_wait(loop, b[i]);
+    }
+    h_finish(loop);
+}
+
+/* Cancelling an operation that is still in the submission queue: it ends with ECANCELED,
+ * once, after the flush; the handle stays usable. */
+static void test_host_flush_cancel_queued(void **state)
+{
+    (void)state;
+    int64_t fd;
+    ioq_loop *loop = host_flush_loop(&fd);
+    if (!loop)
+        h_skip("no loop fd on this backend");
+    ioq_handle a, b;
+    h_pair(loop, &a, &b);
+    char buf[8];
+    assert_int_equal(h_recv(loop, b, buf, sizeof buf, 2), 0);
+    assert_int_equal(h_cancel(loop, 2, 3), 0);
+    assert_int_equal(ioq_submit(loop), 0);
+    ioq_cqe c = wait_via_fd(loop, (int)fd, 2);
+    assert_int_equal(c.result, IOQ_ECANCELED);
+    c = wait_via_fd(loop, (int)fd, 3);
+    assert_int_equal(c.result, 1);
+    /* The stream still works. */
+    assert_int_equal(h_recv(loop, b, buf, sizeof buf, 4), 0);
+    assert_int_equal(h_send(loop, a, "abc", 3, 5), 0);
+    assert_int_equal(ioq_submit(loop), 0);
+    c = wait_via_fd(loop, (int)fd, 4);
+    assert_int_equal(c.result, 3);
+    assert_memory_equal(buf, "abc", 3);
+    (void)wait_via_fd(loop, (int)fd, 5);
+    h_close_wait(loop, a);
+    h_close_wait(loop, b);
+    h_finish(loop);
+}
+
+/* Closing a handle whose operations are still queued: they end with ECANCELED (or, for a
+ * send the kernel took first, their own result), then the close; each once. */
+static void test_host_flush_close_queued(void **state)
+{
+    (void)state;
+    int64_t fd;
+    ioq_loop *loop = host_flush_loop(&fd);
+    if (!loop)
+        h_skip("no loop fd on this backend");
+    ioq_handle a, b;
+    h_pair(loop, &a, &b);
+    char buf[8];
+    assert_int_equal(h_recv(loop, b, buf, sizeof buf, 2), 0);
+    assert_int_equal(h_recv(loop, a, buf, sizeof buf, 3), 0);
+    assert_int_equal(h_close(loop, b, 4), 0);
+    ioq_cqe c = wait_via_fd(loop, (int)fd, 2);
+    assert_int_equal(c.result, IOQ_ECANCELED);
+    c = wait_via_fd(loop, (int)fd, 4);
+    assert_int_equal(c.result, 0);
+    /* The peer's receive, queued beside them, sees the end of the stream. */
+    c = wait_via_fd(loop, (int)fd, 3);
+    assert_int_equal(c.result, 0);
+    h_close_wait(loop, a);
+    h_finish(loop);
+}
+
+/* Freeing the loop with operations never handed to the kernel. */
+static void test_host_flush_free_queued(void **state)
+{
+    (void)state;
+    int64_t fd;
+    ioq_loop *loop = host_flush_loop(&fd);
+    if (!loop)
+        h_skip("no loop fd on this backend");
+    ioq_handle a, b;
+    h_pair(loop, &a, &b);
+    static char buf[8];
+    assert_int_equal(ioq_recv(loop, b, buf, sizeof buf, 2), 0);
+    assert_int_equal(ioq_send(loop, a, "x", 1, 3), 0);
+    h_forget(loop);
+    ioq_loop_free(loop);
+}
+
 static void test_addr_parse(void **state)
 {
     (void)state;
@@ -771,6 +973,12 @@ static const struct CMUnitTest loop_tests[] = {
     H_TEST(loop_fd_post),
     H_TEST(loop_fd_wake),
     H_TEST(loop_fd_after_submit),
+    H_TEST(host_flush_queued),
+    H_TEST(host_flush_poll),
+    H_TEST(host_flush_exactly_once),
+    H_TEST(host_flush_cancel_queued),
+    H_TEST(host_flush_close_queued),
+    H_TEST(host_flush_free_queued),
     H_TEST(addr_parse),
     H_TEST(addr_format),
     H_TEST(free_uncollected_open),

@@ -146,6 +146,13 @@ enum StdioMode : uint {
     os = ioq_raw.IOQ_STDIO_OS,
 }
 
+/** Since 1.1: loop option flags (ioq_loop_options.flags). */
+enum LoopFlags : uint {
+    none = 0,
+    /** An embedded loop whose host flushes submissions (ioq_submit) before it sleeps. */
+    hostFlush = ioq_raw.IOQ_LOOP_HOST_FLUSH,
+}
+
 /** Since 1.1: spawn flags. */
 enum SpawnFlags : uint {
     none = 0,

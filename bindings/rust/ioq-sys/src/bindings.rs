@@ -96,6 +96,7 @@ pub const IOQ_BACKEND_EPOLL: u32 = 1;
 pub const IOQ_BACKEND_URING: u32 = 2;
 pub const IOQ_BACKEND_KQUEUE: u32 = 3;
 pub const IOQ_BACKEND_IOCP: u32 = 4;
+pub const IOQ_LOOP_HOST_FLUSH: u32 = 1;
 pub const IOQ_CAP_MULTISHOT_ACCEPT: u32 = 1;
 pub const IOQ_CAP_MULTISHOT_RECV: u32 = 2;
 pub const IOQ_CAP_PROVIDED_BUFFERS: u32 = 4;

@@ -6,7 +6,7 @@
 //! once the operation's final completion has been polled, or after `ioq_loop_free`.
 
 use std::any::Any;
-use std::cell::{Cell, RefCell};
+use std::cell::{Cell, RefCell, UnsafeCell};
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
@@ -120,7 +120,19 @@ pub(crate) struct Shared {
     /// ioq_wake was called: the next ioq_poll may return at once, without looking at the
     /// kernel's queue (the tokio driver then polls once more).
     pub(crate) woken: AtomicBool,
+    /// Tasks woken on the loop's own thread while no driver is registered: the common
+    /// wake-up of the executor, made without the lock. Only the thread that made the loop
+    /// touches it (every access checks `this_thread`), and only while the loop is open.
+    pub(crate) local: UnsafeCell<Vec<usize>>,
+    /// A driver is registered (`set_driver`): wake-ups take the locked queue, which
+    /// notifies it.
+    pub(crate) has_driver: AtomicBool,
+    /// The loop is closed: wake-ups go to the locked queue (which drops them).
+    pub(crate) closed: AtomicBool,
 }
+
+// `local` is reached only from the loop's thread (see there); the rest is Sync.
+unsafe impl Sync for Shared {}
 
 impl Shared {
     pub(crate) fn wake_loop(&self) {
@@ -135,7 +147,27 @@ impl Shared {
         self.queue.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The lock-free list of wake-ups, when the caller is on the loop's thread.
+    #[inline]
+    #[allow(clippy::mut_from_ref)]
+    fn local(&self) -> Option<&mut Vec<usize>> {
+        if this_thread() == self.thread {
+            // Safety: only this thread ever reaches `local`, and never twice at once (no
+            // caller holds the reference across a call that could come back here).
+            Some(unsafe { &mut *self.local.get() })
+        } else {
+            None
+        }
+    }
+
     pub(crate) fn schedule(&self, id: usize) {
+        if !self.has_driver.load(Ordering::Relaxed) && !self.closed.load(Ordering::Relaxed) {
+            if let Some(l) = self.local() {
+                // The executor looks at its queue before it polls: no notification.
+                l.push(id);
+                return;
+            }
+        }
         let mut q = self.lock();
         q.ready.push_back(id);
         self.notify(q, false);
@@ -166,6 +198,9 @@ impl Shared {
         q.notified = false;
         into.clear();
         std::mem::swap(into, &mut q.ready);
+        if let Some(l) = self.local() {
+            into.extend(l.drain(..));
+        }
         if q.remote.is_empty() {
             VecDeque::new()
         } else {
@@ -174,6 +209,11 @@ impl Shared {
     }
 
     pub(crate) fn has_ready(&self) -> bool {
+        if let Some(l) = self.local() {
+            if !l.is_empty() {
+                return true;
+            }
+        }
         let q = self.lock();
         !q.ready.is_empty() || !q.remote.is_empty()
     }
@@ -190,6 +230,7 @@ impl Shared {
             }
             (None, _) => q.driver = None,
         }
+        self.has_driver.store(q.driver.is_some(), Ordering::Relaxed);
     }
 }
 
@@ -303,6 +344,20 @@ pub(crate) struct Inner {
     /// dropped before ioq_loop_free closes that descriptor.
     pub(crate) foreign: RefCell<Option<Box<dyn Any>>>,
     pub(crate) shared: Arc<Shared>,
+    /// The loop was made with IOQ_LOOP_HOST_FLUSH and a host driver flushes it: what this
+    /// thread submits waits in ioq's queue until `flush` or the next poll.
+    pub(crate) host_flush: Cell<bool>,
+    /// Something was submitted since the last flush or poll (host_flush only).
+    unflushed: Cell<bool>,
+    /// The driver is running (it flushes before it returns): submissions need not wake it.
+    pub(crate) in_drive: Cell<bool>,
+    /// The driver's waker, woken at the first submission made outside the driver so that
+    /// it flushes once the tasks that run before it are done (see `queued`).
+    pub(crate) flush_waker: RefCell<Option<Waker>>,
+    /// The driver has been woken (for a flush or a poll it owes) and has not run since.
+    pub(crate) flush_woken: Cell<bool>,
+    /// The C loop was made with IOQ_LOOP_HOST_FLUSH (`Loop::with_host_flush`).
+    pub(crate) flush_flag: Cell<bool>,
 }
 
 fn cqe(token: u64, result: i64) -> sys::ioq_cqe {
@@ -329,11 +384,20 @@ impl Inner {
             free_tasks: RefCell::new(Vec::new()),
             batch: RefCell::new(VecDeque::new()),
             foreign: RefCell::new(None),
+            host_flush: Cell::new(false),
+            unflushed: Cell::new(false),
+            in_drive: Cell::new(false),
+            flush_waker: RefCell::new(None),
+            flush_woken: Cell::new(false),
+            flush_flag: Cell::new(false),
             shared: Arc::new(Shared {
                 raw: Mutex::new(raw as usize),
                 queue: Mutex::new(Queue::default()),
                 thread: this_thread(),
                 woken: AtomicBool::new(false),
+                local: UnsafeCell::new(Vec::new()),
+                has_driver: AtomicBool::new(false),
+                closed: AtomicBool::new(false),
             }),
         }
     }
@@ -357,6 +421,37 @@ impl Inner {
         self.raw.get()
     }
 
+    /// A call that may have queued work for the kernel was made. On a host-flushed loop
+    /// the first one since the last flush wakes the driver (unless it is running or
+    /// already woken), which flushes when it runs: once per turn of the host's loop, after
+    /// the tasks that ran before it.
+    #[inline]
+    pub(crate) fn queued(&self) {
+        if self.host_flush.get() && !self.unflushed.replace(true) {
+            self.wake_flusher();
+        }
+    }
+
+    #[cold]
+    fn wake_flusher(&self) {
+        if self.in_drive.get() || self.flush_woken.get() {
+            return;
+        }
+        if let Some(w) = self.flush_waker.borrow().as_ref() {
+            self.flush_woken.set(true);
+            w.wake_by_ref();
+        }
+    }
+
+    /// Hands what was queued since the last flush or poll to the kernel (ioq_submit).
+    pub(crate) fn flush(&self) {
+        if self.unflushed.replace(false) {
+            if let Ok(raw) = self.raw() {
+                unsafe { sys::ioq_submit(raw) };
+            }
+        }
+    }
+
     /// Puts `keep` into a new slot and runs the submit call with the slot's token. On a
     /// refused submission nothing was accepted, so the kept values come straight back.
     pub(crate) fn submit<F>(
@@ -378,6 +473,7 @@ impl Inner {
             let keep = self.ops.borrow_mut().remove(token);
             return Err((Error::from_code(rc as i64), keep));
         }
+        self.queued();
         Ok(token)
     }
 
@@ -419,6 +515,7 @@ impl Inner {
             Ok(raw) => unsafe { sys::ioq_close(raw, h, token) },
             Err(e) => e.code(),
         };
+        self.queued();
         if rc < 0 && token != IGNORE {
             self.dispatch(&cqe(token, rc as i64));
         }
@@ -501,6 +598,7 @@ impl Inner {
             // A send that must finish before its stream closes: not cancelled.
         } else if let Ok(raw) = self.raw() {
             unsafe { sys::ioq_cancel(raw, token, IGNORE) };
+            self.queued();
         }
     }
 
@@ -518,9 +616,10 @@ impl Inner {
             sys::IOQ_OP_ACCEPT
             | sys::IOQ_OP_CONNECT
             | sys::IOQ_OP_LOCAL_CONNECT
-            | sys::IOQ_OP_OPEN => unsafe {
-                sys::ioq_close(raw, c.value, IGNORE);
-            },
+            | sys::IOQ_OP_OPEN => {
+                unsafe { sys::ioq_close(raw, c.value, IGNORE) };
+                self.queued();
+            }
             sys::IOQ_OP_RECV_POOL if c.flags as u32 & sys::IOQ_CQE_BUFFER != 0 => unsafe {
                 sys::ioq_buf_release(raw, pool, c.value as u32);
             },
@@ -535,6 +634,8 @@ impl Inner {
         let mut cqes = [std::mem::MaybeUninit::<sys::ioq_cqe>::uninit(); TURN_MAX];
         let n =
             unsafe { sys::ioq_poll(raw, cqes.as_mut_ptr().cast(), TURN_MAX as u32, timeout_ns) };
+        // A poll flushes too.
+        self.unflushed.set(false);
         if n < 0 {
             return Err(Error::from_code(n as i64));
         }
@@ -611,8 +712,13 @@ impl Inner {
         let (remote, driver) = {
             let mut q = self.shared.lock();
             q.closed = true;
+            self.shared.closed.store(true, Ordering::Relaxed);
+            self.shared.has_driver.store(false, Ordering::Relaxed);
             (std::mem::take(&mut q.remote), q.driver.take())
         };
+        if let Some(l) = self.shared.local() {
+            l.clear();
+        }
         drop(remote);
         // A driver task ends once it sees the loop closed.
         driver.into_iter().for_each(Waker::wake);

@@ -239,6 +239,7 @@ impl Drop for Handle {
             let raw = self.inner.raw_or_null();
             if !raw.is_null() {
                 unsafe { sys::ioq_close(raw, self.h, IGNORE) };
+                self.inner.queued();
             }
         }
     }

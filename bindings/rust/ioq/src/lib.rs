@@ -121,6 +121,28 @@ impl Loop {
     }
 
     pub fn with_backend(backend: Backend) -> Result<Loop> {
+        Loop::make(backend, 0)
+    }
+
+    /// A loop for a foreign driver that flushes submissions itself (`IOQ_LOOP_HOST_FLUSH`,
+    /// ioq 1.1): on io_uring, operations submitted while [`tokio::Driver`] drives the loop
+    /// wait in the submission queue and the driver hands them to the kernel once per turn
+    /// of tokio's loop, in one system call, instead of one call each. Elsewhere (other
+    /// backends, or [`Loop::block_on`], whose polls flush anyway) it changes nothing.
+    /// [`tokio::run`] makes its loop this way. With an ioq 1.0 library the flag is refused
+    /// and the loop is made without it.
+    pub fn with_host_flush(backend: Backend) -> Result<Loop> {
+        match Loop::make(backend, sys::IOQ_LOOP_HOST_FLUSH) {
+            Err(e) if e == Error::INVAL => Loop::make(backend, 0),
+            Ok(lp) => {
+                lp.r.inner.flush_flag.set(true);
+                Ok(lp)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn make(backend: Backend, flags: u32) -> Result<Loop> {
         let b = match backend {
             Backend::Auto => sys::IOQ_BACKEND_AUTO,
             Backend::Epoll => sys::IOQ_BACKEND_EPOLL,
@@ -131,7 +153,7 @@ impl Loop {
         let opts = sys::ioq_loop_options {
             size: std::mem::size_of::<sys::ioq_loop_options>() as u32,
             backend: b,
-            flags: 0,
+            flags,
             threadpool_size: 0,
             reserved: [0; 8],
         };

@@ -19,6 +19,7 @@ impl Drop for PoolInner {
         let raw = self.inner.raw_or_null();
         if !raw.is_null() {
             unsafe { sys::ioq_close(raw, self.h, IGNORE) };
+            self.inner.queued();
         }
     }
 }

@@ -519,3 +519,148 @@ fn driver_errors() {
     let e = Driver::new(&r).unwrap_err();
     assert!(e.to_string().contains(Error::BADHANDLE.name()), "{}", e);
 }
+
+/// A loop whose host flushes (IOQ_LOOP_HOST_FLUSH; `ioq::tokio::run` makes one): what tokio
+/// tasks submit outside the driver waits for the driver's flush, which must come even when
+/// nothing else would wake it (no operation in flight, the loop's descriptor quiet).
+#[test]
+fn host_flush_submissions_from_tasks_woken_by_tokio() {
+    for (name, rt) in flavours() {
+        let set = LocalSet::new();
+        set.block_on(&rt, async move {
+            let lp = Loop::with_host_flush(ioq::Backend::Auto).unwrap();
+            let r = lp.handle();
+            let driver = tokio::task::spawn_local(Driver::new(&r).unwrap());
+            let (_l, c, s) = pair(&r).await;
+            let server = tokio::task::spawn_local(echo(s));
+            for round in 0..20u8 {
+                // Woken by tokio's timer, not by ioq: the loop is idle when these submit.
+                let c2 = &c;
+                tokio::time::sleep(Duration::from_millis(if round % 5 == 0 { 5 } else { 0 })).await;
+                let (res, _) =
+                    tokio::time::timeout(Duration::from_secs(5), c2.send(vec![round; 100]))
+                        .await
+                        .unwrap_or_else(|_| {
+                            panic!("{}: round {}: the send never ended", name, round)
+                        });
+                res.unwrap();
+                let mut got = Vec::new();
+                while got.len() < 100 {
+                    let (res, b) = tokio::time::timeout(
+                        Duration::from_secs(5),
+                        c2.recv(Vec::with_capacity(100 - got.len())),
+                    )
+                    .await
+                    .unwrap_or_else(|_| panic!("{}: round {}: the echo never came", name, round));
+                    res.unwrap();
+                    got.extend_from_slice(&b);
+                }
+                assert_eq!(got, vec![round; 100], "{}", name);
+            }
+            // A receive dropped while still queued (cancelled before any flush), then
+            // the stream goes on.
+            // (timeout polls the receive once, then gives up: nothing can have arrived)
+            assert!(
+                tokio::time::timeout(Duration::ZERO, c.recv(Vec::with_capacity(8)))
+                    .await
+                    .is_err()
+            );
+            let (res, _) = c.send(b"after".to_vec()).await;
+            res.unwrap();
+            let (res, b) =
+                tokio::time::timeout(Duration::from_secs(5), c.recv(Vec::with_capacity(8)))
+                    .await
+                    .expect("echo after a cancelled receive");
+            assert_eq!((res, b), (Ok(5), b"after".to_vec()), "{}", name);
+            // Closing with a receive queued, from a task the driver did not wake.
+            tokio::task::spawn_local(async move {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+                c.close().await.unwrap();
+            })
+            .await
+            .unwrap();
+            let total = tokio::time::timeout(Duration::from_secs(5), server)
+                .await
+                .expect("the server sees the end of the stream")
+                .unwrap()
+                .unwrap();
+            assert_eq!(total, 20 * 100 + 5, "{}", name);
+            drop(lp);
+            tokio::time::timeout(Duration::from_secs(5), driver)
+                .await
+                .expect("the driver ends with its loop")
+                .unwrap();
+        });
+    }
+}
+
+/// The same through `ioq::tokio::run`, many connections and tokio local tasks at once:
+/// every operation completes once, and a driver dropped with work queued leaves it to the
+/// loop's next poll.
+#[test]
+fn host_flush_many_connections_through_run() {
+    let rt = current_thread();
+    let set = LocalSet::new();
+    set.block_on(
+        &rt,
+        ioq::tokio::run(async {
+            let lp = rt::current();
+            let l = lp.tcp_listen(local()).unwrap();
+            let addr = l.local_addr().unwrap();
+            tokio::task::spawn_local(async move {
+                loop {
+                    match l.accept().await {
+                        Ok(c) => drop(tokio::task::spawn_local(echo(c))),
+                        Err(_) => return,
+                    }
+                }
+            });
+            let mut clients = Vec::new();
+            for i in 0..16u8 {
+                clients.push(tokio::task::spawn_local(async move {
+                    let c = rt::current().connect(addr).await.unwrap();
+                    for k in 0..50u8 {
+                        let msg = vec![i ^ k; 64];
+                        let (res, _) = c.send(msg.clone()).await;
+                        res.unwrap();
+                        let mut got = Vec::new();
+                        while got.len() < 64 {
+                            let (res, b) = c.recv(Vec::with_capacity(64 - got.len())).await;
+                            assert!(res.unwrap() > 0);
+                            got.extend_from_slice(&b);
+                        }
+                        assert_eq!(got, msg);
+                    }
+                    c.close().await.unwrap();
+                }));
+            }
+            for c in clients {
+                tokio::time::timeout(Duration::from_secs(20), c)
+                    .await
+                    .expect("16 clients x 50 round trips")
+                    .unwrap();
+            }
+        }),
+    );
+}
+
+/// A host-flushed loop outside tokio: its own runtime polls (and so flushes) as usual,
+/// also after a driver went away with submissions queued.
+#[test]
+fn host_flush_loop_in_ioq_runtime_and_after_a_driver() {
+    let lp = Loop::with_host_flush(ioq::Backend::Auto).unwrap();
+    let r = lp.handle();
+    let (_l, c, s) = lp.block_on(async { pair(&r).await });
+    {
+        let rt = current_thread();
+        let _g = rt.enter();
+        let driver = Driver::new(&r).unwrap();
+        // Queued under the driver, which is dropped before it ever runs.
+        let send = c.send(b"queued".to_vec());
+        drop(driver);
+        let (res, _) = lp.block_on(send);
+        res.unwrap();
+    }
+    let (res, b) = lp.block_on(s.recv(Vec::with_capacity(16)));
+    assert_eq!((res, b), (Ok(6), b"queued".to_vec()));
+}
