@@ -157,6 +157,7 @@ int ioq_spawn(ioq_loop *loop, const ioq_process_options *opts, ioq_handle *proce
         }
         child_fd[i] = pfd[i][1 - parent];
     }
+    wfd = loop->backend->wait_by_pid ? IOQ__OS_NO_WAIT_FD : -1;
     rc = ioq__os_spawn(opts, child_fd, &proc, &wfd);
     for (int i = 0; i < 3; i++)
         if (ph[i])
