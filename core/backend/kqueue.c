@@ -115,13 +115,11 @@ static int apply_now(kq_state *s, struct kevent *ch, int n)
 
 /* --- watches ------------------------------------------------------------------------------ */
 
-/* Make the filters of watch handle h those of `want` (h->be: the bits registered). */
-static int watch_set(ioq_loop *loop, ioq__handle *h, uint32_t want)
+/* The filters of a watched descriptor (readiness.c keeps what is registered in h->be). */
+static int watch_apply(ioq_loop *loop, ioq__handle *h, uint32_t want, uint32_t have)
 {
-    kq_state *s = ioq__backend_data(loop);
-    uint32_t have = (uint32_t)(uintptr_t)h->be;
     struct kevent ch[2];
-    int n = 0, rc;
+    int n = 0;
 
     /* WRITE first, as in kq_handle_open. */
     if ((want ^ have) & IOQ_WATCH_WRITABLE)
@@ -130,17 +128,7 @@ static int watch_set(ioq_loop *loop, ioq__handle *h, uint32_t want)
     if ((want ^ have) & IOQ_WATCH_READABLE)
         EV_SET(&ch[n++], (uintptr_t)h->fd, EVFILT_READ,
                (want & IOQ_WATCH_READABLE) ? EV_ADD : EV_DELETE, 0, 0, cookie_of(loop, h));
-    if (n == 0)
-        return 0;
-    rc = apply_now(s, ch, n);
-    if (rc == 0 || (want & ~have) == 0)
-        h->be = (void *)(uintptr_t)want;
-    return rc;
-}
-
-static void watch_sync(ioq_loop *loop, ioq__handle *h)
-{
-    watch_set(loop, h, (h->rstate & IOQ__R_CLOSING) ? 0 : ioq__watch_events(h));
+    return n ? apply_now(ioq__backend_data(loop), ch, n) : 0;
 }
 
 #if defined(EVFILT_PROC)
@@ -188,19 +176,15 @@ static int kq_start(ioq_loop *loop, ioq__op *op)
 #endif
     if (op->code != IOQ_OP_WATCH)
         return ioq__rd_start(loop, op);
-    return watch_set(loop, op->h, (uint32_t)(uintptr_t)op->h->be | op->events);
+    return ioq__rd_watch_start(loop, op, watch_apply);
 }
 
 static void kq_cancel(ioq_loop *loop, ioq__op *op)
 {
-    ioq__handle *h = op->h;
-    if (op->code != IOQ_OP_WATCH) {
+    if (op->code != IOQ_OP_WATCH)
         ioq__rd_cancel(loop, op);
-        return;
-    }
-    /* A watch is never in progress: it ends here. */
-    ioq__complete(loop, op, IOQ_ECANCELED, 0, 0);
-    watch_sync(loop, h);
+    else
+        ioq__rd_watch_cancel(loop, op, watch_apply);
 }
 
 static void watch_event(kq_state *s, ioq__handle *h, const struct kevent *ev)
@@ -222,7 +206,7 @@ static void watch_flush(ioq_loop *loop, kq_state *s)
 {
     for (int i = 0; i < s->nw; i++) {
         if (ioq__watch_report(loop, s->wh[i], s->wseen[i]))
-            watch_sync(loop, s->wh[i]);
+            ioq__rd_watch_sync(loop, s->wh[i], watch_apply);
     }
     s->nw = 0;
 }
@@ -328,7 +312,7 @@ static void kq_handle_close(ioq_loop *loop, ioq__handle *h)
     int j = 0;
     if (h->kind == IOQ__K_WATCH) {
         /* The descriptor stays open: its filters must go now. */
-        watch_set(loop, h, 0);
+        ioq__rd_watch_set(loop, h, 0, watch_apply);
         return;
     }
     if (h->kind == IOQ__K_PROCESS && h->fd < 0) {
