@@ -242,6 +242,12 @@ struct ioq__backend {
      * is not closed by ioq). Its IOQ_OP_WATCH ops reach start and cancel like any other;
      * a backend that cannot watch returns IOQ_ENOTSUP from start. The readiness services
      * ioq__watch_events / ioq__watch_report below do the bookkeeping. */
+    /* Since 1.1, optional: the backend waits for children by process id (kqueue's
+     * EVFILT_PROC), so ioq_spawn asks the OS layer for no wait descriptor and a PROCESS
+     * handle has none (fd -1). The backend registers the child at its first
+     * IOQ_OP_PROCESS_WAIT (h->obj is set by then; ioq__os_process_pid gives the id) and
+     * gets handle_close for it all the same; the readiness engine reaps it. */
+    bool wait_by_pid;
 };
 
 extern const ioq__backend ioq__backend_epoll;

@@ -214,7 +214,8 @@ void ioq__handle_destroy(ioq_loop *loop, ioq__handle *h)
     os_obj_free(h);
     if (h->kind == IOQ__K_NOTIFIER)
         ioq__notifier_free(loop, h);
-    if (h->fd >= 0 || h->kind == IOQ__K_CONNECTING) {
+    /* A PROCESS handle of a backend that waits by process id has no descriptor. */
+    if (h->fd >= 0 || h->kind == IOQ__K_CONNECTING || h->kind == IOQ__K_PROCESS) {
         if (loop->backend->handle_close)
             loop->backend->handle_close(loop, h);
         /* A watched descriptor belongs to the caller: unregistered, never closed. */

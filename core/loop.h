@@ -268,6 +268,10 @@ ioq__op *ioq__op_new(ioq_loop *loop, uint16_t code, uint64_t token);
 void ioq__op_attach(ioq__op *op, ioq__handle *h);
 /* Register an accepted op in the token index (before the backend can complete it). */
 void ioq__op_register(ioq_loop *loop, ioq__op *op);
+/* The entry checks of a submission call on a handle: the loop is usable (IOQ_EINVAL,
+ * IOQ_EMISUSE) and v is a live handle of one of `kinds`, a mask of 1 << IOQ__K_*
+ * (IOQ_EBADHANDLE). 0 and *h, or that error (ops.c). */
+int ioq__handle_arg(ioq_loop *loop, ioq_handle v, uint32_t kinds, ioq__handle **h);
 /* Attach op to h (if any), register it and hand it to the backend; on rejection nothing
  * remains of it (ops.c). Returns 0 or the backend's negative IOQ_E*. */
 int ioq__op_start(ioq_loop *loop, ioq__op *op, ioq__handle *h);

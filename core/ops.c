@@ -59,8 +59,7 @@ int ioq__op_start(ioq_loop *loop, ioq__op *op, ioq__handle *h)
     return rc;
 }
 
-/* Common entry checks: the loop is usable and h is a live handle of one of `kinds`. */
-static int get(ioq_loop *loop, ioq_handle v, uint32_t kinds, ioq__handle **h)
+int ioq__handle_arg(ioq_loop *loop, ioq_handle v, uint32_t kinds, ioq__handle **h)
 {
     if (!loop)
         return IOQ_EINVAL;
@@ -134,7 +133,7 @@ int ioq_accept(ioq_loop *loop, ioq_handle listener, uint32_t flags, uint64_t tok
 {
     ioq__handle *h;
     ioq__op *op;
-    int rc = get(loop, listener, IOQ__LISTENER_KINDS, &h);
+    int rc = ioq__handle_arg(loop, listener, IOQ__LISTENER_KINDS, &h);
     if (rc != 0)
         return rc;
     if (flags & ~(uint32_t)IOQ_MULTISHOT)
@@ -190,7 +189,7 @@ static int buf_op(ioq_loop *loop, uint16_t code, ioq_handle hv, uint32_t kinds, 
 {
     ioq__handle *h;
     ioq__op *op;
-    int rc = get(loop, hv, kinds, &h);
+    int rc = ioq__handle_arg(loop, hv, kinds, &h);
     if (rc != 0)
         return rc;
     if (!buf || len == 0 || len > IOQ_MAX_LEN || offset > (uint64_t)INT64_MAX)
@@ -234,7 +233,7 @@ int ioq_recv_pool(ioq_loop *loop, ioq_handle hv, ioq_handle pool_h, uint32_t fla
 {
     ioq__handle *h, *ph;
     ioq__op *op;
-    int rc = get(loop, hv, IOQ__SOCKET_KINDS | IOQ__PIPE_KINDS, &h);
+    int rc = ioq__handle_arg(loop, hv, IOQ__SOCKET_KINDS | IOQ__PIPE_KINDS, &h);
     if (rc != 0)
         return rc;
     if (h->rstate & IOQ__R_NOREAD)
@@ -259,7 +258,7 @@ int ioq_sendv(ioq_loop *loop, ioq_handle hv, const ioq_iov *iov, uint32_t n, uin
     ioq__handle *h;
     ioq__op *op;
     uint64_t total = 0;
-    int rc = get(loop, hv, IOQ__SOCKET_KINDS | IOQ__PIPE_KINDS, &h);
+    int rc = ioq__handle_arg(loop, hv, IOQ__SOCKET_KINDS | IOQ__PIPE_KINDS, &h);
     if (rc != 0)
         return rc;
     if (h->rstate & IOQ__R_NOWRITE)
@@ -292,7 +291,7 @@ int ioq_sendto(ioq_loop *loop, ioq_handle hv, const void *buf, size_t len, const
 {
     ioq__handle *h;
     ioq__op *op;
-    int rc = get(loop, hv, IOQ__KIND_BIT(IOQ__K_UDP), &h);
+    int rc = ioq__handle_arg(loop, hv, IOQ__KIND_BIT(IOQ__K_UDP), &h);
     if (rc != 0)
         return rc;
     if ((!buf && len) || len > IOQ_MAX_LEN || !addr_ok(addr) || addr->port == 0)
@@ -310,7 +309,7 @@ int ioq_recvfrom(ioq_loop *loop, ioq_handle hv, void *buf, size_t len, ioq_addr 
 {
     ioq__handle *h;
     ioq__op *op;
-    int rc = get(loop, hv, IOQ__KIND_BIT(IOQ__K_UDP), &h);
+    int rc = ioq__handle_arg(loop, hv, IOQ__KIND_BIT(IOQ__K_UDP), &h);
     if (rc != 0)
         return rc;
     if (!buf || len == 0 || len > IOQ_MAX_LEN)
@@ -327,7 +326,7 @@ int ioq_shutdown(ioq_loop *loop, ioq_handle hv, uint64_t token)
 {
     ioq__handle *h;
     ioq__op *op;
-    int rc = get(loop, hv, IOQ__STREAM_KINDS | IOQ__PIPE_KINDS, &h);
+    int rc = ioq__handle_arg(loop, hv, IOQ__STREAM_KINDS | IOQ__PIPE_KINDS, &h);
     if (rc != 0)
         return rc;
     if (h->rstate & IOQ__R_NOWRITE)
@@ -363,7 +362,7 @@ int ioq_fsync(ioq_loop *loop, ioq_handle hv, uint64_t token)
 {
     ioq__handle *h;
     ioq__op *op;
-    int rc = get(loop, hv, IOQ__KIND_BIT(IOQ__K_FILE), &h);
+    int rc = ioq__handle_arg(loop, hv, IOQ__KIND_BIT(IOQ__K_FILE), &h);
     if (rc != 0)
         return rc;
     if (!(op = ioq__op_new(loop, IOQ_OP_FSYNC, token)))
@@ -427,7 +426,7 @@ int ioq_resolve(ioq_loop *loop, const char *host, const char *service, uint32_t 
 static int sock_name(ioq_loop *loop, ioq_handle hv, bool peer, ioq_addr *out)
 {
     ioq__handle *h;
-    int rc = get(loop, hv, ~0u, &h);
+    int rc = ioq__handle_arg(loop, hv, ~0u, &h);
     if (rc != 0)
         return rc;
     if (!out)
@@ -467,7 +466,7 @@ static const struct {
 int ioq_setopt(ioq_loop *loop, ioq_handle hv, uint32_t opt, int64_t value)
 {
     ioq__handle *h;
-    int rc = get(loop, hv, ~0u, &h);
+    int rc = ioq__handle_arg(loop, hv, ~0u, &h);
     if (rc != 0)
         return rc;
     if (opt < IOQ_OPT_NODELAY || opt > IOQ_OPT_LINGER)
@@ -516,7 +515,7 @@ int ioq_adopt(ioq_loop *loop, uint64_t os_handle, uint32_t kind, ioq_handle *out
 int ioq_os_handle(ioq_loop *loop, ioq_handle hv, uint64_t *out)
 {
     ioq__handle *h;
-    int rc = get(loop, hv, ~0u, &h);
+    int rc = ioq__handle_arg(loop, hv, ~0u, &h);
     if (rc != 0)
         return rc;
     if (!out)

@@ -52,8 +52,12 @@ void ioq__os_tty_free(int64_t fd, void *saved);
 /* Child processes (since 1.1). fds[i] is what the child gets as stdio i: -1 the parent's
  * own, IOQ__OS_DEVNULL the null device, else a descriptor (left open). 0 once the child
  * runs, with *proc (the OS layer's record) and *wait_fd (readable when the child has
- * ended), or IOQ_E* with no child left (an exec failure is reported here). */
+ * ended), or IOQ_E* with no child left (an exec failure is reported here).
+ * *wait_fd set to IOQ__OS_NO_WAIT_FD on entry says the backend waits by process id
+ * (wait_by_pid): the OS layer may then make no wait descriptor and leave *wait_fd -1 (it
+ * must still reap the child of a process record freed while it runs). */
 #define IOQ__OS_DEVNULL (-2)
+#define IOQ__OS_NO_WAIT_FD (-3)
 int ioq__os_spawn(const ioq_process_options *opts, const int64_t fds[3], void **proc,
                   int64_t *wait_fd);
 /* Reap the child if it has ended: 1 and *result (exit code, or 256 + signal; kept, so a

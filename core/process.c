@@ -67,11 +67,7 @@ int ioq_pipe(ioq_loop *loop, uint32_t flags, ioq_handle out[2])
 
 static int tty_get(ioq_loop *loop, ioq_handle tty, ioq__handle **h)
 {
-    int rc = loop_ok(loop);
-    if (rc != 0)
-        return rc;
-    *h = ioq__handle_get(loop, tty, IOQ__KIND_BIT(IOQ__K_TTY));
-    return *h ? 0 : IOQ_EBADHANDLE;
+    return ioq__handle_arg(loop, tty, IOQ__KIND_BIT(IOQ__K_TTY), h);
 }
 
 int ioq_tty_set_mode(ioq_loop *loop, ioq_handle tty, uint32_t mode)
@@ -157,6 +153,7 @@ int ioq_spawn(ioq_loop *loop, const ioq_process_options *opts, ioq_handle *proce
         }
         child_fd[i] = pfd[i][1 - parent];
     }
+    wfd = loop->backend->wait_by_pid ? IOQ__OS_NO_WAIT_FD : -1;
     rc = ioq__os_spawn(opts, child_fd, &proc, &wfd);
     for (int i = 0; i < 3; i++)
         if (ph[i])
@@ -188,11 +185,7 @@ fail_handles:
 
 static int process_get(ioq_loop *loop, ioq_handle process, ioq__handle **h)
 {
-    int rc = loop_ok(loop);
-    if (rc != 0)
-        return rc;
-    *h = ioq__handle_get(loop, process, IOQ__KIND_BIT(IOQ__K_PROCESS));
-    return *h ? 0 : IOQ_EBADHANDLE;
+    return ioq__handle_arg(loop, process, IOQ__KIND_BIT(IOQ__K_PROCESS), h);
 }
 
 int ioq_process_wait(ioq_loop *loop, ioq_handle process, uint64_t token)

@@ -46,12 +46,9 @@ int ioq_watch(ioq_loop *loop, ioq_handle hv, uint32_t events, uint32_t flags, ui
 {
     ioq__handle *h;
     ioq__op *op;
-    if (!loop)
-        return IOQ_EINVAL;
-    if (loop->in_free)
-        return IOQ_EMISUSE;
-    if (!(h = ioq__handle_get(loop, hv, IOQ__KIND_BIT(IOQ__K_WATCH))))
-        return IOQ_EBADHANDLE;
+    int rc = ioq__handle_arg(loop, hv, IOQ__KIND_BIT(IOQ__K_WATCH), &h);
+    if (rc != 0)
+        return rc;
     if (events == 0 || (events & ~(uint32_t)(IOQ_WATCH_READABLE | IOQ_WATCH_WRITABLE)) ||
         (flags & ~(uint32_t)IOQ_MULTISHOT))
         return IOQ_EINVAL;

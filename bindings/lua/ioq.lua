@@ -49,6 +49,8 @@ local OPNAMES = {
   [core.OP_SHUTDOWN] = "shutdown", [core.OP_CLOSE] = "close", [core.OP_OPEN] = "open",
   [core.OP_READ] = "read", [core.OP_WRITE] = "write", [core.OP_FSYNC] = "fsync",
   [core.OP_TIMEOUT] = "timeout", [core.OP_CANCEL] = "cancel", [core.OP_RESOLVE] = "resolve",
+  [core.OP_WATCH] = "watch", [core.OP_SIGNAL] = "signal",
+  [core.OP_PROCESS_WAIT] = "process_wait", [core.OP_NOTIFY_WAIT] = "notify_wait",
 }
 M.opnames = OPNAMES
 
@@ -666,6 +668,117 @@ function Loop:os_handle(h)
   if rc ~= 0 then return fail(rc) end
   return fd
 end
+
+-- Pipes and child processes (since 1.1) --------------------------------------------------
+
+--- loop:pipe() -> read_end, write_end: a new pipe as two PIPE handles, streams for recv,
+-- send, sendv, shutdown (the write end) and close.
+function Loop:pipe()
+  local rc, r, w = core.pipe(raw(self), 0)
+  if rc ~= 0 then return fail(rc) end
+  return r, w
+end
+
+local STDIO = { inherit = core.STDIO_INHERIT, pipe = core.STDIO_PIPE, null = core.STDIO_NULL }
+
+local function stdio_of(v, name)
+  if v == nil then return { core.STDIO_INHERIT, 0 } end
+  if type(v) == "string" then
+    local mode = STDIO[v]
+    if not mode then error("bad spawn option '" .. name .. "' (\"" .. v .. "\": use "
+                           .. "\"inherit\", \"pipe\", \"null\", {fd = n} or {handle = h})", 3) end
+    return { mode, 0 }
+  end
+  if type(v) == "table" and v.fd ~= nil then
+    return { core.STDIO_OS, argint(v.fd, 2, "spawn", name .. ".fd", 0, math.maxinteger, 4) }
+  end
+  if type(v) == "table" and v.handle ~= nil then
+    return { core.STDIO_HANDLE, argint(v.handle, 2, "spawn", name .. ".handle", nil, nil, 4) }
+  end
+  error("bad spawn option '" .. name .. "' (use \"inherit\", \"pipe\", \"null\", "
+        .. "{fd = n} or {handle = h})", 3)
+end
+
+--- loop:spawn(argv [, opts]) -> process, or nil, message, code. Starts a child process.
+-- argv: {program, args...}; the program is opts.file or argv[1], looked up in PATH when it
+-- has no "/" (opts.search_path decides otherwise). opts: stdin, stdout, stderr ("inherit"
+-- (default), "pipe", "null", {fd = n} a descriptor the caller keeps, {handle = h} an ioq
+-- handle), env (a list of "K=V" or a map; nil inherits), cwd, new_session.
+-- process: {handle =, pid =, stdin =, stdout =, stderr =}: the PROCESS handle and the
+-- parent's ends of the "pipe" streams (nil for the others). Synchronous: returns once
+-- the program runs. Its end comes with loop:process_wait(); loop:close() each handle
+-- (closing the process handle does not kill the child).
+function Loop:spawn(argv, opts)
+  if type(argv) ~= "table" or type(argv[1]) ~= "string" then
+    error("bad argument #1 to 'spawn' (a list {program, args...} expected)", 2)
+  end
+  opts = opts or {}
+  if type(opts) ~= "table" then error("bad argument #2 to 'spawn' (table expected)", 2) end
+  local file = opts.file or argv[1]
+  argstring(file, 2, "spawn")
+  local search = opts.search_path
+  if search == nil then search = not file:find("/", 1, true) end
+  local env = opts.env
+  if type(env) == "table" and #env == 0 and next(env) ~= nil then
+    local list = {}
+    for k, v in pairs(env) do list[#list + 1] = tostring(k) .. "=" .. tostring(v) end
+    env = list
+  end
+  local flags = (search and core.SPAWN_SEARCH_PATH or 0) |
+                (opts.new_session and core.SPAWN_NEW_SESSION or 0)
+  local rc, p, i, o, e = core.spawn(raw(self), {
+    file = file, argv = argv, env = env, cwd = opts.cwd, flags = flags,
+    stdio = { stdio_of(opts.stdin, "stdin"), stdio_of(opts.stdout, "stdout"),
+              stdio_of(opts.stderr, "stderr") } })
+  if rc ~= 0 then return fail(rc) end
+  local _, pid = core.process_pid(raw(self), p)
+  return { handle = p, pid = pid, stdin = i ~= 0 and i or nil,
+           stdout = o ~= 0 and o or nil, stderr = e ~= 0 and e or nil }
+end
+
+local function proc_handle(p, name)
+  if type(p) == "table" then p = p.handle end
+  return argint(p, 1, name, "process handle", nil, nil, 4)
+end
+
+--- loop:process_wait(process [, token]) -> id: the completion's result is the child's exit
+-- code (0..255), or 256 + the signal that ended it (ioq.exit_code, ioq.term_signal).
+function Loop:process_wait(p, token)
+  p = proc_handle(p, "process_wait")
+  local id = new_id(self)
+  if not id then return fail(ENOMEM) end
+  return track(self, core.process_wait(raw(self), p, id), id, token)
+end
+
+-- The signals whose numbers POSIX systems share.
+local SIGNALS = { HUP = 1, INT = 2, QUIT = 3, KILL = 9, ALRM = 14, TERM = 15 }
+
+--- loop:kill(process, signal) -> true, or nil, message, code (ioq.ESRCH once the child
+-- has ended and was reaped). signal: a number or "TERM", "KILL", "INT", "HUP", "QUIT".
+function Loop:kill(p, sig)
+  p = proc_handle(p, "kill")
+  if type(sig) == "string" then
+    local n = SIGNALS[sig:gsub("^SIG", "")]
+    if not n then error("bad argument #2 to 'kill' (unknown signal '" .. sig .. "')", 2) end
+    sig = n
+  end
+  sig = argint(sig, 2, "kill", "signal", 0, 1 << 30)
+  local rc = core.kill(raw(self), p, sig)
+  if rc ~= 0 then return fail(rc) end
+  return true
+end
+
+--- loop:process_pid(process) -> the OS process id.
+function Loop:process_pid(p)
+  local rc, pid = core.process_pid(raw(self), proc_handle(p, "process_pid"))
+  if rc ~= 0 then return fail(rc) end
+  return pid
+end
+
+--- ioq.exit_code(result) -> the exit code in a process_wait result, nil if a signal
+-- ended the child; ioq.term_signal(result) -> that signal, nil if it exited.
+function M.exit_code(result) if result >= 0 and result < 256 then return result end end
+function M.term_signal(result) if result >= 256 then return result - 256 end end
 
 -- Polling -------------------------------------------------------------------------------
 

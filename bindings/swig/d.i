@@ -30,6 +30,14 @@ _Static_assert(sizeof(ioq_iov) == 2 * sizeof(size_t) &&
 _Static_assert(sizeof(ioq_loop_options) == 48 && offsetof(ioq_loop_options, backend) == 4 &&
                offsetof(ioq_loop_options, threadpool_size) == 12 &&
                offsetof(ioq_loop_options, reserved) == 16, "ioq_loop_options layout");
+_Static_assert(sizeof(ioq_stdio) == 16 && offsetof(ioq_stdio, value) == 8, "ioq_stdio layout");
+_Static_assert(offsetof(ioq_process_options, file) == 8 &&
+               offsetof(ioq_process_options, argv) == 8 + sizeof(void *) &&
+               offsetof(ioq_process_options, env) == 8 + 2 * sizeof(void *) &&
+               offsetof(ioq_process_options, cwd) == 8 + 3 * sizeof(void *) &&
+               offsetof(ioq_process_options, stdio) == 8 + 4 * sizeof(void *) &&
+               sizeof(ioq_process_options) == 8 + 4 * sizeof(void *) + 48,
+               "ioq_process_options layout");
 %}
 %ignore ioq_cqe;
 %ignore ioq_addr;
@@ -82,12 +90,39 @@ struct ioq_loop_options {
 }
 static assert(ioq_loop_options.sizeof == 48 && ioq_loop_options.backend.offsetof == 4
   && ioq_loop_options.threadpool_size.offsetof == 12 && ioq_loop_options.reserved.offsetof == 16);
+
+/** ioq_stdio (since 1.1): one stdio stream of a child process. */
+struct ioq_stdio {
+  uint mode;
+  uint reserved;
+  ulong value;
+}
+static assert(ioq_stdio.sizeof == 16 && ioq_stdio.value.offsetof == 8);
+
+/** ioq_process_options (since 1.1): set size to ioq_process_options.sizeof; the strings
+ * are NUL-terminated, argv and env NULL-terminated arrays of them (env null: inherit). */
+struct ioq_process_options {
+  uint size;
+  uint flags;
+  const(char)* file;
+  const(char*)* argv;
+  const(char*)* env;
+  const(char)* cwd;
+  ioq_stdio[3] stdio;
+}
+static assert(ioq_process_options.file.offsetof == 8
+  && ioq_process_options.argv.offsetof == 8 + size_t.sizeof
+  && ioq_process_options.env.offsetof == 8 + 2 * size_t.sizeof
+  && ioq_process_options.cwd.offsetof == 8 + 3 * size_t.sizeof
+  && ioq_process_options.stdio.offsetof == 8 + 4 * size_t.sizeof
+  && ioq_process_options.sizeof == 8 + 4 * size_t.sizeof + 48);
 %}
 
 /* The proxy module re-exports the record types so users of ioq_raw need one import. */
 %pragma(d) globalproxyimports = %{
 static import core.stdc.config;
-public import ioq_raw_im : ioq_loop, ioq_cqe, ioq_addr, ioq_iov, ioq_loop_options;
+public import ioq_raw_im : ioq_loop, ioq_cqe, ioq_addr, ioq_iov, ioq_loop_options, ioq_stdio,
+  ioq_process_options;
 %}
 
 /* A C pointer (matched by PATTERN, which may name the parameter) that crosses unchanged as
@@ -116,9 +151,13 @@ IOQ_D_POINTER(ioq_addr *, ioq_addr*)
 IOQ_D_POINTER(const ioq_addr *, const(ioq_addr)*)
 IOQ_D_POINTER(const ioq_iov *, const(ioq_iov)*)
 IOQ_D_POINTER(const ioq_loop_options *, const(ioq_loop_options)*)
+IOQ_D_POINTER(const ioq_process_options *, const(ioq_process_options)*)
 
 /* Out-parameters: handles and OS descriptors. */
 IOQ_D_POINTER(ioq_handle *, ulong*)
+/* Arrays of handles filled by ioq_pipe (2) and ioq_spawn (3, or null): D pointers too. */
+IOQ_D_POINTER_AS(ioq_handle out[2], ioq_handle *, ulong*)
+IOQ_D_POINTER_AS(ioq_handle pipes[3], ioq_handle *, ulong*)
 IOQ_D_POINTER(uint64_t *, ulong*)
 
 /* Data buffers are bytes on the D side: ubyte[] slices pass their .ptr. */

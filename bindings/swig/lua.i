@@ -801,7 +801,7 @@ static int ioq_lua_unhold(lua_State *L) {
 static const char *const ioq_lua_opnames[] = {
   "none", "post", "accept", "connect", "local_connect", "recv", "recv_pool", "send",
   "sendv", "sendto", "recvfrom", "shutdown", "close", "open", "read", "write", "fsync",
-  "timeout", "cancel", "resolve"
+  "timeout", "cancel", "resolve", "watch", "signal", "process_wait", "notify_wait"
 };
 #define IOQ_LUA_NOPS ((int)(sizeof(ioq_lua_opnames) / sizeof(ioq_lua_opnames[0])))
 

@@ -101,78 +101,49 @@ static int epoll_handle_open(ioq_loop *loop, ioq__handle *h)
     return 0;
 }
 
+static int watch_apply(ioq_loop *loop, ioq__handle *h, uint32_t want, uint32_t have);
+
 static void epoll_handle_close(ioq_loop *loop, ioq__handle *h)
 {
     /* close() drops the registration unless the descriptor was duplicated elsewhere (an
      * adopted fd); its late events then carry a stale generation and are ignored. A
      * watched descriptor stays open: its registration must go now. */
-    if (h->kind == IOQ__K_WATCH && h->be) {
-        epoll_state *s = ioq__backend_data(loop);
-        struct epoll_event ev;
-        memset(&ev, 0, sizeof ev);
-        epoll_ctl(s->epfd, EPOLL_CTL_DEL, (int)h->fd, &ev);
-        h->be = NULL;
-    }
+    if (h->kind == IOQ__K_WATCH)
+        ioq__rd_watch_set(loop, h, 0, watch_apply);
 }
 
 /* --- watches ------------------------------------------------------------------------------ */
 
-/* h->be of a WATCH handle: the IOQ_WATCH_* bits registered (0: not registered). */
-static void watch_sync(ioq_loop *loop, ioq__handle *h)
+/* The registration of a watched descriptor (readiness.c keeps what is registered in h->be).
+ * The first watch is where a descriptor epoll cannot watch (a regular file: EPERM) or one
+ * that is closed already (EBADF) gets its error. */
+static int watch_apply(ioq_loop *loop, ioq__handle *h, uint32_t want, uint32_t have)
 {
     epoll_state *s = ioq__backend_data(loop);
-    uint32_t want = (h->rstate & IOQ__R_CLOSING) ? 0 : ioq__watch_events(h);
-    uint32_t have = (uint32_t)(uintptr_t)h->be;
     struct epoll_event ev;
-    int rc;
-
-    if (want == have)
-        return;
     memset(&ev, 0, sizeof ev);
     ev.events = ((want & IOQ_WATCH_READABLE) ? EPOLLIN | EPOLLRDHUP : 0u) |
                 ((want & IOQ_WATCH_WRITABLE) ? EPOLLOUT : 0u);
     ev.data.u64 = ioq__handle_value(loop, h);
-    rc = epoll_ctl(s->epfd, !want ? EPOLL_CTL_DEL : !have ? EPOLL_CTL_ADD : EPOLL_CTL_MOD,
-                   (int)h->fd, &ev);
-    if (rc == 0 || !want)
-        h->be = (void *)(uintptr_t)want;
+    if (epoll_ctl(s->epfd, !want ? EPOLL_CTL_DEL : !have ? EPOLL_CTL_ADD : EPOLL_CTL_MOD,
+                  (int)h->fd, &ev) < 0)
+        return ioq__os_errno_map(errno);
+    return 0;
 }
 
 static int epoll_start(ioq_loop *loop, ioq__op *op)
 {
-    epoll_state *s = ioq__backend_data(loop);
-    ioq__handle *h = op->h;
-    uint32_t have;
-
     if (op->code != IOQ_OP_WATCH)
         return ioq__rd_start(loop, op);
-    have = (uint32_t)(uintptr_t)h->be;
-    if ((have | op->events) != have) {
-        struct epoll_event ev;
-        uint32_t want = have | op->events;
-        memset(&ev, 0, sizeof ev);
-        ev.events = ((want & IOQ_WATCH_READABLE) ? EPOLLIN | EPOLLRDHUP : 0u) |
-                    ((want & IOQ_WATCH_WRITABLE) ? EPOLLOUT : 0u);
-        ev.data.u64 = ioq__handle_value(loop, h);
-        /* The first watch is where a descriptor epoll cannot watch (a regular file: EPERM)
-         * or one that is closed already (EBADF) gets its error. */
-        if (epoll_ctl(s->epfd, have ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, (int)h->fd, &ev) < 0)
-            return ioq__os_errno_map(errno);
-        h->be = (void *)(uintptr_t)want;
-    }
-    return 0;
+    return ioq__rd_watch_start(loop, op, watch_apply);
 }
 
 static void epoll_cancel(ioq_loop *loop, ioq__op *op)
 {
-    ioq__handle *h = op->h;
-    if (op->code != IOQ_OP_WATCH) {
+    if (op->code != IOQ_OP_WATCH)
         ioq__rd_cancel(loop, op);
-        return;
-    }
-    /* A watch is never in progress: it ends here. */
-    ioq__complete(loop, op, IOQ_ECANCELED, 0, 0);
-    watch_sync(loop, h);
+    else
+        ioq__rd_watch_cancel(loop, op, watch_apply);
 }
 
 static void watch_event(ioq_loop *loop, ioq__handle *h, uint32_t e)
@@ -182,7 +153,7 @@ static void watch_event(ioq_loop *loop, ioq__handle *h, uint32_t e)
                     ((e & EPOLLERR) ? IOQ_WATCH_ERROR : 0u) |
                     ((e & (EPOLLHUP | EPOLLRDHUP)) ? IOQ_WATCH_HANGUP : 0u);
     if (ioq__watch_report(loop, h, seen))
-        watch_sync(loop, h);
+        ioq__rd_watch_sync(loop, h, watch_apply);
 }
 
 /* epoll_wait's timeout: milliseconds rounded up (a timer must never fire early), at most

@@ -9,6 +9,12 @@
  * Watched descriptors (ioq_watch) get level-triggered filters (no EV_CLEAR), applied at
  * once, only for what their watches ask for; READ and WRITE of one descriptor in one wait
  * make one report.
+ *
+ * Children (ioq_spawn) are waited for by pid with EVFILT_PROC / NOTE_EXIT where the system
+ * has it (wait_by_pid): no descriptor and no thread per child. The filter is added at the
+ * first process wait, one-shot; its event makes the handle "readable" for the readiness
+ * engine, which reaps the child. Without EVFILT_PROC the OS layer's wait descriptor (a
+ * pipe closed by a thread that waits for the child) is read like any other.
  */
 #include "fault.h"
 #include "posix.h"
@@ -109,13 +115,11 @@ static int apply_now(kq_state *s, struct kevent *ch, int n)
 
 /* --- watches ------------------------------------------------------------------------------ */
 
-/* Make the filters of watch handle h those of `want` (h->be: the bits registered). */
-static int watch_set(ioq_loop *loop, ioq__handle *h, uint32_t want)
+/* The filters of a watched descriptor (readiness.c keeps what is registered in h->be). */
+static int watch_apply(ioq_loop *loop, ioq__handle *h, uint32_t want, uint32_t have)
 {
-    kq_state *s = ioq__backend_data(loop);
-    uint32_t have = (uint32_t)(uintptr_t)h->be;
     struct kevent ch[2];
-    int n = 0, rc;
+    int n = 0;
 
     /* WRITE first, as in kq_handle_open. */
     if ((want ^ have) & IOQ_WATCH_WRITABLE)
@@ -124,36 +128,63 @@ static int watch_set(ioq_loop *loop, ioq__handle *h, uint32_t want)
     if ((want ^ have) & IOQ_WATCH_READABLE)
         EV_SET(&ch[n++], (uintptr_t)h->fd, EVFILT_READ,
                (want & IOQ_WATCH_READABLE) ? EV_ADD : EV_DELETE, 0, 0, cookie_of(loop, h));
-    if (n == 0)
-        return 0;
-    rc = apply_now(s, ch, n);
-    if (rc == 0 || (want & ~have) == 0)
-        h->be = (void *)(uintptr_t)want;
-    return rc;
+    return n ? apply_now(ioq__backend_data(loop), ch, n) : 0;
 }
 
-static void watch_sync(ioq_loop *loop, ioq__handle *h)
+#if defined(EVFILT_PROC)
+/* h->be of a child: NULL before its first wait, its pid while the filter is in, PROC_DONE
+ * once the filter is gone (fired, or refused for a child that had ended). */
+#define PROC_DONE ((void *)~(uintptr_t)0)
+
+/* The first wait of a child: NOTE_EXIT on its pid. From then on only the filter's event
+ * makes the child "readable": reaping it earlier would leave a filter for a reaped pid
+ * (libkqueue then fails the kevent() that reports it). A child that has already ended
+ * (a zombie, for which some systems refuse the filter with ESRCH) is left "readable", so
+ * the wait reaps it at once. A later wait never adds the filter again: the pid may be
+ * another process's by then. */
+static int proc_register(ioq_loop *loop, ioq__handle *h)
 {
-    watch_set(loop, h, (h->rstate & IOQ__R_CLOSING) ? 0 : ioq__watch_events(h));
+    struct kevent ev;
+    pid_t pid = (pid_t)ioq__os_process_pid(h->obj);
+    int rc;
+    if (h->be)
+        return 0;
+    EV_SET(&ev, (uintptr_t)pid, EVFILT_PROC, EV_ADD | EV_ONESHOT, NOTE_EXIT, 0,
+           cookie_of(loop, h));
+    rc = apply_now(ioq__backend_data(loop), &ev, 1);
+    if (rc != 0 && rc != IOQ_ESRCH)
+        return rc;
+    if (rc == 0) {
+        h->be = (void *)(uintptr_t)pid;
+        h->rstate &= (uint16_t)~IOQ__R_READABLE;
+    } else {
+        h->be = PROC_DONE;
+        h->rstate |= IOQ__R_READABLE;
+    }
+    return 0;
 }
+#endif
 
 static int kq_start(ioq_loop *loop, ioq__op *op)
 {
+#if defined(EVFILT_PROC)
+    if (op->code == IOQ_OP_PROCESS_WAIT && op->h->fd < 0) {
+        int rc = proc_register(loop, op->h);
+        if (rc != 0)
+            return rc;
+    }
+#endif
     if (op->code != IOQ_OP_WATCH)
         return ioq__rd_start(loop, op);
-    return watch_set(loop, op->h, (uint32_t)(uintptr_t)op->h->be | op->events);
+    return ioq__rd_watch_start(loop, op, watch_apply);
 }
 
 static void kq_cancel(ioq_loop *loop, ioq__op *op)
 {
-    ioq__handle *h = op->h;
-    if (op->code != IOQ_OP_WATCH) {
+    if (op->code != IOQ_OP_WATCH)
         ioq__rd_cancel(loop, op);
-        return;
-    }
-    /* A watch is never in progress: it ends here. */
-    ioq__complete(loop, op, IOQ_ECANCELED, 0, 0);
-    watch_sync(loop, h);
+    else
+        ioq__rd_watch_cancel(loop, op, watch_apply);
 }
 
 static void watch_event(kq_state *s, ioq__handle *h, const struct kevent *ev)
@@ -175,7 +206,7 @@ static void watch_flush(ioq_loop *loop, kq_state *s)
 {
     for (int i = 0; i < s->nw; i++) {
         if (ioq__watch_report(loop, s->wh[i], s->wseen[i]))
-            watch_sync(loop, s->wh[i]);
+            ioq__rd_watch_sync(loop, s->wh[i], watch_apply);
     }
     s->nw = 0;
 }
@@ -245,6 +276,11 @@ static int kq_handle_open(ioq_loop *loop, ioq__handle *h)
 
     if (h->kind == IOQ__K_FILE || h->kind == IOQ__K_WATCH)
         return 0; /* regular files are always "ready": they go to the thread pool */
+    if (h->kind == IOQ__K_PROCESS && h->fd < 0) {
+        /* Waited for by pid: registered at its first wait (proc_register). */
+        h->rstate |= IOQ__R_REG;
+        return 0;
+    }
     cookie = cookie_of(loop, h);
     /* A listener is never written to, and some systems refuse EVFILT_WRITE on one. WRITE
      * goes first: libkqueue (the Linux test build) drops READ's EV_EOF when WRITE is added
@@ -276,7 +312,19 @@ static void kq_handle_close(ioq_loop *loop, ioq__handle *h)
     int j = 0;
     if (h->kind == IOQ__K_WATCH) {
         /* The descriptor stays open: its filters must go now. */
-        watch_set(loop, h, 0);
+        ioq__rd_watch_set(loop, h, 0, watch_apply);
+        return;
+    }
+    if (h->kind == IOQ__K_PROCESS && h->fd < 0) {
+#if defined(EVFILT_PROC)
+        /* A child still running keeps its filter: remove it (ENOENT once it fired). */
+        if (h->be && h->be != PROC_DONE) {
+            struct kevent ev;
+            EV_SET(&ev, (uintptr_t)h->be, EVFILT_PROC, EV_DELETE, 0, 0, NULL);
+            apply_now(s, &ev, 1);
+            h->be = NULL;
+        }
+#endif
         return;
     }
     /* close() removes the descriptor's filters; changes still queued for it would fail with
@@ -292,6 +340,16 @@ static void kq_handle_close(ioq_loop *loop, ioq__handle *h)
     if (h->fd >= 0 && (h->rstate & IOQ__R_REG)) {
         struct kevent ch[2];
         bool listener = h->kind == IOQ__K_TCP_LISTENER || h->kind == IOQ__K_LOCAL_LISTENER;
+        int p[2];
+        /* A pipe's shutdown put the null device on the number, which epoll refuses (EPERM)
+         * when libkqueue updates its state for the delete, so the state would stay and
+         * swallow the next socket's events: on a pollable descriptor registered nowhere
+         * epoll answers ENOENT, which libkqueue takes as "already gone". */
+        if ((h->rstate & IOQ__R_SHUTWR) && pipe(p) == 0) {
+            dup2(p[0], (int)h->fd);
+            close(p[0]);
+            close(p[1]);
+        }
         EV_SET(&ch[0], (uintptr_t)h->fd, EVFILT_READ, EV_DELETE, 0, 0, NULL);
         EV_SET(&ch[1], (uintptr_t)h->fd, EVFILT_WRITE, EV_DELETE, 0, 0, NULL);
         apply_now(s, ch, listener ? 1 : 2);
@@ -314,6 +372,16 @@ static void dispatch(ioq_loop *loop, kq_state *s, const struct kevent *ev)
         bits = IOQ__R_READABLE | ((ev->flags & EV_EOF) ? IOQ__R_EOF : 0u);
         break;
     case EVFILT_WRITE: bits = IOQ__R_WRITABLE; break;
+#if defined(EVFILT_PROC)
+    case EVFILT_PROC:
+        /* NOTE_EXIT (the filter is gone with it): the wait's reap finds the status. */
+        h = handle_of(loop, ev->udata);
+        if (h && h->kind == IOQ__K_PROCESS && (uintptr_t)h->be == ev->ident) {
+            h->be = PROC_DONE;
+            ioq__rd_event(loop, h, IOQ__R_READABLE);
+        }
+        return;
+#endif
     case EVFILT_TIMER:
         /* The one-shot is gone. Forgetting its deadline makes ioq_poll() arm the next one,
          * also when the kernel's clock fired it a little before ioq's. */
@@ -442,4 +510,7 @@ const ioq__backend ioq__backend_kqueue = {
     .loop_fd = kq_loop_fd,
     .arm_timer = kq_arm_timer,
     .caps = kq_caps,
+#if defined(EVFILT_PROC)
+    .wait_by_pid = true,
+#endif
 };

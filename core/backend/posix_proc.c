@@ -10,6 +10,9 @@
  *    The loop reaps with waitid(WNOHANG) when it is readable; a process handle closed
  *    before its child ended hands the child to a detached thread that blocks in waitpid
  *    for it.
+ *  - kqueue with EVFILT_PROC (macOS, the BSDs; libkqueue on Linux in tests): no wait
+ *    descriptor; the backend registers the pid (NOTE_EXIT) and reaps with waitid(WNOHANG)
+ *    when it fires; a closed handle's child is reaped by a detached thread, as with pidfd.
  *  - Elsewhere, or when pidfd_open is refused (older kernels, valgrind): a small thread
  *    per child blocks in waitpid, leaves the status for the loop, then closes the write
  *    end of a pipe whose read end is the wait descriptor. It reaps the child whether or
@@ -535,7 +538,9 @@ int ioq__os_spawn(const ioq_process_options *o, const int64_t fds[3], void **pro
         goto out;
     }
     p->pid = pid;
-    if ((rc = wait_fd(p, wfd)) != 0) {
+    if (*wfd == IOQ__OS_NO_WAIT_FD) {
+        *wfd = -1; /* the backend waits by pid (kqueue's EVFILT_PROC) */
+    } else if ((rc = wait_fd(p, wfd)) != 0) {
         /* The child runs but cannot be waited for: end it rather than lose it. */
         kill(pid, SIGKILL);
         while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)

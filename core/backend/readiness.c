@@ -480,3 +480,35 @@ void ioq__rd_event(ioq_loop *loop, ioq__handle *h, unsigned bits)
             ioq__order_run(loop, &h->readq, try_read);
     }
 }
+
+/* --- watches ------------------------------------------------------------------------------ */
+
+int ioq__rd_watch_set(ioq_loop *loop, ioq__handle *h, uint32_t want,
+                      ioq__rd_watch_apply_fn apply)
+{
+    uint32_t have = (uint32_t)(uintptr_t)h->be;
+    int rc;
+    if (want == have)
+        return 0;
+    rc = apply(loop, h, want, have);
+    if (rc == 0 || (want & ~have) == 0)
+        h->be = (void *)(uintptr_t)want;
+    return rc;
+}
+
+void ioq__rd_watch_sync(ioq_loop *loop, ioq__handle *h, ioq__rd_watch_apply_fn apply)
+{
+    ioq__rd_watch_set(loop, h, (h->rstate & IOQ__R_CLOSING) ? 0 : ioq__watch_events(h), apply);
+}
+
+int ioq__rd_watch_start(ioq_loop *loop, ioq__op *op, ioq__rd_watch_apply_fn apply)
+{
+    return ioq__rd_watch_set(loop, op->h, (uint32_t)(uintptr_t)op->h->be | op->events, apply);
+}
+
+void ioq__rd_watch_cancel(ioq_loop *loop, ioq__op *op, ioq__rd_watch_apply_fn apply)
+{
+    ioq__handle *h = op->h;
+    ioq__complete(loop, op, IOQ_ECANCELED, 0, 0);
+    ioq__rd_watch_sync(loop, h, apply);
+}

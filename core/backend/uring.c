@@ -241,6 +241,7 @@ static int issue_pipe(ioq_loop *loop, ioq__op *op, struct io_uring_sqe *sqe, int
 {
     ioq__handle *h = op->h;
     int rc = 0;
+    bool here = false; /* finished without the kernel, even when rc is 0 */
     int64_t res;
     uint64_t bits = op->be_u64 & HOLDS;
     switch (op->code) {
@@ -278,7 +279,10 @@ static int issue_pipe(ioq_loop *loop, ioq__op *op, struct io_uring_sqe *sqe, int
         sqe->flags |= IOSQE_ASYNC;
         break;
     case IOQ_OP_SHUTDOWN:
+        /* Done here: the SQE taken above was never prepared and must not be submitted as
+         * it is (it would replay whatever that ring slot held last). */
         rc = ioq__px_pipe_shutdown(h);
+        here = true;
         break;
     case IOQ_OP_PROCESS_WAIT:
         if ((rc = ioq__os_process_reap(h->obj, &res)) != 0)
@@ -289,7 +293,7 @@ static int issue_pipe(ioq_loop *loop, ioq__op *op, struct io_uring_sqe *sqe, int
         rc = IOQ_ENOTSUP;
         break;
     }
-    if (rc == 0) {
+    if (rc == 0 && !here) {
         issued(loop, op, sqe, bits);
         return 0;
     }

@@ -14,8 +14,10 @@ import test_gc;
 import test_fiber;
 import test_safety;
 import test_tasks;
+import test_process;
 
-alias testModules = AliasSeq!(test_basics, test_ops, test_gc, test_fiber, test_safety, test_tasks);
+alias testModules = AliasSeq!(test_basics, test_ops, test_gc, test_fiber, test_safety, test_tasks,
+                             test_process);
 
 private UnitTestResult runAll() {
     import std.process : environment;

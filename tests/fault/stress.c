@@ -2,7 +2,11 @@
  * Randomised stress under fault injection (build option IOQ_FAULT_INJECTION).
  *
  * Tens of thousands of random operations (send, recv, recv_pool, timeouts, cancels, closes
- * and shutdowns) on loopback TCP and AF_UNIX stream pairs, while the fault layer under the
+ * and shutdowns) on loopback TCP and AF_UNIX stream pairs and on pipes (ioq_pipe or adopted
+ * pipe(2) ends, one way), plus the 1.1 calls: watches of a socket ioq does not own (one-shot
+ * and multishot, closed and adopted again), a notifier signalled from a second thread, a
+ * signal (SIGUSR1) raised to the process, and child processes (exits with 0 and 3, a sleeper
+ * killed or closed while it runs), while the fault layer under the
  * backend injects EINTR, EAGAIN storms, short counts, resets, ENOBUFS/ENOMEM and delayed
  * completions, and allocations that fail (multishot operations then end with IOQ_ENOMEM).
  * Checked for every token: exactly one final completion (and IOQ_CQE_MORE only
@@ -11,16 +15,25 @@
  * byte received is the byte sent at that stream offset; and, with canary bytes around every
  * buffer, nothing written outside a buffer, nothing written to a send buffer, nothing
  * written past a receive's result, and nothing written to any buffer after its final
- * completion.
+ * completion. Notifications and signal deliveries are counted exactly: each one is
+ * reported once or (a signal raised while no ioq_signal lives, or during a cancelled one)
+ * accounted for; a child's status is the one its program and any kill give.
  *
- * Usage: ioq_fault_stress [OPS]   environment: IOQ_BACKEND, IOQ_FAULT_SEED, IOQ_FAULT_RATE.
+ * Usage: ioq_fault_stress [OPS]   environment: IOQ_BACKEND, IOQ_FAULT_SEED, IOQ_FAULT_RATE;
+ * IOQ_STRESS_SKIP leaves out the 1.1 parts named by letters: w watch, n notifier,
+ * s signal, p processes (pipes are always in).
  * A failure prints the seed: the same seed and backend reproduce the run.
  */
 #define _GNU_SOURCE
 #include "ioq.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -168,6 +181,7 @@ typedef struct {
     direction d[2];     /* d[0]: end 0 -> end 1, d[1]: end 1 -> end 0 */
     uint32_t gen;       /* stream generation: direction ids differ per pair life */
     int tcp;
+    int pipe;           /* end 0 the write end, end 1 the read end: direction 0 only */
     int live;
 } pair;
 
@@ -187,6 +201,11 @@ typedef struct {
     uint64_t deadline; /* timeouts */
     uint64_t len;
     int cancelled;     /* a cancel named it */
+    int16_t obj;       /* a child's slot (process waits) */
+    uint32_t events;   /* watches: what was asked */
+    uint64_t sig_from, sig_cut;   /* signals: raises at submission, at the first cancel */
+    int sig_cut_set;
+    uint64_t reported; /* watches: records; signals: deliveries reported */
 } tok_rec;
 
 static tok_rec *toks;
@@ -244,6 +263,8 @@ static void do_send(int p, int end)
     pair *pr = &pairs[p];
     direction *d = &pr->d[end];
     size_t len = below(100) == 0 ? 65536 + below(65536) : 1 + below(4096);
+    if (pr->pipe && end != 0)
+        return;
     if (pr->closing[end] || d->writer_done || d->send_out >= MAX_SEND_OUT)
         return;
     buf *b = buf_new(len, B_SEND, pr->gen * 2 + (uint32_t)end, d->tx_off);
@@ -280,6 +301,8 @@ static void do_recv(int p, int end)
     int dir = 1 - end; /* end receives what the other end sends */
     direction *d = &pr->d[dir];
     size_t len = 1 + below(4096);
+    if (pr->pipe && end != 1)
+        return;
     if (pr->closing[end] || d->recv_out >= MAX_RECV_OUT || d->eof)
         return;
     buf *b = buf_new(len, B_RECV, pr->gen * 2 + (uint32_t)dir, 0);
@@ -297,6 +320,8 @@ static void do_recv_pool(int p, int end)
     int dir = 1 - end;
     direction *d = &pr->d[dir];
     int multi = below(4) == 0;
+    if (pr->pipe && end != 1)
+        return;
     if (pr->closing[end] || d->recv_out >= MAX_RECV_OUT || d->eof || d->multishot_live)
         return;
     uint64_t t = tok_new(IOQ_OP_RECV_POOL, p, end, dir, NULL);
@@ -345,6 +370,20 @@ static void do_timeout(void)
     accepted(t, ioq_timeout(loop, ns, t), 0);
 }
 
+static uint64_t sig_raised;
+
+/* A cancel names target. A signal op that lives ends at the first cancel naming it: the
+ * deliveries since its submission that it did not report are lost to the cancel. */
+static void note_cancel(uint64_t target)
+{
+    tok_rec *r = &toks[target];
+    r->cancelled = 1;
+    if (r->op == IOQ_OP_SIGNAL && r->state == T_PENDING && !r->sig_cut_set) {
+        r->sig_cut_set = 1;
+        r->sig_cut = sig_raised;
+    }
+}
+
 static void do_cancel(void)
 {
     /* A recent token: pending, finished or never accepted alike. */
@@ -355,14 +394,14 @@ static void do_cancel(void)
     uint64_t t = tok_new(IOQ_OP_CANCEL, -1, 0, 0, NULL);
     toks[t].len = target;
     if (target <= ntoks)
-        toks[target].cancelled = 1;
+        note_cancel(target);
     accepted(t, ioq_cancel(loop, target, t), 0);
 }
 
 static void do_shutdown(int p, int end)
 {
     pair *pr = &pairs[p];
-    if (pr->closing[end] || pr->d[end].writer_done)
+    if (pr->closing[end] || pr->d[end].writer_done || (pr->pipe && end != 0))
         return;
     uint64_t t = tok_new(IOQ_OP_SHUTDOWN, p, end, end, NULL);
     int rc = ioq_shutdown(loop, pr->end[end], t);
@@ -395,8 +434,27 @@ static void pair_open(int p)
     int sv[2];
     memset(pr, 0, sizeof *pr);
     pr->gen = ++next_gen;
-    pr->tcp = below(2);
-    if (pr->tcp) {
+    pr->tcp = below(3) == 0;
+    pr->pipe = !pr->tcp && below(2);
+    if (pr->pipe) {
+        /* A pipe one way: end 0 writes, end 1 reads. From ioq_pipe, or pipe(2) adopted. */
+        ioq_handle ph[2];
+        int rc, fd[2];
+        if (below(2)) {
+            if ((rc = ioq_pipe(loop, 0, ph)) != 0)
+                die("ioq_pipe: %s", ioq_errname(rc));
+            pr->end[0] = ph[1];
+            pr->end[1] = ph[0];
+        } else {
+            if (pipe2(fd, O_CLOEXEC) != 0)
+                die("pipe");
+            if (below(2)) /* a small pipe makes writes partial */
+                fcntl(fd[1], F_SETPIPE_SZ, 4096);
+            if ((rc = ioq_adopt(loop, (uint64_t)fd[1], IOQ_KIND_PIPE, &pr->end[0])) != 0 ||
+                (rc = ioq_adopt(loop, (uint64_t)fd[0], IOQ_KIND_PIPE, &pr->end[1])) != 0)
+                die("adopt of a pipe: %s", ioq_errname(rc));
+        }
+    } else if (pr->tcp) {
         struct sockaddr_in sa;
         memset(&sa, 0, sizeof sa);
         sa.sin_family = AF_INET;
@@ -411,7 +469,7 @@ static void pair_open(int p)
     } else if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
         die("socketpair");
     }
-    for (int e = 0; e < 2; e++) {
+    for (int e = 0; e < 2 && !pr->pipe; e++) {
         if (below(2)) {
             /* small buffers make sends partial and readiness flip often */
             int small = 4096 + (int)below(16384);
@@ -428,7 +486,239 @@ static void pair_open(int p)
     pr->live = 1;
 }
 
+/* --- 1.1: a watch, a notifier, a signal, child processes ------------------------------------ */
+
+/* A socket pair ioq does not own: wsv[0] is watched (adopted as WATCH, closed and adopted
+ * again), the test makes it readable by writing to wsv[1] and quiets it by reading. */
+enum { MAX_WATCHES = 3, MULTI_RECORDS = 16 };
+static int wsv[2] = { -1, -1 };
+static ioq_handle wh;
+static int w_closing, w_out;
+static uint64_t n_watch_reports;
+
+static void watch_adopt(void)
+{
+    int rc = ioq_adopt(loop, (uint64_t)wsv[0], IOQ_KIND_WATCH, &wh);
+    if (rc != 0)
+        die("adopt as WATCH: %s", ioq_errname(rc));
+    w_closing = 0;
+}
+
+static void do_watch(void)
+{
+    static const uint32_t ev[3] = { IOQ_WATCH_READABLE, IOQ_WATCH_WRITABLE,
+                                    IOQ_WATCH_READABLE | IOQ_WATCH_WRITABLE };
+    if (w_closing || w_out >= MAX_WATCHES)
+        return;
+    int multi = below(2);
+    uint64_t t = tok_new(IOQ_OP_WATCH, -1, 0, 0, NULL);
+    toks[t].events = ev[below(3)];
+    int rc = ioq_watch(loop, wh, toks[t].events, multi ? IOQ_MULTISHOT : 0, t);
+    accepted(t, rc, multi);
+    w_out += rc == 0;
+}
+
+/* Change the watched socket's readiness behind ioq's back, or close the watch handle. */
+static void do_watch_poke(void)
+{
+    uint8_t junk[512];
+    uint32_t what = below(8);
+    if (what < 3) {
+        memset(junk, 0x5A, sizeof junk);
+        (void)!send(wsv[1], junk, 1 + below(sizeof junk), MSG_DONTWAIT);
+    } else if (what < 6) {
+        while (recv(wsv[0], junk, sizeof junk, MSG_DONTWAIT) > 0)
+            ;
+    } else if (what == 6 && !w_closing) {
+        uint64_t t = tok_new(IOQ_OP_CLOSE, -1, 0, 0, NULL);
+        toks[t].obj = 1; /* the watch handle's close */
+        int rc = ioq_close(loop, wh, t);
+        accepted(t, rc, 0);
+        if (rc != 0)
+            die("close of the watch handle: %s", ioq_errname(rc));
+        w_closing = 1;
+    }
+}
+
+/* A notifier signalled from a second thread; every counted ioq_notify must be reported. */
+static ioq_handle notifier;
+static _Atomic uint64_t n_notified;  /* counted before the call, taken back if refused */
+static _Atomic int notify_stop;
+static uint64_t n_notify_seen, notify_wait_tok;
+static pthread_t notify_thread;
+
+static void *notify_main(void *arg)
+{
+    uint64_t r = (uint64_t)(uintptr_t)arg;
+    (void)arg;
+    while (!atomic_load(&notify_stop)) {
+        r = r * 6364136223846793005ull + 1442695040888963407ull;
+        uint32_t burst = 1 + (uint32_t)((r >> 33) % 64);
+        for (uint32_t i = 0; i < burst; i++) {
+            atomic_fetch_add(&n_notified, 1);
+            int rc = ioq_notify(loop, notifier);
+            if (rc != 0) {
+                atomic_fetch_sub(&n_notified, 1);
+                if (rc != IOQ_EBADHANDLE)
+                    die("notify: %s", ioq_errname(rc));
+            }
+        }
+        struct timespec ts = { 0, (long)((r >> 40) % 200000) };
+        nanosleep(&ts, NULL);
+    }
+    return NULL;
+}
+
+static void do_notify_wait(void)
+{
+    if (notify_wait_tok)
+        return;
+    int multi = below(2);
+    uint64_t t = tok_new(IOQ_OP_NOTIFY_WAIT, -1, 0, 0, NULL);
+    int rc = ioq_notify_wait(loop, notifier, multi ? IOQ_MULTISHOT : 0, t);
+    accepted(t, rc, multi);
+    if (rc == 0)
+        notify_wait_tok = t;
+}
+
+/* SIGUSR1 raised to the process. While an ioq_signal op lives ioq catches it; otherwise the
+ * test's handler counts it as missed. */
+static volatile sig_atomic_t sig_missed;
+static uint64_t n_sig_reported, n_sig_lost, sig_tok;
+
+static void on_missed(int s)
+{
+    (void)s;
+    sig_missed++;
+}
+
+static void do_signal(void)
+{
+    if (sig_tok) {
+        /* Sometimes end the live one: what it had not reported is lost, and counted. */
+        if (below(4) == 0) {
+            uint64_t t = tok_new(IOQ_OP_CANCEL, -1, 0, 0, NULL);
+            toks[t].len = sig_tok;
+            note_cancel(sig_tok);
+            accepted(t, ioq_cancel(loop, sig_tok, t), 0);
+        }
+        return;
+    }
+    int multi = below(2);
+    uint64_t t = tok_new(IOQ_OP_SIGNAL, -1, 0, 0, NULL);
+    toks[t].sig_from = sig_raised;
+    int rc = ioq_signal(loop, SIGUSR1, multi ? IOQ_MULTISHOT : 0, t);
+    accepted(t, rc, multi);
+    if (rc == 0)
+        sig_tok = t;
+}
+
+static void do_raise(void)
+{
+    uint32_t n = 1 + below(3);
+    for (uint32_t i = 0; i < n; i++) {
+        sig_raised++;
+        if (raise(SIGUSR1) != 0)
+            die("raise");
+    }
+}
+
+/* Children: /bin/true (0), /bin/sh -c 'exit 3' (3), a short sleeper (0), each maybe killed
+ * (256 + the signal) or its handle closed while it runs. */
+enum { NPROCS = 4 };
+typedef struct {
+    ioq_handle h;
+    int live, closing, expect;
+    uint32_t killed;    /* the signals sent to it, a bit each */
+    uint64_t wait_tok;
+} proc;
+static proc procs[NPROCS];
+static uint64_t n_spawned, n_exited, n_killed;
+static int draining;
+
+static void proc_close(int i)
+{
+    uint64_t t = tok_new(IOQ_OP_CLOSE, -1, 0, 0, NULL);
+    toks[t].obj = (int16_t)(16 + i);
+    int rc = ioq_close(loop, procs[i].h, t);
+    accepted(t, rc, 0);
+    if (rc != 0)
+        die("close of a process: %s", ioq_errname(rc));
+    procs[i].closing = 1;
+}
+
+static void proc_wait(int i)
+{
+    uint64_t t = tok_new(IOQ_OP_PROCESS_WAIT, -1, 0, 0, NULL);
+    toks[t].obj = (int16_t)i;
+    int rc = ioq_process_wait(loop, procs[i].h, t);
+    accepted(t, rc, 0);
+    if (rc != 0)
+        die("process wait: %s", ioq_errname(rc));
+    procs[i].wait_tok = t;
+}
+
+static void do_spawn(void)
+{
+    static const char *const a_true[] = { "true", NULL };
+    static const char *const a_exit[] = { "sh", "-c", "exit 3", NULL };
+    static const char *const a_sleep[] = { "sh", "-c", "exec sleep 0.05", NULL };
+    int i;
+    for (i = 0; i < NPROCS && procs[i].live; i++)
+        ;
+    if (i == NPROCS)
+        return;
+    ioq_process_options o;
+    memset(&o, 0, sizeof o);
+    o.size = sizeof o;
+    uint32_t which = below(3);
+    o.file = which == 0 ? "/bin/true" : "/bin/sh";
+    o.argv = which == 0 ? a_true : which == 1 ? a_exit : a_sleep;
+    for (int s = 0; s < 3; s++)
+        o.stdio[s].mode = IOQ_STDIO_NULL;
+    int rc = ioq_spawn(loop, &o, &procs[i].h, NULL);
+    if (rc == IOQ_ENOMEM || rc == IOQ_EAGAIN)
+        return;
+    if (rc != 0)
+        die("spawn: %s", ioq_errname(rc));
+    n_spawned++;
+    procs[i].live = 1;
+    procs[i].closing = 0;
+    procs[i].killed = 0;
+    procs[i].expect = which == 1 ? 3 : 0;
+    proc_wait(i);
+}
+
+static void do_proc(void)
+{
+    int i = (int)below(NPROCS);
+    proc *pc = &procs[i];
+    if (!pc->live || pc->closing)
+        return;
+    if (below(3)) {
+        int sig = below(2) ? SIGTERM : SIGKILL;
+        int rc = ioq_kill(loop, pc->h, sig);
+        if (rc == 0) {
+            pc->killed |= 1u << sig;
+            n_killed++;
+        } else if (rc != IOQ_ESRCH) {
+            die("kill: %s", ioq_errname(rc));
+        }
+    } else {
+        /* Close, maybe while it runs: the wait ends cancelled, ioq reaps the child. */
+        proc_close(i);
+    }
+}
+
 /* --- completions ----------------------------------------------------------------------------- */
+
+static const char *kind_of(uint32_t dirid)
+{
+    for (int i = 0; i < NPAIRS; i++)
+        if (pairs[i].gen == dirid / 2)
+            return pairs[i].tcp ? "tcp" : pairs[i].pipe ? "pipe" : "unix";
+    return "?";
+}
 
 static void check_bytes(direction *d, uint32_t dirid, const uint8_t *p, int64_t n)
 {
@@ -437,8 +727,9 @@ static void check_bytes(direction *d, uint32_t dirid, const uint8_t *p, int64_t 
         if (off >= d->limit)
             break; /* past a short send: the bytes are shifted, nothing to compare */
         if (p[i] != pattern(dirid, off))
-            die("stream %u: byte %llu is %02x, sent %02x", dirid, (unsigned long long)off,
-                p[i], pattern(dirid, off));
+            die("stream %u (%s): byte %llu is %02x, sent %02x (limit %llu)", dirid,
+                kind_of(dirid), (unsigned long long)off, p[i], pattern(dirid, off),
+                (unsigned long long)d->limit);
     }
     if (d->rx_off + (uint64_t)n > d->tx_off)
         die("stream %u: received %llu bytes, only %llu were sent", dirid,
@@ -469,7 +760,7 @@ static void on_cqe(const ioq_cqe *c)
             die("token %llu op %u: unexpected error %s (len %llu, value %llu, %s, %s)",
                 (unsigned long long)c->token, r->op, ioq_errname(c->result),
                 (unsigned long long)r->len, (unsigned long long)c->value,
-                r->pair >= 0 ? (pairs[(int)r->pair].tcp ? "tcp" : "unix") : "-",
+                r->pair >= 0 ? (pairs[(int)r->pair].tcp ? "tcp" : pairs[(int)r->pair].pipe ? "pipe" : "unix") : "-",
                 r->cancelled ? "cancelled" : "not cancelled");
     }
     pair *pr = r->pair >= 0 ? &pairs[(int)r->pair] : NULL;
@@ -545,9 +836,90 @@ static void on_cqe(const ioq_cqe *c)
         if (pr && pr->ops[(int)r->end] != 0)
             die("close completed before %d operations of its handle",
                 pr->ops[(int)r->end]);
+        if (r->obj == 1) {
+            if (w_out != 0)
+                die("watch handle closed before %d watches", w_out);
+            if (!draining)
+                watch_adopt(); /* the descriptor stays open: adopt it again */
+        } else if (r->obj >= 16) {
+            proc *pc = &procs[r->obj - 16];
+            if (pc->wait_tok)
+                die("process handle closed before its wait");
+            pc->live = 0;
+        }
         break;
     case IOQ_OP_SHUTDOWN:
         break;
+    case IOQ_OP_WATCH:
+        if (c->result > 0) {
+            uint32_t allowed = r->events | IOQ_WATCH_ERROR | IOQ_WATCH_HANGUP;
+            if ((uint32_t)c->result & ~allowed)
+                die("watch of %x reported %llx", r->events, (unsigned long long)c->result);
+            n_watch_reports++;
+            /* A multishot watch of a level that holds reports at every poll: enough. */
+            if (!final && ++r->reported == MULTI_RECORDS) {
+                uint64_t t = tok_new(IOQ_OP_CANCEL, -1, 0, 0, NULL);
+                toks[t].len = c->token;
+                note_cancel(c->token);
+                accepted(t, ioq_cancel(loop, c->token, t), 0);
+            }
+        } else if (c->result == 0) {
+            die("watch completed with no events");
+        }
+        if (final)
+            w_out--;
+        break;
+    case IOQ_OP_NOTIFY_WAIT:
+        if (c->result > 0) {
+            n_notify_seen += (uint64_t)c->result;
+            if (n_notify_seen > atomic_load(&n_notified))
+                die("notifier: %llu notifications reported, %llu made",
+                    (unsigned long long)n_notify_seen,
+                    (unsigned long long)atomic_load(&n_notified));
+        } else if (c->result == 0) {
+            die("notify wait completed with a count of 0");
+        }
+        if (final)
+            notify_wait_tok = 0;
+        break;
+    case IOQ_OP_SIGNAL:
+        if (c->result > 0) {
+            if (c->value != SIGUSR1)
+                die("signal op reported signal %llu", (unsigned long long)c->value);
+            r->reported += (uint64_t)c->result;
+            n_sig_reported += (uint64_t)c->result;
+            if (r->sig_from + r->reported > sig_raised)
+                die("signal op reported %llu deliveries, %llu were raised in its life",
+                    (unsigned long long)r->reported,
+                    (unsigned long long)(sig_raised - r->sig_from));
+        } else if (c->result == 0) {
+            die("signal op completed with a count of 0");
+        } else if (c->result == IOQ_ECANCELED) {
+            if (!r->sig_cut_set)
+                die("signal op cancelled with no cancel named it");
+            if (r->sig_from + r->reported > r->sig_cut)
+                die("signal op reported deliveries raised after its cancel");
+            n_sig_lost += r->sig_cut - r->sig_from - r->reported;
+        }
+        if (final)
+            sig_tok = 0;
+        break;
+    case IOQ_OP_PROCESS_WAIT: {
+        proc *pc = &procs[r->obj];
+        pc->wait_tok = 0;
+        if (c->result >= 0) {
+            int64_t st = c->result;
+            if (st != pc->expect && !(st > 256 && st < 256 + 32 && (pc->killed >> (st - 256)) & 1))
+                die("child (expected status %d, signals sent %x) ended with %lld",
+                    pc->expect, pc->killed, (long long)st);
+            n_exited++;
+            if (!pc->closing)
+                proc_close(r->obj);
+        } else if (!pc->closing) {
+            proc_wait(r->obj); /* cancelled (or no memory): wait again */
+        }
+        break;
+    }
     case IOQ_OP_ACCEPT:
         if (c->result == 0) {
             n_accepted++;
@@ -640,6 +1012,23 @@ int main(int argc, char **argv)
     for (int p = 0; p < NPAIRS; p++)
         pair_open(p);
     {
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = on_missed;
+        sa.sa_flags = SA_RESTART;
+        sigemptyset(&sa.sa_mask);
+        if (sigaction(SIGUSR1, &sa, NULL) != 0)
+            die("sigaction");
+        if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, wsv) != 0)
+            die("socketpair");
+        watch_adopt();
+        int rc = ioq_notifier_new(loop, &notifier);
+        if (rc != 0)
+            die("notifier: %s", ioq_errname(rc));
+        if (pthread_create(&notify_thread, NULL, notify_main, (void *)(uintptr_t)seed) != 0)
+            die("thread");
+    }
+    {
         ioq_addr any;
         memset(&any, 0, sizeof any);
         any.family = IOQ_AF_INET;
@@ -651,6 +1040,9 @@ int main(int argc, char **argv)
         start_accept();
     }
 
+    const char *skip = getenv("IOQ_STRESS_SKIP");
+    if (!skip)
+        skip = "";
     time_t t0 = time(NULL);
     uint64_t steps = 0;
     while (n_ops < ops) {
@@ -675,7 +1067,7 @@ int main(int argc, char **argv)
             if (below(8) == 0)
                 do_close(p, pr->closing[0] ? 1 : 0);
         } else {
-            uint32_t what = below(1000);
+            uint32_t what = below(1080);
             if (what < 330) do_send(p, end);
             else if (what < 660) do_recv(p, end);
             else if (what < 760) do_recv_pool(p, end);
@@ -684,12 +1076,57 @@ int main(int argc, char **argv)
             else if (what < 965) do_shutdown(p, end);
             else if (what < 975) do_close(p, end);
             else if (what < 995) do_connect();
+            else if (what < 1020) { if (!strchr(skip, 'w')) do_watch(); }
+            else if (what < 1040) { if (!strchr(skip, 'w')) do_watch_poke(); }
+            else if (what < 1050) { if (!strchr(skip, 'n')) do_notify_wait(); }
+            else if (what < 1060) { if (!strchr(skip, 's')) do_signal(); }
+            else if (what < 1070) { if (!strchr(skip, 's')) do_raise(); }
+            else if (what < 1074) { if (!strchr(skip, 'p')) do_spawn(); }
+            else if (what < 1078) { if (!strchr(skip, 'p')) do_proc(); }
         }
         /* Keep the readers going so writers can finish, and let time pass sometimes. */
         poll_some(below(16) == 0 ? 1000000 : 0);
     }
 
-    /* Drain: close everything; every accepted operation must complete. */
+    /* Drain. Every notification counted must be reported; then every signal raised must
+     * be reported, missed or lost to a cancel; children end by themselves. */
+    atomic_store(&notify_stop, 1);
+    pthread_join(notify_thread, NULL);
+    draining = 1;
+    {
+        time_t t2 = time(NULL);
+        while (n_notify_seen < atomic_load(&n_notified)) {
+            if (time(NULL) - t2 > 60)
+                die("notifier: %llu notifications lost",
+                    (unsigned long long)(atomic_load(&n_notified) - n_notify_seen));
+            do_notify_wait();
+            poll_some(10000000);
+        }
+        do_signal();
+        do_raise();
+        while (n_sig_reported + (uint64_t)sig_missed + n_sig_lost < sig_raised) {
+            if (time(NULL) - t2 > 60)
+                die("signals: %llu raised, %llu reported, %llu missed, %llu lost to cancels",
+                    (unsigned long long)sig_raised, (unsigned long long)n_sig_reported,
+                    (unsigned long long)sig_missed, (unsigned long long)n_sig_lost);
+            poll_some(10000000);
+        }
+        if (sig_tok) {
+            uint64_t t = tok_new(IOQ_OP_CANCEL, -1, 0, 0, NULL);
+            toks[t].len = sig_tok;
+            note_cancel(sig_tok);
+            accepted(t, ioq_cancel(loop, sig_tok, t), 0);
+        }
+        if (!w_closing) {
+            uint64_t t = tok_new(IOQ_OP_CLOSE, -1, 0, 0, NULL);
+            toks[t].obj = 1;
+            accepted(t, ioq_close(loop, wh, t), 0);
+            w_closing = 1;
+        }
+        uint64_t t = tok_new(IOQ_OP_CLOSE, -1, 0, 0, NULL);
+        accepted(t, ioq_close(loop, notifier, t), 0);
+    }
+    /* Close everything; every accepted operation must complete. */
     for (int p = 0; p < NPAIRS; p++)
         for (int e = 0; e < 2; e++)
             if (pairs[p].live && !pairs[p].closing[e])
@@ -714,8 +1151,14 @@ int main(int argc, char **argv)
     }
     if (poll_some(0) != 0)
         die("completions after every operation had its final one");
+    if (n_sig_reported + (uint64_t)sig_missed + n_sig_lost != sig_raised)
+        die("signals: %llu raised, %llu reported, %llu missed, %llu lost to cancels",
+            (unsigned long long)sig_raised, (unsigned long long)n_sig_reported,
+            (unsigned long long)sig_missed, (unsigned long long)n_sig_lost);
     ioq_loop_free(loop);
     close(plain_listener);
+    close(wsv[0]);
+    close(wsv[1]);
 
     /* After the final completions, nothing may have touched any buffer. */
     uint64_t nbufs = 0;
@@ -732,14 +1175,21 @@ int main(int argc, char **argv)
     ioq__fault_stats(f);
     printf("fault stress %s seed %llu: %llu operations, %llu completions (%llu final, "
            "%llu errors, %llu cancels hit, %llu accepted, %llu connected), "
-           "%llu bytes checked, %llu buffers checked; faults: "
+           "%llu bytes checked, %llu buffers checked; %llu watch reports, %llu notifications, "
+           "signals %llu raised (%llu reported, %llu missed, %llu lost to cancels), "
+           "children %llu spawned (%llu statuses, %llu kills); faults: "
            "%llu EINTR, %llu EAGAIN, %llu short, %llu reset, %llu nomem, %llu delayed, "
            "%llu failed allocations (%llu in all); lost 0, duplicated 0%s\n",
            backend, (unsigned long long)seed, (unsigned long long)n_ops,
            (unsigned long long)n_completions, (unsigned long long)n_final,
            (unsigned long long)n_errors, (unsigned long long)n_cancel_hits,
            (unsigned long long)n_accepted, (unsigned long long)n_connected,
-           (unsigned long long)n_bytes, (unsigned long long)nbufs, (unsigned long long)f[0],
+           (unsigned long long)n_bytes, (unsigned long long)nbufs,
+           (unsigned long long)n_watch_reports, (unsigned long long)n_notify_seen,
+           (unsigned long long)sig_raised, (unsigned long long)n_sig_reported,
+           (unsigned long long)sig_missed, (unsigned long long)n_sig_lost,
+           (unsigned long long)n_spawned, (unsigned long long)n_exited,
+           (unsigned long long)n_killed, (unsigned long long)f[0],
            (unsigned long long)f[1], (unsigned long long)f[2], (unsigned long long)f[3],
            (unsigned long long)f[4], (unsigned long long)f[5], (unsigned long long)f[6],
            (unsigned long long)(f[0] + f[1] + f[2] + f[3] + f[4] + f[5] + f[6]),

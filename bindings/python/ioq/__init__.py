@@ -18,8 +18,8 @@ import math as _math
 
 from . import _ioq as _raw
 
-__all__ = ["Loop", "Completion", "Error", "addr_parse", "addr_format", "strerror",
-           "errname", "version", "version_string"]
+__all__ = ["Loop", "Completion", "Error", "Process", "addr_parse", "addr_format", "strerror",
+           "errname", "version", "version_string", "exit_code", "term_signal"]
 
 # Constants without their prefix: ioq.OP_RECV, ioq.CQE_MORE, ioq.ECONNREFUSED, ...
 for _name in dir(_raw):
@@ -55,7 +55,8 @@ _ERRNO = {
     _raw.IOQ_ENOSYS: _errno.ENOSYS, _raw.IOQ_EFBIG: _errno.EFBIG,
     _raw.IOQ_EROFS: _errno.EROFS, _raw.IOQ_ELOOP: _errno.ELOOP,
     _raw.IOQ_EAFNOSUPPORT: _errno.EAFNOSUPPORT, _raw.IOQ_EDESTADDRREQ: _errno.EDESTADDRREQ,
-    _raw.IOQ_ESHUTDOWN: _errno.ESHUTDOWN,
+    _raw.IOQ_ESHUTDOWN: _errno.ESHUTDOWN, _raw.IOQ_ESRCH: _errno.ESRCH,
+    _raw.IOQ_ENOEXEC: _errno.ENOEXEC, _raw.IOQ_ENOTTY: _errno.ENOTTY,
 }
 
 
@@ -91,7 +92,7 @@ _BUILTIN = {
     _raw.IOQ_ENOENT: FileNotFoundError, _raw.IOQ_EEXIST: FileExistsError,
     _raw.IOQ_EISDIR: IsADirectoryError, _raw.IOQ_ENOTDIR: NotADirectoryError,
     _raw.IOQ_EACCES: PermissionError, _raw.IOQ_EPERM: PermissionError,
-    _raw.IOQ_ETIMEDOUT: TimeoutError,
+    _raw.IOQ_ETIMEDOUT: TimeoutError, _raw.IOQ_ESRCH: ProcessLookupError,
 }
 _CLASSES = {}
 for _code, _base in _BUILTIN.items():
@@ -146,6 +147,67 @@ def _out(pair):
     if rc < 0:
         raise error(rc)
     return value
+
+
+# ---------------------------------------------------------------------------------------
+# Child processes (since 1.1)
+# ---------------------------------------------------------------------------------------
+
+class Process(tuple):
+    """A child of :meth:`Loop.spawn`: ``(handle, stdin, stdout, stderr)``, the PROCESS
+    handle and the parent's ends of the streams spawned as STDIO_PIPE (0 for the others):
+    the write end of its stdin, the read ends of its stdout and stderr. Closing the process
+    handle does not kill the child."""
+    __slots__ = ()
+
+    def __new__(cls, handle, stdin=0, stdout=0, stderr=0):
+        return tuple.__new__(cls, (handle, stdin, stdout, stderr))
+
+    handle = property(lambda self: self[0])
+    stdin = property(lambda self: self[1])
+    stdout = property(lambda self: self[2])
+    stderr = property(lambda self: self[3])
+
+    def __repr__(self):
+        return "Process(handle=%#x, stdin=%#x, stdout=%#x, stderr=%#x)" % self
+
+
+def exit_code(result):
+    """The exit code in a process_wait result, None if a signal ended the child."""
+    return result if 0 <= result < 256 else None
+
+
+def term_signal(result):
+    """The signal that ended the child in a process_wait result, None if it exited."""
+    return result - 256 if result >= 256 else None
+
+
+def _text(v, what):
+    if isinstance(v, bytes):
+        return v.decode()
+    if not isinstance(v, str):
+        import os
+        if isinstance(v, os.PathLike):
+            return os.fspath(v)
+        raise TypeError("%s must be str, not %s" % (what, type(v).__name__))
+    return v
+
+
+def _stdio(x, what):
+    if x is None:
+        return (_raw.IOQ_STDIO_INHERIT, 0)
+    if isinstance(x, bool):
+        raise TypeError("%s: use None, STDIO_PIPE, STDIO_NULL, a file or (mode, value)" % what)
+    if isinstance(x, int):
+        if x in (_raw.IOQ_STDIO_INHERIT, _raw.IOQ_STDIO_NULL, _raw.IOQ_STDIO_PIPE):
+            return (x, 0)
+        raise ValueError("%s: %d is not STDIO_INHERIT, STDIO_NULL or STDIO_PIPE (a "
+                         "descriptor is (STDIO_OS, fd), a handle (STDIO_HANDLE, h))" % (what, x))
+    if isinstance(x, tuple) and len(x) == 2:
+        return (_int(x[0], what, bits=32), _int(x[1], what))
+    if hasattr(x, "fileno"):
+        return (_raw.IOQ_STDIO_OS, _int(x.fileno(), what))
+    raise TypeError("%s: use None, STDIO_PIPE, STDIO_NULL, a file or (mode, value)" % what)
 
 
 # ---------------------------------------------------------------------------------------
@@ -573,3 +635,64 @@ class Loop:
     def os_handle(self, h):
         """The descriptor behind h (still owned by ioq)."""
         return _out(_raw.ioq_os_handle(self._p, _int(h, "handle")))
+
+    # -- since 1.1: pipes and child processes ------------------------------------------
+    def pipe(self):
+        """ioq_pipe: a new anonymous pipe as ``(read_end, write_end)``, PIPE handles that
+        recv, recv_pool, send, sendv, shutdown (the write end) and close_handle work on."""
+        rc, r, w = _raw.ioq_pipe(self._p, 0)
+        _check(rc)
+        return r, w
+
+    def spawn(self, args, *, file=None, stdin=None, stdout=None, stderr=None, env=None,
+              cwd=None, search_path=None, new_session=False):
+        """ioq_spawn: start a child process and return a :class:`Process`.
+
+        args: the argument list, ``args[0]`` included; the program is ``file`` or else
+        ``args[0]``, looked up in PATH when it has no "/" (``search_path`` decides
+        otherwise). stdin, stdout, stderr: None (inherit), ``STDIO_PIPE`` (a new pipe, its
+        parent end in the Process), ``STDIO_NULL``, an object with fileno() or
+        ``(STDIO_OS, fd)`` (a descriptor the caller keeps), or ``(STDIO_HANDLE, h)`` (an
+        ioq handle). env: a mapping or a list of "KEY=VALUE" (None: inherit). cwd: the
+        working directory (None: this one). Synchronous: returns once the program runs;
+        a program that cannot start raises (FileNotFoundError, PermissionError, ...).
+        Its end comes with :meth:`process_wait`; close the handles with close_handle."""
+        if isinstance(args, (str, bytes)):
+            raise TypeError("spawn needs a list of arguments (args[0] included)")
+        args = [_text(a, "argument") for a in args]
+        if not args:
+            raise ValueError("spawn needs at least args[0]")
+        prog = _text(file, "file") if file is not None else args[0]
+        if search_path is None:
+            search_path = "/" not in prog
+        flags = ((_raw.IOQ_SPAWN_SEARCH_PATH if search_path else 0) |
+                 (_raw.IOQ_SPAWN_NEW_SESSION if new_session else 0))
+        if env is not None:
+            if hasattr(env, "items"):
+                env = ["%s=%s" % (k, v) for k, v in env.items()]
+            else:
+                env = [_text(e, "env") for e in env]
+        opts = {"file": prog, "argv": args, "env": env, "flags": flags,
+                "stdio": [_stdio(x, n) for x, n in ((stdin, "stdin"), (stdout, "stdout"),
+                                                     (stderr, "stderr"))]}
+        if cwd is not None:
+            opts["cwd"] = _text(cwd, "cwd")
+        rc, proc, pipes = _raw.ioq_spawn(self._p, opts)
+        _check(rc)
+        return Process(proc, pipes[0], pipes[1], pipes[2])
+
+    def process_wait(self, process, token=0):
+        """ioq_process_wait: wait for a child of spawn() to end. The completion's result is
+        its exit code (0..255), or 256 + the signal that ended it (see exit_code and
+        term_signal); ECANCELED if the handle is closed first."""
+        _check(_raw.ioq_process_wait(self._p, _int(process, "handle"), _int(token, "token")))
+
+    def kill(self, process, signum):
+        """ioq_kill: send signal signum to a child of spawn(). ESRCH once it has ended and
+        been reaped (a ProcessLookupError-like Error)."""
+        _check(_raw.ioq_kill(self._p, _int(process, "handle"), _int(signum, "signum", bits=32,
+                                                                     signed=True)))
+
+    def process_pid(self, process):
+        """The OS process id of a child of spawn()."""
+        return _out(_raw.ioq_process_pid(self._p, _int(process, "handle")))

@@ -160,6 +160,39 @@ enum SpawnFlags : uint {
     newSession = ioq_raw.IOQ_SPAWN_NEW_SESSION,
 }
 
+/** Since 1.1: one stdio stream of a child process (spawn). */
+struct Stdio {
+    StdioMode mode;
+    /** handle: an ioq handle (PIPE, TTY, TCP, LOCAL, FILE); os: a descriptor the caller owns. */
+    ulong value;
+
+    static Stdio inherit() @safe { return Stdio(StdioMode.inherit, 0); }
+    static Stdio devNull() @safe { return Stdio(StdioMode.devNull, 0); }
+    /** A new pipe: the parent's end comes back in Process (stdinPipe, stdoutPipe...). */
+    static Stdio pipe() @safe { return Stdio(StdioMode.pipe, 0); }
+    static Stdio handle(Handle h) @safe { return Stdio(StdioMode.handle, h); }
+    static Stdio os(ulong fd) @safe { return Stdio(StdioMode.os, fd); }
+}
+
+/** Since 1.1: a child of spawn(): its PROCESS handle and the parent's ends of the streams
+ * spawned as Stdio.pipe() (0 for the others). Each is closed with Loop.close; closing the
+ * process handle does not kill the child. */
+struct Process {
+    Handle handle;
+    /** The write end of the child's stdin. */
+    Handle stdinPipe;
+    /** The read ends of the child's stdout and stderr. */
+    Handle stdoutPipe, stderrPipe;
+}
+
+/** Since 1.1: a processWait() result: the exit code if the child exited, else the signal
+ * that ended it (result 256 + signal). */
+bool exitedNormally(long result) @safe { return result >= 0 && result < 256; }
+/// ditto
+int exitCode(long result) @safe { return result >= 0 && result < 256 ? cast(int) result : -1; }
+/// ditto
+int termSignal(long result) @safe { return result >= 256 ? cast(int)(result - 256) : 0; }
+
 /** The library's version number (MAJOR*10000 + MINOR*100 + PATCH). */
 uint libraryVersion() @trusted { return ioq_raw.ioq_version(); }
 /** The library's version as "MAJOR.MINOR.PATCH". */
@@ -721,6 +754,76 @@ final class Loop {
 
     void setopt(Handle h, uint opt, long value) @trusted {
         check(ioq_raw.ioq_setopt(live(), h, opt, value), "setopt");
+    }
+
+    /* ---- since 1.1: pipes and child processes ---- */
+
+    /** A new anonymous pipe: [read end, write end], PIPE handles, streams for recv, send,
+     * sendv, shutdown (the write end) and close. */
+    Handle[2] pipe() @trusted {
+        Handle[2] ends;
+        ulong[2] raw;
+        check(ioq_raw.ioq_pipe(live(), 0, raw.ptr), "pipe");
+        ends[0] = raw[0];
+        ends[1] = raw[1];
+        return ends;
+    }
+
+    /**
+     * Starts a child process: file (a path, or a name looked up in PATH with
+     * SpawnFlags.searchPath), argv (argv[0] included; empty: [file]), its stdin, stdout
+     * and stderr, env ("KEY=VALUE"; null: inherit) and cwd (null: the parent's).
+     * Synchronous: returns once the program runs, or throws (e.g. IoqError.noEnt).
+     * Its end comes with processWait().
+     */
+    Process spawn(string file, const(string)[] argv = null,
+                  Stdio[3] stdio = [Stdio.inherit(), Stdio.inherit(), Stdio.inherit()],
+                  const(string)[] env = null, string cwd = null, uint flags = 0) @trusted {
+        import std.string : toStringz;
+        static const(char*)* cList(const(string)[] list) {
+            auto a = new const(char)*[list.length + 1];
+            foreach (i, x; list)
+                a[i] = toStringz(x);
+            a[list.length] = null;
+            return a.ptr;
+        }
+        ioq_raw.ioq_process_options o;
+        o.size = ioq_raw.ioq_process_options.sizeof;
+        o.flags = flags;
+        o.file = toStringz(file);
+        o.argv = cList(argv.length ? argv : [file]);
+        o.env = env is null ? null : cList(env);
+        o.cwd = cwd is null ? null : toStringz(cwd);
+        foreach (i; 0 .. 3) {
+            o.stdio[i].mode = stdio[i].mode;
+            o.stdio[i].value = stdio[i].value;
+        }
+        Process p;
+        ulong[3] pipes;
+        check(ioq_raw.ioq_spawn(live(), &o, &p.handle, pipes.ptr), "spawn " ~ file);
+        p.stdinPipe = pipes[0];
+        p.stdoutPipe = pipes[1];
+        p.stderrPipe = pipes[2];
+        return p;
+    }
+
+    /** Waits for a child of spawn() to end: the result is its exit code (0..255), or 256 +
+     * the signal that ended it (see exitCode, termSignal). */
+    ulong processWait(Handle process) @safe {
+        return start(Op.processWait, null,
+                     (t) @trusted => ioq_raw.ioq_process_wait(lp, process, t), "process wait");
+    }
+
+    /** Sends signal signum to a child of spawn() (on Windows any signum ends it). */
+    void kill(Handle process, int signum) @trusted {
+        check(ioq_raw.ioq_kill(live(), process, signum), "kill");
+    }
+
+    /** The OS process id of a child of spawn(). */
+    long processPid(Handle process) @trusted {
+        long pid;
+        check(ioq_raw.ioq_process_pid(live(), process, &pid), "process pid");
+        return pid;
     }
 
     /** Brings an OS descriptor into the loop; ioq owns it from now on. */
