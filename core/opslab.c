@@ -131,7 +131,8 @@ ioq__op *ioq__op_new(ioq_loop *loop, uint16_t code, uint64_t token)
     ioq__op **free_list = timer ? &loop->tmfree : &loop->ofree;
     ioq__op *op;
 
-    if (!ioq__cq_reserve(loop, loop->nops_live + 1))
+    /* A timer's record is kept in the op itself (ioq__timer_done): no room in the ring. */
+    if (!timer && !ioq__cq_reserve(loop, loop->nops_live + 1))
         return NULL;
     if (!*free_list && !slab_grow(loop, timer))
         return NULL;
@@ -140,7 +141,10 @@ ioq__op *ioq__op_new(ioq_loop *loop, uint16_t code, uint64_t token)
     memset(op, 0, timer ? IOQ__TIMER_OP_SIZE : sizeof *op);
     op->code = code;
     op->token = token;
-    loop->nops_live++;
+    if (timer)
+        loop->ntimers++;
+    else
+        loop->nops_live++;
     return op;
 }
 
@@ -186,13 +190,14 @@ static void op_release_memory(ioq__op *op)
 
 void ioq__op_free(ioq_loop *loop, ioq__op *op)
 {
-    loop->nops_live--;
     if (op->code == IOQ_OP_TIMEOUT) {
+        loop->ntimers--;
         op->code = IOQ_OP_NONE;
         op->tnext = loop->tmfree;
         loop->tmfree = op;
         return;
     }
+    loop->nops_live--;
     op_release_memory(op);
     op->code = IOQ_OP_NONE;
     op->tnext = loop->ofree;
@@ -200,6 +205,8 @@ void ioq__op_free(ioq_loop *loop, ioq__op *op)
 }
 
 void ioq__op_register(ioq_loop *loop, ioq__op *op) { token_insert(loop, op); }
+
+void ioq__op_unregister(ioq_loop *loop, ioq__op *op) { token_remove(loop, op); }
 
 void ioq__op_reject(ioq_loop *loop, ioq__op *op)
 {
@@ -213,6 +220,10 @@ void ioq__complete(ioq_loop *loop, ioq__op *op, int64_t result, uint64_t value, 
 {
     ioq__handle *h;
 
+    if (op->code == IOQ_OP_TIMEOUT) { /* result: 0, or IOQ_ECANCELED when op->cancelled */
+        ioq__timer_done(loop, op, NULL);
+        return;
+    }
     ioq__cq_push(loop, op->token, result, value, op->code, flags);
     /* A receive's records name their pool until ioq_poll hands them out (and zeroes the
      * field): the pool is busy till then (ioq__pool_busy). */
@@ -222,10 +233,6 @@ void ioq__complete(ioq_loop *loop, ioq__op *op, int64_t result, uint64_t value, 
         return;
     op->at = IOQ__AT_NONE;
     token_remove(loop, op);
-    if (op->code == IOQ_OP_TIMEOUT) { /* the short record: nothing past the timer body */
-        ioq__op_free(loop, op);
-        return;
-    }
     h = op->h;
     op_detach(op);
     if (op->pool)

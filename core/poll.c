@@ -41,6 +41,59 @@ bool ioq__cq_grow(ioq_loop *loop, uint32_t extra)
     return true;
 }
 
+/* The record a finished timer keeps in its op (ioq__timer_done). */
+static void timer_record(ioq_cqe *c, uint64_t token, int64_t result, uint16_t code)
+{
+    c->token = token;
+    c->result = result;
+    c->value = 0;
+    c->op = code;
+    c->flags = 0;
+    c->reserved = 0;
+}
+
+/* Ring records and finished timers, merged in the order they completed: a timer's record
+ * is due once the ring records that came before it (op->heap_idx counts them, in
+ * cq_out's numbering) are out. Each timer op goes back to the slab once its records are. */
+uint32_t ioq__records_out(ioq_loop *loop, ioq_cqe *cqes, uint32_t max)
+{
+    uint32_t n = 0, ring = ioq__cq_count(loop), head = loop->cq_head, out = loop->cq_out;
+    ioq__op *t = loop->tdone_head;
+
+    while (n < max) {
+        if (t && (ring == 0 || (int32_t)(t->heap_idx - out) <= 0)) {
+            ioq__op *next = t->tnext;
+            if (t->at != IOQ__AT_DONE_CANCEL_ONLY)
+                timer_record(&cqes[n++], t->token, t->cancelled ? IOQ_ECANCELED : 0,
+                             IOQ_OP_TIMEOUT);
+            if (t->at != IOQ__AT_DONE) {
+                if (n == max) { /* the cancel's record goes out next time */
+                    t->at = IOQ__AT_DONE_CANCEL_ONLY;
+                    break;
+                }
+                timer_record(&cqes[n++], t->cancel_token, 1, IOQ_OP_CANCEL);
+            }
+            loop->ntdone--;
+            ioq__op_free(loop, t);
+            t = next;
+        } else if (ring) {
+            cqes[n] = loop->cq[head & loop->cq_mask];
+            cqes[n++].reserved = 0; /* see ioq__pool_busy */
+            head++;
+            out++;
+            ring--;
+        } else {
+            break;
+        }
+    }
+    loop->tdone_head = t;
+    if (!t)
+        loop->tdone_tail = NULL;
+    loop->cq_head = head;
+    loop->cq_out = out;
+    return n;
+}
+
 /* --- timers (heap in timer.c) ------------------------------------------------------------- */
 
 static void run_timers(ioq_loop *loop)
@@ -79,7 +132,7 @@ void ioq__leave_poll(ioq_loop *loop)
         return;
     arm_embedded_timer(loop);
     atomic_store(&loop->blocked, 1);
-    if ((ioq__cq_count(loop) > 0 || ioq__posts_pending(loop)) &&
+    if ((ioq__ready_count(loop) > 0 || ioq__posts_pending(loop)) &&
         !atomic_exchange(&loop->wake_sent, 1))
         loop->backend->wake(loop);
 }
@@ -106,7 +159,7 @@ int ioq_poll(ioq_loop *loop, ioq_cqe *cqes, uint32_t max, int64_t timeout_ns)
 {
     uint64_t deadline = 0;
     bool waited = false;
-    uint32_t n, count;
+    uint32_t n;
     int err = 0;
 
     if (!loop || !cqes || max == 0 || timeout_ns < -1)
@@ -130,7 +183,7 @@ int ioq_poll(ioq_loop *loop, ioq_cqe *cqes, uint32_t max, int64_t timeout_ns)
         run_timers(loop);
         woke = atomic_load_explicit(&loop->wake_requested, memory_order_relaxed) &&
                atomic_exchange(&loop->wake_requested, 0);
-        if (ioq__cq_count(loop) > 0 || woke) {
+        if (ioq__ready_count(loop) > 0 || woke) {
             /* Records are ready. Ask the kernel too, but only every other time, so that
              * inline completions cannot starve I/O without doubling the syscalls of a
              * ping-pong. */
@@ -194,7 +247,7 @@ int ioq_poll(ioq_loop *loop, ioq_cqe *cqes, uint32_t max, int64_t timeout_ns)
              * fail again (a spin). Report it, after any record that is ready. */
             ioq__posts_drain(loop);
             run_timers(loop);
-            if (ioq__cq_count(loop) == 0)
+            if (ioq__ready_count(loop) == 0)
                 break;
         }
         err = 0;
@@ -205,13 +258,7 @@ int ioq_poll(ioq_loop *loop, ioq_cqe *cqes, uint32_t max, int64_t timeout_ns)
         ioq__leave_poll(loop);
         return err;
     }
-    count = ioq__cq_count(loop);
-    n = count < max ? count : max;
-    for (uint32_t i = 0; i < n; i++) {
-        cqes[i] = loop->cq[(loop->cq_head + i) & loop->cq_mask];
-        cqes[i].reserved = 0; /* see ioq__pool_busy */
-    }
-    loop->cq_head += n;
+    n = ioq__records_out(loop, cqes, max);
     loop->in_poll = false;
     ioq__leave_poll(loop);
     return (int)n;
