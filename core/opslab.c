@@ -103,16 +103,25 @@ static bool slab_grow(ioq_loop *loop, bool timer)
     ioq__op **free_list = timer ? &loop->tmfree : &loop->ofree;
     unsigned char *chunk;
 
+    /* The arrays of chunks double when full (a power of two of entries): grown by one entry
+     * per chunk, each realloc found the new chunk right behind the array and copied it to
+     * fresh pages, which at a million timers was a fifth of all page faults. */
     if (timer) {
-        unsigned char **nc = realloc(loop->tmchunks, (loop->ntmchunks + 1) * sizeof *nc);
-        if (!nc)
-            return false;
-        loop->tmchunks = nc;
+        uint32_t k = loop->ntmchunks;
+        if ((k & (k - 1)) == 0) {
+            unsigned char **nc = realloc(loop->tmchunks, (k ? 2 * (size_t)k : 1) * sizeof *nc);
+            if (!nc)
+                return false;
+            loop->tmchunks = nc;
+        }
     } else {
-        ioq__op **nc = realloc(loop->ochunks, (loop->nochunks + 1) * sizeof *nc);
-        if (!nc)
-            return false;
-        loop->ochunks = nc;
+        uint32_t k = loop->nochunks;
+        if ((k & (k - 1)) == 0) {
+            ioq__op **nc = realloc(loop->ochunks, (k ? 2 * (size_t)k : 1) * sizeof *nc);
+            if (!nc)
+                return false;
+            loop->ochunks = nc;
+        }
     }
     if (!(chunk = malloc(IOQ__OP_CHUNK * size)))
         return false;
