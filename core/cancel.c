@@ -23,7 +23,7 @@ void ioq__op_cancel(ioq_loop *loop, ioq__op *op)
     op->cancelled = 1;
     switch (op->at) {
     case IOQ__AT_TIMER:
-        ioq__timer_remove(loop, op);
+        ioq__timer_kill(loop, op);
         ioq__complete(loop, op, IOQ_ECANCELED, 0, 0);
         break;
     case IOQ__AT_POOL:
@@ -79,7 +79,7 @@ int ioq_cancel(ioq_loop *loop, uint64_t target, uint64_t token)
          * behind its own, and no ring record is written or reserved. */
         o = found[0];
         o->cancelled = 1;
-        ioq__timer_remove(loop, o);
+        ioq__timer_kill(loop, o);
         ioq__timer_done(loop, o, &token);
         return 0;
     }

@@ -65,14 +65,20 @@ void ioq__tp_finish(ioq_loop *loop, ioq__op *op);
 
 /* --- timers (timer.c) -------------------------------------------------------------------- */
 
-/* A timer heap entry: the op and a copy of its deadline (see timer.c). */
+/* A timer heap entry: the op (the loop's dead_timer: a cancelled one, see timer.c) and a
+ * copy of its deadline. */
 typedef struct ioq__timer_ent {
     uint64_t deadline;
     ioq__op *op;
 } ioq__timer_ent;
 
 int ioq__timer_add(ioq_loop *loop, ioq__op *op);
-void ioq__timer_remove(ioq_loop *loop, ioq__op *op);
+/* A pending timer is cancelled: its heap entry dies, the op is the caller's to finish. */
+void ioq__timer_kill(ioq_loop *loop, ioq__op *op);
+/* The next timer due at `now`, out of the heap, or NULL. */
+ioq__op *ioq__timer_due(ioq_loop *loop, uint64_t now);
+/* The earliest deadline of a live timer, or UINT64_MAX. */
+uint64_t ioq__timer_next(ioq_loop *loop);
 /* A timer left the heap (fired, or cancelled: op->cancelled) and out of the token index:
  * its record waits in the op, in the list of finished timers, until ioq_poll copies it.
  * With cancel_token != NULL the op also carries the record of the ioq_cancel that ended
@@ -153,6 +159,8 @@ struct ioq_loop {
     /* timers: 4-ary min-heap on (deadline, seq), see timer.c */
     ioq__timer_ent *heap;
     uint32_t heap_len, heap_cap;
+    uint32_t heap_dead;             /* entries of cancelled timers still in the heap */
+    ioq__op dead_timer;             /* what their entries point at (seq 0) */
     uint64_t timer_seq;
     uint64_t armed_deadline;        /* embedded mode: deadline armed in the backend */
 

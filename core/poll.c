@@ -98,22 +98,21 @@ uint32_t ioq__records_out(ioq_loop *loop, ioq_cqe *cqes, uint32_t max)
 
 static void run_timers(ioq_loop *loop)
 {
+    ioq__op *op;
     uint64_t now;
     if (loop->heap_len == 0)
         return;
     now = ioq__os_now();
-    while (loop->heap_len && loop->heap[0].deadline <= now) {
-        ioq__op *op = loop->heap[0].op;
-        ioq__timer_remove(loop, op);
+    while ((op = ioq__timer_due(loop, now)) != NULL)
         ioq__complete(loop, op, 0, 0, 0);
-    }
+    ioq__timer_next(loop); /* no dead entry on top: heap[0] is the next deadline */
 }
 
 /* --- poll ---------------------------------------------------------------------------------- */
 
 static void arm_embedded_timer(ioq_loop *loop)
 {
-    uint64_t d = loop->heap_len ? loop->heap[0].deadline : UINT64_MAX;
+    uint64_t d = ioq__timer_next(loop);
     if (d != loop->armed_deadline && loop->backend->arm_timer) {
         loop->armed_deadline = d;
         loop->backend->arm_timer(loop, d);
@@ -214,6 +213,8 @@ int ioq_poll(ioq_loop *loop, ioq_cqe *cqes, uint32_t max, int64_t timeout_ns)
                 wait_ns = left > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)left;
             }
         }
+        if (wait_ns != 0)
+            ioq__timer_next(loop); /* a dead entry on top is not a deadline */
         if (loop->heap_len && wait_ns != 0) {
             /* Unsigned until clamped: a deadline more than 2^63 ns away (a timeout near
              * UINT64_MAX) must not turn negative, which the backends take as "forever". */
