@@ -1,7 +1,8 @@
 /*
  * Ops: two slabs of records (full ops, and short ones for timeouts), the token index that
  * ioq_cancel searches, and an op's life: new, attach, register, complete, free. Each op
- * reserves its final completion record when it is taken, so completing never fails.
+ * reserves its final completion record when it is taken, so completing never fails: a
+ * full op in the completion ring, a timer in itself (ioq__timer_done).
  */
 #include "loop.h"
 
