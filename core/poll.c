@@ -96,16 +96,33 @@ uint32_t ioq__records_out(ioq_loop *loop, ioq_cqe *cqes, uint32_t max)
 
 /* --- timers (heap in timer.c) ------------------------------------------------------------- */
 
-static void run_timers(ioq_loop *loop)
+/* Fire the due timers, at most `limit` of them: ioq_poll fires no more than the caller's
+ * array can take now, so that each fired op is still in the cache when its record goes
+ * out (a million due timers fired at once were each missed twice). The rest stay due and
+ * fire at the next poll, still in deadline order. */
+static void run_timers(ioq_loop *loop, uint32_t limit)
 {
     ioq__op *op;
     uint64_t now;
     if (loop->heap_len == 0)
         return;
     now = ioq__os_now();
-    while ((op = ioq__timer_due(loop, now)) != NULL)
+    while (limit && (op = ioq__timer_due(loop, now)) != NULL) {
         ioq__complete(loop, op, 0, 0, 0);
+        limit--;
+    }
     ioq__timer_next(loop); /* no dead entry on top: heap[0] is the next deadline */
+}
+
+/* How many timers ioq_poll fires now: room left in the caller's array. An embedded loop
+ * fires every due timer: the host wakes on the timer armed for the earliest deadline, and
+ * one left due behind an expired arming would never wake it. */
+static uint32_t room(const ioq_loop *loop, uint32_t max)
+{
+    uint32_t ready = ioq__ready_count(loop);
+    if (loop->embedded)
+        return UINT32_MAX;
+    return ready < max ? max - ready : 0;
 }
 
 /* --- poll ---------------------------------------------------------------------------------- */
@@ -148,7 +165,7 @@ int ioq_submit(ioq_loop *loop)
     atomic_store(&loop->blocked, 0);
     loop->backend->wait(loop, 0);
     ioq__posts_drain(loop);
-    run_timers(loop);
+    run_timers(loop, UINT32_MAX);
     loop->in_poll = false;
     ioq__leave_poll(loop);
     return 0;
@@ -179,7 +196,7 @@ int ioq_poll(ioq_loop *loop, ioq_cqe *cqes, uint32_t max, int64_t timeout_ns)
         bool woke, published = false;
 
         ioq__posts_drain(loop);
-        run_timers(loop);
+        run_timers(loop, room(loop, max));
         woke = atomic_load_explicit(&loop->wake_requested, memory_order_relaxed) &&
                atomic_exchange(&loop->wake_requested, 0);
         if (ioq__ready_count(loop) > 0 || woke) {
@@ -189,7 +206,7 @@ int ioq_poll(ioq_loop *loop, ioq_cqe *cqes, uint32_t max, int64_t timeout_ns)
             if (!waited && loop->skipped_wait) {
                 loop->backend->wait(loop, 0);
                 ioq__posts_drain(loop);
-                run_timers(loop);
+                run_timers(loop, room(loop, max));
                 loop->skipped_wait = false;
             } else {
                 loop->skipped_wait = !waited;
@@ -247,7 +264,7 @@ int ioq_poll(ioq_loop *loop, ioq_cqe *cqes, uint32_t max, int64_t timeout_ns)
             /* The kernel's wait failed for a reason of its own: waiting again would only
              * fail again (a spin). Report it, after any record that is ready. */
             ioq__posts_drain(loop);
-            run_timers(loop);
+            run_timers(loop, room(loop, max));
             if (ioq__ready_count(loop) == 0)
                 break;
         }
