@@ -37,7 +37,11 @@ enum {
     IOQ__AT_TIMER,   /* in the core's timer heap */
     IOQ__AT_POOL,    /* queued for, or running on, a thread-pool worker (see tp_running) */
     IOQ__AT_CLOSE,   /* a close waiting for its handle's ops to drain */
-    IOQ__AT_CORE     /* parked in a core object (a notifier's or a signal's wait) */
+    IOQ__AT_CORE,    /* parked in a core object (a notifier's or a signal's wait) */
+    /* A finished timer whose record waits in the op itself (timer.c, ioq__timer_done): */
+    IOQ__AT_DONE,        /* its own record */
+    IOQ__AT_DONE_CANCEL, /* its own, then that of the ioq_cancel that ended it */
+    IOQ__AT_DONE_CANCEL_ONLY /* the cancel's record, the timer's one handed out */
 };
 
 /* A FIFO of ops linked through qnext/qprev (opq.h). */
@@ -56,7 +60,8 @@ struct ioq__op {
     uint16_t code;      /* IOQ_OP_* */
     uint8_t at;         /* IOQ__AT_* */
     uint8_t cancelled;  /* a cancel was requested; complete with IOQ_ECANCELED if possible */
-    uint32_t heap_idx;  /* timeout: index in the timer heap */
+    uint32_t heap_idx;  /* timeout: index in the timer heap; once finished, the ring
+                           records taken out before its record is due (ioq__timer_done) */
     /* Token index: a doubly linked bucket chain, so that an op leaves it in O(1) however
      * many ops share its token. tpprev points at whatever points at this op (the bucket or
      * the previous op's tnext); NULL when the op is not in the index. */
@@ -68,6 +73,7 @@ struct ioq__op {
             uint64_t deadline;  /* ns on the loop's clock: ioq_timeout's input to
                                  * ioq__timer_add, which copies it into the heap entry */
             uint64_t seq;       /* from then on: submission order among equal deadlines */
+            uint64_t cancel_token; /* finished (IOQ__AT_DONE_CANCEL*): the cancel's token */
         };
         struct {                /* every other op */
             uint8_t tp_running; /* a worker runs it (written under the pool's lock) */

@@ -23,7 +23,7 @@ void ioq__op_cancel(ioq_loop *loop, ioq__op *op)
     op->cancelled = 1;
     switch (op->at) {
     case IOQ__AT_TIMER:
-        ioq__timer_remove(loop, op);
+        ioq__timer_kill(loop, op);
         ioq__complete(loop, op, IOQ_ECANCELED, 0, 0);
         break;
     case IOQ__AT_POOL:
@@ -55,8 +55,6 @@ int ioq_cancel(ioq_loop *loop, uint64_t target, uint64_t token)
         return IOQ_EINVAL;
     if (loop->in_free)
         return IOQ_EMISUSE;
-    if (!ioq__cq_reserve(loop, loop->nops_live + 1))
-        return IOQ_ENOMEM;
     /* Collect first: cancelling completes ops, which edits the chain being walked. */
     for (o = ioq__token_chain(loop, target); o; o = o->tnext) {
         if (o->token != target || o->code == IOQ_OP_CLOSE || o->cancelled)
@@ -75,6 +73,20 @@ int ioq_cancel(ioq_loop *loop, uint64_t target, uint64_t token)
             cap *= 2;
         }
         found[n++] = o;
+    }
+    if (n == 1 && found[0]->at == IOQ__AT_TIMER) {
+        /* The common case, one timer: the timer op carries the cancel's record too, right
+         * behind its own, and no ring record is written or reserved. */
+        o = found[0];
+        o->cancelled = 1;
+        ioq__timer_kill(loop, o);
+        ioq__timer_done(loop, o, &token);
+        return 0;
+    }
+    if (!ioq__cq_reserve(loop, loop->nops_live + 1)) {
+        if (found != small)
+            free(found);
+        return IOQ_ENOMEM;
     }
     for (uint32_t i = 0; i < n; i++)
         ioq__op_cancel(loop, found[i]);

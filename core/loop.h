@@ -65,14 +65,27 @@ void ioq__tp_finish(ioq_loop *loop, ioq__op *op);
 
 /* --- timers (timer.c) -------------------------------------------------------------------- */
 
-/* A timer heap entry: the op and a copy of its deadline (see timer.c). */
+/* A timer heap entry: the op (the loop's dead_timer: a cancelled one, see timer.c) and a
+ * copy of its deadline. */
 typedef struct ioq__timer_ent {
     uint64_t deadline;
     ioq__op *op;
 } ioq__timer_ent;
 
 int ioq__timer_add(ioq_loop *loop, ioq__op *op);
-void ioq__timer_remove(ioq_loop *loop, ioq__op *op);
+/* A pending timer is cancelled: its heap entry dies, the op is the caller's to finish. */
+void ioq__timer_kill(ioq_loop *loop, ioq__op *op);
+/* The next timer due at `now`, out of the heap, or NULL. */
+ioq__op *ioq__timer_due(ioq_loop *loop, uint64_t now);
+/* The earliest deadline of a live timer, or UINT64_MAX. */
+uint64_t ioq__timer_next(ioq_loop *loop);
+/* A timer left the heap (fired, or cancelled: op->cancelled) and out of the token index:
+ * its record waits in the op, in the list of finished timers, until ioq_poll copies it.
+ * With cancel_token != NULL the op also carries the record of the ioq_cancel that ended
+ * it (result 1), which follows the timer's own. Never fails: nothing is allocated. */
+void ioq__timer_done(ioq_loop *loop, ioq__op *op, const uint64_t *cancel_token);
+/* ioq_poll: copy up to max ready records, ring and finished timers in completion order. */
+uint32_t ioq__records_out(ioq_loop *loop, ioq_cqe *cqes, uint32_t max);
 
 /* --- pools (pool.c), helpers ------------------------------------------------------------- */
 
@@ -111,6 +124,13 @@ struct ioq_loop {
     /* completion ring */
     ioq_cqe *cq;
     uint32_t cq_head, cq_tail, cq_mask; /* head/tail count up; mask = capacity - 1 */
+    uint32_t cq_out;                /* records ever taken from the ring (wraps): numbers a
+                                       record's place whatever ring growth does to head */
+    /* Timers that have fired or were cancelled, in completion order, linked through tnext:
+     * their records wait in the ops themselves (see ioq__timer_done) and ioq_poll writes
+     * them straight into the caller's array, merged with the ring in completion order. */
+    ioq__op *tdone_head, *tdone_tail;
+    uint32_t ntdone;
 
     /* handles */
     ioq__handle **hchunks;
@@ -123,7 +143,8 @@ struct ioq_loop {
     ioq__op **ochunks;
     uint32_t nochunks;
     ioq__op *ofree;
-    uint32_t nops_live;             /* ops of both slabs */
+    uint32_t nops_live;             /* full ops: each has a record reserved in the ring */
+    uint32_t ntimers;               /* timer ops: each carries its own record */
     uint32_t cq_held;               /* records promised to backends (ioq__cq_hold) */
     unsigned char **tmchunks;       /* timer ops: IOQ__OP_CHUNK records of IOQ__TIMER_OP_SIZE */
     uint32_t ntmchunks;
@@ -138,6 +159,8 @@ struct ioq_loop {
     /* timers: 4-ary min-heap on (deadline, seq), see timer.c */
     ioq__timer_ent *heap;
     uint32_t heap_len, heap_cap;
+    uint32_t heap_dead;             /* entries of cancelled timers still in the heap */
+    ioq__op dead_timer;             /* what their entries point at (seq 0) */
     uint64_t timer_seq;
     uint64_t armed_deadline;        /* embedded mode: deadline armed in the backend */
 
@@ -186,6 +209,21 @@ static inline uint32_t ioq__cq_count(const ioq_loop *loop)
     return loop->cq_tail - loop->cq_head;
 }
 
+/* Records ioq_poll can hand out: the ring's and the finished timers'. */
+static inline uint32_t ioq__ready_count(const ioq_loop *loop)
+{
+    return ioq__cq_count(loop) + loop->ntdone;
+}
+
+/* A host that sleeps on ioq_loop_fd() must learn of records made outside ioq_poll(): the
+ * first ready record wakes it. */
+static inline void ioq__ready_signal(ioq_loop *loop)
+{
+    if (loop->embedded && !loop->in_poll && ioq__ready_count(loop) == 1 &&
+        !atomic_exchange(&loop->wake_sent, 1))
+        loop->backend->wake(loop);
+}
+
 /* Test builds with the fault layer (fault.c): whether this check for room fails as if the
  * ring could not grow. */
 #ifdef IOQ_FAULT_INJECTION
@@ -223,10 +261,7 @@ static inline void ioq__cq_push(ioq_loop *loop, uint64_t token, int64_t result, 
     c->flags = flags;
     c->reserved = 0;
     loop->cq_tail++;
-    /* A host that sleeps on ioq_loop_fd() must learn of records made outside ioq_poll(). */
-    if (loop->embedded && !loop->in_poll && ioq__cq_count(loop) == 1 &&
-        !atomic_exchange(&loop->wake_sent, 1))
-        loop->backend->wake(loop);
+    ioq__ready_signal(loop);
 }
 
 /* Leaving ioq_poll/ioq_submit (or becoming embedded): see poll.c. */
@@ -275,6 +310,8 @@ int ioq__handle_arg(ioq_loop *loop, ioq_handle v, uint32_t kinds, ioq__handle **
 /* Attach op to h (if any), register it and hand it to the backend; on rejection nothing
  * remains of it (ops.c). Returns 0 or the backend's negative IOQ_E*. */
 int ioq__op_start(ioq_loop *loop, ioq__op *op, ioq__handle *h);
+/* Take an op out of the token index (no-op when it is not in it). */
+void ioq__op_unregister(ioq_loop *loop, ioq__op *op);
 /* Undo ioq__op_register + attach for a submission that was refused. */
 void ioq__op_reject(ioq_loop *loop, ioq__op *op);
 /* Return an op to the slab (no completion: refused submissions and loop teardown). */

@@ -41,26 +41,95 @@ bool ioq__cq_grow(ioq_loop *loop, uint32_t extra)
     return true;
 }
 
+/* The record a finished timer keeps in its op (ioq__timer_done). */
+static void timer_record(ioq_cqe *c, uint64_t token, int64_t result, uint16_t code)
+{
+    c->token = token;
+    c->result = result;
+    c->value = 0;
+    c->op = code;
+    c->flags = 0;
+    c->reserved = 0;
+}
+
+/* Ring records and finished timers, merged in the order they completed: a timer's record
+ * is due once the ring records that came before it (op->heap_idx counts them, in
+ * cq_out's numbering) are out. Each timer op goes back to the slab once its records are. */
+uint32_t ioq__records_out(ioq_loop *loop, ioq_cqe *cqes, uint32_t max)
+{
+    uint32_t n = 0, ring = ioq__cq_count(loop), head = loop->cq_head, out = loop->cq_out;
+    ioq__op *t = loop->tdone_head;
+
+    while (n < max) {
+        if (t && (ring == 0 || (int32_t)(t->heap_idx - out) <= 0)) {
+            ioq__op *next = t->tnext;
+            if (t->at != IOQ__AT_DONE_CANCEL_ONLY)
+                timer_record(&cqes[n++], t->token, t->cancelled ? IOQ_ECANCELED : 0,
+                             IOQ_OP_TIMEOUT);
+            if (t->at != IOQ__AT_DONE) {
+                if (n == max) { /* the cancel's record goes out next time */
+                    t->at = IOQ__AT_DONE_CANCEL_ONLY;
+                    break;
+                }
+                timer_record(&cqes[n++], t->cancel_token, 1, IOQ_OP_CANCEL);
+            }
+            loop->ntdone--;
+            ioq__op_free(loop, t);
+            t = next;
+        } else if (ring) {
+            cqes[n] = loop->cq[head & loop->cq_mask];
+            cqes[n++].reserved = 0; /* see ioq__pool_busy */
+            head++;
+            out++;
+            ring--;
+        } else {
+            break;
+        }
+    }
+    loop->tdone_head = t;
+    if (!t)
+        loop->tdone_tail = NULL;
+    loop->cq_head = head;
+    loop->cq_out = out;
+    return n;
+}
+
 /* --- timers (heap in timer.c) ------------------------------------------------------------- */
 
-static void run_timers(ioq_loop *loop)
+/* Fire the due timers, at most `limit` of them: ioq_poll fires no more than the caller's
+ * array can take now, so that each fired op is still in the cache when its record goes
+ * out (a million due timers fired at once were each missed twice). The rest stay due and
+ * fire at the next poll, still in deadline order. */
+static void run_timers(ioq_loop *loop, uint32_t limit)
 {
+    ioq__op *op;
     uint64_t now;
     if (loop->heap_len == 0)
         return;
     now = ioq__os_now();
-    while (loop->heap_len && loop->heap[0].deadline <= now) {
-        ioq__op *op = loop->heap[0].op;
-        ioq__timer_remove(loop, op);
+    while (limit && (op = ioq__timer_due(loop, now)) != NULL) {
         ioq__complete(loop, op, 0, 0, 0);
+        limit--;
     }
+    ioq__timer_next(loop); /* no dead entry on top: heap[0] is the next deadline */
+}
+
+/* How many timers ioq_poll fires now: room left in the caller's array. An embedded loop
+ * fires every due timer: the host wakes on the timer armed for the earliest deadline, and
+ * one left due behind an expired arming would never wake it. */
+static uint32_t room(const ioq_loop *loop, uint32_t max)
+{
+    uint32_t ready = ioq__ready_count(loop);
+    if (loop->embedded)
+        return UINT32_MAX;
+    return ready < max ? max - ready : 0;
 }
 
 /* --- poll ---------------------------------------------------------------------------------- */
 
 static void arm_embedded_timer(ioq_loop *loop)
 {
-    uint64_t d = loop->heap_len ? loop->heap[0].deadline : UINT64_MAX;
+    uint64_t d = ioq__timer_next(loop);
     if (d != loop->armed_deadline && loop->backend->arm_timer) {
         loop->armed_deadline = d;
         loop->backend->arm_timer(loop, d);
@@ -79,7 +148,7 @@ void ioq__leave_poll(ioq_loop *loop)
         return;
     arm_embedded_timer(loop);
     atomic_store(&loop->blocked, 1);
-    if ((ioq__cq_count(loop) > 0 || ioq__posts_pending(loop)) &&
+    if ((ioq__ready_count(loop) > 0 || ioq__posts_pending(loop)) &&
         !atomic_exchange(&loop->wake_sent, 1))
         loop->backend->wake(loop);
 }
@@ -103,7 +172,7 @@ int ioq_submit(ioq_loop *loop)
     atomic_store(&loop->blocked, 0);
     loop->backend->wait(loop, 0);
     ioq__posts_drain(loop);
-    run_timers(loop);
+    run_timers(loop, UINT32_MAX);
     loop->in_poll = false;
     ioq__leave_poll(loop);
     return 0;
@@ -113,7 +182,7 @@ int ioq_poll(ioq_loop *loop, ioq_cqe *cqes, uint32_t max, int64_t timeout_ns)
 {
     uint64_t deadline = 0;
     bool waited = false;
-    uint32_t n, count;
+    uint32_t n;
     int err = 0;
 
     if (!loop || !cqes || max == 0 || timeout_ns < -1)
@@ -134,17 +203,17 @@ int ioq_poll(ioq_loop *loop, ioq_cqe *cqes, uint32_t max, int64_t timeout_ns)
         bool woke, published = false;
 
         ioq__posts_drain(loop);
-        run_timers(loop);
+        run_timers(loop, room(loop, max));
         woke = atomic_load_explicit(&loop->wake_requested, memory_order_relaxed) &&
                atomic_exchange(&loop->wake_requested, 0);
-        if (ioq__cq_count(loop) > 0 || woke) {
+        if (ioq__ready_count(loop) > 0 || woke) {
             /* Records are ready. Ask the kernel too, but only every other time, so that
              * inline completions cannot starve I/O without doubling the syscalls of a
              * ping-pong. */
             if (!waited && loop->skipped_wait) {
                 loop->backend->wait(loop, 0);
                 ioq__posts_drain(loop);
-                run_timers(loop);
+                run_timers(loop, room(loop, max));
                 loop->skipped_wait = false;
             } else {
                 loop->skipped_wait = !waited;
@@ -168,6 +237,8 @@ int ioq_poll(ioq_loop *loop, ioq_cqe *cqes, uint32_t max, int64_t timeout_ns)
                 wait_ns = left > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)left;
             }
         }
+        if (wait_ns != 0)
+            ioq__timer_next(loop); /* a dead entry on top is not a deadline */
         if (loop->heap_len && wait_ns != 0) {
             /* Unsigned until clamped: a deadline more than 2^63 ns away (a timeout near
              * UINT64_MAX) must not turn negative, which the backends take as "forever". */
@@ -200,8 +271,8 @@ int ioq_poll(ioq_loop *loop, ioq_cqe *cqes, uint32_t max, int64_t timeout_ns)
             /* The kernel's wait failed for a reason of its own: waiting again would only
              * fail again (a spin). Report it, after any record that is ready. */
             ioq__posts_drain(loop);
-            run_timers(loop);
-            if (ioq__cq_count(loop) == 0)
+            run_timers(loop, room(loop, max));
+            if (ioq__ready_count(loop) == 0)
                 break;
         }
         err = 0;
@@ -212,13 +283,7 @@ int ioq_poll(ioq_loop *loop, ioq_cqe *cqes, uint32_t max, int64_t timeout_ns)
         ioq__leave_poll(loop);
         return err;
     }
-    count = ioq__cq_count(loop);
-    n = count < max ? count : max;
-    for (uint32_t i = 0; i < n; i++) {
-        cqes[i] = loop->cq[(loop->cq_head + i) & loop->cq_mask];
-        cqes[i].reserved = 0; /* see ioq__pool_busy */
-    }
-    loop->cq_head += n;
+    n = ioq__records_out(loop, cqes, max);
     loop->in_poll = false;
     ioq__leave_poll(loop);
     return (int)n;

@@ -202,6 +202,47 @@ static void test_timeout(void **state)
     h_finish(loop);
 }
 
+/* An ended timer's record (and that of the cancel that ended it) waits apart from the other
+ * records, in the timer itself: they still come out in the order things completed, one
+ * at a time when the caller asks for one. */
+static void test_timer_record_order(void **state)
+{
+    (void)state;
+    ioq_loop *loop = h_loop_new();
+    const uint64_t hour = 3600ull * 1000 * MS;
+    uint64_t t1 = h_tok(), c1 = h_tok(), c2 = h_tok(), t2 = h_tok(), c3 = h_tok();
+    uint64_t s = h_tok(), c4 = h_tok(), t3 = h_tok();
+    struct { uint64_t token; int64_t result; uint16_t op; } want[] = {
+        { t1, IOQ_ECANCELED, IOQ_OP_TIMEOUT }, { c1, 1, IOQ_OP_CANCEL },
+        { c2, 0, IOQ_OP_CANCEL },
+        { t2, IOQ_ECANCELED, IOQ_OP_TIMEOUT }, { c3, 1, IOQ_OP_CANCEL },
+        { s, IOQ_ECANCELED, IOQ_OP_TIMEOUT }, { s, IOQ_ECANCELED, IOQ_OP_TIMEOUT },
+        { c4, 2, IOQ_OP_CANCEL },
+        { t3, 0, IOQ_OP_TIMEOUT },
+    };
+    assert_int_equal(h_timeout(loop, hour, t1), 0);
+    assert_int_equal(h_cancel(loop, t1, c1), 0);
+    assert_int_equal(h_cancel(loop, h_tok(), c2), 0); /* nothing to cancel */
+    assert_int_equal(h_timeout(loop, hour, t2), 0);
+    assert_int_equal(h_cancel(loop, t2, c3), 0);
+    assert_int_equal(h_timeout(loop, hour, s), 0);
+    assert_int_equal(h_timeout(loop, hour, s), 0);
+    assert_int_equal(h_cancel(loop, s, c4), 0);
+    assert_int_equal(h_timeout(loop, 0, t3), 0);
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        ioq_cqe c;
+        assert_int_equal(h_poll_into(loop, &c, 1, 1000 * MS), 1);
+        assert_int_equal(c.token, want[i].token);
+        assert_int_equal(c.result, want[i].result);
+        assert_int_equal(c.op, want[i].op);
+        assert_int_equal(c.value, 0);
+        assert_int_equal(c.flags, 0);
+        assert_int_equal(c.reserved, 0);
+    }
+    h_assert_quiet(loop, 5);
+    h_finish(loop);
+}
+
 static void test_close_inflight(void **state)
 {
     (void)state;
@@ -422,6 +463,7 @@ static const struct CMUnitTest cancel_tests[] = {
     H_TEST(stuck_send),
     H_TEST(stuck_send_value),
     H_TEST(timeout),
+    H_TEST(timer_record_order),
     H_TEST(close_inflight),
     H_TEST(close_listener_inflight),
     H_TEST(free_pending),

@@ -60,6 +60,49 @@ static void test_equal_deadlines(void **state)
     h_finish(loop);
 }
 
+/* Cancelled timers among ones of equal (or nearly equal) deadlines: the survivors fire in
+ * submission order, whether the dead entries are most of the heap (dropped together) or a
+ * third of it (dropped one by one as they reach the top). */
+/* keep_mod >= 0: the timers i with i % 3 == keep_mod survived; else those with i % 3 != 0. */
+static void fired_in_order(ioq_loop *loop, uint64_t base, int n, int keep_mod)
+{
+    int next = 0, seen = 0, want = 0;
+    for (int i = 0; i < n; i++)
+        if (keep_mod >= 0 ? i % 3 == keep_mod : i % 3 != 0)
+            want++;
+    while (seen < want) {
+        ioq_cqe c = h_next_any(loop);
+        if (c.op != IOQ_OP_TIMEOUT || c.result != 0)
+            continue;
+        assert_true(c.token >= base && c.token < base + (uint64_t)n);
+        int i = (int)(c.token - base);
+        assert_true(keep_mod >= 0 ? i % 3 == keep_mod : i % 3 != 0);
+        assert_true(i >= next);
+        next = i + 1;
+        seen++;
+    }
+}
+
+static void test_cancel_among_equal(void **state)
+{
+    (void)state;
+    ioq_loop *loop = h_loop_new();
+    enum { N = 90 };
+    for (int i = 0; i < N; i++)
+        assert_int_equal(h_timeout(loop, 0, 3000 + i), 0);
+    for (int i = 0; i < N; i++)
+        if (i % 3 != 0)
+            assert_int_equal(h_cancel(loop, 3000 + i, h_tok()), 0);
+    fired_in_order(loop, 3000, N, 0);
+    for (int i = 0; i < N; i++)
+        assert_int_equal(h_timeout(loop, 20 * MS, 4000 + i), 0);
+    for (int i = 0; i < N; i += 3)
+        assert_int_equal(h_cancel(loop, 4000 + i, h_tok()), 0);
+    fired_in_order(loop, 4000, N, -1);
+    h_assert_quiet(loop, 5);
+    h_finish(loop);
+}
+
 static void test_never_early(void **state)
 {
     (void)state;
@@ -666,6 +709,7 @@ static const struct CMUnitTest timer_tests[] = {
     H_TEST(deadline_order),
     H_TEST(equal_deadlines),
     H_TEST(never_early),
+    H_TEST(cancel_among_equal),
     H_TEST(cancel),
     H_TEST(cancel_unknown),
     H_TEST(cancel_many_same_token),
