@@ -149,7 +149,7 @@ struct ioq_loop {
     uint32_t post_nret;
     ioq__mpsc_node *mpsc_held;      /* a post that found no room in the ring: first next */
     _Atomic int blocked;            /* loop thread is not looking at the queue */
-    _Atomic int wake_sent;          /* a backend wake is in flight: coalesce */
+    _Atomic int wake_sent;          /* IOQ__WAKE_*: a backend wake is in flight (post.c) */
     _Atomic int wake_requested;     /* ioq_wake(): the next poll returns */
     ioq__tpool tp;
 
@@ -193,6 +193,14 @@ int ioq__fault_alloc(void);
 #  define ioq__fault_alloc() 0
 #endif
 
+/* loop->wake_sent: no wake since the loop last looked (IDLE); a thread is in the backend's
+ * wake call (SENDING); a wake was made and has not been seen yet (SENT). */
+#define IOQ__WAKE_IDLE 0
+#define IOQ__WAKE_SENDING 1
+#define IOQ__WAKE_SENT 2
+/* Wake the loop unless a wake is in flight already (any thread; post.c). */
+void ioq__wake_send(ioq_loop *loop);
+
 /* Grow the ring for `extra` more records: out of line, the rare case of ioq__cq_reserve. */
 bool ioq__cq_grow(ioq_loop *loop, uint32_t extra);
 
@@ -223,9 +231,8 @@ static inline void ioq__cq_push(ioq_loop *loop, uint64_t token, int64_t result, 
     c->reserved = 0;
     loop->cq_tail++;
     /* A host that sleeps on ioq_loop_fd() must learn of records made outside ioq_poll(). */
-    if (loop->embedded && !loop->in_poll && ioq__cq_count(loop) == 1 &&
-        !atomic_exchange(&loop->wake_sent, 1))
-        loop->backend->wake(loop);
+    if (loop->embedded && !loop->in_poll && ioq__cq_count(loop) == 1)
+        ioq__wake_send(loop);
 }
 
 /* Leaving ioq_poll/ioq_submit (or becoming embedded): see poll.c. */
@@ -307,6 +314,12 @@ int ioq__adopt_stream(ioq_loop *loop, uint64_t os_handle, uint32_t kind, ioq_han
 
 /* A producer queued something: wake the loop if it is (about to be) blocked. */
 void ioq__wake_if_blocked(ioq_loop *loop);
+/* Loop thread: the last wake has been seen; let the next one through (one still being sent
+ * stays in flight). */
+void ioq__wake_seen(ioq_loop *loop);
+/* Loop thread, before it publishes `blocked` to sleep: wait, briefly, for a wake still
+ * being sent. True if it waited: the sender may have queued more meanwhile. */
+bool ioq__wake_settle(ioq_loop *loop);
 static inline bool ioq__posts_pending(ioq_loop *loop)
 {
     return loop->mpsc_held || !ioq__mpsc_empty(&loop->mpsc) ||
