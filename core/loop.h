@@ -265,6 +265,8 @@ ioq__handle *ioq__handle_by_fd(ioq_loop *loop, int64_t fd);
 void ioq__test_loop_tags_skip(uint32_t n);
 void ioq__test_emulate_pools(int on);
 int ioq__test_handle_reuse(ioq_loop *loop, ioq_handle v, uint32_t n);
+/* fn runs after every wake call, before it is marked SENT (post.c). */
+void ioq__test_wake_hook(void (*fn)(void));
 
 /* --- ops (opslab.c) ------------------------------------------------------------------------ */
 

@@ -29,14 +29,22 @@
  * return at once. The loop never clears SENDING except when it stops waiting for the
  * sender (a preempted sender): the sender's own SENDING -> SENT then fails, harmlessly.
  */
+/* Test builds only (not in the ABI): called by a thread that made a wake call, before it
+ * marks it SENT, as if it were preempted there. */
+static void (*_Atomic wake_hook)(void);
+void ioq__test_wake_hook(void (*fn)(void)) { atomic_store(&wake_hook, fn); }
+
 void ioq__wake_send(ioq_loop *loop)
 {
+    void (*hook)(void);
     int w = IOQ__WAKE_IDLE;
     /* Read first: while a wake is in flight, producers only share the line. */
     if (atomic_load_explicit(&loop->wake_sent, memory_order_relaxed) != IOQ__WAKE_IDLE ||
         !atomic_compare_exchange_strong(&loop->wake_sent, &w, IOQ__WAKE_SENDING))
         return;
     loop->backend->wake(loop);
+    if ((hook = atomic_load_explicit(&wake_hook, memory_order_relaxed)) != NULL)
+        hook();
     w = IOQ__WAKE_SENDING;
     atomic_compare_exchange_strong(&loop->wake_sent, &w, IOQ__WAKE_SENT);
 }
