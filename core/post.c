@@ -63,9 +63,9 @@ void ioq__wake_seen(ioq_loop *loop)
 
 /* How long a loop about to sleep waits for a wake call in flight. The call takes some
  * microseconds: spin that long. Longer, the sender is not running: maybe because this
- * thread preempted it on their one CPU, so yield to it, for a while; a sender preempted
- * elsewhere is given up on, and the loop sleeps anyway (its wake still comes: it was
- * claimed before `blocked` is published). */
+ * thread preempted it on their one CPU, so yield to it, for a while. A sender preempted
+ * elsewhere is given up on: the word goes back to IDLE (its own wake may have been read
+ * already), so the next item queued wakes the loop. */
 #define SETTLE_SPIN_NS 20000
 #define SETTLE_YIELD_NS 500000
 
