@@ -172,7 +172,7 @@ struct ioq_loop {
     uint32_t post_nret;
     ioq__mpsc_node *mpsc_held;      /* a post that found no room in the ring: first next */
     _Atomic int blocked;            /* loop thread is not looking at the queue */
-    _Atomic int wake_sent;          /* a backend wake is in flight: coalesce */
+    _Atomic int wake_sent;          /* IOQ__WAKE_*: a backend wake is in flight (post.c) */
     _Atomic int wake_requested;     /* ioq_wake(): the next poll returns */
     ioq__tpool tp;
 
@@ -215,13 +215,20 @@ static inline uint32_t ioq__ready_count(const ioq_loop *loop)
     return ioq__cq_count(loop) + loop->ntdone;
 }
 
+/* loop->wake_sent: no wake since the loop last looked (IDLE); a thread is in the backend's
+ * wake call (SENDING); a wake was made and has not been seen yet (SENT). */
+#define IOQ__WAKE_IDLE 0
+#define IOQ__WAKE_SENDING 1
+#define IOQ__WAKE_SENT 2
+/* Wake the loop unless a wake is in flight already (any thread; post.c). */
+void ioq__wake_send(ioq_loop *loop);
+
 /* A host that sleeps on ioq_loop_fd() must learn of records made outside ioq_poll(): the
  * first ready record wakes it. */
 static inline void ioq__ready_signal(ioq_loop *loop)
 {
-    if (loop->embedded && !loop->in_poll && ioq__ready_count(loop) == 1 &&
-        !atomic_exchange(&loop->wake_sent, 1))
-        loop->backend->wake(loop);
+    if (loop->embedded && !loop->in_poll && ioq__ready_count(loop) == 1)
+        ioq__wake_send(loop);
 }
 
 /* Test builds with the fault layer (fault.c): whether this check for room fails as if the
@@ -294,6 +301,8 @@ ioq__handle *ioq__handle_by_fd(ioq_loop *loop, int64_t fd);
 void ioq__test_loop_tags_skip(uint32_t n);
 void ioq__test_emulate_pools(int on);
 int ioq__test_handle_reuse(ioq_loop *loop, ioq_handle v, uint32_t n);
+/* fn runs after every wake call, before it is marked SENT (post.c). */
+void ioq__test_wake_hook(void (*fn)(void));
 
 /* --- ops (opslab.c) ------------------------------------------------------------------------ */
 
@@ -349,6 +358,12 @@ int ioq__adopt_stream(ioq_loop *loop, uint64_t os_handle, uint32_t kind, ioq_han
 
 /* A producer queued something: wake the loop if it is (about to be) blocked. */
 void ioq__wake_if_blocked(ioq_loop *loop);
+/* Loop thread: the last wake has been seen; let the next one through (one still being sent
+ * stays in flight). */
+void ioq__wake_seen(ioq_loop *loop);
+/* Loop thread, before it publishes `blocked` to sleep: wait, briefly, for a wake still
+ * being sent. True if it waited: the sender may have queued more meanwhile. */
+bool ioq__wake_settle(ioq_loop *loop);
 static inline bool ioq__posts_pending(ioq_loop *loop)
 {
     return loop->mpsc_held || !ioq__mpsc_empty(&loop->mpsc) ||

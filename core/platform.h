@@ -42,6 +42,7 @@ static inline void ioq__thread_join(ioq__thread t)
     CloseHandle(t);
 }
 static inline void ioq__cpu_relax(void) { YieldProcessor(); }
+static inline void ioq__spin_pause(void) { YieldProcessor(); }
 #else
 #  include <pthread.h>
 #  include <sched.h>
@@ -73,6 +74,15 @@ static inline int ioq__thread_create(ioq__thread *t, ioq__thread_fn fn, void *ar
 }
 static inline void ioq__thread_join(ioq__thread t) { pthread_join(t, NULL); }
 static inline void ioq__cpu_relax(void) { sched_yield(); }
+/* One step of a short busy wait: tells the CPU (and a hypervisor) that this core spins. */
+static inline void ioq__spin_pause(void)
+{
+#  if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#  elif defined(__aarch64__) || (defined(__arm__) && __ARM_ARCH >= 7)
+    __asm__ __volatile__("yield");
+#  endif
+}
 #endif
 
 #endif /* IOQ_PLATFORM_H */

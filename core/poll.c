@@ -142,15 +142,17 @@ static void arm_embedded_timer(ioq_loop *loop)
  * records left over for the next poll must make the descriptor readable now. */
 void ioq__leave_poll(ioq_loop *loop)
 {
-    /* Whatever wake was in flight has been seen or will be: let the next one through. */
-    atomic_store(&loop->wake_sent, 0);
-    if (!loop->embedded)
+    if (!loop->embedded) {
+        ioq__wake_seen(loop);
         return;
+    }
+    /* Whatever wake was in flight has been seen or will be: let the next one through (even
+     * past one still being sent, as `blocked` may be published only with the word IDLE). */
+    atomic_store(&loop->wake_sent, IOQ__WAKE_IDLE);
     arm_embedded_timer(loop);
     atomic_store(&loop->blocked, 1);
-    if ((ioq__ready_count(loop) > 0 || ioq__posts_pending(loop)) &&
-        !atomic_exchange(&loop->wake_sent, 1))
-        loop->backend->wake(loop);
+    if (ioq__ready_count(loop) > 0 || ioq__posts_pending(loop))
+        ioq__wake_send(loop);
 }
 
 int ioq_submit(ioq_loop *loop)
@@ -252,6 +254,10 @@ int ioq_poll(ioq_loop *loop, ioq_cqe *cqes, uint32_t max, int64_t timeout_ns)
                 wait_ns = t;
         }
         if (wait_ns != 0) {
+            /* A producer still in the call that woke us queues more as soon as it is back:
+             * wait for it, and look again, rather than sleep and cost it another call. */
+            if (ioq__wake_settle(loop))
+                continue;
             /* Publish that we may sleep, then look once more: a producer either sees the
              * flag (and wakes us) or we see its item. */
             atomic_store(&loop->blocked, 1);
@@ -263,7 +269,7 @@ int ioq_poll(ioq_loop *loop, ioq_cqe *cqes, uint32_t max, int64_t timeout_ns)
         if (published) {
             /* Only a loop that published `blocked` can have been sent a wake. */
             atomic_store(&loop->blocked, 0);
-            atomic_store(&loop->wake_sent, 0);
+            ioq__wake_seen(loop);
         }
         waited = true;
         loop->skipped_wait = false;

@@ -7,10 +7,91 @@
 
 #include <stdlib.h>
 
+/*
+ * Wake-ups. The loop publishes `blocked` before it sleeps; a producer that sees it makes
+ * the backend's wake call (an eventfd write: some microseconds, most of them spent waking
+ * the loop's thread) unless one is in flight (wake_sent). The sender marks the word
+ * SENDING for the length of its call and SENT after it.
+ *
+ * Why SENDING matters: the woken loop runs while its waker is still inside the call. If it
+ * took what was queued (one notification, one post) and went back to sleep at once, the
+ * producer, back from the call, would find it asleep again and pay another call for its
+ * very next item: loop and producer in lockstep, one system call per item, however fast
+ * the producer. So a loop about to sleep first waits for a wake still being sent
+ * (ioq__wake_settle): the producer, back, queues its next items while the loop is awake
+ * and not blocked, so they cost no call, and the loop takes them as one batch. (libuv's
+ * uv_async_send gets the same effect by keeping its pending flag busy across the write,
+ * which the loop spins on.)
+ *
+ * The rule that keeps wakes from being lost: the loop publishes `blocked` only with the
+ * word IDLE, after the last time it read the wake descriptor. A wake claimed after that
+ * (IDLE -> SENDING) is written after it, so it wakes the sleep or makes the next one
+ * return at once. The loop never clears SENDING except when it stops waiting for the
+ * sender (a preempted sender): the sender's own SENDING -> SENT then fails, harmlessly.
+ */
+/* Test builds only (not in the ABI): called by a thread that made a wake call, before it
+ * marks it SENT, as if it were preempted there. */
+static void (*_Atomic wake_hook)(void);
+void ioq__test_wake_hook(void (*fn)(void)) { atomic_store(&wake_hook, fn); }
+
+void ioq__wake_send(ioq_loop *loop)
+{
+    void (*hook)(void);
+    int w = IOQ__WAKE_IDLE;
+    /* Read first: while a wake is in flight, producers only share the line. */
+    if (atomic_load_explicit(&loop->wake_sent, memory_order_relaxed) != IOQ__WAKE_IDLE ||
+        !atomic_compare_exchange_strong(&loop->wake_sent, &w, IOQ__WAKE_SENDING))
+        return;
+    loop->backend->wake(loop);
+    if ((hook = atomic_load_explicit(&wake_hook, memory_order_relaxed)) != NULL)
+        hook();
+    w = IOQ__WAKE_SENDING;
+    atomic_compare_exchange_strong(&loop->wake_sent, &w, IOQ__WAKE_SENT);
+}
+
 void ioq__wake_if_blocked(ioq_loop *loop)
 {
-    if (atomic_load(&loop->blocked) && !atomic_exchange(&loop->wake_sent, 1))
-        loop->backend->wake(loop);
+    if (atomic_load(&loop->blocked))
+        ioq__wake_send(loop);
+}
+
+void ioq__wake_seen(ioq_loop *loop)
+{
+    int w = IOQ__WAKE_SENT;
+    atomic_compare_exchange_strong(&loop->wake_sent, &w, IOQ__WAKE_IDLE);
+}
+
+/* How long a loop about to sleep waits for a wake call in flight. The call takes some
+ * microseconds: spin that long. Longer, the sender is not running: maybe because this
+ * thread preempted it on their one CPU, so yield to it, for a while. A sender preempted
+ * elsewhere is given up on: the word goes back to IDLE (its own wake may have been read
+ * already), so the next item queued wakes the loop. */
+#define SETTLE_SPIN_NS 20000
+#define SETTLE_YIELD_NS 500000
+
+bool ioq__wake_settle(ioq_loop *loop)
+{
+    uint64_t t0 = 0, t;
+    int w;
+    if (atomic_load_explicit(&loop->wake_sent, memory_order_relaxed) == IOQ__WAKE_IDLE)
+        return false;
+    while ((w = atomic_load(&loop->wake_sent)) == IOQ__WAKE_SENDING) {
+        t = ioq__os_now();
+        if (t0 == 0)
+            t0 = t;
+        if (t - t0 < SETTLE_SPIN_NS) {
+            for (int i = 0; i < 64; i++)
+                ioq__spin_pause();
+        } else if (t - t0 < SETTLE_YIELD_NS) {
+            ioq__cpu_relax();
+        } else {
+            atomic_compare_exchange_strong(&loop->wake_sent, &w, IOQ__WAKE_IDLE);
+            return true;
+        }
+    }
+    if (w == IOQ__WAKE_SENT)
+        atomic_compare_exchange_strong(&loop->wake_sent, &w, IOQ__WAKE_IDLE);
+    return true;
 }
 
 int ioq_wake(ioq_loop *loop)

@@ -14,5 +14,8 @@ int ioq__test_handle_reuse(ioq_loop *loop, ioq_handle v, uint32_t n);
 /* Loops created while on keep pools as on kernels without provided buffers (io_uring
  * before 5.19); no effect on backends whose pools are always the core's. */
 void ioq__test_emulate_pools(int on);
+/* fn (NULL: none) runs in every thread that made a loop's wake call, right after it, while
+ * the call still counts as in flight: as if that thread were preempted there. */
+void ioq__test_wake_hook(void (*fn)(void));
 
 #endif

@@ -1,5 +1,6 @@
 /* Notifiers: ioq_notify from any thread, coalesced into ioq_notify_wait completions. */
 #include "harness.h"
+#include "internal.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -357,6 +358,136 @@ static void test_exactly_once(void **state)
     h_finish(loop);
 }
 
+/* --- wake-ups: the loop wakes for every batch, and a batch is never stranded --------------- */
+
+typedef struct {
+    ioq_loop *loop;
+    ioq_handle n;
+    int rounds, burst;   /* per round: one call, then `burst` more at once */
+    long pause_ns;       /* before each round: time for the loop to fall asleep */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    long acked;          /* calls the loop has counted */
+    int failed;
+} rt_arg;
+
+/* Each round: one notification (the loop is asleep: it must be woken), then `burst` more
+ * straight after, while the woken loop runs; then wait until the loop has counted them. */
+static void *rt_producer(void *p)
+{
+    rt_arg *a = p;
+    long sent = 0;
+    for (int r = 0; r < a->rounds && !a->failed; r++) {
+        if (a->pause_ns) {
+            struct timespec ts = {0, a->pause_ns};
+            nanosleep(&ts, NULL);
+        }
+        for (int i = 0; i <= a->burst; i++, sent++)
+            if (ioq_notify(a->loop, a->n) != 0)
+                a->failed = 1;
+        pthread_mutex_lock(&a->mu);
+        while (a->acked < sent && !a->failed)
+            pthread_cond_wait(&a->cv, &a->mu);
+        pthread_mutex_unlock(&a->mu);
+    }
+    return NULL;
+}
+
+static void run_rounds(int rounds, int burst, long pause_ns)
+{
+    ioq_loop *loop = h_loop_new();
+    ioq_handle n = notifier(loop);
+    uint64_t t = h_tok();
+    rt_arg a = {.loop = loop, .n = n, .rounds = rounds, .burst = burst, .pause_ns = pause_ns};
+    long want = (long)rounds * (burst + 1), total = 0;
+    pthread_t th;
+    pthread_mutex_init(&a.mu, NULL);
+    pthread_cond_init(&a.cv, NULL);
+    assert_int_equal(h_notify_wait(loop, n, IOQ_MULTISHOT, t), 0);
+    pthread_create(&th, NULL, rt_producer, &a);
+    while (total < want) {
+        ioq_cqe c[8];
+        /* No timeout: a notification that does not wake the loop hangs the test. */
+        int got = h_poll_into(loop, c, 8, -1);
+        for (int i = 0; i < got; i++) {
+            assert_int_equal(c[i].token, t);
+            assert_true(c[i].result >= 1);
+            total += (long)c[i].result;
+        }
+        if (got > 0) {
+            pthread_mutex_lock(&a.mu);
+            a.acked = total;
+            pthread_cond_signal(&a.cv);
+            pthread_mutex_unlock(&a.mu);
+        }
+    }
+    pthread_mutex_lock(&a.mu);
+    a.failed |= total != want;
+    pthread_cond_signal(&a.cv);
+    pthread_mutex_unlock(&a.mu);
+    pthread_join(th, NULL);
+    assert_int_equal(total, want);
+    assert_int_equal(a.failed, 0);
+    h_assert_quiet(loop, 10);
+    h_close_wait(loop, n);
+    assert_int_equal(h_wait(loop, t).result, IOQ_ECANCELED);
+    pthread_mutex_destroy(&a.mu);
+    pthread_cond_destroy(&a.cv);
+    h_finish(loop);
+}
+
+/* One notification in flight: every one must wake the sleeping loop. */
+static void test_round_trips(void **state)
+{
+    (void)state;
+    run_rounds(2000, 0, 0);
+}
+
+/* A producer that keeps notifying right after the call that woke the loop (the loop may
+ * wait for that call to end before it sleeps again): all counted, none stranded. */
+static void test_burst_after_wake(void **state)
+{
+    (void)state;
+    run_rounds(200, 1000, 0);
+}
+
+/* A waker held up right after its wake call, before it says the call is done: shorter
+ * than the loop waits for it, and much longer (the loop stops waiting and sleeps). Either
+ * way the next notification must still wake the loop. */
+static atomic_long stall_ns, stalls_left;
+
+static void stall_hook(void)
+{
+    if (atomic_fetch_sub(&stalls_left, 1) > 0) {
+        long ns = atomic_load(&stall_ns);
+        struct timespec ts = {ns / 1000000000, ns % 1000000000};
+        nanosleep(&ts, NULL);
+    }
+}
+
+static void stalled_waker(long ns)
+{
+    atomic_store(&stall_ns, ns);
+    atomic_store(&stalls_left, 20);
+    ioq__test_wake_hook(stall_hook);
+    run_rounds(20, 3, 1 * MS);
+    ioq__test_wake_hook(NULL);
+    long left = atomic_load(&stalls_left);
+    print_message("%ld wake calls held up\n", 20 - (left > 0 ? left : 0));
+}
+
+static void test_stalled_waker_short(void **state)
+{
+    (void)state;
+    stalled_waker(100 * 1000);
+}
+
+static void test_stalled_waker_long(void **state)
+{
+    (void)state;
+    stalled_waker(5 * MS);
+}
+
 static const struct CMUnitTest notify_tests[] = {
     H_TEST(basic),
     H_TEST(coalescing),
@@ -369,6 +500,10 @@ static const struct CMUnitTest notify_tests[] = {
     H_TEST(loop_free),
     H_TEST(bad_args),
     H_TEST(exactly_once),
+    H_TEST(round_trips),
+    H_TEST(burst_after_wake),
+    H_TEST(stalled_waker_short),
+    H_TEST(stalled_waker_long),
 };
 
 H_MAIN(notify_tests)
