@@ -7,11 +7,15 @@ signals, executors, debug mode), while readiness comes from ioq watches and the 
 operations of ``ioq.aio`` (its transports and awaitables) complete in the same poll.
 """
 import asyncio
+import contextvars
+import errno
+import functools
 import io
 import math
 import os
 import selectors
 import socket
+import stat
 import sys
 import threading
 from asyncio import constants as _constants
@@ -111,6 +115,12 @@ class IoqSelector(selectors._BaseSelectorImpl):
             _raw.ioq_submit(p)
             rc, h = _raw.ioq_adopt(p, fd, _raw.IOQ_KIND_WATCH)
         if rc < 0:
+            if rc == _ioq.EINVAL:
+                # Raise what asyncio's epoll selector raises: EBADF for a closed descriptor,
+                # EPERM for a regular file or a directory (callers fall back on it).
+                mode = os.fstat(fd).st_mode
+                if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+                    raise PermissionError(errno.EPERM, os.strerror(errno.EPERM))
             raise _ioq.error(rc)
         ent = [h, 0, 0]
         self._handles[fd] = ent
@@ -330,7 +340,12 @@ class _IoqSocketTransport(_selector_events._SelectorSocketTransport):
             os.close(fd)
             raise _ioq.error(rc)
         self._h = h
-        self._acct = [0, 0, False, self._on_sent]
+        # The protocol's callbacks run in the context the transport was made in (the
+        # protocol's), also those the C dispatcher calls from inside the poll, where a
+        # Handle of asyncio's selector loop would carry a copy of it.
+        self._ctx = contextvars.copy_context()
+        self._on_data_ctx = functools.partial(self._ctx.run, self._on_data)
+        self._acct = [0, 0, False, functools.partial(self._ctx.run, self._on_sent)]
         # The backend may make the socket blocking (io_uring waits for sockets itself, and
         # the duplicate shares the flags): then nothing may call send() or sendfile() on it
         # from the loop thread (EventLoop._sendfile_native runs sendfile() in a thread).
@@ -359,7 +374,7 @@ class _IoqSocketTransport(_selector_events._SelectorSocketTransport):
             self._reading_wanted = False
             return
         if self._stash:
-            self._loop.call_soon(self._deliver_stash)
+            self._loop.call_soon(self._deliver_stash, context=self._ctx)
         elif not self._recv_token:
             self._start_reading()
         else:
@@ -391,9 +406,10 @@ class _IoqSocketTransport(_selector_events._SelectorSocketTransport):
         if self._recv_token:
             if (self._reading_wanted and not self._stash and not self._closing
                     and self._data_fast is not None):
-                self._al._cbs[self._recv_token] = (self._data_fast, self._on_data)
+                self._al._cbs[self._recv_token] = (self._data_fast, self._on_data_ctx,
+                                                   self._ctx)
             else:
-                self._al._cbs[self._recv_token] = self._on_data
+                self._al._cbs[self._recv_token] = self._on_data_ctx
 
     def set_protocol(self, protocol):
         super().set_protocol(protocol)
@@ -579,7 +595,7 @@ class _IoqSocketTransport(_selector_events._SelectorSocketTransport):
             self._acct[2] = True  # _on_sent ends the connection once the sends are out
         else:
             self._conn_lost += 1
-            self._loop.call_soon(self._call_connection_lost, None)
+            self._loop.call_soon(self._call_connection_lost, None, context=self._ctx)
 
     def _make_empty_waiter(self):
         if self._empty_waiter is not None:

@@ -1,0 +1,131 @@
+"""ioq.aio.EventLoop behaves as asyncio's and uvloop's loops do where programs can tell:
+cases found by running a uvloop-style compatibility suite against it, on every backend."""
+import asyncio
+import contextvars
+import errno
+import os
+import socket
+import tempfile
+
+import pytest
+
+import ioq.aio
+from conftest import PATIENCE
+
+
+@pytest.fixture
+def loop(backend):
+    lp = ioq.aio.EventLoop(backend=backend)
+    asyncio.set_event_loop(lp)
+    try:
+        yield lp
+    finally:
+        asyncio.set_event_loop(None)
+        lp.close()
+
+
+def run(lp, coro):
+    return lp.run_until_complete(asyncio.wait_for(coro, PATIENCE))
+
+
+CVAR = contextvars.ContextVar("cvar", default="outer")
+
+
+class CtxProtocol(asyncio.Protocol):
+    """Records the context variable seen by each protocol callback."""
+
+    def __init__(self, loop):
+        self.seen = {}
+        self.data = bytearray()
+        self.made = loop.create_future()
+        self.done = loop.create_future()
+
+    def connection_made(self, transport):
+        self.transport = transport
+        self.seen["made"] = CVAR.get()
+        self.made.set_result(None)
+
+    def data_received(self, data):
+        self.seen.setdefault("data", CVAR.get())
+        self.data += data
+
+    def eof_received(self):
+        self.seen["eof"] = CVAR.get()
+
+    def pause_writing(self):
+        self.seen["pause"] = CVAR.get()
+
+    def resume_writing(self):
+        self.seen["resume"] = CVAR.get()
+
+    def connection_lost(self, exc):
+        self.seen["lost"] = CVAR.get()
+        self.done.set_result(exc)
+
+
+@pytest.mark.parametrize("family", ["tcp", "unix"])
+def test_protocol_callbacks_run_in_the_protocol_context(loop, family, tmp_path):
+    # A server made inside a task whose context differs from the loop's: every protocol
+    # callback sees that context, also those the C dispatcher makes inside the poll
+    # (data_received, eof_received, resume_writing, connection_lost after a flush).
+    async def main():
+        CVAR.set("inner")
+        proto = CtxProtocol(loop)
+        if family == "unix":
+            addr = str(tmp_path / "s.sock")
+            srv = await loop.create_unix_server(lambda: proto, addr)
+            s = socket.socket(socket.AF_UNIX)
+        else:
+            srv = await loop.create_server(lambda: proto, "127.0.0.1", 0)
+            addr = srv.sockets[0].getsockname()
+            s = socket.socket()
+        s.setblocking(False)
+        await loop.sock_connect(s, addr)
+        await proto.made
+        await loop.sock_sendall(s, b"data")
+        while not proto.data:
+            await asyncio.sleep(0.005)
+        proto.transport.set_write_buffer_limits(high=0)
+        proto.transport.write(b"k" * 4_000_000)
+        received = 0
+        while received < 4_000_000:
+            received += len(await loop.sock_recv(s, 1 << 20))
+        s.shutdown(socket.SHUT_WR)
+        while "eof" not in proto.seen:
+            await asyncio.sleep(0.005)
+        proto.transport.write(b"bye")
+        proto.transport.close()
+        await proto.done
+        s.close()
+        srv.close()
+        await srv.wait_closed()
+        return proto.seen
+
+    seen = run(loop, main())
+    assert {"made", "data", "eof", "lost"} <= set(seen)
+    assert set(seen.values()) == {"inner"}, seen
+
+
+def test_add_reader_errors_as_epoll_selector(loop):
+    # asyncio's epoll loop: a closed descriptor raises EBADF, a regular file or a directory
+    # PermissionError (EPERM); code relies on the latter to fall back to threads.
+    r, w = os.pipe()
+    os.close(r)
+    os.close(w)
+    with pytest.raises(OSError) as e:
+        loop.add_reader(r, lambda: None)
+    assert e.value.errno == errno.EBADF
+    assert not loop.remove_reader(r)
+    with tempfile.TemporaryFile() as f:
+        with pytest.raises(PermissionError) as e:
+            loop.add_reader(f.fileno(), lambda: None)
+        assert e.value.errno == errno.EPERM
+        assert not loop.remove_reader(f.fileno())
+        with pytest.raises(PermissionError):
+            loop.add_writer(f.fileno(), lambda: None)
+    d = os.open(os.path.dirname(os.path.abspath(__file__)), os.O_RDONLY)
+    try:
+        with pytest.raises(PermissionError):
+            loop.add_reader(d, lambda: None)
+    finally:
+        os.close(d)
