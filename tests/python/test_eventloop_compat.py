@@ -4,8 +4,11 @@ import asyncio
 import contextvars
 import errno
 import os
+import signal
 import socket
 import tempfile
+import threading
+import time
 
 import pytest
 
@@ -129,3 +132,56 @@ def test_add_reader_errors_as_epoll_selector(loop):
             loop.add_reader(d, lambda: None)
     finally:
         os.close(d)
+
+
+def _signal_main_later(sig, delay=0.1):
+    t = threading.Timer(delay, signal.pthread_kill, (threading.main_thread().ident, sig))
+    t.start()
+    return t
+
+
+class _Interrupted(Exception):
+    pass
+
+
+def test_signal_interrupts_an_idle_loop(loop):
+    # ioq_poll waits again after EINTR: a Python-level signal handler (Ctrl-C's
+    # KeyboardInterrupt, asyncio.Runner's SIGINT handler) must still run at once, not when
+    # the next timer fires, as with asyncio's epoll loop and uvloop.
+    def handler(signum, frame):
+        raise _Interrupted()
+
+    old = signal.signal(signal.SIGUSR1, handler)
+    try:
+        t = _signal_main_later(signal.SIGUSR1)
+        t0 = time.monotonic()
+        with pytest.raises(_Interrupted):
+            loop.run_until_complete(asyncio.sleep(PATIENCE))
+        assert time.monotonic() - t0 < PATIENCE / 2
+        t.join()
+    finally:
+        signal.signal(signal.SIGUSR1, old)
+    assert signal.set_wakeup_fd(-1) == -1   # the loop put back the wake-up descriptor
+
+
+def test_runner_sigint_cancels_main_task(backend, monkeypatch):
+    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        pytest.skip("SIGINT has a handler of its own here")
+    monkeypatch.setenv("IOQ_BACKEND", backend)
+    cancelled = []
+
+    async def main():
+        try:
+            await asyncio.sleep(PATIENCE)
+        except asyncio.CancelledError:
+            cancelled.append(True)
+            raise
+
+    t = _signal_main_later(signal.SIGINT)
+    t0 = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        with asyncio.Runner(loop_factory=ioq.aio.new_event_loop) as runner:
+            runner.run(main())
+    assert cancelled == [True]
+    assert time.monotonic() - t0 < PATIENCE / 2
+    t.join()

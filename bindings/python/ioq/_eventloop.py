@@ -14,6 +14,7 @@ import io
 import math
 import os
 import selectors
+import signal
 import socket
 import stat
 import sys
@@ -753,6 +754,36 @@ class EventLoop(_unix_events.SelectorEventLoop):
             al = aio.AsyncLoop(self._selector.ioq, asyncio_loop=self, _selector=self._selector)
             self._ioq_async = al
         return al
+
+    def run_forever(self):
+        # ioq_poll waits again after a signal interrupts it, where epoll.poll() returns to
+        # run Python's signal handlers: without a wake-up, Ctrl-C (KeyboardInterrupt, or
+        # asyncio.Runner's cancel of the main task) would wait for the next event. While
+        # the loop runs in the main thread, signals write to the self-pipe, which ioq
+        # watches, as uvloop does; a wake-up descriptor set by someone else is kept.
+        ours = False
+        fd = -1
+        if (self._csock is not None
+                and threading.current_thread() is threading.main_thread()):
+            fd = self._csock.fileno()
+            try:
+                old = signal.set_wakeup_fd(fd)
+            except (ValueError, OSError):
+                old = fd
+            if old != -1 and old != fd:
+                signal.set_wakeup_fd(old)
+            ours = old == -1
+        try:
+            super().run_forever()
+        finally:
+            # add_signal_handler() installs the same descriptor and expects it to stay.
+            if ours and not self._signal_handlers:
+                try:
+                    prev = signal.set_wakeup_fd(-1)
+                    if prev != fd:
+                        signal.set_wakeup_fd(prev)   # replaced meanwhile: not ours to clear
+                except (ValueError, OSError):
+                    pass
 
     def close(self):
         if not self.is_running():
