@@ -151,14 +151,22 @@ def test_signal_interrupts_an_idle_loop(loop):
     def handler(signum, frame):
         raise _Interrupted()
 
+    async def idle(with_handler):
+        if with_handler:
+            # asyncio clears the wake-up descriptor with its last handler
+            loop.add_signal_handler(signal.SIGUSR2, lambda: None)
+            loop.remove_signal_handler(signal.SIGUSR2)
+        await asyncio.sleep(PATIENCE)
+
     old = signal.signal(signal.SIGUSR1, handler)
     try:
-        t = _signal_main_later(signal.SIGUSR1)
-        t0 = time.monotonic()
-        with pytest.raises(_Interrupted):
-            loop.run_until_complete(asyncio.sleep(PATIENCE))
-        assert time.monotonic() - t0 < PATIENCE / 2
-        t.join()
+        for with_handler in (False, True):
+            t = _signal_main_later(signal.SIGUSR1)
+            t0 = time.monotonic()
+            with pytest.raises(_Interrupted):
+                loop.run_until_complete(idle(with_handler))
+            assert time.monotonic() - t0 < PATIENCE / 2
+            t.join()
     finally:
         signal.signal(signal.SIGUSR1, old)
     assert signal.set_wakeup_fd(-1) == -1   # the loop put back the wake-up descriptor

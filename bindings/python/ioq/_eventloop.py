@@ -656,6 +656,7 @@ class EventLoop(_unix_events.SelectorEventLoop):
             native_transports = os.environ.get("IOQ_AIO_NATIVE", "1") != "0"
         self._ioq_native = bool(native_transports) and isinstance(selector, IoqSelector)
         self._ioq_readers = {}   # fd -> _IoqSocketTransport reading through ioq
+        self._ioq_wakeup_fd = -1  # the signal wake-up descriptor run_forever() set
         # call_soon_threadsafe wakes the loop with an ioq notifier (no system call while the
         # loop is busy) instead of the self-pipe. The lock keeps close() from freeing the
         # ioq loop while another thread is inside ioq_notify (reentrant: a signal handler
@@ -773,9 +774,11 @@ class EventLoop(_unix_events.SelectorEventLoop):
             if old != -1 and old != fd:
                 signal.set_wakeup_fd(old)
             ours = old == -1
+        self._ioq_wakeup_fd = fd if ours else -1
         try:
             super().run_forever()
         finally:
+            self._ioq_wakeup_fd = -1
             # add_signal_handler() installs the same descriptor and expects it to stay.
             if ours and not self._signal_handlers:
                 try:
@@ -784,6 +787,17 @@ class EventLoop(_unix_events.SelectorEventLoop):
                         signal.set_wakeup_fd(prev)   # replaced meanwhile: not ours to clear
                 except (ValueError, OSError):
                     pass
+
+    def remove_signal_handler(self, sig):
+        removed = super().remove_signal_handler(sig)
+        if removed and not self._signal_handlers and getattr(self, "_ioq_wakeup_fd", -1) != -1:
+            # asyncio cleared the wake-up descriptor with its last handler: run_forever()
+            # still needs it
+            try:
+                signal.set_wakeup_fd(self._ioq_wakeup_fd)
+            except (ValueError, OSError):
+                pass
+        return removed
 
     def close(self):
         if not self.is_running():
