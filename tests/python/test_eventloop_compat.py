@@ -6,6 +6,8 @@ import errno
 import os
 import signal
 import socket
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -193,3 +195,27 @@ def test_runner_sigint_cancels_main_task(backend, monkeypatch):
     assert cancelled == [True]
     assert time.monotonic() - t0 < PATIENCE / 2
     t.join()
+
+
+def test_unclosed_transport_at_exit_is_quiet(backend, tmp_path):
+    # A program that ends with a transport open (collected at interpreter exit) gets at most
+    # asyncio's ResourceWarning, not "Exception ignored in __del__" on stderr.
+    script = tmp_path / "leave_open.py"
+    script.write_text(
+        "import asyncio, ioq.aio\n"
+        "loop = ioq.aio.EventLoop()\n"
+        "async def main():\n"
+        "    srv = await loop.create_server(asyncio.Protocol, '127.0.0.1', 0)\n"
+        "    addr = srv.sockets[0].getsockname()\n"
+        "    tr, _ = await loop.create_connection(asyncio.Protocol, *addr)\n"
+        "    srv.close()\n"
+        "    return tr\n"
+        "tr = loop.run_until_complete(main())\n"
+        "loop.close()\n"
+        "print('done')\n")
+    env = dict(os.environ, IOQ_BACKEND=backend)
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                         env=env, timeout=PATIENCE)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == "done\n"
+    assert "Exception ignored" not in out.stderr, out.stderr

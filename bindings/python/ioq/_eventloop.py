@@ -19,6 +19,7 @@ import socket
 import stat
 import sys
 import threading
+import warnings
 from asyncio import constants as _constants
 from asyncio import exceptions as _exceptions
 from asyncio import selector_events as _selector_events
@@ -625,7 +626,9 @@ class _IoqSocketTransport(_selector_events._SelectorSocketTransport):
         if h and al._p is not None:
             _raw.ioq_close(al._p, h, _QUIET_TOKEN)
 
-    def __del__(self, _warn=None):
+    def __del__(self, _warn=warnings.warn):
+        # _warn is bound at definition: at interpreter exit (unclosed transports are
+        # collected then) importing inside __del__ fails with ImportError.
         if self._h:
             try:
                 self._release()
@@ -633,8 +636,7 @@ class _IoqSocketTransport(_selector_events._SelectorSocketTransport):
                 pass
         sock = self._sock
         if sock is not None:
-            import warnings
-            warnings.warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
+            _warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
             sock.close()
 
 
