@@ -457,6 +457,69 @@ def test_write_flow_control_and_close_flushes(loop):
     assert run(loop, main())
 
 
+def test_writes_of_one_iteration_go_out_together(loop):
+    async def main():
+        lp = asyncio.get_running_loop()
+        got = bytearray()
+        eof = lp.create_future()
+
+        class Sink(asyncio.Protocol):
+            def data_received(self, data):
+                got.extend(data)
+
+            def eof_received(self):
+                eof.set_result(None)
+
+        srv = await lp.create_server(Sink, "127.0.0.1", 0)
+        tr, _ = await lp.create_connection(asyncio.Protocol, *srv.sockets[0].getsockname())
+        tr.write(b"head ")
+        tr.write(bytearray(b"body "))
+        tr.writelines([b"and ", memoryview(b"tail")])
+        # gathered until the loop polls, and counted as buffered meanwhile
+        assert tr.get_write_buffer_size() == 18
+        await asyncio.sleep(0)
+        tr.write(b"!" * 100000)   # more than is joined: sent as it is, in order
+        tr.write(b"?")
+        tr.write_eof()             # sends what was gathered first
+        await eof
+        assert tr.get_write_buffer_size() == 0
+        tr.close()
+        srv.close()
+        return bytes(got)
+
+    assert run(loop, main()) == b"head body and tail" + b"!" * 100000 + b"?"
+
+
+def test_sigint_interrupts_an_idle_loop(backend, tmp_path):
+    import subprocess
+    script = tmp_path / "idle.py"
+    script.write_text(
+        "import asyncio, sys, ioq.aio\n"
+        "async def main():\n"
+        "    print('ready', flush=True)\n"
+        "    await asyncio.sleep(60)\n"
+        "try:\n"
+        "    ioq.aio.run(main())\n"
+        "except KeyboardInterrupt:\n"
+        "    print('interrupted', flush=True)\n")
+    env = dict(os.environ, IOQ_BACKEND=backend)
+    # A fresh session: SIGINT is not ignored in it as in a background job of a shell.
+    proc = subprocess.Popen([sys.executable, "-c",
+                             "import signal, runpy, sys; "
+                             "signal.signal(signal.SIGINT, signal.default_int_handler); "
+                             "runpy.run_path(sys.argv[1], run_name='__main__')", str(script)],
+                            stdout=subprocess.PIPE, env=env, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=PATIENCE)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert out.strip() == "interrupted"
+
+
 def test_call_soon_threadsafe_from_many_threads(loop):
     async def main():
         lp = asyncio.get_running_loop()
