@@ -736,6 +736,8 @@ static PyObject *ioq_py_account(PyObject *acct, const ioq_cqe *c)
  *  - (on_data, on_other): a buffer completion with data and IOQ_CQE_MORE goes straight to
  *    on_data(bytes) (a protocol's data_received); every other one to on_other as above. If
  *    on_data raises an Exception, on_other(result, exception, -1) gets it.
+ *    (on_data, on_other, context): the same, with on_data run inside the contextvars
+ *    context (a protocol's, as asyncio runs protocol callbacks in the transport's).
  *  - [inflight, pending, notify, on_done]: send accounting. A completion takes 1 from
  *    inflight and its byte count from pending; on_done(result, value, flags) is called only
  *    for an error or while notify is true.
@@ -823,12 +825,28 @@ static PyObject *ioq_py_dispatch_wait(ioq_loop *loop, PyObject *cbs, uint32_t ma
             } else {
                 arg = PyLong_FromUnsignedLongLong(c->value);
             }
-            if (PyTuple_CheckExact(cb) && PyTuple_GET_SIZE(cb) == 2) {
+            if (PyTuple_CheckExact(cb) &&
+                (PyTuple_GET_SIZE(cb) == 2 || PyTuple_GET_SIZE(cb) == 3)) {
                 PyObject *pair = cb;
                 res = NULL;
                 if (arg != NULL && (c->flags & IOQ_CQE_MORE) && c->result > 0 &&
                     (c->flags & IOQ_CQE_BUFFER)) {
+                    /* (on_data, on_other, context): on_data runs in the protocol's context,
+                     * as a Handle would run it (unless that context is entered already:
+                     * then the call is inside it anyway) */
+                    PyObject *ctx = PyTuple_GET_SIZE(pair) == 3 ? PyTuple_GET_ITEM(pair, 2) : NULL;
+                    if (ctx != NULL && PyContext_Enter(ctx) < 0) {
+                        PyErr_Clear();
+                        ctx = NULL;
+                    }
                     res = PyObject_Vectorcall(PyTuple_GET_ITEM(pair, 0), &arg, 1, NULL);
+                    if (ctx != NULL) {
+                        PyObject *et, *ev, *etb;
+                        PyErr_Fetch(&et, &ev, &etb);
+                        if (PyContext_Exit(ctx) < 0) /* entered just above: cannot fail */
+                            PyErr_WriteUnraisable(ctx);
+                        PyErr_Restore(et, ev, etb);
+                    }
                     if (res != NULL || !PyErr_ExceptionMatches(PyExc_Exception)) {
                         Py_XDECREF(arg);
                         goto called;

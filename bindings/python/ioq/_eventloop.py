@@ -8,6 +8,8 @@ operations of ``ioq.aio`` (its transports and awaitables) complete in the same p
 """
 import asyncio
 import contextvars
+import errno
+import functools
 import heapq
 import io
 import math
@@ -15,9 +17,11 @@ import os
 import selectors
 import signal
 import socket
+import stat
 import sys
 import threading
 import time as _time
+import warnings
 from asyncio import base_events as _base_events
 from asyncio import constants as _constants
 from asyncio import events as _events
@@ -119,6 +123,12 @@ class IoqSelector(selectors._BaseSelectorImpl):
             _raw.ioq_submit(p)
             rc, h = _raw.ioq_adopt(p, fd, _raw.IOQ_KIND_WATCH)
         if rc < 0:
+            if rc == _ioq.EINVAL:
+                # Raise what asyncio's epoll selector raises: EBADF for a closed descriptor,
+                # EPERM for a regular file or a directory (callers fall back on it).
+                mode = os.fstat(fd).st_mode
+                if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+                    raise PermissionError(errno.EPERM, os.strerror(errno.EPERM))
             raise _ioq.error(rc)
         ent = [h, 0, 0]
         self._handles[fd] = ent
@@ -348,7 +358,12 @@ class _IoqSocketTransport(_selector_events._SelectorSocketTransport):
             os.close(fd)
             raise _ioq.error(rc)
         self._h = h
-        self._acct = [0, 0, False, self._on_sent]
+        # The protocol's callbacks run in the context the transport was made in (the
+        # protocol's), also those the C dispatcher calls from inside the poll, where a
+        # Handle of asyncio's selector loop would carry a copy of it.
+        self._ctx = contextvars.copy_context()
+        self._on_data_ctx = functools.partial(self._ctx.run, self._on_data)
+        self._acct = [0, 0, False, functools.partial(self._ctx.run, self._on_sent)]
         self._wpend = None   # bytes, or a list of them, written but not yet sent
         self._wpend_n = 0
         self._flushq = loop._selector.flushq
@@ -380,7 +395,7 @@ class _IoqSocketTransport(_selector_events._SelectorSocketTransport):
             self._reading_wanted = False
             return
         if self._stash:
-            self._loop.call_soon(self._deliver_stash)
+            self._loop.call_soon(self._deliver_stash, context=self._ctx)
         elif not self._recv_token:
             self._start_reading()
         else:
@@ -412,9 +427,10 @@ class _IoqSocketTransport(_selector_events._SelectorSocketTransport):
         if self._recv_token:
             if (self._reading_wanted and not self._stash and not self._closing
                     and self._data_fast is not None):
-                self._al._cbs[self._recv_token] = (self._data_fast, self._on_data)
+                self._al._cbs[self._recv_token] = (self._data_fast, self._on_data_ctx,
+                                                   self._ctx)
             else:
-                self._al._cbs[self._recv_token] = self._on_data
+                self._al._cbs[self._recv_token] = self._on_data_ctx
 
     def set_protocol(self, protocol):
         super().set_protocol(protocol)
@@ -636,7 +652,7 @@ class _IoqSocketTransport(_selector_events._SelectorSocketTransport):
             self._acct[2] = True  # _on_sent ends the connection once the sends are out
         else:
             self._conn_lost += 1
-            self._loop.call_soon(self._call_connection_lost, None)
+            self._loop.call_soon(self._call_connection_lost, None, context=self._ctx)
 
     def _make_empty_waiter(self):
         if self._empty_waiter is not None:
@@ -666,7 +682,9 @@ class _IoqSocketTransport(_selector_events._SelectorSocketTransport):
         if h and al._p is not None:
             _raw.ioq_close(al._p, h, _QUIET_TOKEN)
 
-    def __del__(self, _warn=None):
+    def __del__(self, _warn=warnings.warn):
+        # _warn is bound at definition: at interpreter exit (unclosed transports are
+        # collected then) importing inside __del__ fails with ImportError.
         if self._h:
             try:
                 self._release()
@@ -674,8 +692,7 @@ class _IoqSocketTransport(_selector_events._SelectorSocketTransport):
                 pass
         sock = self._sock
         if sock is not None:
-            import warnings
-            warnings.warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
+            _warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
             sock.close()
 
 
@@ -731,6 +748,7 @@ class EventLoop(_unix_events.SelectorEventLoop):
             native_transports = os.environ.get("IOQ_AIO_NATIVE", "1") != "0"
         self._ioq_native = bool(native_transports) and isinstance(selector, IoqSelector)
         self._ioq_readers = {}   # fd -> _IoqSocketTransport reading through ioq
+        self._ioq_wakeup_fd = -1  # the signal wake-up descriptor run_forever() set
         # call_soon_threadsafe wakes the loop with an ioq notifier (no system call while the
         # loop is busy) instead of the self-pipe. The lock keeps close() from freeing the
         # ioq loop while another thread is inside ioq_notify (reentrant: a signal handler
@@ -822,9 +840,12 @@ class EventLoop(_unix_events.SelectorEventLoop):
                 old = signal.set_wakeup_fd(self._csock.fileno(), warn_on_full_buffer=False)
             except (ValueError, OSError):
                 old = None
+        if old is not None:
+            self._ioq_wakeup_fd = self._csock.fileno()
         try:
             return super().run_forever()
         finally:
+            self._ioq_wakeup_fd = -1
             if old is not None:
                 own = self._csock.fileno() if self._csock is not None else -1
                 if self._signal_handlers and own != -1:
@@ -926,6 +947,17 @@ class EventLoop(_unix_events.SelectorEventLoop):
             al = aio.AsyncLoop(self._selector.ioq, asyncio_loop=self, _selector=self._selector)
             self._ioq_async = al
         return al
+
+    def remove_signal_handler(self, sig):
+        removed = super().remove_signal_handler(sig)
+        if removed and not self._signal_handlers and getattr(self, "_ioq_wakeup_fd", -1) != -1:
+            # asyncio cleared the wake-up descriptor with its last handler: run_forever()
+            # still needs it
+            try:
+                signal.set_wakeup_fd(self._ioq_wakeup_fd)
+            except (ValueError, OSError):
+                pass
+        return removed
 
     def close(self):
         if not self.is_running():
