@@ -442,4 +442,5 @@ const ioq__backend ioq__backend_kqueue = {
     .loop_fd = kq_loop_fd,
     .arm_timer = kq_arm_timer,
     .caps = kq_caps,
+    .now = ioq__rd_now,
 };
