@@ -243,6 +243,14 @@ struct ioq__backend {
     void (*buf_release)(ioq_loop *loop, ioq__pool *pool, uint32_t id);
     /* IOQ_CAP_* of this loop. */
     uint32_t (*caps)(ioq_loop *loop);
+    /* Optional: try a receive or send (code IOQ_OP_RECV or IOQ_OP_SEND) on h during its
+     * submit call, before an op is made for it; the core has reserved its record. 1: it
+     * is finished, *res is its result and, for a send that failed, *done the bytes that
+     * went out (its record's value). 0: it still needs an op, which starts with *done
+     * bytes already sent (the backend has noted why it could not finish: no data, no
+     * room, something queued ahead). */
+    int (*now)(ioq_loop *loop, ioq__handle *h, uint16_t code, void *buf, size_t len,
+               int64_t *res, size_t *done);
     /* Since 1.1. A handle of kind WATCH is registered through handle_open (its descriptor
      * is the caller's: never change its flags) and unregistered through handle_close (it
      * is not closed by ioq). Its IOQ_OP_WATCH ops reach start and cancel like any other;

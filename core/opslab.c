@@ -200,11 +200,15 @@ static void op_detach(ioq__op *op)
 /* What a full op owns besides its record. */
 static void op_release_memory(ioq__op *op)
 {
+    /* Tested first: most ops own nothing, and free(NULL) is still a call per field. */
     if (op->iov && op->iov != op->iov_small)
         free(op->iov);
-    free(op->path);
-    free(op->path2);
-    free(op->be);
+    if (op->path)
+        free(op->path);
+    if (op->path2)
+        free(op->path2);
+    if (op->be)
+        free(op->be);
 }
 
 void ioq__op_free(ioq_loop *loop, ioq__op *op)

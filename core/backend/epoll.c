@@ -283,4 +283,5 @@ const ioq__backend ioq__backend_epoll = {
     .loop_fd = epoll_loop_fd,
     .arm_timer = epoll_arm_timer,
     .caps = epoll_caps,
+    .now = ioq__rd_now,
 };

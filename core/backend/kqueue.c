@@ -513,4 +513,5 @@ const ioq__backend ioq__backend_kqueue = {
 #if defined(EVFILT_PROC)
     .wait_by_pid = true,
 #endif
+    .now = ioq__rd_now,
 };

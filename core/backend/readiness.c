@@ -429,6 +429,61 @@ static int start_connect(ioq_loop *loop, ioq__op *op)
     return 0;
 }
 
+/* A receive or send on a stream socket, tried in its submit call before any op exists (the
+ * backend table's `now` slot): when nothing waits ahead of it in its queue and the socket is
+ * believed ready, most of them finish right here, and an op's bookkeeping (slab, token
+ * index, handle list, queue) would be spent for nothing. The same system calls as
+ * do_recv and do_send, with the same effect on the READABLE and WRITABLE bits. */
+int ioq__rd_now(ioq_loop *loop, ioq__handle *h, uint16_t code, void *buf, size_t len,
+                int64_t *res, size_t *done)
+{
+    ssize_t n;
+
+    (void)loop; /* used by the fault layer only */
+    *done = 0;
+    if (h->kind != IOQ__K_TCP && h->kind != IOQ__K_LOCAL)
+        return 0;
+    if (code == IOQ_OP_RECV) {
+        if (h->readq.head || !(h->rstate & IOQ__R_READABLE))
+            return 0;
+        do
+            n = ioq__f_recv(loop, h, (int)h->fd, buf, len, 0);
+        while (n < 0 && errno == EINTR);
+        if (n < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                h->rstate &= (uint16_t)~IOQ__R_READABLE;
+                return 0;
+            }
+            *res = ioq__os_errno_map(errno);
+            return 1;
+        }
+        if (n > 0 && (size_t)n < len && !(h->rstate & IOQ__R_EOF))
+            h->rstate &= (uint16_t)~IOQ__R_READABLE; /* a short read drains: see the top */
+        *res = n;
+        return 1;
+    }
+    if (code != IOQ_OP_SEND || h->writeq.head || !(h->rstate & IOQ__R_WRITABLE))
+        return 0;
+    while (*done < len) {
+        n = ioq__f_send(loop, h, (int)h->fd, (char *)buf + *done, len - *done,
+                        IOQ__SEND_FLAGS);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                /* The rest goes as an op that waits for the next edge. */
+                h->rstate &= (uint16_t)~IOQ__R_WRITABLE;
+                return 0;
+            }
+            *res = ioq__os_errno_map(errno);
+            return 1;
+        }
+        *done += (size_t)n;
+    }
+    *res = (int64_t)*done;
+    return 1;
+}
+
 int ioq__rd_start(ioq_loop *loop, ioq__op *op)
 {
     ioq__handle *h = op->h;
