@@ -163,10 +163,13 @@ class Process(tuple):
     def __new__(cls, handle, stdin=0, stdout=0, stderr=0):
         return tuple.__new__(cls, (handle, stdin, stdout, stderr))
 
-    handle = property(lambda self: self[0])
-    stdin = property(lambda self: self[1])
-    stdout = property(lambda self: self[2])
-    stderr = property(lambda self: self[3])
+    handle = property(lambda self: self[0], doc="The PROCESS handle (for process_wait, kill).")
+    stdin = property(lambda self: self[1],
+                     doc="The write end of the child's stdin pipe, or 0 if it was not a pipe.")
+    stdout = property(lambda self: self[2],
+                      doc="The read end of the child's stdout pipe, or 0 if it was not a pipe.")
+    stderr = property(lambda self: self[3],
+                      doc="The read end of the child's stderr pipe, or 0 if it was not a pipe.")
 
     def __repr__(self):
         return "Process(handle=%#x, stdin=%#x, stdout=%#x, stderr=%#x)" % self
