@@ -111,7 +111,6 @@ static void run_timers(ioq_loop *loop, uint32_t limit)
         ioq__complete(loop, op, 0, 0, 0);
         limit--;
     }
-    ioq__timer_next(loop); /* no dead entry on top: heap[0] is the next deadline */
 }
 
 /* How many timers ioq_poll fires now: room left in the caller's array. An embedded loop
@@ -239,19 +238,22 @@ int ioq_poll(ioq_loop *loop, ioq_cqe *cqes, uint32_t max, int64_t timeout_ns)
                 wait_ns = left > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)left;
             }
         }
-        if (wait_ns != 0)
-            ioq__timer_next(loop); /* a dead entry on top is not a deadline */
-        if (loop->heap_len && wait_ns != 0) {
-            /* Unsigned until clamped: a deadline more than 2^63 ns away (a timeout near
-             * UINT64_MAX) must not turn negative, which the backends take as "forever". */
-            uint64_t d = loop->heap[0].deadline, left;
-            int64_t t;
-            if (now == 0)
-                now = ioq__os_now();
-            left = d > now ? d - now : 0;
-            t = left > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)left;
-            if (wait_ns < 0 || t < wait_ns)
-                wait_ns = t;
+        if (wait_ns != 0 && loop->heap_len) {
+            /* ioq__timer_next drops dead entries from the top: they are not deadlines. */
+            uint64_t d = ioq__timer_next(loop);
+            if (loop->heap_len) {
+                /* Unsigned until clamped: a deadline more than 2^63 ns away (a timeout
+                 * near UINT64_MAX) must not turn negative, which the backends take as
+                 * "forever". */
+                uint64_t left;
+                int64_t t;
+                if (now == 0)
+                    now = ioq__os_now();
+                left = d > now ? d - now : 0;
+                t = left > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)left;
+                if (wait_ns < 0 || t < wait_ns)
+                    wait_ns = t;
+            }
         }
         if (wait_ns != 0) {
             /* A producer still in the call that woke us queues more as soon as it is back:

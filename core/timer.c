@@ -165,22 +165,15 @@ static void compact(ioq_loop *loop)
 
 ioq__op *ioq__timer_due(ioq_loop *loop, uint64_t now)
 {
+    ioq__op *op;
     if (loop->heap_dead > loop->heap_len / 2)
         compact(loop);
-    while (loop->heap_len) {
-        ioq__timer_ent top = loop->heap[0];
-        if (top.op == &loop->dead_timer) {
-            pop_top(loop);
-            loop->heap_dead--;
-            continue;
-        }
-        if (top.deadline > now)
-            return NULL;
-        pop_top(loop);
-        top.op->at = IOQ__AT_NONE;
-        return top.op;
-    }
-    return NULL;
+    if (ioq__timer_next(loop) > now) /* also when the heap is empty: UINT64_MAX */
+        return NULL;
+    op = loop->heap[0].op;
+    pop_top(loop);
+    op->at = IOQ__AT_NONE;
+    return op;
 }
 
 uint64_t ioq__timer_next(ioq_loop *loop)
