@@ -117,7 +117,8 @@ int ioq_loop_new(const ioq_loop_options *opts, ioq_loop **out)
             if (((const uint8_t *)opts)[i])
                 return IOQ_EINVAL;
     }
-    if ((o.flags & ~(uint32_t)IOQ_LOOP_HOST_FLUSH) || o.backend > IOQ_BACKEND_IOCP || o.threadpool_size > 1024)
+    if ((o.flags & ~(uint32_t)IOQ_LOOP_HOST_FLUSH) || o.backend > IOQ_BACKEND_IOCP ||
+        o.threadpool_size > 1024)
         return IOQ_EINVAL;
     for (size_t i = 0; i < sizeof o.reserved / sizeof o.reserved[0]; i++)
         if (o.reserved[i])
