@@ -30,10 +30,17 @@ static void token_link(ioq__op **slot, ioq__op *op)
     *slot = op;
 }
 
-static void token_rehash_chunk(ioq__op **nb, unsigned shift, uint32_t mask, unsigned char *chunk,
-                               size_t size)
+/* Timer ops in timer chunk c: 256, doubling up to IOQ__TIMER_CHUNK (a loop with a few
+ * timers keeps a small chunk; a million take 250 chunks, not 4,000). */
+static int timer_chunk_len(uint32_t c)
 {
-    for (int i = 0; i < IOQ__OP_CHUNK; i++) {
+    return c >= 4 ? IOQ__TIMER_CHUNK : IOQ__OP_CHUNK << c;
+}
+
+static void token_rehash_chunk(ioq__op **nb, unsigned shift, uint32_t mask, unsigned char *chunk,
+                               size_t size, int count)
+{
+    for (int i = 0; i < count; i++) {
         ioq__op *op = (ioq__op *)(void *)(chunk + (size_t)i * size);
         if (op->code != IOQ_OP_NONE && op->tpprev)
             token_link(&nb[token_hash(op->token, shift) & mask], op);
@@ -50,7 +57,13 @@ static void *(*const volatile zero_fill)(void *, int, size_t) = memset;
  * million ops pending, chasing the chains is a cache miss per op. */
 static void token_index_grow(ioq_loop *loop)
 {
-    uint32_t nsize = (loop->tmask + 1) * 2;
+    /* Four times the buckets: each growth walks every op, and quadrupling walks them about
+     * 1.3 times in all where doubling walked them twice; the load stays between half an op
+     * and two per bucket, which also leaves fewer inserts sharing a chain (and touching
+     * another op's link). */
+    uint32_t nsize = (loop->tmask + 1) * 4;
+    if (loop->tmask >= (1u << 29))
+        return; /* longer chains, still correct */
     /* malloc and memset, not calloc: calloc's pages are the shared zero page until written,
      * and the rehash below reads each bucket before writing it, which took two faults and a
      * TLB flush per page instead of one fault (see zero_fill). */
@@ -59,15 +72,15 @@ static void token_index_grow(ioq_loop *loop)
         return; /* longer chains, still correct */
     zero_fill(nb, 0, nsize * sizeof *nb);
     for (uint32_t c = 0; c < loop->nochunks; c++)
-        token_rehash_chunk(nb, loop->tshift - 1, nsize - 1, (unsigned char *)loop->ochunks[c],
-                           sizeof(ioq__op));
+        token_rehash_chunk(nb, loop->tshift - 2, nsize - 1, (unsigned char *)loop->ochunks[c],
+                           sizeof(ioq__op), IOQ__OP_CHUNK);
     for (uint32_t c = 0; c < loop->ntmchunks; c++)
-        token_rehash_chunk(nb, loop->tshift - 1, nsize - 1, loop->tmchunks[c],
-                           IOQ__TIMER_OP_SIZE);
+        token_rehash_chunk(nb, loop->tshift - 2, nsize - 1, loop->tmchunks[c],
+                           IOQ__TIMER_OP_SIZE, timer_chunk_len(c));
     free(loop->tbuckets);
     loop->tbuckets = nb;
     loop->tmask = nsize - 1;
-    loop->tshift--;
+    loop->tshift -= 2;
 }
 
 static uint32_t token_bucket(const ioq_loop *loop, uint64_t token)
@@ -77,7 +90,7 @@ static uint32_t token_bucket(const ioq_loop *loop, uint64_t token)
 
 static void token_insert(ioq_loop *loop, ioq__op *op)
 {
-    /* Two ops per bucket before doubling: the table (8 bytes a bucket) and its copies
+    /* Two ops per bucket before growing: the table (8 bytes a bucket) and its copies
      * while growing were a quarter of the pages a million timers touch; a cancel still
      * finds its op in a chain of about two, and removal is O(1) anyway. */
     if (loop->tcount / 2 > loop->tmask)
@@ -100,7 +113,6 @@ static void token_remove(ioq_loop *loop, ioq__op *op)
     loop->tcount--;
 }
 
-/* Add a chunk of IOQ__OP_CHUNK free records to one of the two slabs. */
 /* The array of k chunk pointers (entries of `entry` bytes) with room for one more, or NULL
  * when it cannot grow (the old array stays). It doubles when full, a power of two of
  * entries: grown by one entry per chunk, each realloc found the new chunk right behind the
@@ -113,9 +125,12 @@ static void *chunks_room(void *chunks, uint32_t k, size_t entry)
     return realloc(chunks, (k ? 2 * (size_t)k : 1) * entry);
 }
 
+/* Add a chunk of free records to one of the two slabs (IOQ__OP_CHUNK full ops, or
+ * timer_chunk_len timers). */
 static bool slab_grow(ioq_loop *loop, bool timer)
 {
     size_t size = timer ? IOQ__TIMER_OP_SIZE : sizeof(ioq__op);
+    int count = timer ? timer_chunk_len(loop->ntmchunks) : IOQ__OP_CHUNK;
     ioq__op **free_list = timer ? &loop->tmfree : &loop->ofree;
     unsigned char *chunk;
 
@@ -130,13 +145,13 @@ static bool slab_grow(ioq_loop *loop, bool timer)
             return false;
         loop->ochunks = nc;
     }
-    if (!(chunk = malloc(IOQ__OP_CHUNK * size)))
+    if (!(chunk = malloc((size_t)count * size)))
         return false;
     if (timer)
         loop->tmchunks[loop->ntmchunks++] = chunk;
     else
         loop->ochunks[loop->nochunks++] = (ioq__op *)(void *)chunk;
-    for (int i = IOQ__OP_CHUNK - 1; i >= 0; i--) {
+    for (int i = count - 1; i >= 0; i--) {
         ioq__op *op = (ioq__op *)(void *)(chunk + (size_t)i * size);
         op->code = IOQ_OP_NONE;
         op->tnext = *free_list;
