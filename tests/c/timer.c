@@ -312,6 +312,46 @@ static void test_cancel_scattered(void **state)
     h_finish(loop);
 }
 
+/* Timer records come from chunks of growing sizes (256 up to 4096) and the token index
+ * grows fourfold several times on the way to 12,033 pending timers: every one, in every
+ * chunk, is still found by its token, and a second cancel finds none of them. */
+static void test_cancel_every_chunk(void **state)
+{
+    (void)state;
+    ioq_loop *loop = h_loop_new();
+    enum { N = 256 + 512 + 1024 + 2048 + 4096 + 4096 + 1, CANCEL_BASE = 1000000 };
+    for (int i = 0; i < N; i++)
+        assert_int_equal(h_timeout(loop, 3600ull * 1000 * MS, (uint64_t)i + 1), 0);
+    for (int i = N - 1; i >= 0; i--)
+        assert_int_equal(h_cancel(loop, (uint64_t)i + 1, CANCEL_BASE + (uint64_t)i), 0);
+    int cancelled = 0, cancel_done = 0;
+    uint64_t end = h_mono_ns() + H_DEADLINE_MS * MS;
+    while (cancelled + cancel_done < 2 * N) {
+        if (h_mono_ns() > end)
+            fail_msg("only %d cancelled, %d cancels done of %d", cancelled, cancel_done, N);
+        ioq_cqe c[256];
+        int n = h_poll_into(loop, c, 256, 0);
+        for (int k = 0; k < n; k++) {
+            if (c[k].token >= CANCEL_BASE) {
+                assert_int_equal(c[k].op, IOQ_OP_CANCEL);
+                assert_int_equal(c[k].result, 1);
+                cancel_done++;
+            } else {
+                assert_int_equal(c[k].op, IOQ_OP_TIMEOUT);
+                assert_int_equal(c[k].result, IOQ_ECANCELED);
+                cancelled++;
+            }
+        }
+    }
+    assert_int_equal(h_pending(loop), 0);
+    /* Gone from the index: cancelling again ends nothing. */
+    assert_int_equal(h_cancel(loop, 1, 2 * CANCEL_BASE), 0);
+    assert_int_equal(h_wait(loop, 2 * CANCEL_BASE).result, 0);
+    assert_int_equal(h_cancel(loop, N, 2 * CANCEL_BASE + 1), 0);
+    assert_int_equal(h_wait(loop, 2 * CANCEL_BASE + 1).result, 0);
+    h_finish(loop);
+}
+
 static void test_free_with_timers(void **state)
 {
     (void)state;
@@ -716,6 +756,7 @@ static const struct CMUnitTest timer_tests[] = {
     H_TEST(cancel_cancel),
     H_TEST(ten_thousand),
     H_TEST(cancel_scattered),
+    H_TEST(cancel_every_chunk),
     H_TEST(free_with_timers),
     H_TEST(cancel_after_fire),
     H_TEST(long_and_short),
