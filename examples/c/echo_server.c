@@ -5,11 +5,16 @@
  *
  * There are no callbacks. Every operation carries a 64-bit token that says which
  * connection it belongs to and what it was; the main loop polls completions and
- * dispatches on the token. Per connection exactly one operation is in flight at a time:
- * a receive, then a send of what arrived, then a receive again. A connection's slot is
- * reused only after the completion of its ioq_close(), because ioq guarantees that every
- * pending operation of the handle completes before that: a token can never be confused
- * with the next owner of the slot.
+ * dispatches on the token. Each connection has one multishot receive from a provided-buffer
+ * pool that all connections share (ioq_recv_pool): a connection holds a buffer only from
+ * the moment its data arrives until the send that echoes it has completed, so a thousand
+ * idle connections hold none, and a buffer released is the next one handed out, still
+ * warm in the cache. Sends on a handle go out in submission order, so the receive keeps
+ * going while an echo is being sent. When the pool runs dry the receive ends with
+ * IOQ_ENOBUFS (the data stays in the socket); the connection waits until a buffer comes
+ * back, then receives again. A connection's slot is reused only after the completion of
+ * its ioq_close(), because ioq guarantees that every pending operation of the handle
+ * completes before that: a token can never be confused with the next owner of the slot.
  *
  * SIGINT / SIGTERM (Ctrl-C / Ctrl-Break on Windows) stop it cleanly: the listener and
  * every connection are closed, their completions drained, then the loop is freed. The
@@ -29,28 +34,39 @@
 #endif
 
 #define BUF_SIZE   16384
+#define BUF_COUNT  4096     /* shared by all connections; memory is touched only as used */
 #define MAX_CQES   64
 /* Without ioq_signal(): a POSIX signal handler may not call ioq_wake() (it is not
  * documented as async-signal-safe), so the loop wakes up this often to look at the flag. */
 #define TICK_NS    (200 * 1000 * 1000LL)
 #define RETRY_NS   (100 * 1000 * 1000ULL)
 
-/* Token layout: bits 0..7 the operation, bits 8..63 the connection's slot. Slot 0 is the
- * listener (and the loop-wide operations). */
+/* Token layout: bits 0..7 the operation, bits 8..23 the pool buffer a send echoes, bits
+ * 24..63 the connection's slot. Slot 0 is the listener (and the loop-wide operations). */
 enum { OP_ACCEPT = 1, OP_RECV, OP_SEND, OP_CLOSE, OP_RETRY, OP_CANCEL, OP_SIGNAL };
 
-static uint64_t token_make(uint64_t slot, unsigned op) { return (slot << 8) | op; }
-static uint64_t token_slot(uint64_t token) { return token >> 8; }
+static uint64_t token_make(uint64_t slot, unsigned op) { return (slot << 24) | op; }
+static uint64_t token_send(uint64_t slot, uint32_t buf)
+{
+    return (slot << 24) | ((uint64_t)buf << 8) | OP_SEND;
+}
+static uint64_t token_slot(uint64_t token) { return token >> 24; }
+static uint32_t token_buf(uint64_t token) { return (uint32_t)(token >> 8) & 0xffff; }
 static unsigned token_op(uint64_t token) { return (unsigned)(token & 0xff); }
 
 typedef struct conn {
     ioq_handle h;
     int closing;
-    char buf[BUF_SIZE]; /* owned by ioq while a recv or send on it is in flight */
+    int receiving;         /* its multishot receive is pending */
+    int starving;          /* in the starved list: waits for a buffer to receive again */
+    uint32_t next_starved;
 } conn;
 
 static ioq_loop *loop;
 static ioq_handle listener;
+static ioq_handle pool;
+static char *bufs[BUF_COUNT]; /* ioq_buf() of each buffer id, looked up once */
+static uint32_t starved, starved_tail; /* the starved list, oldest first (slots; 0 = none) */
 static conn **slots;        /* slots[0] unused: slot 0 is the listener */
 static uint32_t nslots = 1;
 static uint32_t *free_slots;
@@ -134,6 +150,9 @@ static uint32_t slot_alloc(ioq_handle h)
     }
     c->h = h;
     c->closing = 0;
+    c->receiving = 0;
+    c->starving = 0;
+    c->next_starved = 0;
     slots[i] = c;
     live++;
     return i;
@@ -141,6 +160,16 @@ static uint32_t slot_alloc(ioq_handle h)
 
 static void slot_free(uint32_t i)
 {
+    if (slots[i]->starving) { /* rare: unlinked by a walk of the list */
+        uint32_t *at = &starved, prev = 0;
+        while (*at != i) {
+            prev = *at;
+            at = &slots[*at]->next_starved;
+        }
+        *at = slots[i]->next_starved;
+        if (starved_tail == i)
+            starved_tail = prev;
+    }
     free(slots[i]);
     slots[i] = NULL;
     free_slots[nfree++] = i;
@@ -159,11 +188,43 @@ static void conn_close(uint32_t i)
 
 static void conn_recv(uint32_t i)
 {
-    int rc = ioq_recv(loop, slots[i]->h, slots[i]->buf, BUF_SIZE, token_make(i, OP_RECV));
+    int rc = ioq_recv_pool(loop, slots[i]->h, pool, IOQ_MULTISHOT, token_make(i, OP_RECV));
     if (rc != 0) {
         fprintf(stderr, "echo_server: recv: %s\n", ioq_strerror(rc));
         conn_close(i);
+        return;
     }
+    slots[i]->receiving = 1;
+}
+
+/* A buffer is back in the pool: the connection that has waited longest for one (if it is
+ * still open) receives again. */
+static void buf_release(uint32_t id)
+{
+    uint32_t i;
+    if (ioq_buf_release(loop, pool, id) != 0)
+        fail("buf_release", IOQ_EINVAL);
+    while ((i = starved) != 0) {
+        starved = slots[i]->next_starved;
+        if (starved == 0)
+            starved_tail = 0;
+        slots[i]->starving = 0;
+        if (!slots[i]->closing) {
+            conn_recv(i);
+            break;
+        }
+    }
+}
+
+static void conn_starve(uint32_t i)
+{
+    slots[i]->starving = 1;
+    slots[i]->next_starved = 0;
+    if (starved_tail != 0)
+        slots[starved_tail]->next_starved = i;
+    else
+        starved = i;
+    starved_tail = i;
 }
 
 static void listener_accept(void)
@@ -224,13 +285,23 @@ static void dispatch(const ioq_cqe *cqe)
         on_accept(cqe);
         break;
     case OP_RECV:
-        if (slots[i]->closing)
-            break; /* IOQ_ECANCELED (or a late result) of a connection being closed */
+        if (!(cqe->flags & IOQ_CQE_MORE))
+            slots[i]->receiving = 0;
         if (r > 0) {
-            int rc = ioq_send(loop, slots[i]->h, slots[i]->buf, (size_t)r,
-                              token_make(i, OP_SEND));
-            if (rc != 0)
+            /* cqe->value is the buffer id (IOQ_CQE_BUFFER): ours until released. */
+            uint32_t id = (uint32_t)cqe->value;
+            if (slots[i]->closing ||
+                ioq_send(loop, slots[i]->h, bufs[id], (size_t)r, token_send(i, id)) != 0) {
+                buf_release(id);
                 conn_close(i);
+                break;
+            }
+            if (!slots[i]->receiving && !slots[i]->closing)
+                conn_recv(i); /* the receive ended with data: arm it again */
+        } else if (slots[i]->closing) {
+            break; /* IOQ_ECANCELED (or a late result) of a connection being closed */
+        } else if (r == IOQ_ENOBUFS) {
+            conn_starve(i); /* the data waits in the socket for a buffer */
         } else {
             if (r < 0 && r != IOQ_ECONNRESET)
                 fprintf(stderr, "echo_server: recv: %s\n", ioq_strerror(r));
@@ -238,14 +309,11 @@ static void dispatch(const ioq_cqe *cqe)
         }
         break;
     case OP_SEND:
-        if (slots[i]->closing)
-            break;
-        if (r < 0) {
+        buf_release(token_buf(cqe->token));
+        if (r < 0 && !slots[i]->closing) {
             if (r != IOQ_EPIPE && r != IOQ_ECONNRESET)
                 fprintf(stderr, "echo_server: send: %s\n", ioq_strerror(r));
             conn_close(i);
-        } else {
-            conn_recv(i);
         }
         break;
     case OP_CLOSE:
@@ -292,6 +360,11 @@ int main(int argc, char **argv)
     rc = ioq_loop_new(NULL, &loop);
     if (rc != 0)
         fail("loop", rc);
+    rc = ioq_pool_new(loop, BUF_COUNT, BUF_SIZE, &pool);
+    if (rc != 0)
+        fail("pool", rc);
+    for (k = 0; k < BUF_COUNT; k++)
+        bufs[k] = ioq_buf(loop, pool, (uint32_t)k);
     rc = ioq_tcp_listen(loop, &addr, 0, 0, &listener);
     if (rc != 0)
         fail(where, rc);
