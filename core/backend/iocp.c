@@ -236,6 +236,7 @@ static int file_result(ioq_loop *loop, iocp_args *a, BOOL ok)
 #define SYNC_BUF 65536u
 #define SYNC_CANCEL_SPINS 2000
 #define SYNC_CANCEL_MS 50
+#define SYNC_RECS 512
 
 struct sync_dir {
     SRWLOCK lock;
@@ -251,6 +252,8 @@ struct sync_dir {
     uint64_t seq;    /* counts the ops handed over (an op's args may be reused by the next) */
     DWORD want_len;  /* a read: at most this much */
     bool busy;       /* in a blocking call */
+    bool interrupted; /* the loop cancelled that call (wine fails a cancelled console read
+                       * with ERROR_INVALID_HANDLE, not ERROR_OPERATION_ABORTED) */
     bool quit;
     DWORD have, off; /* a read: bytes in buf not yet taken, from buf + off */
     bool ended;      /* a read: the end of the stream or an error, kept for every later read */
@@ -259,6 +262,8 @@ struct sync_dir {
     wchar_t hi;      /* console read: a high surrogate waiting for its pair */
     char carry[4];   /* console write: an incomplete UTF-8 sequence kept for the next */
     DWORD ncarry;
+    HANDLE wake;     /* console: ends the worker's wait for input (cancel, close) */
+    INPUT_RECORD *recs; /* console, raw mode: the input records of one read */
     wchar_t *wbuf;   /* console: SYNC_BUF + 8 units */
     char *cbuf;      /* console write: the carried bytes and the new ones, SYNC_BUF + 4 */
     char buf[SYNC_BUF];
@@ -266,6 +271,9 @@ struct sync_dir {
 
 static void sync_free(sync_dir *d)
 {
+    if (d->wake)
+        CloseHandle(d->wake);
+    free(d->recs);
     free(d->wbuf);
     free(d->cbuf);
     free(d);
@@ -303,15 +311,44 @@ static DWORD sync_read_call(sync_dir *d, DWORD len, DWORD *err)
     }
     for (;;) {
         /* UTF-16 in, UTF-8 out: at most 3 bytes per unit (a pair makes 4 of 2 units). */
-        DWORD max = SYNC_BUF / 3 - 1, start = 0, n = 0;
+        DWORD max = SYNC_BUF / 3 - 1, start = 0, n = 0, mode = 0;
+        HANDLE w[2] = {d->fh, d->wake};
+        /* Wait for input first: a wait ends cleanly at a cancel, where a blocked console
+         * read may not (wine's goes on and swallows the next key). */
+        DWORD r = WaitForMultipleObjects(2, w, FALSE, INFINITE);
+        if (r != WAIT_OBJECT_0) {
+            *err = r == WAIT_OBJECT_0 + 1 ? ERROR_OPERATION_ABORTED : GetLastError();
+            return 0;
+        }
         if (d->hi) {
             d->wbuf[0] = d->hi;
             start = 1;
             d->hi = 0;
         }
-        if (!ReadConsoleW(d->fh, d->wbuf + start, max, &n, NULL)) {
-            *err = GetLastError();
-            return 0;
+        GetConsoleMode(d->fh, &mode);
+        if (mode & ENABLE_LINE_INPUT) {
+            /* A line: ReadConsoleW edits it, and returns at Enter. */
+            if (!ReadConsoleW(d->fh, d->wbuf + start, max, &n, NULL)) {
+                *err = GetLastError();
+                d->hi = start ? d->wbuf[0] : 0;
+                return 0;
+            }
+        } else {
+            /* Raw, as libuv reads it: the characters of the key presses there now (keys
+             * without one, and other events, are left out); this never blocks. */
+            DWORD nrec = 0;
+            if (!ReadConsoleInputW(d->fh, d->recs, SYNC_RECS, &nrec)) {
+                *err = GetLastError();
+                d->hi = start ? d->wbuf[0] : 0;
+                return 0;
+            }
+            for (DWORD i = 0; i < nrec; i++) {
+                const KEY_EVENT_RECORD *k = &d->recs[i].Event.KeyEvent;
+                if (d->recs[i].EventType != KEY_EVENT || !k->bKeyDown || !k->uChar.UnicodeChar)
+                    continue;
+                for (WORD rep = k->wRepeatCount ? k->wRepeatCount : 1; rep && n < max; rep--)
+                    d->wbuf[start + n++] = k->uChar.UnicodeChar;
+            }
         }
         n += start;
         if (n > 0 && d->wbuf[n - 1] >= 0xD800 && d->wbuf[n - 1] <= 0xDBFF)
@@ -419,6 +456,7 @@ static DWORD WINAPI sync_worker(LPVOID arg)
         seq = d->seq;
         len = d->writer ? sync_take_send(d, a->op) : d->want_len;
         d->busy = true;
+        d->interrupted = false;
         ReleaseSRWLockExclusive(&d->lock);
         n = d->writer ? sync_write_call(d, len, &err) : sync_read_call(d, len, &err);
         AcquireSRWLockExclusive(&d->lock);
@@ -429,7 +467,7 @@ static DWORD WINAPI sync_worker(LPVOID arg)
                 sync_post(d, a, err, n);
             continue;
         }
-        if (err == ERROR_OPERATION_ABORTED && n == 0)
+        if (n == 0 && err && (err == ERROR_OPERATION_ABORTED || d->interrupted))
             continue; /* interrupted by a cancel: nothing read; the next want reads again */
         if (n > 0) {
             d->have = n;
@@ -469,7 +507,9 @@ static int sync_dir_get(ioq_loop *loop, ioq__handle *h, bool writer, sync_dir **
     d->writer = writer;
     d->refs = 2;
     if (d->console && (!(d->wbuf = malloc((SYNC_BUF + 8) * sizeof(wchar_t))) ||
-                       !(d->cbuf = malloc(SYNC_BUF + 4)))) {
+                       !(d->cbuf = malloc(SYNC_BUF + 4)) ||
+                       (!writer && !(d->recs = malloc(SYNC_RECS * sizeof *d->recs))) ||
+                       (!writer && !(d->wake = CreateEventW(NULL, FALSE, FALSE, NULL))))) {
         sync_free(d);
         return IOQ_ENOMEM;
     }
@@ -497,13 +537,16 @@ static int sync_dir_get(ioq_loop *loop, ioq__handle *h, bool writer, sync_dir **
 static void sync_interrupt(sync_dir *d)
 {
     DWORD start = GetTickCount();
+    if (d->wake)
+        SetEvent(d->wake); /* a console reader waiting for input */
     for (int i = 0;; i++) {
         bool busy;
-        if (CancelSynchronousIo(d->thread))
-            return;
-        AcquireSRWLockShared(&d->lock);
+        AcquireSRWLockExclusive(&d->lock);
         busy = d->busy;
-        ReleaseSRWLockShared(&d->lock);
+        d->interrupted = busy;
+        ReleaseSRWLockExclusive(&d->lock);
+        if (busy && CancelSynchronousIo(d->thread))
+            return;
         if (!busy || (i >= SYNC_CANCEL_SPINS && GetTickCount() - start >= SYNC_CANCEL_MS))
             return; /* done, or a call that cannot be interrupted: it runs on (see above) */
         if (i < 64)

@@ -744,12 +744,218 @@ static void test_bad_args(void **state)
 }
 
 #ifdef _WIN32
-/* Consoles are not served on Windows (ioq.h); wine runs the tests without one. Disabled
- * there (tests/windows/README.md). */
-static void test_tty_mode_size(void **state)
+/* Consoles. The case runs in a pseudo console made with CreatePseudoConsole (wine runs the
+ * tests without a console), in which this program runs again with the hidden case
+ * tty_console; what it writes to the console comes back through a pipe. */
+static HANDLE con_open(const char *name)
+{
+    return CreateFileA(name, GENERIC_READ | GENERIC_WRITE, FILE_SHARE_READ | FILE_SHARE_WRITE,
+                       NULL, OPEN_EXISTING, 0, NULL);
+}
+
+/* Type one character (a UTF-16 unit) into the console's input. */
+static void con_key(HANDLE in, wchar_t c)
+{
+    INPUT_RECORD ir[2];
+    DWORD n = 0;
+    memset(ir, 0, sizeof ir);
+    for (int i = 0; i < 2; i++) {
+        ir[i].EventType = KEY_EVENT;
+        ir[i].Event.KeyEvent.bKeyDown = i == 0;
+        ir[i].Event.KeyEvent.wRepeatCount = 1;
+        ir[i].Event.KeyEvent.uChar.UnicodeChar = c;
+        if (c == L'\r')
+            ir[i].Event.KeyEvent.wVirtualKeyCode = VK_RETURN; /* line editing looks at it */
+    }
+    assert_true(WriteConsoleInputW(in, ir, 2, &n));
+    assert_int_equal(n, 2);
+}
+
+#define CON_COLS 91
+#define CON_ROWS 27
+
+static void test_tty_console(void **state)
 {
     (void)state;
-    h_skip("no terminal support on Windows");
+    ioq_loop *loop = h_loop_new();
+    HANDLE ci = con_open("CONIN$"), co = con_open("CONOUT$");
+    DWORD before, now;
+    ioq_handle tin, tout;
+    char buf[16];
+    assert_true(ci != INVALID_HANDLE_VALUE && co != INVALID_HANDLE_VALUE);
+    assert_true(GetConsoleMode(ci, &before));
+    assert_true(before & ENABLE_LINE_INPUT);
+    /* Input and output each go one way. */
+    assert_int_equal(ioq_adopt(loop, (uint64_t)(uintptr_t)co, IOQ_KIND_TTY, &tout), 0);
+    assert_int_equal(ioq_adopt(loop, (uint64_t)(uintptr_t)ci, IOQ_KIND_TTY, &tin), 0);
+    assert_int_equal(ioq_recv(loop, tout, buf, sizeof buf, h_tok()), IOQ_EBADHANDLE);
+    assert_int_equal(ioq_send(loop, tin, "x", 1, h_tok()), IOQ_EBADHANDLE);
+    /* The size of the window, from either handle. */
+    uint32_t cols = 0, rows = 0;
+    assert_int_equal(ioq_tty_get_size(loop, tout, &cols, &rows), 0);
+    assert_int_equal(cols, CON_COLS);
+    assert_int_equal(rows, CON_ROWS);
+    cols = rows = 0;
+    assert_int_equal(ioq_tty_get_size(loop, tin, &cols, &rows), 0);
+    assert_int_equal(cols, CON_COLS);
+    assert_int_equal(rows, CON_ROWS);
+    assert_int_equal(ioq_tty_get_size(loop, tin, NULL, &rows), IOQ_EINVAL);
+    assert_int_equal(ioq_tty_set_mode(loop, tin, 7), IOQ_EINVAL);
+    /* Raw: no line editing, echo or Ctrl-C processing; a key arrives at once. */
+    assert_int_equal(ioq_tty_set_mode(loop, tin, IOQ_TTY_MODE_RAW), 0);
+    assert_true(GetConsoleMode(ci, &now));
+    assert_false(now & (ENABLE_LINE_INPUT | ENABLE_ECHO_INPUT | ENABLE_PROCESSED_INPUT));
+    uint64_t r = h_tok();
+    assert_int_equal(h_recv(loop, tin, buf, sizeof buf, r), 0);
+    h_assert_quiet(loop, 30);
+    con_key(ci, L'k');
+    assert_int_equal(h_wait(loop, r).result, 1);
+    assert_int_equal(buf[0], 'k');
+    /* UTF-16 comes as UTF-8, a surrogate pair as one character. */
+    con_key(ci, 0xE9);
+    h_recv_exact(loop, tin, buf, 2);
+    assert_memory_equal(buf, "\xc3\xa9", 2);
+    con_key(ci, 0xD83D);
+    con_key(ci, 0xDE00);
+    h_recv_exact(loop, tin, buf, 4);
+    assert_memory_equal(buf, "\xf0\x9f\x98\x80", 4);
+    /* Cancel while the read blocks: once, IOQ_ECANCELED; the next key is not lost. */
+    r = h_tok();
+    assert_int_equal(h_recv(loop, tin, buf, sizeof buf, r), 0);
+    h_assert_quiet(loop, 30);
+    assert_int_equal(h_cancel(loop, r, h_tok()), 0);
+    assert_int_equal(h_wait(loop, r).result, IOQ_ECANCELED);
+    con_key(ci, L'z');
+    h_recv_exact(loop, tin, buf, 1);
+    assert_int_equal(buf[0], 'z');
+    /* Output, UTF-8 split across sends included (the parent finds it in the output). */
+    h_send_wait(loop, tout, "ioq-out-\xc3", 9);
+    h_send_wait(loop, tout, "\xa9!\r\n", 4);
+    /* Normal puts back the mode from before; the output handle sets the input's mode. */
+    assert_int_equal(ioq_tty_set_mode(loop, tin, IOQ_TTY_MODE_NORMAL), 0);
+    assert_true(GetConsoleMode(ci, &now));
+    assert_int_equal(now, before);
+    /* Normal: a line at a time, with its end. */
+    r = h_tok();
+    assert_int_equal(h_recv(loop, tin, buf, sizeof buf, r), 0);
+    con_key(ci, L'a');
+    con_key(ci, L'b');
+    h_assert_quiet(loop, 30);
+    con_key(ci, L'\r');
+    assert_int_equal(h_wait(loop, r).result, 4);
+    assert_memory_equal(buf, "ab\r\n", 4);
+    assert_int_equal(ioq_tty_set_mode(loop, tout, IOQ_TTY_MODE_RAW), 0);
+    assert_true(GetConsoleMode(ci, &now));
+    assert_false(now & ENABLE_LINE_INPUT);
+    assert_int_equal(ioq_tty_set_mode(loop, tout, IOQ_TTY_MODE_NORMAL), 0);
+    assert_true(GetConsoleMode(ci, &now));
+    assert_int_equal(now, before);
+    /* Left raw, the console is put back by the close, which also ends a blocked read. */
+    assert_int_equal(ioq_tty_set_mode(loop, tin, IOQ_TTY_MODE_RAW), 0);
+    r = h_tok();
+    assert_int_equal(h_recv(loop, tin, buf, sizeof buf, r), 0);
+    h_assert_quiet(loop, 30);
+    h_close_wait(loop, tin);
+    assert_int_equal(h_wait(loop, r).result, IOQ_ECANCELED);
+    HANDLE ci2 = con_open("CONIN$"); /* ci was ioq's: closed with tin */
+    assert_true(GetConsoleMode(ci2, &now));
+    assert_int_equal(now, before);
+    CloseHandle(ci2);
+    h_close_wait(loop, tout);
+    h_finish(loop);
+}
+
+typedef HRESULT(WINAPI *create_pc_fn)(COORD, HANDLE, HANDLE, DWORD, void **);
+typedef void(WINAPI *close_pc_fn)(void *);
+#ifndef PROC_THREAD_ATTRIBUTE_PSEUDOCONSOLE
+#  define PROC_THREAD_ATTRIBUTE_PSEUDOCONSOLE 0x00020016
+#endif
+
+/* Everything the pseudo console wrote so far, appended to out. */
+static void con_drain(HANDLE pipe, char *out, size_t cap, size_t *len)
+{
+    DWORD avail = 0, n = 0;
+    while (PeekNamedPipe(pipe, NULL, 0, NULL, &avail, NULL) && avail > 0) {
+        char tmp[4096];
+        if (!ReadFile(pipe, tmp, avail < sizeof tmp ? avail : sizeof tmp, &n, NULL) || !n)
+            return;
+        if (*len + n < cap) {
+            memcpy(out + *len, tmp, n);
+            *len += n;
+            out[*len] = 0;
+        }
+    }
+}
+
+static void test_tty_mode_size(void **state)
+{
+    /* Always in a pseudo console, even where this process has a console: a known size,
+     * and keys typed into it disturb nobody. */
+    HMODULE k32 = GetModuleHandleA("kernel32.dll");
+    create_pc_fn create = (create_pc_fn)(void (*)(void))GetProcAddress(k32, "CreatePseudoConsole");
+    close_pc_fn close_pc = (close_pc_fn)(void (*)(void))GetProcAddress(k32, "ClosePseudoConsole");
+    (void)state;
+    if (!create || !close_pc) {
+        h_skip("no console: this Windows has no CreatePseudoConsole to make one");
+        return;
+    }
+    HANDLE in_r, in_w, out_r, out_w;
+    assert_true(CreatePipe(&in_r, &in_w, NULL, 0));
+    assert_true(CreatePipe(&out_r, &out_w, NULL, 0));
+    void *pc = NULL;
+    COORD size = {CON_COLS, CON_ROWS};
+    if (create(size, in_r, out_w, 0, &pc) != S_OK) {
+        h_skip("no console: CreatePseudoConsole failed");
+        return;
+    }
+    SIZE_T asz = 0;
+    InitializeProcThreadAttributeList(NULL, 1, 0, &asz);
+    LPPROC_THREAD_ATTRIBUTE_LIST al = malloc(asz);
+    assert_non_null(al);
+    assert_true(InitializeProcThreadAttributeList(al, 1, 0, &asz));
+    assert_true(UpdateProcThreadAttribute(al, 0, PROC_THREAD_ATTRIBUTE_PSEUDOCONSOLE, pc,
+                                          sizeof pc, NULL, NULL));
+    STARTUPINFOEXW si;
+    PROCESS_INFORMATION pi;
+    wchar_t self[MAX_PATH], cmd[MAX_PATH + 32];
+    memset(&si, 0, sizeof si);
+    si.StartupInfo.cb = sizeof si;
+    si.lpAttributeList = al;
+    assert_true(GetModuleFileNameW(NULL, self, MAX_PATH) > 0);
+    _snwprintf(cmd, sizeof cmd / sizeof cmd[0], L"\"%ls\" tty_console", self);
+    cmd[sizeof cmd / sizeof cmd[0] - 1] = 0;
+    assert_true(CreateProcessW(NULL, cmd, NULL, NULL, FALSE, EXTENDED_STARTUPINFO_PRESENT, NULL,
+                               NULL, &si.StartupInfo, &pi));
+    static char out[1 << 16];
+    size_t len = 0;
+    DWORD code = 1;
+    for (int ms = 0; ms < 60000; ms += 10) {
+        con_drain(out_r, out, sizeof out, &len);
+        if (WaitForSingleObject(pi.hProcess, 10) == WAIT_OBJECT_0)
+            break;
+    }
+    con_drain(out_r, out, sizeof out, &len);
+    assert_true(GetExitCodeProcess(pi.hProcess, &code));
+    if (code != 0) {
+        for (size_t i = 0; i < len; i++)
+            if (out[i] == 27)
+                out[i] = '^'; /* the escape sequences, readable */
+        fail_msg("the case in the pseudo console ended with %lu; its output:\n%s",
+                 (unsigned long)code, out);
+    }
+    /* The bytes sent reached the console: the pseudo console writes them back as UTF-8
+     * (with cursor escapes between the two sends). */
+    assert_non_null(strstr(out, "ioq-out-"));
+    assert_non_null(strstr(out, "\xc3\xa9!"));
+    CloseHandle(pi.hThread);
+    CloseHandle(pi.hProcess);
+    CloseHandle(out_r); /* so that closing the pseudo console never waits for a reader */
+    close_pc(pc);
+    DeleteProcThreadAttributeList(al);
+    free(al);
+    CloseHandle(in_r);
+    CloseHandle(in_w);
+    CloseHandle(out_w);
 }
 #else
 /* A pseudo-terminal: the slave is the terminal ioq adopts, the master plays the user. */
@@ -871,6 +1077,10 @@ int main(int argc, char **argv)
         H_TEST(adopt),        H_TEST(bad_args),   H_TEST(tty_mode_size),
         H_TEST(enotty),       H_TEST(plain_both_ways), H_TEST(plain_eof_epipe),
         H_TEST(plain_cancel_close),
+#ifdef _WIN32
+        /* Not a case of its own: test_tty_mode_size runs it inside a pseudo console. */
+        cmocka_unit_test_setup_teardown(test_tty_console, h_setup, h_teardown),
+#endif
     };
     return h_main(argc, argv, "pipe", group, sizeof group / sizeof group[0]);
 }
