@@ -780,7 +780,8 @@ IOQ_API int ioq_signal(ioq_loop *loop, int signum, uint32_t flags, uint64_t toke
  *   systems whose console ignores CancelSynchronousIo; a device that ignores it) still
  *   ends its op at once; the call runs on: what it reads is kept for the next receive (or
  *   dropped after a close), what it writes still goes out, and the duplicate stays open
- *   until it returns. A read of 0 bytes from a synchronous pipe or NUL is the end of the
+ *   until it returns (otherwise a close or shutdown waits up to 50 ms for the thread to
+ *   close its duplicate, so that the other side sees the end once it has completed). A read of 0 bytes from a synchronous pipe or NUL is the end of the
  *   stream. On a console, raw mode reads the characters of key presses (keys without one,
  *   such as arrows, are not reported); normal mode reads a line with its "\r\n".
  * Returns 0, IOQ_EINVAL, IOQ_EMFILE, IOQ_ENFILE, IOQ_ENOMEM.

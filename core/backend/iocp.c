@@ -606,8 +606,8 @@ static void sync_cancel(ioq_loop *loop, ioq__op *op)
         sync_interrupt(d);
 }
 
-/* The worker leaves (at once, or when the call it is in returns) and closes its
- * duplicate. */
+/* The worker leaves (at once, or when the call it is in returns: then it is not waited
+ * for) and closes its duplicate. */
 static void sync_dir_release(sync_dir *d)
 {
     bool busy;
@@ -622,6 +622,9 @@ static void sync_dir_release(sync_dir *d)
     /* A read still blocked (an op cancelled earlier) would keep the pipe open. */
     if (busy)
         sync_interrupt(d);
+    /* The worker closes its duplicate as it leaves: waited for (briefly), so that the end
+     * is closed for the other side once ioq's close has completed. */
+    WaitForSingleObject(d->thread, SYNC_CANCEL_MS);
     CloseHandle(d->thread);
     sync_unref(d);
 }
