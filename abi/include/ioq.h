@@ -639,8 +639,7 @@ IOQ_API int ioq_setopt(ioq_loop *loop, ioq_handle h, uint32_t opt, int64_t value
  * Returns 0, IOQ_EINVAL (bad kind or descriptor, a regular file as PIPE), IOQ_EEXIST (the
  *   descriptor is already a handle of this loop: one descriptor is never two handles),
  *   IOQ_ENOTTY (not a terminal, as TTY), IOQ_ENOMEM, IOQ_ENOTSUP (what the platform cannot
- *   take as that kind: on Windows, WATCH of anything but a socket, see ioq_watch; PIPE of
- *   a synchronous handle and TTY of a console, see ioq_pipe).
+ *   take as that kind: on Windows, WATCH of anything but a socket, see ioq_watch).
  * Since: 1.0 */
 IOQ_API int ioq_adopt(ioq_loop *loop, uint64_t os_handle, uint32_t kind, ioq_handle *out);
 
@@ -761,12 +760,30 @@ IOQ_API int ioq_signal(ioq_loop *loop, int signum, uint32_t flags, uint64_t toke
  * Windows (IOCP): a pipe is a named pipe with a unique name nobody else knows (as libuv's),
  *   both ends opened for overlapped I/O, not inheritable, on the loop's port. A sendv goes
  *   out in one WriteFile of up to 64 KiB (its pieces copied together). ioq_shutdown swaps
- *   the write end for the NUL device. ioq_adopt(IOQ_KIND_PIPE) takes pipe HANDLEs opened
- *   for overlapped I/O (FILE_FLAG_OVERLAPPED; the access rights say which way it goes); a
- *   synchronous one (CreatePipe's, a console's or the NUL device) gives IOQ_ENOTSUP and
- *   stays the caller's: every call on it would block the loop. A socket is adopted as TCP
- *   there, not as PIPE (IOQ_EINVAL). Consoles are not served: IOQ_KIND_TTY gives
- *   IOQ_ENOTSUP for a console handle, IOQ_ENOTTY for anything else.
+ *   the write end for the NUL device. ioq_adopt(IOQ_KIND_PIPE) takes any pipe HANDLE, the
+ *   NUL device and consoles (the access rights say which way a pipe goes; a console's
+ *   input buffer is read, its screen buffer written); IOQ_KIND_TTY takes consoles only
+ *   (IOQ_ENOTTY for anything else). A socket is adopted as TCP there, not as PIPE
+ *   (IOQ_EINVAL); a disk file is IOQ_KIND_FILE. A handle opened for overlapped I/O
+ *   (FILE_FLAG_OVERLAPPED) joins the loop's port. One that is synchronous (CreatePipe's
+ *   ends, a client opened without the flag, NUL, a console) is served as libuv serves it:
+ *   a thread per handle and direction (made at its first receive or send) makes the
+ *   blocking call on its own duplicate of the HANDLE (ReadFile/WriteFile; on a console
+ *   ReadConsoleW/ReadConsoleInputW and WriteConsoleW, UTF-16 turned into UTF-8 and back, a
+ *   UTF-8 sequence split across sends kept until it is whole) and hands the result to the
+ *   loop through its port; the same stream order and one completion per op hold. The
+ *   thread reads into a buffer of its own (up to 64 KiB, copied into the receive's buffer)
+ *   and copies a send's bytes before writing, so that a cancel or close ends the op at
+ *   once with IOQ_ECANCELED and the blocking call is interrupted (CancelSynchronousIo; a
+ *   console reader waits for input before it reads, and that wait is ended). A call that
+ *   cannot be interrupted (a console read in normal mode once a line is being typed, on
+ *   systems whose console ignores CancelSynchronousIo; a device that ignores it) still
+ *   ends its op at once; the call runs on: what it reads is kept for the next receive (or
+ *   dropped after a close), what it writes still goes out, and the duplicate stays open
+ *   until it returns (otherwise a close or shutdown waits up to 50 ms for the thread to
+ *   close its duplicate, so that the other side sees the end once it has completed). A read of 0 bytes from a synchronous pipe or NUL is the end of the
+ *   stream. On a console, raw mode reads the characters of key presses (keys without one,
+ *   such as arrows, are not reported); normal mode reads a line with its "\r\n".
  * Returns 0, IOQ_EINVAL, IOQ_EMFILE, IOQ_ENFILE, IOQ_ENOMEM.
  * Since: 1.1 */
 IOQ_API int ioq_pipe(ioq_loop *loop, uint32_t flags, ioq_handle out[2]);
@@ -775,12 +792,16 @@ IOQ_API int ioq_pipe(ioq_loop *loop, uint32_t flags, ioq_handle out[2]);
  * (the mode it had when ioq first changed it). Synchronous. Raw: bytes arrive as typed,
  * no echo, no line editing, no signals from keys (^C is a byte). A terminal still raw when
  * its handle is closed is put back in its normal mode first.
+ * Windows: SetConsoleMode on the console's input buffer (CONIN$ for an output handle):
+ *   raw turns off ENABLE_LINE_INPUT, ENABLE_ECHO_INPUT and ENABLE_PROCESSED_INPUT.
  * Returns 0, IOQ_EINVAL (unknown mode), IOQ_EBADHANDLE (not a TTY handle), IOQ_ENOTTY,
  *   IOQ_ENOTSUP.
  * Since: 1.1 */
 IOQ_API int ioq_tty_set_mode(ioq_loop *loop, ioq_handle tty, uint32_t mode);
 
 /* ioq_tty_get_size - the terminal's window size in character cells. Synchronous.
+ * Windows: the visible window of the console's screen buffer (CONOUT$ for an input
+ *   handle), from GetConsoleScreenBufferInfo.
  * Returns 0, IOQ_EINVAL (NULL cols or rows), IOQ_EBADHANDLE (not a TTY handle),
  *   IOQ_ENOTTY, IOQ_ENOTSUP.
  * Since: 1.1 */

@@ -23,6 +23,12 @@
  * multishot watch that reported is polled again at the start of the next wait (after the
  * caller had the chance to read or write): a condition that still holds reports then, at
  * most once per wait.
+ *
+ * Handles that cannot be overlapped (anonymous pipes from CreatePipe, NUL, consoles) are
+ * served as libuv serves them: a worker thread per handle and direction makes the blocking
+ * call (ReadFile/WriteFile, or ReadConsoleW/WriteConsoleW with UTF-16 <-> UTF-8) on a
+ * duplicate of the handle and posts the op's packet to the port, so the ops finish where
+ * all others do. See "synchronous handles" below.
  */
 #include "win.h"
 
@@ -95,10 +101,14 @@ typedef struct {
     WSABUF wb[1]; /* more follow for sendv */
 } iocp_args;
 
-/* Per-handle storage: only pipe listeners and watches have any. */
+typedef struct sync_dir sync_dir;
+
+/* Per-handle storage: pipe listeners, watches and synchronous streams have some. */
 typedef struct {
     wchar_t *pipe_name;
     SOCKET base; /* watch: the socket under any layered provider, which AFD knows */
+    int sync;    /* stream: IOQ__WIN_SYNC or IOQ__WIN_CONSOLE (0: overlapped) */
+    sync_dir *dir[2]; /* synchronous stream: the reading and the writing worker */
 } iocp_handle;
 
 static iocp_state *st(ioq_loop *loop) { return ioq__backend_data(loop); }
@@ -207,6 +217,457 @@ static int file_result(ioq_loop *loop, iocp_args *a, BOOL ok)
     return ok ? 0 : pending_or_synth(loop, a, GetLastError());
 }
 
+/* --- synchronous handles ---------------------------------------------------------------- */
+
+/* A handle without overlapped I/O gets a worker thread per direction, made at its first op
+ * and working on its own duplicate of the handle (so that ioq's close of the handle never
+ * waits for a blocking call). The loop hands the worker one op at a time (only the head of
+ * a direction's queue is issued); the worker makes the blocking call and posts the op's
+ * packet (KEY_SYNTH) to the port under the lock, only while the op still wants it.
+ *
+ * The worker never touches an op's memory outside the lock: it reads into its own buffer
+ * (the loop copies into the op's buffer when the packet comes), and copies a send's bytes
+ * into it under the lock before writing. So a cancel can end the op at once: under the
+ * lock it takes the op back and posts its IOQ_ECANCELED packet itself, then interrupts the
+ * blocking call with CancelSynchronousIo. A call that cannot be interrupted (it never
+ * reached the kernel within the spin below, or the device ignores cancellation) runs on:
+ * what a read brings is kept for the next receive, and a write still writes its bytes; the
+ * worker leaves and closes its duplicate when the call returns. */
+#define SYNC_BUF 65536u
+#define SYNC_CANCEL_SPINS 2000
+#define SYNC_CANCEL_MS 50
+#define SYNC_RECS 512
+
+struct sync_dir {
+    SRWLOCK lock;
+    CONDITION_VARIABLE cv;
+    HANDLE fh;      /* the worker's duplicate of the handle, closed by the worker */
+    HANDLE thread;  /* the worker, for CancelSynchronousIo */
+    HANDLE port;
+    bool console;   /* ReadConsoleW / WriteConsoleW */
+    bool writer;
+    volatile LONG refs; /* the loop's and the worker's */
+    /* under lock */
+    iocp_args *want; /* the op the worker works for; NULL: none */
+    uint64_t seq;    /* counts the ops handed over (an op's args may be reused by the next) */
+    DWORD want_len;  /* a read: at most this much */
+    bool busy;       /* in a blocking call */
+    bool interrupted; /* the loop cancelled that call (wine fails a cancelled console read
+                       * with ERROR_INVALID_HANDLE, not ERROR_OPERATION_ABORTED) */
+    bool quit;
+    DWORD have, off; /* a read: bytes in buf not yet taken, from buf + off */
+    bool ended;      /* a read: the end of the stream or an error, kept for every later read */
+    DWORD end_err;   /* 0 or ERROR_BROKEN_PIPE: the end; else the error */
+    /* worker only */
+    wchar_t hi;      /* console read: a high surrogate waiting for its pair */
+    char carry[4];   /* console write: an incomplete UTF-8 sequence kept for the next */
+    DWORD ncarry;
+    HANDLE wake;     /* console: ends the worker's wait for input (cancel, close) */
+    INPUT_RECORD *recs; /* console, raw mode: the input records of one read */
+    wchar_t *wbuf;   /* console: SYNC_BUF + 8 units */
+    char *cbuf;      /* console write: the carried bytes and the new ones, SYNC_BUF + 4 */
+    char buf[SYNC_BUF];
+};
+
+static void sync_free(sync_dir *d)
+{
+    if (d->wake)
+        CloseHandle(d->wake);
+    free(d->recs);
+    free(d->wbuf);
+    free(d->cbuf);
+    free(d);
+}
+
+static void sync_unref(sync_dir *d)
+{
+    if (InterlockedDecrement(&d->refs) == 0)
+        sync_free(d);
+}
+
+/* Bytes of a complete UTF-8 text at the start of p[0..n): an incomplete sequence at its end
+ * is left out (the next write completes it). */
+static DWORD utf8_whole(const char *p, DWORD n)
+{
+    for (DWORD back = 1; back <= 3 && back <= n; back++) {
+        unsigned char c = (unsigned char)p[n - back];
+        if ((c & 0xC0) == 0x80)
+            continue; /* a continuation byte: look further back */
+        DWORD need = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 1;
+        return need > back ? n - back : n;
+    }
+    return n;
+}
+
+/* One blocking read into d->buf: bytes (> 0), 0 at the end, or with *err set. */
+static DWORD sync_read_call(sync_dir *d, DWORD len, DWORD *err)
+{
+    DWORD got = 0;
+    *err = 0;
+    if (!d->console) {
+        if (!ReadFile(d->fh, d->buf, len < SYNC_BUF ? len : SYNC_BUF, &got, NULL))
+            *err = GetLastError();
+        return got;
+    }
+    for (;;) {
+        /* UTF-16 in, UTF-8 out: at most 3 bytes per unit (a pair makes 4 of 2 units). */
+        DWORD max = SYNC_BUF / 3 - 1, start = 0, n = 0, mode = 0;
+        HANDLE w[2] = {d->fh, d->wake};
+        /* Wait for input first: a wait ends cleanly at a cancel, where a blocked console
+         * read may not (wine's goes on and swallows the next key). */
+        DWORD r = WaitForMultipleObjects(2, w, FALSE, INFINITE);
+        if (r != WAIT_OBJECT_0) {
+            *err = r == WAIT_OBJECT_0 + 1 ? ERROR_OPERATION_ABORTED : GetLastError();
+            return 0;
+        }
+        if (d->hi) {
+            d->wbuf[0] = d->hi;
+            start = 1;
+            d->hi = 0;
+        }
+        GetConsoleMode(d->fh, &mode);
+        if (mode & ENABLE_LINE_INPUT) {
+            /* A line: ReadConsoleW edits it, and returns at Enter. */
+            if (!ReadConsoleW(d->fh, d->wbuf + start, max, &n, NULL)) {
+                *err = GetLastError();
+                d->hi = start ? d->wbuf[0] : 0;
+                return 0;
+            }
+        } else {
+            /* Raw, as libuv reads it: the characters of the key presses there now (keys
+             * without one, and other events, are left out); this never blocks. */
+            DWORD nrec = 0;
+            if (!ReadConsoleInputW(d->fh, d->recs, SYNC_RECS, &nrec)) {
+                *err = GetLastError();
+                d->hi = start ? d->wbuf[0] : 0;
+                return 0;
+            }
+            for (DWORD i = 0; i < nrec; i++) {
+                const KEY_EVENT_RECORD *k = &d->recs[i].Event.KeyEvent;
+                if (d->recs[i].EventType != KEY_EVENT || !k->bKeyDown || !k->uChar.UnicodeChar)
+                    continue;
+                for (WORD rep = k->wRepeatCount ? k->wRepeatCount : 1; rep && n < max; rep--)
+                    d->wbuf[start + n++] = k->uChar.UnicodeChar;
+            }
+        }
+        n += start;
+        if (n > 0 && d->wbuf[n - 1] >= 0xD800 && d->wbuf[n - 1] <= 0xDBFF)
+            d->hi = d->wbuf[--n]; /* its pair comes with the next read */
+        if (n == 0)
+            continue;
+        got = (DWORD)WideCharToMultiByte(CP_UTF8, 0, d->wbuf, (int)n, d->buf, SYNC_BUF, NULL,
+                                         NULL);
+        if (got == 0) {
+            *err = GetLastError();
+            return 0;
+        }
+        return got;
+    }
+}
+
+/* Write d->buf[0..n) whole; returns what went out (all of it, or less with *err set). */
+static DWORD sync_write_call(sync_dir *d, DWORD n, DWORD *err)
+{
+    DWORD done = 0;
+    *err = 0;
+    if (!d->console) {
+        while (done < n) {
+            DWORD k = 0;
+            if (!WriteFile(d->fh, d->buf + done, n - done, &k, NULL)) {
+                *err = GetLastError();
+                break;
+            }
+            done += k;
+        }
+        return done;
+    }
+    {
+        /* The UTF-8 of this write after what the last one left incomplete. */
+        char *tmp = d->cbuf;
+        DWORD total = d->ncarry + n, whole, units, w = 0;
+        int wn;
+        memcpy(tmp, d->carry, d->ncarry);
+        memcpy(tmp + d->ncarry, d->buf, n);
+        whole = utf8_whole(tmp, total);
+        wn = whole ? MultiByteToWideChar(CP_UTF8, 0, tmp, (int)whole, d->wbuf, SYNC_BUF + 8)
+                   : 0;
+        if (whole && wn == 0) {
+            *err = GetLastError();
+            return 0;
+        }
+        units = (DWORD)wn;
+        while (w < units) {
+            DWORD k = 0;
+            if (!WriteConsoleW(d->fh, d->wbuf + w, units - w, &k, NULL)) {
+                *err = GetLastError();
+                return 0;
+            }
+            w += k;
+        }
+        d->ncarry = total - whole;
+        memcpy(d->carry, tmp + whole, d->ncarry);
+        return n;
+    }
+}
+
+/* Copy what op still has to send into d->buf (under the lock: the op is alive). */
+static DWORD sync_take_send(sync_dir *d, ioq__op *op)
+{
+    DWORD len = 0;
+    if (op->code == IOQ_OP_SEND) {
+        size_t n = op->len - op->done;
+        len = n < SYNC_BUF ? (DWORD)n : SYNC_BUF;
+        memcpy(d->buf, (char *)op->buf + op->done, len);
+    } else {
+        uint32_t pos = op->iovpos;
+        void *p = NULL;
+        size_t n = 0;
+        while (len < SYNC_BUF && ioq__sendv_piece(op, &pos, &p, &n)) {
+            size_t k = n < SYNC_BUF - len ? n : SYNC_BUF - len;
+            memcpy(d->buf + len, p, k);
+            len += (DWORD)k;
+        }
+    }
+    return len;
+}
+
+/* Hand the op's packet to the loop (under the lock). */
+static void sync_post(sync_dir *d, iocp_args *a, DWORD err, DWORD bytes)
+{
+    d->want = NULL;
+    a->synth_err = err;
+    a->synth_bytes = bytes;
+    PostQueuedCompletionStatus(d->port, bytes, KEY_SYNTH, &a->ov);
+}
+
+static DWORD WINAPI sync_worker(LPVOID arg)
+{
+    sync_dir *d = arg;
+    AcquireSRWLockExclusive(&d->lock);
+    for (;;) {
+        iocp_args *a;
+        DWORD n, err, len;
+        uint64_t seq;
+        while (!d->quit && !d->want)
+            SleepConditionVariableSRW(&d->cv, &d->lock, INFINITE, 0);
+        if (d->quit)
+            break;
+        a = d->want;
+        seq = d->seq;
+        len = d->writer ? sync_take_send(d, a->op) : d->want_len;
+        d->busy = true;
+        d->interrupted = false;
+        ReleaseSRWLockExclusive(&d->lock);
+        n = d->writer ? sync_write_call(d, len, &err) : sync_read_call(d, len, &err);
+        AcquireSRWLockExclusive(&d->lock);
+        d->busy = false;
+        if (d->writer) {
+            /* A write the op no longer wants (cancelled) is not reported. */
+            if (d->want == a && d->seq == seq)
+                sync_post(d, a, err, n);
+            continue;
+        }
+        if (n == 0 && err && (err == ERROR_OPERATION_ABORTED || d->interrupted))
+            continue; /* interrupted by a cancel: nothing read; the next want reads again */
+        if (n > 0) {
+            d->have = n;
+            d->off = 0;
+        } else {
+            /* 0 bytes from a pipe or NUL is the end of the stream (as read() says). */
+            d->ended = true;
+            d->end_err = err;
+        }
+        if (d->want)
+            sync_post(d, d->want, 0, 0);
+    }
+    ReleaseSRWLockExclusive(&d->lock);
+    CloseHandle(d->fh);
+    sync_unref(d);
+    return 0;
+}
+
+/* The worker of h's direction, made at the first op. 0 or IOQ_E*. */
+static int sync_dir_get(ioq_loop *loop, ioq__handle *h, bool writer, sync_dir **out)
+{
+    iocp_handle *hb = h->be;
+    sync_dir *d = hb->dir[writer];
+    HANDLE self = GetCurrentProcess();
+    int rc;
+
+    if (d) {
+        *out = d;
+        return 0;
+    }
+    if (!(d = calloc(1, sizeof *d)))
+        return IOQ_ENOMEM;
+    InitializeSRWLock(&d->lock);
+    InitializeConditionVariable(&d->cv);
+    d->port = st(loop)->port;
+    d->console = hb->sync == IOQ__WIN_CONSOLE;
+    d->writer = writer;
+    d->refs = 2;
+    if (d->console && (!(d->wbuf = malloc((SYNC_BUF + 8) * sizeof(wchar_t))) ||
+                       !(d->cbuf = malloc(SYNC_BUF + 4)) ||
+                       (!writer && !(d->recs = malloc(SYNC_RECS * sizeof *d->recs))) ||
+                       (!writer && !(d->wake = CreateEventW(NULL, FALSE, FALSE, NULL))))) {
+        sync_free(d);
+        return IOQ_ENOMEM;
+    }
+    if (!DuplicateHandle(self, os_handle(h), self, &d->fh, 0, FALSE, DUPLICATE_SAME_ACCESS)) {
+        rc = ioq__win_error_map(GetLastError());
+        sync_free(d);
+        return rc;
+    }
+    /* A small stack: the worker's buffers are in d. */
+    d->thread = CreateThread(NULL, 64 * 1024, sync_worker, d, STACK_SIZE_PARAM_IS_A_RESERVATION,
+                             NULL);
+    if (!d->thread) {
+        rc = ioq__win_error_map(GetLastError());
+        CloseHandle(d->fh);
+        sync_free(d);
+        return rc;
+    }
+    hb->dir[writer] = d;
+    *out = d;
+    return 0;
+}
+
+/* Interrupt the worker's blocking call, if it is in one (called with the lock released).
+ * The call may not have reached the kernel yet: try again for a short while. */
+static void sync_interrupt(sync_dir *d)
+{
+    DWORD start = GetTickCount();
+    if (d->wake)
+        SetEvent(d->wake); /* a console reader waiting for input */
+    for (int i = 0;; i++) {
+        bool busy;
+        AcquireSRWLockExclusive(&d->lock);
+        busy = d->busy;
+        d->interrupted = busy;
+        ReleaseSRWLockExclusive(&d->lock);
+        if (busy && CancelSynchronousIo(d->thread))
+            return;
+        if (!busy || (i >= SYNC_CANCEL_SPINS && GetTickCount() - start >= SYNC_CANCEL_MS))
+            return; /* done, or a call that cannot be interrupted: it runs on (see above) */
+        if (i < 64)
+            SwitchToThread();
+        else
+            Sleep(1);
+    }
+}
+
+/* Issue a receive, receive-pool or send on a synchronous handle. 0 or IOQ_E*. */
+static int sync_issue(ioq_loop *loop, ioq__op *op, iocp_args *a)
+{
+    bool writer = op->code == IOQ_OP_SEND || op->code == IOQ_OP_SENDV;
+    sync_dir *d = NULL;
+    int rc = sync_dir_get(loop, op->h, writer, &d);
+    if (rc != 0)
+        return rc;
+    AcquireSRWLockExclusive(&d->lock);
+    if (!writer && (d->have || d->ended)) {
+        /* Brought by an earlier call: delivered at once, through the port. */
+        ReleaseSRWLockExclusive(&d->lock);
+        return post_synth(loop, a, 0, 0);
+    }
+    d->want = a;
+    d->seq++;
+    d->want_len = op->code == IOQ_OP_RECV_POOL ? op->pool->size
+                  : op->len < SYNC_BUF         ? (DWORD)op->len
+                                               : SYNC_BUF;
+    WakeConditionVariable(&d->cv);
+    ReleaseSRWLockExclusive(&d->lock);
+    return 0;
+}
+
+/* Cancel op, issued on a synchronous handle: its packet is posted here unless the worker
+ * posted it already. */
+static void sync_cancel(ioq_loop *loop, ioq__op *op)
+{
+    iocp_handle *hb = op->h->be;
+    iocp_args *a = op->be;
+    sync_dir *d = hb->dir[op->code == IOQ_OP_SEND || op->code == IOQ_OP_SENDV];
+    bool mine = false, busy = false;
+
+    (void)loop;
+    if (!d)
+        return; /* no worker: the packet was posted at the issue */
+    AcquireSRWLockExclusive(&d->lock);
+    if (d->want == a) {
+        d->want = NULL;
+        mine = true;
+        busy = d->busy;
+        a->synth_err = ERROR_OPERATION_ABORTED;
+        a->synth_bytes = 0;
+        PostQueuedCompletionStatus(d->port, 0, KEY_SYNTH, &a->ov);
+    }
+    ReleaseSRWLockExclusive(&d->lock);
+    if (mine && busy)
+        sync_interrupt(d);
+}
+
+/* The worker leaves (at once, or when the call it is in returns: then it is not waited
+ * for) and closes its duplicate. */
+static void sync_dir_release(sync_dir *d)
+{
+    bool busy;
+    if (!d)
+        return;
+    AcquireSRWLockExclusive(&d->lock);
+    d->quit = true;
+    d->want = NULL;
+    busy = d->busy;
+    WakeConditionVariable(&d->cv);
+    ReleaseSRWLockExclusive(&d->lock);
+    /* A read still blocked (an op cancelled earlier) would keep the pipe open. */
+    if (busy)
+        sync_interrupt(d);
+    /* The worker closes its duplicate as it leaves: waited for (briefly), so that the end
+     * is closed for the other side once ioq's close has completed. */
+    WaitForSingleObject(d->thread, SYNC_CANCEL_MS);
+    CloseHandle(d->thread);
+    sync_unref(d);
+}
+
+/* The result of a receive on a synchronous handle (its packet came): bytes copied into
+ * dst, 0 at the end of the stream, or IOQ_E*. */
+static int64_t sync_take(ioq__handle *h, void *dst, size_t cap)
+{
+    sync_dir *d = ((iocp_handle *)h->be)->dir[0];
+    int64_t r;
+    AcquireSRWLockExclusive(&d->lock);
+    if (d->have) {
+        DWORD n = d->have < cap ? d->have : (DWORD)cap;
+        memcpy(dst, d->buf + d->off, n);
+        d->off += n;
+        d->have -= n;
+        r = n;
+    } else if (!d->end_err || d->end_err == ERROR_BROKEN_PIPE ||
+               d->end_err == ERROR_PIPE_NOT_CONNECTED || d->end_err == ERROR_HANDLE_EOF) {
+        r = 0;
+    } else {
+        r = ioq__win_error_map(d->end_err);
+    }
+    ReleaseSRWLockExclusive(&d->lock);
+    return r;
+}
+
+static bool sync_has_data(ioq__handle *h)
+{
+    sync_dir *d = ((iocp_handle *)h->be)->dir[0];
+    bool r;
+    AcquireSRWLockShared(&d->lock);
+    r = d->have > 0;
+    ReleaseSRWLockShared(&d->lock);
+    return r;
+}
+
+static bool is_sync(const ioq__handle *h)
+{
+    const iocp_handle *hb = h ? h->be : NULL;
+    return hb && hb->sync && is_pipe_kind(h);
+}
+
 /* Fill the WSABUFs of a sendv with its unsent pieces; returns their count. */
 static DWORD sendv_bufs(ioq__op *op, iocp_args *a)
 {
@@ -248,6 +709,21 @@ static int issue(ioq_loop *loop, ioq__op *op)
     iocp_args *a;
     int rc;
 
+    if (is_sync(h) && (op->code == IOQ_OP_RECV || op->code == IOQ_OP_RECV_POOL ||
+                       op->code == IOQ_OP_SEND || op->code == IOQ_OP_SENDV)) {
+        if (!(a = args_of(op, 1, 0)))
+            return IOQ_ENOMEM;
+        memset(&a->ov, 0, sizeof a->ov);
+        if ((op->code == IOQ_OP_SEND || op->code == IOQ_OP_SENDV) && (h->rstate & IOQ__R_SHUTWR))
+            rc = post_synth(loop, a, ERROR_NO_DATA, 0); /* behind a shutdown */
+        else
+            rc = sync_issue(loop, op, a);
+        if (rc != 0)
+            return rc;
+        op->be_u64 = IN_KERNEL;
+        s->inflight++;
+        return 0;
+    }
     if (op->code == IOQ_OP_SENDV && !sock)
         a = args_of(op, 1, gather_size(op));
     else
@@ -409,6 +885,12 @@ static int issue(ioq_loop *loop, ioq__op *op)
                 if (nul == INVALID_HANDLE_VALUE) {
                     e = GetLastError();
                 } else {
+                    /* A synchronous end's worker holds a duplicate: it goes too. */
+                    if (is_sync(h)) {
+                        iocp_handle *hb = h->be;
+                        sync_dir_release(hb->dir[1]);
+                        hb->dir[1] = NULL;
+                    }
                     CloseHandle((HANDLE)(intptr_t)ioq__handle_swap_fd(
                         loop, h, (int64_t)(intptr_t)nul));
                     h->rstate |= IOQ__R_SHUTWR;
@@ -710,6 +1192,12 @@ static void iocp_cancel(ioq_loop *loop, ioq__op *op)
         iocp_args *a = op->be;
         if (op->be_u64 & CANCEL_SENT)
             return;
+        if (is_sync(op->h) && op->code != IOQ_OP_SHUTDOWN) {
+            /* Taken back from the worker (or its packet is on the way). */
+            sync_cancel(loop, op);
+            op->be_u64 |= CANCEL_SENT;
+            return;
+        }
         if (op->code == IOQ_OP_PROCESS_WAIT) {
             /* Not kernel I/O: stop the wait; a child that ended meanwhile has its packet
              * on the way, which then completes the op with its status. */
@@ -940,6 +1428,38 @@ static void on_recv_pool(ioq_loop *loop, ioq__op *op, DWORD err)
     }
 }
 
+/* A receive-pool on a synchronous handle: its worker has data (or the end) for it. */
+static void on_sync_recv_pool(ioq_loop *loop, ioq__op *op, DWORD err)
+{
+    ioq__handle *h = op->h;
+    ioq__pool *pool = op->pool;
+    bool multi = (op->flags & IOQ_MULTISHOT) && !op->cancelled;
+    uint32_t id;
+    int64_t n;
+
+    if (err) {
+        finish(loop, op, map_err(op, err), 0, 0);
+        return;
+    }
+    if (!sync_has_data(h)) {
+        finish(loop, op, sync_take(h, NULL, 0), 0, 0); /* the end, or an error */
+        return;
+    }
+    if (multi && !ioq__cq_room(loop, 2)) {
+        finish(loop, op, IOQ_ENOMEM, 0, 0); /* the data stays for the next receive */
+        return;
+    }
+    if ((id = ioq__pool_take(pool)) == UINT32_MAX) {
+        finish(loop, op, IOQ_ENOBUFS, 0, 0); /* likewise */
+        return;
+    }
+    n = sync_take(h, ioq__pool_buf(pool, id), pool->size);
+    {
+        bool more = multi && issue(loop, op) == 0;
+        finish(loop, op, n, id, (uint16_t)(IOQ_CQE_BUFFER | (more ? IOQ_CQE_MORE : 0)));
+    }
+}
+
 static void on_done(ioq_loop *loop, ioq__op *op, DWORD err, DWORD bytes)
 {
     iocp_args *a = op->be;
@@ -947,6 +1467,16 @@ static void on_done(ioq_loop *loop, ioq__op *op, DWORD err, DWORD bytes)
 
     op->be_u64 = 0;
     st(loop)->inflight--;
+    if (is_sync(h) && (op->code == IOQ_OP_RECV || op->code == IOQ_OP_RECV_POOL)) {
+        if (op->code == IOQ_OP_RECV_POOL)
+            on_sync_recv_pool(loop, op, err);
+        else
+            finish(loop, op, err ? map_err(op, err) : sync_take(h, op->buf, op->len), 0, 0);
+        return;
+    }
+    if (is_sync(h) && err == ERROR_BROKEN_PIPE &&
+        (op->code == IOQ_OP_SEND || op->code == IOQ_OP_SENDV))
+        err = ERROR_NO_DATA; /* a write whose reader is gone */
     switch (op->code) {
     case IOQ_OP_ACCEPT:
         on_accept(loop, op, a, err);
@@ -1084,6 +1614,18 @@ static int iocp_handle_open(ioq_loop *loop, ioq__handle *h)
     }
     if (h->kind == IOQ__K_PROCESS)
         return 0; /* a process handle is waited on by the thread pool, not the port */
+    if (is_pipe_kind(h) && h->fd >= 0) {
+        int cls = ioq__win_stream_class(os_handle(h));
+        if (cls != IOQ__WIN_OVERLAPPED) {
+            /* Never on the port: its workers post for it (made at the first op). */
+            iocp_handle *hb = calloc(1, sizeof *hb);
+            if (!hb)
+                return IOQ_ENOMEM;
+            hb->sync = cls;
+            h->be = hb;
+            return 0;
+        }
+    }
     rc = associate(loop, h);
     if (rc != 0)
         return rc;
@@ -1101,6 +1643,8 @@ static void handle_release(ioq__handle *h)
 {
     iocp_handle *hb = h->be;
     if (hb) {
+        sync_dir_release(hb->dir[0]);
+        sync_dir_release(hb->dir[1]);
         free(hb->pipe_name);
         free(hb);
         h->be = NULL;
@@ -1186,6 +1730,10 @@ static void iocp_fini(ioq_loop *loop)
     for (ioq__op *op; (op = ioq__op_iter_next(loop, &it)) != NULL;) {
         if (!(op->be_u64 & IN_KERNEL) || !op->h)
             continue;
+        if (is_sync(op->h)) {
+            sync_cancel(loop, op); /* its packet: posted now, or on the way */
+            continue;
+        }
         if (op->code == IOQ_OP_PROCESS_WAIT) {
             /* No packet will come for a wait stopped before its child ended. */
             if (process_unwait(op->be)) {

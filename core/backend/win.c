@@ -725,63 +725,169 @@ static int overlapped_handle(HANDLE h)
     return (mode & (FILE_SYNC_IO_ALERT | FILE_SYNC_IO_NONALERT)) ? 0 : 1;
 }
 
-int ioq__os_stream_adopt(int64_t fd, uint32_t kind, uint16_t *rstate)
+/* A console handle: 1 input (CONIN$, ReadConsoleW), 2 output (a screen buffer,
+ * WriteConsoleW), 0 not a console. */
+static int console_dir(HANDLE h)
 {
-    HANDLE h = (HANDLE)(intptr_t)fd;
-    DWORD mode, type;
-    nt_query_object_fn qo;
+    DWORD mode, n;
+    if (!GetConsoleMode(h, &mode))
+        return 0;
+    return GetNumberOfConsoleInputEvents(h, &n) ? 1 : 2;
+}
+
+int ioq__win_stream_class(HANDLE h)
+{
+    if (console_dir(h))
+        return IOQ__WIN_CONSOLE;
+    if (GetFileType(h) == FILE_TYPE_PIPE && overlapped_handle(h) == 1)
+        return IOQ__WIN_OVERLAPPED;
+    return IOQ__WIN_SYNC;
+}
+
+/* The directions a handle was opened for, from its granted access rights. */
+static void access_dir(HANDLE h, uint16_t *rstate)
+{
+    nt_query_object_fn qo = (nt_query_object_fn)(void (*)(void))ntdll_fn("NtQueryObject");
     object_basic_info info;
     ULONG len = 0;
-
-    *rstate = 0;
-    if (ioq__win_startup() == 0 && ioq__win_is_socket(fd))
-        return kind == IOQ_KIND_TTY ? IOQ_ENOTTY : IOQ_EINVAL; /* a socket is TCP here */
-    if (kind == IOQ_KIND_TTY)
-        /* Consoles are not served yet: their handles cannot be overlapped (see ioq.h). */
-        return GetConsoleMode(h, &mode) ? IOQ_ENOTSUP : IOQ_ENOTTY;
-    SetLastError(0);
-    type = GetFileType(h);
-    if (type == FILE_TYPE_UNKNOWN && GetLastError() != 0)
-        return IOQ_EINVAL;
-    if (type == FILE_TYPE_CHAR)
-        return IOQ_ENOTSUP; /* a console or the NUL device: no overlapped I/O */
-    if (type != FILE_TYPE_PIPE)
-        return IOQ_EINVAL; /* a disk file is IOQ_KIND_FILE */
-    /* A synchronous handle would stall the loop in every call (and cannot join a port):
-     * refused rather than served by threads. */
-    if (overlapped_handle(h) != 1)
-        return IOQ_ENOTSUP;
-    qo = (nt_query_object_fn)(void (*)(void))ntdll_fn("NtQueryObject");
     if (qo && qo(h, OBJECT_BASIC_INFORMATION_CLASS, &info, sizeof info, &len) >= 0) {
         if (!(info.GrantedAccess & ACCESS_READ_DATA))
             *rstate |= IOQ__R_NOREAD;
         if (!(info.GrantedAccess & ACCESS_WRITE_DATA))
             *rstate |= IOQ__R_NOWRITE;
     }
+}
+
+/* Pipes of every sort, the NUL device and consoles. What cannot be overlapped (anonymous
+ * pipes from CreatePipe, clients opened without FILE_FLAG_OVERLAPPED, NUL, consoles) is
+ * served by the backend with blocking calls on a thread of its own (iocp.c). A disk file
+ * is IOQ_KIND_FILE, as on POSIX. */
+int ioq__os_stream_adopt(int64_t fd, uint32_t kind, uint16_t *rstate)
+{
+    HANDLE h = (HANDLE)(intptr_t)fd;
+    DWORD type;
+    int con;
+
+    *rstate = 0;
+    if (ioq__win_startup() == 0 && ioq__win_is_socket(fd))
+        return kind == IOQ_KIND_TTY ? IOQ_ENOTTY : IOQ_EINVAL; /* a socket is TCP here */
+    /* A console goes one way: its input buffer is read, its screen buffer written. */
+    if ((con = console_dir(h)) != 0) {
+        *rstate = con == 1 ? IOQ__R_NOWRITE : IOQ__R_NOREAD;
+        return 0;
+    }
+    if (kind == IOQ_KIND_TTY)
+        return IOQ_ENOTTY;
+    SetLastError(0);
+    type = GetFileType(h);
+    if (type == FILE_TYPE_UNKNOWN && GetLastError() != 0)
+        return IOQ_EINVAL;
+    if (type != FILE_TYPE_PIPE && type != FILE_TYPE_CHAR)
+        return IOQ_EINVAL; /* a disk file is IOQ_KIND_FILE */
+    access_dir(h, rstate);
     return 0;
 }
 
-/* No TTY handle is ever made on Windows (adopting a console gives IOQ_ENOTSUP). */
+/* Terminal mode and size on a console. Raw and normal are modes of the console's input
+ * buffer, so an output handle changes the mode of CONIN$ (as a POSIX terminal's mode is
+ * one for both directions); the size is the visible window of the screen buffer (CONOUT$
+ * for an input handle). */
+typedef struct {
+    DWORD mode; /* the input mode before ioq changed it */
+    bool raw;
+} tty_saved;
+
+#define TTY_RAW_OFF (ENABLE_LINE_INPUT | ENABLE_ECHO_INPUT | ENABLE_PROCESSED_INPUT)
+
+static HANDLE console_open(const wchar_t *name)
+{
+    return CreateFileW(name, GENERIC_READ | GENERIC_WRITE, FILE_SHARE_READ | FILE_SHARE_WRITE,
+                       NULL, OPEN_EXISTING, 0, NULL);
+}
+
+/* The console input handle for h: h itself, or CONIN$ opened (*opened set). */
+static HANDLE console_input(HANDLE h, bool *opened)
+{
+    int con = console_dir(h);
+    *opened = false;
+    if (con == 1)
+        return h;
+    if (con == 0)
+        return INVALID_HANDLE_VALUE;
+    h = console_open(L"CONIN$");
+    *opened = h != INVALID_HANDLE_VALUE;
+    return h;
+}
+
 int ioq__os_tty_mode(int64_t fd, void **saved, uint32_t mode)
 {
-    (void)fd;
-    (void)saved;
-    (void)mode;
-    return IOQ_ENOTSUP;
+    bool opened;
+    HANDLE in = console_input((HANDLE)(intptr_t)fd, &opened);
+    tty_saved *sv = *saved;
+    DWORD cur, want;
+    int rc = 0;
+
+    if (in == INVALID_HANDLE_VALUE || !GetConsoleMode(in, &cur)) {
+        rc = in == INVALID_HANDLE_VALUE ? IOQ_ENOTTY : ioq__win_error_map(GetLastError());
+        goto out;
+    }
+    if (!sv) {
+        if (mode == IOQ_TTY_MODE_NORMAL)
+            goto out; /* never changed: as it is */
+        if (!(sv = malloc(sizeof *sv))) {
+            rc = IOQ_ENOMEM;
+            goto out;
+        }
+        sv->mode = cur;
+        sv->raw = false;
+        *saved = sv;
+    }
+    want = mode == IOQ_TTY_MODE_RAW ? (sv->mode & ~(DWORD)TTY_RAW_OFF) | ENABLE_WINDOW_INPUT
+                                    : sv->mode;
+    if (!SetConsoleMode(in, want))
+        rc = ioq__win_error_map(GetLastError());
+    else
+        sv->raw = mode == IOQ_TTY_MODE_RAW;
+out:
+    if (opened)
+        CloseHandle(in);
+    return rc;
 }
 
 int ioq__os_tty_size(int64_t fd, uint32_t *cols, uint32_t *rows)
 {
-    (void)fd;
-    (void)cols;
-    (void)rows;
-    return IOQ_ENOTSUP;
+    HANDLE h = (HANDLE)(intptr_t)fd, out = h;
+    CONSOLE_SCREEN_BUFFER_INFO info;
+    int con = console_dir(h), rc = 0;
+
+    if (con == 0)
+        return IOQ_ENOTTY;
+    if (con == 1 && (out = console_open(L"CONOUT$")) == INVALID_HANDLE_VALUE)
+        return ioq__win_error_map(GetLastError());
+    if (!GetConsoleScreenBufferInfo(out, &info)) {
+        rc = ioq__win_error_map(GetLastError());
+    } else {
+        *cols = (uint32_t)(info.srWindow.Right - info.srWindow.Left + 1);
+        *rows = (uint32_t)(info.srWindow.Bottom - info.srWindow.Top + 1);
+    }
+    if (out != h)
+        CloseHandle(out);
+    return rc;
 }
 
+/* Put back a console left raw. */
 void ioq__os_tty_free(int64_t fd, void *saved)
 {
-    (void)fd;
-    (void)saved;
+    tty_saved *sv = saved;
+    if (sv && sv->raw && fd >= 0) {
+        bool opened;
+        HANDLE in = console_input((HANDLE)(intptr_t)fd, &opened);
+        if (in != INVALID_HANDLE_VALUE)
+            SetConsoleMode(in, sv->mode);
+        if (opened)
+            CloseHandle(in);
+    }
+    free(sv);
 }
 
 /* --- child processes (since 1.1) ---------------------------------------------------------- */

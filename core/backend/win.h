@@ -32,4 +32,12 @@ int ioq__win_pipe_instance(const wchar_t *name, bool first, HANDLE *out);
  * it now), or NULL. */
 wchar_t *ioq__win_pipe_name_take(int64_t fd);
 
+/* How a stream HANDLE (kind PIPE or TTY) is served: overlapped through the port, or with
+ * blocking calls on a worker thread (a synchronous pipe, NUL, another character device),
+ * a console's with ReadConsoleW/WriteConsoleW. */
+#define IOQ__WIN_OVERLAPPED 0
+#define IOQ__WIN_SYNC 1
+#define IOQ__WIN_CONSOLE 2
+int ioq__win_stream_class(HANDLE h);
+
 #endif /* IOQ_WIN_H */

@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -343,6 +344,254 @@ static void test_recv_pool_empty(void **state)
     h_finish(loop);
 }
 
+/* A pipe made the plain way outside ioq, as a host hands one over (a child's stdio, a
+ * pipe from another library): pipe() on POSIX; CreatePipe on Windows, whose handles are
+ * synchronous, so ioq serves them with blocking calls on worker threads. */
+static void plain_pipe(uint64_t *r, uint64_t *w)
+{
+#ifdef _WIN32
+    HANDLE hr, hw;
+    assert_true(CreatePipe(&hr, &hw, NULL, 0));
+    *r = (uint64_t)(uintptr_t)hr;
+    *w = (uint64_t)(uintptr_t)hw;
+#else
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    assert_int_equal(fcntl(fds[0], F_SETFD, FD_CLOEXEC), 0);
+    assert_int_equal(fcntl(fds[1], F_SETFD, FD_CLOEXEC), 0);
+    *r = (uint64_t)fds[0];
+    *w = (uint64_t)fds[1];
+#endif
+}
+
+static void plain_close(uint64_t fd)
+{
+#ifdef _WIN32
+    assert_true(CloseHandle((HANDLE)(uintptr_t)fd));
+#else
+    assert_int_equal(close((int)fd), 0);
+#endif
+}
+
+/* A blocking write of the whole buffer outside ioq: true if it went out, false if the
+ * reader is gone. */
+static bool plain_write(uint64_t fd, const void *buf, size_t len)
+{
+#ifdef _WIN32
+    DWORD n = 0;
+    if (!WriteFile((HANDLE)(uintptr_t)fd, buf, (DWORD)len, &n, NULL)) {
+        DWORD e = GetLastError();
+        assert_true(e == ERROR_NO_DATA || e == ERROR_BROKEN_PIPE);
+        return false;
+    }
+    return n == len;
+#else
+    ssize_t n = write((int)fd, buf, len);
+    if (n < 0) {
+        assert_int_equal(errno, EPIPE);
+        return false;
+    }
+    return (size_t)n == len;
+#endif
+}
+
+/* Read exactly len bytes outside ioq. */
+static void plain_read(uint64_t fd, void *buf, size_t len)
+{
+    size_t got = 0;
+    while (got < len) {
+#ifdef _WIN32
+        DWORD n = 0;
+        assert_true(ReadFile((HANDLE)(uintptr_t)fd, (char *)buf + got, (DWORD)(len - got), &n,
+                             NULL));
+#else
+        ssize_t n = read((int)fd, (char *)buf + got, len - got);
+        assert_true(n > 0);
+#endif
+        got += (size_t)n;
+    }
+}
+
+/* Both ends of a plain pipe adopted: data, sendv, a receive waiting for data, sends much
+ * larger than the pipe in order, a multishot pool receive, and the end of the stream. */
+static void test_plain_both_ways(void **state)
+{
+    (void)state;
+    ioq_loop *loop = h_loop_new();
+    uint64_t fr, fw;
+    ioq_handle r, w, pool;
+    char buf[64];
+    plain_pipe(&fr, &fw);
+    assert_int_equal(ioq_adopt(loop, fr, IOQ_KIND_PIPE, &r), 0);
+    assert_int_equal(ioq_adopt(loop, fw, IOQ_KIND_PIPE, &w), 0);
+    assert_int_equal(ioq_recv(loop, w, buf, sizeof buf, h_tok()), IOQ_EBADHANDLE);
+    assert_int_equal(ioq_send(loop, r, "x", 1, h_tok()), IOQ_EBADHANDLE);
+    h_send_wait(loop, w, "plain", 5);
+    h_recv_exact(loop, r, buf, 5);
+    assert_memory_equal(buf, "plain", 5);
+    uint64_t t = h_tok();
+    assert_int_equal(h_recv(loop, r, buf, sizeof buf, t), 0);
+    h_assert_quiet(loop, 20);
+    ioq_iov iov[3] = {{"ga", 2}, {"th", 2}, {"er", 2}};
+    uint64_t s = h_tok();
+    assert_int_equal(h_sendv(loop, w, iov, 3, s), 0);
+    wait_ok(loop, s, 6);
+    wait_ok(loop, t, 6);
+    assert_memory_equal(buf, "gather", 6);
+    /* Four sends of 100 KiB queued at once (the pipe holds a few KiB): whole, in order. */
+    enum { N = 4, LEN = 100 * 1024 };
+    static char out[N][LEN], in[N * LEN];
+    uint64_t st[N];
+    for (int i = 0; i < N; i++) {
+        memset(out[i], 'a' + i, LEN);
+        st[i] = h_tok();
+        assert_int_equal(h_send(loop, w, out[i], LEN, st[i]), 0);
+    }
+    h_recv_exact(loop, r, in, sizeof in);
+    for (int i = 0; i < N; i++) {
+        wait_ok(loop, st[i], LEN);
+        for (size_t k = 0; k < LEN; k += 4096)
+            assert_int_equal(in[(size_t)i * LEN + k], 'a' + i);
+    }
+    /* A multishot pool receive takes what comes, and ends at the end of the stream. */
+    assert_int_equal(ioq_pool_new(loop, 4, 4096, &pool), 0);
+    t = h_tok();
+    assert_int_equal(h_recv_pool(loop, r, pool, IOQ_MULTISHOT, t), 0);
+    h_send_wait(loop, w, "pooled", 6);
+    ioq_cqe c = h_next(loop, t);
+    assert_true(c.flags & IOQ_CQE_MORE);
+    assert_true(c.flags & IOQ_CQE_BUFFER);
+    assert_int_equal(c.result, 6);
+    assert_memory_equal(ioq_buf(loop, pool, (uint32_t)c.value), "pooled", 6);
+    assert_int_equal(ioq_buf_release(loop, pool, (uint32_t)c.value), 0);
+    h_close_wait(loop, w);
+    c = h_next(loop, t);
+    assert_false(c.flags & IOQ_CQE_MORE);
+    assert_int_equal(c.result, 0);
+    /* The end stays the end. */
+    assert_int_equal(h_recv_once(loop, r, buf, sizeof buf), 0);
+    h_close_wait(loop, r);
+    h_close_wait(loop, pool);
+    h_finish(loop);
+}
+
+/* The end of the stream and EPIPE on adopted plain ends, with the other end outside. */
+static void test_plain_eof_epipe(void **state)
+{
+    (void)state;
+    ioq_loop *loop = h_loop_new();
+    uint64_t fr, fw;
+    ioq_handle r, w;
+    char buf[16];
+#ifndef _WIN32
+    signal(SIGPIPE, SIG_DFL); /* ioq's sends must not raise it */
+#endif
+    /* Reading: data from outside, then a receive waiting when the writer goes: 0. */
+    plain_pipe(&fr, &fw);
+    assert_int_equal(ioq_adopt(loop, fr, IOQ_KIND_PIPE, &r), 0);
+    assert_true(plain_write(fw, "outside", 7));
+    h_recv_exact(loop, r, buf, 7);
+    assert_memory_equal(buf, "outside", 7);
+    uint64_t t = h_tok();
+    assert_int_equal(h_recv(loop, r, buf, sizeof buf, t), 0);
+    h_assert_quiet(loop, 20);
+    plain_close(fw);
+    wait_ok(loop, t, 0);
+    assert_int_equal(h_recv_once(loop, r, buf, sizeof buf), 0);
+    h_close_wait(loop, r);
+    /* Writing: what ioq sends arrives outside; its shutdown is the end for the reader; a
+     * send after it is EPIPE. */
+    plain_pipe(&fr, &fw);
+    assert_int_equal(ioq_adopt(loop, fw, IOQ_KIND_PIPE, &w), 0);
+    h_send_wait(loop, w, "inside", 6);
+    plain_read(fr, buf, 6);
+    assert_memory_equal(buf, "inside", 6);
+    uint64_t sd = h_tok();
+    assert_int_equal(h_shutdown(loop, w, sd), 0);
+    wait_ok(loop, sd, 0);
+#ifdef _WIN32
+    DWORD n = 1;
+    assert_false(ReadFile((HANDLE)(uintptr_t)fr, buf, sizeof buf, &n, NULL));
+    assert_int_equal(GetLastError(), ERROR_BROKEN_PIPE);
+#else
+    assert_int_equal(read((int)fr, buf, sizeof buf), 0);
+#endif
+    uint64_t s = h_tok();
+    assert_int_equal(h_send(loop, w, "x", 1, s), 0);
+    wait_ok(loop, s, IOQ_EPIPE);
+    h_close_wait(loop, w);
+    plain_close(fr);
+    /* The reader gone: EPIPE for send and sendv. */
+    plain_pipe(&fr, &fw);
+    assert_int_equal(ioq_adopt(loop, fw, IOQ_KIND_PIPE, &w), 0);
+    plain_close(fr);
+    s = h_tok();
+    assert_int_equal(h_send(loop, w, "lost", 4, s), 0);
+    wait_ok(loop, s, IOQ_EPIPE);
+    ioq_iov iov[2] = {{"a", 1}, {"b", 1}};
+    s = h_tok();
+    assert_int_equal(h_sendv(loop, w, iov, 2, s), 0);
+    wait_ok(loop, s, IOQ_EPIPE);
+    h_close_wait(loop, w);
+    h_finish(loop);
+}
+
+/* Cancel and close while a receive waits on an adopted plain pipe (on Windows: while the
+ * worker is blocked in ReadFile): each op completes once, with IOQ_ECANCELED; no data is
+ * lost to a cancelled receive; after the close the pipe's read end is really gone. A send
+ * blocked on a full pipe ends by cancel and by close too. */
+static void test_plain_cancel_close(void **state)
+{
+    (void)state;
+    ioq_loop *loop = h_loop_new();
+    uint64_t fr, fw;
+    ioq_handle r, w;
+    char buf[16];
+#ifndef _WIN32
+    signal(SIGPIPE, SIG_IGN); /* the plain write below is the test's, not ioq's */
+#endif
+    plain_pipe(&fr, &fw);
+    assert_int_equal(ioq_adopt(loop, fr, IOQ_KIND_PIPE, &r), 0);
+    uint64_t r1 = h_tok();
+    assert_int_equal(h_recv(loop, r, buf, sizeof buf, r1), 0);
+    h_assert_quiet(loop, 30); /* the read is blocked by now */
+    assert_int_equal(h_cancel(loop, r1, h_tok()), 0);
+    wait_ok(loop, r1, IOQ_ECANCELED);
+    /* The next receive gets what comes after the cancel. */
+    uint64_t r2 = h_tok();
+    assert_int_equal(h_recv(loop, r, buf, sizeof buf, r2), 0);
+    h_assert_quiet(loop, 20);
+    assert_true(plain_write(fw, "after", 5));
+    wait_ok(loop, r2, 5);
+    assert_memory_equal(buf, "after", 5);
+    /* Close with a receive blocked. */
+    uint64_t r3 = h_tok();
+    assert_int_equal(h_recv(loop, r, buf, sizeof buf, r3), 0);
+    h_assert_quiet(loop, 30);
+    h_close_wait(loop, r);
+    wait_ok(loop, r3, IOQ_ECANCELED);
+    /* The read end is closed for real (no blocked call keeps it open): the writer sees
+     * the reader gone. */
+    assert_false(plain_write(fw, "gone", 4));
+    plain_close(fw);
+    /* A send blocked on a full pipe: cancelled, then another closed. */
+    static char big[1 << 20];
+    plain_pipe(&fr, &fw);
+    assert_int_equal(ioq_adopt(loop, fw, IOQ_KIND_PIPE, &w), 0);
+    uint64_t s1 = h_tok();
+    assert_int_equal(h_send(loop, w, big, sizeof big, s1), 0);
+    h_assert_quiet(loop, 30);
+    assert_int_equal(h_cancel(loop, s1, h_tok()), 0);
+    wait_ok(loop, s1, IOQ_ECANCELED);
+    uint64_t s2 = h_tok();
+    assert_int_equal(h_send(loop, w, big, sizeof big, s2), 0);
+    h_assert_quiet(loop, 30);
+    h_close_wait(loop, w);
+    wait_ok(loop, s2, IOQ_ECANCELED);
+    plain_close(fr);
+    h_finish(loop);
+}
+
 #ifdef _WIN32
 static void test_adopt(void **state)
 {
@@ -371,34 +620,29 @@ static void test_adopt(void **state)
     h_close_wait(loop, r);
     assert_false(handle_open(hr));
     assert_false(handle_open(hw));
-    /* A synchronous pipe (CreatePipe's, or a client opened without FILE_FLAG_OVERLAPPED)
-     * is refused and left with the caller: every call on it would stall the loop. */
-    HANDLE ar, aw;
-    ioq_handle x = 0;
-    assert_true(CreatePipe(&ar, &aw, NULL, 0));
-    assert_int_equal(ioq_adopt(loop, (uint64_t)(uintptr_t)ar, IOQ_KIND_PIPE, &x), IOQ_ENOTSUP);
-    assert_int_equal(ioq_adopt(loop, (uint64_t)(uintptr_t)aw, IOQ_KIND_PIPE, &x), IOQ_ENOTSUP);
-    assert_int_equal(x, 0);
-    assert_true(handle_open(ar) && handle_open(aw));
-    CloseHandle(ar);
-    CloseHandle(aw);
+    /* A client opened without FILE_FLAG_OVERLAPPED is synchronous: served by a worker
+     * thread (plain_* cases), beside its overlapped server end on the port. */
     win_pipe(&hr, &hw, 0);
-    assert_int_equal(ioq_adopt(loop, (uint64_t)(uintptr_t)hw, IOQ_KIND_PIPE, &x), IOQ_ENOTSUP);
-    /* Its overlapped server end is fine. */
+    assert_int_equal(ioq_adopt(loop, (uint64_t)(uintptr_t)hw, IOQ_KIND_PIPE, &w), 0);
     assert_int_equal(ioq_adopt(loop, (uint64_t)(uintptr_t)hr, IOQ_KIND_PIPE, &r), 0);
-    DWORD n = 0;
-    assert_true(WriteFile(hw, "sync", 4, &n, NULL));
+    h_send_wait(loop, w, "sync", 4);
     h_recv_exact(loop, r, buf, 4);
     assert_memory_equal(buf, "sync", 4);
-    CloseHandle(hw);
+    h_close_wait(loop, w);
     assert_int_equal(h_recv_once(loop, r, buf, sizeof buf), 0);
     h_close_wait(loop, r);
-    /* The NUL device is a character device without overlapped I/O: refused too. */
-    HANDLE nul = CreateFileA("NUL", GENERIC_READ | GENERIC_WRITE, 0, NULL, OPEN_EXISTING,
-                             FILE_FLAG_OVERLAPPED, NULL);
+    assert_false(handle_open(hw));
+    /* The NUL device (no overlapped I/O either) ends at once and takes anything, like
+     * /dev/null. */
+    HANDLE nul = CreateFileA("NUL", GENERIC_READ | GENERIC_WRITE, 0, NULL, OPEN_EXISTING, 0,
+                             NULL);
+    ioq_handle nh;
     assert_true(nul != INVALID_HANDLE_VALUE);
-    assert_int_equal(ioq_adopt(loop, (uint64_t)(uintptr_t)nul, IOQ_KIND_PIPE, &x), IOQ_ENOTSUP);
-    CloseHandle(nul);
+    assert_int_equal(ioq_adopt(loop, (uint64_t)(uintptr_t)nul, IOQ_KIND_PIPE, &nh), 0);
+    assert_int_equal(h_recv_once(loop, nh, buf, sizeof buf), 0);
+    h_send_wait(loop, nh, "void", 4);
+    h_close_wait(loop, nh);
+    assert_false(handle_open(nul));
     h_finish(loop);
 }
 #else
@@ -500,12 +744,218 @@ static void test_bad_args(void **state)
 }
 
 #ifdef _WIN32
-/* Consoles are not served on Windows (ioq.h); wine runs the tests without one. Disabled
- * there (tests/windows/README.md). */
-static void test_tty_mode_size(void **state)
+/* Consoles. The case runs in a pseudo console made with CreatePseudoConsole (wine runs the
+ * tests without a console), in which this program runs again with the hidden case
+ * tty_console; what it writes to the console comes back through a pipe. */
+static HANDLE con_open(const char *name)
+{
+    return CreateFileA(name, GENERIC_READ | GENERIC_WRITE, FILE_SHARE_READ | FILE_SHARE_WRITE,
+                       NULL, OPEN_EXISTING, 0, NULL);
+}
+
+/* Type one character (a UTF-16 unit) into the console's input. */
+static void con_key(HANDLE in, wchar_t c)
+{
+    INPUT_RECORD ir[2];
+    DWORD n = 0;
+    memset(ir, 0, sizeof ir);
+    for (int i = 0; i < 2; i++) {
+        ir[i].EventType = KEY_EVENT;
+        ir[i].Event.KeyEvent.bKeyDown = i == 0;
+        ir[i].Event.KeyEvent.wRepeatCount = 1;
+        ir[i].Event.KeyEvent.uChar.UnicodeChar = c;
+        if (c == L'\r')
+            ir[i].Event.KeyEvent.wVirtualKeyCode = VK_RETURN; /* line editing looks at it */
+    }
+    assert_true(WriteConsoleInputW(in, ir, 2, &n));
+    assert_int_equal(n, 2);
+}
+
+#define CON_COLS 91
+#define CON_ROWS 27
+
+static void test_tty_console(void **state)
 {
     (void)state;
-    h_skip("no terminal support on Windows");
+    ioq_loop *loop = h_loop_new();
+    HANDLE ci = con_open("CONIN$"), co = con_open("CONOUT$");
+    DWORD before, now;
+    ioq_handle tin, tout;
+    char buf[16];
+    assert_true(ci != INVALID_HANDLE_VALUE && co != INVALID_HANDLE_VALUE);
+    assert_true(GetConsoleMode(ci, &before));
+    assert_true(before & ENABLE_LINE_INPUT);
+    /* Input and output each go one way. */
+    assert_int_equal(ioq_adopt(loop, (uint64_t)(uintptr_t)co, IOQ_KIND_TTY, &tout), 0);
+    assert_int_equal(ioq_adopt(loop, (uint64_t)(uintptr_t)ci, IOQ_KIND_TTY, &tin), 0);
+    assert_int_equal(ioq_recv(loop, tout, buf, sizeof buf, h_tok()), IOQ_EBADHANDLE);
+    assert_int_equal(ioq_send(loop, tin, "x", 1, h_tok()), IOQ_EBADHANDLE);
+    /* The size of the window, from either handle. */
+    uint32_t cols = 0, rows = 0;
+    assert_int_equal(ioq_tty_get_size(loop, tout, &cols, &rows), 0);
+    assert_int_equal(cols, CON_COLS);
+    assert_int_equal(rows, CON_ROWS);
+    cols = rows = 0;
+    assert_int_equal(ioq_tty_get_size(loop, tin, &cols, &rows), 0);
+    assert_int_equal(cols, CON_COLS);
+    assert_int_equal(rows, CON_ROWS);
+    assert_int_equal(ioq_tty_get_size(loop, tin, NULL, &rows), IOQ_EINVAL);
+    assert_int_equal(ioq_tty_set_mode(loop, tin, 7), IOQ_EINVAL);
+    /* Raw: no line editing, echo or Ctrl-C processing; a key arrives at once. */
+    assert_int_equal(ioq_tty_set_mode(loop, tin, IOQ_TTY_MODE_RAW), 0);
+    assert_true(GetConsoleMode(ci, &now));
+    assert_false(now & (ENABLE_LINE_INPUT | ENABLE_ECHO_INPUT | ENABLE_PROCESSED_INPUT));
+    uint64_t r = h_tok();
+    assert_int_equal(h_recv(loop, tin, buf, sizeof buf, r), 0);
+    h_assert_quiet(loop, 30);
+    con_key(ci, L'k');
+    assert_int_equal(h_wait(loop, r).result, 1);
+    assert_int_equal(buf[0], 'k');
+    /* UTF-16 comes as UTF-8, a surrogate pair as one character. */
+    con_key(ci, 0xE9);
+    h_recv_exact(loop, tin, buf, 2);
+    assert_memory_equal(buf, "\xc3\xa9", 2);
+    con_key(ci, 0xD83D);
+    con_key(ci, 0xDE00);
+    h_recv_exact(loop, tin, buf, 4);
+    assert_memory_equal(buf, "\xf0\x9f\x98\x80", 4);
+    /* Cancel while the read blocks: once, IOQ_ECANCELED; the next key is not lost. */
+    r = h_tok();
+    assert_int_equal(h_recv(loop, tin, buf, sizeof buf, r), 0);
+    h_assert_quiet(loop, 30);
+    assert_int_equal(h_cancel(loop, r, h_tok()), 0);
+    assert_int_equal(h_wait(loop, r).result, IOQ_ECANCELED);
+    con_key(ci, L'z');
+    h_recv_exact(loop, tin, buf, 1);
+    assert_int_equal(buf[0], 'z');
+    /* Output, UTF-8 split across sends included (the parent finds it in the output). */
+    h_send_wait(loop, tout, "ioq-out-\xc3", 9);
+    h_send_wait(loop, tout, "\xa9!\r\n", 4);
+    /* Normal puts back the mode from before; the output handle sets the input's mode. */
+    assert_int_equal(ioq_tty_set_mode(loop, tin, IOQ_TTY_MODE_NORMAL), 0);
+    assert_true(GetConsoleMode(ci, &now));
+    assert_int_equal(now, before);
+    /* Normal: a line at a time, with its end. */
+    r = h_tok();
+    assert_int_equal(h_recv(loop, tin, buf, sizeof buf, r), 0);
+    con_key(ci, L'a');
+    con_key(ci, L'b');
+    h_assert_quiet(loop, 30);
+    con_key(ci, L'\r');
+    assert_int_equal(h_wait(loop, r).result, 4);
+    assert_memory_equal(buf, "ab\r\n", 4);
+    assert_int_equal(ioq_tty_set_mode(loop, tout, IOQ_TTY_MODE_RAW), 0);
+    assert_true(GetConsoleMode(ci, &now));
+    assert_false(now & ENABLE_LINE_INPUT);
+    assert_int_equal(ioq_tty_set_mode(loop, tout, IOQ_TTY_MODE_NORMAL), 0);
+    assert_true(GetConsoleMode(ci, &now));
+    assert_int_equal(now, before);
+    /* Left raw, the console is put back by the close, which also ends a blocked read. */
+    assert_int_equal(ioq_tty_set_mode(loop, tin, IOQ_TTY_MODE_RAW), 0);
+    r = h_tok();
+    assert_int_equal(h_recv(loop, tin, buf, sizeof buf, r), 0);
+    h_assert_quiet(loop, 30);
+    h_close_wait(loop, tin);
+    assert_int_equal(h_wait(loop, r).result, IOQ_ECANCELED);
+    HANDLE ci2 = con_open("CONIN$"); /* ci was ioq's: closed with tin */
+    assert_true(GetConsoleMode(ci2, &now));
+    assert_int_equal(now, before);
+    CloseHandle(ci2);
+    h_close_wait(loop, tout);
+    h_finish(loop);
+}
+
+typedef HRESULT(WINAPI *create_pc_fn)(COORD, HANDLE, HANDLE, DWORD, void **);
+typedef void(WINAPI *close_pc_fn)(void *);
+#ifndef PROC_THREAD_ATTRIBUTE_PSEUDOCONSOLE
+#  define PROC_THREAD_ATTRIBUTE_PSEUDOCONSOLE 0x00020016
+#endif
+
+/* Everything the pseudo console wrote so far, appended to out. */
+static void con_drain(HANDLE pipe, char *out, size_t cap, size_t *len)
+{
+    DWORD avail = 0, n = 0;
+    while (PeekNamedPipe(pipe, NULL, 0, NULL, &avail, NULL) && avail > 0) {
+        char tmp[4096];
+        if (!ReadFile(pipe, tmp, avail < sizeof tmp ? avail : sizeof tmp, &n, NULL) || !n)
+            return;
+        if (*len + n < cap) {
+            memcpy(out + *len, tmp, n);
+            *len += n;
+            out[*len] = 0;
+        }
+    }
+}
+
+static void test_tty_mode_size(void **state)
+{
+    /* Always in a pseudo console, even where this process has a console: a known size,
+     * and keys typed into it disturb nobody. */
+    HMODULE k32 = GetModuleHandleA("kernel32.dll");
+    create_pc_fn create = (create_pc_fn)(void (*)(void))GetProcAddress(k32, "CreatePseudoConsole");
+    close_pc_fn close_pc = (close_pc_fn)(void (*)(void))GetProcAddress(k32, "ClosePseudoConsole");
+    (void)state;
+    if (!create || !close_pc) {
+        h_skip("no console: this Windows has no CreatePseudoConsole to make one");
+        return;
+    }
+    HANDLE in_r, in_w, out_r, out_w;
+    assert_true(CreatePipe(&in_r, &in_w, NULL, 0));
+    assert_true(CreatePipe(&out_r, &out_w, NULL, 0));
+    void *pc = NULL;
+    COORD size = {CON_COLS, CON_ROWS};
+    if (create(size, in_r, out_w, 0, &pc) != S_OK) {
+        h_skip("no console: CreatePseudoConsole failed");
+        return;
+    }
+    SIZE_T asz = 0;
+    InitializeProcThreadAttributeList(NULL, 1, 0, &asz);
+    LPPROC_THREAD_ATTRIBUTE_LIST al = malloc(asz);
+    assert_non_null(al);
+    assert_true(InitializeProcThreadAttributeList(al, 1, 0, &asz));
+    assert_true(UpdateProcThreadAttribute(al, 0, PROC_THREAD_ATTRIBUTE_PSEUDOCONSOLE, pc,
+                                          sizeof pc, NULL, NULL));
+    STARTUPINFOEXW si;
+    PROCESS_INFORMATION pi;
+    wchar_t self[MAX_PATH], cmd[MAX_PATH + 32];
+    memset(&si, 0, sizeof si);
+    si.StartupInfo.cb = sizeof si;
+    si.lpAttributeList = al;
+    assert_true(GetModuleFileNameW(NULL, self, MAX_PATH) > 0);
+    _snwprintf(cmd, sizeof cmd / sizeof cmd[0], L"\"%ls\" tty_console", self);
+    cmd[sizeof cmd / sizeof cmd[0] - 1] = 0;
+    assert_true(CreateProcessW(NULL, cmd, NULL, NULL, FALSE, EXTENDED_STARTUPINFO_PRESENT, NULL,
+                               NULL, &si.StartupInfo, &pi));
+    static char out[1 << 16];
+    size_t len = 0;
+    DWORD code = 1;
+    for (int ms = 0; ms < 60000; ms += 10) {
+        con_drain(out_r, out, sizeof out, &len);
+        if (WaitForSingleObject(pi.hProcess, 10) == WAIT_OBJECT_0)
+            break;
+    }
+    con_drain(out_r, out, sizeof out, &len);
+    assert_true(GetExitCodeProcess(pi.hProcess, &code));
+    if (code != 0) {
+        for (size_t i = 0; i < len; i++)
+            if (out[i] == 27)
+                out[i] = '^'; /* the escape sequences, readable */
+        fail_msg("the case in the pseudo console ended with %lu; its output:\n%s",
+                 (unsigned long)code, out);
+    }
+    /* The bytes sent reached the console: the pseudo console writes them back as UTF-8
+     * (with cursor escapes between the two sends). */
+    assert_non_null(strstr(out, "ioq-out-"));
+    assert_non_null(strstr(out, "\xc3\xa9!"));
+    CloseHandle(pi.hThread);
+    CloseHandle(pi.hProcess);
+    CloseHandle(out_r); /* so that closing the pseudo console never waits for a reader */
+    close_pc(pc);
+    DeleteProcThreadAttributeList(al);
+    free(al);
+    CloseHandle(in_r);
+    CloseHandle(in_w);
+    CloseHandle(out_w);
 }
 #else
 /* A pseudo-terminal: the slave is the terminal ioq adopts, the master plays the user. */
@@ -625,7 +1075,12 @@ int main(int argc, char **argv)
         H_TEST(cancel_close), H_TEST(big_order),  H_TEST(recv_pool),
         H_TEST(recv_pool_empty), H_TEST(shutdown_ring_slots),
         H_TEST(adopt),        H_TEST(bad_args),   H_TEST(tty_mode_size),
-        H_TEST(enotty),
+        H_TEST(enotty),       H_TEST(plain_both_ways), H_TEST(plain_eof_epipe),
+        H_TEST(plain_cancel_close),
+#ifdef _WIN32
+        /* Not a case of its own: test_tty_mode_size runs it inside a pseudo console. */
+        cmocka_unit_test_setup_teardown(test_tty_console, h_setup, h_teardown),
+#endif
     };
     return h_main(argc, argv, "pipe", group, sizeof group / sizeof group[0]);
 }
