@@ -106,13 +106,20 @@ typedef struct ioq__fdent {
 /* Notifier records: what ioq_notify (any thread) reaches without the handle table. Three
  * levels of 256 indexed by the notifier handle's slot index; every level is allocated
  * once and kept until the loop is freed, so a late ioq_notify never touches freed memory.
- * A record: bit 63 open, bits 32..55 the handle's generation, bits 0..31 the count. Each
- * record has a cache line of its own (IOQ__NREC_STRIDE words): a thread flooding one
- * notifier must not contend with one flooding its neighbour, nor with whatever malloc put
- * next to it. A leaf starts on a line boundary (notify.c: leaf_new). */
+ * A record is 1 + IOQ__NLANES cache lines (IOQ__NREC_STRIDE words). Its first line: word
+ * 0 is bit 63 open, bits 32..55 the handle's generation, bits 0..31 the shared count;
+ * words 1..IOQ__NLANES the threads owning the lanes. Then a line per lane: a count only
+ * its owner thread writes (bits 40..63 the generation it counts for, bits 0..39 the count).
+ * A line each, so that a thread flooding one notifier contends with no other thread, nor
+ * with whatever malloc put next to it. A leaf starts on a line boundary (notify.c:
+ * leaf_new). */
 #define IOQ__NREC_LEVEL 256
 #define IOQ__NREC_LINE 64
-#define IOQ__NREC_STRIDE (IOQ__NREC_LINE / sizeof(uint64_t))
+#define IOQ__NLANES 4
+#define IOQ__NREC_STRIDE ((1 + IOQ__NLANES) * IOQ__NREC_LINE / sizeof(uint64_t))
+/* loop->notify_pending from this many fenced signals of one batch on: the signals of a
+ * thread with a lane need no fence (notify.c). */
+#define IOQ__NOTIFY_ARM 64
 typedef struct ioq__nmid {
     _Atomic(_Atomic uint64_t *) leaf[IOQ__NREC_LEVEL];
 } ioq__nmid;
@@ -185,12 +192,15 @@ struct ioq_loop {
                                        the completion ring's, which the loop writes at
                                        every completion */
     _Atomic(ioq__nmid *) nroot[IOQ__NREC_LEVEL];
-    /* Some notifier's count went from 0 to 1. Padded to a cache line of its own:
-     * producers write it once per batch, and the loop's busier fields must not bounce
-     * with it (the loop is only 16-byte aligned, hence padding rather than _Alignas). */
+    /* Notifications are waiting: the number of fenced signals since the loop last took
+     * them (notify.c), 0 if none. Padded to a cache line of its own: producers write it
+     * at most IOQ__NOTIFY_ARM times per batch, and the loop's busier fields must not
+     * bounce with it (the loop is only 16-byte aligned, hence padding, not _Alignas). */
     char pad_notify_[64];
     _Atomic int notify_pending;
     char pad_notify2_[64];
+    _Atomic bool notify_lanes;      /* threads may count in lanes (a process barrier exists) */
+    bool lanes_dirty;               /* loop thread: a lane may hold a count not seen yet */
     ioq__notifier *notifiers;       /* live ones, for the drain */
 
     /* signals (signal.c) */
@@ -343,8 +353,12 @@ void ioq__close_finish(ioq_loop *loop, ioq__handle *h);
 
 /* --- 1.1 objects (notify.c, signal.c, process.c) ------------------------------------------ */
 
-/* Notifications are waiting (notify.c): ioq_notify saw a count of 0. */
+/* Notifications are waiting (notify.c), or a lane may hold some (lanes_dirty). */
 void ioq__notify_drain(ioq_loop *loop);
+/* Loop thread, after it published `blocked` and before it sleeps: if a lane may hold a
+ * count the loop has not seen, make every lane visible (a process-wide barrier) and take
+ * them. True if it found any. */
+bool ioq__notify_settle(ioq_loop *loop);
 void ioq__notify_fini(ioq_loop *loop);
 /* Signals delivered (signal.c); ioq_loop_free: end the loop's signal ops, no completions. */
 void ioq__signal_drain(ioq_loop *loop);

@@ -3,17 +3,30 @@
  * every batch of signals, like libuv's uv_async.
  *
  * ioq_notify cannot use the handle table (the loop thread grows and rewrites it), so each
- * notifier has a record in a table of its own that is only ever added to: a 64-bit word
- * holding open bit, generation and count (loop.h), alone on its cache line. ioq_notify
- * checks the generation and bumps the count in one compare-and-swap: one atomic
- * read-modify-write per call, the least an exact count from any thread can cost (libuv's
- * uv_async_send reads a flag only, but then the sender counts its messages itself). The
- * check and the bump must be one operation: with a load then an add, a notifier closed
- * in between whose slot a new notifier took would count a call that was refused. The
- * call that finds the count at 0 raises the loop's notify_pending flag (unless it is up)
- * and wakes the loop if it sleeps, so any number of calls between two polls cost one flag
- * and at most one system call. The loop thread, draining
- * its cross-thread work, takes each live notifier's count and completes its wait.
+ * notifier has a record in a table of its own that is only ever added to (loop.h).
+ *
+ * Counting. An exact count from any thread needs either an atomic read-modify-write per
+ * call (a locked instruction: the whole cost of a flood) or a counter per thread. A record
+ * has IOQ__NLANES lanes: the first threads to signal it each claim one (once) and count
+ * there with a plain load and store. Other threads count in the shared word, checking the
+ * generation and bumping the count in one compare-and-swap (with a load then an add, a
+ * notifier closed in between whose slot a new notifier took would count a call that was
+ * refused); a lane's count carries the generation for the same reason.
+ *
+ * Waking. loop->notify_pending counts the fenced signals since the loop last took them;
+ * the one that finds it at 0 wakes the loop if it sleeps, so any number of calls between
+ * two polls cost at most one system call. A lane's count is a plain store, which the CPU
+ * may keep from other threads for a while (its store buffer): the loop could take the
+ * lanes, miss it, and sleep. So a lane's signal is fenced too (its add to notify_pending
+ * orders the store before the loop's exchange of the flag) until the batch has
+ * IOQ__NOTIFY_ARM of them; from then on the batch is "armed" and lane signals are a store
+ * and a load, no fence. The loop, which took an armed batch, owes the fences: before it
+ * sleeps it makes every thread pass a barrier (ioq__os_barrier: membarrier on Linux,
+ * FlushProcessWriteBuffers on Windows) and takes the lanes again. A lane signal that
+ * missed that barrier read notify_pending after the loop's exchange, so it found it below
+ * IOQ__NOTIFY_ARM (and was fenced) or armed by a later batch (whose loop owes the barrier
+ * again). Small batches (a round trip) never pay for the barrier; a flood pays for one
+ * per sleep of the loop. Without such a barrier (macOS, the BSDs) there are no lanes.
  */
 #include "loop.h"
 
@@ -23,12 +36,16 @@
 #define OPEN_BIT ((uint64_t)1 << 63)
 #define GEN_SHIFT 32
 #define COUNT_MASK 0xffffffffu
+#define LANE_GEN_SHIFT 40
+#define LANE_COUNT_MASK (((uint64_t)1 << LANE_GEN_SHIFT) - 1)
 
 struct ioq__notifier {
     ioq__handle *h;
     _Atomic uint64_t *rec;
     ioq__op *wait;             /* the pending ioq_notify_wait, or NULL */
     uint64_t carried;          /* counted while no wait was pending */
+    uint64_t taken[IOQ__NLANES]; /* each lane's count when the loop last took it */
+    uint32_t gen;              /* the handle's generation, as lanes carry it */
     ioq__notifier *next, *prev; /* loop->notifiers */
 };
 
@@ -40,17 +57,51 @@ static _Atomic uint64_t *rec_at(_Atomic uint64_t *leaf, uint32_t index)
     return leaf + (index & 0xff) * IOQ__NREC_STRIDE;
 }
 
+/* Words 1.. of a record's first line: the lanes' owner threads (0: free). */
+static _Atomic uint64_t *owner_at(_Atomic uint64_t *rec, unsigned i) { return rec + 1 + i; }
+
+/* Lane i of a record: the first word of the record's line 1 + i. */
+static _Atomic uint64_t *lane_at(_Atomic uint64_t *rec, unsigned i)
+{
+    return rec + (size_t)(i + 1) * (IOQ__NREC_LINE / sizeof(uint64_t));
+}
+
+/* This thread's number, never reused: a lane stays with the thread that claimed it (a
+ * thread that ends keeps it; later threads may use the shared count). */
+static uint64_t thread_id(void)
+{
+    static atomic_uint_fast64_t next = 1;
+    static _Thread_local uint64_t id;
+    if (!id)
+        id = atomic_fetch_add(&next, 1);
+    return id;
+}
+
+/* The calling thread's lane of rec, claimed if it has none and one is free, or NULL. */
+static _Atomic uint64_t *lane_of(_Atomic uint64_t *rec)
+{
+    uint64_t me = thread_id();
+    for (unsigned i = 0; i < IOQ__NLANES; i++) {
+        uint64_t o = atomic_load_explicit(owner_at(rec, i), memory_order_relaxed);
+        if (o == me)
+            return lane_at(rec, i);
+        if (o == 0 && atomic_compare_exchange_strong(owner_at(rec, i), &o, me))
+            return lane_at(rec, i);
+    }
+    return NULL;
+}
+
 /* A leaf of line-aligned records: one line more is allocated, and what malloc returned is
  * kept in the spare bytes past the last record, for free (malloc aligns to at least a
  * pointer's size, so at least that many bytes are spare). */
 static _Atomic uint64_t *leaf_new(void)
 {
-    char *raw = calloc(IOQ__NREC_LEVEL + 1, IOQ__NREC_LINE);
+    char *raw = calloc(IOQ__NREC_LEVEL * IOQ__NREC_STRIDE * sizeof(uint64_t) + IOQ__NREC_LINE, 1);
     char *line;
     if (!raw)
         return NULL;
     line = raw + (-(uintptr_t)raw & (IOQ__NREC_LINE - 1));
-    memcpy(line + IOQ__NREC_LEVEL * IOQ__NREC_LINE, &raw, sizeof raw);
+    memcpy(line + IOQ__NREC_LEVEL * IOQ__NREC_STRIDE * sizeof(uint64_t), &raw, sizeof raw);
     return (_Atomic uint64_t *)line;
 }
 
@@ -59,7 +110,7 @@ static void leaf_free(_Atomic uint64_t *leaf)
     char *raw;
     if (!leaf)
         return;
-    memcpy(&raw, (char *)leaf + IOQ__NREC_LEVEL * IOQ__NREC_LINE, sizeof raw);
+    memcpy(&raw, (char *)leaf + IOQ__NREC_LEVEL * IOQ__NREC_STRIDE * sizeof(uint64_t), sizeof raw);
     free(raw);
 }
 
@@ -102,6 +153,27 @@ static uint64_t rec_take(ioq__notifier *n)
     return w & COUNT_MASK;
 }
 
+/* Take what n's lanes counted since the last time (loop thread). A lane that counts for
+ * another generation (a notifier that had the slot before) holds nothing of n's. */
+static uint64_t lanes_take(ioq__notifier *n)
+{
+    uint64_t sum = 0;
+    for (unsigned i = 0; i < IOQ__NLANES; i++) {
+        uint64_t l, c;
+        if (!atomic_load_explicit(owner_at(n->rec, i), memory_order_relaxed))
+            continue;
+        l = atomic_load_explicit(lane_at(n->rec, i), memory_order_relaxed);
+        if ((l >> LANE_GEN_SHIFT) != n->gen)
+            continue;
+        c = l & LANE_COUNT_MASK;
+        sum += (c - n->taken[i]) & LANE_COUNT_MASK;
+        n->taken[i] = c;
+    }
+    return sum;
+}
+
+static uint64_t take_all(ioq__notifier *n) { return rec_take(n) + lanes_take(n); }
+
 int ioq_notifier_new(ioq_loop *loop, ioq_handle *out)
 {
     ioq__notifier *n;
@@ -122,7 +194,10 @@ int ioq_notifier_new(ioq_loop *loop, ioq_handle *out)
         return IOQ_ENOMEM;
     }
     n->h = h;
+    n->gen = h->gen & IOQ__GEN_MASK;
     h->obj = n;
+    if (!atomic_load_explicit(&loop->notify_lanes, memory_order_relaxed) && ioq__os_barrier_init())
+        atomic_store_explicit(&loop->notify_lanes, true, memory_order_relaxed);
     atomic_store(n->rec, rec_word(h->gen));
     n->next = loop->notifiers;
     if (n->next)
@@ -136,7 +211,7 @@ int ioq_notify(ioq_loop *loop, ioq_handle v)
 {
     uint32_t index = (uint32_t)(v & IOQ__INDEX_MASK);
     uint32_t gen = (uint32_t)(v >> IOQ__INDEX_BITS) & IOQ__GEN_MASK;
-    _Atomic uint64_t *rec;
+    _Atomic uint64_t *rec, *lane;
     uint64_t w;
 
     if (!loop)
@@ -144,8 +219,30 @@ int ioq_notify(ioq_loop *loop, ioq_handle v)
     /* The tag is set once at loop creation: safe to read from any thread. */
     if ((uint16_t)(v >> 48) != loop->ntag || !(rec = rec_find(loop, index)))
         return IOQ_EBADHANDLE;
-    w = atomic_load_explicit(rec, memory_order_relaxed); /* checked by the exchange */
-    for (;;) {
+    w = atomic_load_explicit(rec, memory_order_relaxed);
+    if (atomic_load_explicit(&loop->notify_lanes, memory_order_relaxed) &&
+        (lane = lane_of(rec)) != NULL) {
+        uint64_t l;
+        int p;
+        if (!(w & OPEN_BIT) || ((w >> GEN_SHIFT) & IOQ__GEN_MASK) != gen)
+            return IOQ_EBADHANDLE;
+        /* Only this thread writes the lane. */
+        l = atomic_load_explicit(lane, memory_order_relaxed);
+        if ((l >> LANE_GEN_SHIFT) != gen)
+            l = (uint64_t)gen << LANE_GEN_SHIFT;
+        atomic_store_explicit(lane, (l & ~LANE_COUNT_MASK) | ((l + 1) & LANE_COUNT_MASK),
+                              memory_order_relaxed);
+        /* The store, then the load: the compiler keeps that order; the CPU may not, which
+         * the loop's barrier covers in an armed batch (see the top of the file). */
+        atomic_signal_fence(memory_order_seq_cst);
+        p = atomic_load_explicit(&loop->notify_pending, memory_order_relaxed);
+        if (p >= IOQ__NOTIFY_ARM)
+            return 0;
+        if (atomic_fetch_add(&loop->notify_pending, 1) == 0)
+            ioq__wake_if_blocked(loop);
+        return 0;
+    }
+    for (;;) { /* w is checked by the exchange */
         if (!(w & OPEN_BIT) || ((w >> GEN_SHIFT) & IOQ__GEN_MASK) != gen)
             return IOQ_EBADHANDLE;
         if ((w & COUNT_MASK) == COUNT_MASK)
@@ -155,10 +252,12 @@ int ioq_notify(ioq_loop *loop, ioq_handle v)
     }
     /* The first count of a batch: make the loop look. The flag may be up already (another
      * notifier's batch the loop has not taken): then the loop's exchange of the flag comes
-     * after this read, so its drain, after the exchange, sees the count raised above. */
+     * after this read, so its drain, after the exchange, sees the count raised above. Only
+     * raised from 0: a store could lower an armed count. */
     if ((w & COUNT_MASK) == 0 && !atomic_load(&loop->notify_pending)) {
-        atomic_store(&loop->notify_pending, 1);
-        ioq__wake_if_blocked(loop);
+        int z = 0;
+        if (atomic_compare_exchange_strong(&loop->notify_pending, &z, 1))
+            ioq__wake_if_blocked(loop);
     }
     return 0;
 }
@@ -183,13 +282,36 @@ static void deliver(ioq_loop *loop, ioq__notifier *n, uint64_t count)
 
 void ioq__notify_drain(ioq_loop *loop)
 {
-    if (!atomic_exchange(&loop->notify_pending, 0))
+    int p = atomic_load_explicit(&loop->notify_pending, memory_order_relaxed) ?
+                atomic_exchange(&loop->notify_pending, 0) : 0;
+    if (p >= IOQ__NOTIFY_ARM)
+        loop->lanes_dirty = true; /* lane signals without a fence may still come in view */
+    if (!p && !loop->lanes_dirty)
         return;
     for (ioq__notifier *n = loop->notifiers; n; n = n->next) {
-        uint64_t c = rec_take(n);
+        uint64_t c = take_all(n);
         if (c)
             deliver(loop, n, c);
     }
+}
+
+bool ioq__notify_settle(ioq_loop *loop)
+{
+    bool found = false;
+    if (!loop->lanes_dirty)
+        return false;
+    /* Every lane store made before this point is visible after it; one made later read
+     * notify_pending after the exchange that took the armed batch (see the top). */
+    ioq__os_barrier();
+    loop->lanes_dirty = false;
+    for (ioq__notifier *n = loop->notifiers; n; n = n->next) {
+        uint64_t c = lanes_take(n);
+        if (c) {
+            deliver(loop, n, c);
+            found = true;
+        }
+    }
+    return found;
 }
 
 int ioq_notify_wait(ioq_loop *loop, ioq_handle v, uint32_t flags, uint64_t token)
@@ -217,7 +339,7 @@ int ioq_notify_wait(ioq_loop *loop, ioq_handle v, uint32_t flags, uint64_t token
     op->at = IOQ__AT_CORE;
     n->wait = op;
     /* Signals that came before the wait are its first batch. */
-    c = rec_take(n);
+    c = take_all(n);
     if (c || n->carried)
         deliver(loop, n, c);
     return 0;

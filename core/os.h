@@ -18,6 +18,13 @@ typedef struct ioq__backend ioq__backend;
 extern const ioq__backend *const ioq__os_backends[];
 
 uint64_t ioq__os_now(void);              /* monotonic nanoseconds */
+/* A process-wide memory barrier: when ioq__os_barrier returns, every other thread of the
+ * process has passed a full barrier since it was called, so whatever each stored before
+ * that point is visible here. It lets a hot path of other threads go without a fence of
+ * its own (notify.c). ioq__os_barrier_init (any thread, any number of times): true if the
+ * OS has one; without it ioq__os_barrier must not be called. */
+bool ioq__os_barrier_init(void);
+void ioq__os_barrier(void);
 int ioq__os_errno_map(int oserr);        /* OS error -> IOQ_E* */
 /* Sockets ioq creates: 0 and *fd set, or IOQ_E* with nothing left open. */
 int ioq__os_tcp_listen(const ioq_addr *addr, uint32_t backlog, uint32_t flags, int64_t *fd);

@@ -150,6 +150,7 @@ void ioq__leave_poll(ioq_loop *loop)
     atomic_store(&loop->wake_sent, IOQ__WAKE_IDLE);
     arm_embedded_timer(loop);
     atomic_store(&loop->blocked, 1);
+    ioq__notify_settle(loop); /* may make records: counted just below */
     if (ioq__ready_count(loop) > 0 || ioq__posts_pending(loop))
         ioq__wake_send(loop);
 }
@@ -264,7 +265,8 @@ int ioq_poll(ioq_loop *loop, ioq_cqe *cqes, uint32_t max, int64_t timeout_ns)
              * flag (and wakes us) or we see its item. */
             atomic_store(&loop->blocked, 1);
             published = true;
-            if (ioq__posts_pending(loop) || atomic_load(&loop->wake_requested))
+            if (ioq__notify_settle(loop) || ioq__posts_pending(loop) ||
+                atomic_load(&loop->wake_requested))
                 wait_ns = 0;
         }
         err = loop->backend->wait(loop, wait_ns);

@@ -144,7 +144,7 @@ static void post_release(ioq_loop *loop, ioq__post *p)
 void ioq__posts_drain(ioq_loop *loop)
 {
     ioq__mpsc_node *n;
-    if (atomic_load_explicit(&loop->notify_pending, memory_order_relaxed))
+    if (loop->lanes_dirty || atomic_load_explicit(&loop->notify_pending, memory_order_relaxed))
         ioq__notify_drain(loop);
     if (atomic_load_explicit(&loop->signal_pending, memory_order_relaxed))
         ioq__signal_drain(loop);

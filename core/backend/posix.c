@@ -17,6 +17,10 @@
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
+#if defined(__linux__)
+#  include <linux/membarrier.h>
+#  include <sys/syscall.h>
+#endif
 
 #if defined(IOQ_KQUEUE_EMULATION)
 /* A test build on Linux over libkqueue: kqueue alone, as on macOS and BSD. */
@@ -37,6 +41,38 @@ uint64_t ioq__os_now(void)
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
+
+#if defined(__linux__)
+/* membarrier(2), private expedited (Linux 4.14): an IPI to the CPUs that run this
+ * process's threads. Registered once for the process; refused (old kernel, a seccomp
+ * filter, valgrind) means none. */
+bool ioq__os_barrier_init(void)
+{
+    static _Atomic int state; /* 0 not tried, 1 yes, 2 no */
+    int s = atomic_load(&state);
+    if (s == 0) {
+        long q = syscall(SYS_membarrier, MEMBARRIER_CMD_QUERY, 0, 0);
+        s = q >= 0 && (q & MEMBARRIER_CMD_PRIVATE_EXPEDITED) &&
+                    syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0
+                ? 1
+                : 2;
+        atomic_store(&state, s);
+    }
+    return s == 1;
+}
+
+void ioq__os_barrier(void)
+{
+    /* The kernel documents no failure once the process is registered; were there one, a
+     * notification could be lost without a trace: stop loudly instead. */
+    if (syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) != 0)
+        abort();
+}
+#else
+/* macOS and the BSDs have no such call: the notifier keeps its fenced path. */
+bool ioq__os_barrier_init(void) { return false; }
+void ioq__os_barrier(void) {}
+#endif
 
 int ioq__os_errno_map(int e)
 {

@@ -44,6 +44,13 @@ int ioq__win_startup(void)
     return wsa_rc;
 }
 
+/* --- process-wide barrier ------------------------------------------------------------------- */
+
+/* FlushProcessWriteBuffers: every processor that runs a thread of the process passes a
+ * barrier (Vista and later). */
+bool ioq__os_barrier_init(void) { return true; }
+void ioq__os_barrier(void) { FlushProcessWriteBuffers(); }
+
 /* --- clock and errors ------------------------------------------------------------------------ */
 
 uint64_t ioq__os_now(void)

@@ -72,11 +72,15 @@ static void xt_args(int argc, char **argv)
     sem_init(&xt_back, 0, 0);
 }
 
-static void xt_report(const char *name, double flood_t0, double flood_t1, uint64_t wakeups)
+/* The flood is timed from the worker's start of it (xt_t1, the end of the round trips) to
+ * the loop's sight of its last message (flood_t1): the same two points for every library.
+ * (A start taken by the loop after its answer to the last round trip would miss whatever
+ * the worker sent while the loop's thread was preempted by that answer.) */
+static void xt_report(const char *name, double flood_t1, uint64_t wakeups)
 {
     printf("%s xthread_rt_per_s %.0f\n", name, (double)xt_rt_count / (xt_t1 - xt_t0));
     printf("%s xthread_flood_per_s %.0f\n", name,
-           (double)xt_flood_count / (flood_t1 - flood_t0));
+           (double)xt_flood_count / (flood_t1 - xt_t1));
     printf("%s xthread_flood_wakeups %llu\n", name, (unsigned long long)wakeups);
 }
 

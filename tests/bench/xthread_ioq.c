@@ -33,7 +33,7 @@ int main(int argc, char **argv)
     pthread_t th;
     uint32_t rt = 0, flood = 0;
     uint64_t wakeups = 0;
-    double f0 = 0, f1;
+    double f1;
     char name[40];
     int n, i, rc;
 
@@ -60,8 +60,6 @@ int main(int argc, char **argv)
             if (rt < xt_rt_count) {
                 rt += k; /* one message in flight: k is 1 */
                 sem_post(&xt_back);
-                if (rt == xt_rt_count)
-                    f0 = bench_now();
             } else {
                 flood += k;
                 if (!post_mode)
@@ -72,7 +70,7 @@ int main(int argc, char **argv)
     f1 = bench_now();
     pthread_join(th, NULL);
     snprintf(name, sizeof name, "ioq-%s%s", post_mode ? "post-" : "", ioq_loop_backend(loop));
-    xt_report(name, f0, f1, wakeups);
+    xt_report(name, f1, wakeups);
     ioq_loop_free(loop);
     return 0;
 }

@@ -488,6 +488,110 @@ static void test_stalled_waker_long(void **state)
     stalled_waker(5 * MS);
 }
 
+/* More threads than a notifier has lanes, in bursts past IOQ__NOTIFY_ARM
+ * with pauses in which the loop falls asleep: the first threads count in lanes, without a
+ * fence once a batch is armed, the others in the shared count. Every call is reported,
+ * and none is left behind when the producers stop: once they are done, the loop's next
+ * poll must bring the rest without any further call (5 s without a record fails). */
+enum { LANES = 4, ARM = 64 }; /* as core/loop.h: IOQ__NLANES, IOQ__NOTIFY_ARM */
+
+static unsigned next_rand(unsigned *s)
+{
+    *s = *s * 1103515245u + 12345u;
+    return *s >> 16;
+}
+
+typedef struct {
+    ioq_loop *loop;
+    ioq_handle n;
+    atomic_int *done;
+    unsigned seed;
+    long sent;
+} burst_arg;
+
+static void *burst_thread(void *p)
+{
+    burst_arg *a = p;
+    for (int r = 0; r < 200; r++) {
+        int k = 1 + (int)(next_rand(&a->seed) % 400);
+        for (int i = 0; i < k; i++)
+            if (ioq_notify(a->loop, a->n) == 0)
+                a->sent++;
+        if (next_rand(&a->seed) % 3 == 0) {
+            struct timespec ts = {0, (long)(next_rand(&a->seed) % 200) * 1000};
+            nanosleep(&ts, NULL);
+        }
+    }
+    atomic_fetch_add(a->done, 1);
+    return NULL;
+}
+
+static void test_many_threads(void **state)
+{
+    (void)state;
+    enum { T = LANES + 4 };
+    ioq_loop *loop = h_loop_new();
+    ioq_handle n = notifier(loop);
+    uint64_t t = h_tok();
+    atomic_int done = 0;
+    pthread_t th[T];
+    burst_arg a[T];
+    long total = 0, want = 0;
+    assert_int_equal(h_notify_wait(loop, n, IOQ_MULTISHOT, t), 0);
+    for (int i = 0; i < T; i++) {
+        a[i] = (burst_arg){.loop = loop, .n = n, .done = &done, .seed = 7u * (unsigned)i + 1};
+        pthread_create(&th[i], NULL, burst_thread, &a[i]);
+    }
+    for (;;) {
+        ioq_cqe c[8];
+        int all = atomic_load(&done) == T, got;
+        if (all && want == 0)
+            for (int i = 0; i < T; i++)
+                want += a[i].sent;
+        if (all && total == want)
+            break;
+        got = h_poll_into(loop, c, 8, all ? 5000 * MS : 100 * MS);
+        for (int i = 0; i < got; i++) {
+            assert_int_equal(c[i].token, t);
+            assert_true(c[i].result >= 1);
+            total += (long)c[i].result;
+        }
+        if (all)
+            assert_true(got > 0); /* a count left in a lane, nothing to wake the loop */
+    }
+    for (int i = 0; i < T; i++)
+        pthread_join(th[i], NULL);
+    assert_int_equal(total, want);
+    h_assert_quiet(loop, 10);
+    h_close_wait(loop, n);
+    assert_int_equal(h_wait(loop, t).result, IOQ_ECANCELED);
+    h_finish(loop);
+}
+
+/* From the loop's own thread: a batch past IOQ__NOTIFY_ARM (its later calls unfenced) is
+ * one completion with the exact count, and so is the next, smaller one. */
+static void test_armed_batch(void **state)
+{
+    (void)state;
+    ioq_loop *loop = h_loop_new();
+    ioq_handle n = notifier(loop);
+    uint64_t t = h_tok();
+    assert_int_equal(h_notify_wait(loop, n, IOQ_MULTISHOT, t), 0);
+    for (int i = 0; i < 5 * ARM; i++)
+        assert_int_equal(ioq_notify(loop, n), 0);
+    ioq_cqe c;
+    assert_int_equal(h_poll_into(loop, &c, 1, -1), 1);
+    assert_int_equal(c.result, 5 * ARM);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(ioq_notify(loop, n), 0);
+    assert_int_equal(h_poll_into(loop, &c, 1, -1), 1);
+    assert_int_equal(c.result, 3);
+    h_assert_quiet(loop, 2);
+    h_close_wait(loop, n);
+    assert_int_equal(h_wait(loop, t).result, IOQ_ECANCELED);
+    h_finish(loop);
+}
+
 static const struct CMUnitTest notify_tests[] = {
     H_TEST(basic),
     H_TEST(coalescing),
@@ -504,6 +608,8 @@ static const struct CMUnitTest notify_tests[] = {
     H_TEST(burst_after_wake),
     H_TEST(stalled_waker_short),
     H_TEST(stalled_waker_long),
+    H_TEST(many_threads),
+    H_TEST(armed_batch),
 };
 
 H_MAIN(notify_tests)
