@@ -45,15 +45,18 @@
 //! tokio task that tokio woke) wakes the driver once, which then runs after the tasks
 //! already woken and flushes for all of them; nothing sleeps with work unsubmitted. A loop
 //! made without the flag submits each operation at once (one `io_uring_enter` each), as a
-//! host that may sleep at any moment needs. The flag changes nothing on epoll and kqueue.
+//! host that may sleep at any moment needs. On epoll and kqueue nothing waits to be
+//! submitted, and the driver's flush is a poll of the loop (see Cost).
 //!
 //! **Cost.** Counted with strace on an echo server (10 connections x 1 KiB, and 100 x
 //! 64 B), a round trip through the driver costs about 0.8 (0.2) system calls on io_uring
 //! with the flag, and 2.6 without; tokio's own sockets need 2.1, ioq's own runtime
-//! ([`crate::rt`]) 0.2 (0.06). On epoll an embedded loop writes its wake-up eventfd when
-//! a completion is made outside `ioq_poll` (a send that completes at once, once per poll):
-//! about 2.85 per round trip. Waking the driver (the future of `Runtime::block_on`, or a
-//! `LocalSet`'s task woken by the reactor) costs tokio an eventfd write.
+//! ([`crate::rt`]) 0.2 (0.06). On epoll a send usually completes inside its submit call;
+//! with the flag that record wakes nobody (the driver, which is going to poll anyway,
+//! takes it at its next poll, which is its flush there): 2.6 (2.2) per round trip, 2.85
+//! (2.3) when each such record wrote the loop's wake-up eventfd. Most of the rest over
+//! tokio's 2.1 is tokio's own: every wake of the future of `Runtime::block_on` (the
+//! driver, when it is that future) writes tokio's eventfd.
 //!
 //! Not available with IOCP (Windows), which has no loop descriptor.
 
@@ -126,6 +129,9 @@ impl Driver {
         let afd = AsyncFd::with_interest(LoopFd(fd as RawFd), Interest::READABLE)?;
         *inner.foreign.borrow_mut() = Some(Box::new(afd));
         inner.host_flush.set(inner.flush_flag.get());
+        inner.poll_flush.set(
+            inner.flush_flag.get() && lp.caps() & ioq_sys::IOQ_CAP_BATCHED_SUBMIT == 0,
+        );
         Ok(Driver {
             lp: lp.clone(),
             _driven: rt::set_driven(lp),
@@ -189,7 +195,10 @@ impl Driver {
                     Poll::Pending => false,
                 }
             };
-            if !ready && !self.owed.get() {
+            // On a poll-flushed loop, submissions since the last poll may have made records
+            // that nothing announces: poll for them.
+            let flush = inner.poll_flush.get() && inner.is_unflushed();
+            if !ready && !self.owed.get() && !flush {
                 return; // readiness registered
             }
             let n = inner.turn(0).unwrap_or(0);
@@ -227,8 +236,13 @@ struct Running<'a> {
 
 impl Drop for Running<'_> {
     fn drop(&mut self) {
-        self.inner.flush();
         self.inner.in_drive.set(false);
+        if !self.inner.poll_flush.get() {
+            self.inner.flush();
+        } else if self.inner.is_unflushed() {
+            // The flush is the driver's next poll: come back for it (once).
+            self.inner.wake_flusher();
+        }
     }
 }
 
@@ -246,6 +260,7 @@ impl Drop for Driver {
         // Whoever polls the loop next flushes it (ioq_poll does): nothing waits for us.
         inner.flush();
         inner.host_flush.set(false);
+        inner.poll_flush.set(false);
         inner.flush_waker.borrow_mut().take();
         let f = inner.foreign.borrow_mut().take();
         drop(f);

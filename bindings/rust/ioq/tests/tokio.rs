@@ -594,6 +594,56 @@ fn host_flush_submissions_from_tasks_woken_by_tokio() {
     }
 }
 
+/// Sends that complete inside their submit call (epoll and kqueue finish them there; on a
+/// host-flushed loop their records wake nobody) from tasks tokio woke, to a peer outside
+/// the loop: nothing else ever makes the loop's descriptor readable, so each completes
+/// only because the driver polls after submissions (its flush).
+#[test]
+fn host_flush_sends_that_complete_at_once_reach_their_futures() {
+    for (name, rt) in flavours() {
+        let set = LocalSet::new();
+        set.block_on(&rt, async move {
+            let lp = Loop::with_host_flush(ioq::Backend::Auto).unwrap();
+            let r = lp.handle();
+            let driver = tokio::task::spawn_local(Driver::new(&r).unwrap());
+            let peer = std::net::TcpListener::bind(local()).unwrap();
+            let mut c = r.connect(peer.local_addr().unwrap()).await.unwrap();
+            let (mut s, _) = peer.accept().unwrap();
+            let reader = std::thread::spawn(move || {
+                let mut all = Vec::new();
+                std::io::Read::read_to_end(&mut s, &mut all).unwrap();
+                all
+            });
+            let mut want = Vec::new();
+            for i in 0..200u32 {
+                if i % 50 == 0 {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                let msg = i.to_le_bytes().to_vec();
+                want.extend_from_slice(&msg);
+                let sent = tokio::task::spawn_local(async move {
+                    tokio::task::yield_now().await;
+                    c.send(msg).await.0.map(|n| (n, c))
+                });
+                let (n, back) = tokio::time::timeout(Duration::from_secs(5), sent)
+                    .await
+                    .unwrap_or_else(|_| panic!("{}: send {} never completed", name, i))
+                    .unwrap()
+                    .unwrap();
+                assert_eq!(n, 4, "{}", name);
+                c = back;
+            }
+            c.close().await.unwrap();
+            assert_eq!(reader.join().unwrap(), want, "{}", name);
+            drop(lp);
+            tokio::time::timeout(Duration::from_secs(5), driver)
+                .await
+                .expect("the driver ends with its loop")
+                .unwrap();
+        });
+    }
+}
+
 /// The same through `ioq::tokio::run`, many connections and tokio local tasks at once:
 /// every operation completes once, and a driver dropped with work queued leaves it to the
 /// loop's next poll.
