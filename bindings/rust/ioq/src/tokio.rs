@@ -56,7 +56,9 @@
 //! takes it at its next poll, which is its flush there): 2.6 (2.2) per round trip, 2.85
 //! (2.3) when each such record wrote the loop's wake-up eventfd. Most of the rest over
 //! tokio's 2.1 is tokio's own: every wake of the future of `Runtime::block_on` (the
-//! driver, when it is that future) writes tokio's eventfd.
+//! driver, when it is that future) writes tokio's eventfd. A driver spawned as a task of a
+//! `LocalSet` (`tokio::task::spawn_local(Driver::new(&lp)?)`) wakes itself without that
+//! write: 2.2 (2.2) per round trip on epoll, about 0.5 (0.15) on io_uring.
 //!
 //! Not available with IOCP (Windows), which has no loop descriptor.
 
