@@ -129,6 +129,42 @@ fn ioq_futures_in_tokio_on_both_flavours() {
     }
 }
 
+/// `ioq::tokio::run` runs its future inside a `LocalSet` of its own (its driver is a task
+/// there): `tokio::task::spawn_local` works in it without a `LocalSet` of the caller's, and
+/// a task still running when the future returns is dropped with the `Run`.
+#[test]
+fn spawn_local_inside_run_needs_no_local_set() {
+    struct Dropped(std::sync::mpsc::Sender<()>);
+    impl Drop for Dropped {
+        fn drop(&mut self) {
+            let _ = self.0.send(());
+        }
+    }
+    for (name, rt) in flavours() {
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let got = rt.block_on(ioq::tokio::run(async move {
+            let lp = rt::current();
+            let (_l, c, s) = pair(&lp).await;
+            let server = tokio::task::spawn_local(echo(s));
+            let d = Dropped(tx);
+            tokio::task::spawn_local(async move {
+                let _d = d;
+                std::future::pending::<()>().await
+            });
+            let (r, _) = c.send(b"hi".to_vec()).await;
+            r.unwrap();
+            let (r, b) = c.recv(Vec::with_capacity(8)).await;
+            assert_eq!(r, Ok(2));
+            c.shutdown().await.unwrap();
+            assert_eq!(server.await.unwrap().unwrap(), 2);
+            b
+        }));
+        assert_eq!(got, b"hi", "{}", name);
+        rx.recv_timeout(Duration::from_secs(5))
+            .unwrap_or_else(|_| panic!("{}: the task left running was not dropped", name));
+    }
+}
+
 #[test]
 fn tokio_local_tasks_await_ioq_futures() {
     for (name, rt) in flavours() {
