@@ -238,10 +238,13 @@ static inline uint32_t ioq__ready_count(const ioq_loop *loop)
 void ioq__wake_send(ioq_loop *loop);
 
 /* A host that sleeps on ioq_loop_fd() must learn of records made outside ioq_poll(): the
- * first ready record wakes it. */
+ * first ready record wakes it. Such records are made only on the loop's thread, inside the
+ * host's own calls (a send done in its submit call, a cancel); an IOQ_LOOP_HOST_FLUSH host
+ * calls ioq_submit or ioq_poll before it sleeps, so its wake waits for that ioq_submit
+ * (poll.c), and a host that polls instead costs none. */
 static inline void ioq__ready_signal(ioq_loop *loop)
 {
-    if (loop->embedded && !loop->in_poll && ioq__ready_count(loop) == 1)
+    if (loop->embedded && !loop->in_poll && !loop->host_flush && ioq__ready_count(loop) == 1)
         ioq__wake_send(loop);
 }
 

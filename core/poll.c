@@ -166,6 +166,10 @@ int ioq_submit(ioq_loop *loop)
          * The loop stays "blocked" (a producer still signals the descriptor), and what
          * completes is reaped by the host's next ioq_poll. */
         loop->backend->flush(loop);
+        /* Records made by the host's calls since its last poll did not wake it (loop.h
+         * ioq__ready_signal): it is about to sleep, so they do now. */
+        if (ioq__ready_count(loop) > 0)
+            ioq__wake_send(loop);
         return 0;
     }
     ioq__posts_drain(loop);

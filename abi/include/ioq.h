@@ -188,7 +188,11 @@ extern "C" {
  *   promises to call one of them before it sleeps on the descriptor (typically once at the
  *   end of each turn of its loop): work that was never handed over completes never, and
  *   the descriptor cannot say so. One system call then submits a whole turn's operations.
- *   Loops not embedded, and backends that submit nothing in batches (epoll, kqueue, IOCP),
+ *   Likewise a completion made inside one of the host's own calls (a send that the
+ *   readiness backends finish in its submit call, a cancel) makes the descriptor readable
+ *   only at that ioq_submit(), not at once: a host that calls ioq_poll() instead takes it
+ *   with no wake-up (Since 1.1, both on io_uring and on epoll and kqueue). Apart from that,
+ *   loops not embedded and backends that submit nothing in batches (epoll, kqueue, IOCP)
  *   behave the same with or without it. */
 #define IOQ_LOOP_HOST_FLUSH 0x0001
 

@@ -360,8 +360,10 @@ else
   [ -s "$work/lua_env.err" ] && tail -n 3 "$work/lua_env.err" >&2
 fi
 
-# 9c. Rust echo servers: ioq's runtime and ioq inside tokio (its driver), with owned buffers
-# and with the reader/writer adapters, against tokio's own sockets (current_thread).
+# 9c. Rust echo servers: ioq's runtime and ioq inside tokio (its driver, as the runtime's
+# main future through ioq::tokio::run and as a LocalSet task of its own: ioq-tokio-task),
+# with owned buffers and with the reader/writer adapters, against tokio's own sockets
+# (current_thread).
 rust_dir="$(dirname "$0")/../../bindings/rust"
 if { [ -z "${BENCH_ONLY:-}" ] || [[ " $BENCH_ONLY " == *" rust "* ]]; } && have loadgen &&
    [ -n "$rust_rows" ]; then
@@ -391,6 +393,8 @@ if { [ -z "${BENCH_ONLY:-}" ] || [[ " $BENCH_ONLY " == *" rust "* ]]; } && have 
 $rust_bin ioq")
         vs+=("ioq-tokio-$be|run_secs=$lang_secs run_echo_cpu ioq-tokio-$be $1 $2 \
 env IOQ_BACKEND=$be $rust_bin ioq-tokio")
+        vs+=("ioq-tokio-task-$be|run_secs=$lang_secs run_echo_cpu ioq-tokio-task-$be $1 $2 \
+env IOQ_BACKEND=$be $rust_bin ioq-tokio-task")
       done
       # The adapters' copy: one backend is enough (the copy is the same on both), and one
       # row (10 x 1 KiB).

@@ -8,6 +8,8 @@
 //! - `ioq-tokio`: a current_thread tokio runtime with ioq's driver, connections as tokio
 //!   tasks (`spawn_local`) awaiting ioq's owned-buffer operations;
 //! - `ioq-tokio-traits`: the same with tokio's AsyncRead/AsyncWrite on the ioq streams;
+//! - `ioq-tokio-task`: as `ioq-tokio`, but the driver is a `LocalSet` task of its own
+//!   (`spawn_local(Driver::new(..))`) instead of the runtime's main future;
 //! - `tokio`: tokio's own TcpListener/TcpStream on a current_thread runtime (the peer).
 //!
 //! The ioq modes honour IOQ_BACKEND. Prints "listening on ADDR" once it accepts.
@@ -91,7 +93,8 @@ fn main() {
         (Some(m), Some(a)) => (m, a),
         _ => {
             eprintln!(
-                "usage: bench_echo ioq|ioq-traits|ioq-tokio|ioq-tokio-traits|tokio ADDR:PORT"
+                "usage: bench_echo ioq|ioq-traits|ioq-tokio|ioq-tokio-traits|ioq-tokio-task|tokio \
+                 ADDR:PORT"
             );
             std::process::exit(2);
         }
@@ -127,6 +130,22 @@ fn main() {
                     }
                 }),
             )
+        }
+        "ioq-tokio-task" => {
+            // The driver as a LocalSet task of its own rather than the runtime's main future.
+            let set = tokio::task::LocalSet::new();
+            set.block_on(&current_thread(), async move {
+                let lp = ioq::Loop::with_host_flush(ioq::Backend::Auto).expect("loop");
+                let r = lp.handle();
+                tokio::task::spawn_local(ioq::tokio::Driver::new(&r).expect("driver"));
+                let l = r.tcp_listen(addr).expect("listen");
+                println!("listening on {} ({})", l.local_addr().unwrap(), r.backend());
+                loop {
+                    if let Ok(c) = l.accept().await {
+                        tokio::task::spawn_local(echo_owned(c));
+                    }
+                }
+            })
         }
         "tokio" => current_thread().block_on(async move {
             let l = tokio::net::TcpListener::bind(addr).await.expect("listen");

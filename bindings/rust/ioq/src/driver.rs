@@ -358,6 +358,11 @@ pub(crate) struct Inner {
     pub(crate) flush_woken: Cell<bool>,
     /// The C loop was made with IOQ_LOOP_HOST_FLUSH (`Loop::with_host_flush`).
     pub(crate) flush_flag: Cell<bool>,
+    /// host_flush on a backend that submits nothing in batches (epoll, kqueue): the
+    /// driver's flush is a poll. A record made inside a submit call (a send done at once)
+    /// does not wake the host there (the flag's promise: it polls or flushes before it
+    /// sleeps), and polling takes it where ioq_submit would pay a wake-up to announce it.
+    pub(crate) poll_flush: Cell<bool>,
 }
 
 fn cqe(token: u64, result: i64) -> sys::ioq_cqe {
@@ -390,6 +395,7 @@ impl Inner {
             flush_waker: RefCell::new(None),
             flush_woken: Cell::new(false),
             flush_flag: Cell::new(false),
+            poll_flush: Cell::new(false),
             shared: Arc::new(Shared {
                 raw: Mutex::new(raw as usize),
                 queue: Mutex::new(Queue::default()),
@@ -432,8 +438,13 @@ impl Inner {
         }
     }
 
+    /// Something was submitted since the last flush or poll.
+    pub(crate) fn is_unflushed(&self) -> bool {
+        self.unflushed.get()
+    }
+
     #[cold]
-    fn wake_flusher(&self) {
+    pub(crate) fn wake_flusher(&self) {
         if self.in_drive.get() || self.flush_woken.get() {
             return;
         }

@@ -19,13 +19,15 @@
 //! made yourself, either around a future ([`Driver::run`]) or as a task of its own
 //! (`tokio::task::spawn_local(driver)`). `ioq::rt::spawn` and `ioq::rt::current` work
 //! inside (the driver runs the loop's tasks too), as do `tokio::task::spawn_local` tasks
-//! that await ioq futures.
+//! that await ioq futures. [`run`] and [`Driver::run`] run the driver as a task of a
+//! `LocalSet` of their own and poll their future inside it, so `spawn_local` works there
+//! without a `LocalSet` of yours; its tasks end with the `Run` future, as the loop does.
 //!
 //! **Threads.** An ioq loop and its values (`LoopRef`, handles, operation futures) belong
 //! to the thread that made the loop: they are not `Send`. The driver runs there, so the
 //! loop is pinned to one thread whatever the runtime's flavour:
 //! - current_thread runtime: `rt.block_on(ioq::tokio::run(fut))`, and
-//!   `tokio::task::spawn_local` inside a `LocalSet` for more tasks on that thread;
+//!   `tokio::task::spawn_local` inside it for more tasks on that thread;
 //! - multi_thread runtime: the same `rt.block_on(ioq::tokio::run(fut))` (or a `LocalSet`)
 //!   keeps the loop on the calling thread while tokio's reactor and worker threads run as
 //!   usual; tasks on the workers (`tokio::spawn`, which needs `Send` futures) hand ioq work
@@ -45,15 +47,18 @@
 //! tokio task that tokio woke) wakes the driver once, which then runs after the tasks
 //! already woken and flushes for all of them; nothing sleeps with work unsubmitted. A loop
 //! made without the flag submits each operation at once (one `io_uring_enter` each), as a
-//! host that may sleep at any moment needs. The flag changes nothing on epoll and kqueue.
+//! host that may sleep at any moment needs. On epoll and kqueue nothing waits to be
+//! submitted, and the driver's flush is a poll of the loop (see Cost).
 //!
 //! **Cost.** Counted with strace on an echo server (10 connections x 1 KiB, and 100 x
-//! 64 B), a round trip through the driver costs about 0.8 (0.2) system calls on io_uring
-//! with the flag, and 2.6 without; tokio's own sockets need 2.1, ioq's own runtime
-//! ([`crate::rt`]) 0.2 (0.06). On epoll an embedded loop writes its wake-up eventfd when
-//! a completion is made outside `ioq_poll` (a send that completes at once, once per poll):
-//! about 2.85 per round trip. Waking the driver (the future of `Runtime::block_on`, or a
-//! `LocalSet`'s task woken by the reactor) costs tokio an eventfd write.
+//! 64 B), a round trip through [`run`] costs about 0.5 (0.15) system calls on io_uring
+//! with the flag (2.6 without); tokio's own sockets need 2.1, ioq's own runtime
+//! ([`crate::rt`]) 0.2 (0.06). On epoll a send usually completes inside its submit call;
+//! with the flag that record wakes nobody (the driver, which is going to poll anyway,
+//! takes it at its next poll, which is its flush there): 2.2 (2.2) per round trip. Each
+//! wake of the future of `Runtime::block_on` writes tokio's eventfd, which is why the
+//! driver is a task of a `LocalSet` rather than that future: as the future it cost 2.6
+//! (2.2) on epoll and 0.9 (0.2) on io_uring.
 //!
 //! Not available with IOCP (Windows), which has no loop descriptor.
 
@@ -126,6 +131,9 @@ impl Driver {
         let afd = AsyncFd::with_interest(LoopFd(fd as RawFd), Interest::READABLE)?;
         *inner.foreign.borrow_mut() = Some(Box::new(afd));
         inner.host_flush.set(inner.flush_flag.get());
+        inner.poll_flush.set(
+            inner.flush_flag.get() && lp.caps() & ioq_sys::IOQ_CAP_BATCHED_SUBMIT == 0,
+        );
         Ok(Driver {
             lp: lp.clone(),
             _driven: rt::set_driven(lp),
@@ -141,10 +149,11 @@ impl Driver {
     /// A future that runs `fut` and drives the loop while it does; its output is `fut`'s.
     pub fn run<F: Future>(self, fut: F) -> Run<F> {
         Run {
+            set: None,
+            lp: Some(self.lp.clone()),
             driver: Some(self),
             fut,
             _owned: None,
-            lp: None,
         }
     }
 
@@ -189,7 +198,10 @@ impl Driver {
                     Poll::Pending => false,
                 }
             };
-            if !ready && !self.owed.get() {
+            // On a poll-flushed loop, submissions since the last poll may have made records
+            // that nothing announces: poll for them.
+            let flush = inner.poll_flush.get() && inner.is_unflushed();
+            if !ready && !self.owed.get() && !flush {
                 return; // readiness registered
             }
             let n = inner.turn(0).unwrap_or(0);
@@ -227,8 +239,13 @@ struct Running<'a> {
 
 impl Drop for Running<'_> {
     fn drop(&mut self) {
-        self.inner.flush();
         self.inner.in_drive.set(false);
+        if !self.inner.poll_flush.get() {
+            self.inner.flush();
+        } else if self.inner.is_unflushed() {
+            // The flush is the driver's next poll: come back for it (once).
+            self.inner.wake_flusher();
+        }
     }
 }
 
@@ -246,6 +263,7 @@ impl Drop for Driver {
         // Whoever polls the loop next flushes it (ioq_poll does): nothing waits for us.
         inner.flush();
         inner.host_flush.set(false);
+        inner.poll_flush.set(false);
         inner.flush_waker.borrow_mut().take();
         let f = inner.foreign.borrow_mut().take();
         drop(f);
@@ -292,6 +310,7 @@ pub fn run<F: Future>(fut: F) -> Run<F> {
     let lp = Loop::with_host_flush(crate::Backend::Auto)
         .unwrap_or_else(|e| panic!("ioq: cannot create a loop: {}", e));
     Run {
+        set: None,
         driver: None,
         fut,
         lp: Some(lp.handle()),
@@ -300,9 +319,16 @@ pub fn run<F: Future>(fut: F) -> Run<F> {
 }
 
 /// Future of [`run`] and [`Driver::run`].
+///
+/// It runs the driver as a task of a `LocalSet` of its own, polled with `fut`, and polls
+/// `fut` inside that set: `tokio::task::spawn_local` there spawns onto it (no `LocalSet`
+/// of yours is needed), and those tasks end with the `Run` (as the loop does). A driver
+/// that is the future of `Runtime::block_on` would cost tokio an eventfd write at each of
+/// its wakes; as a task it wakes itself, and the tasks its completions wake, for free.
 #[must_use = "futures do nothing unless awaited"]
 pub struct Run<F> {
-    // Dropped in this order: the registration before the loop it belongs to.
+    // Dropped in this order: the driver (in `set`) and the tasks before the loop.
+    set: Option<::tokio::task::LocalSet>,
     driver: Option<Driver>,
     fut: F,
     _owned: Option<Loop>,
@@ -313,30 +339,32 @@ impl<F: Future> Future for Run<F> {
     type Output = F::Output;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
-        // `fut` is structurally pinned; the other fields are never pinned.
+        // `fut` and `set` are structurally pinned (never moved once polled); the other
+        // fields are never pinned.
         let this = unsafe { self.get_unchecked_mut() };
-        if this.driver.is_none() {
-            let lp = this.lp.as_ref().expect("a loop to drive");
-            match Driver::new(lp) {
-                Ok(d) => this.driver = Some(d),
-                Err(e) => panic!("ioq::tokio::run: {}", e),
-            }
+        if this.set.is_none() {
+            let driver = match this.driver.take() {
+                Some(d) => d,
+                None => {
+                    let lp = this.lp.as_ref().expect("a loop to drive");
+                    Driver::new(lp).unwrap_or_else(|e| panic!("ioq::tokio::run: {}", e))
+                }
+            };
+            let set = ::tokio::task::LocalSet::new();
+            set.spawn_local(driver);
+            this.set = Some(set);
         }
-        let driver = this.driver.as_ref().expect("driver made above");
-        let _enter = rt::enter(&driver.lp);
-        let _running = driver.running();
-        for _ in 0..ROUNDS {
+        let set = this.set.as_mut().expect("set made above");
+        let _local = set.enter();
+        {
+            let _enter = rt::enter(this.lp.as_ref().expect("the driven loop"));
             if let Poll::Ready(v) = unsafe { Pin::new_unchecked(&mut this.fut) }.poll(cx) {
                 return Poll::Ready(v);
             }
-            driver.drive(cx);
-            // Again at once only for the loop's own tasks that completions just woke (a
-            // completion for `fut` woke this task: tokio polls it again).
-            if !driver.lp.inner().shared.has_ready() {
-                return Poll::Pending;
-            }
         }
-        cx.waker().wake_by_ref();
+        // The driver and the local tasks. The set ends only when its driver does (the
+        // loop is gone): `fut` still decides when this ends.
+        let _ = unsafe { Pin::new_unchecked(set) }.poll(cx);
         Poll::Pending
     }
 }

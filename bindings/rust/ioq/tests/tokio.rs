@@ -129,6 +129,42 @@ fn ioq_futures_in_tokio_on_both_flavours() {
     }
 }
 
+/// `ioq::tokio::run` runs its future inside a `LocalSet` of its own (its driver is a task
+/// there): `tokio::task::spawn_local` works in it without a `LocalSet` of the caller's, and
+/// a task still running when the future returns is dropped with the `Run`.
+#[test]
+fn spawn_local_inside_run_needs_no_local_set() {
+    struct Dropped(std::sync::mpsc::Sender<()>);
+    impl Drop for Dropped {
+        fn drop(&mut self) {
+            let _ = self.0.send(());
+        }
+    }
+    for (name, rt) in flavours() {
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let got = rt.block_on(ioq::tokio::run(async move {
+            let lp = rt::current();
+            let (_l, c, s) = pair(&lp).await;
+            let server = tokio::task::spawn_local(echo(s));
+            let d = Dropped(tx);
+            tokio::task::spawn_local(async move {
+                let _d = d;
+                std::future::pending::<()>().await
+            });
+            let (r, _) = c.send(b"hi".to_vec()).await;
+            r.unwrap();
+            let (r, b) = c.recv(Vec::with_capacity(8)).await;
+            assert_eq!(r, Ok(2));
+            c.shutdown().await.unwrap();
+            assert_eq!(server.await.unwrap().unwrap(), 2);
+            b
+        }));
+        assert_eq!(got, b"hi", "{}", name);
+        rx.recv_timeout(Duration::from_secs(5))
+            .unwrap_or_else(|_| panic!("{}: the task left running was not dropped", name));
+    }
+}
+
 #[test]
 fn tokio_local_tasks_await_ioq_futures() {
     for (name, rt) in flavours() {
@@ -585,6 +621,56 @@ fn host_flush_submissions_from_tasks_woken_by_tokio() {
                 .unwrap()
                 .unwrap();
             assert_eq!(total, 20 * 100 + 5, "{}", name);
+            drop(lp);
+            tokio::time::timeout(Duration::from_secs(5), driver)
+                .await
+                .expect("the driver ends with its loop")
+                .unwrap();
+        });
+    }
+}
+
+/// Sends that complete inside their submit call (epoll and kqueue finish them there; on a
+/// host-flushed loop their records wake nobody) from tasks tokio woke, to a peer outside
+/// the loop: nothing else ever makes the loop's descriptor readable, so each completes
+/// only because the driver polls after submissions (its flush).
+#[test]
+fn host_flush_sends_that_complete_at_once_reach_their_futures() {
+    for (name, rt) in flavours() {
+        let set = LocalSet::new();
+        set.block_on(&rt, async move {
+            let lp = Loop::with_host_flush(ioq::Backend::Auto).unwrap();
+            let r = lp.handle();
+            let driver = tokio::task::spawn_local(Driver::new(&r).unwrap());
+            let peer = std::net::TcpListener::bind(local()).unwrap();
+            let mut c = r.connect(peer.local_addr().unwrap()).await.unwrap();
+            let (mut s, _) = peer.accept().unwrap();
+            let reader = std::thread::spawn(move || {
+                let mut all = Vec::new();
+                std::io::Read::read_to_end(&mut s, &mut all).unwrap();
+                all
+            });
+            let mut want = Vec::new();
+            for i in 0..200u32 {
+                if i % 50 == 0 {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                let msg = i.to_le_bytes().to_vec();
+                want.extend_from_slice(&msg);
+                let sent = tokio::task::spawn_local(async move {
+                    tokio::task::yield_now().await;
+                    c.send(msg).await.0.map(|n| (n, c))
+                });
+                let (n, back) = tokio::time::timeout(Duration::from_secs(5), sent)
+                    .await
+                    .unwrap_or_else(|_| panic!("{}: send {} never completed", name, i))
+                    .unwrap()
+                    .unwrap();
+                assert_eq!(n, 4, "{}", name);
+                c = back;
+            }
+            c.close().await.unwrap();
+            assert_eq!(reader.join().unwrap(), want, "{}", name);
             drop(lp);
             tokio::time::timeout(Duration::from_secs(5), driver)
                 .await
