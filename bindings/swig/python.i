@@ -998,6 +998,141 @@ fail:
     return NULL;
 }
 
+/* ioq_py_flush - the gathered writes of ioq.aio.EventLoop's transports, sent before the
+ * loop polls (what each transport's _ioq_flush() does, without a Python call per
+ * transport): takes every transport out of the list q; one whose _wpend is a bytes object
+ * gets it sent by ioq_py_send_bytes under the token al._next_token (counted up), with
+ * _wpend = None and _wpend_n = 0 first; any other with a _wpend (a list of writes, or a
+ * lost connection) has its _ioq_flush() called; a send ioq refuses goes to
+ * _ioq_send_failed(rc). Returns None, or NULL with the exception of such a call (the
+ * transports after it stay in q). */
+static PyObject *ioq_py_flush(ioq_loop *loop, PyObject *cbs, PyObject *q, PyObject *al)
+{
+    static PyObject *s_wpend, *s_wpend_n, *s_conn_lost, *s_h, *s_acct, *s_next, *s_flush,
+                    *s_failed;
+    PyObject *items, *tr, *pend = NULL, *v, *res, *zero;
+    unsigned long long token;
+    Py_ssize_t i, n;
+    if (s_wpend == NULL) {
+        s_wpend = PyUnicode_InternFromString("_wpend");
+        s_wpend_n = PyUnicode_InternFromString("_wpend_n");
+        s_conn_lost = PyUnicode_InternFromString("_conn_lost");
+        s_h = PyUnicode_InternFromString("_h");
+        s_acct = PyUnicode_InternFromString("_acct");
+        s_next = PyUnicode_InternFromString("_next_token");
+        s_flush = PyUnicode_InternFromString("_ioq_flush");
+        s_failed = PyUnicode_InternFromString("_ioq_send_failed");
+        if (!s_wpend || !s_wpend_n || !s_conn_lost || !s_h || !s_acct || !s_next || !s_flush
+            || !s_failed)
+            return NULL;
+    }
+    if (!PyList_CheckExact(q) || !PyDict_Check(cbs)) {
+        PyErr_SetString(PyExc_TypeError, "flush(loop, dict, list, asyncloop)");
+        return NULL;
+    }
+    n = PyList_GET_SIZE(q);
+    if (n == 0)
+        Py_RETURN_NONE;
+    /* The list is emptied first: a transport written to by a callback below goes into
+     * the next flush. */
+    if ((items = PyList_GetSlice(q, 0, n)) == NULL)
+        return NULL;
+    if (PyList_SetSlice(q, 0, n, NULL) < 0)
+        goto fail_items;
+    zero = PyLong_FromLong(0);
+    if (zero == NULL)
+        goto fail_items;
+    for (i = 0; i < n; i++) {
+        int lost, rc;
+        ioq_handle h;
+        tr = PyList_GET_ITEM(items, i);
+        if ((pend = PyObject_GetAttr(tr, s_wpend)) == NULL)
+            goto fail;
+        if (pend == Py_None) {
+            Py_CLEAR(pend);
+            continue;
+        }
+        if ((v = PyObject_GetAttr(tr, s_conn_lost)) == NULL)
+            goto fail;
+        lost = PyObject_IsTrue(v);
+        Py_DECREF(v);
+        if (lost < 0)
+            goto fail;
+        if (!PyBytes_CheckExact(pend) || lost || loop == NULL) {
+            Py_CLEAR(pend);
+            res = PyObject_CallMethodNoArgs(tr, s_flush);
+            if (res == NULL)
+                goto fail;
+            Py_DECREF(res);
+            continue;
+        }
+        if ((v = PyObject_GetAttr(tr, s_h)) == NULL)
+            goto fail;
+        h = PyLong_AsUnsignedLongLong(v);
+        Py_DECREF(v);
+        if (h == (ioq_handle)-1 && PyErr_Occurred())
+            goto fail;
+        if ((v = PyObject_GetAttr(tr, s_acct)) == NULL)
+            goto fail;
+        if ((res = PyObject_GetAttr(al, s_next)) == NULL) {
+            Py_DECREF(v);
+            goto fail;
+        }
+        token = PyLong_AsUnsignedLongLong(res);
+        Py_DECREF(res);
+        if (token == (unsigned long long)-1 && PyErr_Occurred()) {
+            Py_DECREF(v);
+            goto fail;
+        }
+        if ((res = PyLong_FromUnsignedLongLong(token + 1)) == NULL ||
+            PyObject_SetAttr(al, s_next, res) < 0 ||
+            PyObject_SetAttr(tr, s_wpend, Py_None) < 0 ||
+            PyObject_SetAttr(tr, s_wpend_n, zero) < 0) {
+            Py_XDECREF(res);
+            Py_DECREF(v);
+            goto fail;
+        }
+        Py_DECREF(res);
+        res = ioq_py_send_bytes(loop, h, pend, token, cbs, v);
+        Py_DECREF(v);
+        Py_CLEAR(pend);
+        if (res == NULL)
+            goto fail;
+        rc = (int)PyLong_AsLong(res);
+        Py_DECREF(res);
+        if (rc < 0) {
+            if ((v = PyLong_FromLong(rc)) == NULL)
+                goto fail;
+            res = PyObject_CallMethodOneArg(tr, s_failed, v);
+            Py_DECREF(v);
+            if (res == NULL)
+                goto fail;
+            Py_DECREF(res);
+        }
+    }
+    Py_DECREF(zero);
+    Py_DECREF(items);
+    Py_RETURN_NONE;
+fail:
+    /* the transports not flushed yet go back into q */
+    Py_XDECREF(pend);
+    Py_DECREF(zero);
+    if (i + 1 < n) {
+        PyObject *left = PyList_GetSlice(items, i + 1, n);
+        if (left != NULL) {
+            PyObject *et, *ev, *etb;
+            PyErr_Fetch(&et, &ev, &etb);
+            if (PyList_SetSlice(q, 0, 0, left) < 0)
+                PyErr_WriteUnraisable(q);
+            PyErr_Restore(et, ev, etb);
+            Py_DECREF(left);
+        }
+    }
+fail_items:
+    Py_DECREF(items);
+    return NULL;
+}
+
 /* ioq_py_buf_read - a copy of the first length bytes of buffer id of pool, or None for a
  * bad pool or id. length must not exceed the pool's buffer size. */
 static PyObject *ioq_py_buf_read(ioq_loop *loop, ioq_handle pool, uint32_t id, uint32_t length)

@@ -490,6 +490,65 @@ def test_writes_of_one_iteration_go_out_together(loop):
     assert run(loop, main()) == b"head body and tail" + b"!" * 100000 + b"?"
 
 
+def test_gathered_writes_of_many_transports_and_a_refused_send(loop):
+    # The writes gathered in one iteration go out from C before the poll: every transport's
+    # bytes arrive in order, and a send ioq refuses ends that transport alone with the
+    # error, as a failed send() would.
+    async def main():
+        lp = asyncio.get_running_loop()
+        got = {}
+        done = []
+
+        class Sink(asyncio.Protocol):
+            def connection_made(self, tr):
+                self.buf = bytearray()
+
+            def data_received(self, data):
+                self.buf.extend(data)
+
+            def eof_received(self):
+                if not self.buf:
+                    return  # the transport that failed
+                got[bytes(self.buf[:2])] = bytes(self.buf)
+                if len(got) == 3:
+                    done[0].set_result(None)
+
+        class Watch(asyncio.Protocol):
+            def __init__(self):
+                self.lost = lp.create_future()
+
+            def connection_lost(self, exc):
+                self.lost.set_result(exc)
+
+        done.append(lp.create_future())
+        srv = await lp.create_server(Sink, "127.0.0.1", 0)
+        addr = srv.sockets[0].getsockname()
+        pairs = [await lp.create_connection(Watch, *addr) for _ in range(4)]
+        for i, (tr, _) in enumerate(pairs[:3]):
+            for k in range(5):
+                tr.write(b"t%d:%d;" % (i, k))
+        bad, bad_proto = pairs[3]
+        # ioq refuses the next send on this transport: its ioq handle is gone
+        from ioq import _eventloop
+        _eventloop._raw.ioq_close(lp.ioq._ptr, bad._h, _eventloop._QUIET_TOKEN)
+        bad._h = 0
+        bad.write(b"lost")
+        await asyncio.sleep(0)
+        for tr, _ in pairs[:3]:
+            tr.write_eof()
+        await done[0]
+        exc = await bad_proto.lost
+        for tr, _ in pairs:
+            tr.close()
+        srv.close()
+        return got, exc
+
+    got, exc = run(loop, main())
+    assert got == {b"t%d" % i: b"".join(b"t%d:%d;" % (i, k) for k in range(5))
+                   for i in range(3)}
+    assert isinstance(exc, ioq.Error)
+
+
 def test_sigint_interrupts_an_idle_loop(backend, tmp_path):
     import subprocess
     script = tmp_path / "idle.py"

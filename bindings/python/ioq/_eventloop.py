@@ -53,6 +53,9 @@ _NOTIFY_TOKEN = _WATCH_BASE - 2  # the event loop's notifier wait
 _MORE = _ioq.CQE_MORE
 _ECANCELED = _ioq.ECANCELED
 _BATCH = 256
+# The flush of gathered writes in C (ioq_py_flush); a package built before it flushes in
+# Python.
+_HAS_FLUSH = hasattr(_raw, "ioq_py_flush")
 
 
 def _timeout_ns(timeout):
@@ -83,6 +86,7 @@ class IoqSelector(selectors._BaseSelectorImpl):
         self.cbs = {}
         self.on_other = None
         self.flushq = []     # transports whose gathered writes go out before the next poll
+        self._flush_al = None  # the ioq.aio.AsyncLoop whose tokens those writes take
         self.pool = 0
         self.notifier = 0
         self._watches = {}   # token -> (fd, EVENT_READ or EVENT_WRITE)
@@ -237,6 +241,9 @@ class IoqSelector(selectors._BaseSelectorImpl):
         return out
 
     def _flush(self):
+        if _HAS_FLUSH:
+            _raw.ioq_py_flush(self._p, self.cbs, self.flushq, self._flush_al)
+            return
         q = self.flushq[:]
         del self.flushq[:]
         for tr in q:
@@ -596,9 +603,12 @@ class _IoqSocketTransport(_selector_events._SelectorSocketTransport):
         al._next_token = token + 1
         rc = _raw.ioq_py_send_bytes(al._p, self._h, data, token, al._cbs, self._acct)
         if rc < 0:
-            self._fatal_error(_ioq.error(rc), "Fatal write error on socket transport")
+            self._ioq_send_failed(rc)
             return False
         return True
+
+    def _ioq_send_failed(self, rc):
+        self._fatal_error(_ioq.error(rc), "Fatal write error on socket transport")
 
     def _on_sent(self, result, value, flags):
         acct = self._acct
@@ -946,6 +956,7 @@ class EventLoop(_unix_events.SelectorEventLoop):
             from . import aio
             al = aio.AsyncLoop(self._selector.ioq, asyncio_loop=self, _selector=self._selector)
             self._ioq_async = al
+            self._selector._flush_al = al   # the token counter of the C flush
         return al
 
     def remove_signal_handler(self, sig):
