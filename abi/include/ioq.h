@@ -832,8 +832,10 @@ IOQ_API int ioq_tty_get_size(ioq_loop *loop, ioq_handle tty, uint32_t *cols,
  *   when env is NULL), ".exe" added when it has no extension. env (UTF-8 "NAME=value")
  *   becomes a UTF-16 block; SYSTEMROOT is added from ours when env lacks it. stdio:
  *   inheritable copies of the handles are given to the child (ours for IOQ_STDIO_INHERIT,
- *   none when we have none; the NUL device; the handle or HANDLE given), made and used
- *   under a process-wide lock so that no other spawn of ioq picks them up; a new pipe's
+ *   none when we have none; the NUL device; the handle or HANDLE given; one copy when two
+ *   streams share a handle), named in a PROC_THREAD_ATTRIBUTE_HANDLE_LIST: the child
+ *   inherits them and no other handle of the process, not even one the host made
+ *   inheritable (as libuv and CPython's subprocess do); a new pipe's
  *   child end is a synchronous handle, as a child expects (an IOQ_STDIO_HANDLE of an ioq
  *   pipe is overlapped: a child's synchronous ReadFile/WriteFile on it works while the
  *   call can finish at once, which is not promised for a full pipe; IOQ_STDIO_PIPE is the

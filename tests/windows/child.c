@@ -12,6 +12,8 @@
  *   pwd             the current directory on stdout
  *   mark PATH       write "done" to the file PATH
  *   args            every argument after the script on a line of its own (UTF-8)
+ *   no-handle N     exit 4 if handle value N is an inheritable handle here (one that
+ *                   came from the parent: what the child opens itself is not inheritable)
  * The arguments are parsed from the UTF-16 command line (CommandLineToArgvW), so that what
  * arrives is what the Microsoft C runtime rules make of ioq_spawn's quoting.
  */
@@ -19,6 +21,7 @@
 #include <windows.h>
 #include <shellapi.h>
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -123,6 +126,11 @@ static void run(char *cmd, int argc, wchar_t **argv)
             out(so, s, strlen(s));
             out(so, "\n", 1);
         }
+    } else if (strcmp(cmd, "no-handle") == 0) {
+        HANDLE h = (HANDLE)(uintptr_t)strtoull(arg, NULL, 10);
+        DWORD f;
+        if (GetHandleInformation(h, &f) && (f & HANDLE_FLAG_INHERIT))
+            ExitProcess(4);
     } else if (*cmd) {
         ExitProcess(126); /* unknown command */
     }
