@@ -245,6 +245,7 @@ struct sync_dir {
     HANDLE thread;  /* the worker, for CancelSynchronousIo */
     HANDLE port;
     bool console;   /* ReadConsoleW / WriteConsoleW */
+    bool pipe;      /* a pipe: a read of 0 bytes is a zero-length write, not the end */
     bool writer;
     volatile LONG refs; /* the loop's and the worker's */
     /* under lock */
@@ -305,6 +306,8 @@ static DWORD sync_read_call(sync_dir *d, DWORD len, DWORD *err)
     DWORD got = 0;
     *err = 0;
     if (!d->console) {
+        if (d->pipe && ioq__test_empty_read())
+            return 0;
         if (!ReadFile(d->fh, d->buf, len < SYNC_BUF ? len : SYNC_BUF, &got, NULL))
             *err = GetLastError();
         return got;
@@ -469,11 +472,14 @@ static DWORD WINAPI sync_worker(LPVOID arg)
         }
         if (n == 0 && err && (err == ERROR_OPERATION_ABORTED || d->interrupted))
             continue; /* interrupted by a cancel: nothing read; the next want reads again */
+        if (n == 0 && !err && d->pipe)
+            continue; /* a zero-length write (WriteFile of 0 bytes): read again */
         if (n > 0) {
             d->have = n;
             d->off = 0;
         } else {
-            /* 0 bytes from a pipe or NUL is the end of the stream (as read() says). */
+            /* The end of a pipe is ERROR_BROKEN_PIPE (or ERROR_HANDLE_EOF); 0 bytes from
+             * NUL or a file is the end as well (as read() says). */
             d->ended = true;
             d->end_err = err;
         }
@@ -518,6 +524,7 @@ static int sync_dir_get(ioq_loop *loop, ioq__handle *h, bool writer, sync_dir **
         sync_free(d);
         return rc;
     }
+    d->pipe = !d->console && GetFileType(d->fh) == FILE_TYPE_PIPE;
     /* A small stack: the worker's buffers are in d. */
     d->thread = CreateThread(NULL, 64 * 1024, sync_worker, d, STACK_SIZE_PARAM_IS_A_RESERVATION,
                              NULL);

@@ -1,6 +1,7 @@
 /* Pipes and terminals as streams: ioq_pipe, adopted pipes, FIFOs and character devices,
  * and ioq_tty_* on a pseudo-terminal. */
 #include "harness.h"
+#include "internal.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -533,6 +534,53 @@ static void test_plain_eof_epipe(void **state)
     assert_int_equal(h_sendv(loop, w, iov, 2, s), 0);
     wait_ok(loop, s, IOQ_EPIPE);
     h_close_wait(loop, w);
+    h_finish(loop);
+}
+
+/* A zero-length write is no end of the stream: on Windows it makes a blocked ReadFile of
+ * an anonymous pipe return 0 bytes with success, which the reader must read again past;
+ * only ERROR_BROKEN_PIPE is the end (on POSIX such a write sends nothing). A zero-length
+ * write before the receive, one while it waits, and one under a multishot pool receive.
+ * wine 8 does not end a ReadFile at a zero-length write, so the reads of 0 bytes are also
+ * made by a test hook (IOCP only; nothing on POSIX). */
+static void test_plain_zero_write(void **state)
+{
+    (void)state;
+    ioq_loop *loop = h_loop_new();
+    uint64_t fr, fw;
+    ioq_handle r, pool;
+    char buf[16];
+    plain_pipe(&fr, &fw);
+    assert_int_equal(ioq_adopt(loop, fr, IOQ_KIND_PIPE, &r), 0);
+    ioq__test_empty_reads(2);
+    assert_true(plain_write(fw, "", 0));
+    uint64_t t = h_tok();
+    assert_int_equal(h_recv(loop, r, buf, sizeof buf, t), 0);
+    h_assert_quiet(loop, 50);
+    assert_true(plain_write(fw, "", 0));
+    h_assert_quiet(loop, 50);
+    assert_true(plain_write(fw, "data", 4));
+    wait_ok(loop, t, 4);
+    assert_memory_equal(buf, "data", 4);
+    assert_int_equal(ioq_pool_new(loop, 4, 64, &pool), 0);
+    ioq__test_empty_reads(1);
+    t = h_tok();
+    assert_int_equal(h_recv_pool(loop, r, pool, IOQ_MULTISHOT, t), 0);
+    assert_true(plain_write(fw, "", 0));
+    h_assert_quiet(loop, 50);
+    assert_true(plain_write(fw, "more", 4));
+    ioq_cqe c = h_next(loop, t);
+    assert_true(c.flags & IOQ_CQE_MORE);
+    assert_int_equal(c.result, 4);
+    assert_memory_equal(ioq_buf(loop, pool, (uint32_t)c.value), "more", 4);
+    assert_int_equal(ioq_buf_release(loop, pool, (uint32_t)c.value), 0);
+    /* The real end is still the end. */
+    plain_close(fw);
+    c = h_next(loop, t);
+    assert_false(c.flags & IOQ_CQE_MORE);
+    assert_int_equal(c.result, 0);
+    h_close_wait(loop, r);
+    h_close_wait(loop, pool);
     h_finish(loop);
 }
 
@@ -1076,7 +1124,7 @@ int main(int argc, char **argv)
         H_TEST(recv_pool_empty), H_TEST(shutdown_ring_slots),
         H_TEST(adopt),        H_TEST(bad_args),   H_TEST(tty_mode_size),
         H_TEST(enotty),       H_TEST(plain_both_ways), H_TEST(plain_eof_epipe),
-        H_TEST(plain_cancel_close),
+        H_TEST(plain_cancel_close), H_TEST(plain_zero_write),
 #ifdef _WIN32
         /* Not a case of its own: test_tty_mode_size runs it inside a pseudo console. */
         cmocka_unit_test_setup_teardown(test_tty_console, h_setup, h_teardown),
