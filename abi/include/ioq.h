@@ -785,9 +785,15 @@ IOQ_API int ioq_signal(ioq_loop *loop, int signum, uint32_t flags, uint64_t toke
  *   ends its op at once; the call runs on: what it reads is kept for the next receive (or
  *   dropped after a close), what it writes still goes out, and the duplicate stays open
  *   until it returns (otherwise a close or shutdown waits up to 50 ms for the thread to
- *   close its duplicate, so that the other side sees the end once it has completed). A read of 0 bytes from a synchronous pipe or NUL is the end of the
- *   stream. On a console, raw mode reads the characters of key presses (keys without one,
- *   such as arrows, are not reported); normal mode reads a line with its "\r\n".
+ *   close its duplicate, so that the other side sees the end once it has completed). A
+ *   pipe's stream ends at ERROR_BROKEN_PIPE; a read of 0 bytes with success (what a
+ *   zero-length WriteFile makes) is read again; 0 bytes from NUL is the end. On a console,
+ *   raw mode reads the characters of key presses, and a key without one as the escape
+ *   sequence xterm sends for it: arrows ESC [A..D, Home ESC [H, End ESC [F, Insert,
+ *   Delete, Page Up, Page Down ESC [2~ [3~ [5~ [6~, F1-F4 ESC OP..OS, F5-F12 ESC [15~ ..
+ *   [24~, with Shift, Alt and Ctrl as xterm's modifier (ESC [1;5A is Ctrl-Up, ESC [3;2~
+ *   Shift-Delete); other keys without a character (Shift alone) and other events are
+ *   left out. Normal mode reads a line with its "\r\n".
  * Returns 0, IOQ_EINVAL, IOQ_EMFILE, IOQ_ENFILE, IOQ_ENOMEM.
  * Since: 1.1 */
 IOQ_API int ioq_pipe(ioq_loop *loop, uint32_t flags, ioq_handle out[2]);

@@ -819,6 +819,74 @@ static void con_key(HANDLE in, wchar_t c)
     assert_int_equal(n, 2);
 }
 
+/* Press a key without a character (vk: VK_UP...) with modifiers (SHIFT_PRESSED...),
+ * repeated rep times, and let it go. */
+static void con_vkey(HANDLE in, WORD vk, DWORD state, WORD rep)
+{
+    INPUT_RECORD ir[2];
+    DWORD n = 0;
+    memset(ir, 0, sizeof ir);
+    for (int i = 0; i < 2; i++) {
+        ir[i].EventType = KEY_EVENT;
+        ir[i].Event.KeyEvent.bKeyDown = i == 0;
+        ir[i].Event.KeyEvent.wRepeatCount = rep;
+        ir[i].Event.KeyEvent.wVirtualKeyCode = vk;
+        ir[i].Event.KeyEvent.dwControlKeyState = state;
+    }
+    assert_true(WriteConsoleInputW(in, ir, 2, &n));
+    assert_int_equal(n, 2);
+}
+
+/* Raw mode: keys without a character arrive as xterm's escape sequences. */
+static void con_vt_keys(ioq_loop *loop, HANDLE ci, ioq_handle tin)
+{
+    static const struct {
+        WORD vk;
+        DWORD state;
+        const char *seq;
+    } keys[] = {
+        {VK_UP, 0, "\033[A"},
+        {VK_DOWN, 0, "\033[B"},
+        {VK_RIGHT, 0, "\033[C"},
+        {VK_LEFT, 0, "\033[D"},
+        {VK_HOME, 0, "\033[H"},
+        {VK_END, 0, "\033[F"},
+        {VK_CLEAR, 0, "\033[E"}, /* the keypad's centre without Num Lock */
+        {VK_INSERT, 0, "\033[2~"},
+        {VK_DELETE, 0, "\033[3~"},
+        {VK_PRIOR, 0, "\033[5~"},
+        {VK_NEXT, 0, "\033[6~"},
+        {VK_F1, 0, "\033OP"},
+        {VK_F4, 0, "\033OS"},
+        {VK_F5, 0, "\033[15~"},
+        {VK_F10, 0, "\033[21~"},
+        {VK_F11, 0, "\033[23~"},
+        {VK_F12, 0, "\033[24~"},
+        {VK_UP, LEFT_CTRL_PRESSED, "\033[1;5A"},
+        {VK_LEFT, SHIFT_PRESSED, "\033[1;2D"},
+        {VK_HOME, RIGHT_ALT_PRESSED, "\033[1;3H"},
+        {VK_DELETE, SHIFT_PRESSED, "\033[3;2~"},
+        {VK_NEXT, RIGHT_CTRL_PRESSED | SHIFT_PRESSED, "\033[6;6~"},
+        {VK_F1, LEFT_ALT_PRESSED, "\033[1;3P"},
+        {VK_F12, SHIFT_PRESSED | LEFT_ALT_PRESSED | LEFT_CTRL_PRESSED, "\033[24;8~"},
+        {VK_RIGHT, NUMLOCK_ON | ENHANCED_KEY, "\033[C"}, /* lock keys are no modifiers */
+    };
+    char buf[32];
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        size_t len = strlen(keys[i].seq);
+        con_vkey(ci, keys[i].vk, keys[i].state, 1);
+        h_recv_exact(loop, tin, buf, len);
+        assert_memory_equal(buf, keys[i].seq, len);
+    }
+    /* Shift alone brings nothing; a repeated key its sequence as often; a character
+     * after them comes as before. */
+    con_vkey(ci, VK_SHIFT, SHIFT_PRESSED, 1);
+    con_vkey(ci, VK_DOWN, 0, 3);
+    con_key(ci, L'q');
+    h_recv_exact(loop, tin, buf, 10);
+    assert_memory_equal(buf, "\033[B\033[B\033[Bq", 10);
+}
+
 #define CON_COLS 91
 #define CON_ROWS 27
 
@@ -867,6 +935,7 @@ static void test_tty_console(void **state)
     con_key(ci, 0xDE00);
     h_recv_exact(loop, tin, buf, 4);
     assert_memory_equal(buf, "\xf0\x9f\x98\x80", 4);
+    con_vt_keys(loop, ci, tin);
     /* Cancel while the read blocks: once, IOQ_ECANCELED; the next key is not lost. */
     r = h_tok();
     assert_int_equal(h_recv(loop, tin, buf, sizeof buf, r), 0);
