@@ -872,8 +872,15 @@ IOQ_API int ioq_process_wait(ioq_loop *loop, ioq_handle process, uint64_t token)
 /* ioq_kill - send signal signum to a child of ioq_spawn().
  * Windows (IOCP) has no signals: SIGINT (2), SIGQUIT (3), SIGKILL (9) and SIGTERM (15) end
  * the child at once with TerminateProcess(exit code 256 + signum) (no handler of the child
- * runs, not even for SIGINT); 0 tells whether it still runs; any other signum gives
- * IOQ_ENOTSUP.
+ * runs); 0 tells whether it still runs; any other signum gives IOQ_ENOTSUP. One exception:
+ * SIGINT to a child spawned with IOQ_SPAWN_NEW_SESSION (CREATE_NEW_PROCESS_GROUP) while
+ * this process had a console (which the child shares) is a Ctrl-Break event sent to the
+ * child's process group (GenerateConsoleCtrlEvent(CTRL_BREAK_EVENT, pid): every process
+ * of that group gets it), which the child may handle (SetConsoleCtrlHandler, or SIGBREAK
+ * in the C runtime), as a POSIX child may handle SIGINT; unhandled, the child ends with
+ * STATUS_CONTROL_C_EXIT (0xC000013A), which its wait reports. Where the event cannot be
+ * sent, SIGINT ends the child as above. (Tested only under wine 8, which cannot send
+ * console control events, so the Ctrl-Break path has not been run.)
  * Returns 0, IOQ_ESRCH (it has ended and was reaped), IOQ_EINVAL (bad signum),
  * IOQ_EBADHANDLE, IOQ_ENOTSUP.
  * ioq_close() of a process handle does not kill the child: ioq reaps it when it ends and

@@ -906,6 +906,7 @@ typedef struct {
     HANDLE process;
     DWORD pid;
     bool ended;
+    bool ctrl_group; /* a process group of its own in our console: SIGINT is Ctrl-Break */
     int64_t result;
 } win_proc;
 
@@ -1250,6 +1251,8 @@ int ioq__os_spawn(const ioq_process_options *o, const int64_t fds[3], void **pro
     }
     p->process = pi.hProcess;
     p->pid = pi.dwProcessId;
+    /* The child shares our console (it inherits it), where its group can be sent events. */
+    p->ctrl_group = (o->flags & IOQ_SPAWN_NEW_SESSION) && GetConsoleCP() != 0;
     *proc = p;
     p = NULL;
     *wait_fd = (int64_t)(intptr_t)wait_h;
@@ -1297,6 +1300,13 @@ int ioq__os_process_kill(void *proc, int signum)
     if (signum != IOQ__SIGINT && signum != IOQ__SIGQUIT && signum != IOQ__SIGKILL &&
         signum != IOQ__SIGTERM)
         return IOQ_ENOTSUP;
+    /* SIGINT to a child in a process group of its own (IOQ_SPAWN_NEW_SESSION) that shares
+     * our console: Ctrl-Break to its group, which the child may handle, as a POSIX child
+     * may handle SIGINT (Ctrl-C cannot be sent to one group: a new group ignores it).
+     * Where the event cannot be sent, SIGINT ends the child as the other signals do. */
+    if (signum == IOQ__SIGINT && p->ctrl_group &&
+        GenerateConsoleCtrlEvent(CTRL_BREAK_EVENT, p->pid))
+        return 0;
     /* The exit code says which signal, as the POSIX status does: 256 + signum. */
     if (!TerminateProcess(p->process, 256u + (UINT)signum)) {
         DWORD e = GetLastError();

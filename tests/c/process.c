@@ -219,6 +219,42 @@ static void test_kill(void **state)
     h_finish(loop);
 }
 
+/* SIGINT can be handled by the child: it ends with the code its handler chose. On Windows
+ * the child is in a process group of its own (IOQ_SPAWN_NEW_SESSION) and gets Ctrl-Break;
+ * this needs a console that parent and child share. */
+static void test_kill_int_handled(void **state)
+{
+    (void)state;
+#ifdef _WIN32
+    if (GetConsoleCP() == 0) {
+        h_skip("no console: SIGINT is sent as Ctrl-Break to a console process group, and "
+               "this process has no console (wine runs the tests without one, and wine 8 "
+               "cannot send console control events even in a pseudo console)");
+        return;
+    }
+#  define S_ON_INT "on-break 42; echo ready; sleep 30000"
+#else
+#  define S_ON_INT "trap 'exit 42' INT; echo ready; while :; do sleep 0.05; done"
+#endif
+    ioq_loop *loop = h_loop_new();
+    const char *argv[4];
+    ioq_process_options o = sh_opts(S_ON_INT, argv);
+    o.flags = IOQ_SPAWN_NEW_SESSION;
+    o.stdio[1].mode = IOQ_STDIO_PIPE;
+    ioq_handle p, pipes[3];
+    char buf[8];
+    assert_int_equal(ioq_spawn(loop, &o, &p, pipes), 0);
+    h_recv_exact(loop, pipes[1], buf, 6); /* its handler is in place */
+    assert_memory_equal(buf, "ready\n", 6);
+    uint64_t t = h_tok();
+    assert_int_equal(h_wait_proc(loop, p, t), 0);
+    assert_int_equal(ioq_kill(loop, p, SIGINT), 0);
+    assert_int_equal(h_wait(loop, t).result, 42);
+    h_close_wait(loop, pipes[1]);
+    h_close_wait(loop, p);
+    h_finish(loop);
+}
+
 static void test_stdout_pipe(void **state)
 {
     (void)state;
@@ -865,6 +901,7 @@ int main(int argc, char **argv)
         H_TEST(stdio_kinds),  H_TEST(new_session),   H_TEST(bad_args),
         H_TEST(exactly_once), H_TEST(no_pidfd),      H_TEST(loop_free),
         H_TEST(inherit_cloexec), H_TEST(argv),     H_TEST(handle_list),
+        H_TEST(kill_int_handled),
     };
     return h_main(argc, argv, "process", group, sizeof group / sizeof group[0]);
 }

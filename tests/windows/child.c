@@ -14,6 +14,7 @@
  *   args            every argument after the script on a line of its own (UTF-8)
  *   no-handle N     exit 4 if handle value N is an inheritable handle here (one that
  *                   came from the parent: what the child opens itself is not inheritable)
+ *   on-break N      from now on, Ctrl-Break (a console control event) exits with code N
  * The arguments are parsed from the UTF-16 command line (CommandLineToArgvW), so that what
  * arrives is what the Microsoft C runtime rules make of ioq_spawn's quoting.
  */
@@ -56,6 +57,16 @@ static char *env_value(const char *name)
     if (n == 0 || n >= 32768)
         return NULL;
     return utf8(buf);
+}
+
+static UINT break_code;
+
+static BOOL WINAPI on_ctrl(DWORD type)
+{
+    if (type != CTRL_BREAK_EVENT)
+        return FALSE;
+    ExitProcess(break_code);
+    return TRUE;
 }
 
 static void run(char *cmd, int argc, wchar_t **argv)
@@ -131,6 +142,10 @@ static void run(char *cmd, int argc, wchar_t **argv)
         DWORD f;
         if (GetHandleInformation(h, &f) && (f & HANDLE_FLAG_INHERIT))
             ExitProcess(4);
+    } else if (strcmp(cmd, "on-break") == 0) {
+        break_code = (UINT)strtoul(arg, NULL, 10);
+        if (!SetConsoleCtrlHandler(on_ctrl, TRUE))
+            ExitProcess(5);
     } else if (*cmd) {
         ExitProcess(126); /* unknown command */
     }
