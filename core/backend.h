@@ -284,6 +284,10 @@ bool ioq__loop_submit_now(const ioq_loop *loop);
 /* Test builds only: loops created from now on keep pools in the core as on kernels
  * without provided buffers (ioq__test_emulate_pools, core/loop.h). */
 bool ioq__test_pools_emulated(void);
+/* Test builds only: true (once per count) while this blocking pipe read should end with 0
+ * bytes and no error, as a zero-length write makes it on Windows (ioq__test_empty_reads,
+ * core/loop.h). */
+bool ioq__test_empty_read(void);
 /* The timer armed through arm_timer is gone (a one-shot fired): the next poll arms the
  * earliest deadline again. */
 void ioq__timer_disarmed(ioq_loop *loop);

@@ -50,6 +50,20 @@ static _Atomic int pools_emulated;
 void ioq__test_emulate_pools(int on) { atomic_store(&pools_emulated, on); }
 bool ioq__test_pools_emulated(void) { return atomic_load(&pools_emulated) != 0; }
 
+/* Test builds only: the next n blocking pipe reads end with 0 bytes and no error, as a
+ * zero-length write makes ReadFile end on Windows (wine does not). Only the IOCP backend's
+ * workers ask. */
+static _Atomic int empty_reads;
+void ioq__test_empty_reads(int n) { atomic_store(&empty_reads, n); }
+bool ioq__test_empty_read(void)
+{
+    int n = atomic_load(&empty_reads);
+    while (n > 0)
+        if (atomic_compare_exchange_weak(&empty_reads, &n, n - 1))
+            return true;
+    return false;
+}
+
 /* --- small helpers ------------------------------------------------------------------------ */
 
 char *ioq__strdup(const char *s)

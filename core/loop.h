@@ -320,6 +320,9 @@ void ioq__test_emulate_pools(int on);
 int ioq__test_handle_reuse(ioq_loop *loop, ioq_handle v, uint32_t n);
 /* fn runs after every wake call, before it is marked SENT (post.c). */
 void ioq__test_wake_hook(void (*fn)(void));
+/* The next n blocking pipe reads of the IOCP backend's workers end with 0 bytes and no
+ * error (loop.c). */
+void ioq__test_empty_reads(int n);
 
 /* --- ops (opslab.c) ------------------------------------------------------------------------ */
 

@@ -785,9 +785,15 @@ IOQ_API int ioq_signal(ioq_loop *loop, int signum, uint32_t flags, uint64_t toke
  *   ends its op at once; the call runs on: what it reads is kept for the next receive (or
  *   dropped after a close), what it writes still goes out, and the duplicate stays open
  *   until it returns (otherwise a close or shutdown waits up to 50 ms for the thread to
- *   close its duplicate, so that the other side sees the end once it has completed). A read of 0 bytes from a synchronous pipe or NUL is the end of the
- *   stream. On a console, raw mode reads the characters of key presses (keys without one,
- *   such as arrows, are not reported); normal mode reads a line with its "\r\n".
+ *   close its duplicate, so that the other side sees the end once it has completed). A
+ *   pipe's stream ends at ERROR_BROKEN_PIPE; a read of 0 bytes with success (what a
+ *   zero-length WriteFile makes) is read again; 0 bytes from NUL is the end. On a console,
+ *   raw mode reads the characters of key presses, and a key without one as the escape
+ *   sequence xterm sends for it: arrows ESC [A..D, Home ESC [H, End ESC [F, Insert,
+ *   Delete, Page Up, Page Down ESC [2~ [3~ [5~ [6~, F1-F4 ESC OP..OS, F5-F12 ESC [15~ ..
+ *   [24~, with Shift, Alt and Ctrl as xterm's modifier (ESC [1;5A is Ctrl-Up, ESC [3;2~
+ *   Shift-Delete); other keys without a character (Shift alone) and other events are
+ *   left out. Normal mode reads a line with its "\r\n".
  * Returns 0, IOQ_EINVAL, IOQ_EMFILE, IOQ_ENFILE, IOQ_ENOMEM.
  * Since: 1.1 */
 IOQ_API int ioq_pipe(ioq_loop *loop, uint32_t flags, ioq_handle out[2]);
@@ -832,8 +838,10 @@ IOQ_API int ioq_tty_get_size(ioq_loop *loop, ioq_handle tty, uint32_t *cols,
  *   when env is NULL), ".exe" added when it has no extension. env (UTF-8 "NAME=value")
  *   becomes a UTF-16 block; SYSTEMROOT is added from ours when env lacks it. stdio:
  *   inheritable copies of the handles are given to the child (ours for IOQ_STDIO_INHERIT,
- *   none when we have none; the NUL device; the handle or HANDLE given), made and used
- *   under a process-wide lock so that no other spawn of ioq picks them up; a new pipe's
+ *   none when we have none; the NUL device; the handle or HANDLE given; one copy when two
+ *   streams share a handle), named in a PROC_THREAD_ATTRIBUTE_HANDLE_LIST: the child
+ *   inherits them and no other handle of the process, not even one the host made
+ *   inheritable (as libuv and CPython's subprocess do); a new pipe's
  *   child end is a synchronous handle, as a child expects (an IOQ_STDIO_HANDLE of an ioq
  *   pipe is overlapped: a child's synchronous ReadFile/WriteFile on it works while the
  *   call can finish at once, which is not promised for a full pipe; IOQ_STDIO_PIPE is the
@@ -864,8 +872,15 @@ IOQ_API int ioq_process_wait(ioq_loop *loop, ioq_handle process, uint64_t token)
 /* ioq_kill - send signal signum to a child of ioq_spawn().
  * Windows (IOCP) has no signals: SIGINT (2), SIGQUIT (3), SIGKILL (9) and SIGTERM (15) end
  * the child at once with TerminateProcess(exit code 256 + signum) (no handler of the child
- * runs, not even for SIGINT); 0 tells whether it still runs; any other signum gives
- * IOQ_ENOTSUP.
+ * runs); 0 tells whether it still runs; any other signum gives IOQ_ENOTSUP. One exception:
+ * SIGINT to a child spawned with IOQ_SPAWN_NEW_SESSION (CREATE_NEW_PROCESS_GROUP) while
+ * this process had a console (which the child shares) is a Ctrl-Break event sent to the
+ * child's process group (GenerateConsoleCtrlEvent(CTRL_BREAK_EVENT, pid): every process
+ * of that group gets it), which the child may handle (SetConsoleCtrlHandler, or SIGBREAK
+ * in the C runtime), as a POSIX child may handle SIGINT; unhandled, the child ends with
+ * STATUS_CONTROL_C_EXIT (0xC000013A), which its wait reports. Where the event cannot be
+ * sent, SIGINT ends the child as above. (Tested only under wine 8, which cannot send
+ * console control events, so the Ctrl-Break path has not been run.)
  * Returns 0, IOQ_ESRCH (it has ended and was reaped), IOQ_EINVAL (bad signum),
  * IOQ_EBADHANDLE, IOQ_ENOTSUP.
  * ioq_close() of a process handle does not kill the child: ioq reaps it when it ends and

@@ -34,6 +34,7 @@
 
 #include <winternl.h>
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -245,6 +246,7 @@ struct sync_dir {
     HANDLE thread;  /* the worker, for CancelSynchronousIo */
     HANDLE port;
     bool console;   /* ReadConsoleW / WriteConsoleW */
+    bool pipe;      /* a pipe: a read of 0 bytes is a zero-length write, not the end */
     bool writer;
     volatile LONG refs; /* the loop's and the worker's */
     /* under lock */
@@ -299,12 +301,66 @@ static DWORD utf8_whole(const char *p, DWORD n)
     return n;
 }
 
+/* Raw console input: a key without a character (an arrow, Home, F5...) comes as the escape
+ * sequence a terminal sends for it, so that a program reads the bytes it would read from a
+ * POSIX terminal. The sequences are xterm's (Windows Terminal sends the same in VT input
+ * mode): arrows CSI A-D, Home CSI H, End CSI F, the keypad's centre CSI E, Insert, Delete,
+ * Page Up, Page Down CSI 2~ 3~ 5~ 6~, F1-F4 SS3 P-S, F5-F12 CSI 15~ 17~ 18~ 19~ 20~ 21~
+ * 23~ 24~. Shift, Alt and Ctrl go into xterm's modifier parameter, 1 + 1 (Shift) + 2 (Alt)
+ * + 4 (Ctrl): CSI 1;5A is Ctrl-Up, CSI 3;2~ Shift-Delete, CSI 1;3P Alt-F1. Writes the
+ * sequence to out (ASCII, at most 8 units) and returns its length; 0 for any other key
+ * (Shift alone, say). */
+static DWORD vt_key(WORD vk, DWORD state, wchar_t out[12])
+{
+    static const unsigned char fnum[8] = {15, 17, 18, 19, 20, 21, 23, 24}; /* F5-F12 */
+    char s[12], fin = 0;
+    unsigned num = 0, mod = 1;
+    int n;
+    if (vk >= VK_F1 && vk <= VK_F4)
+        fin = (char)('P' + (vk - VK_F1));
+    else if (vk >= VK_F5 && vk <= VK_F12)
+        num = fnum[vk - VK_F5];
+    else
+        switch (vk) {
+        case VK_UP: fin = 'A'; break;
+        case VK_DOWN: fin = 'B'; break;
+        case VK_RIGHT: fin = 'C'; break;
+        case VK_LEFT: fin = 'D'; break;
+        case VK_CLEAR: fin = 'E'; break;
+        case VK_END: fin = 'F'; break;
+        case VK_HOME: fin = 'H'; break;
+        case VK_INSERT: num = 2; break;
+        case VK_DELETE: num = 3; break;
+        case VK_PRIOR: num = 5; break;
+        case VK_NEXT: num = 6; break;
+        default: return 0;
+        }
+    if (state & SHIFT_PRESSED)
+        mod += 1;
+    if (state & (LEFT_ALT_PRESSED | RIGHT_ALT_PRESSED))
+        mod += 2;
+    if (state & (LEFT_CTRL_PRESSED | RIGHT_CTRL_PRESSED))
+        mod += 4;
+    if (num)
+        n = mod > 1 ? snprintf(s, sizeof s, "\033[%u;%u~", num, mod)
+                    : snprintf(s, sizeof s, "\033[%u~", num);
+    else if (mod > 1)
+        n = snprintf(s, sizeof s, "\033[1;%u%c", mod, fin);
+    else
+        n = snprintf(s, sizeof s, "\033%c%c", vk >= VK_F1 && vk <= VK_F4 ? 'O' : '[', fin);
+    for (int i = 0; i < n; i++)
+        out[i] = (wchar_t)s[i];
+    return (DWORD)n;
+}
+
 /* One blocking read into d->buf: bytes (> 0), 0 at the end, or with *err set. */
 static DWORD sync_read_call(sync_dir *d, DWORD len, DWORD *err)
 {
     DWORD got = 0;
     *err = 0;
     if (!d->console) {
+        if (d->pipe && ioq__test_empty_read())
+            return 0;
         if (!ReadFile(d->fh, d->buf, len < SYNC_BUF ? len : SYNC_BUF, &got, NULL))
             *err = GetLastError();
         return got;
@@ -334,8 +390,9 @@ static DWORD sync_read_call(sync_dir *d, DWORD len, DWORD *err)
                 return 0;
             }
         } else {
-            /* Raw, as libuv reads it: the characters of the key presses there now (keys
-             * without one, and other events, are left out); this never blocks. */
+            /* Raw: the characters of the key presses there now, and the escape sequences
+             * of keys without one (vt_key; other events are left out); this never
+             * blocks. */
             DWORD nrec = 0;
             if (!ReadConsoleInputW(d->fh, d->recs, SYNC_RECS, &nrec)) {
                 *err = GetLastError();
@@ -344,10 +401,19 @@ static DWORD sync_read_call(sync_dir *d, DWORD len, DWORD *err)
             }
             for (DWORD i = 0; i < nrec; i++) {
                 const KEY_EVENT_RECORD *k = &d->recs[i].Event.KeyEvent;
-                if (d->recs[i].EventType != KEY_EVENT || !k->bKeyDown || !k->uChar.UnicodeChar)
+                WORD rep = k->wRepeatCount ? k->wRepeatCount : 1;
+                wchar_t seq[12];
+                DWORD sn;
+                if (d->recs[i].EventType != KEY_EVENT || !k->bKeyDown)
                     continue;
-                for (WORD rep = k->wRepeatCount ? k->wRepeatCount : 1; rep && n < max; rep--)
-                    d->wbuf[start + n++] = k->uChar.UnicodeChar;
+                if (k->uChar.UnicodeChar) {
+                    for (; rep && n < max; rep--)
+                        d->wbuf[start + n++] = k->uChar.UnicodeChar;
+                    continue;
+                }
+                sn = vt_key(k->wVirtualKeyCode, k->dwControlKeyState, seq);
+                for (; sn && rep && n + sn <= max; rep--, n += sn)
+                    memcpy(d->wbuf + start + n, seq, sn * sizeof seq[0]);
             }
         }
         n += start;
@@ -469,11 +535,14 @@ static DWORD WINAPI sync_worker(LPVOID arg)
         }
         if (n == 0 && err && (err == ERROR_OPERATION_ABORTED || d->interrupted))
             continue; /* interrupted by a cancel: nothing read; the next want reads again */
+        if (n == 0 && !err && d->pipe)
+            continue; /* a zero-length write (WriteFile of 0 bytes): read again */
         if (n > 0) {
             d->have = n;
             d->off = 0;
         } else {
-            /* 0 bytes from a pipe or NUL is the end of the stream (as read() says). */
+            /* The end of a pipe is ERROR_BROKEN_PIPE (or ERROR_HANDLE_EOF); 0 bytes from
+             * NUL or a file is the end as well (as read() says). */
             d->ended = true;
             d->end_err = err;
         }
@@ -518,6 +587,7 @@ static int sync_dir_get(ioq_loop *loop, ioq__handle *h, bool writer, sync_dir **
         sync_free(d);
         return rc;
     }
+    d->pipe = !d->console && GetFileType(d->fh) == FILE_TYPE_PIPE;
     /* A small stack: the worker's buffers are in d. */
     d->thread = CreateThread(NULL, 64 * 1024, sync_worker, d, STACK_SIZE_PARAM_IS_A_RESERVATION,
                              NULL);

@@ -906,6 +906,7 @@ typedef struct {
     HANDLE process;
     DWORD pid;
     bool ended;
+    bool ctrl_group; /* a process group of its own in our console: SIGINT is Ctrl-Break */
     int64_t result;
 } win_proc;
 
@@ -1071,29 +1072,85 @@ static wchar_t *program_path(const ioq_process_options *o, int *rc)
     return found;
 }
 
-/* An inheritable copy of what the child gets as stdio i (std: the standard handle of
- * ours). NULL when there is nothing to give (the child then has none). */
-static int stdio_handle(int64_t fd, DWORD std, HANDLE nul, HANDLE *out)
+/* What the child gets as stdio i (std: the standard handle of ours): NULL when there is
+ * nothing to give (the child then has none). */
+static HANDLE stdio_source(int64_t fd, DWORD std, HANDLE nul)
 {
     HANDLE src = fd == -1                 ? GetStdHandle(std)
                  : fd == IOQ__OS_DEVNULL ? nul
                                           : (HANDLE)(intptr_t)fd;
+    return src == INVALID_HANDLE_VALUE ? NULL : src;
+}
+
+/* An inheritable copy of src for the child; NULL (and 0) when we have nothing to give. */
+static int stdio_copy(HANDLE src, bool ours, HANDLE *out)
+{
     *out = NULL;
-    if (src == NULL || src == INVALID_HANDLE_VALUE)
+    if (src == NULL)
         return 0;
     if (!DuplicateHandle(GetCurrentProcess(), src, GetCurrentProcess(), out, 0, TRUE,
                          DUPLICATE_SAME_ACCESS)) {
+        *out = NULL;
         /* Our own standard handle may be gone or not duplicable: the child has none. */
-        if (fd == -1)
+        if (ours)
             return 0;
         return ioq__win_error_map(GetLastError());
     }
     return 0;
 }
 
-/* Handles become inheritable between DuplicateHandle and CreateProcessW: one spawn at a
- * time, so that a child never picks up another spawn's stdio copies. */
-static SRWLOCK spawn_lock = SRWLOCK_INIT;
+/* The child inherits exactly its stdio copies: PROC_THREAD_ATTRIBUTE_HANDLE_LIST names them
+ * (every entry inheritable, none twice), so that no other inheritable handle of the host
+ * (or of another spawn running at the same time) reaches it, as libuv and CPython do. The
+ * list must outlive CreateProcessW: it lives in the caller's frame. */
+typedef struct {
+    LPPROC_THREAD_ATTRIBUTE_LIST attrs;
+    HANDLE list[3];
+    DWORD n;
+} handle_list;
+
+static int handle_list_make(handle_list *hl, const HANDLE child_std[3])
+{
+    SIZE_T size = 0;
+    hl->attrs = NULL;
+    hl->n = 0;
+    for (int i = 0; i < 3; i++) {
+        bool seen = child_std[i] == NULL;
+        for (DWORD j = 0; j < hl->n && !seen; j++)
+            seen = hl->list[j] == child_std[i];
+        if (!seen)
+            hl->list[hl->n++] = child_std[i];
+    }
+    if (hl->n == 0)
+        return 0; /* nothing to inherit: CreateProcessW is told to inherit none */
+    /* The first call only says how much room one attribute takes (and fails for that). */
+    InitializeProcThreadAttributeList(NULL, 1, 0, &size);
+    if (size == 0 || !(hl->attrs = malloc(size)))
+        return IOQ_ENOMEM;
+    if (!InitializeProcThreadAttributeList(hl->attrs, 1, 0, &size)) {
+        int rc = ioq__win_error_map(GetLastError());
+        free(hl->attrs);
+        hl->attrs = NULL;
+        return rc;
+    }
+    if (!UpdateProcThreadAttribute(hl->attrs, 0, PROC_THREAD_ATTRIBUTE_HANDLE_LIST, hl->list,
+                                   hl->n * sizeof hl->list[0], NULL, NULL)) {
+        int rc = ioq__win_error_map(GetLastError());
+        DeleteProcThreadAttributeList(hl->attrs);
+        free(hl->attrs);
+        hl->attrs = NULL;
+        return rc;
+    }
+    return 0;
+}
+
+static void handle_list_free(handle_list *hl)
+{
+    if (hl->attrs) {
+        DeleteProcThreadAttributeList(hl->attrs);
+        free(hl->attrs);
+    }
+}
 
 int ioq__os_spawn(const ioq_process_options *o, const int64_t fds[3], void **proc,
                   int64_t *wait_fd)
@@ -1101,7 +1158,9 @@ int ioq__os_spawn(const ioq_process_options *o, const int64_t fds[3], void **pro
     static const DWORD stds[3] = {STD_INPUT_HANDLE, STD_OUTPUT_HANDLE, STD_ERROR_HANDLE};
     wchar_t *prog = NULL, *line = NULL, *env = NULL, *cwd = NULL;
     HANDLE nul = INVALID_HANDLE_VALUE, child_std[3] = {NULL, NULL, NULL}, wait_h = NULL;
-    STARTUPINFOW si;
+    HANDLE src[3] = {NULL, NULL, NULL};
+    handle_list hl = {NULL, {NULL, NULL, NULL}, 0};
+    STARTUPINFOEXW si;
     PROCESS_INFORMATION pi;
     win_proc *p = NULL;
     DWORD flags = CREATE_UNICODE_ENVIRONMENT;
@@ -1142,18 +1201,30 @@ int ioq__os_spawn(const ioq_process_options *o, const int64_t fds[3], void **pro
         }
     }
     memset(&si, 0, sizeof si);
-    si.cb = sizeof si;
-    si.dwFlags = STARTF_USESTDHANDLES;
+    si.StartupInfo.cb = sizeof si;
+    si.StartupInfo.dwFlags = STARTF_USESTDHANDLES;
     if (o->flags & IOQ_SPAWN_NEW_SESSION)
         flags |= CREATE_NEW_PROCESS_GROUP;
-    AcquireSRWLockExclusive(&spawn_lock);
-    for (int i = 0; i < 3 && rc == 0; i++)
-        rc = stdio_handle(fds[i], stds[i], nul, &child_std[i]);
+    for (int i = 0; i < 3 && rc == 0; i++) {
+        src[i] = stdio_source(fds[i], stds[i], nul);
+        /* One copy per distinct handle: stdout and stderr are often the same. */
+        for (int j = 0; j < i && !child_std[i]; j++)
+            if (src[j] == src[i])
+                child_std[i] = child_std[j];
+        if (!child_std[i])
+            rc = stdio_copy(src[i], fds[i] == -1, &child_std[i]);
+    }
+    if (rc == 0)
+        rc = handle_list_make(&hl, child_std);
     if (rc == 0) {
-        si.hStdInput = child_std[0];
-        si.hStdOutput = child_std[1];
-        si.hStdError = child_std[2];
-        if (!CreateProcessW(prog, line, NULL, NULL, TRUE, flags, env, cwd, &si, &pi)) {
+        si.StartupInfo.hStdInput = child_std[0];
+        si.StartupInfo.hStdOutput = child_std[1];
+        si.StartupInfo.hStdError = child_std[2];
+        si.lpAttributeList = hl.attrs;
+        if (hl.attrs)
+            flags |= EXTENDED_STARTUPINFO_PRESENT;
+        if (!CreateProcessW(prog, line, NULL, NULL, hl.attrs != NULL, flags, env, cwd,
+                            &si.StartupInfo, &pi)) {
             DWORD e = GetLastError();
             rc = e == ERROR_BAD_EXE_FORMAT || e == ERROR_EXE_MACHINE_TYPE_MISMATCH ||
                          e == ERROR_BAD_FORMAT
@@ -1162,10 +1233,11 @@ int ioq__os_spawn(const ioq_process_options *o, const int64_t fds[3], void **pro
                                         : ioq__win_error_map(e);
         }
     }
+    handle_list_free(&hl);
     for (int i = 0; i < 3; i++)
-        if (child_std[i])
+        if (child_std[i] && (i < 1 || child_std[i] != child_std[0]) &&
+            (i < 2 || child_std[i] != child_std[1]))
             CloseHandle(child_std[i]);
-    ReleaseSRWLockExclusive(&spawn_lock);
     if (rc != 0)
         goto out;
     CloseHandle(pi.hThread);
@@ -1179,6 +1251,8 @@ int ioq__os_spawn(const ioq_process_options *o, const int64_t fds[3], void **pro
     }
     p->process = pi.hProcess;
     p->pid = pi.dwProcessId;
+    /* The child shares our console (it inherits it), where its group can be sent events. */
+    p->ctrl_group = (o->flags & IOQ_SPAWN_NEW_SESSION) && GetConsoleCP() != 0;
     *proc = p;
     p = NULL;
     *wait_fd = (int64_t)(intptr_t)wait_h;
@@ -1226,6 +1300,13 @@ int ioq__os_process_kill(void *proc, int signum)
     if (signum != IOQ__SIGINT && signum != IOQ__SIGQUIT && signum != IOQ__SIGKILL &&
         signum != IOQ__SIGTERM)
         return IOQ_ENOTSUP;
+    /* SIGINT to a child in a process group of its own (IOQ_SPAWN_NEW_SESSION) that shares
+     * our console: Ctrl-Break to its group, which the child may handle, as a POSIX child
+     * may handle SIGINT (Ctrl-C cannot be sent to one group: a new group ignores it).
+     * Where the event cannot be sent, SIGINT ends the child as the other signals do. */
+    if (signum == IOQ__SIGINT && p->ctrl_group &&
+        GenerateConsoleCtrlEvent(CTRL_BREAK_EVENT, p->pid))
+        return 0;
     /* The exit code says which signal, as the POSIX status does: 256 + signum. */
     if (!TerminateProcess(p->process, 256u + (UINT)signum)) {
         DWORD e = GetLastError();

@@ -17,5 +17,8 @@ void ioq__test_emulate_pools(int on);
 /* fn (NULL: none) runs in every thread that made a loop's wake call, right after it, while
  * the call still counts as in flight: as if that thread were preempted there. */
 void ioq__test_wake_hook(void (*fn)(void));
+/* The next n blocking reads of a synchronous pipe on IOCP end with 0 bytes and no error, as
+ * ReadFile does on Windows after a zero-length WriteFile; no effect on other backends. */
+void ioq__test_empty_reads(int n);
 
 #endif

@@ -1,6 +1,7 @@
 /* Pipes and terminals as streams: ioq_pipe, adopted pipes, FIFOs and character devices,
  * and ioq_tty_* on a pseudo-terminal. */
 #include "harness.h"
+#include "internal.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -536,6 +537,53 @@ static void test_plain_eof_epipe(void **state)
     h_finish(loop);
 }
 
+/* A zero-length write is no end of the stream: on Windows it makes a blocked ReadFile of
+ * an anonymous pipe return 0 bytes with success, which the reader must read again past;
+ * only ERROR_BROKEN_PIPE is the end (on POSIX such a write sends nothing). A zero-length
+ * write before the receive, one while it waits, and one under a multishot pool receive.
+ * wine 8 does not end a ReadFile at a zero-length write, so the reads of 0 bytes are also
+ * made by a test hook (IOCP only; nothing on POSIX). */
+static void test_plain_zero_write(void **state)
+{
+    (void)state;
+    ioq_loop *loop = h_loop_new();
+    uint64_t fr, fw;
+    ioq_handle r, pool;
+    char buf[16];
+    plain_pipe(&fr, &fw);
+    assert_int_equal(ioq_adopt(loop, fr, IOQ_KIND_PIPE, &r), 0);
+    ioq__test_empty_reads(2);
+    assert_true(plain_write(fw, "", 0));
+    uint64_t t = h_tok();
+    assert_int_equal(h_recv(loop, r, buf, sizeof buf, t), 0);
+    h_assert_quiet(loop, 50);
+    assert_true(plain_write(fw, "", 0));
+    h_assert_quiet(loop, 50);
+    assert_true(plain_write(fw, "data", 4));
+    wait_ok(loop, t, 4);
+    assert_memory_equal(buf, "data", 4);
+    assert_int_equal(ioq_pool_new(loop, 4, 64, &pool), 0);
+    ioq__test_empty_reads(1);
+    t = h_tok();
+    assert_int_equal(h_recv_pool(loop, r, pool, IOQ_MULTISHOT, t), 0);
+    assert_true(plain_write(fw, "", 0));
+    h_assert_quiet(loop, 50);
+    assert_true(plain_write(fw, "more", 4));
+    ioq_cqe c = h_next(loop, t);
+    assert_true(c.flags & IOQ_CQE_MORE);
+    assert_int_equal(c.result, 4);
+    assert_memory_equal(ioq_buf(loop, pool, (uint32_t)c.value), "more", 4);
+    assert_int_equal(ioq_buf_release(loop, pool, (uint32_t)c.value), 0);
+    /* The real end is still the end. */
+    plain_close(fw);
+    c = h_next(loop, t);
+    assert_false(c.flags & IOQ_CQE_MORE);
+    assert_int_equal(c.result, 0);
+    h_close_wait(loop, r);
+    h_close_wait(loop, pool);
+    h_finish(loop);
+}
+
 /* Cancel and close while a receive waits on an adopted plain pipe (on Windows: while the
  * worker is blocked in ReadFile): each op completes once, with IOQ_ECANCELED; no data is
  * lost to a cancelled receive; after the close the pipe's read end is really gone. A send
@@ -771,6 +819,74 @@ static void con_key(HANDLE in, wchar_t c)
     assert_int_equal(n, 2);
 }
 
+/* Press a key without a character (vk: VK_UP...) with modifiers (SHIFT_PRESSED...),
+ * repeated rep times, and let it go. */
+static void con_vkey(HANDLE in, WORD vk, DWORD state, WORD rep)
+{
+    INPUT_RECORD ir[2];
+    DWORD n = 0;
+    memset(ir, 0, sizeof ir);
+    for (int i = 0; i < 2; i++) {
+        ir[i].EventType = KEY_EVENT;
+        ir[i].Event.KeyEvent.bKeyDown = i == 0;
+        ir[i].Event.KeyEvent.wRepeatCount = rep;
+        ir[i].Event.KeyEvent.wVirtualKeyCode = vk;
+        ir[i].Event.KeyEvent.dwControlKeyState = state;
+    }
+    assert_true(WriteConsoleInputW(in, ir, 2, &n));
+    assert_int_equal(n, 2);
+}
+
+/* Raw mode: keys without a character arrive as xterm's escape sequences. */
+static void con_vt_keys(ioq_loop *loop, HANDLE ci, ioq_handle tin)
+{
+    static const struct {
+        WORD vk;
+        DWORD state;
+        const char *seq;
+    } keys[] = {
+        {VK_UP, 0, "\033[A"},
+        {VK_DOWN, 0, "\033[B"},
+        {VK_RIGHT, 0, "\033[C"},
+        {VK_LEFT, 0, "\033[D"},
+        {VK_HOME, 0, "\033[H"},
+        {VK_END, 0, "\033[F"},
+        {VK_CLEAR, 0, "\033[E"}, /* the keypad's centre without Num Lock */
+        {VK_INSERT, 0, "\033[2~"},
+        {VK_DELETE, 0, "\033[3~"},
+        {VK_PRIOR, 0, "\033[5~"},
+        {VK_NEXT, 0, "\033[6~"},
+        {VK_F1, 0, "\033OP"},
+        {VK_F4, 0, "\033OS"},
+        {VK_F5, 0, "\033[15~"},
+        {VK_F10, 0, "\033[21~"},
+        {VK_F11, 0, "\033[23~"},
+        {VK_F12, 0, "\033[24~"},
+        {VK_UP, LEFT_CTRL_PRESSED, "\033[1;5A"},
+        {VK_LEFT, SHIFT_PRESSED, "\033[1;2D"},
+        {VK_HOME, RIGHT_ALT_PRESSED, "\033[1;3H"},
+        {VK_DELETE, SHIFT_PRESSED, "\033[3;2~"},
+        {VK_NEXT, RIGHT_CTRL_PRESSED | SHIFT_PRESSED, "\033[6;6~"},
+        {VK_F1, LEFT_ALT_PRESSED, "\033[1;3P"},
+        {VK_F12, SHIFT_PRESSED | LEFT_ALT_PRESSED | LEFT_CTRL_PRESSED, "\033[24;8~"},
+        {VK_RIGHT, NUMLOCK_ON | ENHANCED_KEY, "\033[C"}, /* lock keys are no modifiers */
+    };
+    char buf[32];
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        size_t len = strlen(keys[i].seq);
+        con_vkey(ci, keys[i].vk, keys[i].state, 1);
+        h_recv_exact(loop, tin, buf, len);
+        assert_memory_equal(buf, keys[i].seq, len);
+    }
+    /* Shift alone brings nothing; a repeated key its sequence as often; a character
+     * after them comes as before. */
+    con_vkey(ci, VK_SHIFT, SHIFT_PRESSED, 1);
+    con_vkey(ci, VK_DOWN, 0, 3);
+    con_key(ci, L'q');
+    h_recv_exact(loop, tin, buf, 10);
+    assert_memory_equal(buf, "\033[B\033[B\033[Bq", 10);
+}
+
 #define CON_COLS 91
 #define CON_ROWS 27
 
@@ -819,6 +935,7 @@ static void test_tty_console(void **state)
     con_key(ci, 0xDE00);
     h_recv_exact(loop, tin, buf, 4);
     assert_memory_equal(buf, "\xf0\x9f\x98\x80", 4);
+    con_vt_keys(loop, ci, tin);
     /* Cancel while the read blocks: once, IOQ_ECANCELED; the next key is not lost. */
     r = h_tok();
     assert_int_equal(h_recv(loop, tin, buf, sizeof buf, r), 0);
@@ -1076,7 +1193,7 @@ int main(int argc, char **argv)
         H_TEST(recv_pool_empty), H_TEST(shutdown_ring_slots),
         H_TEST(adopt),        H_TEST(bad_args),   H_TEST(tty_mode_size),
         H_TEST(enotty),       H_TEST(plain_both_ways), H_TEST(plain_eof_epipe),
-        H_TEST(plain_cancel_close),
+        H_TEST(plain_cancel_close), H_TEST(plain_zero_write),
 #ifdef _WIN32
         /* Not a case of its own: test_tty_mode_size runs it inside a pseudo console. */
         cmocka_unit_test_setup_teardown(test_tty_console, h_setup, h_teardown),

@@ -219,6 +219,42 @@ static void test_kill(void **state)
     h_finish(loop);
 }
 
+/* SIGINT can be handled by the child: it ends with the code its handler chose. On Windows
+ * the child is in a process group of its own (IOQ_SPAWN_NEW_SESSION) and gets Ctrl-Break;
+ * this needs a console that parent and child share. */
+static void test_kill_int_handled(void **state)
+{
+    (void)state;
+#ifdef _WIN32
+    if (GetConsoleCP() == 0) {
+        h_skip("no console: SIGINT is sent as Ctrl-Break to a console process group, and "
+               "this process has no console (wine runs the tests without one, and wine 8 "
+               "cannot send console control events even in a pseudo console)");
+        return;
+    }
+#  define S_ON_INT "on-break 42; echo ready; sleep 30000"
+#else
+#  define S_ON_INT "trap 'exit 42' INT; echo ready; while :; do sleep 0.05; done"
+#endif
+    ioq_loop *loop = h_loop_new();
+    const char *argv[4];
+    ioq_process_options o = sh_opts(S_ON_INT, argv);
+    o.flags = IOQ_SPAWN_NEW_SESSION;
+    o.stdio[1].mode = IOQ_STDIO_PIPE;
+    ioq_handle p, pipes[3];
+    char buf[8];
+    assert_int_equal(ioq_spawn(loop, &o, &p, pipes), 0);
+    h_recv_exact(loop, pipes[1], buf, 6); /* its handler is in place */
+    assert_memory_equal(buf, "ready\n", 6);
+    uint64_t t = h_tok();
+    assert_int_equal(h_wait_proc(loop, p, t), 0);
+    assert_int_equal(ioq_kill(loop, p, SIGINT), 0);
+    assert_int_equal(h_wait(loop, t).result, 42);
+    h_close_wait(loop, pipes[1]);
+    h_close_wait(loop, p);
+    h_finish(loop);
+}
+
 static void test_stdout_pipe(void **state)
 {
     (void)state;
@@ -519,6 +555,77 @@ static void test_stdio_kinds(void **state)
     h_finish(loop);
 }
 
+/* The child gets its stdio and nothing else: on Windows not even a handle the host made
+ * inheritable (ioq names the child's stdio in PROC_THREAD_ATTRIBUTE_HANDLE_LIST), on POSIX
+ * no close-on-exec descriptor. Seen twice: the child itself looks for the handle values
+ * (Windows), and the parent closes its write end of a pipe and sees the end of it at once,
+ * while the child still runs. stdout and stderr are one and the same handle. */
+static void test_handle_list(void **state)
+{
+    (void)state;
+    ioq_loop *loop = h_loop_new();
+    char script[160], buf[16];
+    const char *argv[4];
+#ifdef _WIN32
+    SECURITY_ATTRIBUTES sa = {sizeof sa, NULL, TRUE};
+    HANDLE ev = CreateEventW(&sa, TRUE, FALSE, NULL), lk[2], out[2];
+    assert_non_null(ev);
+    assert_true(CreatePipe(&lk[0], &lk[1], &sa, 0)); /* both ends inheritable */
+    assert_true(CreatePipe(&out[0], &out[1], NULL, 0));
+    snprintf(script, sizeof script, "no-handle %llu; no-handle %llu; no-handle %llu; "
+             "echo out; echo err >&2; sleep 30000",
+             (unsigned long long)(uintptr_t)ev, (unsigned long long)(uintptr_t)lk[0],
+             (unsigned long long)(uintptr_t)lk[1]);
+    uint64_t out_w = (uint64_t)(uintptr_t)out[1];
+#else
+    int lk[2], out[2];
+    assert_int_equal(pipe(lk), 0);
+    assert_int_equal(pipe(out), 0);
+    assert_int_equal(fcntl(lk[0], F_SETFD, FD_CLOEXEC), 0);
+    assert_int_equal(fcntl(lk[1], F_SETFD, FD_CLOEXEC), 0);
+    snprintf(script, sizeof script, "echo out; echo err >&2; %s", S_SLEEP_30);
+    uint64_t out_w = (uint64_t)out[1];
+#endif
+    ioq_process_options o = sh_opts(script, argv);
+    o.stdio[0].mode = IOQ_STDIO_NULL;
+    o.stdio[1].mode = IOQ_STDIO_OS;
+    o.stdio[1].value = out_w;
+    o.stdio[2].mode = IOQ_STDIO_OS;
+    o.stdio[2].value = out_w;
+    ioq_handle p;
+    assert_int_equal(ioq_spawn(loop, &o, &p, NULL), 0);
+#ifdef _WIN32
+    CloseHandle(out[1]);
+    size_t got = read_handle(out[0], buf, 8);
+    CloseHandle(out[0]);
+    /* The child is past its checks and still runs: our write end was the only one. */
+    CloseHandle(lk[1]);
+    DWORD n;
+    assert_false(ReadFile(lk[0], buf + 8, 1, &n, NULL));
+    assert_int_equal(GetLastError(), ERROR_BROKEN_PIPE);
+    CloseHandle(lk[0]);
+    CloseHandle(ev);
+#else
+    close(out[1]);
+    ssize_t n, got = 0;
+    while (got < 8 && (n = read(out[0], buf + got, 8 - (size_t)got)) > 0)
+        got += n;
+    close(out[0]);
+    close(lk[1]);
+    assert_int_equal(read(lk[0], buf + 8, 1), 0);
+    close(lk[0]);
+#endif
+    assert_int_equal(got, 8);
+    assert_memory_equal(buf, "out\nerr\n", 8);
+    /* Still sleeping: neither a check nor the end of the pipe ended it. */
+    assert_int_equal(ioq_kill(loop, p, SIGKILL), 0);
+    uint64_t t = h_tok();
+    assert_int_equal(h_wait_proc(loop, p, t), 0);
+    assert_int_equal(h_wait(loop, t).result, 256 + SIGKILL);
+    h_close_wait(loop, p);
+    h_finish(loop);
+}
+
 /* An inherited stdio descriptor reaches the child even when it is close-on-exec in the
  * parent (as a descriptor ioq made or a host marked). */
 static void test_inherit_cloexec(void **state)
@@ -793,7 +900,8 @@ int main(int argc, char **argv)
         H_TEST(close_no_kill), H_TEST(wait_cancel),  H_TEST(env_cwd),
         H_TEST(stdio_kinds),  H_TEST(new_session),   H_TEST(bad_args),
         H_TEST(exactly_once), H_TEST(no_pidfd),      H_TEST(loop_free),
-        H_TEST(inherit_cloexec), H_TEST(argv),
+        H_TEST(inherit_cloexec), H_TEST(argv),     H_TEST(handle_list),
+        H_TEST(kill_int_handled),
     };
     return h_main(argc, argv, "process", group, sizeof group / sizeof group[0]);
 }

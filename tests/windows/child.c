@@ -12,6 +12,9 @@
  *   pwd             the current directory on stdout
  *   mark PATH       write "done" to the file PATH
  *   args            every argument after the script on a line of its own (UTF-8)
+ *   no-handle N     exit 4 if handle value N is an inheritable handle here (one that
+ *                   came from the parent: what the child opens itself is not inheritable)
+ *   on-break N      from now on, Ctrl-Break (a console control event) exits with code N
  * The arguments are parsed from the UTF-16 command line (CommandLineToArgvW), so that what
  * arrives is what the Microsoft C runtime rules make of ioq_spawn's quoting.
  */
@@ -19,6 +22,7 @@
 #include <windows.h>
 #include <shellapi.h>
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,6 +57,16 @@ static char *env_value(const char *name)
     if (n == 0 || n >= 32768)
         return NULL;
     return utf8(buf);
+}
+
+static UINT break_code;
+
+static BOOL WINAPI on_ctrl(DWORD type)
+{
+    if (type != CTRL_BREAK_EVENT)
+        return FALSE;
+    ExitProcess(break_code);
+    return TRUE;
 }
 
 static void run(char *cmd, int argc, wchar_t **argv)
@@ -123,6 +137,15 @@ static void run(char *cmd, int argc, wchar_t **argv)
             out(so, s, strlen(s));
             out(so, "\n", 1);
         }
+    } else if (strcmp(cmd, "no-handle") == 0) {
+        HANDLE h = (HANDLE)(uintptr_t)strtoull(arg, NULL, 10);
+        DWORD f;
+        if (GetHandleInformation(h, &f) && (f & HANDLE_FLAG_INHERIT))
+            ExitProcess(4);
+    } else if (strcmp(cmd, "on-break") == 0) {
+        break_code = (UINT)strtoul(arg, NULL, 10);
+        if (!SetConsoleCtrlHandler(on_ctrl, TRUE))
+            ExitProcess(5);
     } else if (*cmd) {
         ExitProcess(126); /* unknown command */
     }
