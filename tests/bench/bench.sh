@@ -11,7 +11,8 @@
 # flight: round trips/s and percentiles; pummel, one sender flooding the server: datagrams
 # the server received per second and the share of sent datagrams it lost); Python echo
 # servers (asyncio, uvloop, ioq.aio; 10 connections, 1 KiB to 100 KiB); HTTP hello under
-# wrk -c 100; 1,000,000 timers fired and cancelled (time and peak RSS); cross-thread
+# wrk -c 100; 1,000,000 timers fired and cancelled (time and peak RSS; ioq-<backend> rows
+# use ioq_timeout, ioq-<backend>-at rows ioq_timeout_at from one base time); cross-thread
 # wake-ups (round trips and a flood). Every TCP and UDP server is loaded by the same
 # client, tests/bench/loadgen (plain epoll). libuv has two echo servers: "libuv" copies
 # libuv's own benchmark (a 64 KiB malloc per read, a malloc'ed request per write),
@@ -431,6 +432,11 @@ for mode in fire cancel; do
   for be in "${backends[@]}"; do
     vs+=("ioq-$be|env IOQ_BACKEND=$be $bin/timers_ioq $mode $timers")
   done
+  # ioq_timeout_at from one base read once, as libev and libuv count from their cached loop
+  # time; the rows above count each deadline from its own call (ioq_timeout).
+  for be in "${backends[@]}"; do
+    vs+=("ioq-$be-at|env IOQ_BACKEND=$be $bin/timers_ioq $mode $timers at")
+  done
   for p in uv:libuv ev:libev event:libevent; do
     have "timers_${p%%:*}" && vs+=("${p#*:}|$bin/timers_${p%%:*} $mode $timers")
   done
@@ -608,6 +614,25 @@ for (wl, metric), res in ((k, rows[k]) for k in order):
         print("%s %s, ioq/tokio (above 1 = ioq better): %s" % (wl, metric, ", ".join(parts)))
     if copies:
         print("%s %s, adapters/owned buffers: %s" % (wl, metric, ", ".join(copies)))
+# Timer rows of ioq_timeout_at (deadlines from one base read once, as libev's and libuv's
+# timers count from the cached loop time) against each peer; above 1 = ioq better.
+for (wl, metric), res in ((k, rows[k]) for k in order):
+    if not wl.startswith("timers-") or wl.startswith("timers-shared-"):
+        continue
+    med = {l: statistics.median(v) for l, v in res.items()}
+    row = next(r for r in doc["rows"] if r["workload"] == wl and r["metric"] == metric)
+    lb = lower_better(metric)
+    parts = []
+    for l in sorted(med):
+        if not (l.startswith("ioq-") and l.endswith("-at")) or med[l] <= 0:
+            continue
+        for peer in ("libev", "libuv", "libevent"):
+            if peer in med and med[peer] > 0:
+                r = med[peer] / med[l] if lb else med[l] / med[peer]
+                row["ratios"]["%s/%s" % (l, peer)] = round(r, 4)
+                parts.append("%s/%s %.3f" % (l, peer, r))
+    if parts:
+        print("%s %s, ioq_timeout_at (above 1 = ioq better): %s" % (wl, metric, ", ".join(parts)))
 json.dump(doc, open(os.path.join(out, "results.json"), "w"), indent=1)
 peers = [p for p in PEERS
          if any(p in adv for _, adv in plot)]
