@@ -31,7 +31,7 @@
 # lua rust http timers xthread syscalls; "python" includes aiohttp's hello world under wrk on
 # ioq.aio.EventLoop, uvloop and asyncio).
 # BENCH_QUICK=1: 3 repetitions of short runs and only two echo rows (whole suite under 2
-# minutes; the Rust rows only with BENCH_ONLY=rust), else 5.
+# minutes; the Rust rows only with BENCH_ONLY=rust), else 5; BENCH_REPS=n overrides either.
 # Prints a table of medians with the ratio ioq/peer per row, writes
 # <build-dir>/bench/results.json and, when gnuplot is installed, results.svg.
 set -euo pipefail
@@ -51,6 +51,8 @@ else
   echo_rows="100:64 1000:64 100:1024 1000:1024"; lua_rows="10:1024 100:64"
   rust_rows="10:1024 100:64"; sc_secs=2
 fi
+# BENCH_REPS=n: n repetitions instead (medians of 5 in a quick run, say).
+reps=${BENCH_REPS:-$reps}
 [ -x "$bin/pingpong_ioq" ] || { echo "bench.sh: $bin/pingpong_ioq not built" >&2; exit 1; }
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/ioq-bench.XXXXXX")
