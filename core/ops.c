@@ -385,10 +385,12 @@ int ioq_fsync(ioq_loop *loop, ioq_handle hv, uint64_t token)
 
 /* --- timers, resolve ------------------------------------------------------------------------ */
 
-int ioq_timeout(ioq_loop *loop, uint64_t ns, uint64_t token)
+/* One path for both timeout calls: past this point a deadline is absolute on ioq_now's
+ * clock. ioq_timeout reads that clock in the call (its "never earlier" counts from there);
+ * ioq_timeout_at leaves the base to the caller, who may read it once for many timers. */
+static int timeout_add(ioq_loop *loop, int relative, uint64_t t, uint64_t token)
 {
     ioq__op *op;
-    uint64_t now;
     int rc;
     if (!loop)
         return IOQ_EINVAL;
@@ -396,13 +398,27 @@ int ioq_timeout(ioq_loop *loop, uint64_t ns, uint64_t token)
         return IOQ_EMISUSE;
     if (!(op = ioq__op_new(loop, IOQ_OP_TIMEOUT, token)))
         return IOQ_ENOMEM;
-    now = ioq__os_now();
-    op->deadline = ns > UINT64_MAX - now ? UINT64_MAX : now + ns;
+    if (relative) {
+        uint64_t now = ioq__os_now();
+        t = t > UINT64_MAX - now ? UINT64_MAX : now + t;
+    }
+    /* A deadline already past is simply the heap's least key: ioq_poll fires it at once. */
+    op->deadline = t;
     ioq__op_register(loop, op);
     rc = ioq__timer_add(loop, op);
     if (rc != 0)
         ioq__op_reject(loop, op);
     return rc;
+}
+
+int ioq_timeout(ioq_loop *loop, uint64_t ns, uint64_t token)
+{
+    return timeout_add(loop, 1, ns, token);
+}
+
+int ioq_timeout_at(ioq_loop *loop, uint64_t deadline_ns, uint64_t token)
+{
+    return timeout_add(loop, 0, deadline_ns, token);
 }
 
 int ioq_resolve(ioq_loop *loop, const char *host, const char *service, uint32_t flags,

@@ -573,6 +573,18 @@ IOQ_API int ioq_fsync(ioq_loop *loop, ioq_handle h, uint64_t token);
  * Since: 1.0 */
 IOQ_API int ioq_timeout(ioq_loop *loop, uint64_t ns, uint64_t token);
 
+/* ioq_timeout_at - complete when ioq_now(loop) >= deadline_ns (never earlier): an absolute
+ * deadline on ioq_now's clock, so that many timeouts can share one base time (read ioq_now
+ * once, add each delay). A deadline already past (0 included) completes at the next
+ * ioq_poll with result 0. Timeouts with the same deadline, from ioq_timeout or
+ * ioq_timeout_at, complete in submission order. ioq_cancel, ioq_close and ioq_loop_free
+ * treat it as they treat ioq_timeout.
+ * Completion: result 0, or IOQ_ECANCELED.
+ * Returns 0, IOQ_EINVAL (NULL loop), IOQ_EMISUSE (the loop is being freed), IOQ_ENOMEM;
+ *   the same as ioq_timeout.
+ * Since: 1.1 */
+IOQ_API int ioq_timeout_at(ioq_loop *loop, uint64_t deadline_ns, uint64_t token);
+
 /* ioq_cancel - cancel every in-flight operation whose token is target. Each of them still
  * completes exactly once: with IOQ_ECANCELED, or with its own result if it had already
  * finished in the kernel or thread pool. Completion (op IOQ_OP_CANCEL): result the number

@@ -564,6 +564,18 @@ function Loop:timeout(seconds, token)
   return track(self, core.timeout(raw(self), ns, id), id, token)
 end
 
+--- loop:timeout_at(deadline_ns [, token]) - complete when loop:now() >= deadline_ns (an
+-- integer on loop:now()'s clock, never earlier); a deadline already past completes at the
+-- next poll. One base for many timers: local t = loop:now(); loop:timeout_at(t + d).
+-- A negative deadline is EINVAL. Since ABI 1.1.
+function Loop:timeout_at(deadline, token)
+  deadline = argint(deadline, 1, "timeout_at", "deadline")
+  if deadline < 0 then return fail(core.EINVAL) end
+  local id = new_id(self)
+  if not id then return fail(ENOMEM) end
+  return track(self, core.timeout_at(raw(self), deadline, id), id, token)
+end
+
 --- loop:cancel(target_id [, token]) - cancel the operation with that id.
 function Loop:cancel(target, token)
   if math_type(target) ~= "integer" then

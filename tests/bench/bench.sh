@@ -11,7 +11,8 @@
 # flight: round trips/s and percentiles; pummel, one sender flooding the server: datagrams
 # the server received per second and the share of sent datagrams it lost); Python echo
 # servers (asyncio, uvloop, ioq.aio; 10 connections, 1 KiB to 100 KiB); HTTP hello under
-# wrk -c 100; 1,000,000 timers fired and cancelled (time and peak RSS); cross-thread
+# wrk -c 100; 1,000,000 timers fired and cancelled (time and peak RSS; ioq-<backend> rows
+# use ioq_timeout, ioq-<backend>-at rows ioq_timeout_at from one base time); cross-thread
 # wake-ups (round trips and a flood). Every TCP and UDP server is loaded by the same
 # client, tests/bench/loadgen (plain epoll). libuv has two echo servers: "libuv" copies
 # libuv's own benchmark (a 64 KiB malloc per read, a malloc'ed request per write),
@@ -30,7 +31,7 @@
 # lua rust http timers xthread syscalls; "python" includes aiohttp's hello world under wrk on
 # ioq.aio.EventLoop, uvloop and asyncio).
 # BENCH_QUICK=1: 3 repetitions of short runs and only two echo rows (whole suite under 2
-# minutes; the Rust rows only with BENCH_ONLY=rust), else 5.
+# minutes; the Rust rows only with BENCH_ONLY=rust), else 5; BENCH_REPS=n overrides either.
 # Prints a table of medians with the ratio ioq/peer per row, writes
 # <build-dir>/bench/results.json and, when gnuplot is installed, results.svg.
 set -euo pipefail
@@ -50,6 +51,8 @@ else
   echo_rows="100:64 1000:64 100:1024 1000:1024"; lua_rows="10:1024 100:64"
   rust_rows="10:1024 100:64"; sc_secs=2
 fi
+# BENCH_REPS=n: n repetitions instead (medians of 5 in a quick run, say).
+reps=${BENCH_REPS:-$reps}
 [ -x "$bin/pingpong_ioq" ] || { echo "bench.sh: $bin/pingpong_ioq not built" >&2; exit 1; }
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/ioq-bench.XXXXXX")
@@ -431,6 +434,11 @@ for mode in fire cancel; do
   for be in "${backends[@]}"; do
     vs+=("ioq-$be|env IOQ_BACKEND=$be $bin/timers_ioq $mode $timers")
   done
+  # ioq_timeout_at from one base read once, as libev and libuv count from their cached loop
+  # time; the rows above count each deadline from its own call (ioq_timeout).
+  for be in "${backends[@]}"; do
+    vs+=("ioq-$be-at|env IOQ_BACKEND=$be $bin/timers_ioq $mode $timers at")
+  done
   for p in uv:libuv ev:libev event:libevent; do
     have "timers_${p%%:*}" && vs+=("${p#*:}|$bin/timers_${p%%:*} $mode $timers")
   done
@@ -608,6 +616,25 @@ for (wl, metric), res in ((k, rows[k]) for k in order):
         print("%s %s, ioq/tokio (above 1 = ioq better): %s" % (wl, metric, ", ".join(parts)))
     if copies:
         print("%s %s, adapters/owned buffers: %s" % (wl, metric, ", ".join(copies)))
+# Timer rows of ioq_timeout_at (deadlines from one base read once, as libev's and libuv's
+# timers count from the cached loop time) against each peer; above 1 = ioq better.
+for (wl, metric), res in ((k, rows[k]) for k in order):
+    if not wl.startswith("timers-") or wl.startswith("timers-shared-"):
+        continue
+    med = {l: statistics.median(v) for l, v in res.items()}
+    row = next(r for r in doc["rows"] if r["workload"] == wl and r["metric"] == metric)
+    lb = lower_better(metric)
+    parts = []
+    for l in sorted(med):
+        if not (l.startswith("ioq-") and l.endswith("-at")) or med[l] <= 0:
+            continue
+        for peer in ("libev", "libuv", "libevent"):
+            if peer in med and med[peer] > 0:
+                r = med[peer] / med[l] if lb else med[l] / med[peer]
+                row["ratios"]["%s/%s" % (l, peer)] = round(r, 4)
+                parts.append("%s/%s %.3f" % (l, peer, r))
+    if parts:
+        print("%s %s, ioq_timeout_at (above 1 = ioq better): %s" % (wl, metric, ", ".join(parts)))
 json.dump(doc, open(os.path.join(out, "results.json"), "w"), indent=1)
 peers = [p for p in PEERS
          if any(p in adv for _, adv in plot)]

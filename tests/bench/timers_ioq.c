@@ -3,8 +3,12 @@
  * elapsed time, the peak RSS and the user and system time per timer. IOQ_BACKEND picks the
  * backend. With "shared" every timer has the same token (the header allows it) and one
  * ioq_cancel ends them all: the time must stay linear in N, as with distinct tokens.
+ * With "at" every timer is an ioq_timeout_at with the deadline base + delay, base being
+ * ioq_now() read once before the first: what a libev or libuv user gets, whose timers count
+ * from the loop time cached before they start. Without it each ioq_timeout counts from its
+ * own clock read, so its deadlines move on while the timers are being scheduled.
  *
- *   timers_ioq fire|cancel [N [shared]]      (default 1000000)
+ *   timers_ioq fire|cancel [N [shared|at]]      (default 1000000)
  */
 #include <ioq.h>
 
@@ -23,13 +27,15 @@ int main(int argc, char **argv)
     uint64_t want, got = 0;
     int mode = bench_timer_args(argc, argv, &n), rc;
     int shared = argc > 3 && strcmp(argv[3], "shared") == 0;
-    const char *sfx = shared ? "-shared" : "";
+    int at = argc > 3 && strcmp(argv[3], "at") == 0;
+    const char *sfx = shared ? "-shared" : at ? "-at" : "";
+    uint64_t base;
     char name[64], metric[48];
     double t0, t1;
     bench_cpu c0, c1;
 
     if (mode < 0) {
-        fprintf(stderr, "usage: timers_ioq fire|cancel [count [shared]]\n");
+        fprintf(stderr, "usage: timers_ioq fire|cancel [count [shared|at]]\n");
         return 2;
     }
     if ((rc = ioq_loop_new(NULL, &loop)) != 0) {
@@ -38,8 +44,10 @@ int main(int argc, char **argv)
     }
     t0 = bench_now();
     c0 = bench_cpu_now();
+    base = ioq_now(loop);
     for (i = 0; i < n; i++) {
-        rc = ioq_timeout(loop, (uint64_t)bench_timer_ms(i) * 1000000u, shared ? 1u : i + 1u);
+        uint64_t ns = (uint64_t)bench_timer_ms(i) * 1000000u, tok = shared ? 1u : i + 1u;
+        rc = at ? ioq_timeout_at(loop, base + ns, tok) : ioq_timeout(loop, ns, tok);
         if (rc != 0) {
             fprintf(stderr, "timers_ioq: timeout %u: %s\n", i, ioq_strerror(rc));
             return 1;

@@ -449,6 +449,11 @@ int h_timeout(ioq_loop *l, uint64_t ns, uint64_t tok)
     return h_track(l, ioq_timeout(l, ns, tok), tok, IOQ_OP_TIMEOUT, 0);
 }
 
+int h_timeout_at(ioq_loop *l, uint64_t deadline_ns, uint64_t tok)
+{
+    return h_track(l, ioq_timeout_at(l, deadline_ns, tok), tok, IOQ_OP_TIMEOUT, 0);
+}
+
 int h_cancel(ioq_loop *l, uint64_t target, uint64_t tok)
 {
     return h_track(l, ioq_cancel(l, target, tok), tok, IOQ_OP_CANCEL, 0);

@@ -107,6 +107,7 @@ int h_write(ioq_loop *l, ioq_handle h, const void *buf, size_t len, uint64_t off
             uint64_t tok);
 int h_fsync(ioq_loop *l, ioq_handle h, uint64_t tok);
 int h_timeout(ioq_loop *l, uint64_t ns, uint64_t tok);
+int h_timeout_at(ioq_loop *l, uint64_t deadline_ns, uint64_t tok);
 int h_cancel(ioq_loop *l, uint64_t target, uint64_t tok);
 int h_resolve(ioq_loop *l, const char *host, const char *service, uint32_t flags,
               ioq_addr *out, uint32_t max, uint64_t tok);

@@ -343,6 +343,33 @@ static void test_loop_fd_timer(void **state)
     h_finish(loop);
 }
 
+static void test_loop_fd_timer_at(void **state)
+{
+    (void)state;
+    ioq_loop *loop = h_loop_new();
+    int64_t fd = ioq_loop_fd(loop);
+    if (fd == IOQ_ENOTSUP) {
+        h_finish(loop);
+        h_skip("no loop fd on this backend");
+    }
+    assert_true(fd >= 0);
+    /* An absolute deadline arms the descriptor like a relative one... */
+    uint64_t d = ioq_now(loop) + 30 * 1000000ull;
+    assert_int_equal(h_timeout_at(loop, d, 1), 0);
+    h_poll(loop, 0);
+    assert_int_equal(wait_via_fd(loop, (int)fd, 1).result, 0);
+    assert_true(ioq_now(loop) >= d);
+    /* ...and one already past (0 included) makes it readable at once, behind a far one. */
+    assert_int_equal(h_timeout(loop, 3600ull * 1000 * 1000000ull, 2), 0);
+    h_poll(loop, 0);
+    assert_int_equal(h_timeout_at(loop, 0, 3), 0);
+    assert_int_equal(wait_via_fd(loop, (int)fd, 3).result, 0);
+    assert_int_equal(h_cancel(loop, 2, 4), 0);
+    assert_int_equal(h_wait(loop, 2).result, IOQ_ECANCELED);
+    assert_int_equal(h_wait(loop, 4).result, 1);
+    h_finish(loop);
+}
+
 static void test_loop_fd_io(void **state)
 {
     (void)state;
@@ -1074,6 +1101,7 @@ static const struct CMUnitTest loop_tests[] = {
     H_TEST(submit),
     H_TEST(wake_next_poll),
     H_TEST(loop_fd_timer),
+    H_TEST(loop_fd_timer_at),
     H_TEST(loop_fd_io),
     H_TEST(loop_fd_post),
     H_TEST(loop_fd_wake),

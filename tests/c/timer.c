@@ -745,6 +745,244 @@ static void test_huge_timeout_ms_wait(void **state)
 #endif
 }
 
+/* --- ioq_timeout_at: absolute deadlines on ioq_now's clock ---------------------------------- */
+
+static void test_at_never_early(void **state)
+{
+    (void)state;
+    ioq_loop *loop = h_loop_new();
+    /* One base for all, as a user with a cached loop time would do: each completes at or
+     * after its own deadline, in deadline order. */
+    static const uint64_t ms[] = {30, 1, 15, 5, 60};
+    uint64_t base = ioq_now(loop);
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(h_timeout_at(loop, base + ms[i] * MS, 100 + ms[i]), 0);
+    uint64_t prev = 0;
+    for (int i = 0; i < 5; i++) {
+        ioq_cqe c = h_next_any(loop);
+        uint64_t now = ioq_now(loop);
+        assert_int_equal(c.result, 0);
+        assert_int_equal(c.op, IOQ_OP_TIMEOUT);
+        uint64_t want = base + (c.token - 100) * MS;
+        if (now < want)
+            fail_msg("deadline %llu ns after base completed at %llu ns after it",
+                     (unsigned long long)(want - base), (unsigned long long)(now - base));
+        assert_true(c.token > prev);
+        prev = c.token;
+    }
+    /* And one at a time, each polled for alone. */
+    for (int i = 0; i < 5; i++) {
+        uint64_t d = ioq_now(loop) + ms[i] * MS;
+        assert_int_equal(h_timeout_at(loop, d, 200 + (uint64_t)i), 0);
+        assert_int_equal(h_wait(loop, 200 + (uint64_t)i).result, 0);
+        assert_true(ioq_now(loop) >= d);
+    }
+    h_finish(loop);
+}
+
+/* Poll without waiting until token completes: a due timer needs one poll, but a backend
+ * may take a second to bring in what it reaped, so a few are allowed (none waits). */
+static ioq_cqe at_poll_now(ioq_loop *loop, uint64_t token)
+{
+    for (int i = 0; i < 3 && !h_logged(loop, token); i++)
+        h_poll(loop, 0);
+    assert_true(h_logged(loop, token));
+    return h_wait(loop, token);
+}
+
+static void test_at_past_deadline(void **state)
+{
+    (void)state;
+    ioq_loop *loop = h_loop_new();
+    uint64_t now = ioq_now(loop);
+    /* A deadline already past completes at the next poll, with result 0, without a
+     * wait: the poll below would otherwise sleep the hour of the other timer. */
+    assert_int_equal(h_timeout(loop, 3600ull * 1000 * MS, 1), 0);
+    assert_int_equal(h_timeout_at(loop, now > MS ? now - MS : 1, 2), 0);
+    uint64_t m0 = h_mono_ns();
+    assert_true(h_poll(loop, 0) >= 1);
+    assert_true(h_logged(loop, 2));
+    assert_int_equal(h_wait(loop, 2).result, 0);
+    /* The deadline "now" is past by the time the poll looks. */
+    assert_int_equal(h_timeout_at(loop, ioq_now(loop), 3), 0);
+    assert_int_equal(at_poll_now(loop, 3).result, 0);
+    assert_true(h_mono_ns() - m0 < 1000 * MS);
+    assert_false(h_done(loop, 1));
+    assert_int_equal(h_cancel(loop, 1, 4), 0);
+    assert_int_equal(h_wait(loop, 1).result, IOQ_ECANCELED);
+    assert_int_equal(h_wait(loop, 4).result, 1);
+    h_finish(loop);
+}
+
+static void test_at_zero_deadline(void **state)
+{
+    (void)state;
+    ioq_loop *loop = h_loop_new();
+    /* Deadline 0 is the earliest there is: it completes at once and before later ones
+     * that are also due, in submission order among its equals. */
+    assert_int_equal(h_timeout(loop, 0, 1), 0);
+    for (uint64_t t = 2; t <= 5; t++)
+        assert_int_equal(h_timeout_at(loop, 0, t), 0);
+    assert_true(h_poll(loop, 0) >= 1);
+    for (uint64_t t = 2; t <= 5; t++) {
+        ioq_cqe c = h_next_any(loop);
+        assert_int_equal(c.token, t);
+        assert_int_equal(c.result, 0);
+    }
+    assert_int_equal(h_next_any(loop).token, 1);
+    h_finish(loop);
+}
+
+static void test_at_order_with_timeout(void **state)
+{
+    (void)state;
+    ioq_loop *loop = h_loop_new();
+    /* Interleaved ioq_timeout and ioq_timeout_at whose deadlines never decrease in
+     * submission order: each ioq_timeout_at deadline is ioq_now() read after the previous
+     * ioq_timeout read its clock, plus the same delay, and is given twice (an exact tie);
+     * the next ioq_timeout reads its clock later still. Both calls share one submission
+     * order, so everything completes in token order. */
+    enum { N = 60 };
+    for (int i = 0; i < N; i++) {
+        uint64_t tok = 5000 + 3 * (uint64_t)i;
+        assert_int_equal(h_timeout(loop, 20 * MS, tok), 0);
+        uint64_t d = ioq_now(loop) + 20 * MS;
+        assert_int_equal(h_timeout_at(loop, d, tok + 1), 0);
+        assert_int_equal(h_timeout_at(loop, d, tok + 2), 0);
+    }
+    for (int i = 0; i < 3 * N; i++) {
+        ioq_cqe c = h_next_any(loop);
+        assert_int_equal(c.token, 5000 + (uint64_t)i);
+        assert_int_equal(c.result, 0);
+    }
+    /* Exact ties of both calls: a saturated ioq_timeout has the deadline UINT64_MAX, as
+     * has ioq_timeout_at(UINT64_MAX). Neither fires; both are cancelled once. */
+    assert_int_equal(h_timeout(loop, UINT64_MAX, 7000), 0);
+    assert_int_equal(h_timeout_at(loop, UINT64_MAX, 7000), 0);
+    h_assert_quiet(loop, 20);
+    assert_int_equal(h_cancel(loop, 7000, 7001), 0);
+    assert_int_equal(h_next(loop, 7000).result, IOQ_ECANCELED);
+    assert_int_equal(h_next(loop, 7000).result, IOQ_ECANCELED);
+    assert_int_equal(h_wait(loop, 7001).result, 2);
+    h_finish(loop);
+}
+
+static void test_at_cancel(void **state)
+{
+    (void)state;
+    ioq_loop *loop = h_loop_new();
+    uint64_t far = ioq_now(loop) + 3600ull * 1000 * MS;
+    assert_int_equal(h_timeout_at(loop, far, 1), 0);
+    h_poll(loop, 0);
+    assert_int_equal(h_cancel(loop, 1, 2), 0);
+    ioq_cqe c = h_wait(loop, 1);
+    assert_int_equal(c.result, IOQ_ECANCELED);
+    assert_int_equal(c.op, IOQ_OP_TIMEOUT);
+    assert_int_equal(h_wait(loop, 2).result, 1);
+    /* Before the submission was flushed, and with a token shared with an ioq_timeout. */
+    assert_int_equal(h_timeout_at(loop, far, 3), 0);
+    assert_int_equal(h_timeout(loop, 3600ull * 1000 * MS, 3), 0);
+    assert_int_equal(h_cancel(loop, 3, 4), 0);
+    assert_int_equal(h_next(loop, 3).result, IOQ_ECANCELED);
+    assert_int_equal(h_next(loop, 3).result, IOQ_ECANCELED);
+    assert_int_equal(h_wait(loop, 4).result, 2);
+    /* A past deadline cancelled before any poll: once, with 0 or IOQ_ECANCELED. */
+    assert_int_equal(h_timeout_at(loop, 0, 5), 0);
+    assert_int_equal(h_cancel(loop, 5, 6), 0);
+    ioq_cqe p = h_wait(loop, 5);
+    assert_true(p.result == 0 || p.result == IOQ_ECANCELED);
+    ioq_cqe k = h_wait(loop, 6);
+    assert_true(k.result == 0 || k.result == 1);
+    /* A cancelled one among others of the same deadline: the rest keep their order. */
+    uint64_t d = ioq_now(loop) + 10 * MS;
+    for (uint64_t t = 10; t < 16; t++)
+        assert_int_equal(h_timeout_at(loop, d, t), 0);
+    assert_int_equal(h_cancel(loop, 12, 20), 0);
+    assert_int_equal(h_wait(loop, 12).result, IOQ_ECANCELED);
+    assert_int_equal(h_wait(loop, 20).result, 1);
+    for (uint64_t t = 10; t < 16; t++) {
+        if (t == 12)
+            continue;
+        ioq_cqe c2 = h_next_any(loop);
+        assert_int_equal(c2.token, t);
+        assert_int_equal(c2.result, 0);
+    }
+    h_finish(loop);
+}
+
+static void test_at_close_pending(void **state)
+{
+    (void)state;
+    ioq_loop *loop = h_loop_new();
+    /* ioq_close of a handle leaves timers alone, as for ioq_timeout: they still fire. */
+    ioq_handle pool;
+    assert_int_equal(ioq_pool_new(loop, 4, 64, &pool), 0);
+    uint64_t d = ioq_now(loop) + 5 * MS;
+    assert_int_equal(h_timeout_at(loop, d, 1), 0);
+    assert_int_equal(h_timeout(loop, 5 * MS, 2), 0);
+    h_close_wait(loop, pool);
+    assert_int_equal(h_wait(loop, 1).result, 0);
+    assert_true(ioq_now(loop) >= d);
+    assert_int_equal(h_wait(loop, 2).result, 0);
+    h_finish(loop);
+}
+
+static void test_at_free_pending(void **state)
+{
+    (void)state;
+    /* Freeing a loop with pending absolute timers (far, due, and unflushed) hands out
+     * nothing and leaks nothing. */
+    ioq_loop *loop = h_loop_new();
+    uint64_t now = ioq_now(loop);
+    for (int i = 0; i < 100; i++)
+        assert_int_equal(h_timeout_at(loop, now + 3600ull * 1000 * MS, (uint64_t)i + 1), 0);
+    h_poll(loop, 0);
+    for (int i = 0; i < 10; i++)
+        assert_int_equal(h_timeout_at(loop, 0, (uint64_t)i + 200), 0);
+    assert_int_equal(h_timeout(loop, 0, 300), 0);
+    ioq_loop_free(loop);
+    h_forget(loop);
+}
+
+static void test_at_bad_args(void **state)
+{
+    (void)state;
+    /* The same errors as ioq_timeout. */
+    assert_int_equal(ioq_timeout_at(NULL, 0, 1), IOQ_EINVAL);
+    assert_int_equal(ioq_timeout(NULL, 0, 1), IOQ_EINVAL);
+    assert_int_equal(ioq_timeout_at(NULL, UINT64_MAX, 1), IOQ_EINVAL);
+}
+
+static void test_at_many_one_base(void **state)
+{
+    (void)state;
+    ioq_loop *loop = h_loop_new();
+    /* Ten thousand deadlines from one base, submitted in a scrambled order with many
+     * ties: all fire in (deadline, submission) order, never early. */
+    enum { N = 10000, SLOTS = 37 };
+    uint64_t base = ioq_now(loop) + 5 * MS;
+    uint64_t *dl = calloc(N, sizeof *dl);
+    assert_non_null(dl);
+    for (int i = 0; i < N; i++) {
+        dl[i] = base + (uint64_t)((i * 7919) % SLOTS) * (MS / 4);
+        assert_int_equal(h_timeout_at(loop, dl[i], 10000 + (uint64_t)i), 0);
+    }
+    uint64_t last_d = 0;
+    int last_i = -1;
+    for (int n = 0; n < N; n++) {
+        ioq_cqe c = h_next_any(loop);
+        assert_int_equal(c.result, 0);
+        int i = (int)(c.token - 10000);
+        assert_true(i >= 0 && i < N);
+        assert_true(ioq_now(loop) >= dl[i]);
+        assert_true(dl[i] > last_d || (dl[i] == last_d && i > last_i));
+        last_d = dl[i];
+        last_i = i;
+    }
+    free(dl);
+    h_finish(loop);
+}
+
 static const struct CMUnitTest timer_tests[] = {
     H_TEST(deadline_order),
     H_TEST(equal_deadlines),
@@ -767,6 +1005,15 @@ static const struct CMUnitTest timer_tests[] = {
     H_TEST(ring_grows_wrapped),
     H_TEST(huge_timeout),
     H_TEST(huge_timeout_ms_wait),
+    H_TEST(at_never_early),
+    H_TEST(at_past_deadline),
+    H_TEST(at_zero_deadline),
+    H_TEST(at_order_with_timeout),
+    H_TEST(at_cancel),
+    H_TEST(at_close_pending),
+    H_TEST(at_free_pending),
+    H_TEST(at_bad_args),
+    H_TEST(at_many_one_base),
 };
 
 H_MAIN(timer_tests)

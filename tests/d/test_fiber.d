@@ -76,6 +76,20 @@ import testutil;
     assert(log[0 .. 4] == "abcd" && log.length == 6);
 }
 
+@("fiber/sleep-until-one-base") unittest {
+    auto loop = new Loop();
+    scope (exit) loop.close();
+    auto s = new Scheduler(loop);
+    auto base = loop.now();
+    string log;
+    ulong lateWoke;
+    s.spawn({ s.sleepUntil(base + 20_000_000); lateWoke = loop.now(); log ~= "b"; });
+    s.spawn({ s.sleepUntil(base + 5_000_000); log ~= "a"; s.sleepUntil(0); log ~= "c"; });
+    s.run();
+    assert(log == "acb", log);
+    assert(lateWoke >= base + 20_000_000, "sleepUntil never wakes early");
+}
+
 @("fiber/expected-failures-are-results") unittest {
     auto loop = new Loop();
     scope (exit) loop.close();

@@ -186,6 +186,32 @@ import core.time : msecs;
     assert(order == [a, b]);
 }
 
+@("ops/timeout-at") unittest {
+    auto loop = new Loop();
+    scope (exit) loop.close();
+    auto c = new Collector(loop);
+    auto base = loop.now();
+    auto late = loop.timeoutAt(base + 10_000_000);
+    auto early = loop.timeoutAt(base + 5_000_000);
+    ulong[] order;
+    while (order.length < 2)
+        foreach (x; loop.poll(-1)) {
+            assert(x.ok && x.op == Op.timeout);
+            order ~= x.token;
+        }
+    assert(order == [early, late]);
+    assert(loop.now() >= base + 10_000_000, "an absolute timeout never fires early");
+    // Past deadlines come at the next poll, ties in submission order, with timeout(0) too.
+    auto a = loop.timeoutAt(0);
+    auto b = loop.timeoutAt(0);
+    auto got = loop.poll(0);
+    assert(got.length == 2 && got[0].token == a && got[1].token == b);
+    auto far = loop.timeoutAt(ulong.max);
+    auto k = loop.cancel(far);
+    assert(c.wait(far).code == IoqError.canceled);
+    assert(c.wait(k).result == 1);
+}
+
 @("ops/cancel") unittest {
     auto loop = new Loop();
     scope (exit) loop.close();

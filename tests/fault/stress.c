@@ -362,12 +362,21 @@ static void do_connect(void)
     conns_out += rc == 0;
 }
 
+/* Relative and absolute timeouts alike; an absolute one is also given a deadline already
+ * past (0 among them). Either must never complete with 0 before its deadline. */
 static void do_timeout(void)
 {
     uint64_t ns = below(3) == 0 ? 0 : below(2000000);
     uint64_t t = tok_new(IOQ_OP_TIMEOUT, -1, 0, 0, NULL);
-    toks[t].deadline = ioq_now(loop) + ns;
-    accepted(t, ioq_timeout(loop, ns, t), 0);
+    uint64_t now = ioq_now(loop);
+    if (below(2) == 0) {
+        toks[t].deadline = now + ns;
+        accepted(t, ioq_timeout(loop, ns, t), 0);
+        return;
+    }
+    uint64_t d = below(4) == 0 ? (below(2) == 0 ? 0 : now - (now < ns ? now : ns)) : now + ns;
+    toks[t].deadline = d;
+    accepted(t, ioq_timeout_at(loop, d, t), 0);
 }
 
 static uint64_t sig_raised;

@@ -427,7 +427,11 @@ static void one_call(state *s, input *in)
     case 21: {
         uint8_t sel = in_u8(in);
         uint64_t ns = sel & 1 ? in_u64(in) : (uint64_t)in_u32(in) % 2000000;
-        rc = ioq_timeout(L, ns, tok);
+        /* Bit 1: an absolute deadline (ns itself when bit 2 is set too: 0, past or far). */
+        if (sel & 2)
+            rc = ioq_timeout_at(L, sel & 4 ? ns : ioq_now(L) + ns, tok);
+        else
+            rc = ioq_timeout(L, ns, tok);
         submitted(s, tok, rc, 0, NULL, NULL);
         break;
     }

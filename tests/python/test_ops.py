@@ -48,6 +48,36 @@ def test_timeout_and_cancel(loop):
         loop.timeout("1", 1)
 
 
+def test_timeout_at(loop):
+    base = loop.now()
+    loop.timeout_at(base + 20_000_000, 2)
+    loop.timeout_at(base + 10_000_000, 1)
+    got = []
+    while len(got) < 2:
+        for c in loop.poll(timeout=PATIENCE):
+            assert c.op == ioq.OP_TIMEOUT and c.ok
+            assert loop.now() >= base + c.token * 10_000_000
+            got.append(c.token)
+    assert got == [1, 2]
+    # A deadline already past (0 too) completes at the next poll; same-deadline ties keep
+    # submission order, across timeout_at and timeout_ns.
+    loop.timeout_at(0, 3)
+    loop.timeout_at(0, 4)
+    assert [c.token for c in loop.poll(timeout=0)] == [3, 4]
+    loop.timeout_at(loop.now() + 3600 * 10**9, 5)
+    loop.timeout_at((1 << 64) - 1, 5)
+    loop.cancel(5, 6)
+    got = wait(loop, [5, 6])
+    assert got[6].result == 2
+    with pytest.raises(ValueError):
+        loop.timeout_at(-1, 1)
+    with pytest.raises(ValueError):
+        loop.timeout_at(1 << 64, 1)
+    with pytest.raises(TypeError):
+        loop.timeout_at("1", 1)
+    assert ioq._ioq.ioq_timeout_at(None, 0, 1) == ioq.EINVAL
+
+
 def test_cancelled_completion_error(loop):
     loop.timeout(3600, 1)
     loop.cancel(1, 2)

@@ -568,6 +568,13 @@ class Loop:
         """Complete after ns nanoseconds (never earlier)."""
         _check(_raw.ioq_timeout(self._p, _int(ns, "ns"), _int(token, "token")))
 
+    def timeout_at(self, deadline_ns, token=0):
+        """Complete when now() >= deadline_ns (never earlier); a deadline already past
+        completes at the next poll. One base for many timers: base = loop.now(), then
+        loop.timeout_at(base + delay). Since ABI 1.1."""
+        _check(_raw.ioq_timeout_at(self._p, _int(deadline_ns, "deadline_ns"),
+                                   _int(token, "token")))
+
     def cancel(self, target, token=0):
         """Cancel the in-flight operations whose token is target; the completion's result is
         how many were found. Each target still completes once."""

@@ -364,6 +364,11 @@ final class Scheduler {
         await(loop.timeout(d));
     }
 
+    /** Suspends the caller until loop.now() >= deadlineNs. */
+    void sleepUntil(ulong deadlineNs) @safe {
+        await(loop.timeoutAt(deadlineNs));
+    }
+
     /* As await, but the operation is cancelled after d (ETIMEDOUT then). */
     private Completion awaitFor(ulong token, Duration d,
                                 scope void delegate(ref Completion) @safe salvage = null) @safe {

@@ -694,6 +694,16 @@ final class Loop {
         return timeout(ns < 0 ? 0 : cast(ulong) ns);
     }
 
+    /**
+     * Completes when now() >= deadlineNs (never earlier), a deadline on now()'s clock; one
+     * already past completes at the next poll. One base for many timers:
+     * `auto t = loop.now(); loop.timeoutAt(t + d);`. Since ABI 1.1.
+     */
+    ulong timeoutAt(ulong deadlineNs) @safe {
+        return start(Op.timeout, null,
+                     (t) @trusted => ioq_raw.ioq_timeout_at(lp, deadlineNs, t), "timeoutAt");
+    }
+
     /** Cancels the operation with token target; the result counts the ones found. */
     ulong cancel(ulong target) @safe {
         return start(Op.cancel, null, (t) @trusted => ioq_raw.ioq_cancel(lp, target, t), "cancel");

@@ -934,6 +934,13 @@ extern "C" {
     pub fn ioq_timeout(loop_: *mut ioq_loop, ns: u64, token: u64) -> ::std::os::raw::c_int;
 }
 extern "C" {
+    pub fn ioq_timeout_at(
+        loop_: *mut ioq_loop,
+        deadline_ns: u64,
+        token: u64,
+    ) -> ::std::os::raw::c_int;
+}
+extern "C" {
     pub fn ioq_cancel(loop_: *mut ioq_loop, target: u64, token: u64) -> ::std::os::raw::c_int;
 }
 extern "C" {

@@ -350,6 +350,23 @@ impl LoopRef {
         rt::Timeout::new(fut, self.sleep(d))
     }
 
+    /// Completes when [`now`](Loop::now) reaches `deadline` (never earlier), a time on
+    /// this loop's clock: many timers can share one base (`let t = lp.now();` then
+    /// `lp.sleep_until(t + d)`). A deadline already past completes at the next poll.
+    /// Needs ABI 1.1.
+    pub fn sleep_until(&self, deadline: Duration) -> Op<Result<()>> {
+        let ns = deadline.as_nanos().min(u64::MAX as u128) as u64;
+        Op::submit(&self.inner, None, 0, finish_unit, |lp, t| unsafe {
+            sys::ioq_timeout_at(lp, ns, t)
+        })
+    }
+
+    /// Runs `fut` until [`now`](Loop::now) reaches `deadline` at most: its output, or
+    /// [`rt::Elapsed`], in which case `fut` is dropped (its operations are cancelled).
+    pub fn timeout_at<F: Future>(&self, deadline: Duration, fut: F) -> rt::Timeout<F> {
+        rt::Timeout::new(fut, self.sleep_until(deadline))
+    }
+
     /// Resolves `host` and/or `service` off the loop thread. `flags`: `IOQ_RESOLVE_*`.
     pub fn resolve(
         &self,

@@ -78,6 +78,11 @@ pub fn sleep(d: Duration) -> Op<crate::Result<()>> {
     current().sleep(d)
 }
 
+/// Completes when the current loop's [`now`](crate::Loop::now) reaches `deadline`.
+pub fn sleep_until(deadline: Duration) -> Op<crate::Result<()>> {
+    current().sleep_until(deadline)
+}
+
 /// Runs `fut` for at most `d` (an ioq timer of the current loop): its output, or
 /// [`Elapsed`], in which case `fut` is dropped and its operations are cancelled.
 pub fn timeout<F: Future>(d: Duration, fut: F) -> Timeout<F> {

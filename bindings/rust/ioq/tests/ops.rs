@@ -223,6 +223,36 @@ fn timeouts_never_fire_early() {
 }
 
 #[test]
+fn absolute_timeouts_never_fire_early() {
+    rt::block_on(async {
+        let lp = rt::current();
+        let base = lp.now();
+        let late = lp.spawn({
+            let lp = lp.clone();
+            async move { lp.sleep_until(base + Duration::from_millis(20)).await.map(|_| lp.now()) }
+        });
+        let early = lp.spawn({
+            let lp = lp.clone();
+            async move { rt::sleep_until(base + Duration::from_millis(5)).await.map(|_| lp.now()) }
+        });
+        let (tl, te) = (late.await.unwrap().unwrap(), early.await.unwrap().unwrap());
+        assert!(te >= base + Duration::from_millis(5));
+        assert!(tl >= base + Duration::from_millis(20));
+        // A deadline already past (the clock's zero included) completes at once.
+        lp.sleep_until(Duration::ZERO).await.unwrap();
+        lp.sleep_until(lp.now()).await.unwrap();
+        // As a bound on another future: the deadline wins over one that never ends...
+        let never = std::future::pending::<()>();
+        let d = lp.now() + Duration::from_millis(10);
+        assert!(lp.timeout_at(d, never).await.is_err());
+        assert!(lp.now() >= d);
+        // ...and a far one leaves a quick future alone (its timer is cancelled).
+        let far = lp.now() + Duration::from_secs(3600);
+        assert_eq!(lp.timeout_at(far, async { 7 }).await, Ok(7));
+    });
+}
+
+#[test]
 fn resolve_numeric_host() {
     rt::block_on(async {
         let lp = rt::current();
