@@ -27,6 +27,15 @@
  * IOQ__NOTIFY_ARM (and was fenced) or armed by a later batch (whose loop owes the barrier
  * again). Small batches (a round trip) never pay for the barrier; a flood pays for one
  * per sleep of the loop. Without such a barrier (macOS, the BSDs) there are no lanes.
+ *
+ * A flood keeps its batch armed: the loop's drain leaves an armed flag up (it would
+ * otherwise cost the signalling thread IOQ__NOTIFY_ARM fenced adds per batch, on a line
+ * the loop keeps reading), and only the loop about to sleep takes it down (settle: the
+ * flag back to 0, then the barrier, then every count). While armed, the loop looks at the
+ * lanes at most every IOQ__NOTIFY_GAP_NS (each look takes their lines from the signalling
+ * threads), and before it settles it watches them for IOQ__NOTIFY_LINGER_NS: a flood that
+ * goes on is taken without a barrier, whose interrupt would stall the signalling threads
+ * and make the loop find the lanes quiet again (a barrier per few hundred signals).
  */
 #include "loop.h"
 
