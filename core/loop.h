@@ -191,16 +191,20 @@ struct ioq_loop {
     uint16_t ntag;                  /* tag again, for ioq_notify: the line of tag is also
                                        the completion ring's, which the loop writes at
                                        every completion */
+    _Atomic bool notify_lanes;      /* threads may count in lanes (a process barrier exists);
+                                       read by every ioq_notify, so kept away from what the
+                                       loop writes during a flood (lanes_dirty) */
     _Atomic(ioq__nmid *) nroot[IOQ__NREC_LEVEL];
     /* Notifications are waiting: the number of fenced signals since the loop last took
-     * them (notify.c), 0 if none. Padded to a cache line of its own: producers write it
-     * at most IOQ__NOTIFY_ARM times per batch, and the loop's busier fields must not
-     * bounce with it (the loop is only 16-byte aligned, hence padding, not _Alignas). */
+     * them (notify.c), 0 if none; from IOQ__NOTIFY_ARM on ("armed") the loop leaves it
+     * until it is about to sleep. Padded to a cache line of its own: producers read it
+     * at every call, and the loop's busier fields must not bounce with it (the loop is
+     * only 16-byte aligned, hence padding, not _Alignas). */
     char pad_notify_[64];
     _Atomic int notify_pending;
     char pad_notify2_[64];
-    _Atomic bool notify_lanes;      /* threads may count in lanes (a process barrier exists) */
     bool lanes_dirty;               /* loop thread: a lane may hold a count not seen yet */
+    uint64_t notify_took;           /* loop thread: when it last took an armed batch */
     ioq__notifier *notifiers;       /* live ones, for the drain */
 
     /* signals (signal.c) */
@@ -365,6 +369,14 @@ void ioq__notify_drain(ioq_loop *loop);
  * count the loop has not seen, make every lane visible (a process-wide barrier) and take
  * them. True if it found any. */
 bool ioq__notify_settle(ioq_loop *loop);
+/* Loop thread, about to sleep after an armed batch: watch the lanes for a while
+ * (IOQ__NOTIFY_LINGER_NS) and take them if they move. True if it found any: a flood still
+ * going on is taken without the barrier that settling costs (and that interrupts every
+ * signalling thread). */
+bool ioq__notify_linger(ioq_loop *loop);
+#define IOQ__NOTIFY_LINGER_NS 5000
+/* An armed batch's lanes are looked at no more often than this (notify.c). */
+#define IOQ__NOTIFY_GAP_NS 2000
 void ioq__notify_fini(ioq_loop *loop);
 /* Signals delivered (signal.c); ioq_loop_free: end the loop's signal ops, no completions. */
 void ioq__signal_drain(ioq_loop *loop);

@@ -27,6 +27,15 @@
  * IOQ__NOTIFY_ARM (and was fenced) or armed by a later batch (whose loop owes the barrier
  * again). Small batches (a round trip) never pay for the barrier; a flood pays for one
  * per sleep of the loop. Without such a barrier (macOS, the BSDs) there are no lanes.
+ *
+ * A flood keeps its batch armed: the loop's drain leaves an armed flag up (it would
+ * otherwise cost the signalling thread IOQ__NOTIFY_ARM fenced adds per batch, on a line
+ * the loop keeps reading), and only the loop about to sleep takes it down (settle: the
+ * flag back to 0, then the barrier, then every count). While armed, the loop looks at the
+ * lanes at most every IOQ__NOTIFY_GAP_NS (each look takes their lines from the signalling
+ * threads), and before it settles it watches them for IOQ__NOTIFY_LINGER_NS: a flood that
+ * goes on is taken without a barrier, whose interrupt would stall the signalling threads
+ * and make the loop find the lanes quiet again (a barrier per few hundred signals).
  */
 #include "loop.h"
 
@@ -172,6 +181,17 @@ static uint64_t lanes_take(ioq__notifier *n)
     return sum;
 }
 
+/* A lane of n has counted since the loop last took it (loop thread; reads only). */
+static bool lanes_peek(const ioq__notifier *n)
+{
+    for (unsigned i = 0; i < IOQ__NLANES; i++) {
+        uint64_t l = atomic_load_explicit(lane_at(n->rec, i), memory_order_relaxed);
+        if ((l >> LANE_GEN_SHIFT) == n->gen && (l & LANE_COUNT_MASK) != n->taken[i])
+            return true;
+    }
+    return false;
+}
+
 static uint64_t take_all(ioq__notifier *n) { return rec_take(n) + lanes_take(n); }
 
 int ioq_notifier_new(ioq_loop *loop, ioq_handle *out)
@@ -280,38 +300,76 @@ static void deliver(ioq_loop *loop, ioq__notifier *n, uint64_t count)
     ioq__complete(loop, op, (int64_t)count, 0, 0);
 }
 
-void ioq__notify_drain(ioq_loop *loop)
-{
-    int p = atomic_load_explicit(&loop->notify_pending, memory_order_relaxed) ?
-                atomic_exchange(&loop->notify_pending, 0) : 0;
-    if (p >= IOQ__NOTIFY_ARM)
-        loop->lanes_dirty = true; /* lane signals without a fence may still come in view */
-    if (!p && !loop->lanes_dirty)
-        return;
-    for (ioq__notifier *n = loop->notifiers; n; n = n->next) {
-        uint64_t c = take_all(n);
-        if (c)
-            deliver(loop, n, c);
-    }
-}
-
-bool ioq__notify_settle(ioq_loop *loop)
+/* Take every notifier's count; true if any had one. */
+static bool take_every(ioq_loop *loop)
 {
     bool found = false;
-    if (!loop->lanes_dirty)
-        return false;
-    /* Every lane store made before this point is visible after it; one made later read
-     * notify_pending after the exchange that took the armed batch (see the top). */
-    ioq__os_barrier();
-    loop->lanes_dirty = false;
     for (ioq__notifier *n = loop->notifiers; n; n = n->next) {
-        uint64_t c = lanes_take(n);
+        uint64_t c = take_all(n);
         if (c) {
             deliver(loop, n, c);
             found = true;
         }
     }
     return found;
+}
+
+void ioq__notify_drain(ioq_loop *loop)
+{
+    int p = atomic_load_explicit(&loop->notify_pending, memory_order_relaxed);
+    if (p >= IOQ__NOTIFY_ARM) {
+        /* Armed: left so, for the flood's lane signals to stay a store and a load. The
+         * flag stays up, so every notifier is looked at (settle takes it down), but not
+         * more often than every IOQ__NOTIFY_GAP_NS: each look takes the lanes' lines
+         * from the signalling threads, whose next store then waits for them, and a loop
+         * that polls in a tight loop would make that once per handful of signals. */
+        uint64_t now = ioq__os_now();
+        if (loop->lanes_dirty && now - loop->notify_took < IOQ__NOTIFY_GAP_NS)
+            return;
+        loop->lanes_dirty = true;
+        loop->notify_took = now;
+    } else if (p) {
+        if (atomic_exchange(&loop->notify_pending, 0) >= IOQ__NOTIFY_ARM)
+            loop->lanes_dirty = true; /* lane signals without a fence may still come in view */
+    } else if (!loop->lanes_dirty) {
+        return;
+    }
+    take_every(loop);
+}
+
+bool ioq__notify_linger(ioq_loop *loop)
+{
+    uint64_t t0, t;
+    if (!loop->lanes_dirty)
+        return false;
+    t0 = t = ioq__os_now();
+    do {
+        for (int i = 0; i < 8; i++)
+            ioq__spin_pause();
+        t = ioq__os_now();
+        if (t - loop->notify_took < IOQ__NOTIFY_GAP_NS)
+            continue; /* the lanes are left alone as long as ioq__notify_drain leaves them */
+        for (ioq__notifier *n = loop->notifiers; n; n = n->next)
+            if (lanes_peek(n)) {
+                loop->notify_took = t;
+                return take_every(loop);
+            }
+    } while (t - t0 < IOQ__NOTIFY_GAP_NS + IOQ__NOTIFY_LINGER_NS);
+    return false;
+}
+
+bool ioq__notify_settle(ioq_loop *loop)
+{
+    if (!loop->lanes_dirty)
+        return false;
+    /* Disarm: from here on a lane signal is fenced again, and the first one wakes the loop
+     * (it has published `blocked`). A signal that read the flag armed came before this
+     * exchange: the barrier makes its lane store visible (see the top), and a shared-word
+     * signal that saw the flag up counted before it. */
+    atomic_exchange(&loop->notify_pending, 0);
+    ioq__os_barrier();
+    loop->lanes_dirty = false;
+    return take_every(loop);
 }
 
 int ioq_notify_wait(ioq_loop *loop, ioq_handle v, uint32_t flags, uint64_t token)

@@ -263,7 +263,7 @@ int ioq_poll(ioq_loop *loop, ioq_cqe *cqes, uint32_t max, int64_t timeout_ns)
         if (wait_ns != 0) {
             /* A producer still in the call that woke us queues more as soon as it is back:
              * wait for it, and look again, rather than sleep and cost it another call. */
-            if (ioq__wake_settle(loop))
+            if (ioq__wake_settle(loop) || ioq__notify_linger(loop))
                 continue;
             /* Publish that we may sleep, then look once more: a producer either sees the
              * flag (and wakes us) or we see its item. */

@@ -18,13 +18,16 @@ static void on_async(struct ev_loop *l, ev_async *w, int revents)
 {
     (void)revents;
     if (rt < xt_rt_count) {
-        rt++;
+        if (++rt == xt_rt_count)
+            xt_loop_mark(0);
         sem_post(&xt_back);
         return;
     }
     wakeups++;
+    xt_loop_tick();
     if (atomic_load_explicit(&xt_sent, memory_order_acquire) == xt_flood_count) {
         f1 = bench_now();
+        xt_loop_mark(1);
         ev_async_stop(l, w);
     }
 }

@@ -22,13 +22,16 @@ static void on_active(evutil_socket_t fd, short what, void *arg)
     (void)what;
     (void)arg;
     if (rt < xt_rt_count) {
-        rt++;
+        if (++rt == xt_rt_count)
+            xt_loop_mark(0);
         sem_post(&xt_back);
         return;
     }
     wakeups++;
+    xt_loop_tick();
     if (atomic_load_explicit(&xt_sent, memory_order_acquire) == xt_flood_count) {
         f1 = bench_now();
+        xt_loop_mark(1);
         event_base_loopbreak(base);
     }
 }

@@ -59,15 +59,19 @@ int main(int argc, char **argv)
             uint32_t k = cqes[i].result > 0 ? (uint32_t)cqes[i].result : 0;
             if (rt < xt_rt_count) {
                 rt += k; /* one message in flight: k is 1 */
+                if (rt == xt_rt_count)
+                    xt_loop_mark(0);
                 sem_post(&xt_back);
             } else {
                 flood += k;
+                xt_loop_tick();
                 if (!post_mode)
                     wakeups++;
             }
         }
     }
     f1 = bench_now();
+    xt_loop_mark(1);
     pthread_join(th, NULL);
     snprintf(name, sizeof name, "ioq-%s%s", post_mode ? "post-" : "", ioq_loop_backend(loop));
     xt_report(name, f1, wakeups);

@@ -16,14 +16,17 @@ static void xt_send(void) { uv_async_send(&async); }
 static void on_async(uv_async_t *a)
 {
     if (rt < xt_rt_count) {
-        rt++;
+        if (++rt == xt_rt_count)
+            xt_loop_mark(0);
         sem_post(&xt_back);
         return;
     }
     wakeups++;
+    xt_loop_tick();
     seen = atomic_load_explicit(&xt_sent, memory_order_acquire);
     if (seen == xt_flood_count) {
         f1 = bench_now();
+        xt_loop_mark(1);
         uv_close((uv_handle_t *)a, NULL);
     }
 }

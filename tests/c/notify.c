@@ -451,6 +451,15 @@ static void test_burst_after_wake(void **state)
     run_rounds(200, 1000, 0);
 }
 
+/* Floods long enough to stay armed while the loop takes them (its lanes looked at only
+ * now and then), each followed by one notification to the sleeping loop: the flood's
+ * last signals must not be stranded, and the loop that settled must be woken again. */
+static void test_flood_then_wake(void **state)
+{
+    (void)state;
+    run_rounds(20, 100000, 0);
+}
+
 /* A waker held up right after its wake call, before it says the call is done: shorter
  * than the loop waits for it, and much longer (the loop stops waiting and sleeps). Either
  * way the next notification must still wake the loop. */
@@ -606,6 +615,7 @@ static const struct CMUnitTest notify_tests[] = {
     H_TEST(exactly_once),
     H_TEST(round_trips),
     H_TEST(burst_after_wake),
+    H_TEST(flood_then_wake),
     H_TEST(stalled_waker_short),
     H_TEST(stalled_waker_long),
     H_TEST(many_threads),
