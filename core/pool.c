@@ -114,11 +114,11 @@ int ioq_buf_release(ioq_loop *loop, ioq_handle pool_h, uint32_t id)
         return IOQ_EBADHANDLE;
     if (id >= pool->count || !pool->held[id])
         return IOQ_EINVAL;
-    if (loop->backend->buf_release) {
-        pool->held[id] = 0;
-        loop->backend->buf_release(loop, pool, id);
-    } else {
+    if (!loop->backend->buf_release) {
         ioq__pool_put(pool, id);
+        return 0;
     }
+    pool->held[id] = 0;
+    loop->backend->buf_release(loop, pool, id);
     return 0;
 }
