@@ -297,6 +297,10 @@ void ioq__timer_disarmed(ioq_loop *loop);
 /* Append a completion. Without IOQ_CQE_MORE it is the op's final one: the op is released. */
 void ioq__complete(ioq_loop *loop, ioq__op *op, int64_t result, uint64_t value,
                    uint16_t flags);
+/* ioq__complete of a record that is not the op's last (flags has IOQ_CQE_MORE): only the
+ * record, the short way (a multishot receive makes one per message). */
+void ioq__complete_more(ioq_loop *loop, ioq__op *op, int64_t result, uint64_t value,
+                        uint16_t flags);
 /* Room in the completion ring for n records beyond those the live ops have reserved (a
  * multishot op checks before each IOQ_CQE_MORE record). false: out of memory. */
 bool ioq__cq_room(ioq_loop *loop, uint32_t n);
@@ -385,8 +389,12 @@ void ioq__order_run(ioq_loop *loop, ioq__opq *q, ioq__issue_fn issue);
 static inline void ioq__order_complete(ioq_loop *loop, ioq__op *op, int64_t res,
                                        uint64_t value, uint16_t flags)
 {
-    ioq__opq *q = (flags & IOQ_CQE_MORE) ? NULL : ioq__order_queue(op);
-    if (q)
+    ioq__opq *q;
+    if (flags & IOQ_CQE_MORE) {
+        ioq__complete_more(loop, op, res, value, flags);
+        return;
+    }
+    if ((q = ioq__order_queue(op)) != NULL)
         ioq__opq_remove(q, op);
     ioq__complete(loop, op, res, value, flags);
 }
@@ -434,9 +442,27 @@ uint32_t ioq__watch_result(const ioq__op *op, uint32_t seen);
 
 /* --- core services: pools ------------------------------------------------------------------ */
 
-/* Take a free buffer for a receive (UINT32_MAX when empty) / put one back. */
-uint32_t ioq__pool_take(ioq__pool *pool);
-void ioq__pool_put(ioq__pool *pool, uint32_t id);
-void *ioq__pool_buf(ioq__pool *pool, uint32_t id);
+/* Take a free buffer for a receive (UINT32_MAX when empty) / put one back. Inline: each
+ * runs once per message of a pooled receive. */
+static inline uint32_t ioq__pool_take(ioq__pool *pool)
+{
+    uint32_t id;
+    if (pool->nfree == 0)
+        return UINT32_MAX;
+    id = pool->free_ids[--pool->nfree];
+    pool->held[id] = 1;
+    return id;
+}
+
+static inline void ioq__pool_put(ioq__pool *pool, uint32_t id)
+{
+    pool->held[id] = 0;
+    pool->free_ids[pool->nfree++] = id;
+}
+
+static inline void *ioq__pool_buf(const ioq__pool *pool, uint32_t id)
+{
+    return pool->mem + (size_t)id * pool->size;
+}
 
 #endif /* IOQ_BACKEND_H */

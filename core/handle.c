@@ -13,11 +13,6 @@
 
 #include <stdlib.h>
 
-ioq__handle *ioq__handle_at(const ioq_loop *loop, uint32_t index)
-{
-    return &loop->hchunks[index / IOQ__HANDLE_CHUNK][index % IOQ__HANDLE_CHUNK];
-}
-
 /* --- descriptor index --------------------------------------------------------------------
  * Which handle owns a descriptor, so that ioq_adopt can refuse one the loop already owns
  * (two handles on one descriptor: closing one would break the other) on every backend, in
@@ -284,25 +279,7 @@ ioq_handle ioq__handle_value(const ioq_loop *loop, const ioq__handle *h)
 
 ioq__handle *ioq__handle_find(const ioq_loop *loop, uint64_t v)
 {
-    uint32_t index = (uint32_t)(v & IOQ__INDEX_MASK);
-    uint32_t gen = (uint32_t)(v >> IOQ__INDEX_BITS) & IOQ__GEN_MASK;
-    ioq__handle *h;
-
-    if ((uint16_t)(v >> 48) != loop->tag || index >= loop->nhandles)
-        return NULL;
-    h = ioq__handle_at(loop, index);
-    return h->gen == gen && h->kind != IOQ__K_FREE ? h : NULL;
-}
-
-/* The handle behind a caller's value v: live, visible, not closing, of a kind in `kinds`
- * (a bit mask of 1 << IOQ__K_*). */
-ioq__handle *ioq__handle_get(const ioq_loop *loop, ioq_handle v, uint32_t kinds)
-{
-    ioq__handle *h = ioq__handle_find(loop, v);
-    if (!h || h->kind == IOQ__K_CONNECTING || (h->rstate & IOQ__R_CLOSING) ||
-        !(kinds & (1u << h->kind)))
-        return NULL;
-    return h;
+    return ioq__handle_lookup(loop, v);
 }
 
 /* --- op slab and token index -------------------------------------------------------------- */

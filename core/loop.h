@@ -273,23 +273,43 @@ static inline bool ioq__cq_reserve(ioq_loop *loop, uint32_t extra)
     return want <= UINT32_MAX && ioq__cq_grow(loop, (uint32_t)want);
 }
 
-static inline void ioq__cq_push(ioq_loop *loop, uint64_t token, int64_t result, uint64_t value,
-                                uint16_t op, uint16_t flags)
+/* Write a record at the tail, where there is room. */
+static inline void ioq__cq_store(ioq_loop *loop, uint64_t token, int64_t result, uint64_t value,
+                                 uint16_t op, uint16_t flags, uint32_t reserved)
 {
-    ioq_cqe *c;
-    /* Every live op reserved its final record when it was accepted; only multishot records
-     * and posts can need growth here, and their producers check ioq__cq_reserve first. */
-    if (ioq__cq_count(loop) == loop->cq_mask + 1)
-        ioq__cq_grow(loop, 1);
-    c = &loop->cq[loop->cq_tail & loop->cq_mask];
+    ioq_cqe *c = &loop->cq[loop->cq_tail & loop->cq_mask];
     c->token = token;
     c->result = result;
     c->value = value;
     c->op = op;
     c->flags = flags;
-    c->reserved = 0;
+    c->reserved = reserved;
     loop->cq_tail++;
     ioq__ready_signal(loop);
+}
+
+/* ioq__cq_push_tagged into a full ring: grow it first (out of line, so that the common
+ * case saves no registers for a call it never makes). */
+void ioq__cq_push_grow(ioq_loop *loop, uint64_t token, int64_t result, uint64_t value,
+                       uint16_t op, uint16_t flags, uint32_t reserved);
+
+/* Append a record; `reserved` is 0 but for a pooled receive's (see ioq__pool_busy). */
+static inline void ioq__cq_push_tagged(ioq_loop *loop, uint64_t token, int64_t result,
+                                       uint64_t value, uint16_t op, uint16_t flags,
+                                       uint32_t reserved)
+{
+    /* Every live op reserved its final record when it was accepted; only multishot records
+     * and posts can need growth here, and their producers check ioq__cq_reserve first. */
+    if (ioq__cq_count(loop) == loop->cq_mask + 1)
+        ioq__cq_push_grow(loop, token, result, value, op, flags, reserved);
+    else
+        ioq__cq_store(loop, token, result, value, op, flags, reserved);
+}
+
+static inline void ioq__cq_push(ioq_loop *loop, uint64_t token, int64_t result, uint64_t value,
+                                uint16_t op, uint16_t flags)
+{
+    ioq__cq_push_tagged(loop, token, result, value, op, flags, 0);
 }
 
 /* Leaving ioq_poll/ioq_submit (or becoming embedded): see poll.c. */
@@ -297,15 +317,46 @@ void ioq__leave_poll(ioq_loop *loop);
 
 /* --- handles (handle.c) ------------------------------------------------------------------ */
 
-ioq__handle *ioq__handle_at(const ioq_loop *loop, uint32_t index); /* index < nhandles */
+static inline ioq__handle *ioq__handle_at(const ioq_loop *loop, uint32_t index) /* < nhandles */
+{
+    return &loop->hchunks[index / IOQ__HANDLE_CHUNK][index % IOQ__HANDLE_CHUNK];
+}
 /* A slot of kind, not registered with the backend (pools; connects before their socket). */
 ioq__handle *ioq__handle_new(ioq_loop *loop, uint8_t kind, int64_t fd);
 /* ioq__handle_open for a descriptor ioq has just made: on failure fd is closed. */
 int ioq__handle_take(ioq_loop *loop, uint8_t kind, uint8_t family, int64_t fd,
                      ioq__handle **out);
+/* ioq__handle_find (backend.h), inline for the core's calls: every send and buffer
+ * release looks its handle up. */
+static inline ioq__handle *ioq__handle_lookup(const ioq_loop *loop, uint64_t v)
+{
+    uint32_t index = (uint32_t)(v & IOQ__INDEX_MASK);
+    uint32_t gen = (uint32_t)(v >> IOQ__INDEX_BITS) & IOQ__GEN_MASK;
+    ioq__handle *h;
+
+    if ((uint16_t)(v >> 48) != loop->tag || index >= loop->nhandles)
+        return NULL;
+    h = ioq__handle_at(loop, index);
+    return h->gen == gen && h->kind != IOQ__K_FREE ? h : NULL;
+}
 /* The handle behind a caller's value v: live, visible, not closing, of a kind in `kinds`
  * (a bit mask of 1 << IOQ__K_*). */
-ioq__handle *ioq__handle_get(const ioq_loop *loop, ioq_handle v, uint32_t kinds);
+static inline ioq__handle *ioq__handle_get(const ioq_loop *loop, ioq_handle v, uint32_t kinds)
+{
+    uint32_t index = (uint32_t)(v & IOQ__INDEX_MASK);
+    ioq__handle *h;
+
+    /* A free slot and a socket still connecting are never visible: out of `kinds`, one
+     * test covers them (folded at compile time where kinds is a constant). */
+    kinds &= ~(IOQ__KIND_BIT(IOQ__K_FREE) | IOQ__KIND_BIT(IOQ__K_CONNECTING));
+    if ((uint16_t)(v >> 48) != loop->tag || index >= loop->nhandles)
+        return NULL;
+    h = ioq__handle_at(loop, index);
+    if (h->gen != ((uint32_t)(v >> IOQ__INDEX_BITS) & IOQ__GEN_MASK) ||
+        (h->rstate & IOQ__R_CLOSING) || !(kinds & IOQ__KIND_BIT(h->kind)))
+        return NULL;
+    return h;
+}
 /* Bump the generation: every value of h is stale from now on. */
 void ioq__handle_invalidate(ioq__handle *h);
 /* Release a slot whose descriptor is already closed (or never opened). */
@@ -339,7 +390,16 @@ void ioq__op_register(ioq_loop *loop, ioq__op *op);
 /* The entry checks of a submission call on a handle: the loop is usable (IOQ_EINVAL,
  * IOQ_EMISUSE) and v is a live handle of one of `kinds`, a mask of 1 << IOQ__K_*
  * (IOQ_EBADHANDLE). 0 and *h, or that error (ops.c). */
-int ioq__handle_arg(ioq_loop *loop, ioq_handle v, uint32_t kinds, ioq__handle **h);
+static inline int ioq__handle_arg(ioq_loop *loop, ioq_handle v, uint32_t kinds,
+                                  ioq__handle **h)
+{
+    if (!loop)
+        return IOQ_EINVAL;
+    if (loop->in_free)
+        return IOQ_EMISUSE;
+    *h = ioq__handle_get(loop, v, kinds);
+    return *h ? 0 : IOQ_EBADHANDLE;
+}
 /* Attach op to h (if any), register it and hand it to the backend; on rejection nothing
  * remains of it (ops.c). Returns 0 or the backend's negative IOQ_E*. */
 int ioq__op_start(ioq_loop *loop, ioq__op *op, ioq__handle *h);

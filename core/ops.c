@@ -59,16 +59,6 @@ int ioq__op_start(ioq_loop *loop, ioq__op *op, ioq__handle *h)
     return rc;
 }
 
-int ioq__handle_arg(ioq_loop *loop, ioq_handle v, uint32_t kinds, ioq__handle **h)
-{
-    if (!loop)
-        return IOQ_EINVAL;
-    if (loop->in_free)
-        return IOQ_EMISUSE;
-    *h = ioq__handle_get(loop, v, kinds);
-    return *h ? 0 : IOQ_EBADHANDLE;
-}
-
 /* A handle for a socket ioq has just created: on failure the socket is closed. */
 static int new_handle(ioq_loop *loop, uint8_t kind, uint8_t family, int64_t fd, ioq_handle *out)
 {
@@ -183,8 +173,9 @@ int ioq_local_connect(ioq_loop *loop, const char *path, uint32_t flags, uint64_t
     return connect_common(loop, 0, op);
 }
 
-/* Buffer operations on a handle of `kinds`. */
-static int buf_op(ioq_loop *loop, uint16_t code, ioq_handle hv, uint32_t kinds, void *buf,
+/* Buffer operations on a handle of `kinds`: inlined in each of the four calls, so that
+ * ioq_send and ioq_recv (once per message) are specialised for their code. */
+IOQ__INLINE_ALWAYS int buf_op(ioq_loop *loop, uint16_t code, ioq_handle hv, uint32_t kinds, void *buf,
                   size_t len, uint64_t offset, uint64_t token)
 {
     ioq__handle *h;

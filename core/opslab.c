@@ -257,6 +257,19 @@ void ioq__op_reject(ioq_loop *loop, ioq__op *op)
     ioq__op_free(loop, op);
 }
 
+/* A receive's records name their pool until ioq_poll hands them out (and zeroes the
+ * field): the pool is busy till then (ioq__pool_busy). */
+static uint32_t record_tag(const ioq__op *op)
+{
+    return op->code == IOQ_OP_RECV_POOL ? op->pool->h->index + 1 : 0;
+}
+
+void ioq__complete_more(ioq_loop *loop, ioq__op *op, int64_t result, uint64_t value,
+                        uint16_t flags)
+{
+    ioq__cq_push_tagged(loop, op->token, result, value, op->code, flags, record_tag(op));
+}
+
 void ioq__complete(ioq_loop *loop, ioq__op *op, int64_t result, uint64_t value, uint16_t flags)
 {
     ioq__handle *h;
@@ -265,13 +278,11 @@ void ioq__complete(ioq_loop *loop, ioq__op *op, int64_t result, uint64_t value, 
         ioq__timer_done(loop, op, NULL);
         return;
     }
-    ioq__cq_push(loop, op->token, result, value, op->code, flags);
-    /* A receive's records name their pool until ioq_poll hands them out (and zeroes the
-     * field): the pool is busy till then (ioq__pool_busy). */
-    if (op->code == IOQ_OP_RECV_POOL)
-        loop->cq[(loop->cq_tail - 1) & loop->cq_mask].reserved = op->pool->h->index + 1;
-    if (flags & IOQ_CQE_MORE)
+    if (flags & IOQ_CQE_MORE) {
+        ioq__complete_more(loop, op, result, value, flags);
         return;
+    }
+    ioq__cq_push_tagged(loop, op->token, result, value, op->code, flags, record_tag(op));
     op->at = IOQ__AT_NONE;
     token_remove(loop, op);
     h = op->h;

@@ -85,4 +85,14 @@ static inline void ioq__spin_pause(void)
 }
 #endif
 
+/* A static function that is to be inlined in each caller, specialised for its constant
+ * arguments (a submission call per message). */
+#if defined(__GNUC__) || defined(__clang__)
+#  define IOQ__INLINE_ALWAYS static inline __attribute__((always_inline))
+#elif defined(_MSC_VER)
+#  define IOQ__INLINE_ALWAYS static __forceinline
+#else
+#  define IOQ__INLINE_ALWAYS static inline
+#endif
+
 #endif /* IOQ_PLATFORM_H */

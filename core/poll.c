@@ -41,6 +41,13 @@ bool ioq__cq_grow(ioq_loop *loop, uint32_t extra)
     return true;
 }
 
+void ioq__cq_push_grow(ioq_loop *loop, uint64_t token, int64_t result, uint64_t value,
+                       uint16_t op, uint16_t flags, uint32_t reserved)
+{
+    ioq__cq_grow(loop, 1);
+    ioq__cq_store(loop, token, result, value, op, flags, reserved);
+}
+
 /* The record a finished timer keeps in its op (ioq__timer_done). */
 static void timer_record(ioq_cqe *c, uint64_t token, int64_t result, uint16_t code)
 {
@@ -60,6 +67,17 @@ uint32_t ioq__records_out(ioq_loop *loop, ioq_cqe *cqes, uint32_t max)
     uint32_t n = 0, ring = ioq__cq_count(loop), head = loop->cq_head, out = loop->cq_out;
     ioq__op *t = loop->tdone_head;
 
+    if (!t) {
+        /* Only ring records (the usual case): copied without the merge's tests. */
+        n = ring < max ? ring : max;
+        for (uint32_t i = 0; i < n; i++) {
+            cqes[i] = loop->cq[(head + i) & loop->cq_mask];
+            cqes[i].reserved = 0; /* see ioq__pool_busy */
+        }
+        loop->cq_head = head + n;
+        loop->cq_out = out + n;
+        return n;
+    }
     while (n < max) {
         if (t && (ring == 0 || (int32_t)(t->heap_idx - out) <= 0)) {
             ioq__op *next = t->tnext;

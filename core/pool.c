@@ -114,32 +114,11 @@ int ioq_buf_release(ioq_loop *loop, ioq_handle pool_h, uint32_t id)
         return IOQ_EBADHANDLE;
     if (id >= pool->count || !pool->held[id])
         return IOQ_EINVAL;
-    if (loop->backend->buf_release) {
-        pool->held[id] = 0;
-        loop->backend->buf_release(loop, pool, id);
-    } else {
+    if (!loop->backend->buf_release) {
         ioq__pool_put(pool, id);
+        return 0;
     }
-    return 0;
-}
-
-uint32_t ioq__pool_take(ioq__pool *pool)
-{
-    uint32_t id;
-    if (pool->nfree == 0)
-        return UINT32_MAX;
-    id = pool->free_ids[--pool->nfree];
-    pool->held[id] = 1;
-    return id;
-}
-
-void ioq__pool_put(ioq__pool *pool, uint32_t id)
-{
     pool->held[id] = 0;
-    pool->free_ids[pool->nfree++] = id;
-}
-
-void *ioq__pool_buf(ioq__pool *pool, uint32_t id)
-{
-    return pool->mem + (size_t)id * pool->size;
+    loop->backend->buf_release(loop, pool, id);
+    return 0;
 }

@@ -234,6 +234,15 @@ static int try_read(ioq_loop *loop, ioq__op *op)
     return IOQ__ORDER_NEXT;
 }
 
+/* ioq__order_run(loop, &h->readq, try_read), with try_read called directly (an edge per
+ * message reaches it): the same loop, as try_read never refuses an op. */
+static void run_reads(ioq_loop *loop, ioq__handle *h)
+{
+    ioq__op *op;
+    while ((op = h->readq.head) != NULL && try_read(loop, op) != IOQ__ORDER_WAIT)
+        ;
+}
+
 /* --- writes ------------------------------------------------------------------------------- */
 
 /* A connect waits in its socket's write queue, where no other op can be. */
@@ -532,7 +541,7 @@ void ioq__rd_event(ioq_loop *loop, ioq__handle *h, unsigned bits)
     if (bits & IOQ__R_READABLE) {
         h->rstate |= (uint16_t)(bits & (IOQ__R_READABLE | IOQ__R_EOF));
         if (h->readq.head)
-            ioq__order_run(loop, &h->readq, try_read);
+            run_reads(loop, h);
     }
 }
 

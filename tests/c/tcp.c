@@ -1001,6 +1001,111 @@ static void test_recv_pool_multishot_nomem(void **state)
 #endif
 }
 
+/* Completion order: records of tokens in `want`, in the order they came (others fail). */
+static void take_in_order(ioq_loop *loop, const uint64_t *want, int n, ioq_cqe *out)
+{
+    for (int i = 0; i < n; i++) {
+        out[i] = h_next_any(loop);
+        assert_int_equal(out[i].token, want[i]);
+    }
+}
+
+static void test_send_inline_close(void **state)
+{
+    (void)state;
+    /* A send that a readiness backend finishes in its submit call has only its record:
+     * a cancel right behind it finds nothing, a close behind that completes last, and the
+     * peer gets the bytes, then the end of stream. A completion backend may still have the
+     * send in flight: then it completes whole or cancelled, never twice. */
+    ioq_loop *loop = h_loop_new();
+    ioq_handle c, s;
+    char buf[64];
+    ioq_cqe r[3];
+    h_pair(loop, &c, &s);
+    uint64_t st = h_tok(), ct = h_tok(), xt = h_tok();
+    assert_int_equal(h_send(loop, c, "hello", 5, st), 0);
+    assert_int_equal(h_cancel(loop, st, ct), 0);
+    assert_int_equal(h_close(loop, c, xt), 0);
+    if (strcmp(h_backend(), "epoll") == 0 || strcmp(h_backend(), "kqueue") == 0) {
+        const uint64_t order[3] = {st, ct, xt};
+        take_in_order(loop, order, 3, r);
+        assert_int_equal(r[0].result, 5);
+        assert_int_equal(r[1].result, 0); /* nothing left to cancel */
+        assert_int_equal(r[2].result, 0);
+    } else {
+        r[0] = h_wait(loop, st);
+        r[1] = h_wait(loop, ct);
+        assert_true(r[0].result == 5 || r[0].result == IOQ_ECANCELED);
+        /* a cancel that met the send in flight counts it even if it finished whole */
+        assert_true(r[1].result == 1 || (r[1].result == 0 && r[0].result == 5));
+        assert_int_equal(h_wait(loop, xt).result, 0);
+    }
+    size_t got = 0;
+    for (;;) {
+        int64_t n = h_recv_once(loop, s, buf + got, sizeof buf - got);
+        assert_true(n >= 0);
+        if (n == 0)
+            break;
+        got += (size_t)n;
+    }
+    assert_int_equal(got, r[0].result == 5 ? 5 : 0);
+    if (got)
+        assert_memory_equal(buf, "hello", 5);
+    h_close_wait(loop, s);
+    h_finish(loop);
+}
+
+static void test_send_partial_cancel(void **state)
+{
+    (void)state;
+    /* A send larger than the socket takes: part of it may go in the submit call (until
+     * EAGAIN), the rest waits as an op that starts where that left off. Cancelled before
+     * the peer reads, it completes once with IOQ_ECANCELED and the bytes that went out,
+     * which are exactly the first bytes the peer reads before the end of stream. */
+    ioq_loop *loop = h_loop_new();
+    ioq_handle c, s;
+    size_t len = 16u << 20;
+    char *src = malloc(len), *dst = malloc(len);
+    assert_non_null(src);
+    assert_non_null(dst);
+    h_fill(src, len, 23, 0);
+    h_pair(loop, &c, &s);
+    uint64_t st = h_tok(), ct = h_tok();
+    assert_int_equal(h_send(loop, c, src, len, st), 0);
+    assert_int_equal(h_cancel(loop, st, ct), 0);
+    ioq_cqe r = h_wait(loop, st);
+    int64_t sent;
+    if (r.result == IOQ_ECANCELED) {
+        assert_true(r.value < len);
+        /* a readiness backend sent what the socket took in the submit call */
+        if (strcmp(h_backend(), "epoll") == 0 || strcmp(h_backend(), "kqueue") == 0)
+            assert_true(r.value > 0);
+        sent = (int64_t)r.value;
+        assert_int_equal(h_wait(loop, ct).result, 1);
+    } else {
+        /* the socket took all of it at once (a very large buffer) */
+        assert_int_equal(r.result, (int64_t)len);
+        sent = (int64_t)len;
+        assert_int_equal(h_wait(loop, ct).result, 0);
+    }
+    h_close_wait(loop, c);
+    size_t got = 0;
+    for (;;) {
+        int64_t n = h_recv_once(loop, s, dst + got, len - got < 65536 ? len - got : 65536);
+        assert_true(n >= 0);
+        if (n == 0)
+            break;
+        got += (size_t)n;
+        assert_true(got <= (size_t)sent);
+    }
+    assert_int_equal(got, (size_t)sent);
+    assert_memory_equal(dst, src, got);
+    h_close_wait(loop, s);
+    free(src);
+    free(dst);
+    h_finish(loop);
+}
+
 static const struct CMUnitTest tcp_tests[] = {
     H_TEST(echo),
     H_TEST(recv_before_send),
@@ -1029,6 +1134,8 @@ static const struct CMUnitTest tcp_tests[] = {
     H_TEST(recv_max_len),
     H_TEST(accept_multishot_nomem),
     H_TEST(recv_pool_multishot_nomem),
+    H_TEST(send_inline_close),
+    H_TEST(send_partial_cancel),
 };
 
 H_MAIN(tcp_tests)
