@@ -468,8 +468,9 @@ class _IoqSocketTransport(_selector_events._SelectorSocketTransport):
         if self._recv_token:
             if (self._reading_wanted and not self._stash and not self._closing
                     and self._data_fast is not None):
+                # (the dispatcher makes a large read into _rbytes again itself)
                 self._al._cbs[self._recv_token] = (self._data_fast, self._on_data_ctx,
-                                                   self._ctx, _BIG)
+                                                   self._ctx, _BIG, _DIRECT_MIN, self._h)
             else:
                 self._al._cbs[self._recv_token] = self._on_data_ctx
 
