@@ -569,6 +569,9 @@ IOQ_PY_PIN_TOKEN(%arg((ioq_addr *out_addrs, uint32_t max, uint64_t token)),
         SWIG_fail;
 }
 
+/* a helper of the dispatcher, not for Python */
+%ignore ioq_py_recv_copy;
+
 %inline %{
 /* ioq_py_loop_new - [rc, loop]: a loop with the given backend (IOQ_BACKEND_*). */
 static PyObject *ioq_py_loop_new(uint32_t backend, uint32_t flags, uint32_t threadpool_size)
@@ -723,6 +726,43 @@ static PyObject *ioq_py_account(PyObject *acct, const ioq_cqe *c)
     return v;
 }
 
+/* The value of a receive of ioq_py_recv_into: a bytes copy of the data received into the
+ * bytearray b, or an int result for no data. Takes the reference to b. */
+static PyObject *ioq_py_recv_copy(PyObject *b, int64_t result)
+{
+    PyObject *out;
+    if (result <= 0 || result > PyByteArray_GET_SIZE(b))
+        out = PyLong_FromLongLong(0);
+    else
+        out = PyBytes_FromStringAndSize(PyByteArray_AS_STRING(b), (Py_ssize_t)result);
+    Py_DECREF(b);
+    return out;
+}
+
+/* ioq_py_recv_into - ioq_recv into the bytearray buf (all of it), which the pin table holds
+ * until the final completion; that completion hands its callback in ioq_py_dispatch a bytes
+ * copy of the data as value (0 for none). A transport keeps one such buffer for large reads:
+ * reused, it stays warm in the cache, where io_uring takes the buffers of a pool in turn.
+ * buf must not be resized meanwhile (it is the transport's own). Returns 0 or the negative
+ * IOQ_E* code of ioq_recv. */
+static PyObject *ioq_py_recv_into(ioq_loop *loop, ioq_handle h, PyObject *buf, uint64_t token)
+{
+    int rc;
+    if (!PyByteArray_CheckExact(buf)) {
+        PyErr_SetString(PyExc_TypeError, "recv_into(loop, h, bytearray, token)");
+        return NULL;
+    }
+    if (loop == NULL || PyByteArray_GET_SIZE(buf) == 0)
+        return PyLong_FromLong(IOQ_EINVAL);
+    if (ioq_py_pin_store(loop, token, IOQ_OP_RECV, buf) < 0)
+        return NULL;
+    rc = ioq_recv(loop, h, PyByteArray_AS_STRING(buf), (size_t)PyByteArray_GET_SIZE(buf),
+                  token);
+    if (rc != 0)
+        ioq_py_pin_drop(loop, token);
+    return PyLong_FromLong(rc);
+}
+
 /* ioq_py_dispatch - the asyncio hot path: poll up to max completions without waiting and
  * hand each final completion whose token is a key of cbs to cbs.pop(token)(result, value,
  * flags); a multishot completion (IOQ_CQE_MORE) calls the callback and keeps it. A
@@ -737,7 +777,14 @@ static PyObject *ioq_py_account(PyObject *acct, const ioq_cqe *c)
  *    on_data(bytes) (a protocol's data_received); every other one to on_other as above. If
  *    on_data raises an Exception, on_other(result, exception, -1) gets it.
  *    (on_data, on_other, context): the same, with on_data run inside the contextvars
- *    context (a protocol's, as asyncio runs protocol callbacks in the transport's).
+ *    context (a protocol's, as asyncio runs protocol callbacks in the transport's; None:
+ *    no context).
+ *    (on_data, on_other, context, big): the same, but a buffer completion of big bytes or
+ *    more goes to on_other (which may turn the stream to large reads).
+ *    (on_data, on_other, context, big, small, handle): also a final completion of a
+ *    receive of ioq_py_recv_into with at least small bytes goes to on_data(bytes copy),
+ *    and the receive is made again into the same bytearray on handle under the same token
+ *    (the callback stays; if ioq refuses it, the completion goes to on_other as usual).
  *  - [inflight, pending, notify, on_done]: send accounting. A completion takes 1 from
  *    inflight and its byte count from pending; on_done(result, value, flags) is called only
  *    for an error or while notify is true.
@@ -791,10 +838,43 @@ static PyObject *ioq_py_dispatch_wait(ioq_loop *loop, PyObject *cbs, uint32_t ma
         key = PyLong_FromUnsignedLongLong(c->token);
         cb = key == NULL ? NULL : PyDict_GetItemWithError(cbs, key);
         if (cb != NULL) {
+            int again = 0;
             Py_INCREF(cb);
-            if (final && PyDict_DelItem(cbs, key) < 0)
+            /* callbacks are for ops whose results need no pin, but for a receive of
+             * ioq_py_recv_into: a copy of the data is the value */
+            if (capsule != NULL && (c->op != IOQ_OP_RECV || !PyByteArray_CheckExact(capsule)))
+                Py_CLEAR(capsule);
+            if (capsule != NULL && PyTuple_CheckExact(cb) && PyTuple_GET_SIZE(cb) == 6 &&
+                c->result > 0) {
+                /* (on_data, on_other, context, big, small, handle): a receive into the
+                 * transport's buffer that brought at least small bytes goes to on_data
+                 * and is made again at once, into the same buffer under the same token,
+                 * as a multishot receive would be */
+                long long small = PyLong_AsLongLong(PyTuple_GET_ITEM(cb, 4));
+                unsigned long long hh = PyLong_AsUnsignedLongLong(PyTuple_GET_ITEM(cb, 5));
+                if (PyErr_Occurred()) {
+                    PyErr_Clear();
+                } else if ((long long)c->result >= small &&
+                           c->result <= PyByteArray_GET_SIZE(capsule)) {
+                    arg = PyBytes_FromStringAndSize(PyByteArray_AS_STRING(capsule),
+                                                    (Py_ssize_t)c->result);
+                    if (arg == NULL) {
+                        PyErr_Clear();
+                    } else if (ioq_py_pin_store(loop, c->token, IOQ_OP_RECV, capsule) < 0) {
+                        PyErr_Clear();
+                        Py_CLEAR(arg);
+                    } else if (ioq_recv(loop, (ioq_handle)hh, PyByteArray_AS_STRING(capsule),
+                                        (size_t)PyByteArray_GET_SIZE(capsule), c->token) != 0) {
+                        ioq_py_pin_drop(loop, c->token);
+                        Py_CLEAR(arg);
+                    } else {
+                        again = 1;
+                        Py_CLEAR(capsule);
+                    }
+                }
+            }
+            if (final && !again && PyDict_DelItem(cbs, key) < 0)
                 PyErr_Clear();
-            Py_XDECREF(capsule); /* callbacks are for ops whose results need no pin */
             if (PyList_CheckExact(cb) && PyList_GET_SIZE(cb) == 4) {
                 res = ioq_py_account(cb, c);
                 if (res == Py_None) {
@@ -813,7 +893,12 @@ static PyObject *ioq_py_dispatch_wait(ioq_loop *loop, PyObject *cbs, uint32_t ma
                     continue;
                 }
             }
-            if ((c->flags & IOQ_CQE_BUFFER) && pool != 0) {
+            if (again) {
+                /* arg is the data */
+            } else if (capsule != NULL) {
+                arg = ioq_py_recv_copy(capsule, c->result);
+                capsule = NULL;
+            } else if ((c->flags & IOQ_CQE_BUFFER) && pool != 0) {
                 void *p = ioq_buf(loop, pool, (uint32_t)c->value);
                 if (p == NULL) {
                     arg = NULL;
@@ -826,15 +911,25 @@ static PyObject *ioq_py_dispatch_wait(ioq_loop *loop, PyObject *cbs, uint32_t ma
                 arg = PyLong_FromUnsignedLongLong(c->value);
             }
             if (PyTuple_CheckExact(cb) &&
-                (PyTuple_GET_SIZE(cb) == 2 || PyTuple_GET_SIZE(cb) == 3)) {
+                PyTuple_GET_SIZE(cb) >= 2 && PyTuple_GET_SIZE(cb) <= 6) {
                 PyObject *pair = cb;
+                long long big = LLONG_MAX;
                 res = NULL;
-                if (arg != NULL && (c->flags & IOQ_CQE_MORE) && c->result > 0 &&
-                    (c->flags & IOQ_CQE_BUFFER)) {
+                if (PyTuple_GET_SIZE(pair) >= 4) {
+                    big = PyLong_AsLongLong(PyTuple_GET_ITEM(pair, 3));
+                    if (big == -1 && PyErr_Occurred()) {
+                        PyErr_Clear();
+                        big = LLONG_MAX;
+                    }
+                }
+                if (again || (arg != NULL && (c->flags & IOQ_CQE_MORE) && c->result > 0 &&
+                              (long long)c->result < big && (c->flags & IOQ_CQE_BUFFER))) {
                     /* (on_data, on_other, context): on_data runs in the protocol's context,
                      * as a Handle would run it (unless that context is entered already:
                      * then the call is inside it anyway) */
-                    PyObject *ctx = PyTuple_GET_SIZE(pair) == 3 ? PyTuple_GET_ITEM(pair, 2) : NULL;
+                    PyObject *ctx = PyTuple_GET_SIZE(pair) >= 3 ? PyTuple_GET_ITEM(pair, 2) : NULL;
+                    if (ctx == Py_None)
+                        ctx = NULL;
                     if (ctx != NULL && PyContext_Enter(ctx) < 0) {
                         PyErr_Clear();
                         ctx = NULL;

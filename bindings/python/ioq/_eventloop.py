@@ -56,6 +56,15 @@ _BATCH = 256
 # The flush of gathered writes in C (ioq_py_flush); a package built before it flushes in
 # Python.
 _HAS_FLUSH = hasattr(_raw, "ioq_py_flush")
+# Large reads into a buffer of the transport (ioq_py_recv_into): a chunk of the pool of at
+# least _BIG bytes turns a transport to one-shot receives into a bytearray of _DIRECT_SIZE
+# bytes of its own, reused, so warm in the cache (io_uring takes the pool's buffers in turn,
+# each cold by then: the kernel's copy into them cost more than all the rest of a 100 KiB
+# echo); a read of less than _DIRECT_MIN turns it back to the pool.
+_HAS_RECV_INTO = hasattr(_raw, "ioq_py_recv_into")
+_BIG = 65536 if _HAS_RECV_INTO else 1 << 62
+_DIRECT_MIN = 16384
+_DIRECT_SIZE = 262144
 
 
 def _timeout_ns(timeout):
@@ -352,6 +361,10 @@ class _IoqSocketTransport(_selector_events._SelectorSocketTransport):
     def __init__(self, loop, sock, protocol, waiter=None, extra=None, server=None):
         self._h = 0
         self._recv_token = 0
+        self._direct = False  # receiving into _rbytes, not the pool
+        self._rbytes = None
+        self._rbuf = None     # (buffer, protocol): a BufferedProtocol's buffer being filled
+        self._buffered = False
         self._stash = []
         self._reading_wanted = False
         self._started = False
@@ -423,7 +436,28 @@ class _IoqSocketTransport(_selector_events._SelectorSocketTransport):
             return
         token = al._next_token
         al._next_token = token + 1
-        rc = _raw.ioq_recv_pool(p, self._h, al._recv_pool(), _ioq.MULTISHOT, token)
+        if self._buffered:
+            # A BufferedProtocol: ioq receives straight into the buffer it hands out (held
+            # until the receive completes; pause_reading() and close() cancel it).
+            protocol = self._protocol
+            try:
+                buf = protocol.get_buffer(-1)
+                if not len(buf):
+                    raise RuntimeError("get_buffer() returned an empty buffer")
+                rc = _raw.ioq_recv(p, self._h, buf, token)
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException as exc:
+                self._fatal_error(exc, "Fatal error: protocol.get_buffer() call failed.")
+                return
+            if rc >= 0:
+                self._rbuf = (buf, protocol)
+        elif self._direct:
+            if self._rbytes is None:
+                self._rbytes = bytearray(_DIRECT_SIZE)
+            rc = _raw.ioq_py_recv_into(p, self._h, self._rbytes, token)
+        else:
+            rc = _raw.ioq_recv_pool(p, self._h, al._recv_pool(), _ioq.MULTISHOT, token)
         if rc < 0:
             self._fatal_error(_ioq.error(rc), "Fatal read error on socket transport")
             return
@@ -434,14 +468,16 @@ class _IoqSocketTransport(_selector_events._SelectorSocketTransport):
         if self._recv_token:
             if (self._reading_wanted and not self._stash and not self._closing
                     and self._data_fast is not None):
+                # (the dispatcher makes a large read into _rbytes again itself)
                 self._al._cbs[self._recv_token] = (self._data_fast, self._on_data_ctx,
-                                                   self._ctx)
+                                                   self._ctx, _BIG, _DIRECT_MIN, self._h)
             else:
                 self._al._cbs[self._recv_token] = self._on_data_ctx
 
     def set_protocol(self, protocol):
         super().set_protocol(protocol)
-        if isinstance(protocol, asyncio.BufferedProtocol):
+        self._buffered = isinstance(protocol, asyncio.BufferedProtocol)
+        if self._buffered:
             self._data_fast = None
         else:
             self._data_fast = protocol.data_received
@@ -455,8 +491,23 @@ class _IoqSocketTransport(_selector_events._SelectorSocketTransport):
         if result > 0:
             if not flags & _MORE:
                 self._recv_token = 0
+                rbuf = self._rbuf
+                if rbuf is not None:
+                    self._rbuf = None
+                    self._on_buffer(result, rbuf)
+                    return
+                if type(data) is bytes and result < _DIRECT_MIN:
+                    self._direct = False
+                    self._rbytes = None
                 if self._reading_wanted and not self._closing:
                     self._start_reading()
+            elif result >= _BIG and not self._direct and self._recv_token:
+                # Large reads: the next ones go straight into bytes objects (the multishot
+                # receive ends with ECANCELED, which starts the next receive).
+                self._direct = True
+                p = self._al._p
+                if p is not None:
+                    _raw.ioq_cancel(p, self._recv_token, _QUIET_TOKEN)
             if self._closing or self._conn_lost:
                 return
             if not self._reading_wanted or self._stash:
@@ -465,6 +516,7 @@ class _IoqSocketTransport(_selector_events._SelectorSocketTransport):
             self._deliver(data)
             return
         self._recv_token = 0
+        self._rbuf = None
         if self._closing or self._conn_lost:
             return
         if result == 0:
@@ -478,6 +530,30 @@ class _IoqSocketTransport(_selector_events._SelectorSocketTransport):
                 self._start_reading()
         else:
             self._fatal_error(_ioq.error(result), "Fatal read error on socket transport")
+
+    def _on_buffer(self, nbytes, rbuf):
+        """A receive into a BufferedProtocol's buffer brought nbytes."""
+        buf, protocol = rbuf
+        if self._closing or self._conn_lost:
+            return
+        if not self._reading_wanted or self._stash or protocol is not self._protocol:
+            # pause_reading() (or a new protocol) came while the receive was in flight: the
+            # data waits as a copy for resume_reading(), no buffer_updated() before it
+            with memoryview(buf) as v:
+                self._stash.append(bytes(v.cast("B")[:nbytes]))
+            if self._reading_wanted and not self._stash[:-1]:
+                self._loop.call_soon(self._deliver_stash, context=self._ctx)
+            return
+        try:
+            protocol.buffer_updated(nbytes)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._fatal_error(exc, "Fatal error: protocol.buffer_updated() call failed.")
+            return
+        if self._reading_wanted and not self._closing and not self._conn_lost \
+                and not self._recv_token:
+            self._start_reading()
 
     def _deliver(self, data):
         protocol = self._protocol
