@@ -37,40 +37,53 @@ pub(crate) enum Keep {
     Boxed(Box<dyn Any>),
 }
 
+/// Whether `B` is `Vec<u8>`: a comparison of two constants once monomorphized, so the
+/// common buffer's path has no dynamic downcast in it.
+#[inline(always)]
+fn is_bytes<B: 'static>() -> bool {
+    std::any::TypeId::of::<B>() == std::any::TypeId::of::<Vec<u8>>()
+}
+
 impl Keep {
     pub(crate) fn boxed<T: 'static>(v: T) -> Keep {
         Keep::Boxed(Box::new(v))
     }
 
     /// Keeps a buffer (see `Bytes`).
+    #[inline]
     pub(crate) fn buf<B: 'static>(b: B) -> Keep {
-        let mut o = Some(b);
-        if let Some(v) = (&mut o as &mut dyn Any).downcast_mut::<Option<Vec<u8>>>() {
-            if let Some(v) = v.take() {
-                return Keep::Bytes(v);
-            }
+        if is_bytes::<B>() {
+            // Safety: B is Vec<u8> (same type id): the value is moved, not copied twice.
+            let b = std::mem::ManuallyDrop::new(b);
+            return Keep::Bytes(unsafe { std::ptr::read(&*b as *const B as *const Vec<u8>) });
         }
-        Keep::Boxed(Box::new(o.expect("value kept")))
+        Keep::Boxed(Box::new(b))
     }
 
     /// The kept value, where it stays until the slot lets go of it.
+    #[inline]
     pub(crate) fn get_mut<B: 'static>(&mut self) -> &mut B {
         match self {
-            Keep::Bytes(v) => (v as &mut dyn Any).downcast_mut::<B>(),
+            // Safety: B is Vec<u8>.
+            Keep::Bytes(v) if is_bytes::<B>() => {
+                Some(unsafe { &mut *(v as *mut Vec<u8> as *mut B) })
+            }
+            Keep::Bytes(_) => None,
             Keep::Boxed(b) => b.downcast_mut::<B>(),
         }
         .expect("kept value of another type")
     }
 
     /// Gives the kept value back.
+    #[inline]
     pub(crate) fn take<B: 'static>(self) -> B {
         match self {
-            Keep::Bytes(v) => {
-                let mut o = Some(v);
-                (&mut o as &mut dyn Any)
-                    .downcast_mut::<Option<B>>()
-                    .and_then(Option::take)
+            Keep::Bytes(v) if is_bytes::<B>() => {
+                // Safety: B is Vec<u8>: the value is moved out once.
+                let v = std::mem::ManuallyDrop::new(v);
+                Some(unsafe { std::ptr::read(&*v as *const Vec<u8> as *const B) })
             }
+            Keep::Bytes(_) => None,
             Keep::Boxed(b) => b.downcast::<B>().ok().map(|b| *b),
         }
         .expect("kept value of another type")
@@ -129,6 +142,11 @@ pub(crate) struct Shared {
     pub(crate) has_driver: AtomicBool,
     /// The loop is closed: wake-ups go to the locked queue (which drops them).
     pub(crate) closed: AtomicBool,
+    /// The locked queue may hold ready tasks or spawns: set under the lock by whoever
+    /// adds to it, cleared under the lock by `take`. The executor's turns look at this
+    /// instead of taking the lock when there is nothing there (a push it misses is
+    /// followed by that pusher's notification: an ioq_wake or the driver's wake-up).
+    pub(crate) queued: AtomicBool,
 }
 
 // `local` is reached only from the loop's thread (see there); the rest is Sync.
@@ -170,6 +188,7 @@ impl Shared {
         }
         let mut q = self.lock();
         q.ready.push_back(id);
+        self.queued.store(true, Ordering::Release);
         self.notify(q, false);
     }
 
@@ -194,28 +213,33 @@ impl Shared {
 
     /// Takes the ready tasks into `into` (emptied first) and the remote spawns.
     pub(crate) fn take(&self, into: &mut VecDeque<usize>) -> VecDeque<RemoteFn> {
-        let mut q = self.lock();
-        q.notified = false;
         into.clear();
-        std::mem::swap(into, &mut q.ready);
+        let mut remote = VecDeque::new();
+        // Nothing added to the locked queue since the last take: no lock. (`notified` is
+        // only set by a notification after such an addition, so it is clear already.)
+        if self.queued.load(Ordering::Acquire) {
+            let mut q = self.lock();
+            self.queued.store(false, Ordering::Relaxed);
+            q.notified = false;
+            std::mem::swap(into, &mut q.ready);
+            if !q.remote.is_empty() {
+                remote = std::mem::take(&mut q.remote);
+            }
+        }
         if let Some(l) = self.local() {
             into.extend(l.drain(..));
         }
-        if q.remote.is_empty() {
-            VecDeque::new()
-        } else {
-            std::mem::take(&mut q.remote)
-        }
+        remote
     }
 
+    #[inline]
     pub(crate) fn has_ready(&self) -> bool {
         if let Some(l) = self.local() {
             if !l.is_empty() {
                 return true;
             }
         }
-        let q = self.lock();
-        !q.ready.is_empty() || !q.remote.is_empty()
+        self.queued.load(Ordering::Acquire)
     }
 
     /// Sets (or with None clears) the waker of the task that drives the loop.
@@ -234,6 +258,23 @@ impl Shared {
     }
 }
 
+/// Whom an operation's completion wakes.
+enum SlotWaker {
+    Nobody,
+    /// A task of this loop's executor, polled with its own waker: scheduled by id, with no
+    /// waker clone (reference count) per operation and no call through its vtable. The same
+    /// as waking its waker, which schedules that id.
+    Task(usize),
+    /// Any other waker (another executor's task, a combinator's waker).
+    Other(Waker),
+}
+
+impl SlotWaker {
+    fn is_none(&self) -> bool {
+        matches!(self, SlotWaker::Nobody)
+    }
+}
+
 struct Slot {
     gen: u32,
     live: bool,
@@ -242,7 +283,7 @@ struct Slot {
     /// The final completion, once it came.
     fin: Option<sys::ioq_cqe>,
     orphan: bool,
-    waker: Option<Waker>,
+    waker: SlotWaker,
     keep: Option<Keep>,
     pool: u64,
     /// Close this handle once the operation has ended, with the given token (the token
@@ -268,7 +309,7 @@ impl Slab {
                     more: VecDeque::new(),
                     fin: None,
                     orphan: false,
-                    waker: None,
+                    waker: SlotWaker::Nobody,
                     keep: None,
                     pool: 0,
                     then_close: None,
@@ -312,7 +353,7 @@ impl Slab {
             s.more.clear();
         }
         s.fin = None;
-        s.waker = None;
+        s.waker = SlotWaker::Nobody;
         s.then_close = None;
         let keep = s.keep.take();
         self.free.push(idx);
@@ -344,6 +385,10 @@ pub(crate) struct Inner {
     /// dropped before ioq_loop_free closes that descriptor.
     pub(crate) foreign: RefCell<Option<Box<dyn Any>>>,
     pub(crate) shared: Arc<Shared>,
+    /// The task of this loop's executor being polled and the waker it is polled with
+    /// (set by `rt` around each poll, see `Polling`): an operation polled with that waker
+    /// records the task's id instead of cloning the waker.
+    polling: Cell<Option<(usize, *const Waker)>>,
     /// The loop was made with IOQ_LOOP_HOST_FLUSH and a host driver flushes it: what this
     /// thread submits waits in ioq's queue until `flush` or the next poll.
     pub(crate) host_flush: Cell<bool>,
@@ -396,6 +441,7 @@ impl Inner {
             flush_woken: Cell::new(false),
             flush_flag: Cell::new(false),
             poll_flush: Cell::new(false),
+            polling: Cell::new(None),
             shared: Arc::new(Shared {
                 raw: Mutex::new(raw as usize),
                 queue: Mutex::new(Queue::default()),
@@ -404,6 +450,7 @@ impl Inner {
                 local: UnsafeCell::new(Vec::new()),
                 has_driver: AtomicBool::new(false),
                 closed: AtomicBool::new(false),
+                queued: AtomicBool::new(false),
             }),
         }
     }
@@ -532,6 +579,31 @@ impl Inner {
         }
     }
 
+    /// Records who to wake: the task being polled by id when `w` is its own waker, else a
+    /// clone of `w` (kept when it would wake the same task).
+    #[inline]
+    fn set_waker(&self, slot: &mut SlotWaker, w: &Waker) {
+        if let Some((id, tw)) = self.polling.get() {
+            // Safety: `tw` points at the waker the task is being polled with; `Polling`
+            // clears it before that poll returns.
+            if w.will_wake(unsafe { &*tw }) {
+                *slot = SlotWaker::Task(id);
+                return;
+            }
+        }
+        match slot {
+            SlotWaker::Other(old) if old.will_wake(w) => {}
+            _ => *slot = SlotWaker::Other(w.clone()),
+        }
+    }
+
+    /// Marks task `id` as being polled with `waker` until the guard goes.
+    #[inline]
+    pub(crate) fn polling<'a>(&'a self, id: usize, waker: &'a Waker) -> Polling<'a> {
+        let prev = self.polling.replace(Some((id, waker as *const Waker)));
+        Polling { inner: self, prev }
+    }
+
     /// For single-shot operations: the final completion and what the slot kept.
     pub(crate) fn poll_final(
         &self,
@@ -548,10 +620,7 @@ impl Inner {
             let keep = ops.release((token & 0xffff_ffff) as u32);
             return Poll::Ready((last, keep));
         }
-        match &slot.waker {
-            Some(w) if w.will_wake(cx.waker()) => {}
-            _ => slot.waker = Some(cx.waker().clone()),
-        }
+        self.set_waker(&mut slot.waker, cx.waker());
         Poll::Pending
     }
 
@@ -574,7 +643,7 @@ impl Inner {
             let keep = ops.remove(token);
             return Poll::Ready((c, true, keep));
         }
-        slot.waker = Some(cx.waker().clone());
+        self.set_waker(&mut slot.waker, cx.waker());
         Poll::Pending
     }
 
@@ -588,7 +657,7 @@ impl Inner {
                 None => return,
             };
             slot.orphan = true;
-            slot.waker = None;
+            slot.waker = SlotWaker::Nobody;
             let fin = slot.fin.take();
             let finished = fin.is_some();
             let leftover: Vec<_> = slot.more.drain(..).chain(fin).collect();
@@ -685,10 +754,12 @@ impl Inner {
             } else {
                 slot.more.push_back(*c);
             }
-            let waker = slot.waker.take();
+            let waker = std::mem::replace(&mut slot.waker, SlotWaker::Nobody);
             drop(ops);
-            if let Some(w) = waker {
-                w.wake();
+            match waker {
+                SlotWaker::Task(id) => self.shared.schedule(id),
+                SlotWaker::Other(w) => w.wake(),
+                SlotWaker::Nobody => {}
             }
         }
         if let Some((h, token)) = then_close {
@@ -770,7 +841,7 @@ impl Inner {
         }
         self.raw.set(std::ptr::null_mut());
         let mut dropped: Vec<Keep> = Vec::new();
-        let mut wakers: Vec<Waker> = Vec::new();
+        let mut wakers: Vec<SlotWaker> = Vec::new();
         {
             let mut ops = self.ops.borrow_mut();
             let tokens: Vec<u64> = ops
@@ -791,15 +862,35 @@ impl Inner {
                 if slot.fin.is_none() {
                     slot.fin = Some(cqe(t, Error::CANCELED.code() as i64));
                 }
-                if let Some(w) = slot.waker.take() {
+                let w = std::mem::replace(&mut slot.waker, SlotWaker::Nobody);
+                if !w.is_none() {
                     wakers.push(w);
                 }
             }
         }
         drop(dropped);
-        wakers.into_iter().for_each(Waker::wake);
+        for w in wakers {
+            match w {
+                SlotWaker::Task(id) => self.shared.schedule(id),
+                SlotWaker::Other(w) => w.wake(),
+                SlotWaker::Nobody => {}
+            }
+        }
         let wakers = std::mem::take(&mut *self.post_wakers.borrow_mut());
         wakers.into_iter().for_each(Waker::wake);
+    }
+}
+
+/// See [`Inner::polling`].
+pub(crate) struct Polling<'a> {
+    inner: &'a Inner,
+    prev: Option<(usize, *const Waker)>,
+}
+
+impl Drop for Polling<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        self.inner.polling.set(self.prev);
     }
 }
 

@@ -446,6 +446,7 @@ pub(crate) fn run_task(inner: &Rc<Inner>, id: usize) {
             }))
         });
         let mut cx = Context::from_waker(waker);
+        let _polling = inner.polling(id, waker);
         // The task's own panics are caught inside it (CatchUnwind); this is only reached
         // by a panic while dropping its future.
         entry.fut.as_mut().poll(&mut cx).is_ready() || entry.abort.get()
@@ -502,6 +503,7 @@ pub(crate) fn run<F: Future>(lp: &LoopRef, fut: F) -> F::Output {
                 }
                 main_polled = true;
                 let mut cx = Context::from_waker(&main_waker);
+                let _polling = inner.polling(MAIN, &main_waker);
                 if let Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
                     return v;
                 }
@@ -663,6 +665,7 @@ where
         drop(start); // the loop is gone: the handle reports cancellation
     } else {
         q.remote.push_back(Box::new(start));
+        shared.queued.store(true, std::sync::atomic::Ordering::Release);
         shared.notify(q, true);
     }
     RemoteJoinHandle { st }

@@ -4,6 +4,7 @@
 use std::cell::Cell;
 use std::net::SocketAddr;
 use std::panic::{self, AssertUnwindSafe};
+use std::pin::Pin;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -358,5 +359,87 @@ fn remote_spawn_on_a_dropped_loop_is_cancelled() {
     rt::block_on(async {
         assert!(queued.await.unwrap_err().is_cancelled());
         assert!(late.await.unwrap_err().is_cancelled());
+    });
+}
+
+/// A waker that counts its wake-ups.
+struct Count(std::sync::atomic::AtomicUsize);
+
+impl std::task::Wake for Count {
+    fn wake(self: std::sync::Arc<Self>) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn an_operation_polled_with_another_waker_wakes_that_waker() {
+    use std::future::Future;
+    use std::sync::atomic::Ordering;
+    use std::task::{Context, Poll, Waker};
+    rt::block_on(async {
+        let lp = rt::current();
+        let (_l, c, s) = pair(&lp).await;
+        let h = rt::spawn(async move {
+            // Polled inside a task, but with a waker of its own (as a combinator would):
+            // the completion must wake that waker, not only the task.
+            let count = std::sync::Arc::new(Count(0.into()));
+            let w = Waker::from(count.clone());
+            let mut op = s.recv(Vec::with_capacity(16));
+            let mut cx = Context::from_waker(&w);
+            assert!(Pin::new(&mut op).poll(&mut cx).is_pending());
+            while count.0.load(Ordering::SeqCst) == 0 {
+                rt::sleep(Duration::from_millis(1)).await.unwrap();
+            }
+            let (r, b) = op.await;
+            assert_eq!(r.unwrap(), 2);
+            assert_eq!(b, b"hi");
+        });
+        rt::sleep(Duration::from_millis(2)).await.unwrap();
+        c.send(b"hi".to_vec()).await.0.unwrap();
+        rt::timeout(Duration::from_secs(5), h)
+            .await
+            .expect("the other waker was woken")
+            .unwrap();
+    });
+}
+
+#[test]
+fn an_operation_moved_to_another_task_wakes_its_new_owner() {
+    use std::cell::RefCell;
+    use std::future::Future;
+    use std::task::Poll;
+    rt::block_on(async {
+        let lp = rt::current();
+        let (_l, c, s) = pair(&lp).await;
+        let shelf = Rc::new(RefCell::new(None));
+        // Task A starts the receive, polls it once, hands it over and ends.
+        let put = shelf.clone();
+        rt::spawn(async move {
+            let mut op = s.recv(Vec::with_capacity(16));
+            futures_util::future::poll_fn(|cx| {
+                assert!(Pin::new(&mut op).poll(cx).is_pending());
+                Poll::Ready(())
+            })
+            .await;
+            *put.borrow_mut() = Some((op, s));
+        })
+        .await
+        .unwrap();
+        // A new task may take A's place in the task table.
+        let idle = rt::spawn(rt::sleep(Duration::from_secs(30)));
+        // Task B awaits the receive that A started.
+        let (op, _s) = shelf.borrow_mut().take().unwrap();
+        let b = rt::spawn(async move {
+            let (r, b) = op.await;
+            (r.unwrap(), b)
+        });
+        rt::sleep(Duration::from_millis(2)).await.unwrap();
+        c.send(b"moved".to_vec()).await.0.unwrap();
+        let (n, buf) = rt::timeout(Duration::from_secs(5), b)
+            .await
+            .expect("the new owner was woken")
+            .unwrap();
+        assert_eq!((n, &buf[..]), (5, &b"moved"[..]));
+        idle.abort();
     });
 }
