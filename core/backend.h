@@ -52,9 +52,12 @@ typedef struct ioq__opq {
 typedef void (*ioq__work_fn)(ioq__op *op);
 
 /* An op is a common head and one of two bodies. Timers, the most numerous ops, use only the
- * short body and come from their own slab of short records (a sixth of a full op):
- * code that may see a timer touches nothing past the timer body. Timers never reach a
- * backend. */
+ * short body (32 bytes in all) and live in their own array (opslab.c), which moves when it
+ * grows: a timer op is addressed by its index, and a pointer to one is good only until the
+ * next timer is made. Code that may see a timer touches nothing past the timer body.
+ * Timers never reach a backend.
+ *
+ * Ops link to each other by reference (ioq__op_ref): 32 bits, 0 for none. */
 struct ioq__op {
     uint64_t token;
     uint16_t code;      /* IOQ_OP_* */
@@ -62,11 +65,12 @@ struct ioq__op {
     uint8_t cancelled;  /* a cancel was requested; complete with IOQ_ECANCELED if possible */
     uint32_t heap_idx;  /* timeout: index in the timer heap; once finished, the ring
                            records taken out before its record is due (ioq__timer_done) */
-    /* Token index: a doubly linked bucket chain, so that an op leaves it in O(1) however
-     * many ops share its token. tpprev points at whatever points at this op (the bucket or
-     * the previous op's tnext); NULL when the op is not in the index. */
-    ioq__op *tnext;
-    ioq__op **tpprev;
+    /* Token index (opslab.c): a doubly linked bucket chain, so that an op leaves it in
+     * O(1) however many ops share its token. tprev is the previous op, IOQ__TREF_FIRST for
+     * the bucket's first, 0 when the op is not in the index. tnext also links free ops and
+     * finished timers. */
+    uint32_t tnext;
+    uint32_t tprev;
 
     union {
         union {                 /* IOQ_OP_TIMEOUT: 8 bytes, one field at a time */
@@ -76,6 +80,7 @@ struct ioq__op {
             uint64_t cancel_token; /* finished (IOQ__AT_DONE_CANCEL*): the cancel's token */
         };
         struct {                /* every other op */
+            uint32_t ref;       /* this op's reference (set once, by its slab chunk) */
             uint8_t tp_running; /* a worker runs it (written under the pool's lock) */
             uint32_t flags;     /* submission flags (IOQ_MULTISHOT, open flags, ...) */
             ioq__handle *h;     /* the handle it works on (a new one for connect), or NULL */

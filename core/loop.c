@@ -115,7 +115,7 @@ int ioq_loop_new(const ioq_loop_options *opts, ioq_loop **out)
     ioq_loop_options o;
     ioq_loop *loop;
     int rc = IOQ_ENOTSUP;
-    bool posts_ok;
+    bool posts_ok, index_ok;
 
     if (!out)
         return IOQ_EINVAL;
@@ -146,14 +146,12 @@ int ioq_loop_new(const ioq_loop_options *opts, ioq_loop **out)
     /* First: free_loop_memory takes the posts' queue down whatever failed after it. */
     posts_ok = ioq__posts_init(loop);
     loop->cq = malloc(256 * sizeof *loop->cq);
-    loop->tbuckets = calloc(256, sizeof *loop->tbuckets);
-    loop->tmask = 255;
-    loop->tshift = 64 - 8;
+    index_ok = ioq__token_index_init(loop);
     loop->cq_mask = 255;
     loop->threadpool_size = o.threadpool_size ? o.threadpool_size : 4;
     loop->armed_deadline = UINT64_MAX;
     loop->host_flush = (o.flags & IOQ_LOOP_HOST_FLUSH) != 0;
-    if (!posts_ok || !loop->cq || !loop->tbuckets || !tag_take(loop) ||
+    if (!posts_ok || !loop->cq || !index_ok || !tag_take(loop) ||
         ioq__tp_init(loop) != 0) {
         free_loop_memory(loop);
         return IOQ_ENOMEM;

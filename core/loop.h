@@ -35,18 +35,26 @@ typedef struct ioq__post {
     int64_t result;
 } ioq__post;
 
-/* Bytes of a timer op: the head and the timer body, rounded up to the op's alignment. */
-#define IOQ__TIMER_OP_SIZE \
-    ((offsetof(ioq__op, seq) + sizeof(uint64_t) + _Alignof(ioq__op) - 1) & \
-     ~(_Alignof(ioq__op) - 1))
+/* Bytes of a timer op: the head and the timer body (opslab.c checks that they fit). */
+#define IOQ__TIMER_OP_SHIFT 5
+#define IOQ__TIMER_OP_SIZE (1u << IOQ__TIMER_OP_SHIFT)
 
 #define IOQ__POST_POOL 1024 /* posts in flight before ioq_post falls back to malloc */
 #define IOQ__HANDLE_CHUNK 256
 #define IOQ__OP_CHUNK 256
-/* Timer ops per slab chunk at most (opslab.c: timer_chunk_len): 4096 short records
- * (160 KiB), so that a million timers take 250 chunk allocations, not 4,000 (malloc's
- * share of scheduling a million was 7% with 256 a chunk). */
-#define IOQ__TIMER_CHUNK 4096
+/* Op references (struct ioq__op: tnext, tprev; the token index): a timer is
+ * IOQ__TREF_TIMER | its index in the timer array, a full op (chunk + 1) << 8 | its slot
+ * in the chunk; 0 is no op. */
+#define IOQ__TREF_TIMER 0x80000000u
+#define IOQ__TREF_FIRST 0xFFFFFFFFu /* tprev of the first op of a token */
+#define IOQ__TIMERS_MAX 0x7FFFF000u
+/* Timer ops come in chunks of IOQ__TCHUNK_LEN records aligned to their size, whose first
+ * record (index 0 of chunk 0: the dead op of timer.c) names the chunk in its token: an
+ * op's index follows from its address, and a chunk never moves. */
+#define IOQ__TCHUNK_SHIFT 12
+#define IOQ__TCHUNK_LEN (1u << IOQ__TCHUNK_SHIFT)
+#define IOQ__TCHUNK_BYTES ((size_t)IOQ__TCHUNK_LEN << IOQ__TIMER_OP_SHIFT)
+#define IOQ__OCHUNKS_MAX 0x7FFFF0u
 
 /* --- the thread pool (threadpool.c) ------------------------------------------------------- */
 typedef struct ioq__tpool {
@@ -69,11 +77,12 @@ void ioq__tp_finish(ioq_loop *loop, ioq__op *op);
 
 /* --- timers (timer.c) -------------------------------------------------------------------- */
 
-/* A timer heap entry: the op (the loop's dead_timer: a cancelled one, see timer.c) and a
- * copy of its deadline. */
+/* A timer heap entry: a copy of its op's deadline and the op's index in the timer array
+ * (0, the dead op, for a cancelled one: see timer.c). */
 typedef struct ioq__timer_ent {
     uint64_t deadline;
-    ioq__op *op;
+    uint32_t op;
+    uint32_t unused;
 } ioq__timer_ent;
 
 int ioq__timer_add(ioq_loop *loop, ioq__op *op);
@@ -140,7 +149,7 @@ struct ioq_loop {
     /* Timers that have fired or were cancelled, in completion order, linked through tnext:
      * their records wait in the ops themselves (see ioq__timer_done) and ioq_poll writes
      * them straight into the caller's array, merged with the ring in completion order. */
-    ioq__op *tdone_head, *tdone_tail;
+    uint32_t tdone_head, tdone_tail; /* timer indexes, 0: none */
     uint32_t ntdone;
 
     /* handles */
@@ -153,16 +162,18 @@ struct ioq_loop {
     /* op slab */
     ioq__op **ochunks;
     uint32_t nochunks;
-    ioq__op *ofree;
+    uint32_t ofree;                 /* free full ops, linked through tnext (references) */
     uint32_t nops_live;             /* full ops: each has a record reserved in the ring */
     uint32_t ntimers;               /* timer ops: each carries its own record */
     uint32_t cq_held;               /* records promised to backends (ioq__cq_hold) */
-    unsigned char **tmchunks;       /* timer ops: up to IOQ__TIMER_CHUNK records each */
-    uint32_t ntmchunks;
-    ioq__op *tmfree;
+    /* Timer ops: chunks of IOQ__TCHUNK_LEN records (see IOQ__TCHUNK_SHIFT) */
+    unsigned char **tmc;            /* aligned chunks */
+    void **tmraw;                   /* what malloc returned for each */
+    uint32_t ntmc, tmused;          /* chunks; indexes ever handed out */
+    uint32_t tmfree;                /* free timer indexes, linked through tnext, 0: none */
 
-    /* token hash */
-    ioq__op **tbuckets;
+    /* token index (opslab.c): buckets of op references */
+    uint32_t *tbuckets;
     uint32_t tmask;                 /* buckets - 1, buckets = 2^(64 - tshift) */
     uint32_t tcount;
     uint32_t tshift;
@@ -171,7 +182,6 @@ struct ioq_loop {
     ioq__timer_ent *heap;
     uint32_t heap_len, heap_cap;
     uint32_t heap_dead;             /* entries of cancelled timers still in the heap */
-    ioq__op dead_timer;             /* what their entries point at (seq 0) */
     uint64_t timer_seq;
     uint64_t armed_deadline;        /* embedded mode: deadline armed in the backend */
 
@@ -225,6 +235,39 @@ struct ioq_loop {
 static inline uint32_t ioq__cq_count(const ioq_loop *loop)
 {
     return loop->cq_tail - loop->cq_head;
+}
+
+/* The timer op of index i, and back. */
+static inline ioq__op *ioq__timer_at(unsigned char *const *tmc, uint32_t i)
+{
+    return (ioq__op *)(void *)(tmc[i >> IOQ__TCHUNK_SHIFT] +
+                               ((size_t)(i & (IOQ__TCHUNK_LEN - 1)) << IOQ__TIMER_OP_SHIFT));
+}
+
+static inline ioq__op *ioq__timer_op(const ioq_loop *loop, uint32_t i)
+{
+    return ioq__timer_at(loop->tmc, i);
+}
+
+static inline uint32_t ioq__timer_index(const ioq_loop *loop, const ioq__op *op)
+{
+    uintptr_t p = (uintptr_t)op, off = p & (IOQ__TCHUNK_BYTES - 1);
+    const ioq__op *first = (const ioq__op *)(p - off);
+    (void)loop;
+    return (uint32_t)first->token << IOQ__TCHUNK_SHIFT | (uint32_t)(off >> IOQ__TIMER_OP_SHIFT);
+}
+
+/* An op's reference (see IOQ__TREF_TIMER), and the op a reference names. */
+static inline uint32_t ioq__op_ref(const ioq_loop *loop, const ioq__op *op)
+{
+    return op->code == IOQ_OP_TIMEOUT ? IOQ__TREF_TIMER | ioq__timer_index(loop, op) : op->ref;
+}
+
+static inline ioq__op *ioq__op_at(const ioq_loop *loop, uint32_t ref)
+{
+    if (ref & IOQ__TREF_TIMER)
+        return ioq__timer_op(loop, ref & ~IOQ__TREF_TIMER);
+    return &loop->ochunks[(ref >> 8) - 1][ref & 255];
 }
 
 /* Records ioq_poll can hand out: the ring's and the finished timers'. */
@@ -409,7 +452,10 @@ void ioq__op_unregister(ioq_loop *loop, ioq__op *op);
 void ioq__op_reject(ioq_loop *loop, ioq__op *op);
 /* Return an op to the slab (no completion: refused submissions and loop teardown). */
 void ioq__op_free(ioq_loop *loop, ioq__op *op);
-/* The token index's chain that ops with this token are in (also ops with other tokens). */
+/* ioq_loop_new: the token index's first table (false without memory). */
+bool ioq__token_index_init(ioq_loop *loop);
+/* The first op of the token index's chain that ops with this token are in (also ops with
+ * other tokens), or NULL; the next is ioq__op_at(loop, op->tnext) while tnext != 0. */
 ioq__op *ioq__token_chain(const ioq_loop *loop, uint64_t token);
 /* ioq_loop_free: free what live ops own, and the slabs. */
 void ioq__ops_fini(ioq_loop *loop);

@@ -1,5 +1,5 @@
 /*
- * Ops: two slabs of records (full ops, and short ones for timeouts), the token index that
+ * Ops: a slab of full ops and an array of short ones for timeouts, the token index that
  * ioq_cancel searches, and an op's life: new, attach, register, complete, free. Each op
  * reserves its final completion record when it is taken, so completing never fails: a
  * full op in the completion ring, a timer in itself (ioq__timer_done).
@@ -9,78 +9,22 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Fibonacci hashing of all but the low 6 bits, which pick the bucket within a group of 64:
+_Static_assert(offsetof(ioq__op, seq) + sizeof(uint64_t) <= IOQ__TIMER_OP_SIZE,
+               "a timer op is its head and the timer body");
+
+/* The token index: buckets of 32-bit op references, each the first op of a chain linked
+ * through tnext/tprev (references too: half the bytes of pointers in the op and in the
+ * table, and at a million timers the pages first touched were a third of the time).
+ *
+ * Fibonacci hashing of all but the low 6 bits, which pick the bucket within a group of 64:
  * the top bits of the product spread tokens evenly over the groups, and the 64 tokens of a
  * counter's run share a group, so that ops submitted and cancelled in token order touch a
- * few cache lines of the index rather than one each (at a million timers, the misses on
- * the index were most of the time of a cancel). Tokens that are pointers, whose low bits
- * barely vary, spread over the groups like any other. */
+ * few cache lines of the index rather than one each. Tokens that are pointers, whose low
+ * bits barely vary, spread over the groups like any other. */
 static uint32_t token_hash(uint64_t token, unsigned shift)
 {
     uint32_t group = (uint32_t)((token >> 6) * 0x9E3779B97F4A7C15ull >> shift);
     return group ^ (uint32_t)(token & 63);
-}
-
-static void token_link(ioq__op **slot, ioq__op *op)
-{
-    op->tnext = *slot;
-    op->tpprev = slot;
-    if (*slot)
-        (*slot)->tpprev = &op->tnext;
-    *slot = op;
-}
-
-/* Timer ops in timer chunk c: 256, doubling up to IOQ__TIMER_CHUNK (a loop with a few
- * timers keeps a small chunk; a million take 250 chunks, not 4,000). */
-static int timer_chunk_len(uint32_t c)
-{
-    return c >= 4 ? IOQ__TIMER_CHUNK : IOQ__OP_CHUNK << c;
-}
-
-static void token_rehash_chunk(ioq__op **nb, unsigned shift, uint32_t mask, unsigned char *chunk,
-                               size_t size, int count)
-{
-    for (int i = 0; i < count; i++) {
-        ioq__op *op = (ioq__op *)(void *)(chunk + (size_t)i * size);
-        if (op->code != IOQ_OP_NONE && op->tpprev)
-            token_link(&nb[token_hash(op->token, shift) & mask], op);
-    }
-}
-
-/* memset through a pointer the compiler cannot see through: it turns malloc then memset
- * into calloc, whose fresh pages come unwritten, and the rehash's first read of each page
- * maps the zero page, then its write faults again (twice the faults, at 200k timers a
- * quarter of all of them). */
-static void *(*const volatile zero_fill)(void *, int, size_t) = memset;
-
-/* Doubling rehashes by walking the slabs in address order rather than the chains: with a
- * million ops pending, chasing the chains is a cache miss per op. */
-static void token_index_grow(ioq_loop *loop)
-{
-    /* Four times the buckets: each growth walks every op, and quadrupling walks them about
-     * 1.3 times in all where doubling walked them twice; the load stays between half an op
-     * and two per bucket, which also leaves fewer inserts sharing a chain (and touching
-     * another op's link). */
-    uint32_t nsize = (loop->tmask + 1) * 4;
-    if (loop->tmask >= (1u << 29))
-        return; /* longer chains, still correct */
-    /* malloc and memset, not calloc: calloc's pages are the shared zero page until written,
-     * and the rehash below reads each bucket before writing it, which took two faults and a
-     * TLB flush per page instead of one fault (see zero_fill). */
-    ioq__op **nb = malloc(nsize * sizeof *nb);
-    if (!nb)
-        return; /* longer chains, still correct */
-    zero_fill(nb, 0, nsize * sizeof *nb);
-    for (uint32_t c = 0; c < loop->nochunks; c++)
-        token_rehash_chunk(nb, loop->tshift - 2, nsize - 1, (unsigned char *)loop->ochunks[c],
-                           sizeof(ioq__op), IOQ__OP_CHUNK);
-    for (uint32_t c = 0; c < loop->ntmchunks; c++)
-        token_rehash_chunk(nb, loop->tshift - 2, nsize - 1, loop->tmchunks[c],
-                           IOQ__TIMER_OP_SIZE, timer_chunk_len(c));
-    free(loop->tbuckets);
-    loop->tbuckets = nb;
-    loop->tmask = nsize - 1;
-    loop->tshift -= 2;
 }
 
 static uint32_t token_bucket(const ioq_loop *loop, uint64_t token)
@@ -88,14 +32,68 @@ static uint32_t token_bucket(const ioq_loop *loop, uint64_t token)
     return token_hash(token, loop->tshift) & loop->tmask;
 }
 
+static void token_link(ioq_loop *loop, uint32_t *bucket, ioq__op *op, uint32_t ref)
+{
+    op->tnext = *bucket;
+    op->tprev = IOQ__TREF_FIRST;
+    if (*bucket)
+        ioq__op_at(loop, *bucket)->tprev = ref;
+    *bucket = ref;
+}
+
+/* memset through a pointer the compiler cannot see through: it turns malloc then memset
+ * into calloc, whose fresh pages come unwritten, and the rehash's first read of each page
+ * maps the zero page, then its write faults again (twice the faults). */
+static void *(*const volatile zero_fill)(void *, int, size_t) = memset;
+
+/* Quadruples the buckets, walking the ops in address order rather than the chains: with a
+ * million ops pending, chasing the chains is a cache miss per op. Each growth walks every
+ * op; quadrupling walks them about 1.3 times in all where doubling walked them twice. */
+static void token_index_grow(ioq_loop *loop)
+{
+    uint32_t nsize = (loop->tmask + 1) * 4, shift = loop->tshift - 2;
+    uint32_t *nb;
+    if (loop->tmask >= (1u << 29))
+        return; /* longer chains, still correct */
+    /* malloc and memset, not calloc: see zero_fill. */
+    if (!(nb = malloc(nsize * sizeof *nb)))
+        return; /* longer chains, still correct */
+    zero_fill(nb, 0, nsize * sizeof *nb);
+    for (uint32_t c = 0; c < loop->nochunks; c++) {
+        for (uint32_t i = 0; i < IOQ__OP_CHUNK; i++) {
+            ioq__op *op = &loop->ochunks[c][i];
+            if (op->code != IOQ_OP_NONE && op->tprev)
+                token_link(loop, &nb[token_hash(op->token, shift) & (nsize - 1)], op, op->ref);
+        }
+    }
+    for (uint32_t i = 1; i < loop->tmused; i++) {
+        ioq__op *op = ioq__timer_op(loop, i); /* a chunk's first is never a timer */
+        if (op->code != IOQ_OP_NONE && op->tprev)
+            token_link(loop, &nb[token_hash(op->token, shift) & (nsize - 1)], op,
+                       IOQ__TREF_TIMER | i);
+    }
+    free(loop->tbuckets);
+    loop->tbuckets = nb;
+    loop->tmask = nsize - 1;
+    loop->tshift = shift;
+}
+
+bool ioq__token_index_init(ioq_loop *loop)
+{
+    loop->tbuckets = calloc(256, sizeof *loop->tbuckets);
+    loop->tmask = 255;
+    loop->tshift = 64 - 8;
+    return loop->tbuckets != NULL;
+}
+
 static void token_insert(ioq_loop *loop, ioq__op *op)
 {
-    /* Two ops per bucket before growing: the table (8 bytes a bucket) and its copies
-     * while growing were a quarter of the pages a million timers touch; a cancel still
-     * finds its op in a chain of about two, and removal is O(1) anyway. */
+    /* Two ops per bucket before growing: the table and its copies while growing were a
+     * quarter of the pages a million timers touch; a cancel still finds its op in a chain
+     * of about two, and removal is O(1) anyway. */
     if (loop->tcount / 2 > loop->tmask)
         token_index_grow(loop);
-    token_link(&loop->tbuckets[token_bucket(loop, op->token)], op);
+    token_link(loop, &loop->tbuckets[token_bucket(loop, op->token)], op, ioq__op_ref(loop, op));
     loop->tcount++;
 }
 
@@ -103,88 +101,135 @@ static void token_insert(ioq_loop *loop, ioq__op *op)
  * and a scan of the chain per completion would make completing them quadratic. */
 static void token_remove(ioq_loop *loop, ioq__op *op)
 {
-    if (!op->tpprev)
+    if (!op->tprev)
         return;
-    *op->tpprev = op->tnext;
+    if (op->tprev == IOQ__TREF_FIRST)
+        loop->tbuckets[token_bucket(loop, op->token)] = op->tnext;
+    else
+        ioq__op_at(loop, op->tprev)->tnext = op->tnext;
     if (op->tnext)
-        op->tnext->tpprev = op->tpprev;
-    op->tnext = NULL;
-    op->tpprev = NULL;
+        ioq__op_at(loop, op->tnext)->tprev = op->tprev;
+    op->tnext = 0;
+    op->tprev = 0;
     loop->tcount--;
 }
 
-/* The array of k chunk pointers (entries of `entry` bytes) with room for one more, or NULL
- * when it cannot grow (the old array stays). It doubles when full, a power of two of
- * entries: grown by one entry per chunk, each realloc found the new chunk right behind the
- * array and copied it to fresh pages, which at a million timers was a fifth of all page
- * faults. */
-static void *chunks_room(void *chunks, uint32_t k, size_t entry)
+ioq__op *ioq__token_chain(const ioq_loop *loop, uint64_t token)
 {
-    if (k & (k - 1))
-        return chunks;
-    return realloc(chunks, (k ? 2 * (size_t)k : 1) * entry);
+    uint32_t ref = loop->tbuckets[token_bucket(loop, token)];
+    return ref ? ioq__op_at(loop, ref) : NULL;
 }
 
-/* Add a chunk of free records to one of the two slabs (IOQ__OP_CHUNK full ops, or
- * timer_chunk_len timers). */
-static bool slab_grow(ioq_loop *loop, bool timer)
+/* A new full-op chunk of IOQ__OP_CHUNK free records. The array of chunk pointers doubles
+ * when full (a power of two of entries): grown by one entry per chunk, each realloc found
+ * the new chunk right behind the array and copied it to fresh pages. */
+static bool ochunk_grow(ioq_loop *loop)
 {
-    size_t size = timer ? IOQ__TIMER_OP_SIZE : sizeof(ioq__op);
-    int count = timer ? timer_chunk_len(loop->ntmchunks) : IOQ__OP_CHUNK;
-    ioq__op **free_list = timer ? &loop->tmfree : &loop->ofree;
-    unsigned char *chunk;
-
-    if (timer) {
-        unsigned char **nc = chunks_room(loop->tmchunks, loop->ntmchunks, sizeof *nc);
-        if (!nc)
-            return false;
-        loop->tmchunks = nc;
-    } else {
-        ioq__op **nc = chunks_room(loop->ochunks, loop->nochunks, sizeof *nc);
+    uint32_t k = loop->nochunks;
+    ioq__op *chunk;
+    if (k >= IOQ__OCHUNKS_MAX)
+        return false;
+    if (!(k & (k - 1))) {
+        ioq__op **nc = realloc(loop->ochunks, (k ? 2 * (size_t)k : 1) * sizeof *nc);
         if (!nc)
             return false;
         loop->ochunks = nc;
     }
-    if (!(chunk = malloc((size_t)count * size)))
+    if (!(chunk = malloc(IOQ__OP_CHUNK * sizeof *chunk)))
         return false;
-    if (timer)
-        loop->tmchunks[loop->ntmchunks++] = chunk;
-    else
-        loop->ochunks[loop->nochunks++] = (ioq__op *)(void *)chunk;
-    for (int i = count - 1; i >= 0; i--) {
-        ioq__op *op = (ioq__op *)(void *)(chunk + (size_t)i * size);
-        op->code = IOQ_OP_NONE;
-        op->tnext = *free_list;
-        *free_list = op;
+    loop->ochunks[loop->nochunks++] = chunk;
+    for (uint32_t i = IOQ__OP_CHUNK; i-- > 0;) {
+        chunk[i].code = IOQ_OP_NONE;
+        chunk[i].ref = (k + 1) << 8 | i;
+        chunk[i].tnext = loop->ofree;
+        loop->ofree = chunk[i].ref;
     }
     return true;
 }
 
-/* A fresh op for a submission, with a completion record reserved for its final result.
- * Timeouts come from the slab of short records (see struct ioq__op). */
-ioq__op *ioq__op_new(ioq_loop *loop, uint16_t code, uint64_t token)
+/* A new chunk of timer ops, aligned to its size (see IOQ__TCHUNK_SHIFT): malloc'ed twice
+ * as large, of which the pages outside the aligned part are never touched. */
+static bool timer_chunk_grow(ioq_loop *loop)
 {
-    bool timer = code == IOQ_OP_TIMEOUT;
-    ioq__op **free_list = timer ? &loop->tmfree : &loop->ofree;
-    ioq__op *op;
-
-    /* A timer's record is kept in the op itself (ioq__timer_done): no room in the ring. */
-    if (!timer && !ioq__cq_reserve(loop, loop->nops_live + 1))
-        return NULL;
-    if (!*free_list && !slab_grow(loop, timer))
-        return NULL;
-    op = *free_list;
-    *free_list = op->tnext;
-    memset(op, 0, timer ? IOQ__TIMER_OP_SIZE : sizeof *op);
-    op->code = code;
-    op->token = token;
-    if (timer)
-        loop->ntimers++;
-    else
-        loop->nops_live++;
-    return op;
+    uint32_t k = loop->ntmc;
+    unsigned char *raw, *chunk;
+    ioq__op *first;
+    if (k >= (IOQ__TIMERS_MAX >> IOQ__TCHUNK_SHIFT))
+        return false;
+    if (!(k & (k - 1))) {
+        size_t n = k ? 2 * (size_t)k : 1;
+        unsigned char **nc = realloc(loop->tmc, n * sizeof *nc);
+        void **nr;
+        if (!nc)
+            return false;
+        loop->tmc = nc;
+        if (!(nr = realloc(loop->tmraw, n * sizeof *nr)))
+            return false;
+        loop->tmraw = nr;
+    }
+    if (!(raw = malloc(2 * IOQ__TCHUNK_BYTES)))
+        return false;
+    chunk = raw + ((IOQ__TCHUNK_BYTES - ((uintptr_t)raw & (IOQ__TCHUNK_BYTES - 1))) &
+                   (IOQ__TCHUNK_BYTES - 1));
+    first = (ioq__op *)(void *)chunk;
+    memset(first, 0, IOQ__TIMER_OP_SIZE); /* chunk 0: the dead op, seq 0 */
+    first->token = k;
+    loop->tmc[k] = chunk;
+    loop->tmraw[k] = raw;
+    loop->ntmc++;
+    return true;
 }
 
+/* A fresh op for a submission, with a completion record reserved for its final result.
+ * Timeouts come from the array of short records (see struct ioq__op). */
+ioq__op *ioq__op_new(ioq_loop *loop, uint16_t code, uint64_t token)
+{
+    ioq__op *op;
+
+    if (code == IOQ_OP_TIMEOUT) {
+        /* A timer's record is kept in the op itself (ioq__timer_done): no room in the
+         * ring. */
+        uint32_t i = loop->tmfree;
+        if (i) {
+            op = ioq__timer_op(loop, i);
+            loop->tmfree = op->tnext;
+        } else {
+            if (!(loop->tmused & (IOQ__TCHUNK_LEN - 1))) {
+                /* Index 0 of a chunk names it. */
+                if ((loop->tmused >> IOQ__TCHUNK_SHIFT) == loop->ntmc && !timer_chunk_grow(loop))
+                    return NULL;
+                loop->tmused++;
+            }
+            op = ioq__timer_op(loop, loop->tmused++);
+        }
+        /* Field by field: the 32 bytes in a few stores, where memset was a call. */
+        op->token = token;
+        op->code = code;
+        op->at = IOQ__AT_NONE;
+        op->cancelled = 0;
+        op->heap_idx = 0;
+        op->tnext = 0;
+        op->tprev = 0;
+        op->deadline = 0;
+        loop->ntimers++;
+        return op;
+    }
+    if (!ioq__cq_reserve(loop, loop->nops_live + 1))
+        return NULL;
+    if (!loop->ofree && !ochunk_grow(loop))
+        return NULL;
+    op = ioq__op_at(loop, loop->ofree);
+    loop->ofree = op->tnext;
+    {
+        uint32_t ref = op->ref;
+        memset(op, 0, sizeof *op);
+        op->ref = ref;
+    }
+    op->code = code;
+    op->token = token;
+    loop->nops_live++;
+    return op;
+}
 
 void ioq__op_attach(ioq__op *op, ioq__handle *h)
 {
@@ -235,14 +280,14 @@ void ioq__op_free(ioq_loop *loop, ioq__op *op)
         loop->ntimers--;
         op->code = IOQ_OP_NONE;
         op->tnext = loop->tmfree;
-        loop->tmfree = op;
+        loop->tmfree = ioq__timer_index(loop, op);
         return;
     }
     loop->nops_live--;
     op_release_memory(op);
     op->code = IOQ_OP_NONE;
     op->tnext = loop->ofree;
-    loop->ofree = op;
+    loop->ofree = op->ref;
 }
 
 void ioq__op_register(ioq_loop *loop, ioq__op *op) { token_insert(loop, op); }
@@ -311,11 +356,6 @@ bool ioq__cq_hold(ioq_loop *loop, uint32_t n)
 
 void ioq__cq_unhold(ioq_loop *loop, uint32_t n) { loop->cq_held -= n; }
 
-ioq__op *ioq__token_chain(const ioq_loop *loop, uint64_t token)
-{
-    return loop->tbuckets[token_bucket(loop, token)];
-}
-
 ioq__op *ioq__op_iter_next(ioq_loop *loop, ioq__op_iter *it)
 {
     for (; it->chunk < loop->nochunks; it->chunk++, it->slot = 0) {
@@ -336,7 +376,8 @@ void ioq__ops_fini(ioq_loop *loop)
     for (uint32_t c = 0; c < loop->nochunks; c++)
         free(loop->ochunks[c]);
     free(loop->ochunks);
-    for (uint32_t c = 0; c < loop->ntmchunks; c++)
-        free(loop->tmchunks[c]);
-    free(loop->tmchunks);
+    for (uint32_t c = 0; c < loop->ntmc; c++)
+        free(loop->tmraw[c]);
+    free(loop->tmc);
+    free(loop->tmraw);
 }

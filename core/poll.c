@@ -65,7 +65,8 @@ static void timer_record(ioq_cqe *c, uint64_t token, int64_t result, uint16_t co
 uint32_t ioq__records_out(ioq_loop *loop, ioq_cqe *cqes, uint32_t max)
 {
     uint32_t n = 0, ring = ioq__cq_count(loop), head = loop->cq_head, out = loop->cq_out;
-    ioq__op *t = loop->tdone_head;
+    uint32_t ti = loop->tdone_head;
+    ioq__op *t = ti ? ioq__timer_op(loop, ti) : NULL;
 
     if (!t) {
         /* Only ring records (the usual case): copied without the merge's tests. */
@@ -80,7 +81,7 @@ uint32_t ioq__records_out(ioq_loop *loop, ioq_cqe *cqes, uint32_t max)
     }
     while (n < max) {
         if (t && (ring == 0 || (int32_t)(t->heap_idx - out) <= 0)) {
-            ioq__op *next = t->tnext;
+            uint32_t next = t->tnext;
             if (t->at != IOQ__AT_DONE_CANCEL_ONLY)
                 timer_record(&cqes[n++], t->token, t->cancelled ? IOQ_ECANCELED : 0,
                              IOQ_OP_TIMEOUT);
@@ -93,7 +94,8 @@ uint32_t ioq__records_out(ioq_loop *loop, ioq_cqe *cqes, uint32_t max)
             }
             loop->ntdone--;
             ioq__op_free(loop, t);
-            t = next;
+            ti = next;
+            t = next ? ioq__timer_op(loop, next) : NULL;
         } else if (ring) {
             cqes[n] = loop->cq[head & loop->cq_mask];
             cqes[n++].reserved = 0; /* see ioq__pool_busy */
@@ -104,9 +106,9 @@ uint32_t ioq__records_out(ioq_loop *loop, ioq_cqe *cqes, uint32_t max)
             break;
         }
     }
-    loop->tdone_head = t;
-    if (!t)
-        loop->tdone_tail = NULL;
+    loop->tdone_head = ti;
+    if (!ti)
+        loop->tdone_tail = 0;
     loop->cq_head = head;
     loop->cq_out = out;
     return n;

@@ -420,6 +420,56 @@ static void test_file_ops(void **state)
     h_finish(loop);
 }
 
+/* One token shared by thousands of timers spread over several timer chunks, among timers
+ * and a receive with tokens of their own (the index's chains mix them): one cancel ends
+ * exactly the shared ones, and each other op is still found by its own token afterwards.
+ * Then the freed records are reused with the same tokens. */
+static void test_shared_kinds_chunks(void **state)
+{
+    (void)state;
+    ioq_loop *loop = h_loop_new();
+    ioq_handle c, s;
+    char buf[16];
+    enum { N = 3 * 4096 + 7, OWN = 1u << 29, SHARED = 1u << 30, RECV = SHARED + 1 };
+    const uint64_t CANCEL = 1ull << 31;
+    h_pair(loop, &c, &s);
+    for (int round = 0; round < 2; round++) {
+        int shared = 0, own = 0;
+        assert_int_equal(h_recv(loop, s, buf, sizeof buf, RECV), 0);
+        for (int i = 0; i < N; i++) {
+            uint64_t tok = i % 3 == 0 ? SHARED : OWN + (uint64_t)i;
+            assert_int_equal(h_timeout(loop, 3600ull * 1000 * MS, tok), 0);
+            if (tok == SHARED)
+                shared++;
+            else
+                own++;
+        }
+        assert_int_equal(h_cancel(loop, SHARED, CANCEL), 0);
+        ioq_cqe done = h_wait(loop, CANCEL);
+        assert_int_equal(done.op, IOQ_OP_CANCEL);
+        assert_int_equal(done.result, shared);
+        for (int i = N - 1; i >= 0; i--) {
+            if (i % 3 == 0)
+                continue;
+            assert_int_equal(h_cancel(loop, OWN + (uint64_t)i, CANCEL + 1 + (uint64_t)i), 0);
+            own--;
+        }
+        assert_int_equal(own, 0);
+        assert_int_equal(h_cancel(loop, RECV, CANCEL), 0);
+        assert_int_equal(h_wait(loop, CANCEL).result, 1);
+        while (h_pending(loop) > 0)
+            h_poll(loop, 0);
+        /* Nothing of either is left in the index. */
+        assert_int_equal(h_cancel(loop, SHARED, CANCEL), 0);
+        assert_int_equal(h_wait(loop, CANCEL).result, 0);
+        assert_int_equal(h_cancel(loop, OWN + 1, CANCEL), 0);
+        assert_int_equal(h_wait(loop, CANCEL).result, 0);
+    }
+    h_close_wait(loop, c);
+    h_close_wait(loop, s);
+    h_finish(loop);
+}
+
 static void test_close_while_flowing(void **state)
 {
     (void)state;
@@ -471,6 +521,7 @@ static const struct CMUnitTest cancel_tests[] = {
     H_TEST(cancel_completed),
     H_TEST(file_ops),
     H_TEST(close_while_flowing),
+    H_TEST(shared_kinds_chunks),
 };
 
 H_MAIN(cancel_tests)
