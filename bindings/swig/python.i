@@ -30,6 +30,8 @@
 %{
 #include <string.h>
 #include <arpa/inet.h>
+#include <errno.h>
+#include <sys/socket.h>
 
 /* A pin: buffer views and out-memory of one in-flight operation. */
 typedef struct ioq_py_pin {
@@ -1093,6 +1095,44 @@ fail:
     return NULL;
 }
 
+/* The try-write of ioq_py_flush: sends the bytes *pend on the transport's socket (its
+ * attribute fd_name) without waiting. Returns 1 when all of them went out, 0 when some are
+ * left for ioq (*pend is then the rest, a new bytes object, when part went out; the socket
+ * buffer is full, or the send failed and ioq's send reports the error), -1 with an
+ * exception set (no memory). */
+static int ioq_py_try_send(PyObject *tr, PyObject *fd_name, PyObject **pend)
+{
+#ifdef _WIN32
+    (void)tr; (void)fd_name; (void)pend;
+    return 0;
+#else
+    PyObject *v = PyObject_GetAttr(tr, fd_name), *rest;
+    Py_ssize_t len = PyBytes_GET_SIZE(*pend);
+    ssize_t n;
+    long fd;
+    if (v == NULL)
+        return -1;
+    fd = PyLong_AsLong(v);
+    Py_DECREF(v);
+    if (fd < 0) {
+        if (PyErr_Occurred())
+            PyErr_Clear();
+        return 0;
+    }
+    do
+        n = send((int)fd, PyBytes_AS_STRING(*pend), (size_t)len, MSG_DONTWAIT | MSG_NOSIGNAL);
+    while (n < 0 && errno == EINTR);
+    if (n == len)
+        return 1;
+    if (n <= 0)
+        return 0;
+    if ((rest = PyBytes_FromStringAndSize(PyBytes_AS_STRING(*pend) + n, len - n)) == NULL)
+        return -1;
+    Py_SETREF(*pend, rest);
+    return 0;
+#endif
+}
+
 /* ioq_py_flush - the gathered writes of ioq.aio.EventLoop's transports, sent before the
  * loop polls (what each transport's _ioq_flush() does, without a Python call per
  * transport): takes every transport out of the list q; one whose _wpend is a bytes object
@@ -1100,11 +1140,18 @@ fail:
  * _wpend = None and _wpend_n = 0 first; any other with a _wpend (a list of writes, or a
  * lost connection) has its _ioq_flush() called; a send ioq refuses goes to
  * _ioq_send_failed(rc). Returns None, or NULL with the exception of such a call (the
- * transports after it stay in q). */
-static PyObject *ioq_py_flush(ioq_loop *loop, PyObject *cbs, PyObject *q, PyObject *al)
+ * transports after it stay in q).
+ * With direct non-zero (a readiness backend, where ioq_send would try the send in its own
+ * call anyway), a transport with no send in flight (acct[0] == 0) first sends its bytes
+ * itself on its socket _sock_fd, without waiting (as uvloop's try-write): what goes out
+ * costs no ioq op, token, pin or completion; a rest (a full socket buffer) or an error goes
+ * to ioq_send as before, which waits for room or reports the error through the completion.
+ * Nothing is in flight in ioq for the stream then, so the order of its bytes is kept. */
+static PyObject *ioq_py_flush(ioq_loop *loop, PyObject *cbs, PyObject *q, PyObject *al,
+                              int direct)
 {
     static PyObject *s_wpend, *s_wpend_n, *s_conn_lost, *s_h, *s_acct, *s_next, *s_flush,
-                    *s_failed;
+                    *s_failed, *s_fd;
     PyObject *items, *tr, *pend = NULL, *v, *res, *zero;
     unsigned long long token;
     Py_ssize_t i, n;
@@ -1117,8 +1164,9 @@ static PyObject *ioq_py_flush(ioq_loop *loop, PyObject *cbs, PyObject *q, PyObje
         s_next = PyUnicode_InternFromString("_next_token");
         s_flush = PyUnicode_InternFromString("_ioq_flush");
         s_failed = PyUnicode_InternFromString("_ioq_send_failed");
+        s_fd = PyUnicode_InternFromString("_sock_fd");
         if (!s_wpend || !s_wpend_n || !s_conn_lost || !s_h || !s_acct || !s_next || !s_flush
-            || !s_failed)
+            || !s_failed || !s_fd)
             return NULL;
     }
     if (!PyList_CheckExact(q) || !PyDict_Check(cbs)) {
@@ -1161,6 +1209,26 @@ static PyObject *ioq_py_flush(ioq_loop *loop, PyObject *cbs, PyObject *q, PyObje
             Py_DECREF(res);
             continue;
         }
+        if ((v = PyObject_GetAttr(tr, s_acct)) == NULL)
+            goto fail;
+        if (direct && PyList_CheckExact(v) && PyList_GET_SIZE(v) == 4 &&
+            PyLong_CheckExact(PyList_GET_ITEM(v, 0)) &&
+            PyLong_AsLong(PyList_GET_ITEM(v, 0)) == 0) {
+            int sent = ioq_py_try_send(tr, s_fd, &pend);
+            if (sent < 0) {
+                Py_DECREF(v);
+                goto fail;
+            }
+            if (sent) {
+                Py_DECREF(v);
+                if (PyObject_SetAttr(tr, s_wpend, Py_None) < 0 ||
+                    PyObject_SetAttr(tr, s_wpend_n, zero) < 0)
+                    goto fail;
+                Py_CLEAR(pend);
+                continue;
+            }
+        }
+        Py_DECREF(v);
         if ((v = PyObject_GetAttr(tr, s_h)) == NULL)
             goto fail;
         h = PyLong_AsUnsignedLongLong(v);

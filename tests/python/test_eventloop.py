@@ -528,7 +528,9 @@ def test_gathered_writes_of_many_transports_and_a_refused_send(loop):
             for k in range(5):
                 tr.write(b"t%d:%d;" % (i, k))
         bad, bad_proto = pairs[3]
-        # ioq refuses the next send on this transport: its ioq handle is gone
+        # ioq refuses the next send on this transport: its ioq handle is gone (and the
+        # flush leaves the send to ioq: its try-write would send on the socket itself)
+        lp._selector._direct = 0
         from ioq import _eventloop
         _eventloop._raw.ioq_close(lp.ioq._ptr, bad._h, _eventloop._QUIET_TOKEN)
         bad._h = 0
@@ -547,6 +549,82 @@ def test_gathered_writes_of_many_transports_and_a_refused_send(loop):
     assert got == {b"t%d" % i: b"".join(b"t%d:%d;" % (i, k) for k in range(5))
                    for i in range(3)}
     assert isinstance(exc, ioq.Error)
+
+
+def test_try_write_keeps_order_and_flow_control(loop):
+    # On epoll the flush sends a transport's bytes itself while none of its sends is in
+    # flight in ioq; a full socket buffer leaves the rest to ioq, after which writes queue
+    # behind it. The peer gets every byte in order, pause_writing/resume_writing come once
+    # each around the high-water mark, and the buffer size counts only what is not sent.
+    async def main():
+        lp = asyncio.get_running_loop()
+        got = bytearray()
+        peer = {}
+        done = lp.create_future()
+
+        class Sink(asyncio.Protocol):
+            def connection_made(self, tr):
+                peer["tr"] = tr
+                tr.pause_reading()
+
+            def data_received(self, data):
+                got.extend(data)
+
+            def eof_received(self):
+                done.set_result(None)
+
+        class Writer(asyncio.Protocol):
+            def __init__(self):
+                self.calls = []
+                self.resumed = lp.create_future()
+
+            def pause_writing(self):
+                self.calls.append("pause")
+
+            def resume_writing(self):
+                self.calls.append("resume")
+                if not self.resumed.done():
+                    self.resumed.set_result(None)
+
+        srv = await lp.create_server(Sink, "127.0.0.1", 0)
+        tr, proto = await lp.create_connection(Writer, *srv.sockets[0].getsockname())
+        tr.set_write_buffer_limits(high=1 << 18, low=1 << 16)
+        # a small write goes out at once: nothing stays buffered or in flight
+        tr.write(b"first;")
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        assert tr.get_write_buffer_size() == 0
+        if lp._selector._direct:
+            assert tr._acct[0] == 0
+        sent = [b"first;"]
+        i = 0
+        while not proto.calls:
+            chunk = (b"%08d" % i) * 4096
+            tr.write(chunk)
+            sent.append(chunk)
+            i += 1
+            await asyncio.sleep(0)
+            assert i < 10000, "the peer's socket never filled"
+        assert proto.calls == ["pause"]
+        assert tr.get_write_buffer_size() > (1 << 18)
+        tr.write(b"behind;")  # written while paused: after everything before it
+        sent.append(b"behind;")
+        await asyncio.sleep(0)
+        peer["tr"].resume_reading()
+        await proto.resumed
+        assert proto.calls == ["pause", "resume"]
+        tr.write(b"last")
+        sent.append(b"last")
+        tr.write_eof()
+        await done
+        tr.close()
+        srv.close()
+        return bytes(got), b"".join(sent), tr.get_write_buffer_size()
+
+    got, sent, left = run(loop, main())
+    assert left == 0
+    assert len(got) == len(sent)
+    assert got == sent
 
 
 def test_sigint_interrupts_an_idle_loop(backend, tmp_path):
