@@ -1307,6 +1307,152 @@ static PyObject *ioq_py_buf_read(ioq_loop *loop, ioq_handle pool, uint32_t id, u
 }
 %}
 
+/* --- the write() of ioq.aio.EventLoop's socket transports ------------------------------ */
+%{
+/* What _IoqSocketTransport.write (Python, kept as _write_py) does for a bytes object while
+ * the transport takes writes (not at EOF, no sendfile, connection not lost): gather it in
+ * _wpend (a bytes object, or a list of them), put the transport into _flushq once, count it
+ * in _wpend_n, and past the high-water mark set acct[2] and call _maybe_pause_protocol().
+ * The attributes are read and set in the instance's __dict__ (plain attributes of asyncio's
+ * transport and ours); anything else (another type of data, empty data, an attribute that
+ * is not there, the rarer states) takes the Python method, which raises what asyncio
+ * raises. Without a Python frame per write, as uvloop's transports write. */
+static PyObject *ioq_py_write_call(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+                                   PyObject *kwnames)
+{
+    static PyObject *s_eof, *s_waiter, *s_lost, *s_wpend, *s_wpend_n, *s_flushq, *s_acct,
+                    *s_high, *s_slow, *s_pause;
+    PyObject *d, *data, *v, *pend, *acct, *n_obj, *high;
+    long long n, inflight_bytes;
+    int over;
+    if (s_eof == NULL) {
+        s_eof = PyUnicode_InternFromString("_eof");
+        s_waiter = PyUnicode_InternFromString("_empty_waiter");
+        s_lost = PyUnicode_InternFromString("_conn_lost");
+        s_wpend = PyUnicode_InternFromString("_wpend");
+        s_wpend_n = PyUnicode_InternFromString("_wpend_n");
+        s_flushq = PyUnicode_InternFromString("_flushq");
+        s_acct = PyUnicode_InternFromString("_acct");
+        s_high = PyUnicode_InternFromString("_high_water");
+        s_slow = PyUnicode_InternFromString("_write_py");
+        s_pause = PyUnicode_InternFromString("_maybe_pause_protocol");
+        if (!s_eof || !s_waiter || !s_lost || !s_wpend || !s_wpend_n || !s_flushq ||
+            !s_acct || !s_high || !s_slow || !s_pause) {
+            Py_CLEAR(s_eof);
+            return NULL;
+        }
+    }
+    if (nargs != 1 || kwnames != NULL)
+        goto slow;
+    data = args[0];
+    if (!PyBytes_CheckExact(data) || PyBytes_GET_SIZE(data) == 0)
+        goto slow;
+    if ((d = PyObject_GenericGetDict(self, NULL)) == NULL)
+        return NULL;
+    if (!PyDict_CheckExact(d))
+        goto slow_d;
+    if (PyDict_GetItemWithError(d, s_eof) != Py_False ||
+        PyDict_GetItemWithError(d, s_waiter) != Py_None)
+        goto slow_d;
+    v = PyDict_GetItemWithError(d, s_lost);
+    if (v == NULL || !PyLong_CheckExact(v) || PyLong_AsLong(v) != 0)
+        goto slow_d;
+    pend = PyDict_GetItemWithError(d, s_wpend);
+    n_obj = PyDict_GetItemWithError(d, s_wpend_n);
+    acct = PyDict_GetItemWithError(d, s_acct);
+    high = PyDict_GetItemWithError(d, s_high);
+    if (pend == NULL || n_obj == NULL || !PyLong_CheckExact(n_obj) || acct == NULL ||
+        !PyList_CheckExact(acct) || PyList_GET_SIZE(acct) != 4 ||
+        !PyLong_CheckExact(PyList_GET_ITEM(acct, 1)) || high == NULL || !PyLong_CheckExact(high))
+        goto slow_d;
+    if (pend != Py_None && !PyBytes_CheckExact(pend) && !PyList_CheckExact(pend))
+        goto slow_d;
+    n = PyLong_AsLongLong(n_obj);
+    inflight_bytes = PyLong_AsLongLong(PyList_GET_ITEM(acct, 1));
+    if (PyErr_Occurred())
+        goto slow_d;
+    /* from here on the write is taken */
+    if (pend == Py_None) {
+        PyObject *q = PyDict_GetItemWithError(d, s_flushq);
+        if (q == NULL || !PyList_CheckExact(q))
+            goto slow_d;
+        if (PyList_Append(q, self) < 0 || PyDict_SetItem(d, s_wpend, data) < 0)
+            goto fail;
+    } else if (PyList_CheckExact(pend)) {
+        if (PyList_Append(pend, data) < 0)
+            goto fail;
+    } else {
+        PyObject *l = PyList_New(2);
+        if (l == NULL)
+            goto fail;
+        Py_INCREF(pend);
+        PyList_SET_ITEM(l, 0, pend);
+        Py_INCREF(data);
+        PyList_SET_ITEM(l, 1, data);
+        if (PyDict_SetItem(d, s_wpend, l) < 0) {
+            Py_DECREF(l);
+            goto fail;
+        }
+        Py_DECREF(l);
+    }
+    n += PyBytes_GET_SIZE(data);
+    if ((v = PyLong_FromLongLong(n)) == NULL)
+        goto fail;
+    if (PyDict_SetItem(d, s_wpend_n, v) < 0) {
+        Py_DECREF(v);
+        goto fail;
+    }
+    Py_DECREF(v);
+    if ((v = PyLong_FromLongLong(inflight_bytes + n)) == NULL)
+        goto fail;
+    over = PyObject_RichCompareBool(v, high, Py_GT);
+    Py_DECREF(v);
+    if (over < 0)
+        goto fail;
+    Py_DECREF(d);
+    if (over) {
+        Py_INCREF(Py_True);
+        PyList_SetItem(acct, 2, Py_True);
+        return PyObject_CallMethodNoArgs(self, s_pause);
+    }
+    Py_RETURN_NONE;
+fail:
+    Py_DECREF(d);
+    return NULL;
+slow_d:
+    Py_DECREF(d);
+    if (PyErr_Occurred())
+        PyErr_Clear();
+slow:
+    {
+        PyObject *m = PyObject_GetAttr(self, s_slow), *res;
+        if (m == NULL)
+            return NULL;
+        res = PyObject_Vectorcall(m, args, (size_t)nargs, kwnames);
+        Py_DECREF(m);
+        return res;
+    }
+}
+
+static PyMethodDef ioq_py_write_def = {
+    "write", (PyCFunction)(void (*)(void))ioq_py_write_call, METH_FASTCALL | METH_KEYWORDS,
+    "write(data): gather the bytes for the next flush (see _write_py)."
+};
+%}
+
+%inline %{
+/* ioq_py_write_method - the method descriptor of the C write() for the transport class
+ * cls (a subclass of asyncio's socket transport with _write_py). */
+static PyObject *ioq_py_write_method(PyObject *cls)
+{
+    if (!PyType_Check(cls)) {
+        PyErr_SetString(PyExc_TypeError, "write_method(class)");
+        return NULL;
+    }
+    return PyDescr_NewMethod((PyTypeObject *)cls, &ioq_py_write_def);
+}
+%}
+
 /* --- since 1.1: pipes, terminals, child processes --------------------------------------- */
 
 /* ioq_pipe: [rc, read_end, write_end]. */

@@ -627,6 +627,55 @@ def test_try_write_keeps_order_and_flow_control(loop):
     assert got == sent
 
 
+def test_write_keeps_asyncio_semantics(loop):
+    # write() runs in C for bytes: the other cases and states behave as asyncio's write.
+    async def main():
+        lp = asyncio.get_running_loop()
+        got = bytearray()
+        done = lp.create_future()
+
+        class Sink(asyncio.Protocol):
+            def data_received(self, data):
+                got.extend(data)
+
+            def eof_received(self):
+                done.set_result(None)
+
+        srv = await lp.create_server(Sink, "127.0.0.1", 0)
+        addr = srv.sockets[0].getsockname()
+        tr, _ = await lp.create_connection(asyncio.Protocol, *addr)
+        with pytest.raises(TypeError):
+            tr.write("text")
+        with pytest.raises(TypeError):
+            tr.write()
+        tr.write(b"")
+        assert tr.get_write_buffer_size() == 0
+        tr.write(b"a")
+        tr.write(bytearray(b"b"))
+        tr.write(memoryview(b"xcx")[1:2])
+        tr.write(data=b"d")
+        tr.writelines([b"e", bytearray(b"f"), b"g"])
+        assert tr.get_write_buffer_size() == 7
+        tr.write(b"h")
+        tr.write_eof()
+        with pytest.raises(RuntimeError):
+            tr.write(b"after eof")
+        await done
+        tr.close()
+        # written after close: dropped, counted as asyncio counts them
+        tr2, _ = await lp.create_connection(asyncio.Protocol, *addr)
+        tr2.close()
+        tr2.write(b"dropped")
+        await asyncio.sleep(0)
+        lost = tr2._conn_lost
+        tr2.write(b"dropped")
+        assert tr2._conn_lost == lost + 1
+        srv.close()
+        return bytes(got)
+
+    assert run(loop, main()) == b"abcdefgh"
+
+
 def test_sigint_interrupts_an_idle_loop(backend, tmp_path):
     import subprocess
     script = tmp_path / "idle.py"
