@@ -1314,7 +1314,7 @@ static PyObject *ioq_py_buf_read(ioq_loop *loop, ioq_handle pool, uint32_t id, u
  * _wpend (a bytes object, or a list of them), put the transport into _flushq once, count it
  * in _wpend_n, and past the high-water mark set acct[2] and call _maybe_pause_protocol().
  * The attributes are read and set in the instance's __dict__ (plain attributes of asyncio's
- * transport and ours); anything else (another type of data, empty data, an attribute that
+ * transport and ours; _high_water is a slot of asyncio's flow control); anything else (another type of data, empty data, an attribute that
  * is not there, the rarer states) takes the Python method, which raises what asyncio
  * raises. Without a Python frame per write, as uvloop's transports write. */
 static PyObject *ioq_py_write_call(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
@@ -1323,7 +1323,7 @@ static PyObject *ioq_py_write_call(PyObject *self, PyObject *const *args, Py_ssi
     static PyObject *s_eof, *s_waiter, *s_lost, *s_wpend, *s_wpend_n, *s_flushq, *s_acct,
                     *s_high, *s_slow, *s_pause;
     PyObject *d, *data, *v, *pend, *acct, *n_obj, *high;
-    long long n, inflight_bytes;
+    long long n, inflight_bytes, high_v;
     int over;
     if (s_eof == NULL) {
         s_eof = PyUnicode_InternFromString("_eof");
@@ -1360,10 +1360,15 @@ static PyObject *ioq_py_write_call(PyObject *self, PyObject *const *args, Py_ssi
     pend = PyDict_GetItemWithError(d, s_wpend);
     n_obj = PyDict_GetItemWithError(d, s_wpend_n);
     acct = PyDict_GetItemWithError(d, s_acct);
-    high = PyDict_GetItemWithError(d, s_high);
+    if (PyErr_Occurred())
+        goto slow_d;
+    if ((high = PyObject_GetAttr(self, s_high)) == NULL)
+        goto slow_d;
+    high_v = PyLong_CheckExact(high) ? PyLong_AsLongLong(high) : -1;
+    Py_DECREF(high);
     if (pend == NULL || n_obj == NULL || !PyLong_CheckExact(n_obj) || acct == NULL ||
         !PyList_CheckExact(acct) || PyList_GET_SIZE(acct) != 4 ||
-        !PyLong_CheckExact(PyList_GET_ITEM(acct, 1)) || high == NULL || !PyLong_CheckExact(high))
+        !PyLong_CheckExact(PyList_GET_ITEM(acct, 1)) || high_v < 0)
         goto slow_d;
     if (pend != Py_None && !PyBytes_CheckExact(pend) && !PyList_CheckExact(pend))
         goto slow_d;
@@ -1403,12 +1408,7 @@ static PyObject *ioq_py_write_call(PyObject *self, PyObject *const *args, Py_ssi
         goto fail;
     }
     Py_DECREF(v);
-    if ((v = PyLong_FromLongLong(inflight_bytes + n)) == NULL)
-        goto fail;
-    over = PyObject_RichCompareBool(v, high, Py_GT);
-    Py_DECREF(v);
-    if (over < 0)
-        goto fail;
+    over = inflight_bytes + n > high_v;
     Py_DECREF(d);
     if (over) {
         Py_INCREF(Py_True);
