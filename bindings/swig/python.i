@@ -1095,18 +1095,41 @@ fail:
     return NULL;
 }
 
+/* tr.name for ioq_py_flush, from the instance's __dict__ d when it holds it (the flush's
+ * attributes are plain ones of the transport) and by getattr otherwise: a new reference,
+ * or NULL with an exception set. */
+static PyObject *ioq_py_tr_get(PyObject *tr, PyObject *d, PyObject *name)
+{
+    PyObject *v;
+    if (d != NULL) {
+        if ((v = PyDict_GetItemWithError(d, name)) != NULL) {
+            Py_INCREF(v);
+            return v;
+        }
+        if (PyErr_Occurred())
+            return NULL;
+    }
+    return PyObject_GetAttr(tr, name);
+}
+
+/* tr.name = v for ioq_py_flush: into d, the instance's __dict__, when there is one. */
+static int ioq_py_tr_set(PyObject *tr, PyObject *d, PyObject *name, PyObject *v)
+{
+    return d != NULL ? PyDict_SetItem(d, name, v) : PyObject_SetAttr(tr, name, v);
+}
+
 /* The try-write of ioq_py_flush: sends the bytes *pend on the transport's socket (its
  * attribute fd_name) without waiting. Returns 1 when all of them went out, 0 when some are
  * left for ioq (*pend is then the rest, a new bytes object, when part went out; the socket
  * buffer is full, or the send failed and ioq's send reports the error), -1 with an
  * exception set (no memory). */
-static int ioq_py_try_send(PyObject *tr, PyObject *fd_name, PyObject **pend)
+static int ioq_py_try_send(PyObject *tr, PyObject *d, PyObject *fd_name, PyObject **pend)
 {
 #ifdef _WIN32
-    (void)tr; (void)fd_name; (void)pend;
+    (void)tr; (void)d; (void)fd_name; (void)pend;
     return 0;
 #else
-    PyObject *v = PyObject_GetAttr(tr, fd_name), *rest;
+    PyObject *v = ioq_py_tr_get(tr, d, fd_name), *rest;
     Py_ssize_t len = PyBytes_GET_SIZE(*pend);
     ssize_t n;
     long fd;
@@ -1152,7 +1175,7 @@ static PyObject *ioq_py_flush(ioq_loop *loop, PyObject *cbs, PyObject *q, PyObje
 {
     static PyObject *s_wpend, *s_wpend_n, *s_conn_lost, *s_h, *s_acct, *s_next, *s_flush,
                     *s_failed, *s_fd;
-    PyObject *items, *tr, *pend = NULL, *v, *res, *zero;
+    PyObject *items, *tr, *pend = NULL, *v, *res, *zero, *d = NULL;
     unsigned long long token;
     Py_ssize_t i, n;
     if (s_wpend == NULL) {
@@ -1189,13 +1212,18 @@ static PyObject *ioq_py_flush(ioq_loop *loop, PyObject *cbs, PyObject *q, PyObje
         int lost, rc;
         ioq_handle h;
         tr = PyList_GET_ITEM(items, i);
-        if ((pend = PyObject_GetAttr(tr, s_wpend)) == NULL)
+        Py_XDECREF(d);
+        if ((d = PyObject_GenericGetDict(tr, NULL)) == NULL || !PyDict_CheckExact(d)) {
+            PyErr_Clear();
+            Py_CLEAR(d);
+        }
+        if ((pend = ioq_py_tr_get(tr, d, s_wpend)) == NULL)
             goto fail;
         if (pend == Py_None) {
             Py_CLEAR(pend);
             continue;
         }
-        if ((v = PyObject_GetAttr(tr, s_conn_lost)) == NULL)
+        if ((v = ioq_py_tr_get(tr, d, s_conn_lost)) == NULL)
             goto fail;
         lost = PyObject_IsTrue(v);
         Py_DECREF(v);
@@ -1209,20 +1237,20 @@ static PyObject *ioq_py_flush(ioq_loop *loop, PyObject *cbs, PyObject *q, PyObje
             Py_DECREF(res);
             continue;
         }
-        if ((v = PyObject_GetAttr(tr, s_acct)) == NULL)
+        if ((v = ioq_py_tr_get(tr, d, s_acct)) == NULL)
             goto fail;
         if (direct && PyList_CheckExact(v) && PyList_GET_SIZE(v) == 4 &&
             PyLong_CheckExact(PyList_GET_ITEM(v, 0)) &&
             PyLong_AsLong(PyList_GET_ITEM(v, 0)) == 0) {
-            int sent = ioq_py_try_send(tr, s_fd, &pend);
+            int sent = ioq_py_try_send(tr, d, s_fd, &pend);
             if (sent < 0) {
                 Py_DECREF(v);
                 goto fail;
             }
             if (sent) {
                 Py_DECREF(v);
-                if (PyObject_SetAttr(tr, s_wpend, Py_None) < 0 ||
-                    PyObject_SetAttr(tr, s_wpend_n, zero) < 0)
+                if (ioq_py_tr_set(tr, d, s_wpend, Py_None) < 0 ||
+                    ioq_py_tr_set(tr, d, s_wpend_n, zero) < 0)
                     goto fail;
                 Py_CLEAR(pend);
                 continue;
@@ -1249,8 +1277,8 @@ static PyObject *ioq_py_flush(ioq_loop *loop, PyObject *cbs, PyObject *q, PyObje
         }
         if ((res = PyLong_FromUnsignedLongLong(token + 1)) == NULL ||
             PyObject_SetAttr(al, s_next, res) < 0 ||
-            PyObject_SetAttr(tr, s_wpend, Py_None) < 0 ||
-            PyObject_SetAttr(tr, s_wpend_n, zero) < 0) {
+            ioq_py_tr_set(tr, d, s_wpend, Py_None) < 0 ||
+            ioq_py_tr_set(tr, d, s_wpend_n, zero) < 0) {
             Py_XDECREF(res);
             Py_DECREF(v);
             goto fail;
@@ -1273,11 +1301,13 @@ static PyObject *ioq_py_flush(ioq_loop *loop, PyObject *cbs, PyObject *q, PyObje
             Py_DECREF(res);
         }
     }
+    Py_XDECREF(d);
     Py_DECREF(zero);
     Py_DECREF(items);
     Py_RETURN_NONE;
 fail:
     /* the transports not flushed yet go back into q */
+    Py_XDECREF(d);
     Py_XDECREF(pend);
     Py_DECREF(zero);
     if (i + 1 < n) {
