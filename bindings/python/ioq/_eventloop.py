@@ -65,6 +65,9 @@ _HAS_RECV_INTO = hasattr(_raw, "ioq_py_recv_into")
 _BIG = 65536 if _HAS_RECV_INTO else 1 << 62
 _DIRECT_MIN = 16384
 _DIRECT_SIZE = 262144
+# Gathered writes of one transport up to this many bytes together go out as one send of
+# their concatenation (ioq_py_flush joins them in C: IOQ_PY_JOIN_MAX in python.i).
+_JOIN_MAX = 65536
 
 
 def _timeout_ns(timeout):
@@ -666,7 +669,7 @@ class _IoqSocketTransport(_selector_events._SelectorSocketTransport):
             return
         if type(pend) is not list:
             self._ioq_send(pend)
-        elif n <= 65536:
+        elif n <= _JOIN_MAX:
             self._ioq_send(b"".join(pend))
         else:
             for data in pend:  # large writes: no copy, one send each (ioq keeps them in order)
