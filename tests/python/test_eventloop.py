@@ -375,6 +375,58 @@ def test_task_from_connection_made_runs_before_data_received(loop):
     assert run(loop, main()) == ["task", "data"]
 
 
+def test_end_of_stream_comes_after_callbacks_the_last_data_scheduled(loop):
+    # aiohttp's server protocol: data_received() wakes a task waiting for a request, which
+    # starts the request's own task; the connection must still be open in that task when
+    # the client's last bytes and its end of stream (FIN) reach the loop in one poll, as on
+    # asyncio's loop (connection_lost before it made aiohttp fail an assertion).
+    async def main():
+        lp = asyncio.get_running_loop()
+        seen = []
+        ready = lp.create_future()
+        finished = lp.create_future()
+
+        class P(asyncio.Protocol):
+            def connection_made(self, transport):
+                self.lost = False
+                self.waiter = lp.create_future()
+                lp.create_task(self.start())
+
+            async def start(self):
+                ready.set_result(None)
+                data = await self.waiter
+                await lp.create_task(self.handle(data))
+
+            async def handle(self, data):
+                seen.append(("handle", data, self.lost))
+
+            def data_received(self, data):
+                seen.append(("data", data))
+                if not self.waiter.done():
+                    self.waiter.set_result(data)
+
+            def eof_received(self):
+                seen.append(("eof",))
+
+            def connection_lost(self, exc):
+                self.lost = True
+                seen.append(("lost", exc))
+                finished.set_result(None)
+
+        srv = await lp.create_server(P, "127.0.0.1", 0)
+        c = socket.create_connection(srv.sockets[0].getsockname())
+        await ready
+        c.sendall(b"request")   # the data and the FIN, before the loop polls again
+        c.shutdown(socket.SHUT_WR)
+        await finished
+        c.close()
+        srv.close()
+        return seen
+
+    assert run(loop, main()) == [("data", b"request"), ("eof",),
+                                 ("handle", b"request", False), ("lost", None)]
+
+
 def test_pause_resume_reading_keeps_every_byte(loop):
     async def main():
         lp = asyncio.get_running_loop()
