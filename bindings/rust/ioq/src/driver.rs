@@ -61,7 +61,7 @@ impl Keep {
     }
 
     /// The kept value, where it stays until the slot lets go of it.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn get_mut<B: 'static>(&mut self) -> &mut B {
         match self {
             // Safety: B is Vec<u8>.
@@ -75,7 +75,7 @@ impl Keep {
     }
 
     /// Gives the kept value back.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn take<B: 'static>(self) -> B {
         match self {
             Keep::Bytes(v) if is_bytes::<B>() => {
@@ -277,6 +277,8 @@ impl SlotWaker {
 
 struct Slot {
     gen: u32,
+    /// The next free slot while this one is free.
+    next_free: u32,
     live: bool,
     /// Completions flagged IOQ_CQE_MORE (multishot) not taken yet.
     more: VecDeque<sys::ioq_cqe>,
@@ -292,43 +294,71 @@ struct Slot {
     then_close: Option<(u64, u64)>,
 }
 
-#[derive(Default)]
+/// The slots, and a free list threaded through the free ones (no separate vector to push
+/// to and pop from per operation).
 struct Slab {
     slots: Vec<Slot>,
-    free: Vec<u32>,
+    /// The first free slot, `NO_SLOT` when none.
+    free: u32,
+}
+
+const NO_SLOT: u32 = u32::MAX;
+
+impl Default for Slab {
+    fn default() -> Slab {
+        Slab {
+            slots: Vec::new(),
+            free: NO_SLOT,
+        }
+    }
 }
 
 impl Slab {
-    fn insert(&mut self, keep: Option<Keep>, pool: u64) -> u64 {
-        let idx = match self.free.pop() {
-            Some(i) => i,
-            None => {
-                self.slots.push(Slot {
-                    gen: 0,
-                    live: false,
-                    more: VecDeque::new(),
-                    fin: None,
-                    orphan: false,
-                    waker: SlotWaker::Nobody,
-                    keep: None,
-                    pool: 0,
-                    then_close: None,
-                });
-                (self.slots.len() - 1) as u32
-            }
+    #[inline]
+    fn insert(&mut self, keep: Option<Keep>, pool: u64, waker: SlotWaker) -> u64 {
+        let idx = if self.free != NO_SLOT {
+            self.free
+        } else {
+            self.grow()
         };
         // A free slot was emptied by `release` (more, fin, waker, keep and then_close are
         // clear): only what differs per operation is written.
         let s = &mut self.slots[idx as usize];
-        debug_assert!(s.more.is_empty() && s.fin.is_none() && s.waker.is_none());
+        debug_assert!(!s.live && s.more.is_empty() && s.fin.is_none() && s.waker.is_none());
+        self.free = s.next_free;
         s.gen = s.gen.wrapping_add(1).max(1);
         s.live = true;
         s.orphan = false;
-        s.keep = keep;
+        // Both were emptied by `release` (or never set): nothing to drop, so no drop glue.
+        std::mem::forget(std::mem::replace(&mut s.keep, keep));
+        std::mem::forget(std::mem::replace(&mut s.waker, waker));
         s.pool = pool;
         ((s.gen as u64) << 32) | idx as u64
     }
 
+    /// Adds a free slot (out of line: the slab only grows to the most operations in flight).
+    #[cold]
+    #[inline(never)]
+    fn grow(&mut self) -> u32 {
+        let idx = self.slots.len() as u32;
+        assert!(idx != NO_SLOT, "ioq: too many operations in flight");
+        self.slots.push(Slot {
+            gen: 0,
+            next_free: self.free,
+            live: false,
+            more: VecDeque::new(),
+            fin: None,
+            orphan: false,
+            waker: SlotWaker::Nobody,
+            keep: None,
+            pool: 0,
+            then_close: None,
+        });
+        self.free = idx;
+        idx
+    }
+
+    #[inline]
     fn get(&mut self, token: u64) -> Option<&mut Slot> {
         let idx = (token & 0xffff_ffff) as usize;
         let gen = (token >> 32) as u32;
@@ -356,7 +386,26 @@ impl Slab {
         s.waker = SlotWaker::Nobody;
         s.then_close = None;
         let keep = s.keep.take();
-        self.free.push(idx);
+        s.next_free = self.free;
+        self.free = idx;
+        keep
+    }
+
+    /// `release` for a single-shot operation whose final completion was just taken: the
+    /// completion's delivery already emptied `waker` (nobody is woken once `fin` is there)
+    /// and `then_close`, and such an operation never has `more`.
+    #[inline]
+    fn release_final(&mut self, idx: u32) -> Option<Keep> {
+        let s = &mut self.slots[idx as usize];
+        debug_assert!(s.fin.is_none() && s.waker.is_none() && s.more.is_empty());
+        if !s.more.is_empty() || s.then_close.is_some() {
+            // Not reached (see above); the general path keeps the slot clean if it were.
+            return self.release(idx);
+        }
+        s.live = false;
+        let keep = s.keep.take();
+        s.next_free = self.free;
+        self.free = idx;
         keep
     }
 
@@ -389,6 +438,11 @@ pub(crate) struct Inner {
     /// (set by `rt` around each poll, see `Polling`): an operation polled with that waker
     /// records the task's id instead of cloning the waker.
     polling: Cell<Option<(usize, *const Waker)>>,
+    /// Changes whenever a task's poll starts and whenever a completion is delivered (or the
+    /// loop is freed): an operation submitted inside a task's poll, and polled again with
+    /// that task's own waker while the mark is unchanged, cannot have completed yet and
+    /// already names that task as the one to wake (see `submit` and `Op::poll`).
+    mark: Cell<u64>,
     /// The loop was made with IOQ_LOOP_HOST_FLUSH and a host driver flushes it: what this
     /// thread submits waits in ioq's queue until `flush` or the next poll.
     pub(crate) host_flush: Cell<bool>,
@@ -442,6 +496,7 @@ impl Inner {
             flush_flag: Cell::new(false),
             poll_flush: Cell::new(false),
             polling: Cell::new(None),
+            mark: Cell::new(1),
             shared: Arc::new(Shared {
                 raw: Mutex::new(raw as usize),
                 queue: Mutex::new(Queue::default()),
@@ -525,7 +580,15 @@ impl Inner {
             Ok(r) => r,
             Err(e) => return Err((e, keep)),
         };
-        let token = self.ops.borrow_mut().insert(keep, pool);
+        // Inside a task's poll the task is, almost always, the one that awaits the
+        // operation: its slot names it at once, so that the first poll (see `fresh`) need
+        // not look the slot up. Anyone else who polls the future replaces it; at worst the
+        // task gets one spurious wake-up.
+        let waker = match self.polling.get() {
+            Some((id, _)) => SlotWaker::Task(id),
+            None => SlotWaker::Nobody,
+        };
+        let token = self.ops.borrow_mut().insert(keep, pool, waker);
         let rc = f(raw, token);
         if rc < 0 {
             let keep = self.ops.borrow_mut().remove(token);
@@ -535,11 +598,34 @@ impl Inner {
         Ok(token)
     }
 
+    /// The mark an operation submitted now keeps for `fresh`: 0 (never fresh) outside of a
+    /// task's poll.
+    #[inline]
+    pub(crate) fn submit_mark(&self) -> u64 {
+        if self.polling.get().is_some() {
+            self.mark.get()
+        } else {
+            0
+        }
+    }
+
+    /// Whether an operation submitted with `mark` is certainly still pending with the task
+    /// that polls it now as the one to wake: nothing was delivered and no other poll
+    /// started since its submission (the mark is unchanged), its slot was filled with the
+    /// polling task's id then, and `w` is that task's own waker (the very one it is polled
+    /// with, not a combinator's). Then the poll needs no slot lookup.
+    #[inline]
+    pub(crate) fn fresh(&self, mark: u64, w: &Waker) -> bool {
+        mark != 0
+            && mark == self.mark.get()
+            && matches!(self.polling.get(), Some((_, tw)) if std::ptr::eq(tw, w))
+    }
+
     /// A slot for an operation that will be submitted later by the loop itself (see
     /// `close_after`); until then it is pending like any other.
     pub(crate) fn reserve(&self) -> Result<u64> {
         self.raw()?;
-        Ok(self.ops.borrow_mut().insert(None, 0))
+        Ok(self.ops.borrow_mut().insert(None, 0, SlotWaker::Nobody))
     }
 
     /// Frees a reserved slot that was never used.
@@ -601,10 +687,12 @@ impl Inner {
     #[inline]
     pub(crate) fn polling<'a>(&'a self, id: usize, waker: &'a Waker) -> Polling<'a> {
         let prev = self.polling.replace(Some((id, waker as *const Waker)));
+        self.mark.set(self.mark.get().wrapping_add(1));
         Polling { inner: self, prev }
     }
 
     /// For single-shot operations: the final completion and what the slot kept.
+    #[inline]
     pub(crate) fn poll_final(
         &self,
         token: u64,
@@ -617,7 +705,7 @@ impl Inner {
         };
         if let Some(last) = slot.fin.take() {
             // The slot was just looked up: free it without a second lookup.
-            let keep = ops.release((token & 0xffff_ffff) as u32);
+            let keep = ops.release_final((token & 0xffff_ffff) as u32);
             return Poll::Ready((last, keep));
         }
         self.set_waker(&mut slot.waker, cx.waker());
@@ -735,12 +823,25 @@ impl Inner {
         if c.token == IGNORE {
             return;
         }
+        self.mark.set(self.mark.get().wrapping_add(1));
         let last = c.flags as u32 & sys::IOQ_CQE_MORE == 0;
         let mut ops = self.ops.borrow_mut();
         let slot = match ops.get(c.token) {
             Some(s) => s,
             None => return,
         };
+        if last && !slot.orphan && slot.then_close.is_none() {
+            // The common case: a single final completion for a waiting future.
+            slot.fin = Some(*c);
+            let waker = std::mem::replace(&mut slot.waker, SlotWaker::Nobody);
+            drop(ops);
+            match waker {
+                SlotWaker::Task(id) => self.shared.schedule(id),
+                SlotWaker::Other(w) => w.wake(),
+                SlotWaker::Nobody => {}
+            }
+            return;
+        }
         let then_close = if last { slot.then_close.take() } else { None };
         if slot.orphan {
             let pool = slot.pool;
@@ -840,6 +941,7 @@ impl Inner {
             unsafe { sys::ioq_loop_free(raw) };
         }
         self.raw.set(std::ptr::null_mut());
+        self.mark.set(self.mark.get().wrapping_add(1));
         let mut dropped: Vec<Keep> = Vec::new();
         let mut wakers: Vec<SlotWaker> = Vec::new();
         {
