@@ -178,6 +178,22 @@ impl Shared {
         }
     }
 
+    /// `schedule` from the loop's own thread, without asking which thread this is.
+    ///
+    /// # Safety
+    /// Only on the thread that made the loop (`thread`).
+    #[inline]
+    pub(crate) unsafe fn schedule_on_loop_thread(&self, id: usize) {
+        debug_assert_eq!(this_thread(), self.thread);
+        if !self.has_driver.load(Ordering::Relaxed) && !self.closed.load(Ordering::Relaxed) {
+            // Safety: on the loop's thread (the caller's promise), the only one that
+            // reaches `local`; nothing else holds a reference to it across this push.
+            (*self.local.get()).push(id);
+            return;
+        }
+        self.schedule(id);
+    }
+
     pub(crate) fn schedule(&self, id: usize) {
         if !self.has_driver.load(Ordering::Relaxed) && !self.closed.load(Ordering::Relaxed) {
             if let Some(l) = self.local() {
@@ -813,7 +829,44 @@ impl Inner {
         Ok(n as usize)
     }
 
+    /// Routes one completion. The common one (the final completion of an operation whose
+    /// future waits, with no close deferred behind it) is handled here, inline in `turn`'s
+    /// loop; everything else in `dispatch_other`.
+    #[inline]
     fn dispatch(&self, c: &sys::ioq_cqe) {
+        if c.op as u32 != sys::IOQ_OP_POST
+            && c.token != IGNORE
+            && c.flags as u32 & sys::IOQ_CQE_MORE == 0
+        {
+            let mut ops = self.ops.borrow_mut();
+            if let Some(slot) = ops.get(c.token) {
+                if !slot.orphan && slot.then_close.is_none() {
+                    self.mark.set(self.mark.get().wrapping_add(1));
+                    slot.fin = Some(*c);
+                    let waker = std::mem::replace(&mut slot.waker, SlotWaker::Nobody);
+                    drop(ops);
+                    self.wake_slot(waker);
+                    return;
+                }
+            }
+        }
+        self.dispatch_other(c);
+    }
+
+    /// Wakes whom a slot named: a task of this loop's executor by id.
+    #[inline]
+    fn wake_slot(&self, waker: SlotWaker) {
+        match waker {
+            // Safety: an `Inner` is neither Send nor Sync (it lives in an Rc and has Cells),
+            // so this runs on the thread that made it, the loop's.
+            SlotWaker::Task(id) => unsafe { self.shared.schedule_on_loop_thread(id) },
+            SlotWaker::Other(w) => w.wake(),
+            SlotWaker::Nobody => {}
+        }
+    }
+
+    #[inline(never)]
+    fn dispatch_other(&self, c: &sys::ioq_cqe) {
         if c.op as u32 == sys::IOQ_OP_POST {
             self.posts.borrow_mut().push_back((c.token, c.result));
             let wakers = std::mem::take(&mut *self.post_wakers.borrow_mut());
@@ -830,18 +883,6 @@ impl Inner {
             Some(s) => s,
             None => return,
         };
-        if last && !slot.orphan && slot.then_close.is_none() {
-            // The common case: a single final completion for a waiting future.
-            slot.fin = Some(*c);
-            let waker = std::mem::replace(&mut slot.waker, SlotWaker::Nobody);
-            drop(ops);
-            match waker {
-                SlotWaker::Task(id) => self.shared.schedule(id),
-                SlotWaker::Other(w) => w.wake(),
-                SlotWaker::Nobody => {}
-            }
-            return;
-        }
         let then_close = if last { slot.then_close.take() } else { None };
         if slot.orphan {
             let pool = slot.pool;
@@ -857,11 +898,7 @@ impl Inner {
             }
             let waker = std::mem::replace(&mut slot.waker, SlotWaker::Nobody);
             drop(ops);
-            match waker {
-                SlotWaker::Task(id) => self.shared.schedule(id),
-                SlotWaker::Other(w) => w.wake(),
-                SlotWaker::Nobody => {}
-            }
+            self.wake_slot(waker);
         }
         if let Some((h, token)) = then_close {
             self.deferred_close(h, token);
