@@ -407,24 +407,6 @@ impl Slab {
         keep
     }
 
-    /// `release` for a single-shot operation whose final completion was just taken: the
-    /// completion's delivery already emptied `waker` (nobody is woken once `fin` is there)
-    /// and `then_close`, and such an operation never has `more`.
-    #[inline]
-    fn release_final(&mut self, idx: u32) -> Option<Keep> {
-        let s = &mut self.slots[idx as usize];
-        debug_assert!(s.fin.is_none() && s.waker.is_none() && s.more.is_empty());
-        if !s.more.is_empty() || s.then_close.is_some() {
-            // Not reached (see above); the general path keeps the slot clean if it were.
-            return self.release(idx);
-        }
-        s.live = false;
-        let keep = s.keep.take();
-        s.next_free = self.free;
-        self.free = idx;
-        keep
-    }
-
     fn live(&self) -> usize {
         self.slots.iter().filter(|s| s.live).count()
     }
@@ -714,14 +696,26 @@ impl Inner {
         token: u64,
         cx: &mut Context<'_>,
     ) -> Poll<(sys::ioq_cqe, Option<Keep>)> {
-        let mut ops = self.ops.borrow_mut();
-        let slot = match ops.get(token) {
-            Some(s) => s,
-            None => return Poll::Ready((cqe(token, Error::CANCELED.code() as i64), None)),
+        let mut guard = self.ops.borrow_mut();
+        let ops = &mut *guard;
+        let idx = (token & 0xffff_ffff) as u32;
+        // `get`, spelled out so that the free list can be updated while the slot is held.
+        let slot = match ops.slots.get_mut(idx as usize) {
+            Some(s) if s.live && s.gen == (token >> 32) as u32 => s,
+            _ => return Poll::Ready((cqe(token, Error::CANCELED.code() as i64), None)),
         };
         if let Some(last) = slot.fin.take() {
-            // The slot was just looked up: free it without a second lookup.
-            let keep = ops.release_final((token & 0xffff_ffff) as u32);
+            // Free the slot in place, without `release`: the completion's delivery
+            // emptied `waker` and `then_close`, and a single-shot operation has no `more`.
+            debug_assert!(slot.waker.is_none());
+            if slot.more.is_empty() && slot.then_close.is_none() {
+                slot.live = false;
+                let keep = slot.keep.take();
+                slot.next_free = ops.free;
+                ops.free = idx;
+                return Poll::Ready((last, keep));
+            }
+            let keep = ops.release(idx);
             return Poll::Ready((last, keep));
         }
         self.set_waker(&mut slot.waker, cx.waker());

@@ -486,7 +486,10 @@ pub(crate) fn run_task(inner: &Rc<Inner>, id: usize) {
         drop(entry);
         inner.free_tasks.borrow_mut().push(id);
     } else if let Some(slot) = inner.tasks.borrow_mut().get_mut(id) {
-        *slot = Some(entry);
+        // The slot stayed empty while the task ran (its id is not free, so no spawn took
+        // it): nothing to drop there.
+        debug_assert!(slot.is_none());
+        std::mem::forget(std::mem::replace(slot, Some(entry)));
     }
 }
 
