@@ -227,9 +227,15 @@ impl Shared {
         }
     }
 
-    /// Takes the ready tasks into `into` (emptied first) and the remote spawns.
-    pub(crate) fn take(&self, into: &mut VecDeque<usize>) -> VecDeque<RemoteFn> {
+    /// Takes the ready tasks into `into` (emptied first) and the remote spawns: those
+    /// woken on the loop's thread first (the lock-free list is swapped in, no copy), then
+    /// those queued by other threads.
+    pub(crate) fn take(&self, into: &mut Vec<usize>) -> VecDeque<RemoteFn> {
         into.clear();
+        if let Some(l) = self.local() {
+            // `into` (empty) goes to the list, keeping its capacity for the next wake-ups.
+            std::mem::swap(into, l);
+        }
         let mut remote = VecDeque::new();
         // Nothing added to the locked queue since the last take: no lock. (`notified` is
         // only set by a notification after such an addition, so it is clear already.)
@@ -237,13 +243,10 @@ impl Shared {
             let mut q = self.lock();
             self.queued.store(false, Ordering::Relaxed);
             q.notified = false;
-            std::mem::swap(into, &mut q.ready);
+            into.extend(q.ready.drain(..));
             if !q.remote.is_empty() {
                 remote = std::mem::take(&mut q.remote);
             }
-        }
-        if let Some(l) = self.local() {
-            into.extend(l.drain(..));
         }
         remote
     }
@@ -427,7 +430,7 @@ pub(crate) struct Inner {
     pub(crate) free_tasks: RefCell<Vec<usize>>,
     /// The executor's spare ready list, swapped with the shared one on each take.
     #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
-    pub(crate) batch: RefCell<VecDeque<usize>>,
+    pub(crate) batch: RefCell<Vec<usize>>,
     /// A foreign runtime's registration of the loop descriptor (the tokio driver's). It is
     /// dropped before ioq_loop_free closes that descriptor.
     pub(crate) foreign: RefCell<Option<Box<dyn Any>>>,
@@ -484,7 +487,7 @@ impl Inner {
             post_wakers: RefCell::new(Vec::new()),
             tasks: RefCell::new(Vec::new()),
             free_tasks: RefCell::new(Vec::new()),
-            batch: RefCell::new(VecDeque::new()),
+            batch: RefCell::new(Vec::new()),
             foreign: RefCell::new(None),
             host_flush: Cell::new(false),
             unflushed: Cell::new(false),

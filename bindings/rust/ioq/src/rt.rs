@@ -523,11 +523,11 @@ pub(crate) fn run<F: Future>(lp: &LoopRef, fut: F) -> F::Output {
         shared: inner.shared.clone(),
     }));
     inner.shared.schedule(MAIN);
-    let mut batch = std::collections::VecDeque::new();
+    let mut batch = Vec::new();
     loop {
         let remote = inner.shared.take(&mut batch);
-        for f in remote {
-            f();
+        if !remote.is_empty() {
+            remote.into_iter().for_each(|f| f());
         }
         let mut main_polled = false;
         for &id in batch.iter() {
