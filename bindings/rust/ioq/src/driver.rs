@@ -692,8 +692,9 @@ impl Inner {
         Polling { inner: self, prev }
     }
 
-    /// For single-shot operations: the final completion and what the slot kept.
-    #[inline]
+    /// For single-shot operations: the final completion and what the slot kept. Inlined
+    /// into each operation future's poll: its result then needs no copy through memory.
+    #[inline(always)]
     pub(crate) fn poll_final(
         &self,
         token: u64,
