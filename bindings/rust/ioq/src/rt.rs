@@ -458,6 +458,7 @@ where
 }
 
 /// Polls task `id` once (or drops it if it was aborted).
+#[inline]
 pub(crate) fn run_task(inner: &Rc<Inner>, id: usize) {
     let entry = match inner.tasks.borrow_mut().get_mut(id) {
         Some(t) => t.take(),
