@@ -1156,14 +1156,49 @@ static int ioq_py_try_send(PyObject *tr, PyObject *d, PyObject *fd_name, PyObjec
 #endif
 }
 
+/* Gathered writes of one transport up to this many bytes together go out as one send of
+ * their concatenation (the same bound as _IoqSocketTransport._ioq_flush); larger ones are
+ * sent one by one, uncopied. */
+#define IOQ_PY_JOIN_MAX 65536
+
+/* ioq_py_join_small - *out = the concatenation of a list of bytes objects of at most
+ * IOQ_PY_JOIN_MAX bytes together (a new reference), or NULL when the list is larger or
+ * holds anything else. Returns 0, or -1 with an exception (no memory). */
+static int ioq_py_join_small(PyObject *list, PyObject **out)
+{
+    Py_ssize_t i, n = PyList_GET_SIZE(list), total = 0;
+    PyObject *b;
+    char *p;
+    *out = NULL;
+    for (i = 0; i < n; i++) {
+        b = PyList_GET_ITEM(list, i);
+        if (!PyBytes_CheckExact(b))
+            return 0;
+        total += PyBytes_GET_SIZE(b);
+        if (total > IOQ_PY_JOIN_MAX)
+            return 0;
+    }
+    if ((b = PyBytes_FromStringAndSize(NULL, total)) == NULL)
+        return -1;
+    p = PyBytes_AS_STRING(b);
+    for (i = 0; i < n; i++) {
+        PyObject *part = PyList_GET_ITEM(list, i);
+        memcpy(p, PyBytes_AS_STRING(part), (size_t)PyBytes_GET_SIZE(part));
+        p += PyBytes_GET_SIZE(part);
+    }
+    *out = b;
+    return 0;
+}
+
 /* ioq_py_flush - the gathered writes of ioq.aio.EventLoop's transports, sent before the
  * loop polls (what each transport's _ioq_flush() does, without a Python call per
- * transport): takes every transport out of the list q; one whose _wpend is a bytes object
- * gets it sent by ioq_py_send_bytes under the token al._next_token (counted up), with
- * _wpend = None and _wpend_n = 0 first; any other with a _wpend (a list of writes, or a
- * lost connection) has its _ioq_flush() called; a send ioq refuses goes to
- * _ioq_send_failed(rc). Returns None, or NULL with the exception of such a call (the
- * transports after it stay in q).
+ * transport): takes every transport out of the list q; one whose _wpend is a bytes object,
+ * or a list of bytes objects of at most IOQ_PY_JOIN_MAX bytes together (a response written
+ * as headers and body; joined here), gets it sent by ioq_py_send_bytes under the token
+ * al._next_token (counted up), with _wpend = None and _wpend_n = 0 first; any other with a
+ * _wpend (larger lists, or a lost connection) has its _ioq_flush() called; a send ioq
+ * refuses goes to _ioq_send_failed(rc). Returns None, or NULL with the exception of such
+ * a call (the transports after it stay in q).
  * With direct non-zero (a readiness backend, where ioq_send would try the send in its own
  * call anyway), a transport with no send in flight (acct[0] == 0) first sends its bytes
  * itself on its socket _sock_fd, without waiting (as uvloop's try-write): what goes out
@@ -1229,6 +1264,13 @@ static PyObject *ioq_py_flush(ioq_loop *loop, PyObject *cbs, PyObject *q, PyObje
         Py_DECREF(v);
         if (lost < 0)
             goto fail;
+        if (PyList_CheckExact(pend) && !lost && loop != NULL) {
+            PyObject *joined;
+            if (ioq_py_join_small(pend, &joined) < 0)
+                goto fail;
+            if (joined != NULL)
+                Py_SETREF(pend, joined);
+        }
         if (!PyBytes_CheckExact(pend) || lost || loop == NULL) {
             Py_CLEAR(pend);
             res = PyObject_CallMethodNoArgs(tr, s_flush);

@@ -759,3 +759,132 @@ def test_close_while_other_threads_post(backend):
         lp.close()
         stop.set()
         t.join()
+
+
+def test_gathered_lists_of_writes_are_joined_before_the_poll(loop, monkeypatch):
+    # A response written as headers and body (two write() calls in one iteration, as
+    # aiohttp does) goes out as one send of both, joined without a Python call per
+    # transport; more than 64 KiB gathered is sent chunk by chunk, in order; a refused
+    # send of a joined list ends that transport alone.
+    from ioq import _eventloop
+    calls = []
+    orig = _eventloop._IoqSocketTransport._ioq_flush
+
+    def counting_flush(self):
+        if self._wpend is not None:   # (write_eof and close flush too, by then emptied)
+            calls.append(self._wpend_n)
+        return orig(self)
+
+    monkeypatch.setattr(_eventloop._IoqSocketTransport, "_ioq_flush", counting_flush)
+
+    async def main():
+        lp = asyncio.get_running_loop()
+        got = {}
+        done = lp.create_future()
+
+        class Sink(asyncio.Protocol):
+            def connection_made(self, tr):
+                self.buf = bytearray()
+
+            def data_received(self, data):
+                self.buf.extend(data)
+
+            def eof_received(self):
+                if not self.buf:
+                    return  # the transport that failed
+                got[bytes(self.buf[:2])] = bytes(self.buf)
+                if len(got) == 3 and not done.done():
+                    done.set_result(None)
+
+        class Watch(asyncio.Protocol):
+            def __init__(self):
+                self.lost = lp.create_future()
+
+            def connection_lost(self, exc):
+                self.lost.set_result(exc)
+
+        srv = await lp.create_server(Sink, "127.0.0.1", 0)
+        addr = srv.sockets[0].getsockname()
+        pairs = [await lp.create_connection(Watch, *addr) for _ in range(4)]
+        for i, (tr, _) in enumerate(pairs[:2]):
+            tr.write(b"h%d: headers\r\n\r\n" % i)
+            tr.write(b"body %d" % i)
+            assert tr.get_write_buffer_size() == 21
+        big, _ = pairs[2]
+        big.write(b"h2" + b"a" * 40000)
+        big.write(b"b" * 40000)          # 80002 bytes gathered: not joined
+        bad, bad_proto = pairs[3]
+        lp._selector._direct = 0   # the send must reach ioq, which refuses it (no handle)
+        _eventloop._raw.ioq_close(lp.ioq._ptr, bad._h, _eventloop._QUIET_TOKEN)
+        bad._h = 0
+        bad.write(b"lost ")
+        bad.write(b"too")
+        await asyncio.sleep(0)
+        for tr, _ in pairs[:3]:
+            tr.write_eof()
+        await done
+        exc = await bad_proto.lost
+        for tr, _ in pairs:
+            tr.close()
+        srv.close()
+        return got, exc
+
+    got, exc = run(loop, main())
+    assert got == {b"h0": b"h0: headers\r\n\r\nbody 0", b"h1": b"h1: headers\r\n\r\nbody 1",
+                   b"h2": b"h2" + b"a" * 40000 + b"b" * 40000}
+    assert isinstance(exc, ioq.Error)
+    if _eventloop._HAS_FLUSH:
+        # only the list above 64 KiB took the transport's own flush
+        assert calls == [80002]
+
+
+def test_end_of_stream_comes_after_callbacks_the_last_data_scheduled(loop):
+    # aiohttp's server protocol: data_received() wakes a task waiting for a request, which
+    # starts the request's own task; the connection must still be open in that task when
+    # the client's last bytes and its end of stream (FIN) reach the loop in one poll, as on
+    # asyncio's loop (connection_lost before it made aiohttp fail an assertion).
+    async def main():
+        lp = asyncio.get_running_loop()
+        seen = []
+        ready = lp.create_future()
+        finished = lp.create_future()
+
+        class P(asyncio.Protocol):
+            def connection_made(self, transport):
+                self.lost = False
+                self.waiter = lp.create_future()
+                lp.create_task(self.start())
+
+            async def start(self):
+                ready.set_result(None)
+                data = await self.waiter
+                await lp.create_task(self.handle(data))
+
+            async def handle(self, data):
+                seen.append(("handle", data, self.lost))
+
+            def data_received(self, data):
+                seen.append(("data", data))
+                if not self.waiter.done():
+                    self.waiter.set_result(data)
+
+            def eof_received(self):
+                seen.append(("eof",))
+
+            def connection_lost(self, exc):
+                self.lost = True
+                seen.append(("lost", exc))
+                finished.set_result(None)
+
+        srv = await lp.create_server(P, "127.0.0.1", 0)
+        c = socket.create_connection(srv.sockets[0].getsockname())
+        await ready
+        c.sendall(b"request")   # the data and the FIN, before the loop polls again
+        c.shutdown(socket.SHUT_WR)
+        await finished
+        c.close()
+        srv.close()
+        return seen
+
+    assert run(loop, main()) == [("data", b"request"), ("eof",),
+                                 ("handle", b"request", False), ("lost", None)]

@@ -65,6 +65,9 @@ _HAS_RECV_INTO = hasattr(_raw, "ioq_py_recv_into")
 _BIG = 65536 if _HAS_RECV_INTO else 1 << 62
 _DIRECT_MIN = 16384
 _DIRECT_SIZE = 262144
+# Gathered writes of one transport up to this many bytes together go out as one send of
+# their concatenation (ioq_py_flush joins them in C: IOQ_PY_JOIN_MAX in python.i).
+_JOIN_MAX = 65536
 
 
 def _timeout_ns(timeout):
@@ -373,6 +376,7 @@ class _IoqSocketTransport(_selector_events._SelectorSocketTransport):
         self._buffered = False
         self._stash = []
         self._reading_wanted = False
+        self._end_pending = False  # the end of the stream came, its callback is queued
         self._started = False
         self._ioq_loop = loop
         al = loop._ioq_asyncloop()
@@ -438,7 +442,7 @@ class _IoqSocketTransport(_selector_events._SelectorSocketTransport):
     def _start_reading(self):
         al = self._al
         p = al._p
-        if p is None or self._conn_lost:
+        if p is None or self._conn_lost or self._end_pending:
             return
         token = al._next_token
         al._next_token = token + 1
@@ -525,15 +529,28 @@ class _IoqSocketTransport(_selector_events._SelectorSocketTransport):
         self._rbuf = None
         if self._closing or self._conn_lost:
             return
+        if result == _ioq.ENOBUFS or result == _ECANCELED:
+            # An emptied pool or pause_reading() ended the receive; no data was lost.
+            if self._reading_wanted:
+                self._start_reading()
+            return
+        # The end of the stream (or a read error) is handled in a callback queued now, where
+        # asyncio's selector loop queues the read callback that finds it: the poll may hand
+        # out the last data and the end together, and the callbacks that data_received()
+        # scheduled (a task woken by it, and the task that one starts) must see the
+        # connection still open, as they do on asyncio's loop; no receive starts meanwhile.
+        self._end_pending = True
+        self._loop.call_soon(self._on_end, result, context=self._ctx)
+
+    def _on_end(self, result):
+        self._end_pending = False
+        if self._closing or self._conn_lost:
+            return
         if result == 0:
             if not self._reading_wanted or self._stash:
                 self._stash.append(b"")
             else:
                 self._read_ready__on_eof()
-        elif result == _ioq.ENOBUFS or result == _ECANCELED:
-            # An emptied pool or pause_reading() ended the receive; no data was lost.
-            if self._reading_wanted:
-                self._start_reading()
         else:
             self._fatal_error(_ioq.error(result), "Fatal read error on socket transport")
 
@@ -672,7 +689,7 @@ class _IoqSocketTransport(_selector_events._SelectorSocketTransport):
             return
         if type(pend) is not list:
             self._ioq_send(pend)
-        elif n <= 65536:
+        elif n <= _JOIN_MAX:
             self._ioq_send(b"".join(pend))
         else:
             for data in pend:  # large writes: no copy, one send each (ioq keeps them in order)

@@ -61,7 +61,7 @@ impl Keep {
     }
 
     /// The kept value, where it stays until the slot lets go of it.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn get_mut<B: 'static>(&mut self) -> &mut B {
         match self {
             // Safety: B is Vec<u8>.
@@ -75,7 +75,7 @@ impl Keep {
     }
 
     /// Gives the kept value back.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn take<B: 'static>(self) -> B {
         match self {
             Keep::Bytes(v) if is_bytes::<B>() => {
@@ -178,6 +178,22 @@ impl Shared {
         }
     }
 
+    /// `schedule` from the loop's own thread, without asking which thread this is.
+    ///
+    /// # Safety
+    /// Only on the thread that made the loop (`thread`).
+    #[inline]
+    pub(crate) unsafe fn schedule_on_loop_thread(&self, id: usize) {
+        debug_assert_eq!(this_thread(), self.thread);
+        if !self.has_driver.load(Ordering::Relaxed) && !self.closed.load(Ordering::Relaxed) {
+            // Safety: on the loop's thread (the caller's promise), the only one that
+            // reaches `local`; nothing else holds a reference to it across this push.
+            (*self.local.get()).push(id);
+            return;
+        }
+        self.schedule(id);
+    }
+
     pub(crate) fn schedule(&self, id: usize) {
         if !self.has_driver.load(Ordering::Relaxed) && !self.closed.load(Ordering::Relaxed) {
             if let Some(l) = self.local() {
@@ -211,9 +227,15 @@ impl Shared {
         }
     }
 
-    /// Takes the ready tasks into `into` (emptied first) and the remote spawns.
-    pub(crate) fn take(&self, into: &mut VecDeque<usize>) -> VecDeque<RemoteFn> {
+    /// Takes the ready tasks into `into` (emptied first) and the remote spawns: those
+    /// woken on the loop's thread first (the lock-free list is swapped in, no copy), then
+    /// those queued by other threads.
+    pub(crate) fn take(&self, into: &mut Vec<usize>) -> VecDeque<RemoteFn> {
         into.clear();
+        if let Some(l) = self.local() {
+            // `into` (empty) goes to the list, keeping its capacity for the next wake-ups.
+            std::mem::swap(into, l);
+        }
         let mut remote = VecDeque::new();
         // Nothing added to the locked queue since the last take: no lock. (`notified` is
         // only set by a notification after such an addition, so it is clear already.)
@@ -221,13 +243,10 @@ impl Shared {
             let mut q = self.lock();
             self.queued.store(false, Ordering::Relaxed);
             q.notified = false;
-            std::mem::swap(into, &mut q.ready);
+            into.extend(q.ready.drain(..));
             if !q.remote.is_empty() {
                 remote = std::mem::take(&mut q.remote);
             }
-        }
-        if let Some(l) = self.local() {
-            into.extend(l.drain(..));
         }
         remote
     }
@@ -277,6 +296,8 @@ impl SlotWaker {
 
 struct Slot {
     gen: u32,
+    /// The next free slot while this one is free.
+    next_free: u32,
     live: bool,
     /// Completions flagged IOQ_CQE_MORE (multishot) not taken yet.
     more: VecDeque<sys::ioq_cqe>,
@@ -292,43 +313,71 @@ struct Slot {
     then_close: Option<(u64, u64)>,
 }
 
-#[derive(Default)]
+/// The slots, and a free list threaded through the free ones (no separate vector to push
+/// to and pop from per operation).
 struct Slab {
     slots: Vec<Slot>,
-    free: Vec<u32>,
+    /// The first free slot, `NO_SLOT` when none.
+    free: u32,
+}
+
+const NO_SLOT: u32 = u32::MAX;
+
+impl Default for Slab {
+    fn default() -> Slab {
+        Slab {
+            slots: Vec::new(),
+            free: NO_SLOT,
+        }
+    }
 }
 
 impl Slab {
-    fn insert(&mut self, keep: Option<Keep>, pool: u64) -> u64 {
-        let idx = match self.free.pop() {
-            Some(i) => i,
-            None => {
-                self.slots.push(Slot {
-                    gen: 0,
-                    live: false,
-                    more: VecDeque::new(),
-                    fin: None,
-                    orphan: false,
-                    waker: SlotWaker::Nobody,
-                    keep: None,
-                    pool: 0,
-                    then_close: None,
-                });
-                (self.slots.len() - 1) as u32
-            }
+    #[inline]
+    fn insert(&mut self, keep: Option<Keep>, pool: u64, waker: SlotWaker) -> u64 {
+        let idx = if self.free != NO_SLOT {
+            self.free
+        } else {
+            self.grow()
         };
         // A free slot was emptied by `release` (more, fin, waker, keep and then_close are
         // clear): only what differs per operation is written.
         let s = &mut self.slots[idx as usize];
-        debug_assert!(s.more.is_empty() && s.fin.is_none() && s.waker.is_none());
+        debug_assert!(!s.live && s.more.is_empty() && s.fin.is_none() && s.waker.is_none());
+        self.free = s.next_free;
         s.gen = s.gen.wrapping_add(1).max(1);
         s.live = true;
         s.orphan = false;
-        s.keep = keep;
+        // Both were emptied by `release` (or never set): nothing to drop, so no drop glue.
+        std::mem::forget(std::mem::replace(&mut s.keep, keep));
+        std::mem::forget(std::mem::replace(&mut s.waker, waker));
         s.pool = pool;
         ((s.gen as u64) << 32) | idx as u64
     }
 
+    /// Adds a free slot (out of line: the slab only grows to the most operations in flight).
+    #[cold]
+    #[inline(never)]
+    fn grow(&mut self) -> u32 {
+        let idx = self.slots.len() as u32;
+        assert!(idx != NO_SLOT, "ioq: too many operations in flight");
+        self.slots.push(Slot {
+            gen: 0,
+            next_free: self.free,
+            live: false,
+            more: VecDeque::new(),
+            fin: None,
+            orphan: false,
+            waker: SlotWaker::Nobody,
+            keep: None,
+            pool: 0,
+            then_close: None,
+        });
+        self.free = idx;
+        idx
+    }
+
+    #[inline]
     fn get(&mut self, token: u64) -> Option<&mut Slot> {
         let idx = (token & 0xffff_ffff) as usize;
         let gen = (token >> 32) as u32;
@@ -356,7 +405,8 @@ impl Slab {
         s.waker = SlotWaker::Nobody;
         s.then_close = None;
         let keep = s.keep.take();
-        self.free.push(idx);
+        s.next_free = self.free;
+        self.free = idx;
         keep
     }
 
@@ -380,7 +430,7 @@ pub(crate) struct Inner {
     pub(crate) free_tasks: RefCell<Vec<usize>>,
     /// The executor's spare ready list, swapped with the shared one on each take.
     #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
-    pub(crate) batch: RefCell<VecDeque<usize>>,
+    pub(crate) batch: RefCell<Vec<usize>>,
     /// A foreign runtime's registration of the loop descriptor (the tokio driver's). It is
     /// dropped before ioq_loop_free closes that descriptor.
     pub(crate) foreign: RefCell<Option<Box<dyn Any>>>,
@@ -389,6 +439,11 @@ pub(crate) struct Inner {
     /// (set by `rt` around each poll, see `Polling`): an operation polled with that waker
     /// records the task's id instead of cloning the waker.
     polling: Cell<Option<(usize, *const Waker)>>,
+    /// Changes whenever a task's poll starts and whenever a completion is delivered (or the
+    /// loop is freed): an operation submitted inside a task's poll, and polled again with
+    /// that task's own waker while the mark is unchanged, cannot have completed yet and
+    /// already names that task as the one to wake (see `submit` and `Op::poll`).
+    mark: Cell<u64>,
     /// The loop was made with IOQ_LOOP_HOST_FLUSH and a host driver flushes it: what this
     /// thread submits waits in ioq's queue until `flush` or the next poll.
     pub(crate) host_flush: Cell<bool>,
@@ -432,7 +487,7 @@ impl Inner {
             post_wakers: RefCell::new(Vec::new()),
             tasks: RefCell::new(Vec::new()),
             free_tasks: RefCell::new(Vec::new()),
-            batch: RefCell::new(VecDeque::new()),
+            batch: RefCell::new(Vec::new()),
             foreign: RefCell::new(None),
             host_flush: Cell::new(false),
             unflushed: Cell::new(false),
@@ -442,6 +497,7 @@ impl Inner {
             flush_flag: Cell::new(false),
             poll_flush: Cell::new(false),
             polling: Cell::new(None),
+            mark: Cell::new(1),
             shared: Arc::new(Shared {
                 raw: Mutex::new(raw as usize),
                 queue: Mutex::new(Queue::default()),
@@ -525,7 +581,15 @@ impl Inner {
             Ok(r) => r,
             Err(e) => return Err((e, keep)),
         };
-        let token = self.ops.borrow_mut().insert(keep, pool);
+        // Inside a task's poll the task is, almost always, the one that awaits the
+        // operation: its slot names it at once, so that the first poll (see `fresh`) need
+        // not look the slot up. Anyone else who polls the future replaces it; at worst the
+        // task gets one spurious wake-up.
+        let waker = match self.polling.get() {
+            Some((id, _)) => SlotWaker::Task(id),
+            None => SlotWaker::Nobody,
+        };
+        let token = self.ops.borrow_mut().insert(keep, pool, waker);
         let rc = f(raw, token);
         if rc < 0 {
             let keep = self.ops.borrow_mut().remove(token);
@@ -535,11 +599,34 @@ impl Inner {
         Ok(token)
     }
 
+    /// The mark an operation submitted now keeps for `fresh`: 0 (never fresh) outside of a
+    /// task's poll.
+    #[inline]
+    pub(crate) fn submit_mark(&self) -> u64 {
+        if self.polling.get().is_some() {
+            self.mark.get()
+        } else {
+            0
+        }
+    }
+
+    /// Whether an operation submitted with `mark` is certainly still pending with the task
+    /// that polls it now as the one to wake: nothing was delivered and no other poll
+    /// started since its submission (the mark is unchanged), its slot was filled with the
+    /// polling task's id then, and `w` is that task's own waker (the very one it is polled
+    /// with, not a combinator's). Then the poll needs no slot lookup.
+    #[inline]
+    pub(crate) fn fresh(&self, mark: u64, w: &Waker) -> bool {
+        mark != 0
+            && mark == self.mark.get()
+            && matches!(self.polling.get(), Some((_, tw)) if std::ptr::eq(tw, w))
+    }
+
     /// A slot for an operation that will be submitted later by the loop itself (see
     /// `close_after`); until then it is pending like any other.
     pub(crate) fn reserve(&self) -> Result<u64> {
         self.raw()?;
-        Ok(self.ops.borrow_mut().insert(None, 0))
+        Ok(self.ops.borrow_mut().insert(None, 0, SlotWaker::Nobody))
     }
 
     /// Frees a reserved slot that was never used.
@@ -601,23 +688,38 @@ impl Inner {
     #[inline]
     pub(crate) fn polling<'a>(&'a self, id: usize, waker: &'a Waker) -> Polling<'a> {
         let prev = self.polling.replace(Some((id, waker as *const Waker)));
+        self.mark.set(self.mark.get().wrapping_add(1));
         Polling { inner: self, prev }
     }
 
-    /// For single-shot operations: the final completion and what the slot kept.
+    /// For single-shot operations: the final completion and what the slot kept. Inlined
+    /// into each operation future's poll: its result then needs no copy through memory.
+    #[inline(always)]
     pub(crate) fn poll_final(
         &self,
         token: u64,
         cx: &mut Context<'_>,
     ) -> Poll<(sys::ioq_cqe, Option<Keep>)> {
-        let mut ops = self.ops.borrow_mut();
-        let slot = match ops.get(token) {
-            Some(s) => s,
-            None => return Poll::Ready((cqe(token, Error::CANCELED.code() as i64), None)),
+        let mut guard = self.ops.borrow_mut();
+        let ops = &mut *guard;
+        let idx = (token & 0xffff_ffff) as u32;
+        // `get`, spelled out so that the free list can be updated while the slot is held.
+        let slot = match ops.slots.get_mut(idx as usize) {
+            Some(s) if s.live && s.gen == (token >> 32) as u32 => s,
+            _ => return Poll::Ready((cqe(token, Error::CANCELED.code() as i64), None)),
         };
         if let Some(last) = slot.fin.take() {
-            // The slot was just looked up: free it without a second lookup.
-            let keep = ops.release((token & 0xffff_ffff) as u32);
+            // Free the slot in place, without `release`: the completion's delivery
+            // emptied `waker` and `then_close`, and a single-shot operation has no `more`.
+            debug_assert!(slot.waker.is_none());
+            if slot.more.is_empty() && slot.then_close.is_none() {
+                slot.live = false;
+                let keep = slot.keep.take();
+                slot.next_free = ops.free;
+                ops.free = idx;
+                return Poll::Ready((last, keep));
+            }
+            let keep = ops.release(idx);
             return Poll::Ready((last, keep));
         }
         self.set_waker(&mut slot.waker, cx.waker());
@@ -725,7 +827,44 @@ impl Inner {
         Ok(n as usize)
     }
 
+    /// Routes one completion. The common one (the final completion of an operation whose
+    /// future waits, with no close deferred behind it) is handled here, inline in `turn`'s
+    /// loop; everything else in `dispatch_other`.
+    #[inline]
     fn dispatch(&self, c: &sys::ioq_cqe) {
+        if c.op as u32 != sys::IOQ_OP_POST
+            && c.token != IGNORE
+            && c.flags as u32 & sys::IOQ_CQE_MORE == 0
+        {
+            let mut ops = self.ops.borrow_mut();
+            if let Some(slot) = ops.get(c.token) {
+                if !slot.orphan && slot.then_close.is_none() {
+                    self.mark.set(self.mark.get().wrapping_add(1));
+                    slot.fin = Some(*c);
+                    let waker = std::mem::replace(&mut slot.waker, SlotWaker::Nobody);
+                    drop(ops);
+                    self.wake_slot(waker);
+                    return;
+                }
+            }
+        }
+        self.dispatch_other(c);
+    }
+
+    /// Wakes whom a slot named: a task of this loop's executor by id.
+    #[inline]
+    fn wake_slot(&self, waker: SlotWaker) {
+        match waker {
+            // Safety: an `Inner` is neither Send nor Sync (it lives in an Rc and has Cells),
+            // so this runs on the thread that made it, the loop's.
+            SlotWaker::Task(id) => unsafe { self.shared.schedule_on_loop_thread(id) },
+            SlotWaker::Other(w) => w.wake(),
+            SlotWaker::Nobody => {}
+        }
+    }
+
+    #[inline(never)]
+    fn dispatch_other(&self, c: &sys::ioq_cqe) {
         if c.op as u32 == sys::IOQ_OP_POST {
             self.posts.borrow_mut().push_back((c.token, c.result));
             let wakers = std::mem::take(&mut *self.post_wakers.borrow_mut());
@@ -735,6 +874,7 @@ impl Inner {
         if c.token == IGNORE {
             return;
         }
+        self.mark.set(self.mark.get().wrapping_add(1));
         let last = c.flags as u32 & sys::IOQ_CQE_MORE == 0;
         let mut ops = self.ops.borrow_mut();
         let slot = match ops.get(c.token) {
@@ -756,11 +896,7 @@ impl Inner {
             }
             let waker = std::mem::replace(&mut slot.waker, SlotWaker::Nobody);
             drop(ops);
-            match waker {
-                SlotWaker::Task(id) => self.shared.schedule(id),
-                SlotWaker::Other(w) => w.wake(),
-                SlotWaker::Nobody => {}
-            }
+            self.wake_slot(waker);
         }
         if let Some((h, token)) = then_close {
             self.deferred_close(h, token);
@@ -840,6 +976,7 @@ impl Inner {
             unsafe { sys::ioq_loop_free(raw) };
         }
         self.raw.set(std::ptr::null_mut());
+        self.mark.set(self.mark.get().wrapping_add(1));
         let mut dropped: Vec<Keep> = Vec::new();
         let mut wakers: Vec<SlotWaker> = Vec::new();
         {

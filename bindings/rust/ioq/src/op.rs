@@ -26,6 +26,9 @@ pub struct Op<T> {
     inner: Rc<Inner>,
     state: State<T>,
     finish: Finish<T>,
+    /// The loop's mark at submission inside a task's poll (0 otherwise, and once a poll
+    /// looked the slot up): see `Inner::fresh`.
+    mark: u64,
 }
 
 // No field is ever pinned in place: the state moves freely.
@@ -61,6 +64,7 @@ impl<T> Op<T> {
             inner: inner.clone(),
             state,
             finish,
+            mark: inner.submit_mark(),
         }
     }
 
@@ -70,6 +74,7 @@ impl<T> Op<T> {
             inner: inner.clone(),
             state: State::Pending(token),
             finish,
+            mark: 0,
         }
     }
 
@@ -93,6 +98,7 @@ impl<T> Op<T> {
             inner: inner.clone(),
             state: State::Ready(v),
             finish,
+            mark: 0,
         }
     }
 
@@ -119,18 +125,30 @@ impl<T> Op<T> {
 impl<T> Future for Op<T> {
     type Output = T;
 
+    #[inline]
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
         let this = &mut *self;
-        match std::mem::replace(&mut this.state, State::Done) {
-            State::Ready(v) => Poll::Ready(v),
-            State::Done => panic!("ioq::Op polled after it completed"),
-            State::Pending(token) => match this.inner.poll_final(token, cx) {
-                Poll::Ready((c, keep)) => Poll::Ready((this.finish)(&this.inner, &c, keep)),
-                Poll::Pending => {
-                    this.state = State::Pending(token);
-                    Poll::Pending
-                }
+        let token = match this.state {
+            State::Pending(token) => token,
+            State::Ready(_) => match std::mem::replace(&mut this.state, State::Done) {
+                State::Ready(v) => return Poll::Ready(v),
+                _ => unreachable!(),
             },
+            State::Done => panic!("ioq::Op polled after it completed"),
+        };
+        // The first poll, in the task's poll that submitted it: still pending, and the
+        // slot already names this task (no lookup, no waker to store).
+        if this.inner.fresh(this.mark, cx.waker()) {
+            return Poll::Pending;
+        }
+        // From now on the slot may name another waker: always look it up.
+        this.mark = 0;
+        match this.inner.poll_final(token, cx) {
+            Poll::Ready((c, keep)) => {
+                this.state = State::Done;
+                Poll::Ready((this.finish)(&this.inner, &c, keep))
+            }
+            Poll::Pending => Poll::Pending,
         }
     }
 }

@@ -353,6 +353,39 @@ impl<T> Drop for EndGuard<T> {
     }
 }
 
+/// A spawned task: polls the future inside `catch_unwind`; once it ends (or panics) drops
+/// it, then gives its outcome to the JoinHandle. Written by hand rather than as an
+/// `async` block around `CatchUnwind`: one poll level less per wake-up of the task.
+struct TaskFut<F: Future> {
+    fut: Option<F>,
+    guard: Option<EndGuard<F::Output>>,
+}
+
+impl<F: Future> Future for TaskFut<F> {
+    type Output = ();
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        // Safety: `fut` is structurally pinned: it is polled in place and dropped in place
+        // (set to None), never moved out; `guard` is never pinned (it is Unpin anyway).
+        let this = unsafe { self.get_unchecked_mut() };
+        let fut = match this.fut.as_mut() {
+            Some(f) => unsafe { Pin::new_unchecked(f) },
+            None => return Poll::Ready(()),
+        };
+        let out = match panic::catch_unwind(AssertUnwindSafe(|| fut.poll(cx))) {
+            Ok(Poll::Pending) => return Poll::Pending,
+            Ok(Poll::Ready(v)) => Ok(v),
+            Err(p) => Err(p),
+        };
+        // The task's own values go first, as when an async block returns.
+        this.fut = None;
+        if let Some(guard) = this.guard.take() {
+            guard.st.borrow_mut().out = Some(out);
+            drop(guard);
+        }
+        Poll::Ready(())
+    }
+}
+
 /// Polls a future inside `catch_unwind`: a panic becomes its output.
 struct CatchUnwind<F> {
     fut: F,
@@ -382,11 +415,9 @@ where
         waker: None,
     }));
     let abort = Rc::new(Cell::new(false));
-    let guard = EndGuard { st: st.clone() };
-    let task = async move {
-        let out = CatchUnwind { fut }.await;
-        guard.st.borrow_mut().out = Some(out);
-        drop(guard);
+    let task = TaskFut {
+        fut: Some(fut),
+        guard: Some(EndGuard { st: st.clone() }),
     };
     let shared = inner.shared.clone();
     if inner.is_closed() {
@@ -427,6 +458,7 @@ where
 }
 
 /// Polls task `id` once (or drops it if it was aborted).
+#[inline]
 pub(crate) fn run_task(inner: &Rc<Inner>, id: usize) {
     let entry = match inner.tasks.borrow_mut().get_mut(id) {
         Some(t) => t.take(),
@@ -455,7 +487,10 @@ pub(crate) fn run_task(inner: &Rc<Inner>, id: usize) {
         drop(entry);
         inner.free_tasks.borrow_mut().push(id);
     } else if let Some(slot) = inner.tasks.borrow_mut().get_mut(id) {
-        *slot = Some(entry);
+        // The slot stayed empty while the task ran (its id is not free, so no spawn took
+        // it): nothing to drop there.
+        debug_assert!(slot.is_none());
+        std::mem::forget(std::mem::replace(slot, Some(entry)));
     }
 }
 
@@ -489,11 +524,11 @@ pub(crate) fn run<F: Future>(lp: &LoopRef, fut: F) -> F::Output {
         shared: inner.shared.clone(),
     }));
     inner.shared.schedule(MAIN);
-    let mut batch = std::collections::VecDeque::new();
+    let mut batch = Vec::new();
     loop {
         let remote = inner.shared.take(&mut batch);
-        for f in remote {
-            f();
+        if !remote.is_empty() {
+            remote.into_iter().for_each(|f| f());
         }
         let mut main_polled = false;
         for &id in batch.iter() {
