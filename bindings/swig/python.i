@@ -30,6 +30,8 @@
 %{
 #include <string.h>
 #include <arpa/inet.h>
+#include <errno.h>
+#include <sys/socket.h>
 
 /* A pin: buffer views and out-memory of one in-flight operation. */
 typedef struct ioq_py_pin {
@@ -1093,6 +1095,67 @@ fail:
     return NULL;
 }
 
+/* tr.name for ioq_py_flush, from the instance's __dict__ d when it holds it (the flush's
+ * attributes are plain ones of the transport) and by getattr otherwise: a new reference,
+ * or NULL with an exception set. */
+static PyObject *ioq_py_tr_get(PyObject *tr, PyObject *d, PyObject *name)
+{
+    PyObject *v;
+    if (d != NULL) {
+        if ((v = PyDict_GetItemWithError(d, name)) != NULL) {
+            Py_INCREF(v);
+            return v;
+        }
+        if (PyErr_Occurred())
+            return NULL;
+    }
+    return PyObject_GetAttr(tr, name);
+}
+
+/* tr.name = v for ioq_py_flush: into d, the instance's __dict__, when there is one. */
+static int ioq_py_tr_set(PyObject *tr, PyObject *d, PyObject *name, PyObject *v)
+{
+    return d != NULL ? PyDict_SetItem(d, name, v) : PyObject_SetAttr(tr, name, v);
+}
+
+/* The try-write of ioq_py_flush: sends the bytes *pend on the transport's socket (its
+ * attribute fd_name) without waiting. Returns 1 when all of them went out, 0 when some are
+ * left for ioq (*pend is then the rest, a new bytes object, when part went out; the socket
+ * buffer is full, or the send failed and ioq's send reports the error), -1 with an
+ * exception set (no memory). */
+static int ioq_py_try_send(PyObject *tr, PyObject *d, PyObject *fd_name, PyObject **pend)
+{
+#ifdef _WIN32
+    (void)tr; (void)d; (void)fd_name; (void)pend;
+    return 0;
+#else
+    PyObject *v = ioq_py_tr_get(tr, d, fd_name), *rest;
+    Py_ssize_t len = PyBytes_GET_SIZE(*pend);
+    ssize_t n;
+    long fd;
+    if (v == NULL)
+        return -1;
+    fd = PyLong_AsLong(v);
+    Py_DECREF(v);
+    if (fd < 0) {
+        if (PyErr_Occurred())
+            PyErr_Clear();
+        return 0;
+    }
+    do
+        n = send((int)fd, PyBytes_AS_STRING(*pend), (size_t)len, MSG_DONTWAIT | MSG_NOSIGNAL);
+    while (n < 0 && errno == EINTR);
+    if (n == len)
+        return 1;
+    if (n <= 0)
+        return 0;
+    if ((rest = PyBytes_FromStringAndSize(PyBytes_AS_STRING(*pend) + n, len - n)) == NULL)
+        return -1;
+    Py_SETREF(*pend, rest);
+    return 0;
+#endif
+}
+
 /* Gathered writes of one transport up to this many bytes together go out as one send of
  * their concatenation (the same bound as _IoqSocketTransport._ioq_flush); larger ones are
  * sent one by one, uncopied. */
@@ -1135,12 +1198,19 @@ static int ioq_py_join_small(PyObject *list, PyObject **out)
  * al._next_token (counted up), with _wpend = None and _wpend_n = 0 first; any other with a
  * _wpend (larger lists, or a lost connection) has its _ioq_flush() called; a send ioq
  * refuses goes to _ioq_send_failed(rc). Returns None, or NULL with the exception of such
- * a call (the transports after it stay in q). */
-static PyObject *ioq_py_flush(ioq_loop *loop, PyObject *cbs, PyObject *q, PyObject *al)
+ * a call (the transports after it stay in q).
+ * With direct non-zero (a readiness backend, where ioq_send would try the send in its own
+ * call anyway), a transport with no send in flight (acct[0] == 0) first sends its bytes
+ * itself on its socket _sock_fd, without waiting (as uvloop's try-write): what goes out
+ * costs no ioq op, token, pin or completion; a rest (a full socket buffer) or an error goes
+ * to ioq_send as before, which waits for room or reports the error through the completion.
+ * Nothing is in flight in ioq for the stream then, so the order of its bytes is kept. */
+static PyObject *ioq_py_flush(ioq_loop *loop, PyObject *cbs, PyObject *q, PyObject *al,
+                              int direct)
 {
     static PyObject *s_wpend, *s_wpend_n, *s_conn_lost, *s_h, *s_acct, *s_next, *s_flush,
-                    *s_failed;
-    PyObject *items, *tr, *pend = NULL, *v, *res, *zero;
+                    *s_failed, *s_fd;
+    PyObject *items, *tr, *pend = NULL, *v, *res, *zero, *d = NULL;
     unsigned long long token;
     Py_ssize_t i, n;
     if (s_wpend == NULL) {
@@ -1152,8 +1222,9 @@ static PyObject *ioq_py_flush(ioq_loop *loop, PyObject *cbs, PyObject *q, PyObje
         s_next = PyUnicode_InternFromString("_next_token");
         s_flush = PyUnicode_InternFromString("_ioq_flush");
         s_failed = PyUnicode_InternFromString("_ioq_send_failed");
+        s_fd = PyUnicode_InternFromString("_sock_fd");
         if (!s_wpend || !s_wpend_n || !s_conn_lost || !s_h || !s_acct || !s_next || !s_flush
-            || !s_failed)
+            || !s_failed || !s_fd)
             return NULL;
     }
     if (!PyList_CheckExact(q) || !PyDict_Check(cbs)) {
@@ -1176,13 +1247,18 @@ static PyObject *ioq_py_flush(ioq_loop *loop, PyObject *cbs, PyObject *q, PyObje
         int lost, rc;
         ioq_handle h;
         tr = PyList_GET_ITEM(items, i);
-        if ((pend = PyObject_GetAttr(tr, s_wpend)) == NULL)
+        Py_XDECREF(d);
+        if ((d = PyObject_GenericGetDict(tr, NULL)) == NULL || !PyDict_CheckExact(d)) {
+            PyErr_Clear();
+            Py_CLEAR(d);
+        }
+        if ((pend = ioq_py_tr_get(tr, d, s_wpend)) == NULL)
             goto fail;
         if (pend == Py_None) {
             Py_CLEAR(pend);
             continue;
         }
-        if ((v = PyObject_GetAttr(tr, s_conn_lost)) == NULL)
+        if ((v = ioq_py_tr_get(tr, d, s_conn_lost)) == NULL)
             goto fail;
         lost = PyObject_IsTrue(v);
         Py_DECREF(v);
@@ -1203,6 +1279,26 @@ static PyObject *ioq_py_flush(ioq_loop *loop, PyObject *cbs, PyObject *q, PyObje
             Py_DECREF(res);
             continue;
         }
+        if ((v = ioq_py_tr_get(tr, d, s_acct)) == NULL)
+            goto fail;
+        if (direct && PyList_CheckExact(v) && PyList_GET_SIZE(v) == 4 &&
+            PyLong_CheckExact(PyList_GET_ITEM(v, 0)) &&
+            PyLong_AsLong(PyList_GET_ITEM(v, 0)) == 0) {
+            int sent = ioq_py_try_send(tr, d, s_fd, &pend);
+            if (sent < 0) {
+                Py_DECREF(v);
+                goto fail;
+            }
+            if (sent) {
+                Py_DECREF(v);
+                if (ioq_py_tr_set(tr, d, s_wpend, Py_None) < 0 ||
+                    ioq_py_tr_set(tr, d, s_wpend_n, zero) < 0)
+                    goto fail;
+                Py_CLEAR(pend);
+                continue;
+            }
+        }
+        Py_DECREF(v);
         if ((v = PyObject_GetAttr(tr, s_h)) == NULL)
             goto fail;
         h = PyLong_AsUnsignedLongLong(v);
@@ -1223,8 +1319,8 @@ static PyObject *ioq_py_flush(ioq_loop *loop, PyObject *cbs, PyObject *q, PyObje
         }
         if ((res = PyLong_FromUnsignedLongLong(token + 1)) == NULL ||
             PyObject_SetAttr(al, s_next, res) < 0 ||
-            PyObject_SetAttr(tr, s_wpend, Py_None) < 0 ||
-            PyObject_SetAttr(tr, s_wpend_n, zero) < 0) {
+            ioq_py_tr_set(tr, d, s_wpend, Py_None) < 0 ||
+            ioq_py_tr_set(tr, d, s_wpend_n, zero) < 0) {
             Py_XDECREF(res);
             Py_DECREF(v);
             goto fail;
@@ -1247,11 +1343,13 @@ static PyObject *ioq_py_flush(ioq_loop *loop, PyObject *cbs, PyObject *q, PyObje
             Py_DECREF(res);
         }
     }
+    Py_XDECREF(d);
     Py_DECREF(zero);
     Py_DECREF(items);
     Py_RETURN_NONE;
 fail:
     /* the transports not flushed yet go back into q */
+    Py_XDECREF(d);
     Py_XDECREF(pend);
     Py_DECREF(zero);
     if (i + 1 < n) {
@@ -1278,6 +1376,152 @@ static PyObject *ioq_py_buf_read(ioq_loop *loop, ioq_handle pool, uint32_t id, u
     if (p == NULL)
         Py_RETURN_NONE;
     return PyBytes_FromStringAndSize((const char *)p, (Py_ssize_t)length);
+}
+%}
+
+/* --- the write() of ioq.aio.EventLoop's socket transports ------------------------------ */
+%{
+/* What _IoqSocketTransport.write (Python, kept as _write_py) does for a bytes object while
+ * the transport takes writes (not at EOF, no sendfile, connection not lost): gather it in
+ * _wpend (a bytes object, or a list of them), put the transport into _flushq once, count it
+ * in _wpend_n, and past the high-water mark set acct[2] and call _maybe_pause_protocol().
+ * The attributes are read and set in the instance's __dict__ (plain attributes of asyncio's
+ * transport and ours; _high_water is a slot of asyncio's flow control); anything else (another type of data, empty data, an attribute that
+ * is not there, the rarer states) takes the Python method, which raises what asyncio
+ * raises. Without a Python frame per write, as uvloop's transports write. */
+static PyObject *ioq_py_write_call(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+                                   PyObject *kwnames)
+{
+    static PyObject *s_eof, *s_waiter, *s_lost, *s_wpend, *s_wpend_n, *s_flushq, *s_acct,
+                    *s_high, *s_slow, *s_pause;
+    PyObject *d, *data, *v, *pend, *acct, *n_obj, *high;
+    long long n, inflight_bytes, high_v;
+    int over;
+    if (s_eof == NULL) {
+        s_eof = PyUnicode_InternFromString("_eof");
+        s_waiter = PyUnicode_InternFromString("_empty_waiter");
+        s_lost = PyUnicode_InternFromString("_conn_lost");
+        s_wpend = PyUnicode_InternFromString("_wpend");
+        s_wpend_n = PyUnicode_InternFromString("_wpend_n");
+        s_flushq = PyUnicode_InternFromString("_flushq");
+        s_acct = PyUnicode_InternFromString("_acct");
+        s_high = PyUnicode_InternFromString("_high_water");
+        s_slow = PyUnicode_InternFromString("_write_py");
+        s_pause = PyUnicode_InternFromString("_maybe_pause_protocol");
+        if (!s_eof || !s_waiter || !s_lost || !s_wpend || !s_wpend_n || !s_flushq ||
+            !s_acct || !s_high || !s_slow || !s_pause) {
+            Py_CLEAR(s_eof);
+            return NULL;
+        }
+    }
+    if (nargs != 1 || kwnames != NULL)
+        goto slow;
+    data = args[0];
+    if (!PyBytes_CheckExact(data) || PyBytes_GET_SIZE(data) == 0)
+        goto slow;
+    if ((d = PyObject_GenericGetDict(self, NULL)) == NULL)
+        return NULL;
+    if (!PyDict_CheckExact(d))
+        goto slow_d;
+    if (PyDict_GetItemWithError(d, s_eof) != Py_False ||
+        PyDict_GetItemWithError(d, s_waiter) != Py_None)
+        goto slow_d;
+    v = PyDict_GetItemWithError(d, s_lost);
+    if (v == NULL || !PyLong_CheckExact(v) || PyLong_AsLong(v) != 0)
+        goto slow_d;
+    pend = PyDict_GetItemWithError(d, s_wpend);
+    n_obj = PyDict_GetItemWithError(d, s_wpend_n);
+    acct = PyDict_GetItemWithError(d, s_acct);
+    if (PyErr_Occurred())
+        goto slow_d;
+    if ((high = PyObject_GetAttr(self, s_high)) == NULL)
+        goto slow_d;
+    high_v = PyLong_CheckExact(high) ? PyLong_AsLongLong(high) : -1;
+    Py_DECREF(high);
+    if (pend == NULL || n_obj == NULL || !PyLong_CheckExact(n_obj) || acct == NULL ||
+        !PyList_CheckExact(acct) || PyList_GET_SIZE(acct) != 4 ||
+        !PyLong_CheckExact(PyList_GET_ITEM(acct, 1)) || high_v < 0)
+        goto slow_d;
+    if (pend != Py_None && !PyBytes_CheckExact(pend) && !PyList_CheckExact(pend))
+        goto slow_d;
+    n = PyLong_AsLongLong(n_obj);
+    inflight_bytes = PyLong_AsLongLong(PyList_GET_ITEM(acct, 1));
+    if (PyErr_Occurred())
+        goto slow_d;
+    /* from here on the write is taken */
+    if (pend == Py_None) {
+        PyObject *q = PyDict_GetItemWithError(d, s_flushq);
+        if (q == NULL || !PyList_CheckExact(q))
+            goto slow_d;
+        if (PyList_Append(q, self) < 0 || PyDict_SetItem(d, s_wpend, data) < 0)
+            goto fail;
+    } else if (PyList_CheckExact(pend)) {
+        if (PyList_Append(pend, data) < 0)
+            goto fail;
+    } else {
+        PyObject *l = PyList_New(2);
+        if (l == NULL)
+            goto fail;
+        Py_INCREF(pend);
+        PyList_SET_ITEM(l, 0, pend);
+        Py_INCREF(data);
+        PyList_SET_ITEM(l, 1, data);
+        if (PyDict_SetItem(d, s_wpend, l) < 0) {
+            Py_DECREF(l);
+            goto fail;
+        }
+        Py_DECREF(l);
+    }
+    n += PyBytes_GET_SIZE(data);
+    if ((v = PyLong_FromLongLong(n)) == NULL)
+        goto fail;
+    if (PyDict_SetItem(d, s_wpend_n, v) < 0) {
+        Py_DECREF(v);
+        goto fail;
+    }
+    Py_DECREF(v);
+    over = inflight_bytes + n > high_v;
+    Py_DECREF(d);
+    if (over) {
+        Py_INCREF(Py_True);
+        PyList_SetItem(acct, 2, Py_True);
+        return PyObject_CallMethodNoArgs(self, s_pause);
+    }
+    Py_RETURN_NONE;
+fail:
+    Py_DECREF(d);
+    return NULL;
+slow_d:
+    Py_DECREF(d);
+    if (PyErr_Occurred())
+        PyErr_Clear();
+slow:
+    {
+        PyObject *m = PyObject_GetAttr(self, s_slow), *res;
+        if (m == NULL)
+            return NULL;
+        res = PyObject_Vectorcall(m, args, (size_t)nargs, kwnames);
+        Py_DECREF(m);
+        return res;
+    }
+}
+
+static PyMethodDef ioq_py_write_def = {
+    "write", (PyCFunction)(void (*)(void))ioq_py_write_call, METH_FASTCALL | METH_KEYWORDS,
+    "write(data): gather the bytes for the next flush (see _write_py)."
+};
+%}
+
+%inline %{
+/* ioq_py_write_method - the method descriptor of the C write() for the transport class
+ * cls (a subclass of asyncio's socket transport with _write_py). */
+static PyObject *ioq_py_write_method(PyObject *cls)
+{
+    if (!PyType_Check(cls)) {
+        PyErr_SetString(PyExc_TypeError, "write_method(class)");
+        return NULL;
+    }
+    return PyDescr_NewMethod((PyTypeObject *)cls, &ioq_py_write_def);
 }
 %}
 

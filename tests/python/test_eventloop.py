@@ -375,58 +375,6 @@ def test_task_from_connection_made_runs_before_data_received(loop):
     assert run(loop, main()) == ["task", "data"]
 
 
-def test_end_of_stream_comes_after_callbacks_the_last_data_scheduled(loop):
-    # aiohttp's server protocol: data_received() wakes a task waiting for a request, which
-    # starts the request's own task; the connection must still be open in that task when
-    # the client's last bytes and its end of stream (FIN) reach the loop in one poll, as on
-    # asyncio's loop (connection_lost before it made aiohttp fail an assertion).
-    async def main():
-        lp = asyncio.get_running_loop()
-        seen = []
-        ready = lp.create_future()
-        finished = lp.create_future()
-
-        class P(asyncio.Protocol):
-            def connection_made(self, transport):
-                self.lost = False
-                self.waiter = lp.create_future()
-                lp.create_task(self.start())
-
-            async def start(self):
-                ready.set_result(None)
-                data = await self.waiter
-                await lp.create_task(self.handle(data))
-
-            async def handle(self, data):
-                seen.append(("handle", data, self.lost))
-
-            def data_received(self, data):
-                seen.append(("data", data))
-                if not self.waiter.done():
-                    self.waiter.set_result(data)
-
-            def eof_received(self):
-                seen.append(("eof",))
-
-            def connection_lost(self, exc):
-                self.lost = True
-                seen.append(("lost", exc))
-                finished.set_result(None)
-
-        srv = await lp.create_server(P, "127.0.0.1", 0)
-        c = socket.create_connection(srv.sockets[0].getsockname())
-        await ready
-        c.sendall(b"request")   # the data and the FIN, before the loop polls again
-        c.shutdown(socket.SHUT_WR)
-        await finished
-        c.close()
-        srv.close()
-        return seen
-
-    assert run(loop, main()) == [("data", b"request"), ("eof",),
-                                 ("handle", b"request", False), ("lost", None)]
-
-
 def test_pause_resume_reading_keeps_every_byte(loop):
     async def main():
         lp = asyncio.get_running_loop()
@@ -580,7 +528,9 @@ def test_gathered_writes_of_many_transports_and_a_refused_send(loop):
             for k in range(5):
                 tr.write(b"t%d:%d;" % (i, k))
         bad, bad_proto = pairs[3]
-        # ioq refuses the next send on this transport: its ioq handle is gone
+        # ioq refuses the next send on this transport: its ioq handle is gone (and the
+        # flush leaves the send to ioq: its try-write would send on the socket itself)
+        lp._selector._direct = 0
         from ioq import _eventloop
         _eventloop._raw.ioq_close(lp.ioq._ptr, bad._h, _eventloop._QUIET_TOKEN)
         bad._h = 0
@@ -601,80 +551,135 @@ def test_gathered_writes_of_many_transports_and_a_refused_send(loop):
     assert isinstance(exc, ioq.Error)
 
 
-def test_gathered_lists_of_writes_are_joined_before_the_poll(loop, monkeypatch):
-    # A response written as headers and body (two write() calls in one iteration, as
-    # aiohttp does) goes out as one send of both, joined without a Python call per
-    # transport; more than 64 KiB gathered is sent chunk by chunk, in order; a refused
-    # send of a joined list ends that transport alone.
-    from ioq import _eventloop
-    calls = []
-    orig = _eventloop._IoqSocketTransport._ioq_flush
-
-    def counting_flush(self):
-        if self._wpend is not None:   # (write_eof and close flush too, by then emptied)
-            calls.append(self._wpend_n)
-        return orig(self)
-
-    monkeypatch.setattr(_eventloop._IoqSocketTransport, "_ioq_flush", counting_flush)
-
+def test_try_write_keeps_order_and_flow_control(loop):
+    # On epoll the flush sends a transport's bytes itself while none of its sends is in
+    # flight in ioq; a full socket buffer leaves the rest to ioq, after which writes queue
+    # behind it. The peer gets every byte in order, pause_writing/resume_writing come once
+    # each around the high-water mark, and the buffer size counts only what is not sent.
     async def main():
         lp = asyncio.get_running_loop()
-        got = {}
+        got = bytearray()
+        peer = {}
         done = lp.create_future()
 
         class Sink(asyncio.Protocol):
             def connection_made(self, tr):
-                self.buf = bytearray()
+                peer["tr"] = tr
+                tr.pause_reading()
 
             def data_received(self, data):
-                self.buf.extend(data)
+                got.extend(data)
 
             def eof_received(self):
-                if not self.buf:
-                    return  # the transport that failed
-                got[bytes(self.buf[:2])] = bytes(self.buf)
-                if len(got) == 3 and not done.done():
-                    done.set_result(None)
+                done.set_result(None)
 
-        class Watch(asyncio.Protocol):
+        class Writer(asyncio.Protocol):
             def __init__(self):
-                self.lost = lp.create_future()
+                self.calls = []
+                self.resumed = lp.create_future()
 
-            def connection_lost(self, exc):
-                self.lost.set_result(exc)
+            def pause_writing(self):
+                self.calls.append("pause")
+
+            def resume_writing(self):
+                self.calls.append("resume")
+                if not self.resumed.done():
+                    self.resumed.set_result(None)
+
+        srv = await lp.create_server(Sink, "127.0.0.1", 0)
+        tr, proto = await lp.create_connection(Writer, *srv.sockets[0].getsockname())
+        tr.set_write_buffer_limits(high=1 << 18, low=1 << 16)
+        # a small write goes out at once: nothing stays buffered or in flight
+        tr.write(b"first;")
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        assert tr.get_write_buffer_size() == 0
+        if lp._selector._direct:
+            assert tr._acct[0] == 0
+        sent = [b"first;"]
+        i = 0
+        while not proto.calls:
+            chunk = (b"%08d" % i) * 4096
+            tr.write(chunk)
+            sent.append(chunk)
+            i += 1
+            await asyncio.sleep(0)
+            assert i < 10000, "the peer's socket never filled"
+        assert proto.calls == ["pause"]
+        assert tr.get_write_buffer_size() > (1 << 18)
+        tr.write(b"behind;")  # written while paused: after everything before it
+        sent.append(b"behind;")
+        await asyncio.sleep(0)
+        peer["tr"].resume_reading()
+        await proto.resumed
+        assert proto.calls == ["pause", "resume"]
+        tr.write(b"last")
+        sent.append(b"last")
+        tr.write_eof()
+        await done
+        tr.close()
+        srv.close()
+        return bytes(got), b"".join(sent), tr.get_write_buffer_size()
+
+    got, sent, left = run(loop, main())
+    assert left == 0
+    assert len(got) == len(sent)
+    assert got == sent
+
+
+def test_write_keeps_asyncio_semantics(loop):
+    # write() runs in C for bytes: the other cases and states behave as asyncio's write.
+    async def main():
+        lp = asyncio.get_running_loop()
+        got = bytearray()
+        done = lp.create_future()
+
+        class Sink(asyncio.Protocol):
+            def data_received(self, data):
+                got.extend(data)
+
+            def eof_received(self):
+                done.set_result(None)
 
         srv = await lp.create_server(Sink, "127.0.0.1", 0)
         addr = srv.sockets[0].getsockname()
-        pairs = [await lp.create_connection(Watch, *addr) for _ in range(4)]
-        for i, (tr, _) in enumerate(pairs[:2]):
-            tr.write(b"h%d: headers\r\n\r\n" % i)
-            tr.write(b"body %d" % i)
-            assert tr.get_write_buffer_size() == 21
-        big, _ = pairs[2]
-        big.write(b"h2" + b"a" * 40000)
-        big.write(b"b" * 40000)          # 80002 bytes gathered: not joined
-        bad, bad_proto = pairs[3]
-        _eventloop._raw.ioq_close(lp.ioq._ptr, bad._h, _eventloop._QUIET_TOKEN)
-        bad._h = 0
-        bad.write(b"lost ")
-        bad.write(b"too")
-        await asyncio.sleep(0)
-        for tr, _ in pairs[:3]:
-            tr.write_eof()
+        tr, _ = await lp.create_connection(asyncio.Protocol, *addr)
+        slow = []
+        if type(tr).write is not type(tr)._write_py:
+            # bytes take the C path: the Python method is not called for them
+            tr._write_py = lambda *a, _w=tr._write_py, **k: slow.append(a) or _w(*a, **k)
+        with pytest.raises(TypeError):
+            tr.write("text")
+        with pytest.raises(TypeError):
+            tr.write()
+        tr.write(b"")
+        assert tr.get_write_buffer_size() == 0
+        tr.write(b"a")
+        tr.write(bytearray(b"b"))
+        tr.write(memoryview(b"xcx")[1:2])
+        tr.write(data=b"d")
+        tr.writelines([b"e", bytearray(b"f"), b"g"])
+        assert tr.get_write_buffer_size() == 7
+        n = len(slow)
+        tr.write(b"h")
+        assert len(slow) == n
+        tr.write_eof()
+        with pytest.raises(RuntimeError):
+            tr.write(b"after eof")
         await done
-        exc = await bad_proto.lost
-        for tr, _ in pairs:
-            tr.close()
+        tr.close()
+        # written after close: dropped, counted as asyncio counts them
+        tr2, _ = await lp.create_connection(asyncio.Protocol, *addr)
+        tr2.close()
+        tr2.write(b"dropped")
+        await asyncio.sleep(0)
+        lost = tr2._conn_lost
+        tr2.write(b"dropped")
+        assert tr2._conn_lost == lost + 1
         srv.close()
-        return got, exc
+        return bytes(got)
 
-    got, exc = run(loop, main())
-    assert got == {b"h0": b"h0: headers\r\n\r\nbody 0", b"h1": b"h1: headers\r\n\r\nbody 1",
-                   b"h2": b"h2" + b"a" * 40000 + b"b" * 40000}
-    assert isinstance(exc, ioq.Error)
-    if _eventloop._HAS_FLUSH:
-        # only the list above 64 KiB took the transport's own flush
-        assert calls == [80002]
+    assert run(loop, main()) == b"abcdefgh"
 
 
 def test_sigint_interrupts_an_idle_loop(backend, tmp_path):
@@ -754,3 +759,132 @@ def test_close_while_other_threads_post(backend):
         lp.close()
         stop.set()
         t.join()
+
+
+def test_gathered_lists_of_writes_are_joined_before_the_poll(loop, monkeypatch):
+    # A response written as headers and body (two write() calls in one iteration, as
+    # aiohttp does) goes out as one send of both, joined without a Python call per
+    # transport; more than 64 KiB gathered is sent chunk by chunk, in order; a refused
+    # send of a joined list ends that transport alone.
+    from ioq import _eventloop
+    calls = []
+    orig = _eventloop._IoqSocketTransport._ioq_flush
+
+    def counting_flush(self):
+        if self._wpend is not None:   # (write_eof and close flush too, by then emptied)
+            calls.append(self._wpend_n)
+        return orig(self)
+
+    monkeypatch.setattr(_eventloop._IoqSocketTransport, "_ioq_flush", counting_flush)
+
+    async def main():
+        lp = asyncio.get_running_loop()
+        got = {}
+        done = lp.create_future()
+
+        class Sink(asyncio.Protocol):
+            def connection_made(self, tr):
+                self.buf = bytearray()
+
+            def data_received(self, data):
+                self.buf.extend(data)
+
+            def eof_received(self):
+                if not self.buf:
+                    return  # the transport that failed
+                got[bytes(self.buf[:2])] = bytes(self.buf)
+                if len(got) == 3 and not done.done():
+                    done.set_result(None)
+
+        class Watch(asyncio.Protocol):
+            def __init__(self):
+                self.lost = lp.create_future()
+
+            def connection_lost(self, exc):
+                self.lost.set_result(exc)
+
+        srv = await lp.create_server(Sink, "127.0.0.1", 0)
+        addr = srv.sockets[0].getsockname()
+        pairs = [await lp.create_connection(Watch, *addr) for _ in range(4)]
+        for i, (tr, _) in enumerate(pairs[:2]):
+            tr.write(b"h%d: headers\r\n\r\n" % i)
+            tr.write(b"body %d" % i)
+            assert tr.get_write_buffer_size() == 21
+        big, _ = pairs[2]
+        big.write(b"h2" + b"a" * 40000)
+        big.write(b"b" * 40000)          # 80002 bytes gathered: not joined
+        bad, bad_proto = pairs[3]
+        lp._selector._direct = 0   # the send must reach ioq, which refuses it (no handle)
+        _eventloop._raw.ioq_close(lp.ioq._ptr, bad._h, _eventloop._QUIET_TOKEN)
+        bad._h = 0
+        bad.write(b"lost ")
+        bad.write(b"too")
+        await asyncio.sleep(0)
+        for tr, _ in pairs[:3]:
+            tr.write_eof()
+        await done
+        exc = await bad_proto.lost
+        for tr, _ in pairs:
+            tr.close()
+        srv.close()
+        return got, exc
+
+    got, exc = run(loop, main())
+    assert got == {b"h0": b"h0: headers\r\n\r\nbody 0", b"h1": b"h1: headers\r\n\r\nbody 1",
+                   b"h2": b"h2" + b"a" * 40000 + b"b" * 40000}
+    assert isinstance(exc, ioq.Error)
+    if _eventloop._HAS_FLUSH:
+        # only the list above 64 KiB took the transport's own flush
+        assert calls == [80002]
+
+
+def test_end_of_stream_comes_after_callbacks_the_last_data_scheduled(loop):
+    # aiohttp's server protocol: data_received() wakes a task waiting for a request, which
+    # starts the request's own task; the connection must still be open in that task when
+    # the client's last bytes and its end of stream (FIN) reach the loop in one poll, as on
+    # asyncio's loop (connection_lost before it made aiohttp fail an assertion).
+    async def main():
+        lp = asyncio.get_running_loop()
+        seen = []
+        ready = lp.create_future()
+        finished = lp.create_future()
+
+        class P(asyncio.Protocol):
+            def connection_made(self, transport):
+                self.lost = False
+                self.waiter = lp.create_future()
+                lp.create_task(self.start())
+
+            async def start(self):
+                ready.set_result(None)
+                data = await self.waiter
+                await lp.create_task(self.handle(data))
+
+            async def handle(self, data):
+                seen.append(("handle", data, self.lost))
+
+            def data_received(self, data):
+                seen.append(("data", data))
+                if not self.waiter.done():
+                    self.waiter.set_result(data)
+
+            def eof_received(self):
+                seen.append(("eof",))
+
+            def connection_lost(self, exc):
+                self.lost = True
+                seen.append(("lost", exc))
+                finished.set_result(None)
+
+        srv = await lp.create_server(P, "127.0.0.1", 0)
+        c = socket.create_connection(srv.sockets[0].getsockname())
+        await ready
+        c.sendall(b"request")   # the data and the FIN, before the loop polls again
+        c.shutdown(socket.SHUT_WR)
+        await finished
+        c.close()
+        srv.close()
+        return seen
+
+    assert run(loop, main()) == [("data", b"request"), ("eof",),
+                                 ("handle", b"request", False), ("lost", None)]

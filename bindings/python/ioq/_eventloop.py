@@ -99,6 +99,12 @@ class IoqSelector(selectors._BaseSelectorImpl):
         self.on_other = None
         self.flushq = []     # transports whose gathered writes go out before the next poll
         self._flush_al = None  # the ioq.aio.AsyncLoop whose tokens those writes take
+        # On a readiness backend ioq_send tries the send in its own call: the flush sends a
+        # transport's bytes itself when nothing of it is in flight in ioq (no op, token or
+        # completion for them), as uvloop's try-write does. io_uring keeps its sends for the
+        # poll's system call.
+        self._direct = int(self.ioq.backend in ("epoll", "kqueue")
+                           and os.environ.get("IOQ_AIO_TRY_WRITE", "1") != "0")
         self.pool = 0
         self.notifier = 0
         self._watches = {}   # token -> (fd, EVENT_READ or EVENT_WRITE)
@@ -254,7 +260,7 @@ class IoqSelector(selectors._BaseSelectorImpl):
 
     def _flush(self):
         if _HAS_FLUSH:
-            _raw.ioq_py_flush(self._p, self.cbs, self.flushq, self._flush_al)
+            _raw.ioq_py_flush(self._p, self.cbs, self.flushq, self._flush_al, self._direct)
             return
         q = self.flushq[:]
         del self.flushq[:]
@@ -797,6 +803,15 @@ class _IoqSocketTransport(_selector_events._SelectorSocketTransport):
         if sock is not None:
             _warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
             sock.close()
+
+
+# write() in C where the module has it (the same steps for a bytes object, without a Python
+# frame per write); the Python method stays as _write_py for every other case.
+if hasattr(_raw, "ioq_py_write_method") and os.environ.get("IOQ_AIO_C_WRITE", "1") != "0":
+    _IoqSocketTransport._write_py = _IoqSocketTransport.write
+    _IoqSocketTransport.write = _raw.ioq_py_write_method(_IoqSocketTransport)
+else:
+    _IoqSocketTransport._write_py = _IoqSocketTransport.write
 
 
 class Handle(_events.Handle):
