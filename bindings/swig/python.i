@@ -1159,7 +1159,9 @@ static int ioq_py_try_send(PyObject *tr, PyObject *d, PyObject *fd_name, PyObjec
 /* Gathered writes of one transport up to this many bytes together go out as one send of
  * their concatenation (the same bound as _IoqSocketTransport._ioq_flush); larger ones are
  * sent one by one, uncopied. */
+#ifndef SWIG /* the C side's bound, not a constant of the module */
 #define IOQ_PY_JOIN_MAX 65536
+#endif
 
 /* ioq_py_join_small - *out = the concatenation of a list of bytes objects of at most
  * IOQ_PY_JOIN_MAX bytes together (a new reference), or NULL when the list is larger or
