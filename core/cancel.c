@@ -56,7 +56,7 @@ int ioq_cancel(ioq_loop *loop, uint64_t target, uint64_t token)
     if (loop->in_free)
         return IOQ_EMISUSE;
     /* Collect first: cancelling completes ops, which edits the chain being walked. */
-    for (o = ioq__token_chain(loop, target); o; o = o->tnext ? ioq__op_at(loop, o->tnext) : NULL) {
+    for (o = ioq__token_chain(loop, target); o; o = ioq__token_next(loop, o)) {
         if (o->token != target || o->code == IOQ_OP_CLOSE || o->cancelled)
             continue;
         if (n == cap) {

@@ -270,6 +270,12 @@ static inline ioq__op *ioq__op_at(const ioq_loop *loop, uint32_t ref)
     return &loop->ochunks[(ref >> 8) - 1][ref & 255];
 }
 
+/* The op after op in its token-index chain, or NULL at the chain's end. */
+static inline ioq__op *ioq__token_next(const ioq_loop *loop, const ioq__op *op)
+{
+    return op->tnext ? ioq__op_at(loop, op->tnext) : NULL;
+}
+
 /* Records ioq_poll can hand out: the ring's and the finished timers'. */
 static inline uint32_t ioq__ready_count(const ioq_loop *loop)
 {
