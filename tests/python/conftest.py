@@ -26,6 +26,26 @@ BACKENDS = _backends()
 PATIENCE = 30.0
 
 
+def event_loop_of(backend):
+    """The `loop` fixture of the ioq.aio.EventLoop test modules: an EventLoop on backend,
+    the current loop until the test ends, then closed."""
+    import asyncio
+    import ioq.aio
+    lp = ioq.aio.EventLoop(backend=backend)
+    asyncio.set_event_loop(lp)
+    try:
+        yield lp
+    finally:
+        asyncio.set_event_loop(None)
+        lp.close()
+
+
+def run_aio(lp, coro):
+    """Runs coro to its end on the EventLoop lp, giving up after PATIENCE seconds."""
+    import asyncio
+    return lp.run_until_complete(asyncio.wait_for(coro, PATIENCE))
+
+
 @pytest.fixture(params=BACKENDS)
 def backend(request):
     return request.param

@@ -12,22 +12,15 @@ import pytest
 
 import ioq
 import ioq.aio
-from conftest import PATIENCE
+from conftest import PATIENCE, event_loop_of, run_aio
 
 
 @pytest.fixture
 def loop(backend):
-    lp = ioq.aio.EventLoop(backend=backend)
-    asyncio.set_event_loop(lp)
-    try:
-        yield lp
-    finally:
-        asyncio.set_event_loop(None)
-        lp.close()
+    yield from event_loop_of(backend)
 
 
-def run(lp, coro):
-    return lp.run_until_complete(asyncio.wait_for(coro, PATIENCE))
+run = run_aio
 
 
 def open_fds():

@@ -7,22 +7,15 @@ import socket
 import pytest
 
 import ioq.aio
-from conftest import PATIENCE
+from conftest import event_loop_of, run_aio
 
 
 @pytest.fixture
 def loop(backend):
-    lp = ioq.aio.EventLoop(backend=backend)
-    asyncio.set_event_loop(lp)
-    try:
-        yield lp
-    finally:
-        asyncio.set_event_loop(None)
-        lp.close()
+    yield from event_loop_of(backend)
 
 
-def run(lp, coro):
-    return lp.run_until_complete(asyncio.wait_for(coro, PATIENCE))
+run = run_aio
 
 
 async def pair(lp, factory):
